@@ -1,0 +1,20 @@
+# The two commands of the README. Both do all the set-up they need, in the active Python.
+#   make quickstart   installs ladder (and a CPU torch if none is installed), runs the quickstart
+#   make test         installs ladder with its test and training extras, runs the whole test suite
+PYTHON ?= python
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup quickstart test
+
+setup:
+	@# A torch already present (e.g. a CUDA build) is kept; otherwise pin 2.13.0, whose CPU wheel
+	@# these machines carry locally (an unpinned torch from PyPI pulls ~4 GB of CUDA libraries).
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
+	@$(PYTHON) -m pip install -q -e ".[train,dev]"
+
+quickstart: setup
+	$(PYTHON) -m ladder.cli run configs/quickstart.yaml
+
+test: setup
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,191 @@
+"""The Backend contract and the cache that wraps every backend.
+
+A backend implements two uncached primitives:
+
+- `sample(jobs, gen, on_done)`: for each Job (a prompt and the sample indices still missing),
+  produce one Sample per index and report it through `on_done(job_number, samples)` as soon as
+  that job is finished — so the cache can commit it before the next one (a killed run then
+  resumes from the last finished job, not the last finished batch).
+- `continuation_logprobs(prompts, continuations)`: summed log-probability of each continuation.
+
+`generate()` and `logprobs()` below put the cache around them: keys are per sample index, so
+asking for N=16 after N=8 computes only the 8 new samples, and errors are never cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ladder.cache import Cache, cache_key
+from ladder.config import GenerationConfig, Section
+from ladder.types import Message, Sample
+
+
+class BackendConfig(Section):
+    backend: str
+    """Which backend: hf, openai, anthropic (or a 'module:attr' plugin)."""
+    name: str
+    """Model: a hub id or local path (hf), or the provider's model name."""
+
+
+@dataclass(frozen=True)
+class Job:
+    messages: tuple[Message, ...]
+    indices: tuple[int, ...]
+
+
+@dataclass
+class CallStats:
+    """How much of a stage came from the cache; printed after each stage."""
+
+    cached: int = 0
+    generated: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: CallStats) -> None:
+        self.cached += other.cached
+        self.generated += other.generated
+        self.errors += other.errors
+
+
+class Backend:
+    """Base class: subclasses set `Config` and implement `sample` (and, where the model exposes
+    them, `continuation_logprobs` and `count_tokens`)."""
+
+    Config: type[BackendConfig] = BackendConfig
+    supports_logprobs = False
+
+    def __init__(self, config: BackendConfig):
+        self.config = config
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the model for cache keys; local backends add a hash of the weights."""
+        return self.config.name
+
+    def preflight(self) -> None:
+        """Fail fast, before anything is written: bad model name, missing key."""
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """US dollars for that many tokens; 0 for local models."""
+        return 0.0
+
+    @property
+    def context_window(self) -> int | None:
+        return None
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        # A rough count (4 characters a token) for backends without a local tokenizer.
+        return sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
+
+    def sample(self, jobs: list[Job], gen: GenerationConfig,
+               on_done: Callable[[int, list[Sample]], None]) -> None:
+        raise NotImplementedError
+
+    def continuation_logprobs(self, prompts: list[Sequence[Message]],
+                              continuations: list[str]) -> list[float]:
+        raise NotImplementedError(f"backend '{self.config.backend}' does not give log-probabilities")
+
+    def close(self) -> None:
+        pass
+
+
+def _request_payload(backend: Backend, messages: Sequence[Message], gen: GenerationConfig) -> dict[str, Any]:
+    return {
+        "backend": backend.config.backend,
+        "model": backend.fingerprint,
+        "messages": [m.to_dict() for m in messages],
+        "temperature": gen.temperature,
+        "top_p": gen.top_p,
+        "max_tokens": gen.max_tokens,
+        "stop": list(gen.stop),
+        "seed": gen.seed,
+    }
+
+
+def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], gen: GenerationConfig,
+             stats: CallStats | None = None,
+             on_prompt_done: Callable[[int], None] | None = None) -> list[list[Sample]]:
+    """gen.n samples for each prompt, from the cache where possible; errors come back as
+    Samples with finish_reason "error" and are not cached."""
+    stats = stats if stats is not None else CallStats()
+    keys = []
+    for messages in prompts:
+        base = _request_payload(backend, messages, gen)
+        keys.append([cache_key({**base, "index": i}) for i in range(gen.n)])
+    found = cache.get_many(k for row in keys for k in row)
+
+    results: list[list[Sample | None]] = [[None] * gen.n for _ in prompts]
+    jobs: list[Job] = []
+    owners: list[int] = []
+    for p, row in enumerate(keys):
+        missing = []
+        for i, key in enumerate(row):
+            if key in found:
+                results[p][i] = Sample.from_dict(found[key])
+            else:
+                missing.append(i)
+        stats.cached += gen.n - len(missing)
+        if missing:
+            jobs.append(Job(tuple(prompts[p]), tuple(missing)))
+            owners.append(p)
+        elif on_prompt_done:
+            on_prompt_done(p)
+
+    def on_done(j: int, samples: list[Sample]) -> None:
+        p, job = owners[j], jobs[j]
+        fresh = {}
+        for i, sample in zip(job.indices, samples):
+            results[p][i] = sample
+            if sample.finish_reason == "error":
+                stats.errors += 1
+            else:
+                stats.generated += 1
+                fresh[keys[p][i]] = sample.to_dict()
+        cache.put_many(fresh)
+        if on_prompt_done:
+            on_prompt_done(p)
+
+    if jobs:
+        backend.sample(jobs, gen, on_done)
+    missing = [p for p, row in enumerate(results) if any(s is None for s in row)]
+    if missing:  # a backend bug, not a user error: say which prompts were never answered
+        raise RuntimeError(f"backend {backend.config.backend} returned no sample for prompts {missing[:5]}")
+    return results  # type: ignore[return-value]
+
+
+def logprobs(backend: Backend, cache: Cache, prompts: list[Sequence[Message]],
+             continuations: list[str]) -> list[float]:
+    """Cached summed log-probabilities of `continuations` given `prompts`."""
+    keys = [cache_key({"backend": backend.config.backend, "model": backend.fingerprint,
+                       "messages": [m.to_dict() for m in p], "continuation": c, "kind": "logprob"})
+            for p, c in zip(prompts, continuations)]
+    found = cache.get_many(keys)
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    if todo:
+        values = backend.continuation_logprobs([prompts[i] for i in todo], [continuations[i] for i in todo])
+        cache.put_many({keys[i]: v for i, v in zip(todo, values)})
+        found.update({keys[i]: v for i, v in zip(todo, values)})
+    return [found[k] for k in keys]
+
+
+@dataclass
+class BackendPool:
+    """One loaded instance per distinct model config: stages that share a model share weights."""
+
+    instances: dict[str, Backend] = field(default_factory=dict)
+
+    def get(self, config: BackendConfig) -> Backend:
+        from ladder.registry import BACKENDS
+
+        key = config.model_dump_json()
+        if key not in self.instances:
+            self.instances[key] = BACKENDS.get(config.backend)(config)
+        return self.instances[key]
+
+    def close(self) -> None:
+        for backend in self.instances.values():
+            backend.close()
+        self.instances.clear()

@@ -1,0 +1,259 @@
+"""Local Hugging Face causal LMs through transformers' Auto* classes.
+
+The same code path serves a hub id (for users with internet), a local folder, and the project's
+own offline model `ladder-tiny`, which ships inside the package (scripts/build_tiny_model.py
+rebuilds it). Generation is batched: prompts are sorted by length so a batch pads little, and
+n samples per prompt come from one `generate(num_return_sequences=n)` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+from pydantic import Field
+
+from ladder.backends.base import Backend, BackendConfig, Job
+from ladder.config import GenerationConfig
+from ladder.errors import BackendError
+from ladder.types import Message, Sample
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BUILTIN_MODELS = {"ladder-tiny": ASSETS / "ladder-tiny"}
+
+
+class HFConfig(BackendConfig):
+    backend: Literal["hf"] = "hf"
+    name: str = "ladder-tiny"
+    """Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local folder, or the built-in 'ladder-tiny'."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype; auto = bfloat16 on GPU, float32 on CPU."""
+    device: str = "auto"
+    """'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'."""
+    batch_size: int = Field(32, ge=1)
+    """Rows per generate() call (prompts × samples); lower it if memory runs out."""
+    chat_template: Literal["auto", "none"] = "auto"
+    """auto: use the tokenizer's chat template when it has one; none: plain completion text."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub repository to run (only for models you trust)."""
+
+
+def resolve_model_path(name: str) -> str:
+    if name in BUILTIN_MODELS:
+        path = BUILTIN_MODELS[name]
+        if not (path / "config.json").exists():
+            raise BackendError(f"the built-in model '{name}' is missing from {path}",
+                               fix="reinstall ladder, or rebuild it with python scripts/build_tiny_model.py")
+        return str(path)
+    return name
+
+
+class HFBackend(Backend):
+    Config = HFConfig
+    supports_logprobs = True
+
+    def __init__(self, config: HFConfig):
+        super().__init__(config)
+        self.path = resolve_model_path(config.name)
+        self._tokenizer = None
+        self._model = None
+        self._fingerprint: str | None = None
+
+    # -- loading (lazy: `ladder check` needs only the tokenizer) -------------------------------
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            _quiet_transformers()
+            try:
+                tok = AutoTokenizer.from_pretrained(self.path, revision=self.config.revision,
+                                                    trust_remote_code=self.config.trust_remote_code)
+            except OSError as exc:
+                raise BackendError(f"cannot load tokenizer of '{self.config.name}' ({_first_line(exc)})",
+                                   field="model.name",
+                                   fix="check the hub id or local path (offline, only local folders "
+                                       "and the built-in 'ladder-tiny' load)") from None
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            tok.padding_side = "left"
+            self._tokenizer = tok
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            device = self.config.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            dtype = self.config.dtype
+            if dtype == "auto":
+                dtype = "bfloat16" if device.startswith("cuda") else "float32"
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.path, revision=self.config.revision, dtype=getattr(torch, dtype),
+                    trust_remote_code=self.config.trust_remote_code)
+            except OSError as exc:
+                raise BackendError(f"cannot load model '{self.config.name}' ({_first_line(exc)})",
+                                   field="model.name", fix="check the hub id or local path") from None
+            self._model = model.to(device).eval()
+        return self._model
+
+    def preflight(self) -> None:
+        self.tokenizer  # noqa: B018 - loads it: a wrong name fails here, before results are written
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            path = Path(self.path)
+            if path.is_dir():  # a local model can change in place (a re-trained checkpoint)
+                h = hashlib.sha256()
+                for f in sorted(path.iterdir()):
+                    if f.is_file():
+                        st = f.stat()
+                        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+                self._fingerprint = f"{self.config.name}@{h.hexdigest()[:16]}"
+            else:
+                self._fingerprint = f"{self.config.name}@{self.config.revision or 'main'}"
+        return self._fingerprint
+
+    @property
+    def context_window(self) -> int:
+        n = getattr(self.tokenizer, "model_max_length", None)
+        if n and n < 1_000_000:
+            return int(n)
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(self.path, revision=self.config.revision,
+                                         trust_remote_code=self.config.trust_remote_code)
+        return int(getattr(cfg, "max_position_embeddings", 2048))
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return self.config.chat_template == "auto" and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The exact text the model sees: its chat template, or plain completion text."""
+        if self.uses_chat_template:
+            return self.tokenizer.apply_chat_template([m.to_dict() for m in messages],
+                                                      add_generation_prompt=True, tokenize=False)
+        # Plain completion: the instruction, then each turn on its own line; the answer follows.
+        ends = {"system": "\n\n", "user": "\n", "assistant": "\n\n"}
+        return "".join(m.content + ends[m.role] for m in messages)
+
+    def _encode(self, texts: list[str]) -> dict[str, Any]:
+        # A chat template writes its own BOS; plain text needs the tokenizer's.
+        return self.tokenizer(texts, return_tensors="pt", padding=True,
+                              add_special_tokens=not self.uses_chat_template)
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.tokenizer(self.render(messages), add_special_tokens=not self.uses_chat_template)
+                   ["input_ids"])
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return {i for i in ids + [self.tokenizer.eos_token_id] if i is not None}
+
+    def sample(self, jobs: list[Job], gen: GenerationConfig,
+               on_done: Callable[[int, list[Sample]], None]) -> None:
+        import torch
+
+        texts = [self.render(job.messages) for job in jobs]
+        # Same sample count per batch (one num_return_sequences), then by length to pad little.
+        order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j].indices), len(texts[j])))
+        batches: list[list[int]] = []
+        for j in order:
+            m = len(jobs[j].indices)
+            if batches and len(jobs[batches[-1][0]].indices) == m and \
+                    (len(batches[-1]) + 1) * m <= max(self.config.batch_size, m):
+                batches[-1].append(j)
+            else:
+                batches.append([j])
+        eos = self._eos_ids()
+        for b, batch in enumerate(batches):
+            m = len(jobs[batch[0]].indices)
+            enc = self._encode([texts[j] for j in batch]).to(self.model.device)
+            kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_tokens, num_return_sequences=m,
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=sorted(eos))
+            if gen.temperature > 0:
+                kwargs.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=0)
+                torch.manual_seed((gen.seed or 0) * 1_000_003 + b)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if gen.stop:
+                kwargs.update(stop_strings=list(gen.stop), tokenizer=self.tokenizer)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:].tolist()
+            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            for row, j in enumerate(batch):
+                samples = [self._finish(new[row * m + s], gen, eos, prompt_lens[row]) for s in range(m)]
+                on_done(j, samples)
+
+    def _finish(self, tokens: list[int], gen: GenerationConfig, eos: set[int], prompt_len: int) -> Sample:
+        cut = next((i for i, t in enumerate(tokens) if t in eos), None)
+        body = tokens if cut is None else tokens[:cut]
+        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        hits = [text.find(s) for s in gen.stop if s in text]
+        if hits:
+            text, reason = text[:min(hits)], "stop"
+        elif cut is not None:
+            reason = "eos"
+        else:
+            reason = "length"
+        n = len(body) + (1 if cut is not None else 0)
+        return Sample(text=text, finish_reason=reason, prompt_tokens=int(prompt_len), completion_tokens=n)
+
+    def continuation_logprobs(self, prompts: list[Sequence[Message]], continuations: list[str]) -> list[float]:
+        import torch
+
+        tok = self.tokenizer
+        special = not self.uses_chat_template
+        rows = []
+        for messages, cont in zip(prompts, continuations):
+            p = tok(self.render(messages), add_special_tokens=special)["input_ids"]
+            c = tok(cont, add_special_tokens=False)["input_ids"]
+            rows.append((p, c))
+        out: list[float] = [0.0] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        for start in range(0, len(order), self.config.batch_size):
+            idx = order[start:start + self.config.batch_size]
+            seqs = [rows[i][0] + rows[i][1] for i in idx]
+            width = max(len(s) for s in seqs)
+            pad = tok.pad_token_id
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.model.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.model.device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            for r, i in enumerate(idx):
+                p_len, c_len = len(rows[i][0]), len(rows[i][1])
+                target = ids[r, p_len:p_len + c_len]
+                lp = logp[r, p_len - 1:p_len - 1 + c_len].gather(-1, target[:, None]).sum()
+                out[i] = float(lp)
+        return out
+
+
+def _quiet_transformers() -> None:
+    # ladder draws its own progress; transformers' load bars and long-prompt notices are noise here.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

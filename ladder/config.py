@@ -1,0 +1,434 @@
+"""Experiment YAML → validated pydantic objects.
+
+Config is data: every section is a pydantic model with unknown keys rejected and each field
+documented once, under the field. The sections that name an implementation (`model.backend`,
+`metric.type`, `stages[].type`) are validated in a second pass by that implementation's own
+`Config` class, found through the registries — which is what lets a plugin bring its own keys.
+
+Every error names the file, the line, the dotted key and a fix; see `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import string
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ladder.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationConfig(Section):
+    n: int = Field(1, ge=1, le=10_000)
+    """Samples per prompt. Metrics average over a prompt's samples first, so n stays per example."""
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """0 means greedy decoding."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass; 1.0 disables it."""
+    max_tokens: int = Field(32, ge=1, le=100_000)
+    """Most new tokens per sample. Short outputs are cheap: set this near the longest real answer."""
+    stop: list[str] = Field(default_factory=list)
+    """Custom stop sequences. The stop-hit guard checks they actually fire."""
+    seed: int | None = None
+    """Sampling seed; defaults to the experiment seed."""
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, v: list[str]) -> list[str]:
+        if any(s == "" for s in v):
+            raise ValueError("an empty string is not a stop sequence")
+        return v
+
+
+class SubsampleConfig(Section):
+    n: int | Literal["all"] = 300
+    """Test examples to evaluate on. 300 is about the least for clean trends; 1,000 is safe."""
+    seed: int | None = None
+    """Seed of the random draw; defaults to the experiment seed. Recorded in manifest.json."""
+
+    @field_validator("n")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be at least 1 (or 'all')")
+        return v
+
+
+class GuardsConfig(Section):
+    stop_hit_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    """Warn when custom stops are set and fewer than this share of samples end on a stop or EOS."""
+    min_n: int = Field(300, ge=1)
+    """Warn below this many test examples: too few for clean trends."""
+    max_n: int = Field(1000, ge=1)
+    """Warn above this many test examples: more than a clean signal needs, and it costs more."""
+
+
+class TaskConfig(Section):
+    data: str | dict[str, str] | None = None
+    """A local file (jsonl, json, csv, tsv, parquet; relative to this YAML file), a folder of
+    such files, a Hugging Face hub data set id, or a mapping {split: file}."""
+    hub_config: str | None = None
+    """Configuration name of a hub data set (the second argument of `load_dataset`)."""
+    train_split: str = "train"
+    """Split that few-shot examples (and later SFT data) come from."""
+    test_split: str = "test"
+    """Split that is evaluated. When the data has only one split it is divided with `test_size`."""
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    """Share held out for test when the data has a single split (seeded by the experiment seed)."""
+    target: str = "target"
+    """Column holding the gold answer."""
+    target_map: dict[str, str] | None = None
+    """Maps raw target values to answer text, e.g. {0: negative, 1: positive}."""
+    id_field: str | None = None
+    """Column with a stable example id; defaults to the row index within its split."""
+    instruction: str = ""
+    """System instruction: say exactly what is wanted and warn against the usual mistakes."""
+    template: str = "{input}"
+    """The user turn, with {field} placeholders naming data columns (double braces for literal ones)."""
+    choices: list[str] | None = None
+    """Answer options of a K-way task; every target must be one of them."""
+    custom: str | None = None
+    """Escape hatch: 'module:function' returning a Task object; the keys above are then ignored."""
+
+    @field_validator("template")
+    @classmethod
+    def _template_parses(cls, v: str) -> str:
+        template_fields(v)
+        return v
+
+    @field_validator("choices")
+    @classmethod
+    def _choices_distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (len(v) < 2 or len(set(v)) != len(v)):
+            raise ValueError("choices must list at least two distinct answers")
+        return v
+
+
+def template_fields(template: str) -> list[str]:
+    """The {field} names a template uses; a ValueError for a malformed template."""
+    names = []
+    try:
+        for _, name, _, _ in string.Formatter().parse(template):
+            if name is not None:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    raise ValueError(f"placeholder '{{{name}}}' must be a plain column name")
+                names.append(name)
+    except ValueError as exc:
+        raise ValueError(f"malformed template ({exc}); use {{field}} for columns and "
+                         f"{{{{ }}}} for literal braces") from None
+    return names
+
+
+class StageConfig(Section):
+    """Keys every stage has; a stage's own Config subclasses this and adds its knobs."""
+
+    type: str
+    """Which rung: zero_shot, few_shot, ... (or a 'module:attr' plugin)."""
+    name: str | None = None
+    """Row name in the table and folder name; defaults to the type. Needed when a type repeats."""
+    model: dict[str, Any] | None = None
+    """Overrides of the experiment's `model` section for this stage only."""
+    generation: dict[str, Any] | None = None
+    """Overrides of the experiment's `generation` section for this stage only."""
+
+
+class ExperimentConfig(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Experiment name; results go to <results_dir>/<name>/."""
+    description: str = ""
+    """Free text: the question this experiment answers."""
+    seed: int = 0
+    """Default seed for the subsample, shot selection, splitting and sampling."""
+    results_dir: str = "results"
+    """Where results go, relative to the working directory."""
+    cache_dir: str | None = None
+    """Model-call cache folder; defaults to $LADDER_CACHE_DIR or ~/.cache/ladder."""
+    task: TaskConfig
+    """What to evaluate: data, prompt and answers."""
+    metric: dict[str, Any] | str | None = None
+    """How to score a completion: a metric type or {type: ..., options}. Defaults to `choice`
+    for tasks with choices, else `exact_match`."""
+    model: dict[str, Any] = Field(default_factory=lambda: {"backend": "hf", "name": "ladder-tiny"})
+    """Default model for every stage: {backend: hf|openai|anthropic, name: ..., options}."""
+    generation: GenerationConfig = GenerationConfig()
+    """Default sampling settings for every stage."""
+    subsample: SubsampleConfig = SubsampleConfig()
+    """Which test examples every stage evaluates (the same ones, so stages compare pairwise)."""
+    guards: GuardsConfig = GuardsConfig()
+    """Thresholds of the guardrails."""
+    stages: list[dict[str, Any]] = Field(min_length=1)
+    """The rungs to run, in order: [{type: zero_shot}, {type: few_shot, k: 4}, ...]."""
+
+
+class Experiment:
+    """A validated experiment: the top-level config plus each plugin section validated by its
+    implementation's Config class. `source` is the YAML file (for relative paths and errors)."""
+
+    def __init__(self, config: ExperimentConfig, metric: BaseModel, model: BaseModel,
+                 stages: list[StageConfig], source: Path | None, raw: dict[str, Any]):
+        self.config = config
+        self.metric = metric
+        self.model = model
+        self.stages = stages
+        self.source = source
+        self.raw = raw
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.config.results_dir) / self.config.name
+
+    def stage_generation(self, stage: StageConfig) -> GenerationConfig:
+        merged = {**self.config.generation.model_dump(), **(stage.generation or {})}
+        if merged.get("seed") is None:
+            merged["seed"] = self.config.seed
+        return GenerationConfig(**merged)
+
+    def stage_model(self, stage: StageConfig) -> BaseModel:
+        if not stage.model:
+            return self.model
+        from ladder.registry import BACKENDS
+
+        merged = {**self.model.model_dump(), **stage.model}
+        if "backend" in stage.model and stage.model["backend"] != self.model.backend:
+            merged = dict(stage.model)
+        cls = BACKENDS.get(merged.get("backend", "hf"))
+        return cls.Config(**merged)
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config with defaults filled in: what experiment.yaml records."""
+        out = self.config.model_dump(mode="json")
+        out["metric"] = self.metric.model_dump(mode="json")
+        out["model"] = self.model.model_dump(mode="json")
+        out["stages"] = [s.model_dump(mode="json") for s in self.stages]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", where=where,
+                          fix="check the path; configs/quickstart.yaml is a working example") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not valid UTF-8 text (byte {exc.start})", where=where,
+                          fix="save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file ({exc.strerror})", where=where) from None
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"malformed YAML ({problem})", where=at,
+                          fix="check indentation, colons and quoting around that line") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must be a YAML mapping of keys to values", where=where,
+                          fix="start from configs/quickstart.yaml")
+    raw.setdefault("name", path.stem)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=path, root=root)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `--set a.b.0.c=value` (value parsed as YAML) in place."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set '{item}' is not KEY=VALUE", fix="write e.g. --set subsample.n=500")
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set '{key}': '{part}' is not an index of a list of "
+                                  f"{len(node)}", field=key, fix="use a number like stages.0.k")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set '{key}': cannot descend into a {type(node).__name__}",
+                              field=key)
+        if last:
+            node[part] = yaml.safe_load(value) if value != "" else ""
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) -> Experiment:
+    from ladder.registry import BACKENDS, METRICS, STAGES
+
+    where = str(source) if source else "<config>"
+    errors: list[str] = []
+
+    def check(cls: type[BaseModel], data: Any, prefix: tuple) -> BaseModel | None:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            errors.extend(_describe(exc, cls, prefix, where, root))
+            return None
+
+    def lookup(registry, name: Any, loc: tuple):
+        if not isinstance(name, str):
+            errors.append(_one(where, root, loc, f"must be a name, got {name!r}",
+                               f"use one of: {', '.join(registry.names())}"))
+            return None
+        try:
+            return registry.get(name, field=_dotted(loc))
+        except ConfigError as exc:
+            errors.append(_one(where, root, loc, exc.message, exc.fix))
+            return None
+
+    config = check(ExperimentConfig, raw, ())
+    if config is None:
+        raise ConfigError(" ".join(errors))
+
+    task_choices = config.task.choices
+    metric_raw = config.metric or ("choice" if task_choices else "exact_match")
+    if isinstance(metric_raw, str):
+        metric_raw = {"type": metric_raw}
+    metric = None
+    metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
+    if metric_cls is not None:
+        metric = check(metric_cls.Config, metric_raw, ("metric",))
+
+    model = None
+    backend_cls = lookup(BACKENDS, config.model.get("backend", "hf"), ("model", "backend"))
+    if backend_cls is not None:
+        model = check(backend_cls.Config, {"backend": "hf", **config.model}, ("model",))
+
+    stages: list[StageConfig] = []
+    seen: dict[str, int] = {}
+    for i, stage_raw in enumerate(config.stages):
+        if not isinstance(stage_raw, dict) or "type" not in stage_raw:
+            errors.append(_one(where, root, ("stages", i), "each stage needs a `type`",
+                               f"write e.g. '- type: zero_shot' (types: {', '.join(STAGES.names())})"))
+            continue
+        stage_cls = lookup(STAGES, stage_raw["type"], ("stages", i, "type"))
+        if stage_cls is None:
+            continue
+        stage = check(stage_cls.Config, stage_raw, ("stages", i))
+        if stage is None:
+            continue
+        name = stage.name or stage.type
+        if name in seen:
+            errors.append(_one(where, root, ("stages", i, "name"),
+                               f"stage name '{name}' is used twice (also stages.{seen[name]})",
+                               "give repeated stage types distinct `name:` values"))
+        seen[name] = i
+        stages.append(stage.model_copy(update={"name": name}))
+        if stage.generation:
+            check(GenerationConfig, {**config.generation.model_dump(), **stage.generation},
+                  ("stages", i, "generation"))
+
+    if errors:
+        raise ConfigError(" ".join(errors))
+    return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages with the line of the offending key
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _line_of(root: Any, loc: tuple) -> int | None:
+    """1-based line of the deepest YAML node along `loc` (the key itself when it exists)."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line if line else (node.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _one(where: str, root: Any, loc: tuple, message: str, fix: str | None) -> str:
+    line = _line_of(root, loc) if root is not None else None
+    return ConfigError(message, where=f"{where}:{line}" if line else where,
+                       field=_dotted(loc), fix=fix).render()
+
+
+def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model that `loc` (minus its last part) points into."""
+    target: Any = cls
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(target, type) and issubclass(target, BaseModel)):
+            return []
+        field = target.model_fields.get(part)
+        if field is None:
+            return []
+        target = _unwrap(field.annotation)
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return list(target.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            inner = _unwrap(arg)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return annotation
+
+
+def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: str,
+              root: Any) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(cls, loc)
+            fix = "remove it or fix its spelling" + (
+                f" (allowed here: {', '.join(allowed)})" if allowed else "")
+            out.append(_one(where, root, full, "unknown key", fix))
+        elif kind == "missing":
+            out.append(_one(where, root, full, "required key is missing", "add it"))
+        else:
+            got = err.get("input")
+            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+            msg = err["msg"].removeprefix("Value error, ")
+            out.append(_one(where, root, full, f"{msg} (got {shown})",
+                            "see the field's documentation in ladder/config.py or the README"))
+    return out

@@ -1,0 +1,44 @@
+"""User-facing errors: one paragraph naming the file, the field and the fix; exit code 2.
+
+Anything raised as a LadderError is printed without a traceback by the CLI. Everything else is
+a bug in ladder and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class LadderError(Exception):
+    """A problem the user can fix. `where` names the file (and line), `field` the dotted key."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, field: str | None = None,
+                 fix: str | None = None):
+        self.message = message
+        self.where = where
+        self.field = field
+        self.fix = fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = ""
+        if self.where:
+            head += f"{self.where}: "
+        if self.field:
+            head += f"field '{self.field}': "
+        text = head + self.message.rstrip(".") + "."
+        if self.fix:
+            text += " Fix: " + self.fix.rstrip(".") + "."
+        return text
+
+
+class ConfigError(LadderError):
+    """The experiment YAML is malformed or names something that does not exist."""
+
+
+class DataError(LadderError):
+    """The task's data cannot be loaded or does not have the fields the config names."""
+
+
+class BackendError(LadderError):
+    """A backend cannot be set up (missing key, unknown model, ...)."""

@@ -1,0 +1,62 @@
+"""Metrics: score one completion against one example.
+
+The same `score(example, completion) -> Score` serves evaluation, best-of-N selection and RL
+reward. Aggregation (mean, n and a 95% CI) is stats.py's job, not each metric's.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from pydantic import BaseModel
+
+from ladder.config import Section
+from ladder.types import Example, Score
+
+
+class MetricConfig(Section):
+    type: str
+    """Which metric: exact_match, includes, regex, numeric, choice, python."""
+
+
+class Normalize(Section):
+    lowercase: bool = True
+    """Compare case-insensitively."""
+    strip_punctuation: bool = True
+    """Drop ASCII punctuation before comparing ("Positive." matches "positive")."""
+    collapse_whitespace: bool = True
+    """Trim and squeeze runs of whitespace to one space."""
+
+    def __call__(self, text: str) -> str:
+        if self.lowercase:
+            text = text.lower()
+        if self.strip_punctuation:
+            text = text.translate(str.maketrans("", "", string.punctuation))
+        if self.collapse_whitespace:
+            text = re.sub(r"\s+", " ", text).strip()
+        return text
+
+
+class Metric:
+    """Base class: subclasses set `Config` and implement `score`."""
+
+    Config: type[BaseModel] = MetricConfig
+    #: True when the metric reads calibrated probabilities (the RL guard refuses those).
+    needs_probabilities = False
+
+    def __init__(self, config: BaseModel):
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.type
+
+    def score(self, ex: Example, completion: str) -> Score:
+        raise NotImplementedError
+
+
+def build_metric(config: BaseModel) -> Metric:
+    from ladder.registry import METRICS
+
+    return METRICS.get(config.type, field="metric.type")(config)

@@ -1,0 +1,138 @@
+"""Stages (the rungs) and the evaluation loop the prompting rungs share.
+
+A stage turns a StageContext into a StageResult. Prompting stages only decide *which prompt* each
+test example gets; `evaluate()` does the rest — cached batched generation, scoring, append-only
+samples.jsonl with resume, aggregation with CIs and the guards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ladder.backends.base import Backend, CallStats, generate
+from ladder.cache import Cache
+from ladder.config import Experiment, GenerationConfig, StageConfig
+from ladder.guards import stop_guard, stop_hit_rate
+from ladder.metrics import Metric
+from ladder.progress import progress_bar
+from ladder.stats import mean_ci
+from ladder.store import JsonlWriter, read_jsonl
+from ladder.tasks import TaskLike
+from ladder.types import Example, Guard, Message, Sample, StageResult
+
+
+@dataclass
+class StageContext:
+    experiment: Experiment
+    stage: StageConfig
+    task: TaskLike
+    examples: list[Example]
+    """The test subsample: the same examples for every stage."""
+    metric: Metric
+    backend: Backend
+    gen: GenerationConfig
+    cache: Cache | None
+    """None under `ladder check`, which only builds prompts."""
+    run_dir: Path | None
+    run_id: str
+    calls: CallStats = field(default_factory=CallStats)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One test example's prompt, plus what the stage wants recorded beside it (e.g. shots)."""
+
+    example: Example
+    messages: list[Message]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    Config: type[StageConfig] = StageConfig
+
+    def __init__(self, config: StageConfig):
+        self.config = config
+
+    def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
+        """The prompt of each test example (and guards about them); `ladder check` counts these."""
+        raise NotImplementedError
+
+    def run(self, ctx: StageContext) -> StageResult:
+        prompts, guards = self.prompts(ctx)
+        return evaluate(ctx, prompts, guards)
+
+
+CHUNK = 64  # prompts per write to samples.jsonl: the resume granularity of the results file
+
+
+def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequence[Guard] = ()) -> StageResult:
+    """Generate, score and record every prompt; resume from samples.jsonl when it exists."""
+    started = time.perf_counter()
+    path = ctx.run_dir / "samples.jsonl"
+    done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
+    todo = [p for p in prompts if p.example.id not in done]
+    label = f"{ctx.stage.name}: generating"
+    with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            batches = generate(ctx.backend, ctx.cache, [p.messages for p in chunk], ctx.gen,
+                               ctx.calls, on_prompt_done=lambda _: advance(1))
+            records = [_record(ctx, p, samples) for p, samples in zip(chunk, batches)]
+            out.write(records)
+            done.update((r["id"], r) for r in records if not r["error"])
+    # Errors were appended too (so they are visible) but a re-run retries them.
+    errors = [r for r in read_jsonl(path) if r.get("error") and r["id"] not in done]
+    records = [done[p.example.id] for p in prompts if p.example.id in done]
+    result = summarize(ctx, records, errors, time.perf_counter() - started, extra_guards)
+    result.stats["resumed_examples"] = len(prompts) - len(todo)
+    return result
+
+
+def _record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[str, Any]:
+    rows = []
+    for s in samples:
+        row = s.to_dict()
+        if s.finish_reason != "error":
+            score = ctx.metric.score(p.example, s.text)
+            row.update(score=score.value, extracted=score.extracted)
+        rows.append(row)
+    ok = [r["score"] for r in rows if "score" in r]
+    return {
+        "id": p.example.id,
+        "target": p.example.target,
+        "prompt": [m.to_dict() for m in p.messages],
+        **p.info,
+        "score": sum(ok) / len(ok) if ok else None,
+        "error": not ok,
+        "samples": rows,
+    }
+
+
+def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],
+              seconds: float, extra_guards: Sequence[Guard] = ()) -> StageResult:
+    samples = [Sample.from_dict(s) for r in records for s in r["samples"]]
+    metric = mean_ci([r["score"] for r in records])
+    guards = [stop_guard(samples, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold),
+              *extra_guards]
+    if errors:
+        guards.append(Guard("errors", "warn", f"{len(errors)} examples failed after all retries and "
+                            f"are not in n; re-run to retry only those", float(len(errors))))
+    prompt_tokens = sum(s.prompt_tokens for s in samples)
+    stats = {
+        "examples": len(records),
+        "samples": len(samples),
+        "errors": len(errors),
+        "stop_hit_rate": stop_hit_rate(samples),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": sum(s.completion_tokens for s in samples),
+        "mean_prompt_tokens": prompt_tokens / len(samples) if samples else 0.0,
+        "cost_usd": sum(s.cost for s in samples),
+        "seconds": round(seconds, 3),
+        "cached_samples": ctx.calls.cached,
+        "generated_samples": ctx.calls.generated,
+    }
+    return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
+                       metric_name=ctx.metric.name, metric=metric, guards=guards, stats=stats)

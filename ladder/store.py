@@ -1,0 +1,136 @@
+"""The results layout on disk, and the only code that writes it.
+
+results/<experiment>/
+  experiment.yaml   resolved config          manifest.json   versions, seeds, subsample ids
+  summary.csv/.md   one row per stage        <stage>/<run_id>/samples.jsonl, metrics.json
+
+Whole files are written atomically (temp file + rename), so a crash leaves the old version or
+the new one, never half of either. samples.jsonl is append-only: a line is written only when
+complete, and a torn last line from a killed run is cut off on resume.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from ladder.errors import LadderError
+
+
+def _io_error(path: Path, exc: OSError) -> LadderError:
+    if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        fix = "choose a writable results_dir (--set results_dir=...) or fix the folder's permissions"
+    elif exc.errno == errno.ENOSPC:
+        fix = "free disk space or point results_dir at another disk; finished stages are kept"
+    else:
+        fix = None
+    return LadderError(f"cannot write ({exc.strerror})", where=str(path), fix=fix)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise _io_error(path, exc) from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class JsonlWriter:
+    """Append-only JSONL; each record is one write() of a full line, flushed at once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise _io_error(path, exc) from None
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        try:
+            self._f.write("".join(json.dumps(r, default=str) + "\n" for r in records))
+            self._f.flush()
+        except OSError as exc:
+            raise _io_error(self.path, exc) from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """Records of a JSONL file. With repair=True a torn last line (a killed writer) is cut off
+    the file, so appending can go on from a clean line boundary."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records, good_end, pos = [], 0, 0
+    for line in data.splitlines(keepends=True):
+        pos += len(line)
+        if not line.endswith(b"\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good_end = pos
+    if repair and good_end != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
+class ExperimentLock:
+    """An exclusive lock on a results folder: two `ladder run`s on one experiment would interleave
+    their samples. The second one fails at once with a clear message instead."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self._f = None
+
+    def __enter__(self) -> ExperimentLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a+")
+        except OSError as exc:
+            raise _io_error(self.path, exc) from None
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise LadderError("another ladder process is running this experiment",
+                              where=str(self.path.parent),
+                              fix="wait for it to finish, or use a different experiment name") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._f:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()

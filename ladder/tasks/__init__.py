@@ -1,0 +1,201 @@
+"""A Task: data, prompt and answers — one object that serves every rung.
+
+Evaluation, few-shot shots and (later) SFT data and RL prompts all come from the same Task, so
+the prompt a model is trained on is exactly the prompt it is evaluated on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from ladder.config import TaskConfig, template_fields
+from ladder.errors import DataError
+from ladder.types import Example, Message
+
+FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+# Suffixes that mean "a file was meant" (so a missing one is not looked up on the hub).
+FILE_LIKE = {*FORMATS, ".txt", ".gz", ".zip", ".xz", ".bz2", ".yaml", ".yml", ".arrow"}
+
+
+class TaskLike(Protocol):
+    """What a custom task ('module:function' in task.custom) must return."""
+
+    choices: tuple[str, ...] | None
+
+    def examples(self, split: str) -> Sequence[Example]: ...
+
+    def render(self, ex: Example, shots: Sequence[Example] = ()) -> list[Message]: ...
+
+
+class Task:
+    def __init__(self, config: TaskConfig, base_dir: Path, seed: int = 0, where: str = "<config>"):
+        self.config = config
+        self.base_dir = base_dir
+        self.seed = seed
+        self.where = where
+        self.choices = tuple(config.choices) if config.choices else None
+        self._splits: dict[str, list[Example]] | None = None
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def examples(self, split: str) -> list[Example]:
+        splits = self._load()
+        name = {"train": self.config.train_split, "test": self.config.test_split}.get(split, split)
+        if name not in splits:
+            raise DataError(f"the data has no '{name}' split (it has: {', '.join(splits)})",
+                            where=self.where, field=f"task.{split}_split",
+                            fix="name an existing split, or give task.data as {train: file, test: file}")
+        return splits[name]
+
+    def _load(self) -> dict[str, list[Example]]:
+        if self._splits is None:
+            rows = self._read()
+            if self.config.test_split not in rows:
+                rows = self._split(rows)
+            self._splits = {name: self._to_examples(name, r) for name, r in rows.items()}
+        return self._splits
+
+    def _resolve(self, value: str) -> tuple[str, str | None]:
+        """(path or hub id, builder) for one data entry; relative paths from the YAML's folder."""
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = self.base_dir / path
+        if path.exists():
+            if path.is_dir():
+                return str(path), None
+            if path.stat().st_size == 0:
+                raise DataError(f"data file '{path}' is empty", where=self.where, field="task.data",
+                                fix="point task.data at a file with at least one row")
+            builder = FORMATS.get(path.suffix.lower())
+            if builder is None:
+                raise DataError(f"unknown data file type '{path.suffix}'", where=self.where,
+                                field="task.data", fix=f"use one of {', '.join(FORMATS)}")
+            return str(path), builder
+        if value.startswith((".", "/", "~")) or Path(value).suffix.lower() in FILE_LIKE:
+            raise DataError(f"data file '{path}' does not exist", where=self.where, field="task.data",
+                            fix="check the path; relative paths are read from the YAML file's folder")
+        return value, None  # a hub data set id
+
+    def _read(self) -> dict[str, list[dict[str, Any]]]:
+        import datasets
+
+        data = self.config.data
+        if data is None:
+            raise DataError("no data given", where=self.where, field="task.data",
+                            fix="set task.data to a file, a folder or a hub data set id")
+        datasets.disable_progress_bars()
+        try:
+            if isinstance(data, dict):
+                resolved = {split: self._resolve(v) for split, v in data.items()}
+                builders = {b for _, b in resolved.values()}
+                if len(builders) != 1 or None in builders:
+                    raise DataError("a {split: file} mapping needs local files of one type",
+                                    where=self.where, field="task.data", fix="convert them to one format")
+                builder = builders.pop()
+                ds = datasets.load_dataset(builder, data_files={s: p for s, (p, _) in resolved.items()},
+                                           **self._reader_options(resolved))
+            else:
+                path, builder = self._resolve(data)
+                if builder:
+                    ds = datasets.load_dataset(builder, data_files=path,
+                                               **self._reader_options({"x": (path, builder)}))
+                else:
+                    ds = datasets.load_dataset(path, self.config.hub_config)
+        except DataError:
+            raise
+        except Exception as exc:  # datasets raises many types; all mean "cannot read this data"
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot load the data ({type(exc).__name__}: {msg[:300]})",
+                            where=self.where, field="task.data",
+                            fix="check the file is valid JSONL/CSV/TSV/Parquet in UTF-8, or that the "
+                                "hub id is right (offline, only local files load)") from None
+        return {name: split.to_list() for name, split in ds.items()}
+
+    @staticmethod
+    def _reader_options(resolved: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
+        if any(p.lower().endswith(".tsv") for p, _ in resolved.values()):
+            return {"delimiter": "\t", "quoting": 3}  # 3 = csv.QUOTE_NONE: TSV quotes are text
+        return {}
+
+    def _split(self, rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """One split only: hold out test_size of it as the test split, seeded."""
+        import random
+
+        if len(rows) != 1:
+            raise DataError(f"the data has no '{self.config.test_split}' split (it has: "
+                            f"{', '.join(rows)})", where=self.where, field="task.test_split",
+                            fix="name the split to evaluate")
+        (only,) = rows.values()
+        order = list(range(len(only)))
+        random.Random(self.seed).shuffle(order)
+        n_test = max(1, round(len(only) * self.config.test_size)) if len(only) > 1 else 0
+        test, train = sorted(order[:n_test]), sorted(order[n_test:])
+        return {self.config.train_split: [only[i] for i in train],
+                self.config.test_split: [only[i] for i in test]}
+
+    def _to_examples(self, split: str, rows: list[dict[str, Any]]) -> list[Example]:
+        cfg = self.config
+        if not rows:
+            raise DataError(f"the '{split}' split is empty", where=self.where, field="task.data",
+                            fix="point task.data at a file with at least one row")
+        columns = set(rows[0])
+        wanted = [("task.template", f) for f in template_fields(cfg.template)] + [("task.target", cfg.target)]
+        if cfg.id_field:
+            wanted.append(("task.id_field", cfg.id_field))
+        for key, column in wanted:
+            if column not in columns:
+                raise DataError(f"names column '{column}', which is not in the '{split}' data "
+                                f"(columns: {', '.join(sorted(columns))})", where=self.where, field=key,
+                                fix="use one of those column names")
+        out = []
+        for i, row in enumerate(rows):
+            ex_id = str(row[cfg.id_field]) if cfg.id_field else f"{split}-{i}"
+            out.append(self.make_example(row, ex_id, field=f"data row {i} of split '{split}'"))
+        return out
+
+    def make_example(self, row: dict[str, Any], ex_id: str, field: str = "task") -> Example:
+        """An Example from a data row (also used for gold shots written in the YAML)."""
+        cfg = self.config
+        raw = row.get(cfg.target)
+        if raw is None:
+            raise DataError(f"{field} has no value in target column '{cfg.target}'", where=self.where,
+                            field="task.target", fix="fill in or drop rows without a target")
+        target = str(raw)
+        if cfg.target_map is not None:
+            if target not in cfg.target_map:
+                raise DataError(f"target value {target!r} ({field}) is not a key of target_map",
+                                where=self.where, field="task.target_map",
+                                fix=f"add it to target_map (keys now: {', '.join(cfg.target_map)})")
+            target = cfg.target_map[target]
+        if self.choices and target not in self.choices:
+            raise DataError(f"target {target!r} ({field}) is not one of the choices "
+                            f"({', '.join(self.choices)})", where=self.where, field="task.choices",
+                            fix="add it to task.choices, or map raw labels with task.target_map")
+        fields = {k: v for k, v in row.items() if k != cfg.target}
+        return Example(id=ex_id, fields=fields, target=target, choices=self.choices)
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def user_text(self, ex: Example) -> str:
+        try:
+            return self.config.template.format_map(ex.fields)
+        except KeyError as exc:
+            raise DataError(f"template names field {exc} which example {ex.id} lacks", where=self.where,
+                            field="task.template", fix="use column names present in every row") from None
+
+    def render(self, ex: Example, shots: Sequence[Example] = ()) -> list[Message]:
+        messages = [Message("system", self.config.instruction)] if self.config.instruction else []
+        for shot in shots:
+            messages += [Message("user", self.user_text(shot)), Message("assistant", shot.target)]
+        messages.append(Message("user", self.user_text(ex)))
+        return messages
+
+
+def load_task(config: TaskConfig, base_dir: Path, seed: int, where: str) -> TaskLike:
+    if config.custom:
+        from ladder.registry import import_object
+
+        factory = import_object(config.custom, field="task.custom")
+        return factory(config)
+    return Task(config, base_dir, seed, where)

@@ -1,0 +1,602 @@
+"""A fake OpenAI / Anthropic HTTP server for tests and benchmarks.
+
+It speaks the wire formats of `POST /v1/chat/completions`, `GET /v1/models` (OpenAI) and
+`POST /v1/messages` (Anthropic) so the real SDK clients can talk to it over real HTTP on
+127.0.0.1, with configurable latency, reproducible fault injection and server-side counters.
+
+In-process (background thread):
+
+    with FakeAPIServer(latency=0.2, faults={"429": 0.1}, responder=my_fn) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="x")   # /chat/completions also served
+        client = anthropic.Anthropic(base_url=srv.base_url, api_key="x")
+        srv.stats(); srv.configure(latency=0); srv.reset()
+
+As a separate process (for tests that SIGKILL a client and count requests server-side):
+
+    python -m ladder.testing.fake_api --port 0 --port-file PATH --latency 0.2 --fault-429 0.1
+    GET /_stats  -> counters as JSON;  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
+
+A responder is `fn(request: FakeRequest, index: int) -> str`, called once per sample; the server
+then applies stop strings and max_tokens itself, like the real APIs. "Tokens" are whitespace tokens.
+
+Known deviations from the real services: no streaming, tools, images or response_format (unknown
+fields are ignored, not rejected); any model name and any API key are accepted; Retry-After is a
+decimal number of seconds (e.g. "0.1", plus retry-after-ms), where real servers send whole seconds;
+logprob alternatives are synthetic (" alt1", " alt2", ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import importlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from http import HTTPStatus
+from typing import Any, Callable, Mapping
+
+FAULT_KINDS = ("429", "500", "timeout", "malformed", "drop")
+_TOKEN = re.compile(r"\s*\S+")  # a token keeps its leading whitespace, so "".join(tokens) == text
+_WORDS = ("the answer is likely yes no maybe because data shows a clear signal of noise in "
+          "this example result value positive negative neutral").split()
+
+
+@dataclass
+class FakeRequest:
+    """A provider-independent view of one completion request."""
+
+    provider: str  # "openai" | "anthropic"
+    model: str
+    messages: list[dict[str, str]]  # [{"role", "content"}]; Anthropic's system prompt comes first
+    temperature: float
+    top_p: float
+    max_tokens: int | None
+    stop: list[str]
+    n: int
+    seed: int | None
+    key: str  # request_key(provider, body): the same key the counters use
+
+    @property
+    def prompt(self) -> str:
+        """The last user message: what most responders want to look at."""
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
+
+
+Responder = Callable[[FakeRequest, int], str]
+Reply = tuple[int, bytes, Mapping[str, str]]  # status, body, headers
+
+
+def default_responder(req: FakeRequest, index: int) -> str:
+    """Deterministic filler text: samples differ by index unless temperature is 0."""
+    sample = index if req.temperature > 0 else 0
+    rnd = random.Random(_digest(req.model, req.messages, sample, req.seed))
+    return " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(4, 12)))
+
+
+def request_key(provider: str, body: Mapping[str, Any]) -> str:
+    """Hash of the canonical JSON request body; identical requests (and retries) share a key."""
+    return _digest(provider, body)[:32]
+
+
+def _digest(*parts: Any) -> str:
+    canon = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
+
+
+def _unit(*parts: Any) -> float:
+    """A reproducible uniform number in [0, 1) derived from `parts`."""
+    return int(_digest(*parts)[:13], 16) / 16**13
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class Config:
+    """Everything POST /_config may change at run time."""
+
+    latency: float = 0.0  # seconds added to every answered request (not to 429s, which are instant)
+    faults: dict[str, float] = field(default_factory=dict)  # kind -> probability per attempt
+    retry_after: float = 0.1  # seconds, sent with every 429
+    timeout_hold: float = 30.0  # a "timeout" holds the request this long (or until the client leaves)
+    seed: int = 0  # fault decisions are a pure function of (seed, request key, attempt number)
+
+    def validate(self) -> Config:
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {FAULT_KINDS}")
+        if any(not 0 <= r <= 1 for r in self.faults.values()) or sum(self.faults.values()) > 1 + 1e-9:
+            raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1, got {self.faults}")
+        if self.latency < 0 or self.retry_after < 0 or self.timeout_hold < 0:
+            raise ValueError("latency, retry_after and timeout_hold must be >= 0")
+        return self
+
+    def pick_fault(self, key: str, attempt: int) -> str | None:
+        # Per attempt, not per request: the k-th retry of a request gets a fresh, reproducible draw.
+        u, acc = _unit(self.seed, key, attempt), 0.0
+        for kind in FAULT_KINDS:
+            acc += self.faults.get(kind, 0.0)
+            if u < acc:
+                return kind
+        return None
+
+
+class Stats:
+    """Server-side counters. Thread-safe: the loop thread writes, test threads read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero every counter; attempt numbers restart too, so fault sequences replay from the start."""
+        with self._lock:
+            self.requests = 0
+            self.by_status: dict[str, int] = {}
+            self.by_outcome: dict[str, int] = {}
+            self.by_provider: dict[str, int] = {}
+            self.auth = {"bearer": 0, "x-api-key": 0, "none": 0}
+            self.sdk_retries = 0  # attempts the SDK itself labelled as retries (x-stainless-retry-count > 0)
+            self.attempts: dict[str, int] = {}
+            self.successes: dict[str, int] = {}
+            self.requests_after_success = 0  # requests for a key that had already been answered
+            self.in_flight = self.max_in_flight = 0
+
+    def begin(self, provider: str, headers: Mapping[str, str]) -> None:
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.by_provider[provider] = self.by_provider.get(provider, 0) + 1
+            # Only whether a credential was sent is recorded, never its value.
+            bearer = headers.get("authorization", "").lower().startswith("bearer ")
+            self.auth["bearer" if bearer else "x-api-key" if headers.get("x-api-key") else "none"] += 1
+            if headers.get("x-stainless-retry-count", "0") not in ("", "0"):
+                self.sdk_retries += 1
+
+    def attempt(self, key: str) -> int:
+        """Count an attempt at `key`; returns its 0-based attempt number."""
+        with self._lock:
+            n = self.attempts.get(key, 0)
+            self.attempts[key] = n + 1
+            if self.successes.get(key):
+                self.requests_after_success += 1
+            return n
+
+    def end(self, outcome: str, status: int | None, key: str | None = None) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+            if status is not None:
+                self.by_status[str(status)] = self.by_status.get(str(status), 0) + 1
+            if outcome == "ok" and key is not None:
+                self.successes[key] = self.successes.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "successes": sum(self.successes.values()),
+                "by_status": dict(self.by_status),
+                "by_outcome": dict(self.by_outcome),
+                "by_provider": dict(self.by_provider),
+                "auth": dict(self.auth),
+                "sdk_retries": self.sdk_retries,
+                "unique_requests": len(self.attempts),
+                "unique_succeeded": len(self.successes),
+                "repeated_successes": sum(c - 1 for c in self.successes.values()),
+                "requests_after_success": self.requests_after_success,
+                "max_attempts_per_key": max(self.attempts.values(), default=0),
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "successes_per_key": dict(self.successes),
+            }
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _text(content: Any) -> str:
+    """Message content as plain text: a string, or the text parts of a list of content blocks."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and "text" in p)
+    raise BadRequest("content must be a string or a list of content blocks")
+
+
+def _int_or_none(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return value
+
+
+def normalize(provider: str, body: Mapping[str, Any], key: str) -> FakeRequest:
+    if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+        raise BadRequest("'model' (string) and 'messages' (array) are required")
+    msgs = []
+    for m in body["messages"]:
+        if not isinstance(m, dict) or "role" not in m:
+            raise BadRequest("each message needs a 'role'")
+        msgs.append({"role": m["role"], "content": _text(m.get("content"))})
+    if provider == "anthropic":
+        if "max_tokens" not in body:
+            raise BadRequest("max_tokens: Field required")
+        if body.get("system"):
+            msgs.insert(0, {"role": "system", "content": _text(body["system"])})
+        stop, n, seed = body.get("stop_sequences") or [], 1, None
+        max_tokens = _int_or_none(body["max_tokens"], "max_tokens")
+    else:
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        n, seed = body.get("n", 1), body.get("seed")
+        n = 1 if n is None else n
+        max_tokens = body.get("max_completion_tokens")
+        max_tokens = _int_or_none(body.get("max_tokens") if max_tokens is None else max_tokens, "max_tokens")
+        if not isinstance(n, int) or n < 1:
+            raise BadRequest("n must be a positive integer")
+        if body.get("top_logprobs") and not body.get("logprobs"):
+            raise BadRequest("logprobs must be set to true when top_logprobs is used")
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    return FakeRequest(provider, body["model"], msgs, 1.0 if temperature is None else float(temperature),
+                       1.0 if top_p is None else float(top_p), max_tokens, stop, n, seed, key)
+
+
+def finish(text: str, stop: list[str], max_tokens: int | None) -> tuple[str, str, str | None]:
+    """Apply stop strings and max_tokens like a server: -> (text, "stop"|"length"|"end", matched stop)."""
+    limit = len(text)
+    if max_tokens is not None:
+        ends = [m.end() for m in _TOKEN.finditer(text)]
+        if len(ends) > max_tokens:
+            limit = ends[max_tokens - 1] if max_tokens else 0
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if hits and min(hits)[0] < limit:
+        pos, s = min(hits)
+        return text[:pos], "stop", s
+    if limit < len(text):
+        return text[:limit], "length", None
+    return text, "end", None
+
+
+def _logprobs(text: str, top: int, salt: str) -> dict[str, Any]:
+    content = []
+    for i, tok in enumerate(_TOKEN.findall(text)):
+        lp = -round(2 * _unit(salt, i), 4)  # the chosen token is always the most likely one
+        alts = [(tok, lp)] + [(f" alt{j}", lp - j - 0.5) for j in range(1, top)]
+        content.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()),
+                        "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())}
+                                         for t, p in alts[:top]]})
+    return {"content": content, "refusal": None}
+
+
+def openai_response(req: FakeRequest, texts: list[str], body: Mapping[str, Any], rid: str) -> dict[str, Any]:
+    choices, completion_tokens = [], 0
+    for i, raw in enumerate(texts):
+        text, why, _ = finish(raw, req.stop, req.max_tokens)
+        completion_tokens += count_tokens(text)
+        lp = _logprobs(text, body.get("top_logprobs") or 0, f"{req.key}/{i}") if body.get("logprobs") else None
+        choices.append({"index": i, "finish_reason": "length" if why == "length" else "stop", "logprobs": lp,
+                        "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []}})
+    prompt_tokens = sum(count_tokens(m["content"]) for m in req.messages)
+    return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
+            "model": req.model, "choices": choices, "service_tier": "default",
+            "system_fingerprint": "fp_ladder_fake",
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def anthropic_response(req: FakeRequest, texts: list[str], rid: str) -> dict[str, Any]:
+    text, why, matched = finish(texts[0], req.stop, req.max_tokens)
+    reason = {"stop": "stop_sequence", "length": "max_tokens", "end": "end_turn"}[why]
+    return {"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": req.model,
+            "content": [{"type": "text", "text": text}], "stop_reason": reason, "stop_sequence": matched,
+            "usage": {"input_tokens": sum(count_tokens(m["content"]) for m in req.messages),
+                      "output_tokens": count_tokens(text), "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "service_tier": "standard"}}
+
+
+_OPENAI_ERRORS = {400: "invalid_request_error", 404: "invalid_request_error", 429: "requests", 500: "server_error"}
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error", 500: "api_error"}
+
+
+def error_body(provider: str, status: int, message: str, rid: str) -> dict[str, Any]:
+    if provider == "anthropic":
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}, "request_id": f"req_{rid}"}
+    code = {429: "rate_limit_exceeded", 404: "unknown_url"}.get(status)
+    return {"error": {"message": message, "type": _OPENAI_ERRORS.get(status, "server_error"),
+                      "param": None, "code": code}}
+
+
+class App:
+    """The request handler shared by the in-process and the subprocess server."""
+
+    def __init__(self, config: Config, responder: Responder | None = None, models: tuple[str, ...] = ("fake-model",)):
+        self.config = config.validate()
+        self.responder = responder or default_responder
+        self.models = models
+        self.stats = Stats()
+        self.connections: set[asyncio.Task] = set()
+
+    def configure(self, **changes: Any) -> Config:
+        faults = {**self.config.faults, **changes.pop("faults", {})}  # faults merge; the rest replaces
+        self.config = replace(self.config, faults=faults, **changes).validate()  # one atomic swap
+        return self.config
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self.connections.add(task)
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError,
+                ValueError):  # ValueError: an unparsable request line or content-length; just hang up
+            pass
+        finally:
+            self.connections.discard(task)
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request on a keep-alive connection; False means close the connection."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # client closed an idle connection
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", ""):
+            await _send(writer, 411, {"error": "chunked request bodies are not supported"})
+            return False
+        raw = await reader.readexactly(int(headers.get("content-length") or 0))
+        path = target.split("?", 1)[0]
+        keep = headers.get("connection", "").lower() != "close"
+        if path.startswith("/v1/"):
+            path = path[3:]  # serve with and without /v1, so one base_url fits both SDKs
+        if path in ("/chat/completions", "/messages") and method == "POST":
+            return await self._completion("openai" if path == "/chat/completions" else "anthropic",
+                                          headers, raw, reader, writer) and keep
+        if path == "/models" and method == "GET":
+            await _send(writer, 200, self._models_body(anthropic="anthropic-version" in headers))
+        elif path == "/_stats" and method == "GET":
+            await _send(writer, 200, self.stats.snapshot())
+        elif path == "/_reset" and method == "POST":
+            self.stats.reset()
+            await _send(writer, 200, {"ok": True})
+        elif path == "/_config" and method in ("GET", "POST"):
+            try:
+                cfg = self.configure(**json.loads(raw)) if method == "POST" and raw else self.config
+                await _send(writer, 200, asdict(cfg))
+            except (ValueError, TypeError) as e:
+                await _send(writer, 400, {"error": str(e)})
+        else:
+            provider = "anthropic" if "anthropic-version" in headers else "openai"
+            await _send(writer, 404, error_body(provider, 404, f"unknown route {method} {target}", "0"))
+        return keep
+
+    def _models_body(self, anthropic: bool) -> dict[str, Any]:
+        if anthropic:
+            data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                    for m in self.models]
+            return {"data": data, "has_more": False, "first_id": self.models[0], "last_id": self.models[-1]}
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ladder"}
+                                           for m in self.models]}
+
+    async def _completion(self, provider: str, headers: Mapping[str, str], raw: bytes,
+                          reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        self.stats.begin(provider, headers)
+        key, outcome, reply = None, "cancelled", None
+        try:
+            key, outcome, reply = await self._attempt(provider, raw, reader)
+        finally:
+            # Count before replying: a client holding its answer must already see it in stats().
+            self.stats.end(outcome, reply[0] if reply else None, key)
+        if reply is None:
+            return False  # hang up without a response (drop, timeout, client gone)
+        await _send_raw(writer, *reply)
+        return True
+
+    async def _attempt(self, provider: str, raw: bytes,
+                       reader: asyncio.StreamReader) -> tuple[str | None, str, Reply | None]:
+        """Decide one attempt: -> (request key, outcome, reply or None to hang up)."""
+        cfg = self.config  # one config per attempt, even if /_config changes it meanwhile
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise BadRequest("request body must be a JSON object")
+            key = request_key(provider, body)
+            attempt = self.stats.attempt(key)
+            req = normalize(provider, body, key)
+        except (ValueError, BadRequest) as e:  # json.JSONDecodeError is a ValueError
+            return None, "bad_request", _reply(400, error_body(provider, 400, str(e), "0"))
+        rid = _digest(key, attempt)[:24]
+        fault = cfg.pick_fault(key, attempt)
+        if fault == "429":  # rate limiters answer at once, before doing any work
+            retry = {"retry-after": f"{cfg.retry_after:g}", "retry-after-ms": str(round(cfg.retry_after * 1000))}
+            return key, fault, _reply(429, error_body(provider, 429, "Rate limit reached (injected)", rid), retry)
+        if fault == "timeout":  # hold until the client gives up (EOF) or timeout_hold passes, then hang up
+            try:
+                await asyncio.wait_for(reader.read(), cfg.timeout_hold)
+            except asyncio.TimeoutError:
+                pass
+            return key, fault, None
+        if cfg.latency:
+            await asyncio.sleep(cfg.latency)
+        if reader.at_eof():  # the client went away while we "generated": nothing is delivered
+            return key, "client_gone", None
+        if fault == "drop":
+            return key, fault, None
+        if fault == "500":
+            return key, fault, _reply(500, error_body(provider, 500, "The server had an error (injected)", rid))
+        try:  # the responder runs on the event loop, so it must be quick
+            texts = [self.responder(req, i) for i in range(req.n)]
+        except Exception as e:  # a broken test responder should be loud, not a hang
+            return key, "responder_error", _reply(500, error_body(provider, 500, f"responder raised {e!r}", rid))
+        if provider == "anthropic":
+            payload = anthropic_response(req, texts, rid)
+        else:
+            payload = openai_response(req, texts, body, rid)
+        if fault == "malformed":  # a 200 whose JSON is cut in half
+            status, data, headers = _reply(200, payload)
+            return key, fault, (status, data[: len(data) // 2], headers)
+        return key, "ok", _reply(200, payload, {"request-id" if provider == "anthropic" else "x-request-id": rid})
+
+
+def _reply(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    return status, json.dumps(payload).encode(), {"content-type": "application/json", **(headers or {})}
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, payload: Any) -> None:
+    await _send_raw(writer, *_reply(status, payload))
+
+
+async def _send_raw(writer: asyncio.StreamWriter, status: int, data: bytes, headers: Mapping[str, str]) -> None:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"content-length: {len(data)}",
+             "server: ladder-fake-api"] + [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+    await writer.drain()
+
+
+async def _start(app: App, host: str, port: int) -> asyncio.AbstractServer:
+    # A large backlog so bursts of 64+ new connections are never refused.
+    return await asyncio.start_server(app.handle, host, port, backlog=2048, limit=2**20)
+
+
+class FakeAPIServer:
+    """The fake API on a background thread; use as a context manager."""
+
+    def __init__(self, *, latency: float = 0.0, faults: Mapping[str, float] | None = None,
+                 responder: Responder | None = None, retry_after: float = 0.1, timeout_hold: float = 30.0,
+                 seed: int = 0, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = ("fake-model",)):
+        config = Config(latency, dict(faults or {}), retry_after, timeout_hold, seed)
+        self.app = App(config, responder, models)
+        self.host, self.port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Root URL; both SDKs work with it (OpenAI routes are served with and without /v1)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.base_url + "/v1"
+
+    def stats(self) -> dict[str, Any]:
+        return self.app.stats.snapshot()
+
+    def reset(self) -> None:
+        self.app.stats.reset()
+
+    def configure(self, **changes: Any) -> Config:
+        """Change latency / faults / retry_after / timeout_hold / seed; faults merge into the old ones."""
+        return self.app.configure(**changes)
+
+    def start(self) -> FakeAPIServer:
+        ready: list[Any] = []
+        started = threading.Event()
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                server = loop.run_until_complete(_start(self.app, self.host, self.port))
+            except BaseException as e:  # surface bind errors in the caller's thread
+                ready.append(e)
+                started.set()
+                return
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown(server))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-api", daemon=True)
+        self._thread.start()
+        started.wait()
+        if ready:
+            raise ready[0]
+        return self
+
+    async def _shutdown(self, server: asyncio.AbstractServer) -> None:
+        server.close()
+        tasks = list(self.app.connections)
+        for task in tasks:  # held "timeout" requests and idle keep-alive connections
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    def stop(self) -> None:
+        if self._thread and self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FakeAPIServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _load_responder(spec: str) -> Responder:
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ladder.testing.fake_api", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--port-file", help="write the port here (atomically) once listening")
+    p.add_argument("--latency", type=float, default=0.0)
+    for kind in FAULT_KINDS:
+        p.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="RATE")
+    p.add_argument("--retry-after", type=float, default=0.1)
+    p.add_argument("--timeout-hold", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--responder", help="module:function with signature (FakeRequest, index) -> str")
+    p.add_argument("--models", default="fake-model", help="comma-separated names for GET /v1/models")
+    a = p.parse_args(argv)
+    faults = {k: getattr(a, f"fault_{k}") for k in FAULT_KINDS if getattr(a, f"fault_{k}")}
+    try:
+        config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed).validate()
+    except ValueError as e:
+        p.error(str(e))
+    app = App(config, _load_responder(a.responder) if a.responder else None, tuple(a.models.split(",")))
+
+    async def serve() -> None:
+        server = await _start(app, a.host, a.port)
+        port = server.sockets[0].getsockname()[1]
+        if a.port_file:  # write then rename, so a reader never sees an empty or partial file
+            tmp = f"{a.port_file}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(str(port))
+            os.replace(tmp, a.port_file)
+        print(f"fake API listening on http://{a.host}:{port}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

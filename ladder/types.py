@@ -1,0 +1,130 @@
+"""The few value types every part of ladder passes around.
+
+Frozen dataclasses, not pydantic models: these are created by the thousand in inner loops and
+never validated from user input (that is config.py's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "eos", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row of a task: its input fields, the gold target and, for K-way tasks, the choices."""
+
+    id: str
+    fields: dict[str, Any]
+    target: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion from a backend.
+
+    finish_reason: "stop" (a custom stop sequence fired), "eos" (the model ended its turn),
+    "length" (ran into max_tokens) or "error" (the call failed after all retries; `error` says why).
+    """
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprob: float | None = None
+    error: str | None = None
+    cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Sample:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric's verdict on one completion. `value` is what gets averaged (1.0 = correct)."""
+
+    value: float
+    extracted: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """An aggregate with its sample size and 95% confidence interval: never a bare number."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A guardrail verdict: `level` is "ok", "warn" or "info"; `message` says what to do."""
+
+    name: str
+    level: Literal["ok", "warn", "info"]
+    message: str
+    value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StageResult:
+    """What a stage hands back to the runner; metrics.json is its serialisation."""
+
+    stage: str
+    type: str
+    run_id: str
+    metric_name: str
+    metric: MetricValue
+    guards: list[Guard] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "type": self.type,
+            "run_id": self.run_id,
+            "metric_name": self.metric_name,
+            "metric": self.metric.to_dict(),
+            "guards": [g.to_dict() for g in self.guards],
+            "stats": self.stats,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageResult:
+        return cls(
+            stage=d["stage"],
+            type=d["type"],
+            run_id=d["run_id"],
+            metric_name=d["metric_name"],
+            metric=MetricValue(**d["metric"]),
+            guards=[Guard(**g) for g in d.get("guards", [])],
+            stats=d.get("stats", {}),
+            extra=d.get("extra", {}),
+        )

@@ -1,0 +1,81 @@
+"""The command line as a user runs it: start-up cost, error messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, experiment
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def ladder(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ladder.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env={**ENV, **(env or {})}, timeout=300)
+
+
+def test_import_and_help_do_not_load_torch():
+    code = ("import sys, ladder, ladder.cli, ladder.config, ladder.runner, ladder.registry\n"
+            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'openai', 'anthropic') if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
+    assert out.stdout.strip() == "[]"
+    code = ("import sys\nsys.argv = ['ladder', '--help']\nimport ladder.cli\n"
+            "try:\n    ladder.cli.main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0, out.stderr
+    assert "run" in out.stdout and "check" in out.stdout and "compare" in out.stdout
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda p: p.write_text("name: x\ntask: [oops\n"), "malformed YAML"),
+    (lambda p: p.write_text(p.read_text().replace("type: zero_shot", "type: zero_shoot")), "unknown stage type"),
+    (lambda p: p.write_text(p.read_text().replace("target: label", "target: gold")), "names column 'gold'"),
+    (lambda p: p.write_text(p.read_text().replace("Review: {text}", "Review: {body}")), "names column 'body'"),
+    (lambda p: (p.parent / "data/test.jsonl").write_text(""), "empty"),
+    (lambda p: p.write_text(p.read_text() + "metric: {type: bleu}\n"), "unknown metric type 'bleu'"),
+])
+def test_bad_input_exits_2_with_one_paragraph_and_writes_nothing(tmp_path, random_model, mutate, needle):
+    path = experiment(tmp_path, random_model)
+    mutate(path)
+    out = ladder("run", path, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr and "exp.yaml" in out.stderr
+    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_check_prints_the_plan_without_generating(tmp_path, random_model):
+    path = experiment(tmp_path, random_model, stages=[{"type": "zero_shot"}, {"type": "few_shot", "k": 3}])
+    out = ladder("check", path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "zero_shot" in out.stdout and "few_shot" in out.stdout and "prompt tokens" in out.stdout
+    assert "too few for clean trends" in out.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+
+
+def test_run_then_compare(tmp_path, random_model):
+    path = experiment(tmp_path, random_model)
+    out = ladder("run", path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "zero_shot" in out.stdout and "value [95% CI]" in out.stdout
+    again = ladder("compare", tmp_path / "results" / "t")
+    assert again.returncode == 0 and "zero_shot" in again.stdout
+    missing = ladder("compare", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no summary.csv" in missing.stderr
+
+
+def test_unwritable_results_dir_is_a_clear_error(tmp_path, random_model):
+    if os.geteuid() == 0:
+        target = "/proc/ladder-results"  # root ignores permissions; /proc refuses everyone
+    else:
+        (tmp_path / "ro").mkdir(mode=0o500)
+        target = tmp_path / "ro" / "results"
+    path = experiment(tmp_path, random_model, results_dir=str(target))
+    out = ladder("run", path, cwd=tmp_path)
+    assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,122 @@
+"""The runner end to end on a small local model: results layout, re-runs, resume, locking."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ladder.cache import Cache
+from ladder.config import load_experiment
+from ladder.errors import LadderError
+from ladder.runner import run_experiment
+from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
+from tests.conftest import REPO, experiment
+
+STAGES = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}]
+
+
+def summary(folder):
+    with open(folder / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_results_layout_and_second_run_generates_nothing(tmp_path, random_model):
+    exp = load_experiment(experiment(tmp_path, random_model, stages=STAGES))
+    first = run_experiment(exp)
+    folder = tmp_path / "results" / "t"
+    for name in ("experiment.yaml", "manifest.json", "summary.csv", "summary.md"):
+        assert (folder / name).exists()
+    rows = summary(folder)
+    assert [r["stage"] for r in rows] == ["zero_shot", "few_shot"]
+    assert all(r["n"] == "40" and r["value"] != "" and r["ci_low"] != "" for r in rows)
+    run_dir = folder / "zero_shot" / first[0].run_id
+    records = read_jsonl(run_dir / "samples.jsonl")
+    assert len(records) == 40 and {"prompt", "samples", "score", "target"} <= set(records[0])
+    assert records[0]["samples"][0]["finish_reason"] in ("eos", "stop", "length")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["subsample"]["ids"]) == 40 and manifest["versions"]["transformers"]
+
+    second = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=STAGES)))
+    assert [r.metric for r in second] == [r.metric for r in first]
+    assert all(r.stats["generated_samples"] == first[i].stats["generated_samples"] for i, r in enumerate(second))
+    # A lost metrics.json (crash after the last sample) resumes entirely from cache + samples.jsonl.
+    (run_dir / "metrics.json").unlink()
+    third = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=STAGES)))
+    assert third[0].metric == first[0].metric and third[0].stats["generated_samples"] == 0
+
+
+def test_changed_config_gets_a_new_run_folder(tmp_path, random_model):
+    a = run_experiment(load_experiment(experiment(tmp_path, random_model)))
+    b = run_experiment(load_experiment(experiment(tmp_path, random_model), ["generation.max_tokens=5"]))
+    assert a[0].run_id != b[0].run_id
+
+
+def test_stages_see_the_same_examples(tmp_path, random_model):
+    results = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=STAGES)))
+    ids = [[r["id"] for r in read_jsonl(tmp_path / "results/t" / res.stage / res.run_id / "samples.jsonl")]
+           for res in results]
+    assert ids[0] == ids[1]
+
+
+def test_resume_after_sigkill_repeats_no_finished_call(tmp_path, random_model):
+    path = experiment(tmp_path, random_model, n_test=240, subsample={"n": 240},
+                      generation={"max_tokens": 16}, model={"backend": "hf", "name": str(random_model),
+                                                           "batch_size": 4})
+    env = {**os.environ, "LADDER_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "ladder.cli", "run", str(path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    db = tmp_path / "cache" / "calls.sqlite"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once some, but not all, calls are finished
+        if db.exists() and len(Cache(tmp_path / "cache")) >= 60:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(Cache(tmp_path / "cache"))
+    assert 60 <= finished < 240, "the kill should land mid-stage"
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = " ".join(done.stderr.split())
+    assert f"{240 - finished} generated" in line  # only what had not finished
+    run_dir = next((tmp_path / "results/t/zero_shot").iterdir())
+    ids = [r["id"] for r in read_jsonl(run_dir / "samples.jsonl")]
+    assert len(ids) == len(set(ids)) == 240  # each example recorded exactly once
+    assert summary(tmp_path / "results/t")[0]["n"] == "240"
+
+
+def test_bad_data_writes_nothing(tmp_path, random_model):
+    path = experiment(tmp_path, random_model)
+    exp = load_experiment(path, ['task.template="Review: {body}"'])
+    with pytest.raises(LadderError, match="body"):
+        run_experiment(exp)
+    assert not (tmp_path / "results").exists()
+
+
+def test_second_process_on_the_same_experiment_is_refused(tmp_path):
+    with ExperimentLock(tmp_path / "exp"):
+        with pytest.raises(LadderError, match="another ladder process"):
+            with ExperimentLock(tmp_path / "exp"):
+                pass
+    with ExperimentLock(tmp_path / "exp"):  # released again
+        pass
+
+
+def test_torn_jsonl_line_is_repaired(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with JsonlWriter(path) as w:
+        w.write([{"id": "a"}, {"id": "b"}])
+    with open(path, "a") as f:
+        f.write('{"id": "c", "sam')  # a writer killed mid-line
+    assert [r["id"] for r in read_jsonl(path, repair=True)] == ["a", "b"]
+    with JsonlWriter(path) as w:
+        w.write([{"id": "c"}])
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
