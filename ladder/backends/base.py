@@ -107,9 +107,10 @@ def _request_payload(backend: Backend, messages: Sequence[Message], gen: Generat
 
 def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], gen: GenerationConfig,
              stats: CallStats | None = None,
-             on_prompt_done: Callable[[int], None] | None = None) -> list[list[Sample]]:
+             on_prompt_done: Callable[[int, list[Sample]], None] | None = None) -> list[list[Sample]]:
     """gen.n samples for each prompt, from the cache where possible; errors come back as
-    Samples with finish_reason "error" and are not cached."""
+    Samples with finish_reason "error" and are not cached. `on_prompt_done(p, samples)` fires as
+    soon as prompt p has all its samples, so callers can record results while others run."""
     stats = stats if stats is not None else CallStats()
     keys = []
     for messages in prompts:
@@ -132,7 +133,7 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
             jobs.append(Job(tuple(prompts[p]), tuple(missing)))
             owners.append(p)
         elif on_prompt_done:
-            on_prompt_done(p)
+            on_prompt_done(p, results[p])
 
     def on_done(j: int, samples: list[Sample]) -> None:
         p, job = owners[j], jobs[j]
@@ -146,7 +147,7 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
                 fresh[keys[p][i]] = sample.to_dict()
         cache.put_many(fresh)
         if on_prompt_done:
-            on_prompt_done(p)
+            on_prompt_done(p, results[p])
 
     if jobs:
         backend.sample(jobs, gen, on_done)

@@ -65,9 +65,6 @@ class Stage:
         return evaluate(ctx, prompts, guards)
 
 
-CHUNK = 64  # prompts per write to samples.jsonl: the resume granularity of the results file
-
-
 def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequence[Guard] = ()) -> StageResult:
     """Generate, score and record every prompt; resume from samples.jsonl when it exists."""
     started = time.perf_counter()
@@ -76,13 +73,16 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     todo = [p for p in prompts if p.example.id not in done]
     label = f"{ctx.stage.name}: generating"
     with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            batches = generate(ctx.backend, ctx.cache, [p.messages for p in chunk], ctx.gen,
-                               ctx.calls, on_prompt_done=lambda _: advance(1))
-            records = [_record(ctx, p, samples) for p, samples in zip(chunk, batches)]
-            out.write(records)
-            done.update((r["id"], r) for r in records if not r["error"])
+        def record(i: int, samples: list[Sample]) -> None:
+            # One line per example as soon as it is complete: a kill loses only what was in flight.
+            rec = _record(ctx, todo[i], samples)
+            out.write([rec])
+            if not rec["error"]:
+                done[rec["id"]] = rec
+            advance(1)
+
+        if todo:
+            generate(ctx.backend, ctx.cache, [p.messages for p in todo], ctx.gen, ctx.calls, record)
     # Errors were appended too (so they are visible) but a re-run retries them.
     errors = [r for r in read_jsonl(path) if r.get("error") and r["id"] not in done]
     records = [done[p.example.id] for p in prompts if p.example.id in done]
