@@ -339,6 +339,11 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) 
             errors.append(_one(where, root, ("stages", i, "name"),
                                f"stage name '{name}' is used twice (also stages.{seen[name]})",
                                "give repeated stage types distinct `name:` values"))
+        upstream = (stage.model or {}).get("from_stage")
+        if upstream is not None and upstream not in seen:
+            errors.append(_one(where, root, ("stages", i, "model", "from_stage"),
+                               f"stage '{upstream}' does not come before this stage",
+                               f"name an earlier stage (earlier: {', '.join(seen) or 'none'})"))
         seen[name] = i
         stages.append(stage.model_copy(update={"name": name}))
         if stage.generation:

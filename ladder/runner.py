@@ -11,19 +11,20 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import yaml
 
-from ladder.backends.base import Backend, BackendPool
+from ladder.backends.base import Backend, BackendConfig, BackendPool
 from ladder.cache import Cache, cache_key
 from ladder.config import Experiment, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
-from ladder.registry import STAGES
+from ladder.errors import LadderError
+from ladder.registry import BACKENDS, STAGES
 from ladder.stages import StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
 from ladder.table import write_summary
@@ -39,16 +40,38 @@ class Plan:
     guards: list[Guard]
     metric: Metric
     pool: BackendPool
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Models produced by finished stages (stage name → backend config keys), for `from_stage`."""
 
-    def backend(self, stage: StageConfig) -> Backend:
-        return self.pool.get(self.experiment.stage_model(stage))
+    def model_config(self, stage: StageConfig, planning: bool = False) -> BackendConfig:
+        """The stage's model, with `from_stage` replaced by what that stage produced. When
+        planning (`ladder check`), a model not produced yet is stood in for by the base model."""
+        cfg = self.experiment.stage_model(stage)
+        if cfg.from_stage is None:
+            return cfg
+        produced = self.outputs.get(cfg.from_stage)
+        if produced is None:
+            if planning:
+                return cfg.model_copy(update={"from_stage": None})
+            raise LadderError(f"stage '{stage.name}' uses the model of stage '{cfg.from_stage}', "
+                              f"which has not produced one", field=f"stages.{stage.name}.model.from_stage",
+                              fix=f"run '{cfg.from_stage}' first (drop --only, or include it)")
+        merged = {**cfg.model_dump(), **produced, "from_stage": None}
+        return BACKENDS.get(merged["backend"]).Config(**merged)
+
+    def backend(self, stage: StageConfig, planning: bool = False) -> Backend:
+        return self.pool.get(self.model_config(stage, planning))
+
+    def record(self, stage: StageConfig, result: StageResult) -> None:
+        if result.extra.get("model"):
+            self.outputs[stage.name] = result.extra["model"]
 
     def run_id(self, stage: StageConfig) -> str:
         exp = self.experiment
         payload = {
             "stage": stage.model_dump(mode="json"),
             "model": self.backend(stage).fingerprint,
-            "model_config": exp.stage_model(stage).model_dump(mode="json"),
+            "model_config": self.model_config(stage).model_dump(mode="json"),
             "generation": exp.stage_generation(stage).model_dump(mode="json"),
             "task": exp.config.task.model_dump(mode="json"),
             "metric": exp.metric.model_dump(mode="json"),
@@ -59,8 +82,9 @@ class Plan:
     def context(self, stage: StageConfig, cache: Cache | None, run_dir, run_id: str) -> StageContext:
         exp = self.experiment
         return StageContext(experiment=exp, stage=stage, task=self.task, examples=self.examples,
-                            metric=self.metric, backend=self.backend(stage),
-                            gen=exp.stage_generation(stage), cache=cache, run_dir=run_dir, run_id=run_id)
+                            metric=self.metric, backend=self.backend(stage, planning=cache is None),
+                            gen=exp.stage_generation(stage), cache=cache, run_dir=run_dir, run_id=run_id,
+                            pool=self.pool)
 
 
 def prepare(exp: Experiment) -> Plan:
@@ -72,14 +96,16 @@ def prepare(exp: Experiment) -> Plan:
     metric = build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:
-        pool.get(exp.stage_model(stage)).preflight()
+        model = exp.stage_model(stage)
+        if model.from_stage is None:  # a model still to be trained cannot be checked yet
+            pool.get(model).preflight()
     return Plan(exp, task, examples, guards, metric, pool)
 
 
 def run_experiment(exp: Experiment, only: list[str] | None = None) -> list[StageResult]:
+    """Run the stages in order (or just `only`, reusing the others' finished results)."""
     plan = prepare(exp)
     folder = exp.results_path
-    stages = [s for s in exp.stages if not only or s.name in only]
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
         write_json(folder / "manifest.json", manifest(plan))
@@ -88,13 +114,29 @@ def run_experiment(exp: Experiment, only: list[str] | None = None) -> list[Stage
         cache = Cache(exp.config.cache_dir)
         results: list[StageResult] = []
         try:
-            for stage in stages:
-                results.append(run_stage(plan, stage, cache))
-                write_summary(folder, _with_earlier(folder, plan, results, only))
+            for stage in exp.stages:
+                if only and stage.name not in only:
+                    result = _finished(plan, stage)
+                else:
+                    result = run_stage(plan, stage, cache)
+                if result is not None:
+                    plan.record(stage, result)
+                    results.append(result)
+                    write_summary(folder, results)
+                    write_json(folder / "manifest.json", manifest(plan))
         finally:
             cache.close()
             plan.pool.close()
     return results
+
+
+def _finished(plan: Plan, stage: StageConfig) -> StageResult | None:
+    """A stage's result from an earlier run of the same config, if there is one."""
+    try:
+        path = plan.experiment.results_path / stage.name / plan.run_id(stage) / "metrics.json"
+    except LadderError:  # its model comes from a stage that has not run
+        return None
+    return StageResult.from_dict(read_json(path)) if path.exists() else None
 
 
 def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
@@ -111,7 +153,7 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
-                                        "model": exp.stage_model(stage).model_dump(mode="json"),
+                                        "model": plan.model_config(stage).model_dump(mode="json"),
                                         "generation": ctx.gen.model_dump(mode="json")})
     result = impl.run(ctx)
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
@@ -128,22 +170,6 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
         if guard.level == "warn" and guard.name != "subsample":
             _say(guard)
     return result
-
-
-def _with_earlier(folder, plan: Plan, results: list[StageResult], only: list[str] | None) -> list[StageResult]:
-    """With --only, keep the other stages' finished rows in the table instead of dropping them."""
-    if not only:
-        return results
-    by_name = {r.stage: r for r in results}
-    out = []
-    for stage in plan.experiment.stages:
-        if stage.name in by_name:
-            out.append(by_name[stage.name])
-        else:
-            path = folder / stage.name / plan.run_id(stage) / "metrics.json"
-            if path.exists():
-                out.append(StageResult.from_dict(read_json(path)))
-    return out
 
 
 def _say(guard: Guard) -> None:
@@ -174,8 +200,15 @@ def manifest(plan: Plan) -> dict[str, Any]:
         "seed": cfg.seed,
         "subsample": {"n": len(plan.examples), "seed": cfg.seed if cfg.subsample.seed is None
                       else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples]},
-        "stages": [{"name": s.name, "type": s.type, "run_id": plan.run_id(s)} for s in exp.stages],
+        "stages": [{"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
     }
+
+
+def _run_id_or_none(plan: Plan, stage: StageConfig) -> str | None:
+    try:
+        return plan.run_id(stage)
+    except LadderError:  # decided once the stage it takes its model from has run
+        return None
 
 
 def check(exp: Experiment) -> dict[str, Any]:

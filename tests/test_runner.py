@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,10 @@ import pytest
 from ladder.cache import Cache
 from ladder.config import load_experiment
 from ladder.errors import LadderError
+from ladder.config import StageConfig
 from ladder.runner import run_experiment
+from ladder.stages import Stage
+from ladder.stages.zero_shot import ZeroShot
 from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
 from tests.conftest import REPO, experiment
 
@@ -120,3 +124,40 @@ def test_torn_jsonl_line_is_repaired(tmp_path):
     with JsonlWriter(path) as w:
         w.write([{"id": "c"}])
     assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
+
+
+class ProducesModelConfig(StageConfig):
+    type: str = "tests.test_runner:ProducesModel"
+    path: str
+    """Where the 'trained' model is."""
+
+
+class ProducesModel(Stage):
+    """Stands in for sft: 'produces' a model (an existing folder) for later stages."""
+
+    Config = ProducesModelConfig
+
+    def run(self, ctx):
+        result = ZeroShot(ctx.stage).run(ctx)
+        result.extra["model"] = {"backend": "hf", "name": self.config.path}
+        return result
+
+
+def test_from_stage_uses_the_model_an_earlier_stage_produced(tmp_path, random_model):
+    other = tmp_path / "produced"
+    shutil.copytree(random_model, other)
+    stages = [{"type": "tests.test_runner:ProducesModel", "name": "train", "path": str(other)},
+              {"type": "zero_shot", "name": "after", "model": {"from_stage": "train"}}]
+    exp = load_experiment(experiment(tmp_path, random_model, stages=stages))
+    results = run_experiment(exp)
+    stage_json = json.loads((tmp_path / "results/t/after" / results[1].run_id / "stage.json").read_text())
+    assert stage_json["model"]["name"] == str(other) and stage_json["model"]["from_stage"] is None
+    # --only the later stage: the producer's finished result supplies the model.
+    again = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=stages)), only=["after"])
+    assert [r.stage for r in again] == ["train", "after"] and again[1].run_id == results[1].run_id
+
+
+def test_from_stage_must_name_an_earlier_stage(tmp_path, random_model):
+    stages = [{"type": "zero_shot", "model": {"from_stage": "sft"}}]
+    with pytest.raises(LadderError, match="does not come before"):
+        load_experiment(experiment(tmp_path, random_model, stages=stages))

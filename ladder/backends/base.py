@@ -27,6 +27,8 @@ class BackendConfig(Section):
     """Which backend: hf, openai, anthropic (or a 'module:attr' plugin)."""
     name: str
     """Model: a hub id or local path (hf), or the provider's model name."""
+    from_stage: str | None = None
+    """Use the model an earlier stage produced (e.g. `from_stage: sft`); it replaces `name`."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ladder.backends.base import Backend, CallStats, generate
+from ladder.backends.base import Backend, BackendPool, CallStats, generate
 from ladder.cache import Cache
 from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import stop_guard, stop_hit_rate
@@ -38,6 +38,8 @@ class StageContext:
     """None under `ladder check`, which only builds prompts."""
     run_dir: Path | None
     run_id: str
+    pool: BackendPool | None = None
+    """Loaded backends, shared across stages (a stage that trains a model evaluates it through here)."""
     calls: CallStats = field(default_factory=CallStats)
 
 
