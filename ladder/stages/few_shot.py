@@ -104,28 +104,39 @@ def _budget(ctx: StageContext) -> int | None:
 def fit(ctx: StageContext, ex: Example, shots: Sequence[Example], budget: int) -> int:
     """The largest k such that the prompt with shots[:k] fits the budget (whole shots only).
 
-    Prompt length grows with k: gallop from an estimate, then binary-search on real token counts
-    of the rendered prompt, so a pool of thousands costs a handful of tokenizer calls."""
+    Prompt length grows with k. Rendering a whole train split to test it would cost seconds per
+    example, so start from an estimate (mean tokens of the first few shots), gallop to bracket
+    the answer, then binary-search on real token counts of the rendered prompt."""
     def fits(k: int) -> bool:
         return ctx.backend.count_tokens(ctx.task.render(ex, shots[:k])) <= budget
 
     n = len(shots)
-    if fits(n):
-        return n
+    if n == 0:
+        return 0
     base = ctx.backend.count_tokens(ctx.task.render(ex))
-    per_shot = max(1, ctx.backend.count_tokens(ctx.task.render(ex, shots[:1])) - base)
-    guess = min(n - 1, max(0, (budget - base) // per_shot))
-    step = max(1, guess // 4)
-    if fits(guess):  # invariant below: fits(lo) holds (or lo == 0) and fits(hi) does not
-        lo = guess
-        while lo + step < n and fits(lo + step):
-            lo, step = lo + step, step * 2
-        hi = min(n, lo + step)
+    m = min(n, 8)
+    per_shot = max(1.0, (ctx.backend.count_tokens(ctx.task.render(ex, shots[:m])) - base) / m)
+    k = int(min(n, max(0, (budget - base) // per_shot)))
+    step = max(1, k // 8)
+    # Bracket: fits(lo) holds (lo = 0 is taken as the floor) and fits(hi) does not.
+    if fits(k):
+        lo = k
+        while True:
+            nxt = min(n, lo + step)
+            if nxt == lo:
+                return n
+            if not fits(nxt):
+                hi = nxt
+                break
+            lo, step = nxt, step * 2
     else:
-        hi = guess
-        while hi - step > 0 and not fits(hi - step):
-            hi, step = hi - step, step * 2
-        lo = max(0, hi - step)
+        hi = k
+        while True:
+            nxt = max(0, hi - step)
+            if nxt == 0 or fits(nxt):
+                lo = nxt
+                break
+            hi, step = nxt, step * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if fits(mid):
