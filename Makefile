@@ -5,7 +5,7 @@ PYTHON ?= python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart test
+.PHONY: setup browser quickstart test
 
 setup:
 	@# A torch already present (e.g. a CUDA build) is kept; otherwise pin 2.13.0, whose CPU wheel
@@ -13,8 +13,13 @@ setup:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	@$(PYTHON) -m pip install -q -e ".[train,dev]"
 
+# The report is checked in a real headless browser; Debian's chromium (root + apt needed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	  || echo "note: could not install chromium (needs root and apt); the browser tests will be skipped"
+
 quickstart: setup
 	$(PYTHON) -m ladder.cli run configs/quickstart.yaml
 
-test: setup
+test: setup browser
 	$(PYTHON) -m pytest -q

@@ -1,4 +1,4 @@
-"""`ladder run | check | compare` — the command line.
+"""`ladder run | check | compare | climb | atlas | report` — the command line.
 
 Only light modules are imported here; the runner (and through it torch) is imported inside the
 commands, so `ladder --help` stays instant.
@@ -22,19 +22,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 Config = Annotated[Path, typer.Argument(help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
 Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML).")]
+Results = Annotated[Path, typer.Argument(help="An experiment's results folder, e.g. results/quickstart.")]
+Only = Annotated[Optional[list[str]], typer.Option(help="Run only these stages (by name).")]
+Embed = Annotated[str, typer.Option(help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
+                                         "(mean-pooled hidden states of a local model), openai:MODEL.")]
+
+
+def _show(folder: Path, title: str) -> None:
+    """The stage table, then the next steps: what every command that runs stages ends with."""
+    from ladder.compare import Evidence, next_steps, print_next_steps
+    from ladder.table import print_table, read_summary
+
+    print_table(read_summary(folder), title=title)
+    print_next_steps(next_steps(Evidence.load(folder)))
 
 
 @app.command()
-def run(config: Config, set: Sets = None,
-        only: Annotated[Optional[list[str]], typer.Option(help="Run only these stages (by name).")] = None):
+def run(config: Config, set: Sets = None, only: Only = None):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume."""
     from ladder.config import load_experiment
     from ladder.runner import run_experiment
-    from ladder.table import print_table, read_summary
 
     exp = load_experiment(config, set or [])
     run_experiment(exp, only=only)
-    print_table(read_summary(exp.results_path), title=f"{exp.config.name}  ({exp.results_path})")
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
 
 
 @app.command()
@@ -60,20 +71,65 @@ def check(config: Config, set: Sets = None,
     for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $"):
         table.add_column(col, justify="left" if col in ("stage", "model") else "right")
     for s in out["stages"]:
+        if "skipped" in s:
+            console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
+            continue
         table.add_row(s["stage"], s["model"], str(s["examples"]), str(s["samples"]), f"{s['prompt_tokens']:,}",
                       f"{s['max_output_tokens']:,}", f"{s['cost_usd']:.4f}")
     console.print(table)
 
 
 @app.command()
-def compare(results: Annotated[Path, typer.Argument(help="An experiment's results folder, e.g. results/quickstart.")]):
-    """Reprint an experiment's stage table from disk."""
-    from ladder.table import print_table, read_summary
-
+def compare(results: Results):
+    """Reprint an experiment's stage table (with paired differences) and next steps from disk."""
     if not (results / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(results),
                           fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-    print_table(read_summary(results), title=str(results))
+    _show(results, str(results))
+
+
+@app.command()
+def climb(config: Config, set: Sets = None,
+          target: Annotated[Optional[float], typer.Option(
+              help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
+          by: Annotated[Optional[str], typer.Option(
+              help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
+          until: Annotated[Optional[str], typer.Option(help="Stop after this stage whatever it scores.")] = None,
+          only: Only = None):
+    """Run the rungs in order and stop at the first that reaches the target; climb.json says why."""
+    from ladder.climb import climb as run_climb
+    from ladder.climb import print_climb
+    from ladder.config import load_experiment
+
+    exp = load_experiment(config, set or [])
+    record, _ = run_climb(exp, target=target, by=by, until=until, only=only)
+    print_climb(record)
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+
+
+@app.command()
+def atlas(results: Results, embed: Embed = "tfidf",
+          text: Annotated[str, typer.Option(help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
+          stage: Annotated[Optional[list[str]], typer.Option(help="Only these stages (default: all).")] = None,
+          out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/atlas.html).")] = None,
+          seed: int = 0):
+    """Map every sample of every stage to 2-D (embedding + UMAP) in one offline HTML page."""
+    from ladder.atlas import write
+
+    if text not in ("both", "completion", "prompt"):
+        raise LadderError(f"--text {text} is not one of both, completion, prompt", field="--text")
+    path = write(results, out, how=embed, text=text, stages=stage, seed=seed)
+    print(path)
+
+
+@app.command()
+def report(results: Results, embed: Embed = "tfidf",
+           no_atlas: Annotated[bool, typer.Option("--no-atlas", help="Leave the sample atlas out.")] = False,
+           out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/report.html).")] = None):
+    """One offline HTML page: table with CIs and paired diffs, curves, warnings, next steps, atlas."""
+    from ladder.report import write
+
+    print(write(results, out, atlas=not no_atlas, embed=embed))
 
 
 def main() -> None:

@@ -142,6 +142,21 @@ class StageConfig(Section):
     """Overrides of the experiment's `model` section for this stage only."""
     generation: dict[str, Any] | None = None
     """Overrides of the experiment's `generation` section for this stage only."""
+    skip: str | None = Field(None, min_length=1)
+    """Leave this rung out, saying why (e.g. "no reward model yet"); the reason is recorded."""
+
+    def generation_defaults(self) -> dict[str, Any]:
+        """Sampling settings this stage type needs unless its own `generation:` says otherwise
+        (best_of_n samples at temperature 1 even when the experiment decodes greedily)."""
+        return {}
+
+
+class EscalateConfig(Section):
+    target: float
+    """The metric value that answers the question; `ladder climb` stops at the first rung reaching it."""
+    by: Literal["ci_low", "value"] = "ci_low"
+    """What must reach the target: the 95% CI's lower bound (default: the rung surely reaches it)
+    or the point estimate."""
 
 
 class ExperimentConfig(Section):
@@ -168,6 +183,8 @@ class ExperimentConfig(Section):
     """Which test examples every stage evaluates (the same ones, so stages compare pairwise)."""
     guards: GuardsConfig = GuardsConfig()
     """Thresholds of the guardrails."""
+    escalate: EscalateConfig | None = None
+    """For `ladder climb`: {target: 0.8, by: ci_low}; the command line's --target overrides it."""
     stages: list[dict[str, Any]] = Field(min_length=1)
     """The rungs to run, in order: [{type: zero_shot}, {type: few_shot, k: 4}, ...]."""
 
@@ -194,7 +211,8 @@ class Experiment:
         return Path(self.config.results_dir) / self.config.name
 
     def stage_generation(self, stage: StageConfig) -> GenerationConfig:
-        merged = {**self.config.generation.model_dump(), **(stage.generation or {})}
+        merged = {**self.config.generation.model_dump(), **stage.generation_defaults(),
+                  **(stage.generation or {})}
         if merged.get("seed") is None:
             merged["seed"] = self.config.seed
         return GenerationConfig(**merged)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -69,7 +69,8 @@ class Plan:
     def run_id(self, stage: StageConfig) -> str:
         exp = self.experiment
         payload = {
-            "stage": stage.model_dump(mode="json"),
+            # `skip` only says whether the stage runs, not what it outputs: leave it out of the id.
+            "stage": stage.model_dump(mode="json", exclude={"skip"}),
             "model": self.backend(stage).fingerprint,
             "model_config": self.model_config(stage).model_dump(mode="json"),
             "generation": exp.stage_generation(stage).model_dump(mode="json"),
@@ -97,13 +98,20 @@ def prepare(exp: Experiment) -> Plan:
     pool = BackendPool()
     for stage in exp.stages:
         model = exp.stage_model(stage)
-        if model.from_stage is None:  # a model still to be trained cannot be checked yet
+        if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
             pool.get(model).preflight()
     return Plan(exp, task, examples, guards, metric, pool)
 
 
-def run_experiment(exp: Experiment, only: list[str] | None = None) -> list[StageResult]:
-    """Run the stages in order (or just `only`, reusing the others' finished results)."""
+AfterStage = Callable[[StageConfig, "StageResult | None"], bool]
+
+
+def run_experiment(exp: Experiment, only: list[str] | None = None,
+                   after: AfterStage | None = None) -> list[StageResult]:
+    """Run the stages in order (or just `only`, reusing the others' finished results). Stages with
+    a `skip:` reason are left out. `after(stage, result)` is called once per stage in order
+    (result None when skipped or, outside `only`, never finished); False stops the loop there —
+    this is how `ladder climb` stops at the first rung that reaches its target."""
     plan = prepare(exp)
     folder = exp.results_path
     with ExperimentLock(folder):
@@ -115,7 +123,10 @@ def run_experiment(exp: Experiment, only: list[str] | None = None) -> list[Stage
         results: list[StageResult] = []
         try:
             for stage in exp.stages:
-                if only and stage.name not in only:
+                if stage.skip:
+                    console.print(f"[bold]{stage.name}[/bold] skipped: {stage.skip}", highlight=False)
+                    result = None
+                elif only and stage.name not in only:
                     result = _finished(plan, stage)
                 else:
                     result = run_stage(plan, stage, cache)
@@ -124,6 +135,8 @@ def run_experiment(exp: Experiment, only: list[str] | None = None) -> list[Stage
                     results.append(result)
                     write_summary(folder, results)
                     write_json(folder / "manifest.json", manifest(plan))
+                if after is not None and not after(stage, result):
+                    break
         finally:
             cache.close()
             plan.pool.close()
@@ -146,8 +159,12 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     done = run_dir / "metrics.json"
     if done.exists():
         result = StageResult.from_dict(read_json(done))
-        console.print(f"[bold]{stage.name}[/bold] done earlier ({done}): 0 new generations")
-        return result
+        if not result.stats.get("errors"):
+            console.print(f"[bold]{stage.name}[/bold] done earlier ({done}): 0 new generations")
+            return result
+        # Examples that failed after all retries (API errors) are retried; the rest resume.
+        console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats['errors']} examples that failed earlier",
+                      highlight=False)
     impl = STAGES.get(stage.type)(stage)
     ctx = plan.context(stage, cache, run_dir, run_id)
     started = time.perf_counter()
@@ -200,7 +217,8 @@ def manifest(plan: Plan) -> dict[str, Any]:
         "seed": cfg.seed,
         "subsample": {"n": len(plan.examples), "seed": cfg.seed if cfg.subsample.seed is None
                       else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples]},
-        "stages": [{"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
+        "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
+                   {"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
     }
 
 
@@ -216,10 +234,13 @@ def check(exp: Experiment) -> dict[str, Any]:
     plan = prepare(exp)
     stages = []
     for stage in exp.stages:
+        if stage.skip:
+            stages.append({"stage": stage.name, "type": stage.type, "skipped": stage.skip})
+            continue
         ctx = plan.context(stage, cache=None, run_dir=None, run_id="")
         prompts, _ = STAGES.get(stage.type)(stage).prompts(ctx)
         backend, gen = ctx.backend, ctx.gen
-        prompt_tokens = sum(backend.count_tokens(p.messages) for p in prompts) * gen.n
+        prompt_tokens = sum(backend.count_tokens(p.messages) for p in prompts) * backend.prompt_copies(gen.n)
         samples = len(prompts) * gen.n
         stages.append({
             "stage": stage.name, "type": stage.type, "model": backend.config.name,

@@ -1,4 +1,8 @@
-"""The comparison table: one row per stage, as summary.csv, summary.md and a rich table."""
+"""The comparison table: one row per stage, as summary.csv, summary.md and a rich table.
+
+Beside each stage's value and CI are its paired differences (ladder/compare.py): against the row
+above (`diff_prev`) and against zero_shot (`diff_zero`), on the same examples, with 95% CIs.
+summary.md ends with the rule-based next steps."""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ from typing import Any
 from ladder.store import atomic_write
 from ladder.types import StageResult
 
-COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", "errors", "stop_hit_rate",
-           "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "run_id"]
+DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n")]
+COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, "errors",
+           "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "run_id"]
+FLOATS = ["value", "ci_low", "ci_high", "stop_hit_rate",
+          *(c for c in DIFFS if not c.endswith("_n"))]
 
 
 def row_of(r: StageResult) -> dict[str, Any]:
@@ -36,21 +43,27 @@ def _round(x: Any, digits: int = 4) -> Any:
 
 
 def write_summary(folder: Path, results: list[StageResult]) -> None:
-    rows = [row_of(r) for r in results]
+    from ladder.compare import Evidence, next_steps, paired_columns, steps_markdown
+
+    ev = Evidence.load(folder, results)
+    diffs = paired_columns(ev)
+    rows = [{**row_of(r), **{k: _round(v) for k, v in diffs[r.stage].items()}} for r in results]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(folder / "summary.csv", buf.getvalue())
-    atomic_write(folder / "summary.md", markdown(rows, results))
+    atomic_write(folder / "summary.md", markdown(rows, results) + "\n" + steps_markdown(next_steps(ev)))
 
 
 def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
-    head = ["stage", "metric", "value [95% CI]", "n", "stop-hit", "tokens (prompt/out)", "cost $", "s"]
+    head = ["stage", "metric", "value [95% CI]", "n", "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
+            "stop-hit", "tokens (prompt/out)", "cost $", "s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         lines.append("| " + " | ".join([
-            row["stage"], row["metric"], _value(row), str(row["n"]), _pct(row["stop_hit_rate"]),
+            row["stage"], row["metric"], _value(row), str(row["n"]), diff_text(row, "diff_prev"),
+            diff_text(row, "diff_zero"), _pct(row["stop_hit_rate"]),
             f"{row['prompt_tokens']}/{row['completion_tokens']}", str(row["cost_usd"]), str(row["seconds"]),
         ]) + " |")
     seen: dict[tuple[str, str], list[str]] = {}
@@ -72,6 +85,22 @@ def _value(row: dict[str, Any]) -> str:
     return f"{row['value']:.3f}{ci}"
 
 
+def diff_text(row: dict[str, Any], key: str) -> str:
+    """'+0.120 [+0.050, +0.190]' or '' when the row has no such comparison."""
+    if row.get(key) in ("", None):
+        return ""
+    ci = f" [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]" if row.get(key + "_ci_low") != "" else ""
+    return f"{row[key]:+.3f}{ci}"
+
+
+def diff_sign(row: dict[str, Any], key: str) -> int:
+    """+1 when the CI is above 0, -1 when below, 0 when it straddles 0 (or is missing)."""
+    lo, hi = row.get(key + "_ci_low"), row.get(key + "_ci_high")
+    if lo in ("", None):
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
 def _pct(x: Any) -> str:
     return "" if x == "" else f"{float(x):.0%}"
 
@@ -80,8 +109,8 @@ def read_summary(folder: Path) -> list[dict[str, Any]]:
     with open(folder / "summary.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        for key in ("value", "ci_low", "ci_high", "stop_hit_rate"):
-            row[key] = float(row[key]) if row[key] not in ("", None) else ""
+        for key in FLOATS:  # older summaries lack the diff columns
+            row[key] = float(row[key]) if row.get(key) not in ("", None) else ""
     return rows
 
 
@@ -93,7 +122,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     console = stdout_console()
     show_errors = any(str(r["errors"]) not in ("0", "") for r in rows)
     show_cost = any(r["cost_usd"] not in ("", 0, 0.0, "0", "0.0") for r in rows)
+    diffs = [k for k in ("diff_prev", "diff_zero") if any(r[k] != "" for r in rows)]
     cols = [("stage", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right")]
+    cols += [({"diff_prev": "Δ prev [95% CI]", "diff_zero": "Δ zero_shot [95% CI]"}[k], "right") for k in diffs]
     cols += [("errors", "right")] if show_errors else []
     cols += [("stop-hit", "right"), ("tokens in/out", "right")]
     cols += [("cost $", "right")] if show_cost else []
@@ -103,6 +134,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(col, justify=justify, no_wrap=col != "flags")
     for row in rows:
         cells = [row["stage"], row["metric"], _value(row), str(row["n"])]
+        for k in diffs:  # green: surely better than the comparison; red: surely worse
+            style = {1: "green", -1: "red", 0: ""}[diff_sign(row, k)]
+            cells.append(f"[{style}]{diff_text(row, k)}[/{style}]" if style else diff_text(row, k))
         cells += [str(row["errors"])] if show_errors else []
         cells += [_pct(row["stop_hit_rate"]), f"{row['prompt_tokens']}/{row['completion_tokens']}"]
         cells += [str(row["cost_usd"])] if show_cost else []

@@ -5,7 +5,8 @@ A backend implements two uncached primitives:
 - `sample(jobs, gen, on_done)`: for each Job (a prompt and the sample indices still missing),
   produce one Sample per index and report it through `on_done(job_number, samples)` as soon as
   that job is finished — so the cache can commit it before the next one (a killed run then
-  resumes from the last finished job, not the last finished batch).
+  resumes from the last finished job, not the last finished batch). A backend that gets a job's
+  samples from separate calls may report them piecewise: `on_done(job_number, samples, indices)`.
 - `continuation_logprobs(prompts, continuations)`: summed log-probability of each continuation.
 
 `generate()` and `logprobs()` below put the cache around them: keys are per sample index, so
@@ -74,6 +75,11 @@ class Backend:
         """US dollars for that many tokens; 0 for local models."""
         return 0.0
 
+    def prompt_copies(self, n: int) -> int:
+        """How many times a prompt is processed (and paid for) to draw n samples: n, unless one
+        request returns several samples (OpenAI's `n`)."""
+        return n
+
     @property
     def context_window(self) -> int | None:
         return None
@@ -137,10 +143,10 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
         elif on_prompt_done:
             on_prompt_done(p, results[p])
 
-    def on_done(j: int, samples: list[Sample]) -> None:
+    def on_done(j: int, samples: list[Sample], indices: Sequence[int] | None = None) -> None:
         p, job = owners[j], jobs[j]
         fresh = {}
-        for i, sample in zip(job.indices, samples):
+        for i, sample in zip(job.indices if indices is None else indices, samples):
             results[p][i] = sample
             if sample.finish_reason == "error":
                 stats.errors += 1
@@ -148,7 +154,7 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
                 stats.generated += 1
                 fresh[keys[p][i]] = sample.to_dict()
         cache.put_many(fresh)
-        if on_prompt_done:
+        if on_prompt_done and all(s is not None for s in results[p]):
             on_prompt_done(p, results[p])
 
     if jobs:

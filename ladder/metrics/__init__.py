@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Sequence
 
 from pydantic import BaseModel
 
@@ -54,6 +55,11 @@ class Metric:
 
     def score(self, ex: Example, completion: str) -> Score:
         raise NotImplementedError
+
+    def score_batch(self, examples: Sequence[Example], completions: Sequence[str]) -> list[Score]:
+        """Score many completions at once. Metrics that run a model (ladder.scorers) override this
+        to batch the forward passes, and their `score` is the one-item case."""
+        return [self.score(ex, c) for ex, c in zip(examples, completions)]
 
 
 def build_metric(config: BaseModel) -> Metric:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ladder.backends.base import Backend, BackendPool, CallStats, generate
 from ladder.cache import Cache
@@ -70,30 +70,67 @@ class Stage:
 def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequence[Guard] = ()) -> StageResult:
     """Generate, score and record every prompt; resume from samples.jsonl when it exists."""
     started = time.perf_counter()
-    path = ctx.run_dir / "samples.jsonl"
-    done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
-    todo = [p for p in prompts if p.example.id not in done]
-    label = f"{ctx.stage.name}: generating"
-    with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
-        def record(i: int, samples: list[Sample]) -> None:
-            # One line per example as soon as it is complete: a kill loses only what was in flight.
-            rec = _record(ctx, todo[i], samples)
-            out.write([rec])
-            if not rec["error"]:
-                done[rec["id"]] = rec
-            advance(1)
-
-        if todo:
-            generate(ctx.backend, ctx.cache, [p.messages for p in todo], ctx.gen, ctx.calls, record)
-    # Errors were appended too (so they are visible) but a re-run retries them.
-    errors = [r for r in read_jsonl(path) if r.get("error") and r["id"] not in done]
-    records = [done[p.example.id] for p in prompts if p.example.id in done]
-    result = summarize(ctx, records, errors, time.perf_counter() - started, extra_guards)
-    result.stats["resumed_examples"] = len(prompts) - len(todo)
+    got = collect(ctx, prompts)
+    result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
+    result.stats["resumed_examples"] = got.resumed
     return result
 
 
-def _record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[str, Any]:
+RecordFn = Callable[[StageContext, list[Prompt], list[list[Sample]]], list[dict[str, Any]]]
+
+
+class Collected(NamedTuple):
+    records: list[dict[str, Any]]
+    """One finished record per prompt that has one, in prompt order."""
+    errors: list[dict[str, Any]]
+    """Records of prompts that failed after all retries (a re-run retries them)."""
+    resumed: int
+    """Prompts whose record came from an earlier run's file."""
+
+
+def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | None = None, batch: int = 1,
+            path: Path | None = None) -> Collected:
+    """The loop under evaluate(): generate what samples.jsonl (or `path`) lacks, turn each finished
+    prompt into a record with `record` (default: every sample scored by the task metric) and append it.
+
+    `batch` prompts are recorded at a time: 1 writes each example the moment it is complete; a stage
+    whose scorer runs a model (best_of_n) passes more, so the scorer sees many completions at once."""
+    record = record or _records
+    path = path or ctx.run_dir / "samples.jsonl"
+    done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
+    todo = [p for p in prompts if p.example.id not in done]
+    pending: list[tuple[Prompt, list[Sample]]] = []
+    label = f"{ctx.stage.name}: generating"
+    with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
+        def flush() -> None:
+            # One line per example as soon as its batch is complete: a kill loses only what was in flight.
+            recs = record(ctx, [p for p, _ in pending], [s for _, s in pending])
+            out.write(recs)
+            done.update((r["id"], r) for r in recs if not r["error"])
+            advance(len(pending))
+            pending.clear()
+
+        def finished(i: int, samples: list[Sample]) -> None:
+            pending.append((todo[i], list(samples)))
+            if len(pending) >= batch:
+                flush()
+
+        if todo:
+            generate(ctx.backend, ctx.cache, [p.messages for p in todo], ctx.gen, ctx.calls, finished)
+            if pending:
+                flush()
+    # Errors were appended too (so they are visible) but a re-run retries them.
+    errors = [r for r in read_jsonl(path) if r.get("error") and r["id"] not in done]
+    records = [done[p.example.id] for p in prompts if p.example.id in done]
+    return Collected(records, errors, len(prompts) - len(todo))
+
+
+def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
+    return [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+
+
+def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[str, Any]:
+    """One samples.jsonl line: the prompt, and each sample with its task-metric score."""
     rows = []
     for s in samples:
         row = s.to_dict()

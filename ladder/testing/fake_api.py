@@ -10,6 +10,7 @@ In-process (background thread):
         client = openai.OpenAI(base_url=srv.base_url, api_key="x")   # /chat/completions also served
         client = anthropic.Anthropic(base_url=srv.base_url, api_key="x")
         srv.stats(); srv.configure(latency=0); srv.reset()
+        srv.app.fine_tuning.polls = 3   # files + fine-tuning jobs: see FineTuningAPI
 
 As a separate process (for tests that SIGKILL a client and count requests server-side):
 
@@ -319,6 +320,123 @@ def error_body(provider: str, status: int, message: str, rid: str) -> dict[str, 
                       "param": None, "code": code}}
 
 
+class FineTuningAPI:
+    """OpenAI's files and fine-tuning jobs, in memory: enough for ladder's sft stage and its tests.
+
+    POST /v1/files (multipart: purpose, file) stores a file. POST /v1/fine_tuning/jobs creates a job
+    in status validating_files (hyperparameters from `method.supervised` or the older top-level
+    `hyperparameters`; "auto" resolves to 3 epochs, batch 1, multiplier 2). Each GET
+    /v1/fine_tuning/jobs/{id} is one poll: "running" until the `polls`-th poll, which finds it
+    "succeeded" with fine_tuned_model "ft:<base>:ladder:<suffix>:<job id>" — or "failed" (error code
+    invalid_training_file) when the file is not chat JSONL with at least 10 examples ending on an
+    assistant message. `calls` counts requests per route, so a test can see a resumed run create
+    nothing new. Deviations: no job listing, events, checkpoints or cancellation; no file content route.
+    """
+
+    def __init__(self, polls: int = 2):
+        self.polls = polls
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.polled: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()  # the loop thread writes, test threads read
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
+        job = re.fullmatch(r"/fine_tuning/jobs/([A-Za-z0-9_-]+)", path)
+        route = "GET /fine_tuning/jobs/{id}" if job else f"{method} {path}"
+        with self._lock:
+            self.calls[route] = self.calls.get(route, 0) + 1
+            try:
+                if route == "POST /files":
+                    return 200, self._upload(headers, raw)
+                if route == "POST /fine_tuning/jobs":
+                    return 200, self._create(raw)
+                if job and method == "GET":
+                    return self._poll(job.group(1))
+            except BadRequest as e:
+                return 400, error_body("openai", 400, str(e), "0")
+        return 404, error_body("openai", 404, f"unknown route {method} {path}", "0")
+
+    def _upload(self, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+        from email import policy
+        from email.parser import BytesParser
+
+        ctype = headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise BadRequest("POST /v1/files wants multipart/form-data")
+        form = BytesParser(policy=policy.HTTP).parsebytes(f"content-type: {ctype}\r\n\r\n".encode("latin-1") + raw)
+        parts = {p.get_param("name", header="content-disposition"): p for p in form.iter_parts()}
+        if "file" not in parts or "purpose" not in parts:
+            raise BadRequest("'file' and 'purpose' are required")
+        purpose = parts["purpose"].get_payload(decode=True).decode()
+        data = parts["file"].get_payload(decode=True) or b""
+        fid = "file-" + _digest("file", len(self.files), data)[:24]
+        self.contents[fid] = data
+        self.files[fid] = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                           "filename": parts["file"].get_filename() or "upload", "purpose": purpose,
+                           "status": "processed"}
+        return self.files[fid]
+
+    def _create(self, raw: bytes) -> dict[str, Any]:
+        body = json.loads(raw or b"{}")
+        if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
+            raise BadRequest("'model' and 'training_file' (strings) are required")
+        file = self.files.get(body["training_file"])
+        if file is None or file["purpose"] != "fine-tune":
+            raise BadRequest(f"invalid training_file: {body['training_file']} (not a fine-tune file)")
+        given = ((body.get("method") or {}).get("supervised") or {}).get("hyperparameters") \
+            or body.get("hyperparameters") or {}
+        auto = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 2.0}
+        hyper = {k: auto[k] if given.get(k, "auto") == "auto" else given[k] for k in auto}
+        jid = "ftjob-" + _digest("job", len(self.jobs), body)[:24]
+        self.jobs[jid] = {
+            "id": jid, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
+            "fine_tuned_model": None, "finished_at": None, "hyperparameters": hyper, "model": body["model"],
+            "organization_id": "org-ladder", "result_files": [], "seed": body.get("seed") or 0,
+            "status": "validating_files", "trained_tokens": None, "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"), "metadata": body.get("metadata"),
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            "suffix": body.get("suffix"),
+        }
+        self.polled[jid] = 0
+        return self.jobs[jid]
+
+    def _poll(self, jid: str) -> tuple[int, Any]:
+        job = self.jobs.get(jid)
+        if job is None:
+            return 404, error_body("openai", 404, f"no fine-tuning job {jid}", "0")
+        self.polled[jid] += 1
+        if job["status"] in ("validating_files", "running"):
+            problem, tokens = _check_chat_jsonl(self.contents[job["training_file"]])
+            if problem:
+                job.update(status="failed", finished_at=int(time.time()),
+                           error={"code": "invalid_training_file", "message": problem, "param": "training_file"})
+            elif self.polled[jid] >= self.polls:
+                job.update(status="succeeded", finished_at=int(time.time()),
+                           trained_tokens=tokens * job["hyperparameters"]["n_epochs"],
+                           fine_tuned_model=f"ft:{job['model']}:ladder:{job['suffix'] or ''}:{jid}")
+            else:
+                job["status"] = "running"
+        return 200, job
+
+
+def _check_chat_jsonl(data: bytes) -> tuple[str | None, int]:
+    """(what is wrong with a chat fine-tuning file or None, its whitespace-token count)."""
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    tokens = 0
+    for i, line in enumerate(lines, 1):
+        try:
+            msgs = json.loads(line)["messages"]
+            assert isinstance(msgs, list) and msgs and msgs[-1]["role"] == "assistant"
+            tokens += sum(count_tokens(m["content"]) for m in msgs)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return f"line {i}: expected {{\"messages\": [..., {{\"role\": \"assistant\", ...}}]}}", 0
+    if len(lines) < 10:
+        return f"training file has {len(lines)} example(s), must have at least 10", 0
+    return None, tokens
+
+
 class App:
     """The request handler shared by the in-process and the subprocess server."""
 
@@ -327,6 +445,7 @@ class App:
         self.responder = responder or default_responder
         self.models = models
         self.stats = Stats()
+        self.fine_tuning = FineTuningAPI()
         self.connections: set[asyncio.Task] = set()
 
     def configure(self, **changes: Any) -> Config:
@@ -371,6 +490,9 @@ class App:
         if path in ("/chat/completions", "/messages") and method == "POST":
             return await self._completion("openai" if path == "/chat/completions" else "anthropic",
                                           headers, raw, reader, writer) and keep
+        if path.startswith(("/files", "/fine_tuning/")):
+            await _send(writer, *self.fine_tuning.handle(method, path, headers, raw))
+            return keep
         if path == "/models" and method == "GET":
             await _send(writer, 200, self._models_body(anthropic="anthropic-version" in headers))
         elif path == "/_stats" and method == "GET":

@@ -1,0 +1,65 @@
+"""Anthropic messages API.
+
+The API has no `n`, so each sample is its own request, reported (and cached) as soon as it ends.
+System messages go in the top-level `system` field. Sampling arguments are sent in the JSON
+body we build ourselves — some SDK releases (2.x included) no longer accept temperature or
+top_p as keywords of messages.create. The shared machinery is in api.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+from ladder.backends.api import APIBackend, APIConfig, Request
+from ladder.config import GenerationConfig
+from ladder.errors import BackendError
+from ladder.types import Message, Sample
+
+# end_turn: the model ended its turn; stop_sequence: one of ours fired; refusal and the tool
+# reasons also end the turn.
+FINISH = {"end_turn": "eos", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class AnthropicConfig(APIConfig):
+    backend: Literal["anthropic"] = "anthropic"
+    name: str
+    """Model name, e.g. claude-3-5-haiku-latest or claude-sonnet-4-5."""
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    """The environment variable with the key (its name, never the key); null for keyless servers."""
+
+
+class AnthropicBackend(APIBackend):
+    Config = AnthropicConfig
+    provider = "anthropic"
+    client_class = "AsyncAnthropic"
+    path = "/v1/messages"
+    max_n = 1
+
+    config: AnthropicConfig
+
+    def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
+        if gen.temperature > 1:
+            raise BackendError(f"Anthropic models take a temperature from 0 to 1, not {gen.temperature:g}",
+                               field="generation.temperature", fix="set it to at most 1")
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        body: dict[str, Any] = {"model": self.config.name, "max_tokens": gen.max_tokens,
+                                "messages": [m.to_dict() for m in messages if m.role != "system"],
+                                "temperature": gen.temperature}
+        if system:
+            body["system"] = system
+        if gen.top_p < 1:  # recent models reject temperature and top_p together: send top_p only if set
+            body["top_p"] = gen.top_p
+        if gen.stop:
+            body["stop_sequences"] = list(gen.stop)
+        return body
+
+    def parse(self, data: dict[str, Any], request: Request, gen: GenerationConfig) -> list[Sample]:
+        text = "".join(block["text"] for block in data["content"] if block.get("type") == "text")
+        usage = data["usage"]
+        # Prompt-cache reads and writes are input tokens too (priced differently; counted at the base rate).
+        prompt = usage["input_tokens"] + (usage.get("cache_creation_input_tokens") or 0) \
+            + (usage.get("cache_read_input_tokens") or 0)
+        completion = usage["output_tokens"]
+        return [Sample(text=text, finish_reason=FINISH.get(data.get("stop_reason"), "eos"),
+                       prompt_tokens=prompt, completion_tokens=completion,
+                       cost=self.estimate_cost(prompt, completion))]

@@ -1,0 +1,418 @@
+"""What the HTTP API backends (openai.py, anthropic.py) share: config keys, the key check, the
+concurrent request loop with our own retry policy, and prices.
+
+Each backend only says how to build a request body for some sample indices of a prompt and how
+to read the answer; everything else lives here:
+
+- Concurrency: `concurrency` workers drain one queue of requests on one event loop, so a slot
+  is refilled the moment a request ends (no waves) and 100k requests cost 32 coroutines, not
+  100k tasks. One SDK client, created once per `sample()` call, serves every request.
+- Retries are ours (the SDK's max_retries is 0): exponential backoff with jitter on 429, 408,
+  409, 5xx, timeouts, dropped connections and malformed bodies, honouring Retry-After /
+  retry-after-ms. A request that still fails becomes Sample(finish_reason="error"), which the
+  cache never stores, so a re-run retries exactly those. 401/403/404 stop the stage at once.
+- Requests go through the SDK's generic `client.post(path, body=..., cast_to=bytes)`: the real
+  client (auth, headers, timeouts, error classes) without its per-request type transform and
+  response models: a quarter of the client's CPU per request (1.5 → 1.15 ms; scripts/bench_api.py).
+  We parse the wire JSON ourselves, so a broken body is one ValueError we retry.
+- Results go to `on_done(job, samples, indices)` as each request ends; the cache commits them
+  at once, so a killed run resumes without re-sending anything that had finished.
+- The API key is read from the environment variable the config names, and never written
+  anywhere: error texts are scrubbed of it before they become Samples or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import math
+import os
+import random
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import Field
+
+from ladder.backends.base import Backend, BackendConfig, Job
+from ladder.config import GenerationConfig, Section
+from ladder.errors import BackendError
+from ladder.types import Message, Sample
+
+PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
+# Dated snapshots and aliases price like their family: gpt-4o-mini-2024-07-18, claude-3-5-haiku-latest.
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Strings shaped like provider keys, scrubbed from error texts even when they are not our key.
+_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
+RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
+FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use this model",
+                404: "the model or endpoint does not exist"}
+GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
+
+
+class Price(Section):
+    input: float = Field(ge=0)
+    """US dollars per 1M prompt (input) tokens."""
+    output: float = Field(ge=0)
+    """US dollars per 1M completion (output) tokens."""
+
+
+class APIConfig(BackendConfig):
+    """Keys every HTTP API backend has; openai.py and anthropic.py add theirs."""
+
+    base_url: str | None = None
+    """Server root; unset means the provider's own API. For OpenAI-compatible servers (vLLM, TGI,
+    llama.cpp, Ollama) include the /v1 path, e.g. http://localhost:8000/v1."""
+    api_key_env: str | None
+    """Name of the environment variable that holds the API key (never the key itself: keys are
+    read from the environment only). null for local servers that need no key."""
+    concurrency: int = Field(32, ge=1, le=4096)
+    """Requests in flight at once. Raise it for throughput within your rate limit; lower it if
+    most requests come back 429."""
+    max_retries: int = Field(6, ge=0, le=100)
+    """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
+    before it is recorded as an error (a re-run retries only those)."""
+    timeout: float = Field(120.0, gt=0)
+    """Seconds to wait for one response before counting the attempt as timed out."""
+    backoff: float = Field(1.0, ge=0)
+    """Seconds before the first retry; doubles with every retry (with random jitter), up to
+    max_backoff. A server's Retry-After, when sent, is used instead."""
+    max_backoff: float = Field(60.0, gt=0)
+    """Longest wait between two attempts, in seconds (caps Retry-After too)."""
+    http_client: Literal["httpx", "aiohttp"] = "httpx"
+    """The SDK's HTTP transport. aiohttp (pip install aiohttp) costs about a third less CPU per
+    request: worth it only at hundreds of requests a second, e.g. against a local vLLM server."""
+    price: Price | None = None
+    """USD per 1M input/output tokens, overriding ladder/data/prices.yaml: e.g. {input: 0,
+    output: 0} for your own server, or today's price of a model the table lacks."""
+    context_window: int | None = Field(None, ge=1)
+    """Prompt + answer tokens the model accepts (few_shot `k: max` packs up to it); defaults to
+    the prices.yaml entry."""
+
+
+@dataclass(frozen=True)
+class Request:
+    job: int
+    """Index into the jobs list of this sample() call."""
+    indices: tuple[int, ...]
+    """Sample indices this request answers (OpenAI: several through `n`; Anthropic: one)."""
+    body: dict[str, Any]
+
+
+class Failure(Exception):
+    """One attempt failed. `retry` says whether another attempt may succeed; `wait` is the
+    server's Retry-After in seconds, if it sent one."""
+
+    def __init__(self, reason: str, retry: bool, wait: float | None = None):
+        super().__init__(reason)
+        self.reason, self.retry, self.wait = reason, retry, wait
+
+
+class APIBackend(Backend):
+    """Base of the HTTP API backends. Subclasses set `provider`, `client_class`, `path`, `max_n`
+    and implement `body` and `parse`."""
+
+    provider = ""
+    """Provider name, which is also its SDK's module name (imported only when needed)."""
+    client_class = ""
+    """The SDK's async client class."""
+    path = ""
+    """Endpoint, relative to the client's base URL."""
+    max_n = 1
+    """Most samples one request can return (OpenAI's `n`); 1 = one request per sample."""
+
+    config: APIConfig
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        # A model name means different weights on different servers, so the server is part of it.
+        fp = self.config.name
+        if self.config.base_url:
+            fp += "@" + self.config.base_url.rstrip("/")
+        return fp
+
+    def api_key(self) -> str:
+        env = self.config.api_key_env
+        if env is None:
+            return "none"  # the SDKs insist on a non-empty key; keyless local servers ignore it
+        if not _ENV_NAME.fullmatch(env):  # deliberately not echoed: it may be a pasted key
+            raise BackendError("model.api_key_env must be the NAME of an environment variable, "
+                               "not the key itself", field="model.api_key_env",
+                               fix=f"export the key as e.g. {type(self.config).model_fields['api_key_env'].default}"
+                                   " and write that name here")
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise BackendError(f"no API key for the {self.provider} backend: the environment "
+                               f"variable {env} is not set", field="model.api_key_env",
+                               fix=f"export {env}=... before running (or set model.api_key_env to the "
+                                   f"variable that holds it)")
+        return key
+
+    def preflight(self) -> None:
+        key = self.api_key()
+        needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])
+        try:  # import them now (a second or so), not inside the first stage's timing
+            for module in needs:
+                importlib.import_module(module)
+        except ImportError as exc:
+            raise BackendError(f"the {self.provider} backend with http_client {self.config.http_client} "
+                               f"needs {' and '.join(needs)} ({exc})", fix=f"pip install {' '.join(needs)}") from None
+        # A first client loads the HTTP stack lazily (0.1-0.2 s); later ones cost ~0.03 s. Nothing
+        # is sent, and without a connection there is nothing to close.
+        self.client(key)
+        if self.price() is None:
+            from ladder.progress import console
+
+            console.print(f"[yellow]warn[/yellow] cost: no price for model '{self.config.name}' in "
+                          f"{PRICES.name}; cost is shown as $0. Set model.price: {{input: ..., output: ...}} "
+                          f"(USD per 1M tokens) to count it", highlight=False)
+
+    # -- cost --------------------------------------------------------------------------------------
+
+    def price(self) -> Price | None:
+        if self.config.price is not None:
+            return self.config.price
+        entry = model_entry(self.config.name)
+        return Price(input=entry["input"], output=entry["output"]) if entry else None
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.price()
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def prompt_copies(self, n: int) -> int:
+        return math.ceil(n / self.max_n)
+
+    @property
+    def context_window(self) -> int | None:
+        if self.config.context_window:
+            return self.config.context_window
+        entry = model_entry(self.config.name)
+        return entry.get("context") if entry else None
+
+    # -- the SDK, and what a subclass provides ------------------------------------------------------
+
+    def sdk(self) -> Any:
+        return importlib.import_module(self.provider)
+
+    def client(self, api_key: str) -> Any:
+        """One async SDK client for every request of a sample() call, with the SDK's retries off."""
+        sdk = self.sdk()
+        # One kept-alive connection per worker: the SDK keeps only 100, so a higher concurrency would
+        # reconnect (a TLS handshake on real APIs) for every request past the 100th in flight.
+        n = self.config.concurrency
+        limits = type(sdk.DEFAULT_CONNECTION_LIMITS)(max_connections=n, max_keepalive_connections=n)
+        http = sdk.DefaultAioHttpClient if self.config.http_client == "aiohttp" else sdk.DefaultAsyncHttpxClient
+        return getattr(sdk, self.client_class)(api_key=api_key, base_url=self.config.base_url, max_retries=0,
+                                               timeout=self.config.timeout, http_client=http(limits=limits))
+
+    def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
+        """The JSON request body asking for len(indices) samples."""
+        raise NotImplementedError
+
+    def parse(self, data: dict[str, Any], request: Request, gen: GenerationConfig) -> list[Sample]:
+        """One Sample per index of `request` from the decoded response (KeyError and friends
+        mean a malformed body and are retried)."""
+        raise NotImplementedError
+
+    # -- the request loop ------------------------------------------------------------------------------
+
+    def sample(self, jobs: list[Job], gen: GenerationConfig,
+               on_done: Callable[..., None]) -> None:
+        requests = [Request(j, chunk, self.body(job.messages, gen, chunk))
+                    for j, job in enumerate(jobs)
+                    for chunk in _chunks(job.indices, self.max_n)]
+        if requests:
+            _run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
+
+    async def _sample_all(self, requests: list[Request], gen: GenerationConfig,
+                          on_done: Callable[..., None], key: str) -> None:
+        client = self.client(key)
+        queue = iter(requests)  # shared by the workers: next() never awaits, so no lock is needed
+        tally = _Tally()
+
+        async def worker() -> None:
+            for request in queue:
+                samples = await self._with_retries(client, request, gen, key, tally)
+                on_done(request.job, samples, request.indices)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.config.concurrency, len(requests)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # a fatal error in one worker stops the others; what finished is already cached
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await client.close()
+            tally.report(self.provider)
+
+    async def _with_retries(self, client: Any, request: Request, gen: GenerationConfig, key: str,
+                            tally: _Tally) -> list[Sample]:
+        cfg = self.config
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                raw = await client.post(self.path, body=request.body, cast_to=bytes)
+                try:
+                    samples = self.parse(json.loads(raw), request, gen)
+                except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                    raise Failure(f"malformed response body ({type(exc).__name__})", retry=True) from None
+                tally.ok += 1
+                return samples
+            except Failure as failure:
+                fail = failure
+            except Exception as exc:  # noqa: BLE001 - sorted into retry / give up / fatal below
+                fail = self._failure(exc, tally, key)
+            if not fail.retry or attempt == cfg.max_retries:
+                break
+            await asyncio.sleep(self._delay(attempt, fail.wait))
+        tally.errors[fail.reason] += 1
+        return [Sample(text="", finish_reason="error", error=_attempts(fail.reason, attempt))
+                for _ in request.indices]
+
+    def _failure(self, exc: Exception, tally: _Tally, key: str) -> Failure:
+        """Sort an SDK exception into retry or give up; raise BackendError when no request can work."""
+        sdk = self.sdk()
+        if isinstance(exc, sdk.APIStatusError):
+            status = exc.status_code
+            reason = scrub(f"HTTP {status}: {_api_message(exc)}", key)  # a 401 message may quote the key
+            if status in FATAL_STATUS:
+                raise BackendError(f"{self.provider} answered {reason} — {FATAL_STATUS[status]}",
+                                   field="model", fix=f"check model.name ('{self.config.name}'), "
+                                   f"model.base_url and the key in ${self.config.api_key_env}") from None
+            retry = status in RETRY_STATUS or status >= 500
+            if not retry:
+                tally.rejected += 1
+                if tally.rejected >= GIVE_UP_AFTER and tally.ok == 0:
+                    raise BackendError(f"{self.provider} rejected the first {tally.rejected} requests "
+                                       f"({reason})", field="model",
+                                       fix="fix the request settings the message names (model, "
+                                           "generation) and run again") from None
+            return Failure(reason, retry, retry_after(exc.response.headers))
+        if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
+            return Failure(f"timed out after {self.config.timeout:g} s", retry=True)
+        if isinstance(exc, sdk.APIConnectionError):  # refused, reset, dropped before the answer
+            cause = exc.__cause__ or exc.__context__
+            return Failure(f"connection failed ({type(cause or exc).__name__})", retry=True)
+        raise exc  # not an API failure: a bug, keep the traceback
+
+    def _delay(self, attempt: int, hint: float | None) -> float:
+        cfg = self.config
+        if hint is not None:  # the server knows when capacity returns; jitter up so retries spread
+            return min(hint, cfg.max_backoff) * random.uniform(1.0, 1.25)
+        return min(cfg.max_backoff, cfg.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class _Tally:
+    """Outcomes of one sample() call, for the give-up rule and the closing report."""
+
+    ok: int = 0
+    rejected: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    def report(self, provider: str) -> None:
+        if not self.errors:
+            return
+        from ladder.progress import console
+
+        total = sum(self.errors.values())
+        common = "; ".join(f"{reason} (×{n})" for reason, n in self.errors.most_common(3))
+        console.print(f"[yellow]warn[/yellow] {provider}: {total} requests failed after all retries: "
+                      f"{common}. They are not cached; a re-run retries only those.", highlight=False)
+
+
+def _attempts(reason: str, attempt: int) -> str:
+    return reason if attempt == 0 else f"{reason} (after {attempt + 1} attempts)"
+
+
+def _chunks(indices: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+def _run_sync(coro: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run from synchronous code; inside a running loop (a notebook) use a fresh thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+def _api_message(exc: Exception) -> str:
+    """The provider's error message, shortened: {"error": {"message": ...}} in both formats."""
+    body = getattr(exc, "body", None)
+    msg = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+    text = " ".join(str(msg or getattr(exc, "message", "") or type(exc).__name__).split())
+    return text[:200] + ("…" if len(text) > 200 else "")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks us to wait: retry-after-ms, else Retry-After (seconds or HTTP date)."""
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def scrub(text: str, secret: str) -> str:
+    """`text` with the API key (and anything shaped like one) masked."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return _KEY_LIKE.sub("***", text)
+
+
+def split(total: int, weights: Sequence[float]) -> list[int]:
+    """`total` split into integers in proportion to `weights` (largest remainder), summing to total."""
+    if not weights:
+        return []
+    mass = sum(weights)
+    shares = [total * w / mass for w in weights] if mass > 0 else [total / len(weights)] * len(weights)
+    out = [int(s) for s in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda i: out[i] - shares[i])
+    for i in by_remainder[: total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+@cache
+def _price_table() -> dict[str, dict[str, float]]:
+    return yaml.safe_load(PRICES.read_text(encoding="utf-8")) or {}
+
+
+def model_entry(name: str) -> dict[str, float] | None:
+    """The prices.yaml entry of a model: exact name, else its family for a dated snapshot."""
+    table = _price_table()
+    if name in table:
+        return table[name]
+    family = _SNAPSHOT.sub("", name)
+    return table.get(family)

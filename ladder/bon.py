@@ -1,0 +1,85 @@
+"""Best-of-k from one pool of N samples: the unbiased estimator, the curve, the analytic KL.
+
+Drawing N samples once and asking "what would best-of-k have scored?" for every k ≤ N needs no
+re-sampling. Sort the pool by the selector; the best of a uniformly random k-subset is the i-th
+smallest with probability C(i-1, k-1) / C(N, k) (the other k-1 members all come from below it), so
+
+    E[best of k] = Σ_i C(i-1, k-1) / C(N, k) · v_(i)
+
+where v_(i) is the value (the selector score itself, or the task metric) of the i-th smallest
+sample under the selector. This is exact for the pool, not an approximation, and uses every sample.
+
+Ties: selection keeps the first of equal scores (the lowest sample index). Sorting by
+(score, -index) is a strict order under which "the maximum of a subset" is exactly that sample,
+so the metric of the selected sample is averaged consistently with how the stage selects.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+from ladder.stats import mean_ci
+
+
+def ks(n: int) -> list[int]:
+    """The k of the curve: 1, 2, 4, ... below n, and n itself."""
+    out, k = [], 1
+    while k < n:
+        out.append(k)
+        k *= 2
+    return out + [n]
+
+
+@lru_cache(maxsize=256)
+def order_weights(n: int, k: int) -> tuple[float, ...]:
+    """P(the i-th smallest of n is the best of a random k-subset), for i = 1..n.
+
+    Exact integer binomials, one division each: Python divides big ints correctly rounded, so
+    this stays accurate at n = 10,000 where a product of ratios would drift."""
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    total = math.comb(n, k)
+    return tuple(math.comb(i - 1, k - 1) / total for i in range(1, n + 1))
+
+
+def selection_order(scores: Sequence[float]) -> list[int]:
+    """Sample indices from worst to best under the selector; of equal scores the first is best."""
+    return sorted(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+def select(scores: Sequence[float]) -> int:
+    """Index of the selected sample: the highest score, the first of ties."""
+    return selection_order(scores)[-1]
+
+
+def best_of_k(scores: Sequence[float], k: int, values: Sequence[float] | None = None) -> float:
+    """Expected `values` (default: the scores) of the sample the selector picks from a uniformly
+    random k-subset of the pool."""
+    values = scores if values is None else values
+    order = selection_order(scores)
+    weights = order_weights(len(scores), k)
+    return sum(w * values[i] for w, i in zip(weights, order))
+
+
+def kl_best_of_k(k: int) -> float:
+    """KL(best-of-k ‖ base) = log k − (k−1)/k (Stiennon et al. 2020): exact when the samples are
+    all distinct, an upper bound when they repeat (Beirami et al. 2024)."""
+    return math.log(k) - (k - 1) / k
+
+
+def curve(pools: Sequence[tuple[Sequence[float], Sequence[float]]], n: int) -> list[dict[str, float]]:
+    """The reward-vs-k curve over prompts: for each k, the mean (with a 95% CI) of the expected
+    selector score and of the expected task metric of the selected sample, beside the KL.
+
+    `pools` holds (selector scores, metric values) per prompt. A prompt that lost samples to errors
+    has a smaller pool; there k is capped at its pool size (best of all it has)."""
+    rows = []
+    for k in ks(n):
+        per = [(best_of_k(s, min(k, len(s))), best_of_k(s, min(k, len(s)), m)) for s, m in pools if s]
+        sel, met = mean_ci([a for a, _ in per]), mean_ci([b for _, b in per])
+        rows.append({"k": k, "selector": sel.value, "selector_ci": [sel.ci_low, sel.ci_high],
+                     "metric": met.value, "metric_ci": [met.ci_low, met.ci_high], "kl": kl_best_of_k(k),
+                     "n": sel.n})
+    return rows

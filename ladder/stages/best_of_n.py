@@ -1,0 +1,224 @@
+"""best_of_n: sample N completions per prompt, keep the one a scorer likes best.
+
+No training, and often as good as RL with the same reward — so run it before RL: it shows what
+high-scoring samples look like and exposes a broken reward for free.
+
+- Sampling: N samples per prompt in one batched call, at temperature 1 / top_p 1 unless the
+  stage's `generation:` says otherwise (0.8 / 0.95 trades diversity for quality).
+- Selection: the highest scorer score per prompt, the first of ties. The scorer is the task
+  metric by default (an oracle, so an upper bound), or a classifier, judge, PM or any metric.
+- Reporting: the task metric of the selected sample is the stage's number (with its CI, on the
+  same examples as every other rung). metrics.json `extra` adds the selector's mean and the
+  best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
+  best-of-k from the base policy. samples.jsonl keeps all N samples with both scores.
+- Export: the selected samples as an SFT data set (rejection sampling), by default sampled on
+  the *train* split so a later sft stage never trains on its own test prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ladder.backends.base import CallStats
+from ladder.bon import curve, select
+from ladder.config import Section, StageConfig
+from ladder.guards import subsample
+from ladder.metrics import Metric
+from ladder.scorers import ScorerSpec, build_scorer
+from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
+from ladder.stages.zero_shot import ZeroShot
+from ladder.stats import mean_ci
+from ladder.store import atomic_write
+from ladder.types import Guard, Message, Sample, StageResult
+
+# Completions per record() call: enough for a scorer model to batch well, few enough that a
+# killed run loses little scoring work (the generations themselves are cached either way).
+SCORE_BATCH = 256
+
+
+class ExportConfig(Section):
+    split: Literal["train", "test"] = "train"
+    """Where the exported prompts come from. train: a seeded draw from the train split, sampled and
+    scored like the test examples (more calls) — what an sft stage should train on. test: the
+    evaluated selections themselves (no extra calls), flagged: training on them contaminates the test."""
+    examples: int | Literal["all"] | None = Field(None)
+    """How many train examples to draw; default: as many as the test subsample."""
+    min_score: float | None = None
+    """Keep only rows whose selected sample scores at least this under the scorer."""
+    seed: int | None = None
+    """Seed of the train draw; defaults to the experiment seed."""
+
+    @field_validator("examples")
+    @classmethod
+    def _positive(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be at least 1 (or 'all')")
+        return v
+
+
+class BestOfNConfig(StageConfig):
+    type: Literal["best_of_n"] = "best_of_n"
+    n: int = Field(8, ge=1, le=10_000)
+    """Samples per prompt. 8 is fine, 100 is great; the curve shows what each doubling buys."""
+    scorer: ScorerSpec = Field("metric", validate_default=True)
+    """What picks the best sample: metric (the task metric — an oracle), {type: classifier | judge
+    | pm, ...}, {type: python, function: ...} or any metric type. See ladder/scorers."""
+    export: ExportConfig | None = None
+    """Write the selected samples as an SFT data set to <run_dir>/sft.jsonl: `export: true`, or
+    {split, examples, min_score, seed}."""
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _export_flag(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
+
+    @field_validator("generation")
+    @classmethod
+    def _n_is_ours(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v and "n" in v:
+            raise ValueError("set the number of samples with the stage's `n:`, not generation.n")
+        return v
+
+    def generation_defaults(self) -> dict[str, Any]:
+        # Sampling, not greedy: the pool must be diverse for selection to buy anything.
+        return {"temperature": 1.0, "top_p": 1.0, "n": self.n}
+
+
+class BestOfN(ZeroShot):
+    """Asks exactly what zero_shot asks (its prompts), N times, so the two rows compare pairwise."""
+
+    Config = BestOfNConfig
+
+    def run(self, ctx: StageContext) -> StageResult:
+        cfg: BestOfNConfig = self.config
+        scorer = build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")  # fails before sampling
+        prompts, guards = self.prompts(ctx)
+        started = time.perf_counter()
+        got = self._collect(ctx, scorer, prompts)
+        extra, more = report(got.records, cfg.n, scorer, oracle=scorer is ctx.metric)
+        guards += more
+        if ctx.gen.temperature == 0 and cfg.n > 1:
+            guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
+                                "greedy answer, so selection buys nothing; leave the stage's default "
+                                "temperature 1 (or 0.8 with top_p 0.95)", 0.0))
+        if cfg.export is not None:
+            extra["export"], export_guards = self._export(ctx, scorer, got.records)
+            guards += export_guards
+        calls = getattr(scorer, "calls", None)
+        if calls is not None:
+            extra["scorer_calls"] = {"generated": calls.generated, "cached": calls.cached, "errors": calls.errors}
+        result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
+        result.stats["resumed_examples"] = got.resumed
+        result.extra.update(extra)
+        return result
+
+    def _collect(self, ctx: StageContext, scorer: Metric, prompts: list[Prompt], path: Path | None = None
+                 ) -> Collected:
+        return collect(ctx, prompts, partial(records, scorer=scorer), batch=max(1, SCORE_BATCH // self.config.n),
+                       path=path)
+
+    def _export(self, ctx: StageContext, scorer: Metric, test_records: list[dict[str, Any]]
+                ) -> tuple[dict[str, Any], list[Guard]]:
+        cfg: ExportConfig = self.config.export
+        guards = []
+        if cfg.split == "test":
+            pool = test_records
+            guards.append(Guard("export", "warn", "the SFT export holds the test examples' own prompts: "
+                                "an sft stage trained on it is evaluated on what it trained on; use "
+                                "export.split: train", float(len(pool))))
+        else:
+            seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+            n = len(ctx.examples) if cfg.examples is None else cfg.examples
+            train, _ = subsample(ctx.task.examples("train"), n, seed, ctx.experiment.config.guards)
+            prompts = [Prompt(ex, ctx.task.render(ex)) for ex in train]
+            # Its own call counter: the stage's stats describe the evaluation, not the export.
+            sub = dataclasses.replace(ctx, calls=CallStats())
+            pool = self._collect(sub, scorer, prompts, path=ctx.run_dir / "export_samples.jsonl").records
+        rows = [sft_row(r) for r in pool if cfg.min_score is None or r["selector"] >= cfg.min_score]
+        path = ctx.run_dir / "sft.jsonl"
+        atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        if not rows:
+            guards.append(Guard("export", "warn", f"no selected sample reached min_score {cfg.min_score}: "
+                                "the SFT export is empty; lower export.min_score", 0.0))
+        return {"path": str(path), "rows": len(rows), "candidates": len(pool), "split": cfg.split,
+                "min_score": cfg.min_score,
+                "mean_score": sum(row["score"] for row in rows) / len(rows) if rows else None}, guards
+
+
+def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]],
+            scorer: Metric) -> list[dict[str, Any]]:
+    """samples.jsonl lines: every sample with its task metric (`score`) and selector score
+    (`selector`); the record's `score` is the selected sample's metric, `selected` its index."""
+    recs = [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
+    if scorer is ctx.metric:  # the oracle: the metric already is the selector
+        for _, row in rows:
+            row["selector"] = row["score"]
+    else:  # one batched call over every completion of every prompt here
+        scores = scorer.score_batch([ex for ex, _ in rows], [row["text"] for _, row in rows])
+        for (_, row), s in zip(rows, scores):
+            row["selector"] = s.value
+            if s.extracted is not None:
+                row["selector_extracted"] = s.extracted
+            if s.meta:
+                row["selector_meta"] = s.meta
+    for rec in recs:
+        ok = [i for i, row in enumerate(rec["samples"]) if "selector" in row]
+        if ok:
+            best = ok[select([rec["samples"][i]["selector"] for i in ok])]
+            rec.update(score=rec["samples"][best]["score"], selected=best,
+                       selector=rec["samples"][best]["selector"])
+    return recs
+
+
+def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
+    """metrics.json `extra` (selector mean, best-of-k curve, parse failures) and the guards."""
+    per_prompt = [[row for row in rec["samples"] if "selector" in row] for rec in recs]
+    points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n) \
+        if recs else []
+    scored = [row for rows in per_prompt for row in rows]
+    failures = sum(1 for row in scored if row.get("selector_meta", {}).get("parsed") is False)
+    distinct = [len({row["text"] for row in rows}) for rows in per_prompt]
+    extra: dict[str, Any] = {
+        "selector": {"name": scorer.name, "oracle": oracle,
+                     "selected": mean_ci([rec["selector"] for rec in recs]).to_dict(),
+                     "parse_failures": failures, "scored_samples": len(scored)},
+        "curve": points,
+        "distinct_per_prompt": sum(distinct) / len(distinct) if distinct else 0.0,
+    }
+    guards = []
+    if points:
+        first, last = points[0], points[-1]
+        guards.append(Guard("best_of_n", "info", f"best-of-1 → best-of-{last['k']}: {scorer.name} "
+                            f"{first['selector']:.3f} → {last['selector']:.3f}, task metric "
+                            f"{first['metric']:.3f} → {last['metric']:.3f} (KL ≤ {last['kl']:.2f} nats)",
+                            last["metric"] - first["metric"]))
+    if oracle:
+        guards.append(Guard("oracle", "info", "the selector is the task metric, which reads the gold "
+                            "target: this row is an upper bound on best-of-N, not a deployable method; "
+                            "use a classifier, judge or pm scorer for that", 1.0))
+    if failures:
+        guards.append(Guard("scorer_parse", "warn", f"{scorer.name} could not parse {failures} of "
+                            f"{len(scored)} verdicts ({failures / len(scored):.0%}); they scored its "
+                            "failure_score. Read selector_meta.verdict in samples.jsonl, then make the "
+                            "judge's instruction stricter or give it more max_tokens", float(failures)))
+    return extra, guards
+
+
+def sft_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One SFT example in trl's conversational prompt-completion format (what SFTTrainer trains
+    on, loss on the completion only), plus `messages` — the whole conversation — for tools that
+    read that format instead (trl's language-modeling format, OpenAI-style chat fine-tuning files)."""
+    text = rec["samples"][rec["selected"]]["text"]
+    answer = Message("assistant", text).to_dict()
+    return {"id": rec["id"], "prompt": rec["prompt"], "completion": [answer],
+            "messages": [*rec["prompt"], answer], "score": rec["selector"], "metric": rec["score"]}

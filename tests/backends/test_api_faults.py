@@ -1,0 +1,189 @@
+"""Both API backends under failure: injected faults, Retry-After, a SIGKILLed run resuming —
+counted on the server side, with the real SDK clients over real HTTP."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import time
+from email.utils import formatdate
+
+import pytest
+
+from ladder.backends.api import retry_after, scrub, split
+from ladder.backends.base import generate
+from ladder.cache import Cache
+from ladder.config import GenerationConfig, load_experiment
+from ladder.errors import BackendError
+from ladder.registry import BACKENDS
+from ladder.runner import run_experiment
+from ladder.store import read_jsonl
+from ladder.testing.fake_api import FakeAPIServer
+from ladder.types import Message
+from tests.backends.api_support import ENV, FAST, KEY, KEY_ENV, ServerProcess, api_experiment, leaks, sentiment
+
+BACKEND_NAMES = ["openai", "anthropic"]
+# 20% of attempts fail, in every way the fake server can fail.
+FAULTS = {"429": 0.05, "500": 0.05, "timeout": 0.03, "malformed": 0.04, "drop": 0.03}
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def make(name: str, srv, **kw):
+    cls = BACKENDS.get(name)
+    return cls(cls.Config(name="m", base_url=srv.base_url, api_key_env=KEY_ENV, **{**FAST, **kw}))
+
+
+def settled(srv) -> dict:
+    """Server stats once every connection is answered or dropped (a held 'timeout' is counted when
+    the client hangs up)."""
+    deadline = time.time() + 5
+    while (stats := srv.stats())["in_flight"] and time.time() < deadline:
+        time.sleep(0.01)
+    return stats
+
+
+def records(tmp_path):
+    return read_jsonl(next((tmp_path / "results/t/zero_shot").iterdir()) / "samples.jsonl")
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_every_example_scored_exactly_once_under_20_percent_faults(tmp_path, name):
+    with FakeAPIServer(faults=FAULTS, retry_after=0.02, timeout_hold=5, responder=sentiment, seed=5) as srv:
+        path = api_experiment(tmp_path, name, srv.base_url, model={"timeout": 0.3, "max_retries": 10})
+        (result,) = run_experiment(load_experiment(path))
+        stats = settled(srv)
+    assert len(stats["by_outcome"]) >= 4, stats["by_outcome"]  # a mix of faults was hit (each kind: below)
+    assert stats["requests"] == 40 + sum(n for kind, n in stats["by_outcome"].items() if kind != "ok")
+    assert stats["unique_succeeded"] == 40 and set(stats["successes_per_key"].values()) == {1}
+    assert stats["repeated_successes"] == 0 and stats["requests_after_success"] == 0
+    assert stats["sdk_retries"] == 0  # the retry policy is ladder's, not the SDK's
+    rows = records(tmp_path)
+    assert len(rows) == 40 and len({r["id"] for r in rows}) == 40 and not any(r["error"] for r in rows)
+    assert result.metric.n == 40 and result.stats["errors"] == 0
+
+
+def test_aiohttp_transport_under_faults_or_a_clear_error_without_it():
+    prompts = [[Message("user", f"question {i}")] for i in range(12)]
+    with FakeAPIServer(faults=FAULTS, retry_after=0.01, timeout_hold=5, seed=1) as srv:
+        b = make("openai", srv, http_client="aiohttp", timeout=0.3, max_retries=10)
+        if importlib.util.find_spec("aiohttp") is None:
+            with pytest.raises(BackendError, match="pip install openai aiohttp"):
+                b.preflight()
+            return
+        b.preflight()
+        out = generate(b, Cache(None), prompts, GenerationConfig())
+        stats = settled(srv)
+    assert stats["unique_succeeded"] == 12 and stats["repeated_successes"] == 0 and len(stats["by_outcome"]) > 1
+    assert all(s.finish_reason != "error" for (s,) in out)
+
+
+def test_a_finished_stage_with_failed_examples_retries_only_those(tmp_path):
+    with FakeAPIServer(faults={"500": 0.3}, responder=sentiment, seed=1) as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 0})
+        (first,) = run_experiment(load_experiment(path))
+        failed = first.stats["errors"]
+        assert 0 < failed < 40 and first.metric.n == 40 - failed
+        srv.configure(faults={"500": 0.0})
+        srv.reset()
+        (second,) = run_experiment(load_experiment(path))
+        assert srv.stats()["requests"] == failed and srv.stats()["requests_after_success"] == 0
+    assert second.run_id == first.run_id and second.stats["errors"] == 0 and second.metric.n == 40
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_each_fault_kind_is_retried_until_it_succeeds(name, kind):
+    prompts = [[Message("user", f"question {i}")] for i in range(6)]
+    with FakeAPIServer(faults={kind: 0.5}, retry_after=0.01, timeout_hold=5) as srv:
+        out = generate(make(name, srv, timeout=0.3, max_retries=20), Cache(None), prompts, GenerationConfig())
+        stats = settled(srv)
+    assert stats["by_outcome"][kind] > 0 and stats["by_outcome"]["ok"] == 6
+    assert stats["repeated_successes"] == 0 and all(s.finish_reason != "error" for (s,) in out)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_retry_after_is_honoured_then_the_sample_is_an_error(name):
+    with FakeAPIServer(faults={"429": 1.0}, retry_after=0.25) as srv:
+        b = make(name, srv, max_retries=2, backoff=0)  # no backoff of our own: only the server's wait
+        start = time.perf_counter()
+        (s,), = generate(b, Cache(None), [[Message("user", "hi")]], GenerationConfig())
+        waited = time.perf_counter() - start
+        assert srv.stats()["requests"] == 3
+    assert waited >= 0.5  # two waits of 0.25 s: with no backoff of our own, only Retry-After waits
+    assert s.finish_reason == "error" and s.error.startswith("HTTP 429") and s.error.endswith("(after 3 attempts)")
+
+
+def test_retry_after_header_forms():
+    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after({"retry-after": "1.5"}) == 1.5
+    assert 8 < retry_after({"retry-after": formatdate(time.time() + 10, usegmt=True)}) <= 10
+    assert retry_after({}) is None and retry_after({"retry-after": "soon"}) is None
+
+
+def test_backoff_grows_and_is_capped():
+    b = BACKENDS.get("openai")(BACKENDS.get("openai").Config(name="m", backoff=1.0, max_backoff=5.0))
+    assert [0.5 <= b._delay(a, None) <= 2 ** a for a in range(3)] == [True] * 3
+    assert b._delay(10, None) <= 5.0 and b._delay(0, 100.0) <= 5.0 * 1.25 and b._delay(0, 0.2) >= 0.2
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_rejected_key_stops_the_stage_without_quoting_the_key(name):
+    import httpx2
+
+    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", api_key_env=KEY_ENV))
+    sdk = b.sdk()
+    response = httpx2.Response(401, request=httpx2.Request("POST", "http://127.0.0.1/v1/x"))
+    exc = sdk.AuthenticationError(f"Incorrect API key provided: {KEY}", response=response,
+                                  body={"error": {"message": f"Incorrect API key provided: {KEY}"}})
+    with pytest.raises(BackendError, match="HTTP 401: Incorrect API key provided: \\*\\*\\*") as e:
+        b._failure(exc, None, KEY)
+    assert KEY not in e.value.render() and KEY_ENV in e.value.render()
+
+
+def test_scrub_and_token_split():
+    text = f"Incorrect API key provided: {KEY}. Also sk-ant-api03-abcdefgh1234 and sk-abc***xyz9."
+    clean = scrub(text, KEY)
+    assert KEY not in clean and "sk-ant-api03" not in clean and "Incorrect API key provided" in clean
+    assert split(10, [1, 1, 1]) == [4, 3, 3] and split(7, [2, 0, 5]) == [2, 0, 5] and split(5, [0, 0]) == [3, 2]
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_sigkilled_cli_run_resumes_without_repeating_finished_requests(tmp_path, name):
+    # 4 in flight at 0.3 s each: answers come in waves of 4, so a kill between waves is clean. 20% of
+    # answers are 500s and there are no retries, so failed examples (with their error texts) are
+    # on disk too when the kill lands.
+    with ServerProcess(tmp_path, "--latency", "0.3", "--fault-500", "0.2") as srv:
+        path = api_experiment(tmp_path, name, srv.base_url, model={"concurrency": 4, "max_retries": 0})
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        cmd = [sys.executable, "-m", "ladder.cli", "run", str(path)]
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while srv.stats()["successes"] < 8 and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the client commits the wave it just got; the next wave is mid-flight
+        proc.send_signal(signal.SIGKILL)
+        first_out, first_err = proc.communicate()
+        at_kill = srv.stats()
+        finished = len(Cache(tmp_path / "cache"))
+        assert 8 <= finished == at_kill["successes"] < 40 and at_kill["by_outcome"].get("500", 0) > 0
+        assert any(r["error"] for r in records(tmp_path))
+
+        srv.configure(latency=0, faults={"500": 0})
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        stats = srv.stats()
+    assert stats["requests_after_success"] == 0  # nothing that had finished was sent again
+    assert stats["unique_succeeded"] == 40 and stats["repeated_successes"] == 0
+    assert f"{40 - finished} generated" in " ".join(done.stderr.split())  # the failed and the unfinished
+    assert "zero_shot" in done.stdout and "choice" in done.stdout  # the table
+    rows = records(tmp_path)
+    assert len({r["id"] for r in rows if not r["error"]}) == 40
+    assert stats["auth"]["none"] == 0  # the key went with every request, and nowhere else:
+    assert leaks(tmp_path / "results", tmp_path / "cache", first_out.decode(), first_err.decode(),
+                 done.stdout, done.stderr) == []

@@ -1,0 +1,223 @@
+"""Paired differences (against hand computations) and each next-step rule (fires / stays quiet)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+
+import pytest
+
+from ladder import compare
+from ladder.compare import Evidence
+from ladder.stats import Z95, paired_diff
+from ladder.store import JsonlWriter, write_json
+from ladder.table import read_summary, write_summary
+from ladder.types import Guard, MetricValue, StageResult
+
+
+def test_paired_diff_matches_hand_computation():
+    a, b = [1, 0, 1, 1, 0], [0, 0, 1, 0, 0]
+    # d = [1, 0, 0, 1, 0]: mean 0.4, sd = sqrt((2·0.6² + 3·0.4²)/4) = sqrt(0.3), t(df=4) = 2.776
+    half = 2.776 * math.sqrt(0.3) / math.sqrt(5)
+    d = paired_diff(a, b)
+    assert d.n == 5 and abs(d.value - 0.4) < 1e-12
+    assert abs(d.ci_low - (0.4 - half)) < 1e-12 and abs(d.ci_high - (0.4 + half)) < 1e-12
+
+
+def test_paired_diff_large_n_uses_normal_quantile_and_beats_unpaired():
+    rng = random.Random(0)
+    base = [rng.random() for _ in range(400)]
+    a = [x + 0.05 + rng.gauss(0, 0.02) for x in base]  # a shares b's per-example difficulty
+    d = paired_diff(a, base)
+    diffs = [x - y for x, y in zip(a, base)]
+    mean = sum(diffs) / 400
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 399)
+    assert abs(d.ci_high - (mean + Z95 * sd / 20)) < 1e-12
+    assert d.ci_low > 0.04 and d.ci_high - d.ci_low < 0.01  # unpaired CIs of width ~0.06 would overlap
+
+
+def test_paired_diff_edge_cases():
+    assert paired_diff([], []).n == 0 and math.isnan(paired_diff([], []).value)
+    one = paired_diff([1.0], [0.0])
+    assert one.value == 1.0 and math.isnan(one.ci_low)
+    same = paired_diff([1, 0, 1], [1, 0, 1])
+    assert (same.value, same.ci_low, same.ci_high) == (0, 0, 0)
+    with pytest.raises(ValueError):
+        paired_diff([1, 2], [1])
+
+
+# ---------------------------------------------------------------------------------------------
+# A results folder written by hand: stage name → (type, per-example scores, guards, stats)
+
+
+def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int = 300):
+    folder = tmp_path / "exp"
+    results = []
+    for name, spec in stages.items():
+        type_, scores = spec[0], spec[1]
+        guards = spec[2] if len(spec) > 2 else []
+        stats = spec[3] if len(spec) > 3 else {}
+        run_dir = folder / name / "r1"
+        with JsonlWriter(run_dir / "samples.jsonl") as out:
+            out.write([{"id": f"ex{i}", "score": s, "error": s is None, "samples": []}
+                       for i, s in enumerate(scores)])
+        ok = [s for s in scores if s is not None]
+        m = sum(ok) / len(ok)
+        result = StageResult(name, type_, "r1", "choice", MetricValue(m, m - 0.05, m + 0.05, len(ok)),
+                             guards, {"errors": 0, **stats})
+        write_json(run_dir / "metrics.json", result.to_dict())
+        results.append(result)
+    (folder / "experiment.yaml").write_text(f"guards: {{min_n: {min_n}}}\n")
+    if climb is not None:
+        write_json(folder / "climb.json", climb)
+    write_summary(folder, results)
+    return folder
+
+
+def scores(p: float, n: int = 300, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [float(rng.random() < p) for _ in range(n)]
+
+
+def ev_of(tmp_path, stages, **kw) -> Evidence:
+    return Evidence.load(results_folder(tmp_path, stages, **kw))
+
+
+def test_summary_has_paired_columns_joined_by_id(tmp_path):
+    zero = scores(0.4)
+    better = [1.0 if i % 3 == 0 else s for i, s in enumerate(zero)]
+    better[5] = None  # failed in this stage: paired on the other 299
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", better),
+                                       "fs2": ("few_shot", list(reversed(zero)))})
+    rows = read_summary(folder)
+    keep = [i for i in range(300) if i != 5]
+    want = paired_diff([better[i] for i in keep], [zero[i] for i in keep])
+    assert rows[0]["diff_prev"] == "" and rows[0]["diff_zero"] == ""
+    assert rows[1]["diff_prev"] == round(want.value, 4) and rows[1]["diff_prev_n"] == "299"
+    assert rows[1]["diff_prev_ci_low"] == round(want.ci_low, 4) and rows[1]["diff_zero"] == rows[1]["diff_prev"]
+    assert rows[2]["diff_prev_n"] == "299" and rows[2]["diff_zero_n"] == "300"
+    md = (folder / "summary.md").read_text()
+    assert f"{want.value:+.3f} [{want.ci_low:+.3f}, {want.ci_high:+.3f}]" in md
+    with open(folder / "summary.csv") as f:
+        assert "diff_zero_ci_high" in next(csv.reader(f))
+
+
+def rules_fired(ev: Evidence) -> set[str]:
+    return {s.rule for s in compare.next_steps(ev)}
+
+
+def test_retry_errors(tmp_path):
+    ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [], {"errors": 3})})
+    (step,) = compare.retry_errors(ev)
+    assert "zero_shot (3)" in step.text and "Re-run" in step.text
+    assert compare.retry_errors(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
+
+
+def test_stop_hits_low(tmp_path):
+    warn = Guard("stop_hit", "warn", "low", 0.4)
+    info = Guard("stop_hit", "info", "cut", 0.7)
+    ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [warn]), "few_shot": ("few_shot", scores(0.5), [info])})
+    texts = [s.text for s in compare.stop_hits_low(ev)]
+    assert len(texts) == 2 and "zero_shot: as few as 40%" in texts[0] and "stop:" in texts[0]
+    assert "few_shot: only 70%" in texts[1] and "raise max_tokens" in texts[1]
+    ok = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [Guard("stop_hit", "ok", "fine", 1.0)])})
+    assert compare.stop_hits_low(ok) == []
+
+
+def test_evaluate_more(tmp_path):
+    (step,) = compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}))
+    assert "only 40 examples" in step.text and "at least 300" in step.text
+    assert compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}, min_n=30)) == []
+    assert compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
+
+
+def test_context_trimmed(tmp_path):
+    ev = ev_of(tmp_path, {"few_shot": ("few_shot", scores(0.5), [Guard("context", "warn", "dropped shots")])})
+    (step,) = compare.context_trimmed(ev)
+    assert step.text.startswith("few_shot:") and "lower k" in step.text
+    assert compare.context_trimmed(ev_of(tmp_path, {"few_shot": ("few_shot", scores(0.5))})) == []
+
+
+def test_few_shot_worse(tmp_path):
+    zero = scores(0.7)
+    worse = [0.0 if i % 2 else s for i, s in enumerate(zero)]
+    ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", worse)})
+    (step,) = compare.few_shot_worse(ev)
+    assert "few_shot is worse than zero_shot" in step.text and "shot formatting" in step.text
+    noisy = [1.0 - s if i < 6 else s for i, s in enumerate(zero)]  # a few flips either way: not significant
+    assert compare.few_shot_worse(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", noisy)})) == []
+
+
+def test_loss_above_chance(tmp_path):
+    chance = Guard("chance_loss", "warn", "test loss 1.2 ≥ chance 1.0986", 1.2)
+    ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5)), "sft": ("sft", scores(0.5), [chance])})
+    (step,) = compare.loss_above_chance(ev)
+    assert step.text.startswith("sft:") and "learning rate" in step.text and "epochs" in step.text
+    fine = Guard("chance_loss", "ok", "below chance", 0.4)
+    assert compare.loss_above_chance(ev_of(tmp_path, {"sft": ("sft", scores(0.5), [fine])})) == []
+
+
+def test_distil_best_of_n(tmp_path):
+    zero = scores(0.4)
+    bon = [1.0 if i % 4 else s for i, s in enumerate(zero)]
+    stages = {"zero_shot": ("zero_shot", zero), "best_of_n": ("best_of_n", bon)}
+    (step,) = compare.distil_best_of_n(ev_of(tmp_path, stages))
+    assert "best_of_n beats zero_shot" in step.text and "sft" in step.text
+    caught_up = {**stages, "sft": ("sft", [1.0] * 300)}
+    assert compare.distil_best_of_n(ev_of(tmp_path, caught_up)) == []
+    close = {"zero_shot": ("zero_shot", zero), "best_of_n": ("best_of_n", [1.0 if i < 3 else s for i, s in enumerate(zero)])}
+    assert compare.distil_best_of_n(ev_of(tmp_path, close)) == []
+
+
+def test_rl_below_best_of_n(tmp_path):
+    bon = scores(0.8)
+    rl = [0.0 if i % 3 == 0 else s for i, s in enumerate(bon)]
+    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", rl)}))
+    assert "rl is below best_of_n" in step.text and "reward" in step.text and "learning rate" in step.text
+    assert compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", bon)})) == []
+
+
+def test_best_of_n_before_rl(tmp_path):
+    (step,) = compare.best_of_n_before_rl(ev_of(tmp_path, {"rl": ("rl", scores(0.5))}))
+    assert "run best_of_n with the same reward" in step.text
+    both = {"best_of_n": ("best_of_n", scores(0.5)), "rl": ("rl", scores(0.5))}
+    assert compare.best_of_n_before_rl(ev_of(tmp_path, both)) == []
+
+
+def test_no_rung_helps(tmp_path):
+    zero = scores(0.5)
+    (step,) = compare.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", zero)}))
+    assert "no rung is clearly above zero_shot" in step.text and "ladder atlas" in step.text
+    better = [1.0] * 300
+    assert compare.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", better)})) == []
+
+
+def test_target_not_reached(tmp_path):
+    climb = {"target": 0.9, "by": "ci_low", "reached": False, "exhausted": True,
+             "rungs": [{"stage": "zero_shot"}, {"stage": "few_shot"}]}
+    stages = {"zero_shot": ("zero_shot", scores(0.5)), "few_shot": ("few_shot", scores(0.6))}
+    (step,) = compare.target_not_reached(ev_of(tmp_path, stages, climb=climb))
+    assert "ci_low ≥ 0.9" in step.text
+    assert compare.target_not_reached(ev_of(tmp_path, stages, climb={**climb, "reached": True})) == []
+    later = {**stages, "best_of_n": ("best_of_n", scores(0.7))}  # a `ladder run` after the climb added a rung
+    assert compare.target_not_reached(ev_of(tmp_path, later, climb=climb)) == []
+
+
+def test_every_rule_is_exercised_and_summary_ends_with_steps(tmp_path):
+    tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
+    assert {rule.__name__ for rule in compare.RULES} <= tested
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40), [], {"errors": 2})})
+    md = (folder / "summary.md").read_text()
+    tail = md.rstrip().splitlines()[-3:]
+    assert tail[0] == "Next steps:" and tail[1].endswith("_(retry_errors)_") and tail[2].endswith("_(evaluate_more)_")
+    assert rules_fired(Evidence.load(folder)) == {"retry_errors", "evaluate_more"}
+
+
+def test_quiet_experiment_says_nothing_flagged(tmp_path):
+    zero = scores(0.4)
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", [1.0] * 300)})
+    assert compare.next_steps(Evidence.load(folder)) == []
+    assert "nothing flagged" in (folder / "summary.md").read_text()
+    assert json.loads(json.dumps(read_summary(folder)[1]))["diff_zero"] > 0.5

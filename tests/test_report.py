@@ -1,0 +1,150 @@
+"""`ladder report`: curves found in any reasonable `extra` shape, and the page as a person sees it
+(headless Chromium: no console errors, no network, table and plots drawn, a screenshot saved)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ladder.config import StageConfig, load_experiment
+from ladder.report import curves_of, write
+from ladder.runner import run_experiment
+from ladder.stages.zero_shot import ZeroShot
+from ladder.types import Guard
+from tests.conftest import REPO, experiment
+from tests.test_climb import ORACLE
+
+# ---------------------------------------------------------------------------------------------
+# Curves in `extra`
+
+
+def test_documented_curve_shape():
+    extra = {"curves": {"reward_vs_n": {"x": [1, 2, 4, 8], "y": {"selector": [0.1, 0.3, 0.5, 0.6],
+                                                                 "metric": [0.4, 0.5, 0.6, 0.65]},
+                                        "xlabel": "N", "ylabel": "score"},
+                        "loss": {"x": [0, 1], "y": [2.0, 1.0], "hlines": {"chance": 1.0986}}}}
+    bon, loss = curves_of(extra)
+    assert bon.name == "reward_vs_n" and bon.x == [1, 2, 4, 8] and set(bon.series) == {"selector", "metric"}
+    assert bon.xlabel == "N" and bon.ylabel == "score"
+    assert loss.series == {"loss": [2.0, 1.0]} and loss.hlines == {"chance": 1.0986}
+
+
+def test_tolerant_shapes_and_chance_line():
+    extra = {
+        "history": {"step": [0, 10, 20], "train_loss": [2.0, 1.5, 1.2], "test_accuracy": [0.3, 0.4, 0.5]},
+        "chance_loss": math.log(3),
+        "log": [{"step": 0, "reward": 0.1, "kl": 0.0}, {"step": 1, "reward": 0.3, "kl": 0.2}],
+        "nested": {"deeper": {"k": [1, 2], "reward": [0.2, 0.4]}},
+        "losses": [3.0, 2.0, 1.5],
+        "model": {"backend": "hf", "name": "/tmp/ckpt"},           # not a curve
+        "ragged": {"step": [0, 1, 2], "loss": [1.0, 0.5]},          # unequal lengths: loss by index
+        "words": ["a", "b"], "one": [1.0], "flag": True,
+    }
+    curves = {c.name: c for c in curves_of(extra)}
+    assert set(curves) == {"history", "log", "nested.deeper", "losses", "ragged.loss"}
+    assert curves["ragged.loss"].x == [0, 1] and curves["ragged.loss"].hlines  # a loss: gets the chance line
+    h = curves["history"]
+    assert h.x == [0, 10, 20] and h.xlabel == "step" and set(h.series) == {"train_loss", "test_accuracy"}
+    assert h.hlines == {"chance_loss": math.log(3)}  # a loss curve gets the chance line
+    assert curves["log"].series == {"reward": [0.1, 0.3], "kl": [0.0, 0.2]} and curves["log"].hlines == {}
+    assert curves["nested.deeper"].x == [1, 2] and curves["losses"].x == [0, 1, 2]
+
+
+# What ladder/stages/best_of_n.py and ladder/stages/sft.py write into `extra` today.
+SHAPES = {
+    "best_of_n": {"curve": [{"k": k, "selector": 0.2 + 0.1 * i, "metric": 0.3 + 0.05 * i, "kl": math.log(k) - (k - 1) / k}
+                            for i, k in enumerate([1, 2, 4, 8, 16, 32])],
+                  "selector": {"name": "choice", "oracle": True, "selected": {"value": 0.7, "ci_low": 0.6, "n": 40}},
+                  "distinct_per_prompt": 3.2},
+    "sft": {"model": {"backend": "hf", "name": "/tmp/ckpt"}, "training": {"route": "local", "steps": 30},
+            "curves": {"train_loss": [[5, 2.1], [10, 1.6], [15, 1.3], [20, 1.2]],
+                       "eval": [{"step": s, "epoch": s / 10, "test_loss": 1.4 - s / 100, "metric": 0.3 + s / 100}
+                                for s in (0, 10, 20, 30)]},
+            "choice_loss": {"choice_loss": 1.12, "choice_accuracy": 0.4, "chance_loss": math.log(3)}},
+}
+
+
+def test_the_shapes_best_of_n_and_sft_write():
+    (bon,) = curves_of(SHAPES["best_of_n"])
+    assert bon.x == [1, 2, 4, 8, 16, 32] and set(bon.series) == {"selector", "metric", "kl"}
+    train, test = curves_of(SHAPES["sft"])
+    assert train.x == [5, 10, 15, 20] and train.series == {"train_loss": [2.1, 1.6, 1.3, 1.2]}
+    assert test.xlabel == "step" and set(test.series) == {"test_loss", "metric"}  # epoch is an axis, not a series
+    assert train.hlines == test.hlines == {"chance_loss": math.log(3)}
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole experiment: oracle prompting rungs plus stand-ins for best_of_n, sft and rl that record
+# curves the way those stages do.
+
+
+class CurvesConfig(StageConfig):
+    type: str = "tests.test_report:Curves"
+    as_type: str
+    """The stage type this stand-in reports as."""
+
+
+class Curves(ZeroShot):
+    Config = CurvesConfig
+
+    def run(self, ctx):
+        result = super().run(ctx)
+        result.type = self.config.as_type
+        result.extra.update(SHAPES.get(result.type, {}))
+        if result.type == "sft":
+            result.guards.append(Guard("chance_loss", "warn", "test loss 1.12 is above chance 1.10", 1.12))
+        elif result.type == "rl":  # rl is still being written: the documented shape
+            result.extra["curves"] = {"reward_kl": {"x": list(range(8)), "xlabel": "step",
+                                                    "y": {"reward": [0.1 * s for s in range(8)],
+                                                          "kl": [0.02 * s * s for s in range(8)]}}}
+        return result
+
+
+STAGES = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2},
+          *({"type": "tests.test_report:Curves", "name": t, "as_type": t} for t in ("best_of_n", "sft", "rl"))]
+
+
+@pytest.fixture
+def finished(tmp_path):
+    exp = load_experiment(experiment(tmp_path, "unused", stages=STAGES, model=ORACLE))
+    run_experiment(exp)
+    return exp.results_path
+
+
+def test_report_contents(finished):
+    page = write(finished, atlas=False).read_text()
+    for needle in ("best_of_n: curve", "sft: train_loss", "sft: eval", "rl: reward_kl", "chance_loss", "test loss 1.12 is above chance", "loss_above_chance",
+                   "evaluate_more", "Δ zero_shot", "<script>", "Left out"):
+        assert needle in page, needle
+    assert "<script src" not in page and "<link" not in page  # plotly.js inlined; nothing fetched
+
+
+chromium = pytest.mark.skipif(shutil.which("chromium") is None,
+                              reason="chromium not installed (Debian: apt-get install -y chromium; `make setup` does)")
+
+
+@chromium
+def test_report_renders_in_a_browser_without_errors(finished, tmp_path):
+    pytest.importorskip("websocket", reason="pip install websocket-client (the dev extra has it)")
+    from scripts.check_report import check_page
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "report", str(finished)], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    page = finished / "report.html"
+    shot = tmp_path / "report.png"
+    seen = check_page(page, shot)
+    assert seen.errors == [] and seen.requests == []
+    # stage chart + best_of_n's curve, sft's train and eval curves, rl's curve + the atlas, all drawn
+    assert seen.page["plots"] == seen.page["drawn"] == 6
+    assert seen.page["rows"] == 5 and seen.page["points"] >= 5 * 40
+    assert {"Stages", "Next steps", "Guard warnings", "Curves", "Sample atlas"} <= set(seen.page["headings"])
+    assert shot.stat().st_size > 50_000  # a real picture, not a blank page
+    if os.environ.get("LADDER_SHOTS"):  # keep the screenshot for a person to look at
+        shutil.copy(shot, os.environ["LADDER_SHOTS"])
