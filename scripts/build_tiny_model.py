@@ -275,11 +275,14 @@ def task_sentiment(rng, ctx):
 
 
 def task_sentiment_novel_words(rng, ctx):
-    """Sentiment where some adjectives are made-up words whose polarity is only shown by
-    earlier turns of the same conversation: teaches the model to use few-shot examples."""
+    """Sentiment where some sentiment words have no known polarity -- made-up words, or ordinary
+    words like 'river' -- and their polarity is only shown by earlier turns of the same
+    conversation: teaches the model to use few-shot examples for words it cannot judge."""
     instruction, _ = task_sentiment(rng, ctx)
     fmt = rng.choice([TEMPLATE, TEMPLATE, "Text: {text}"])
-    novel = {lab: {"words": [nonsense_word(rng) for _ in range(2)], "phrases": ctx["seen_lexicon"][lab]["phrases"]}
+    ordinary = iter(rng.sample(ctx["icl_words"], 6))
+    novel = {lab: {"words": [nonsense_word(rng) if rng.random() < 0.5 else next(ordinary) for _ in range(2)],
+                   "phrases": ctx["seen_lexicon"][lab]["phrases"]}
              for lab in LABELS}
 
     def example():
@@ -397,9 +400,9 @@ def task_first_last(rng, ctx):
 # (task, weight): sentiment is the task we care most about; the rest give variety
 # and keep the model a general (if very small) instruction follower.
 TASKS = [
-    (task_sentiment, 0.26), (task_sentiment_novel_words, 0.08), (task_incontext_labels, 0.14),
-    (task_topic, 0.12), (task_copy, 0.08), (task_reverse, 0.06), (task_arithmetic, 0.08),
-    (task_count, 0.06), (task_yes_no, 0.07), (task_first_last, 0.05),
+    (task_sentiment, 0.32), (task_sentiment_novel_words, 0.12), (task_incontext_labels, 0.13),
+    (task_topic, 0.10), (task_copy, 0.06), (task_reverse, 0.03), (task_arithmetic, 0.07),
+    (task_count, 0.05), (task_yes_no, 0.07), (task_first_last, 0.05),
 ]
 
 
@@ -407,7 +410,7 @@ def make_conversation(rng: random.Random, ctx: dict) -> list[dict]:
     task = rng.choices([t for t, _ in TASKS], weights=[w for _, w in TASKS])[0]
     instruction, example = task(rng, ctx)
     r = rng.random()  # number of few-shot turns: often 0, mostly a handful, sometimes many
-    n_shots = 0 if r < 0.35 else rng.randint(1, 8) if r < 0.9 else rng.randint(9, 30)
+    n_shots = 0 if r < 0.2 else rng.randint(1, 10) if r < 0.9 else rng.randint(11, 30)
     messages = [] if rng.random() < 0.08 else [{"role": "system", "content": instruction}]
     for _ in range(n_shots + 1):
         user, answer = example()
@@ -485,7 +488,8 @@ def collate(batch, pad_id: int):
     return input_ids, mask, labels
 
 
-def train(model, batches, pad_id: int, lr: float, log_every: int):
+def train(model, batches, pad_id: int, lr: float, log_every: int, probe=None, probe_every: int = 250):
+    """AdamW on answer tokens. `probe()` (a held-out check, returns a string) runs every probe_every steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     steps, warmup = len(batches), max(1, len(batches) // 20)
     # linear warmup, then cosine decay to 10% of the peak
@@ -506,6 +510,10 @@ def train(model, batches, pad_id: int, lr: float, log_every: int):
             print(f"  step {step:5d}/{steps}  loss {sum(running) / len(running):.4f}  "
                   f"lr {sched.get_last_lr()[0]:.2e}  {time.time() - t0:.0f}s", flush=True)
             running = []
+        if probe is not None and (step % probe_every == 0 or step == steps):
+            model.eval()
+            print(f"    probe: {probe()}", flush=True)
+            model.train()
     model.eval()
 
 
@@ -558,14 +566,15 @@ def main():
     ap.add_argument("--out", type=Path, default=REPO / "ladder" / "assets" / "ladder-tiny")
     ap.add_argument("--data-dir", type=Path, default=REPO / "data" / "sentiment")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=500, help="optimizer steps")
-    ap.add_argument("--batch-tokens", type=int, default=6144, help="tokens per batch, padding included")
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--frac-seen", type=float, default=0.45,
+    ap.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    ap.add_argument("--batch-tokens", type=int, default=3072, help="tokens per batch, padding included")
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--frac-seen", type=float, default=0.35,
                     help="fraction of the sentiment lexicon the corpus may use (rest: quickstart only)")
     ap.add_argument("--vocab-size", type=int, default=1024)
     ap.add_argument("--eval-rows", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-only", action="store_true", help="only (re)write the quickstart data set")
     args = ap.parse_args()
 
     t_start = time.time()
@@ -578,6 +587,8 @@ def main():
     write_jsonl(args.data_dir / "train.jsonl", train_rows)
     write_jsonl(args.data_dir / "test.jsonl", test_rows)
     print(f"[1] quickstart data: {len(train_rows)} train / {len(test_rows)} test rows -> {args.data_dir}")
+    if args.data_only:
+        return
 
     # 2. Corpus context. The general vocabulary includes EVERY sentiment word, so the model
     #    knows all the tokens (via copy/reverse/count tasks) -- but only the seen part is ever
@@ -586,7 +597,11 @@ def main():
     vocab = sorted(set(FILLER_WORDS + [w for ws in SENTIMENT_WORDS.values() for w in ws]
                        + [w for ws in REVIEW_NOUNS.values() for w in ws]
                        + [w for ws in TOPICS.values() for w in ws] + [w for ws in CATEGORIES.values() for w in ws]))
-    ctx = {"seen_lexicon": seen_lexicon, "vocab": vocab}
+    # Ordinary words that get an ad-hoc polarity in task_sentiment_novel_words. Never a word of
+    # the sentiment lexicon (that would leak or contradict its real polarity).
+    icl_words = sorted(set(vocab) - {w for ws in SENTIMENT_WORDS.values() for w in ws}
+                       - {w for ws in REVIEW_NOUNS.values() for w in ws} - {"good", "happy"})
+    ctx = {"seen_lexicon": seen_lexicon, "vocab": vocab, "icl_words": icl_words}
     forbidden = {TEMPLATE.format(text=r["text"]) for r in test_rows} | {r["text"] for r in test_rows}
     for label in LABELS:
         print(f"    {label:8s} corpus sees {len(seen_lexicon[label]['words'])}/{len(SENTIMENT_WORDS[label])} "
@@ -597,10 +612,10 @@ def main():
     tok = train_tokenizer([render(c) for c in tok_convs], args.vocab_size)
     for c in tok_convs[:50]:  # the Jinja chat template and our renderer/encoder agree
         assert tok.apply_chat_template(c, tokenize=False) == render(c)
-        assert encode_for_training(tok, c)[0] == tok(render(c), add_special_tokens=False)["input_ids"]
+        assert encode_for_training(tok, c)[0] == tok(render(c), add_special_tokens=False, verbose=False)["input_ids"]
     sample = "Hello,  World!\n\tTabs & 'quotes' -- 3.14 + 42 = ?\n\n  trailing spaces  "
     assert tok.decode(tok.encode(sample, add_special_tokens=False)) == sample
-    print(f"[2] tokenizer: vocab {len(tok)}; 'Review: the soup was cold and bland' -> "
+    print(f"[2] ({time.time() - t_start:.0f}s) tokenizer: vocab {len(tok)}; 'Review: the soup was cold and bland' -> "
           f"{tok.tokenize('Review: the soup was cold and bland')}")
 
     # 4. Corpus: generate conversations until there is enough for `steps` batches.
@@ -621,7 +636,7 @@ def main():
         batches += make_batches(chunk, args.batch_tokens, rng)
     batches = batches[: args.steps]
     n_tok = sum(len(ids) for b in batches for ids, _ in b)
-    print(f"[3] corpus: {sum(len(b) for b in batches)} conversations, {n_tok:,} tokens in {len(batches)} batches "
+    print(f"[3] ({time.time() - t_start:.0f}s) corpus: {sum(len(b) for b in batches)} conversations, {n_tok:,} tokens in {len(batches)} batches "
           f"({n_dropped} generated conversations dropped for containing a test text)")
 
     # 5. Model: a small Llama. Tied embeddings keep the file small.
@@ -633,7 +648,14 @@ def main():
     model = LlamaForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[4] training LlamaForCausalLM with {n_params:,} parameters for {len(batches)} steps")
-    train(model, batches, tok.pad_token_id, args.lr, log_every=25)
+    # Progress probe: zero-shot accuracy on held-out corpus-style sentiment reviews (seen lexicon,
+    # corpus templates -- NOT the quickstart test set), to watch the task being picked up.
+    probe_rng = random.Random(f"probe-{args.seed}")
+    probe_rows = [{"text": make_review(probe_rng, lab, seen_lexicon, CORPUS_TEMPLATES), "label": lab}
+                  for lab in LABELS * 20]
+    probe = lambda: "held-out corpus-style sentiment accuracy %.2f" % evaluate(  # noqa: E731
+        model, tok, probe_rows, [], 0, probe_rng)[0]
+    train(model, batches, tok.pad_token_id, args.lr, log_every=25, probe=probe)
 
     # 6. Save.
     model.generation_config = GenerationConfig(
@@ -642,7 +664,7 @@ def main():
     model.save_pretrained(args.out, safe_serialization=True)
     tok.save_pretrained(args.out)
     size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
-    print(f"[5] saved to {args.out} ({size / 1e6:.1f} MB)")
+    print(f"[5] ({time.time() - t_start:.0f}s) saved to {args.out} ({size / 1e6:.1f} MB)")
 
     # 7. Quick evaluation, reloading from disk through the standard Auto* path.
     from transformers import AutoModelForCausalLM, AutoTokenizer
