@@ -67,8 +67,6 @@ STAGES = Registry("stage type", "ladder.stages", {
     "few_shot": "ladder.stages.few_shot:FewShot",
     "best_of_n": "ladder.stages.best_of_n:BestOfN",
     "sft": "ladder.stages.sft:SFT",
-    "rl": "ladder.stages.rl:RL",
-    "reward_model": "ladder.stages.reward_model:RewardModel",
 })
 
 METRICS = Registry("metric type", "ladder.metrics", {

@@ -1,0 +1,511 @@
+"""sft: supervised finetuning on the task's own prompts, then the finetuned model takes the same test.
+
+Data: the train split, each example rendered exactly as the prompting stages render it (the prompt
+is `task.render(ex)`, the completion is the target; loss on the completion only), or `data:` a
+JSONL file of {"prompt": [messages], "completion": [assistant message]} rows — what best_of_n
+exports — or of OpenAI-style {"messages": [...]} rows ending on the assistant's answer.
+
+Two routes:
+  local    trl SFTTrainer on an hf model, LoRA (peft) by default or all weights (`method: full`).
+           Checkpoints in the run folder, resumed after an interruption; the test loss, the task
+           metric and the loss over the answer choices are measured at step 0 and at every
+           evaluation; the final model is saved with LoRA merged in, so the hf backend (and any
+           later stage, via `model: {from_stage: sft}`) loads it as a plain model folder.
+  openai   the fine-tuning API: upload the chat JSONL, create a job, poll it (a re-run polls the
+           recorded job instead of starting another), then evaluate the fine-tuned model.
+The route follows the experiment's model (openai → openai, hf → local) unless `route:` says.
+
+Guards: the loss over the answer choices must end below chance, −log(1/K) (it can disagree with
+accuracy, so both are reported), and the finetuned model's greedy samples must end on EOS or a
+stop rather than run into max_tokens — a model that never learned to stop wastes every token after
+its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Sequence
+
+from pydantic import Field, field_validator, model_validator
+
+from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
+from ladder.config import Section, StageConfig
+from ladder.errors import ConfigError, DataError, LadderError
+from ladder.progress import console
+from ladder.stages import Prompt, Stage, StageContext, evaluate
+from ladder.store import read_json, read_jsonl, write_json
+from ladder.types import Example, Guard, Message, StageResult
+
+# Keys of trl's SFTConfig that this stage sets itself: `trainer_args` may not repeat them.
+OWNED_TRAINER_KEYS = {
+    "output_dir", "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "num_train_epochs", "max_steps", "seed", "data_seed", "eval_strategy",
+    "eval_steps", "save_strategy", "save_steps", "logging_steps", "max_length", "gradient_checkpointing",
+    "activation_checkpointing", "completion_only_loss", "report_to", "disable_tqdm",
+}
+
+
+class LoraSettings(Section):
+    r: int = Field(16, ge=1)
+    """Rank of the low-rank update. 8-64 is usual; higher learns more and costs more memory."""
+    alpha: float = Field(32, gt=0)
+    """Scale of the update (lora_alpha); the effective scale is alpha / r."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA input. 0.05-0.1 helps large models on small data; 0 learns fastest."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters: 'all-linear' (every linear layer but the output head) or names
+    like [q_proj, v_proj]."""
+    modules_to_save: list[str] | None = None
+    """Modules trained in full beside the adapters, e.g. [embed_tokens] when the task needs words
+    the model barely knows (LoRA alone cannot move their embeddings)."""
+
+
+class SFTConfig(StageConfig):
+    type: Literal["sft"] = "sft"
+    route: Literal["auto", "local", "openai"] = "auto"
+    """local: trl on an hf model; openai: the fine-tuning API; auto: openai when the stage's model
+    backend is openai, else local."""
+    data: str | None = None
+    """A JSONL file of prompt/completion rows (e.g. best_of_n's sft.jsonl; relative to the YAML
+    file) to train on instead of the task's train split."""
+    method: Literal["lora", "full"] = "lora"
+    """local: lora trains small adapters (merged into the model afterwards); full trains every weight."""
+    lora: LoraSettings = LoraSettings()
+    """LoRA adapter settings (method: lora)."""
+    learning_rate: float | None = Field(None, ge=0.0)
+    """local: peak AdamW learning rate, decayed linearly to 0. Default 5e-3 with LoRA, 1e-3 with full
+    finetuning: right for models of a few million weights like ladder-tiny, far too high for
+    billion-weight ones (use about 2e-4 with LoRA, 1e-5 full there)."""
+    learning_rate_multiplier: float | Literal["auto"] = "auto"
+    """openai: scale of OpenAI's own learning rate."""
+    batch_size: int | None = Field(None, ge=1)
+    """Examples per optimizer step (per device, local). Default 16 locally, 'auto' on openai."""
+    epochs: float | None = Field(None, gt=0)
+    """Passes over the training data. Default 1 locally — the cheap first look; when the test curves
+    still improve at the end, train longer — and 'auto' on openai (whole numbers there)."""
+    max_steps: int | None = Field(None, ge=1)
+    """local: stop after this many optimizer steps (overrides epochs)."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """local: micro-batches per optimizer step; the effective batch is batch_size × this × devices."""
+    seed: int | None = None
+    """Seed of initialisation and data order; defaults to the experiment seed."""
+    eval_steps: int | None = Field(None, ge=1)
+    """local: measure test loss and metric every this many steps (and at step 0 and the end);
+    default: 4 times over the run."""
+    save_steps: int | None = Field(None, ge=1)
+    """local: checkpoint every this many steps (the newest two are kept); default: eval_steps."""
+    curves: bool = True
+    """local: measure the curves at all. Each point generates on `curve_examples` test examples."""
+    curve_examples: int | None = Field(None, ge=1)
+    """local: how many of the test subsample each curve point uses; default all of them."""
+    max_length: int = Field(1024, ge=8)
+    """local: longest training sequence in tokens (prompt + completion); longer ones are cut."""
+    gradient_checkpointing: bool = False
+    """local: recompute activations in the backward pass — less memory, about 20% slower."""
+    trainer_args: dict[str, Any] = Field(default_factory=dict)
+    """local: more trl SFTConfig / transformers TrainingArguments keys, e.g. {warmup_steps: 10,
+    weight_decay: 0.01, lr_scheduler_type: cosine, deepspeed: ds.json}."""
+    launch: str | None = None
+    """local: train in child processes started by this command, e.g. 'accelerate launch
+    --config_file fsdp.yaml' (multi-GPU, DeepSpeed, FSDP). Unset: train in this process."""
+    suffix: str | None = Field(None, max_length=64)
+    """openai: text put into the fine-tuned model's name."""
+    poll_interval: float = Field(15.0, gt=0)
+    """openai: seconds between two looks at the job's status."""
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(OWNED_TRAINER_KEYS & set(v))
+        if owned:
+            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: "
+                             f"use its own keys (learning_rate, batch_size, epochs, max_steps, eval_steps, "
+                             f"save_steps, max_length, ...)")
+        if v:
+            import dataclasses
+
+            from trl import SFTConfig as TrlSFTConfig
+
+            known = {f.name for f in dataclasses.fields(TrlSFTConfig)}
+            unknown = sorted(set(v) - known)
+            if unknown:
+                raise ValueError(f"unknown trl SFTConfig key(s) {', '.join(unknown)}")
+        return v
+
+    @model_validator(mode="after")
+    def _route_keys(self) -> SFTConfig:
+        if self.route == "openai":
+            self.check_openai()
+        elif self.route == "local" and self.learning_rate_multiplier != "auto":
+            raise ValueError("learning_rate_multiplier is for the openai route; locally set learning_rate")
+        return self
+
+    def check_openai(self) -> None:
+        """Keys of the local route make no sense on openai: say so instead of ignoring them."""
+        local = [k for k in ("learning_rate", "max_steps", "eval_steps", "save_steps", "curve_examples", "launch")
+                 if getattr(self, k) is not None] + (["method: full"] if self.method != "lora" else [])
+        if local:
+            raise ValueError(f"{', '.join(local)} only apply to the local route; on openai use "
+                             f"epochs, batch_size and learning_rate_multiplier")
+        if self.epochs is not None and self.epochs != int(self.epochs):
+            raise ValueError("the OpenAI API takes whole epochs")
+
+
+class TrainRow(NamedTuple):
+    """One supervised example: the prompt messages and the assistant's answer."""
+
+    prompt: list[Message]
+    completion: str
+
+
+class SFT(Stage):
+    Config = SFTConfig
+
+    def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
+        # The finetuned model is asked exactly what zero_shot asks: what it learned is in the weights.
+        return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+
+    def route(self, ctx: StageContext) -> str:
+        cfg: SFTConfig = self.config
+        if cfg.route != "auto":
+            return cfg.route
+        return "openai" if ctx.backend.config.backend == "openai" else "local"
+
+    def run(self, ctx: StageContext) -> StageResult:
+        rows, guards = training_rows(ctx, self.config)
+        if self.route(ctx) == "openai":
+            from ladder.training.sft_openai import finetune
+
+            try:
+                self.config.check_openai()  # route: auto came out as openai
+            except ValueError as exc:
+                raise ConfigError(str(exc), field=f"stages.{ctx.stage.name}",
+                                  fix="drop those keys, or train an hf model locally") from None
+            trained, extra = finetune(ctx, self.config, rows)
+        else:
+            trained, extra, more = self._local(ctx, rows)
+            guards += more
+        tctx = replace(ctx, backend=trained)
+        prompts, _ = self.prompts(tctx)
+        result = evaluate(tctx, prompts, guards)
+        chance, info = chance_guard(tctx, prompts)
+        result.guards += [chance, termination_guard(tctx, prompts)]
+        result.extra.update(extra)
+        if info:
+            result.extra["choice_loss"] = info
+        result.stats["train_examples"] = len(rows)
+        return result
+
+    # -- local route ------------------------------------------------------------------------------
+
+    def _local(self, ctx: StageContext, rows: list[TrainRow]) -> tuple[Backend, dict[str, Any], list[Guard]]:
+        from ladder.backends.hf import HFBackend
+
+        cfg: SFTConfig = self.config
+        base = ctx.backend
+        if not isinstance(base, HFBackend):
+            raise ConfigError(f"the local sft route trains hf models, not '{base.config.backend}'",
+                              field=f"stages.{ctx.stage.name}.route",
+                              fix="use route: openai for OpenAI models, or an hf model")
+        if cfg.learning_rate_multiplier != "auto":
+            raise ConfigError("learning_rate_multiplier is for the openai route", field=f"stages.{ctx.stage.name}",
+                              fix="set learning_rate for local training")
+        guards = template_guards(base, rows[0])
+        model_dir = (ctx.run_dir / "model").resolve()
+        from ladder.training.sft_local import DONE, read_curves
+
+        if (model_dir / DONE).exists():
+            console.print(f"[bold]{ctx.stage.name}[/bold] model trained earlier ({model_dir}): evaluating it")
+        else:
+            spec = self.train_spec(ctx, rows, base)
+            self.train(ctx, spec)
+        summary = read_json(model_dir / DONE)
+        curves = read_curves(ctx.run_dir / "curves.jsonl")
+        trained = model_pool(ctx).get(base.config.model_copy(update={"name": str(model_dir), "revision": None}))
+        extra = {"model": {"backend": "hf", "name": str(model_dir)},
+                 "training": {"route": "local", "method": cfg.method, "train_examples": len(rows),
+                              **{k: v for k, v in summary.items() if k != "train_loss"}},
+                 "curves": curve_specs(curves, summary.get("train_loss", []), ctx.metric.name,
+                                       ctx.task.choices)}
+        if summary.get("resumed_from"):
+            guards.append(Guard("resumed", "info", f"training resumed from {summary['resumed_from']}"))
+        return trained, extra, guards
+
+    def train_spec(self, ctx: StageContext, rows: list[TrainRow], base: Any) -> Any:
+        """Write the data files and the TrainSpec into the run folder."""
+        from ladder.store import atomic_write
+        from ladder.training.sft_local import CurveSpec, TrainSpec
+
+        cfg: SFTConfig = self.config
+        run = ctx.run_dir
+        chat = base.uses_chat_template
+        atomic_write(run / "train.jsonl", "".join(json.dumps(trl_row(r, base, chat)) + "\n" for r in rows))
+        examples = ctx.examples[:cfg.curve_examples] if cfg.curve_examples else ctx.examples
+        curve = None
+        if cfg.curves:
+            test = [TrainRow(ctx.task.render(ex), ex.target) for ex in examples]
+            atomic_write(run / "eval.jsonl", "".join(json.dumps(trl_row(r, base, chat)) + "\n" for r in test))
+            curve = CurveSpec(
+                examples=[{"id": ex.id, "fields": ex.fields, "target": ex.target, "choices": ex.choices}
+                          for ex in examples],
+                prompts=[[m.to_dict() for m in r.prompt] for r in test],
+                metric=ctx.experiment.metric.model_dump(mode="json"),
+                generation=ctx.gen.model_copy(update={"temperature": 0.0, "n": 1}).model_dump(mode="json"))
+
+        batch = cfg.batch_size or 16
+        epochs = cfg.epochs or 1.0
+        per_epoch = math.ceil(len(rows) / (batch * cfg.gradient_accumulation_steps))
+        total = cfg.max_steps or max(1, math.ceil(per_epoch * epochs))
+        eval_steps = cfg.eval_steps or max(1, math.ceil(total / 4))
+        lr = cfg.learning_rate if cfg.learning_rate is not None else (5e-3 if cfg.method == "lora" else 1e-3)
+        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        trainer = {
+            "learning_rate": lr, "per_device_train_batch_size": batch, "per_device_eval_batch_size": batch,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "num_train_epochs": epochs,
+            "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed,
+            "eval_strategy": "steps" if curve else "no", "eval_steps": eval_steps,
+            "save_strategy": "steps", "save_steps": cfg.save_steps or eval_steps, "save_total_limit": 2,
+            "logging_steps": max(1, total // 25), "gradient_checkpointing": cfg.gradient_checkpointing,
+            # Never past the model's context window: positions beyond it were never trained.
+            "max_length": min(cfg.max_length, base.context_window),
+            # Loss on the answer only: the prompt is given at test time, not something to learn.
+            "completion_only_loss": True, "report_to": "none", "disable_tqdm": True,
+            **cfg.trainer_args,
+        }
+        lora = cfg.lora
+        spec = TrainSpec(
+            model=base.config.model_dump(mode="json"), train_file=str(run / "train.jsonl"),
+            eval_file=str(run / "eval.jsonl") if curve else None, output_dir=str(run / "checkpoints"),
+            model_dir=str((run / "model").resolve()), curves_file=str(run / "curves.jsonl"),
+            method=cfg.method, trainer=trainer, curve=curve,
+            lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                  "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
+            if cfg.method == "lora" else None)
+        write_json(run / "train_spec.json", spec.model_dump(mode="json"))
+        return spec
+
+    def train(self, ctx: StageContext, spec: Any) -> None:
+        cfg: SFTConfig = self.config
+        if cfg.launch is None:
+            from ladder.training.sft_local import train
+
+            train(spec)
+            return
+        command = [*shlex.split(cfg.launch), "-m", "ladder.training.sft_local", str(ctx.run_dir / "train_spec.json")]
+        console.print(f"[bold]{ctx.stage.name}[/bold] training under: {shlex.join(command)}", highlight=False)
+        code = subprocess.run(command).returncode
+        if code != 0:
+            raise LadderError(f"training under '{cfg.launch}' failed (exit code {code})",
+                              field=f"stages.{ctx.stage.name}.launch",
+                              fix="see the output above; re-running resumes from the last checkpoint")
+
+
+def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], metric: str,
+                choices: Sequence[str] | None) -> dict[str, Any]:
+    """The curves in the shape `ladder report` draws: the losses on one chart (with chance), the
+    scores on another — they can disagree, which is why both are kept."""
+    out: dict[str, Any] = {
+        "train_loss": {"x": [s for s, _ in train_loss], "y": {"train": [v for _, v in train_loss]},
+                       "xlabel": "step", "ylabel": "loss"}}
+    if not points:  # curves: false
+        return out
+    steps = [p["step"] for p in points]
+    test = {"test": [p["test_loss"] for p in points]}
+    if "choice_loss" in points[0]:
+        test["test over choices"] = [p["choice_loss"] for p in points]
+    out["test_loss"] = {"x": steps, "y": test, "xlabel": "step", "ylabel": "loss"}
+    out["test_metric"] = {"x": steps, "y": {metric: [p["metric"] for p in points],
+                                            "stopped (EOS or stop)": [p["stop_rate"] for p in points]},
+                          "xlabel": "step", "ylabel": "score"}
+    if choices:
+        out["test_loss"]["hlines"] = {f"chance −log(1/{len(choices)})": math.log(len(choices))}
+        out["test_metric"]["y"]["target ranks first"] = [p.get("choice_accuracy") for p in points]
+    return out
+
+
+def model_pool(ctx: StageContext) -> BackendPool:
+    if ctx.pool is None:  # a context built outside the runner
+        ctx.pool = BackendPool()
+    return ctx.pool
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def training_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], list[Guard]]:
+    """The supervised examples, and a guard when any of them is a test prompt."""
+    if cfg.data:
+        rows = read_sft_file(_resolve(ctx, cfg.data), field=f"stages.{ctx.stage.name}.data")
+    else:
+        rows = [TrainRow(ctx.task.render(ex), ex.target) for ex in ctx.task.examples("train")]
+    if not rows:
+        raise DataError("no training examples", field=f"stages.{ctx.stage.name}.data",
+                        fix="give the task a non-empty train split, or point data: at a file with rows")
+    test = {_key(ctx.task.render(ex)) for ex in ctx.examples}
+    leaked = sum(_key(r.prompt) in test for r in rows)
+    guards = [Guard("train_test_overlap", "warn",
+                    f"{leaked} training prompts are also test prompts: the test score overstates what "
+                    f"the model learned; train on the train split only", float(leaked))] if leaked else []
+    return rows, guards
+
+
+def _key(messages: Sequence[Message]) -> str:
+    return json.dumps([m.to_dict() for m in messages])
+
+
+def _resolve(ctx: StageContext, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ctx.experiment.base_dir / path
+
+
+def read_sft_file(path: Path, field: str = "data") -> list[TrainRow]:
+    """Rows of {"prompt": [...] | str, "completion": [...] | str} or {"messages": [..., assistant]}."""
+    if not path.exists():
+        raise DataError(f"SFT data file '{path}' does not exist", field=field,
+                        fix="check the path; relative paths are read from the YAML file's folder")
+    out = []
+    for i, row in enumerate(read_jsonl(path)):
+        try:
+            if "prompt" not in row:  # OpenAI's chat format: the answer is the last message
+                *prompt, answer = [_message(m) for m in row["messages"]]
+                if answer.role != "assistant":
+                    raise ValueError("the last message must be the assistant's")
+                out.append(TrainRow(prompt, answer.content))
+                continue
+            prompt = row["prompt"]
+            prompt = [Message("user", prompt)] if isinstance(prompt, str) else [_message(m) for m in prompt]
+            completion = row["completion"]
+            if not isinstance(completion, str):
+                msgs = [_message(m) for m in completion]
+                if len(msgs) != 1 or msgs[0].role != "assistant":
+                    raise ValueError("the completion must be one assistant message")
+                completion = msgs[0].content
+            out.append(TrainRow(prompt, completion))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"row {i + 1} of '{path}' is not a prompt/completion row ({exc})", field=field,
+                            fix='write {"prompt": [{"role": "user", "content": ...}], "completion": '
+                                '[{"role": "assistant", "content": ...}]} per line') from None
+    return out
+
+
+def _message(m: Any) -> Message:
+    if m["role"] not in ("system", "user", "assistant") or not isinstance(m["content"], str):
+        raise ValueError(f"bad message {m!r}")
+    return Message(m["role"], m["content"])
+
+
+def trl_row(row: TrainRow, backend: Any, chat: bool) -> dict[str, Any]:
+    """trl's prompt-completion format. With a chat template: conversational, so trl renders it
+    with the template (the prompt with add_generation_prompt=True, as the hf backend does) and
+    the completion ends on the template's end-of-turn. Without one: the exact text the hf backend
+    feeds the model, and trl appends the tokenizer's EOS to the completion."""
+    if chat:
+        return {"prompt": [m.to_dict() for m in row.prompt],
+                "completion": [{"role": "assistant", "content": row.completion}]}
+    return {"prompt": backend.render(row.prompt), "completion": row.completion}
+
+
+def template_guards(backend: Any, row: TrainRow) -> list[Guard]:
+    """Training must see what evaluation sees: the prompt rendered the same way, and an answer
+    that ends on a token the hf backend stops on (otherwise the model never learns to stop)."""
+    tok = backend.tokenizer
+    eos = {tok.eos_token_id} - {None}
+    try:
+        from transformers import GenerationConfig
+
+        ids = GenerationConfig.from_pretrained(backend.path).eos_token_id
+        eos |= set(ids if isinstance(ids, list) else [ids]) - {None}
+    except OSError:  # no generation_config.json: the tokenizer's EOS is all the backend uses
+        pass
+    if not backend.uses_chat_template:
+        if tok.eos_token is None:
+            return [Guard("template_eos", "warn", "the tokenizer has no EOS token, so the answers are "
+                          "trained without an end: the model will not learn to stop")]
+        return [Guard("template", "ok", "no chat template: plain-text prompts, EOS after each answer")]
+    head = backend.render(row.prompt)
+    full = tok.apply_chat_template([m.to_dict() for m in row.prompt]
+                                   + [{"role": "assistant", "content": row.completion}], tokenize=False)
+    if not full.startswith(head):
+        return [Guard("template", "warn", "the chat template renders a prompt differently inside a "
+                      "finished conversation than with add_generation_prompt: the model is trained on "
+                      "another context than it is evaluated on")]
+    tail = tok(full[len(head):], add_special_tokens=False)["input_ids"]
+    if not eos & set(tail):
+        return [Guard("template_eos", "warn", f"the chat template does not end the assistant's turn "
+                      f"with an EOS token the model stops on (EOS ids {sorted(eos)}): the finetuned model "
+                      f"will not learn to stop; set generation.stop or fix the template")]
+    return [Guard("template", "ok", "training renders prompts as evaluation does; answers end on EOS")]
+
+
+# -- guards --------------------------------------------------------------------------------------
+
+
+def choice_queries(prompts: Sequence[Sequence[Message]],
+                   examples: Sequence[Example]) -> tuple[list[Sequence[Message]], list[str]]:
+    """(prompt, continuation) pairs: every choice after every prompt, examples in order."""
+    qp, qc = [], []
+    for p, ex in zip(prompts, examples):
+        for c in ex.choices or ():
+            qp.append(p)
+            qc.append(c)
+    return qp, qc
+
+
+def choice_loss(lps: Sequence[float], examples: Sequence[Example]) -> dict[str, float]:
+    """Mean −log p(target) with p normalised over the choices (chance: log K), and how often the
+    target is the most likely choice. `lps` are log-probabilities in choice_queries' order."""
+    losses, hits, i = [], [], 0
+    for ex in examples:
+        k = len(ex.choices or ())
+        row = list(lps[i:i + k])
+        i += k
+        top = max(row)
+        norm = top + math.log(sum(math.exp(x - top) for x in row))
+        t = ex.choices.index(ex.target)
+        losses.append(norm - row[t])
+        hits.append(float(row[t] == top))
+    return {"choice_loss": sum(losses) / len(losses), "choice_accuracy": sum(hits) / len(hits)}
+
+
+def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, dict[str, float] | None]:
+    """The finetuned model's test loss over the answer choices against chance, −log(1/K)."""
+    examples = [p.example for p in prompts]
+    if not examples or not all(ex.choices for ex in examples):
+        return Guard("chance_loss", "info", "the task has no answer choices, so there is no chance-level "
+                     "loss to compare with; judge the metric"), None
+    if not ctx.backend.supports_logprobs:
+        return Guard("chance_loss", "info", f"the {ctx.backend.config.backend} backend gives no "
+                     f"log-probabilities of given answers, so the loss over the choices is not measured"), None
+    qp, qc = choice_queries([p.messages for p in prompts], examples)
+    info = choice_loss(logprobs(ctx.backend, ctx.cache, qp, qc), examples)
+    k = len(examples[0].choices)
+    chance = math.log(k)
+    info["chance_loss"] = chance
+    loss = info["choice_loss"]
+    if loss < chance:
+        return Guard("chance_loss", "ok", f"test loss over the {k} choices {loss:.3f} is below chance "
+                     f"−log(1/{k}) = {chance:.3f} (the target ranks first {info['choice_accuracy']:.0%})",
+                     loss), info
+    return Guard("chance_loss", "warn", f"test loss over the {k} choices is {loss:.3f}, not below chance "
+                 f"−log(1/{k}) = {chance:.3f}: the finetuned model has not learned the task; check the "
+                 f"data, raise learning_rate or epochs", loss), info
+
+
+def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:
+    """Share of greedy samples that end on EOS or a stop before max_tokens. With a greedy n=1
+    evaluation these are the samples just evaluated (the cache answers)."""
+    gen = ctx.gen.model_copy(update={"temperature": 0.0, "n": 1})
+    samples = [s[0] for s in generate(ctx.backend, ctx.cache, [p.messages for p in prompts], gen, CallStats())]
+    done = [s for s in samples if s.finish_reason != "error"]
+    rate = sum(s.finish_reason in ("eos", "stop") for s in done) / len(done) if done else float("nan")
+    threshold = ctx.experiment.config.guards.stop_hit_threshold
+    if rate >= threshold:
+        return Guard("termination", "ok", f"{rate:.0%} of greedy samples end on EOS or a stop", rate)
+    return Guard("termination", "warn", f"only {rate:.0%} of the finetuned model's greedy samples end on "
+                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {threshold:.0%}): it has not "
+                 f"learned to stop; train longer, or check the template_eos guard", rate)

@@ -1,0 +1,358 @@
+"""Local supervised finetuning with trl's SFTTrainer: the trainer half of the sft stage.
+
+The stage (ladder/stages/sft.py) writes the training data and a TrainSpec into its run folder and
+calls `train(spec)` in its own process, or runs this module under a launcher for more than one GPU:
+
+    accelerate launch --config_file fsdp.yaml -m ladder.training.sft_local <run_dir>/train_spec.json
+
+Nothing here moves a tensor to a device or wraps the model: trl/transformers and accelerate place
+it, so the same code runs on a CPU, one GPU, or many (DDP, DeepSpeed, FSDP). Only the main process
+writes files.
+
+What lands in the run folder:
+  checkpoints/checkpoint-N/    trainer state; an interrupted run resumes from the newest complete one
+  curves.jsonl                 one line per evaluation (step 0 included): test loss, task metric,
+                               loss over the answer choices, share of samples that stopped
+  model/                       the final model (LoRA merged in) with its tokenizer: a plain
+                               AutoModelForCausalLM folder the hf backend loads like any other
+  model/ladder_training.json   written last: its presence means training finished
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import warnings
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+# Importing this module means training is about to start, so transformers comes in at the top
+# (the callbacks subclass its TrainerCallback); the stage imports this module only when it trains.
+from transformers import TrainerCallback
+
+from ladder.backends.hf import HFBackend, HFConfig, resolve_model_path
+from ladder.config import GenerationConfig, Section
+from ladder.stages.sft import choice_loss, choice_queries
+from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.types import Example, Message, Sample
+
+DONE = "ladder_training.json"
+
+
+class CurveSpec(Section):
+    """What the evaluation callback needs to score the model while it trains."""
+
+    examples: list[dict[str, Any]]
+    """The test examples (Example fields) scored at each evaluation."""
+    prompts: list[list[dict[str, str]]]
+    """Their prompt messages, as the prompting stages render them."""
+    metric: dict[str, Any]
+    """The task metric's config (type + options)."""
+    generation: dict[str, Any]
+    """Generation settings of the curve's greedy samples."""
+
+
+class TrainSpec(Section):
+    """Everything one training run needs; JSON on disk so a launcher's processes can read it."""
+
+    model: dict[str, Any]
+    """The base model's hf backend config."""
+    train_file: str
+    """JSONL of trl prompt/completion rows."""
+    eval_file: str | None = None
+    """JSONL of the test rows whose loss is the curve's test loss."""
+    output_dir: str
+    """Checkpoints go here (checkpoint-N folders)."""
+    model_dir: str
+    """The final merged model goes here."""
+    curves_file: str
+    """One JSON line per evaluation point."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters (merged after training) or all weights."""
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments."""
+    trainer: dict[str, Any]
+    """trl SFTConfig arguments (output_dir excluded)."""
+    curve: CurveSpec | None = None
+    """Score the model on the test examples at each evaluation; None: test loss only."""
+
+
+def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train (resuming from the newest checkpoint), save the merged model, return the summary that
+    is also written to model/ladder_training.json. `callbacks`: extra transformers TrainerCallbacks."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    started = time.perf_counter()
+    datasets.disable_progress_bars()  # trl's tokenizing passes take a blink; their bars are noise
+    base = HFConfig(**spec.model)
+    path = resolve_model_path(base.name)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision,
+                                              trust_remote_code=base.trust_remote_code)
+    if tokenizer.pad_token is None:  # as the hf backend does: many causal LMs ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+
+    args = dict(spec.trainer)
+    gpu = torch.cuda.is_available() and base.device != "cpu"
+    # trl turns bf16 on by default, which CPUs do not all support: decide it from the hardware.
+    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
+    args.setdefault("use_cpu", base.device == "cpu")
+    args.setdefault("dataloader_pin_memory", gpu)
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    if "activation_checkpointing" in fields and "gradient_checkpointing" in args:
+        # transformers 5.2x renamed it; the old name still works but warns on every run.
+        args.setdefault("activation_checkpointing", args.pop("gradient_checkpointing"))
+    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
+    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision,
+                                 **(args.get("model_init_kwargs") or {})}
+    args.setdefault("trust_remote_code", base.trust_remote_code)
+    config = SFTConfig(output_dir=spec.output_dir, **args)
+
+    peft_config = None
+    if spec.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **(spec.lora or {}))
+
+    curve = CurveCallback(spec, base) if spec.curve else None
+    trainer = SFTTrainer(
+        model=path, args=config, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(read_jsonl(Path(spec.train_file))),
+        eval_dataset=Dataset.from_list(read_jsonl(Path(spec.eval_file))) if spec.eval_file else None,
+        callbacks=[c for c in (curve, TrainingProgress()) if c] + list(callbacks))
+    # Our own bar (rich, with the loss) replaces transformers' tqdm bar and its raw log printing.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if curve:
+        curve.trainer = trainer
+
+    resume = last_checkpoint(Path(spec.output_dir))
+    if curve and resume is None:
+        trainer.evaluate()  # step 0: the base model's test loss and metric, before any update
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if curve and curve.last_step != trainer.state.global_step:
+        trainer.evaluate()  # the curve ends on the final weights, whatever eval_steps was
+
+    summary = _summary(trainer, resume, time.perf_counter() - started)
+    save_model(trainer, spec, tokenizer, dtype)
+    if trainer.is_world_process_zero():
+        write_json(Path(spec.model_dir) / DONE, summary)  # last: marks training as finished
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def save_model(trainer: Any, spec: TrainSpec, tokenizer: Any, dtype: str) -> None:
+    """The final weights as a plain model folder. trainer.save_model gathers sharded weights
+    (DeepSpeed ZeRO-3, FSDP) on every process; the LoRA merge then happens on the main one."""
+    model_dir = Path(spec.model_dir)
+    if spec.method == "full":
+        trainer.save_model(str(model_dir))
+    else:
+        adapter_dir = Path(spec.output_dir) / "adapter"
+        trainer.save_model(str(adapter_dir))
+        if trainer.is_world_process_zero():
+            import torch
+            from peft import AutoPeftModelForCausalLM
+
+            # Reloaded from disk rather than merged in memory: under ZeRO-3/FSDP the in-memory
+            # model is sharded, and merging would also mutate the trainer's model.
+            merged = AutoPeftModelForCausalLM.from_pretrained(
+                str(adapter_dir), dtype=getattr(torch, dtype),
+                trust_remote_code=spec.trainer.get("trust_remote_code", False)).merge_and_unload()
+            merged.save_pretrained(str(model_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(model_dir))
+    trainer.accelerator.wait_for_everyone()
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written: a run killed while saving leaves
+    a folder without one, which must not be resumed from."""
+    done = [p for p in output_dir.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, Any]:
+    state = trainer.state
+    losses = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h]
+    model = trainer.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {
+        "steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 4),
+        "resumed_from": resumed.name if resumed else None,
+        "train_loss_first": losses[0][1] if losses else None,
+        "train_loss_last": losses[-1][1] if losses else None,
+        "train_loss": losses,
+        "trainable_params": trainable,
+        "total_params": total,
+        "seconds": round(seconds, 2),
+    }
+
+
+# -- callbacks ----------------------------------------------------------------------------------
+
+
+class TrainingProgress(TrainerCallback):
+    """A rich progress bar with the latest training loss (main process only)."""
+
+    def __init__(self) -> None:
+        self.progress = None
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ladder.progress import console
+
+        self.progress = Progress(TextColumn("sft: training"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
+                                           loss="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress and logs and "loss" in logs:
+            self.progress.update(self.task, loss=f"loss {float(logs['loss']):.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+class CurveCallback(TrainerCallback):
+    """At each evaluation, next to trl's test loss: greedy samples on the test examples scored by
+    the task metric, the loss over the answer choices, and the share of samples that stopped.
+
+    Generation and scoring are the hf backend's own code (same rendering, same EOS handling as the
+    final evaluation), pointed at the model in memory. Every process computes (so DeepSpeed ZeRO-3
+    can gather weights in lockstep); only the main one writes."""
+
+    def __init__(self, spec: TrainSpec, base: HFConfig):
+        from ladder.registry import METRICS
+
+        assert spec.curve is not None
+        self.path = Path(spec.curves_file)
+        self.examples = [Example(**{**e, "choices": tuple(e["choices"]) if e.get("choices") else None})
+                         for e in spec.curve.examples]
+        self.prompts = [[Message(**m) for m in p] for p in spec.curve.prompts]
+        metric_cls = METRICS.get(spec.curve.metric["type"])
+        self.metric = metric_cls(metric_cls.Config(**spec.curve.metric))
+        self.gen = GenerationConfig(**spec.curve.generation)
+        self.backend = LiveBackend(base)
+        self.trainer: Any = None
+        self.last_step: int | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                 "test_loss": (metrics or {}).get("eval_loss")}
+        point.update(self.measure())
+        self.last_step = state.global_step
+        if state.is_world_process_zero:
+            with JsonlWriter(self.path) as out:
+                out.write([point])
+            from ladder.progress import console
+
+            console.print(describe_point(point), highlight=False)
+
+    def measure(self) -> dict[str, Any]:
+        from trl.models.utils import unwrap_model_for_generation
+
+        with warnings.catch_warnings():
+            # trl reads the model's deprecated is_gradient_checkpointing: a FutureWarning per point.
+            warnings.simplefilter("ignore", FutureWarning)
+            with unwrap_model_for_generation(self.trainer.model_wrapped, self.trainer.accelerator) as model:
+                was_training = model.training
+                model.eval()
+                try:
+                    self.backend.live = model
+                    return self._scores()
+                finally:
+                    self.backend.live = None
+                    model.train(was_training)
+
+    def _scores(self) -> dict[str, Any]:
+        samples = sample_all(self.backend, self.prompts, self.gen)
+        out = {"metric": _mean([self.metric.score(ex, s.text).value for ex, s in zip(self.examples, samples)]),
+               "stop_rate": _mean([s.finish_reason in ("eos", "stop") for s in samples])}
+        if all(ex.choices for ex in self.examples):
+            lps = self.backend.continuation_logprobs(*choice_queries(self.prompts, self.examples))
+            out.update(choice_loss(lps, self.examples))
+        return out
+
+
+class LiveBackend(HFBackend):
+    """The hf backend's generation and log-probability code over a model held in memory (the one
+    being trained) instead of one loaded from `config.name`."""
+
+    def __init__(self, config: HFConfig):
+        super().__init__(config)
+        self.live: Any = None
+
+    @property
+    def model(self):
+        return self.live
+
+
+def sample_all(backend: HFBackend, prompts: list[list[Message]], gen: GenerationConfig) -> list[Sample]:
+    """One sample per prompt, uncached: the weights change between calls."""
+    from ladder.backends.base import Job
+
+    out: list[Sample | None] = [None] * len(prompts)
+
+    def done(j: int, samples: list[Sample], indices: Sequence[int] | None = None) -> None:
+        out[j] = samples[0]
+
+    backend.sample([Job(tuple(p), (0,)) for p in prompts], gen, done)
+    return out  # type: ignore[return-value]
+
+
+def describe_point(p: dict[str, Any]) -> str:
+    parts = [f"sft: step {p['step']}"]
+    if p.get("test_loss") is not None:
+        parts.append(f"test loss {p['test_loss']:.4f}")
+    parts.append(f"metric {p['metric']:.3f}")
+    if p.get("choice_loss") is not None:
+        parts.append(f"choice loss {p['choice_loss']:.4f}")
+    parts.append(f"stopped {p['stop_rate']:.0%}")
+    return " · ".join(parts)
+
+
+def read_curves(path: Path) -> list[dict[str, Any]]:
+    """Curve points by step; a resumed run may have re-evaluated a step, the later line wins."""
+    by_step = {p["step"]: p for p in read_jsonl(path)}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(float(x) for x in xs) / len(xs) if xs else float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m ladder.training.sft_local SPEC.json — what `launch:` runs in each process."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m ladder.training.sft_local <run_dir>/train_spec.json")
+    spec = TrainSpec(**read_json(Path(argv[0])))
+    summary = train(spec)
+    print(json.dumps({k: v for k, v in summary.items() if k != "train_loss"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""The sft stage: real (tiny) training through trl, the curves and guards, resume, and the OpenAI
+route against the loopback fake API with the real SDK."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from ladder.config import StageConfig, load_experiment
+from ladder.errors import BackendError, ConfigError, DataError
+from ladder.runner import prepare, run_experiment
+from ladder.stages.sft import SFTConfig, choice_loss, read_sft_file, template_guards, training_rows
+from ladder.store import read_json, read_jsonl
+from ladder.testing.fake_api import FakeAPIServer
+from ladder.types import Example, Message
+from tests.conftest import LABELS, WORDS, experiment, make_rows, write_jsonl
+
+FAST = {"batch_size": 8, "learning_rate": 1e-2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """A tiny model trains fastest on one thread: on a busy machine, idle OpenMP threads spinning
+    for a core make each step 10-100x slower. Launched trainers inherit it through the env."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(tmp_path, model, stages, **kw):
+    results = run_experiment(load_experiment(experiment(tmp_path, model, stages=stages, **kw)))
+    with open(tmp_path / "results" / "t" / "summary.csv") as f:
+        return results, list(csv.DictReader(f))
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def guard(result, name):
+    return next(g for g in result.guards if g.name == name)
+
+
+# -- training through the runner -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_lora_run_lowers_loss_merges_and_feeds_later_stages(tmp_path, random_model):
+    stages = [{"type": "zero_shot"},
+              {"type": "sft", **FAST, "max_steps": 6, "eval_steps": 3, "curve_examples": 12},
+              {"type": "zero_shot", "name": "on_sft", "model": {"from_stage": "sft"}}]
+    results, rows = run(tmp_path, random_model, stages, n_test=24)
+    assert [r["stage"] for r in rows] == ["zero_shot", "sft", "on_sft"]
+    sft = results[1]
+    run_dir = tmp_path / "results" / "t" / "sft" / sft.run_id
+    saved = read_json(run_dir / "metrics.json")
+    assert saved["metric"]["n"] == 24 and rows[1]["n"] == "24"
+
+    training = saved["extra"]["training"]
+    assert training["steps"] == 6 and training["method"] == "lora"
+    assert training["train_loss_last"] < training["train_loss_first"]
+    assert training["trainable_params"] < training["total_params"]
+    curves = saved["extra"]["curves"]
+    test_loss, test_metric = curves["test_loss"], curves["test_metric"]
+    assert test_loss["x"] == test_metric["x"] == [0, 3, 6]  # step 0 is the base model, before any update
+    assert test_loss["y"]["test"][-1] < test_loss["y"]["test"][0]
+    assert len(test_loss["y"]["test over choices"]) == 3 and len(test_metric["y"]["choice"]) == 3
+    assert test_loss["hlines"] == {"chance −log(1/3)": pytest.approx(math.log(3))}
+    assert curves["train_loss"]["x"] == [1, 2, 3, 4, 5, 6]
+    assert [p["step"] for p in read_jsonl(run_dir / "curves.jsonl")] == [0, 3, 6]
+
+    # The chance-loss guard and its numbers are in metrics.json, beside accuracy.
+    chance = next(g for g in saved["guards"] if g["name"] == "chance_loss")
+    info = saved["extra"]["choice_loss"]
+    assert info["chance_loss"] == pytest.approx(math.log(3))
+    assert chance["value"] == pytest.approx(info["choice_loss"])
+    assert chance["level"] == ("ok" if info["choice_loss"] < math.log(3) else "warn")
+    assert ("chance_loss" in rows[1]["flags"]) == (chance["level"] == "warn")
+    assert any(g["name"] == "termination" for g in saved["guards"])
+
+    # Saved merged: a plain model folder (no adapter), the same tensor names, changed weights.
+    model_dir = Path(saved["extra"]["model"]["name"])
+    assert model_dir == (run_dir / "model").resolve()
+    assert not (model_dir / "adapter_config.json").exists()
+    assert (model_dir / "tokenizer_config.json").exists()
+    base, tuned = weights(random_model), weights(model_dir)
+    assert base.keys() == tuned.keys()
+    changed = [k for k in base if not (base[k] == tuned[k]).all()]
+    assert changed and all("proj" in k for k in changed)  # LoRA touched the linear layers only
+
+    # A later rung evaluates the finetuned model: same prompts, greedy, so the same answers.
+    on_sft = read_json(tmp_path / "results" / "t" / "on_sft" / results[2].run_id / "stage.json")
+    assert on_sft["model"]["name"] == str(model_dir)
+    assert results[2].metric.value == sft.metric.value
+
+
+@pytest.mark.slow
+def test_full_finetuning_in_a_launched_process(tmp_path, random_model):
+    # `launch` runs the trainer as `<command> -m ladder.training.sft_local spec.json`: the same path
+    # `accelerate launch` takes on many GPUs. Here the command is plain python, one process.
+    stages = [{"type": "sft", **FAST, "method": "full", "max_steps": 4, "curves": False,
+               "launch": sys.executable}]
+    results, rows = run(tmp_path, random_model, stages, n_test=12)
+    training = results[0].extra["training"]
+    assert training["method"] == "full" and training["trainable_params"] == training["total_params"]
+    assert training["train_loss_last"] < training["train_loss_first"]
+    base, tuned = weights(random_model), weights(results[0].extra["model"]["name"])
+    assert all(not (base[k] == tuned[k]).all() for k in base if "layers" in k and "proj" in k)
+    assert rows[0]["stage"] == "sft" and set(results[0].extra["curves"]) == {"train_loss"}
+
+
+def one_label_data(tmp_path):
+    """Data a model can learn in a few steps: every answer is 'negative' — which the base model
+    ranks below 'positive' (one token against two), so it starts far above chance."""
+    rows = [{"text": r["text"], "label": "negative"} for r in make_rows(48)]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    write_jsonl(tmp_path / "data" / "test.jsonl", rows[:12])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr, level", [(0.0, "warn"), (1e-2, "ok")])
+def test_chance_loss_guard(tmp_path, random_model, lr, level):
+    path = experiment(tmp_path, random_model, stages=[
+        {"type": "sft", "method": "full", "batch_size": 8, "learning_rate": lr, "max_steps": 12, "curves": False}])
+    one_label_data(tmp_path)
+    result = run_experiment(load_experiment(path))[0]
+    g = guard(result, "chance_loss")
+    assert g.level == level, g.message
+    assert (g.value < math.log(3)) == (level == "ok")
+    if lr == 0:  # nothing moved: the model is the base model, and the flag reaches the table
+        base, tuned = weights(random_model), weights(result.extra["model"]["name"])
+        assert all((base[k] == tuned[k]).all() for k in base)
+        assert "chance_loss" in (tmp_path / "results" / "t" / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, random_model, monkeypatch):
+    from ladder.training.sft_local import TrainingProgress
+
+    stages = [{"type": "sft", **FAST, "max_steps": 4, "save_steps": 1, "curves": False}]
+    original = TrainingProgress.on_save
+
+    def killed_after_second_checkpoint(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+        return original(self, args, state, control, **kw)
+
+    monkeypatch.setattr(TrainingProgress, "on_save", killed_after_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, random_model, stages, n_test=8)
+    monkeypatch.setattr(TrainingProgress, "on_save", original)
+
+    steps_run = []
+    step_end = TrainingProgress.on_step_end
+
+    def counting(self, args, state, control, **kw):
+        steps_run.append(state.global_step)
+        return step_end(self, args, state, control, **kw)
+
+    monkeypatch.setattr(TrainingProgress, "on_step_end", counting)
+    results, _ = run(tmp_path, random_model, stages, n_test=8)
+    training = results[0].extra["training"]
+    assert training["resumed_from"] == "checkpoint-2"
+    assert steps_run == [3, 4] and training["steps"] == 4
+    assert guard(results[0], "resumed").level == "info"
+
+
+@pytest.mark.slow
+def test_trains_on_an_exported_data_file_instead_of_the_train_split(tmp_path, random_model):
+    rows = [{"prompt": [{"role": "system", "content": "Classify the sentiment of the review."},
+                        {"role": "user", "content": f"Review: the soup {i} was superb"}],
+             "completion": [{"role": "assistant", "content": "positive"}]} for i in range(12)]
+    write_jsonl(tmp_path / "bon" / "sft.jsonl", rows)
+    stages = [{"type": "sft", **FAST, "data": "bon/sft.jsonl", "max_steps": 1, "curves": False}]
+    results, _ = run(tmp_path, random_model, stages, n_test=8)
+    assert results[0].stats["train_examples"] == 12
+    trained_on = read_jsonl(tmp_path / "results" / "t" / "sft" / results[0].run_id / "train.jsonl")
+    assert trained_on == [{k: r[k] for k in ("prompt", "completion")} for r in rows]
+    assert not any(g.name == "train_test_overlap" for g in results[0].guards)
+
+
+# -- the OpenAI route, over real HTTP -----------------------------------------------------------
+
+
+def openai_experiment(tmp_path, srv, monkeypatch, sft=None):
+    monkeypatch.setenv("LADDER_TEST_OPENAI_KEY", "sk-test")
+    model = {"backend": "openai", "name": "gpt-4o-mini", "base_url": srv.openai_base_url,
+             "api_key_env": "LADDER_TEST_OPENAI_KEY", "max_retries": 0}
+    stages = [{"type": "zero_shot"}, {"type": "sft", "epochs": 2, "poll_interval": 0.01, **(sft or {})}]
+    return experiment(tmp_path, "unused", stages=stages, model=model)
+
+
+def answering(asked):
+    """Fine-tuned models answer right; the base model always says 'neutral'."""
+    def respond(req, i):
+        asked.append(req.model)
+        if not req.model.startswith("ft:"):
+            return "neutral"
+        word = req.prompt.rsplit(" ", 1)[-1]  # make_rows: "the meal 3 was <word>"
+        return next(label for label, words in WORDS.items() if word in words)
+    return respond
+
+
+def test_openai_route_end_to_end_and_resumes_the_recorded_job(tmp_path, monkeypatch):
+    import ladder.training.sft_openai as sft_openai
+
+    asked: list[str] = []
+    with FakeAPIServer(responder=answering(asked)) as srv:
+        srv.app.fine_tuning.polls = 3
+        path = openai_experiment(tmp_path, srv, monkeypatch)
+
+        # Ctrl-C while waiting for the job: the job id is already on disk.
+        def interrupted(client, job_id, interval, name):
+            client.fine_tuning.jobs.retrieve(job_id)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sft_openai, "poll", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(load_experiment(path))
+        calls = dict(srv.app.fine_tuning.calls)
+        assert calls == {"POST /files": 1, "POST /fine_tuning/jobs": 1, "GET /fine_tuning/jobs/{id}": 1}
+        monkeypatch.undo()
+
+        results = run_experiment(load_experiment(openai_experiment(tmp_path, srv, monkeypatch)))
+        calls = srv.app.fine_tuning.calls
+        assert calls["POST /files"] == 1 and calls["POST /fine_tuning/jobs"] == 1  # nothing new
+        assert calls["GET /fine_tuning/jobs/{id}"] == 3
+
+        (job,) = srv.app.fine_tuning.jobs.values()
+        uploaded = [json.loads(line) for line in srv.app.fine_tuning.contents[job["training_file"]].splitlines()]
+
+    assert len(uploaded) == 60  # the train split, in chat format, answer last
+    assert uploaded[0]["messages"][0] == {"role": "system", "content": "Classify the sentiment of the review."}
+    assert uploaded[0]["messages"][-1]["role"] == "assistant" and uploaded[0]["messages"][-1]["content"] in LABELS
+    assert job["hyperparameters"]["n_epochs"] == 2 and job["metadata"] == {"ladder_run": results[1].run_id}
+
+    zero, sft = results
+    ft = f"ft:gpt-4o-mini:ladder::{job['id']}"
+    saved = read_json(tmp_path / "results" / "t" / "sft" / sft.run_id / "metrics.json")
+    assert saved["extra"]["openai"]["job_id"] == job["id"]
+    assert saved["extra"]["openai"]["fine_tuned_model"] == ft
+    assert saved["extra"]["model"] == {"backend": "openai", "name": ft}
+    assert asked.count(ft) == 40  # the evaluation asked the fine-tuned model, once per test example
+    assert sft.metric.value == 1.0 and zero.metric.value < 0.5
+    assert guard(sft, "chance_loss").level == "info"  # chat APIs give no log-probs of given answers
+
+
+def test_openai_job_failure_is_reported_with_its_reason(tmp_path, monkeypatch):
+    import ladder.training.sft_openai as sft_openai
+
+    with FakeAPIServer() as srv:
+        monkeypatch.setattr(sft_openai, "chat_jsonl", lambda rows: "not json\n" * len(rows))
+        with pytest.raises(BackendError, match="failed: line 1"):
+            run_experiment(load_experiment(openai_experiment(tmp_path, srv, monkeypatch)))
+        assert srv.app.fine_tuning.calls["POST /fine_tuning/jobs"] == 1
+
+
+# -- data, template, config: fast ------------------------------------------------------------
+
+
+def test_train_rows_are_rendered_like_the_prompting_stages(tmp_path, random_model):
+    path = experiment(tmp_path, random_model, stages=[{"type": "sft"}])
+    plan = prepare(load_experiment(path))
+    ctx = plan.context(plan.experiment.stages[0], cache=None, run_dir=None, run_id="")
+    rows, guards = training_rows(ctx, ctx.stage)
+    train = plan.task.examples("train")
+    assert len(rows) == len(train)
+    assert rows[0].prompt == plan.task.render(train[0]) and rows[0].completion == train[0].target
+    # make_rows repeats some reviews across splits: those are flagged, not silently trained on.
+    test_prompts = {json.dumps([m.to_dict() for m in plan.task.render(e)]) for e in plan.examples}
+    overlap = sum(json.dumps([m.to_dict() for m in r.prompt]) in test_prompts for r in rows)
+    assert overlap > 0 and guards[0].name == "train_test_overlap" and guards[0].value == overlap
+    assert [g.level for g in template_guards(ctx.backend, rows[0])] == ["ok"]
+
+
+def test_template_without_eos_after_the_answer_is_flagged(random_model):
+    from ladder.backends.hf import HFBackend, HFConfig
+    from ladder.stages.sft import TrainRow
+
+    backend = HFBackend(HFConfig(name=str(random_model)))
+    row = TrainRow([Message("user", "Review: fine")], "neutral")
+    backend.tokenizer.chat_template = backend.tokenizer.chat_template.replace("<|end|>", "\n\n")
+    (g,) = template_guards(backend, row)
+    assert g.name == "template_eos" and g.level == "warn"
+
+
+def test_sft_data_file_formats(tmp_path):
+    path = write_jsonl(tmp_path / "sft.jsonl", [
+        {"id": "a", "prompt": [{"role": "user", "content": "q1"}],  # best_of_n's export row
+         "completion": [{"role": "assistant", "content": "a1"}], "score": 1.0,
+         "messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}]},
+        {"prompt": "q2", "completion": "a2"},
+        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q3"},
+                      {"role": "assistant", "content": "a3"}]},
+    ])
+    rows = read_sft_file(path)
+    assert [(r.prompt, r.completion) for r in rows] == [
+        ([Message("user", "q1")], "a1"), ([Message("user", "q2")], "a2"),
+        ([Message("system", "s"), Message("user", "q3")], "a3")]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": [{"role": "user", "content": "q"}],
+                                               "completion": [{"role": "user", "content": "x"}]}])
+    with pytest.raises(DataError, match="row 1"):
+        read_sft_file(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        read_sft_file(tmp_path / "missing.jsonl")
+
+
+def test_choice_loss_is_chance_for_uniform_and_zero_for_certain():
+    ex = [Example("a", {}, "pos", ("pos", "neg", "neu")), Example("b", {}, "neg", ("pos", "neg", "neu"))]
+    uniform = choice_loss([-2.0] * 6, ex)
+    assert uniform["choice_loss"] == pytest.approx(math.log(3))
+    sure = choice_loss([0.0, -50, -50, -50, 0.0, -50], ex)
+    assert sure["choice_loss"] == pytest.approx(0.0, abs=1e-12) and sure["choice_accuracy"] == 1.0
+    wrong = choice_loss([-50, 0.0, -50, 0.0, -50, -50], ex)
+    assert wrong["choice_loss"] > 40 and wrong["choice_accuracy"] == 0.0
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"learning_rat": 1e-3}, "unknown key"),
+    ({"trainer_args": {"learning_rate": 1e-3}}, "set by the stage"),
+    ({"trainer_args": {"warmup_stepz": 0.1}}, "unknown trl SFTConfig key"),
+    ({"route": "openai", "learning_rate": 1e-3}, "only apply to the local route"),
+    ({"route": "openai", "epochs": 1.5}, "whole epochs"),
+    ({"route": "local", "learning_rate_multiplier": 2}, "learning_rate_multiplier is for the openai"),
+    ({"lora": {"r": 0}}, "greater than or equal to 1"),
+])
+def test_config_errors(tmp_path, stage, message):
+    path = experiment(tmp_path, "m", stages=[{"type": "sft", **stage}])
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(path)
+
+
+def test_config_accepts_trainer_args_and_documents_every_field():
+    cfg = SFTConfig(trainer_args={"warmup_steps": 10, "lr_scheduler_type": "cosine"})
+    assert cfg.trainer_args["warmup_steps"] == 10
+    source = Path(__file__).resolve().parents[2] / "ladder" / "stages" / "sft.py"
+    text = source.read_text()
+    for name in set(SFTConfig.model_fields) - set(StageConfig.model_fields):
+        after = text.split(f"    {name}:", 1)[1].split("\n", 2)[1]
+        assert after.strip().startswith('"""'), name
