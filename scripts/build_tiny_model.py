@@ -19,9 +19,14 @@ So zero-shot accuracy on the quickstart test set is clearly above chance but
 clearly below perfect, and fine-tuning on data/sentiment/train.jsonl has room
 to win. The quickstart test set never appears in the training corpus.
 
-Run (about 5 minutes on 2 CPU cores):
+Run (about 8 minutes on 2 otherwise idle CPU cores; most of it is training):
 
     HF_HUB_OFFLINE=1 python scripts/build_tiny_model.py
+
+The progress probe printed during training shows when the sentiment task "clicks"
+(held-out accuracy jumps from ~0.33 to ~1.0, typically between steps 250 and 500).
+The committed model was built with `--threads 1` (the build machine was busy);
+float results differ slightly with the thread count, the data set does not.
 """
 
 from __future__ import annotations
@@ -275,14 +280,11 @@ def task_sentiment(rng, ctx):
 
 
 def task_sentiment_novel_words(rng, ctx):
-    """Sentiment where some sentiment words have no known polarity -- made-up words, or ordinary
-    words like 'river' -- and their polarity is only shown by earlier turns of the same
-    conversation: teaches the model to use few-shot examples for words it cannot judge."""
+    """Sentiment where some adjectives are made-up words whose polarity is only shown by
+    earlier turns of the same conversation: teaches the model to use few-shot examples."""
     instruction, _ = task_sentiment(rng, ctx)
     fmt = rng.choice([TEMPLATE, TEMPLATE, "Text: {text}"])
-    ordinary = iter(rng.sample(ctx["icl_words"], 6))
-    novel = {lab: {"words": [nonsense_word(rng) if rng.random() < 0.5 else next(ordinary) for _ in range(2)],
-                   "phrases": ctx["seen_lexicon"][lab]["phrases"]}
+    novel = {lab: {"words": [nonsense_word(rng) for _ in range(2)], "phrases": ctx["seen_lexicon"][lab]["phrases"]}
              for lab in LABELS}
 
     def example():
@@ -400,7 +402,7 @@ def task_first_last(rng, ctx):
 # (task, weight): sentiment is the task we care most about; the rest give variety
 # and keep the model a general (if very small) instruction follower.
 TASKS = [
-    (task_sentiment, 0.32), (task_sentiment_novel_words, 0.12), (task_incontext_labels, 0.13),
+    (task_sentiment, 0.36), (task_sentiment_novel_words, 0.08), (task_incontext_labels, 0.13),
     (task_topic, 0.10), (task_copy, 0.06), (task_reverse, 0.03), (task_arithmetic, 0.07),
     (task_count, 0.05), (task_yes_no, 0.07), (task_first_last, 0.05),
 ]
@@ -597,11 +599,7 @@ def main():
     vocab = sorted(set(FILLER_WORDS + [w for ws in SENTIMENT_WORDS.values() for w in ws]
                        + [w for ws in REVIEW_NOUNS.values() for w in ws]
                        + [w for ws in TOPICS.values() for w in ws] + [w for ws in CATEGORIES.values() for w in ws]))
-    # Ordinary words that get an ad-hoc polarity in task_sentiment_novel_words. Never a word of
-    # the sentiment lexicon (that would leak or contradict its real polarity).
-    icl_words = sorted(set(vocab) - {w for ws in SENTIMENT_WORDS.values() for w in ws}
-                       - {w for ws in REVIEW_NOUNS.values() for w in ws} - {"good", "happy"})
-    ctx = {"seen_lexicon": seen_lexicon, "vocab": vocab, "icl_words": icl_words}
+    ctx = {"seen_lexicon": seen_lexicon, "vocab": vocab}
     forbidden = {TEMPLATE.format(text=r["text"]) for r in test_rows} | {r["text"] for r in test_rows}
     for label in LABELS:
         print(f"    {label:8s} corpus sees {len(seen_lexicon[label]['words'])}/{len(SENTIMENT_WORDS[label])} "
@@ -615,11 +613,11 @@ def main():
         assert encode_for_training(tok, c)[0] == tok(render(c), add_special_tokens=False, verbose=False)["input_ids"]
     sample = "Hello,  World!\n\tTabs & 'quotes' -- 3.14 + 42 = ?\n\n  trailing spaces  "
     assert tok.decode(tok.encode(sample, add_special_tokens=False)) == sample
-    print(f"[2] ({time.time() - t_start:.0f}s) tokenizer: vocab {len(tok)}; 'Review: the soup was cold and bland' -> "
-          f"{tok.tokenize('Review: the soup was cold and bland')}")
+    example = "Review: the soup was cold and bland"
+    print(f"[2] ({time.time() - t_start:.0f}s) tokenizer: vocab {len(tok)}; {example!r} -> {tok.tokenize(example)}")
 
     # 4. Corpus: generate conversations until there is enough for `steps` batches.
-    batches, n_convs, n_dropped = [], 0, 0
+    batches, n_dropped = [], 0
     while len(batches) < args.steps:
         chunk = []
         for _ in range(4000):
@@ -632,11 +630,11 @@ def main():
                 conv = conv[:1] + conv[3:] if conv[0]["role"] == "system" else conv[2:]
                 ids, labels = encode_for_training(tok, conv)
             chunk.append((ids, labels))
-        n_convs += len(chunk)
         batches += make_batches(chunk, args.batch_tokens, rng)
     batches = batches[: args.steps]
     n_tok = sum(len(ids) for b in batches for ids, _ in b)
-    print(f"[3] ({time.time() - t_start:.0f}s) corpus: {sum(len(b) for b in batches)} conversations, {n_tok:,} tokens in {len(batches)} batches "
+    print(f"[3] ({time.time() - t_start:.0f}s) corpus: {sum(len(b) for b in batches)} conversations, "
+          f"{n_tok:,} tokens in {len(batches)} batches "
           f"({n_dropped} generated conversations dropped for containing a test text)")
 
     # 5. Model: a small Llama. Tied embeddings keep the file small.
@@ -657,7 +655,7 @@ def main():
         model, tok, probe_rows, [], 0, probe_rng)[0]
     train(model, batches, tok.pad_token_id, args.lr, log_every=25, probe=probe)
 
-    # 6. Save.
+    # 6. Save. generation_config makes plain model.generate() greedy and stop at <|end|>.
     model.generation_config = GenerationConfig(
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=16)
     args.out.mkdir(parents=True, exist_ok=True)
