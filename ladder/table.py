@@ -26,8 +26,8 @@ def row_of(r: StageResult) -> dict[str, Any]:
     s = r.stats
     return {
         "stage": r.stage, "type": r.type, "metric": r.metric_name,
-        "value": _round(r.metric.value), "ci_low": _round(r.metric.ci_low),
-        "ci_high": _round(r.metric.ci_high), "n": r.metric.n,
+        "value": _round(r.metric.value, 6), "ci_low": _round(r.metric.ci_low, 6),
+        "ci_high": _round(r.metric.ci_high, 6), "n": r.metric.n,
         "errors": s.get("errors", 0), "stop_hit_rate": _round(s.get("stop_hit_rate")),
         "prompt_tokens": s.get("prompt_tokens", 0), "completion_tokens": s.get("completion_tokens", 0),
         "cost_usd": _round(s.get("cost_usd", 0.0), 6), "seconds": _round(s.get("seconds"), 2),
