@@ -17,7 +17,9 @@ from ladder.types import StageResult
 
 DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n")]
 COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, "errors",
-           "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "run_id"]
+           "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "checks", "run_id"]
+# Checks every stage has, shown in their own columns (n, stop-hit): not repeated under "checks".
+_ALWAYS = {"subsample", "stop_hit"}
 FLOATS = ["value", "ci_low", "ci_high", "stop_hit_rate",
           *(c for c in DIFFS if not c.endswith("_n"))]
 
@@ -32,6 +34,9 @@ def row_of(r: StageResult) -> dict[str, Any]:
         "prompt_tokens": s.get("prompt_tokens", 0), "completion_tokens": s.get("completion_tokens", 0),
         "cost_usd": _round(s.get("cost_usd", 0.0), 6), "seconds": _round(s.get("seconds"), 2),
         "flags": "; ".join(g.name for g in r.guards if g.level == "warn"),
+        # Stage-specific guardrails that passed (e.g. sft's chance_loss): a check that ran and
+        # passed is worth seeing, not just one that failed.
+        "checks": "; ".join(f"{g.name} ok" for g in r.guards if g.level == "ok" and g.name not in _ALWAYS),
         "run_id": r.run_id,
     }
 
@@ -140,6 +145,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         cells += [str(row["errors"])] if show_errors else []
         cells += [_pct(row["stop_hit_rate"]), f"{row['prompt_tokens']}/{row['completion_tokens']}"]
         cells += [str(row["cost_usd"])] if show_cost else []
-        cells += [str(row["seconds"]), f"[yellow]{row['flags']}[/yellow]" if row["flags"] else ""]
+        flags = f"[yellow]{row['flags']}[/yellow]" if row["flags"] else ""
+        if row.get("checks"):
+            flags += ("; " if flags else "") + f"[green]{row['checks']}[/green]"
+        cells += [str(row["seconds"]), flags]
         table.add_row(*cells)
     console.print(table)
