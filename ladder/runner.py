@@ -8,6 +8,7 @@ finished stage (metrics.json present) is not run again.
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import time
@@ -112,6 +113,11 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
     a `skip:` reason are left out. `after(stage, result)` is called once per stage in order
     (result None when skipped or, outside `only`, never finished); False stops the loop there —
     this is how `ladder climb` stops at the first rung that reaches its target."""
+    unknown = sorted(set(only or ()) - {s.name for s in exp.stages})
+    if unknown:
+        raise LadderError(f"--only names no stage called {', '.join(unknown)}",
+                          where=str(exp.source) if exp.source else None,
+                          fix=f"use stage names from the config: {', '.join(s.name for s in exp.stages)}")
     plan = prepare(exp)
     folder = exp.results_path
     with ExperimentLock(folder):
@@ -194,8 +200,10 @@ def _say(guard: Guard) -> None:
     console.print(f"[{color}]{guard.level}[/{color}] {guard.name}: {guard.message}")
 
 
-def manifest(plan: Plan) -> dict[str, Any]:
-    exp = plan.experiment
+@functools.cache
+def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
+    """Package versions and the git sha: fixed for a process, and manifest.json is rewritten after
+    every stage, so look them up once."""
     versions = {}
     for pkg in ("ladder", "torch", "transformers", "datasets", "peft", "trl", "openai", "anthropic"):
         try:
@@ -204,9 +212,15 @@ def manifest(plan: Plan) -> dict[str, Any]:
             pass
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=exp.base_dir).stdout.strip() or None
+                             cwd=folder).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         sha = None
+    return versions, sha
+
+
+def manifest(plan: Plan) -> dict[str, Any]:
+    exp = plan.experiment
+    versions, sha = _provenance(str(exp.base_dir))
     cfg = exp.config
     return {
         "experiment": cfg.name,

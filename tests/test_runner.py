@@ -161,3 +161,11 @@ def test_from_stage_must_name_an_earlier_stage(tmp_path, random_model):
     stages = [{"type": "zero_shot", "model": {"from_stage": "sft"}}]
     with pytest.raises(LadderError, match="does not come before"):
         load_experiment(experiment(tmp_path, random_model, stages=stages))
+
+
+def test_only_with_an_unknown_stage_name_is_an_error(tmp_path, random_model):
+    exp = load_experiment(experiment(tmp_path, random_model, stages=STAGES))
+    with pytest.raises(LadderError, match="no stage called zero_shoot") as info:
+        run_experiment(exp, only=["zero_shoot"])
+    assert "zero_shot, few_shot" in info.value.render()
+    assert not (tmp_path / "results").exists()
