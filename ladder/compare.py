@@ -242,19 +242,39 @@ def distil_best_of_n(ev: Evidence) -> list[Step]:
 
 
 def rl_below_best_of_n(ev: Evidence) -> list[Step]:
-    """An rl stage scores significantly below best_of_n (paired CI below 0)."""
-    best = _best(ev, "best_of_n")
-    if best is None:
-        return []
-    return [Step("rl_below_best_of_n", f"{rl.stage} is below {best.stage} ({describe(d)}): check the reward (do "
-                                       f"best-of-N's top samples really look best?) and the learning rate / KL "
-                                       f"coefficient (see the reward and KL curves).")
-            for rl in ev.of_type("rl") if (d := ev.diff(rl, best)).ci_high < 0]
+    """An rl stage scores significantly below best-of-N: its own (same reward, same examples),
+    else a best_of_n stage's."""
+    out = []
+    for rl in ev.of_type("rl"):
+        own = rl.extra.get("best_of_n") or {}
+        if own.get("diff"):
+            d = own["diff"]
+            if d["ci_high"] >= 0:
+                continue
+            said = f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+            if own.get("oracle"):
+                out.append(Step("rl_below_best_of_n", f"{rl.stage} is below best-of-{own['n']} ({said}), but that "
+                                f"best-of-N selects with the task metric on the test answers (an upper bound "
+                                f"RL cannot reach without seeing them): train longer, or compare with a "
+                                f"deployable selector (pm, judge, classifier)."))
+            else:
+                out.append(Step("rl_below_best_of_n", f"{rl.stage} is below best-of-{own['n']} with the same "
+                                f"reward ({said}): check the learning rate and KL coefficient (see the reward "
+                                f"and KL curves), or keep best-of-N — it needs no training."))
+            continue
+        best = _best(ev, "best_of_n")
+        if best is not None and (d := ev.diff(rl, best)).ci_high < 0:
+            out.append(Step("rl_below_best_of_n", f"{rl.stage} is below {best.stage} ({describe(d)}): check the "
+                            f"reward (do best-of-N's top samples really look best?) and the learning rate / KL "
+                            f"coefficient (see the reward and KL curves)."))
+    return out
 
 
 def best_of_n_before_rl(ev: Evidence) -> list[Step]:
-    """An rl stage ran with no best_of_n stage beside it."""
-    if ev.of_type("rl") and not ev.of_type("best_of_n"):
+    """An rl stage ran with no best-of-N beside it (its own was turned off, and no best_of_n stage)."""
+    if ev.of_type("best_of_n"):
+        return []
+    if any(not rl.extra.get("best_of_n") for rl in ev.of_type("rl")):
         return [Step("best_of_n_before_rl", "rl ran without best_of_n: run best_of_n with the same reward "
                                             "— it shows what high-reward samples look like and exposes "
                                             "a broken reward for free.")]

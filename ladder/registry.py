@@ -67,6 +67,8 @@ STAGES = Registry("stage type", "ladder.stages", {
     "few_shot": "ladder.stages.few_shot:FewShot",
     "best_of_n": "ladder.stages.best_of_n:BestOfN",
     "sft": "ladder.stages.sft:SFT",
+    "rl": "ladder.stages.rl:RL",
+    "reward_model": "ladder.stages.reward_model:RewardModel",
 })
 
 METRICS = Registry("metric type", "ladder.metrics", {
@@ -76,6 +78,7 @@ METRICS = Registry("metric type", "ladder.metrics", {
     "numeric": "ladder.metrics.numeric:Numeric",
     "choice": "ladder.metrics.choice:Choice",
     "python": "ladder.metrics.python:PythonMetric",
+    "choice_prob": "ladder.metrics.probability:ChoiceProb",
 })
 
 BACKENDS = Registry("backend", "ladder.backends", {

@@ -43,6 +43,8 @@ class Plan:
     pool: BackendPool
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Models produced by finished stages (stage name → backend config keys), for `from_stage`."""
+    produced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Everything finished stages produced for later ones (stage name → {model, reward_model})."""
 
     def model_config(self, stage: StageConfig, planning: bool = False) -> BackendConfig:
         """The stage's model, with `from_stage` replaced by what that stage produced. When
@@ -55,7 +57,8 @@ class Plan:
             if planning:
                 return cfg.model_copy(update={"from_stage": None})
             raise LadderError(f"stage '{stage.name}' uses the model of stage '{cfg.from_stage}', "
-                              f"which has not produced one", field=f"stages.{stage.name}.model.from_stage",
+                              f"which has not produced one in this run or an earlier one of this config",
+                              field=f"stages.{stage.name}.model.from_stage",
                               fix=f"run '{cfg.from_stage}' first (drop --only, or include it)")
         merged = {**cfg.model_dump(), **produced, "from_stage": None}
         return BACKENDS.get(merged["backend"]).Config(**merged)
@@ -66,6 +69,7 @@ class Plan:
     def record(self, stage: StageConfig, result: StageResult) -> None:
         if result.extra.get("model"):
             self.outputs[stage.name] = result.extra["model"]
+        self.produced[stage.name] = {k: result.extra[k] for k in PRODUCTS if result.extra.get(k)}
 
     def run_id(self, stage: StageConfig) -> str:
         exp = self.experiment
@@ -78,6 +82,9 @@ class Plan:
             "task": exp.config.task.model_dump(mode="json"),
             "metric": exp.metric.model_dump(mode="json"),
             "examples": [ex.id for ex in self.examples],
+            # A scorer may name an earlier stage's product (`pm` with `from_stage:`): retraining that
+            # stage differently must give this one a new folder too.
+            "upstream": {name: self.produced.get(name) for name in sorted(_mentions(stage.model_dump(mode="json")))},
         }
         return cache_key(payload)[:12]
 
@@ -86,7 +93,26 @@ class Plan:
         return StageContext(experiment=exp, stage=stage, task=self.task, examples=self.examples,
                             metric=self.metric, backend=self.backend(stage, planning=cache is None),
                             gen=exp.stage_generation(stage), cache=cache, run_dir=run_dir, run_id=run_id,
-                            pool=self.pool)
+                            pool=self.pool, produced=self.produced)
+
+
+PRODUCTS = ("model", "reward_model")
+"""Keys of a StageResult's `extra` that later stages can use by naming the stage (`from_stage`)."""
+
+
+def _mentions(obj: Any) -> set[str]:
+    """Stage names under any `from_stage` key of a stage's config."""
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "from_stage" and isinstance(v, str):
+                found.add(v)
+            else:
+                found |= _mentions(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            found |= _mentions(v)
+    return found
 
 
 def prepare(exp: Experiment) -> Plan:
@@ -97,6 +123,14 @@ def prepare(exp: Experiment) -> Plan:
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, seed, cfg.guards)
     metric = build_metric(exp.metric)
     pool = BackendPool()
+    for stage in exp.stages:
+        if stage.skip:
+            continue
+        # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
+        # bad one stops the run before the results folder is touched and before any model loads.
+        check_inputs = getattr(STAGES.get(stage.type), "check_inputs", None)
+        if check_inputs is not None:
+            check_inputs(stage, task)
     for stage in exp.stages:
         model = exp.stage_model(stage)
         if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
@@ -119,6 +153,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                           where=str(exp.source) if exp.source else None,
                           fix=f"use stage names from the config: {', '.join(s.name for s in exp.stages)}")
     plan = prepare(exp)
+    reused = _reusable(plan, only) if only else {}
     folder = exp.results_path
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
@@ -133,7 +168,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                     console.print(f"[bold]{stage.name}[/bold] skipped: {stage.skip}", highlight=False)
                     result = None
                 elif only and stage.name not in only:
-                    result = _finished(plan, stage)
+                    result = reused.get(stage.name)
                 else:
                     result = run_stage(plan, stage, cache)
                 if result is not None:
@@ -147,6 +182,31 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
             cache.close()
             plan.pool.close()
     return results
+
+
+def _reusable(plan: Plan, only: list[str]) -> dict[str, StageResult]:
+    """Finished results of the stages `--only` leaves out, looked up before anything is written,
+    so a stage in --only whose `from_stage` has no model fails now, not after the results folder
+    was rewritten for a run that cannot happen."""
+    reused: dict[str, StageResult] = {}
+    exp = plan.experiment
+    for stage in exp.stages:
+        if stage.skip:
+            continue
+        if stage.name not in only:
+            result = _finished(plan, stage)
+            if result is not None:
+                reused[stage.name] = result
+                plan.record(stage, result)
+            continue
+        upstream = exp.stage_model(stage).from_stage
+        if upstream is not None and upstream not in only and upstream not in plan.outputs:
+            raise LadderError(f"stage '{stage.name}' uses the model of stage '{upstream}', which --only "
+                              f"leaves out and which has no finished result for this config in "
+                              f"{exp.results_path}", where=str(exp.source) if exp.source else None,
+                              field=f"stages.{stage.name}.model.from_stage",
+                              fix=f"add --only {upstream}, or run the experiment once without --only")
+    return reused
 
 
 def _finished(plan: Plan, stage: StageConfig) -> StageResult | None:
@@ -173,6 +233,14 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
                       highlight=False)
     impl = STAGES.get(stage.type)(stage)
     ctx = plan.context(stage, cache, run_dir, run_id)
+    if ctx.metric.needs_probabilities and ctx.backend.rl_policy:
+        # The config check catches `from_stage: <rl stage>`; this catches a path to an RL model.
+        raise LadderError(f"stage '{stage.name}' evaluates an RL-trained policy ({ctx.backend.config.name}), "
+                          f"and metric '{ctx.metric.name}' reads its token probabilities as if they were "
+                          f"calibrated; RL sharpens them toward what the reward liked, so only its top-1 "
+                          f"answers mean anything", field="metric",
+                          fix="use a top-1 metric (choice, exact_match, ...), or read probabilities from "
+                              "the model before RL")
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),

@@ -16,12 +16,16 @@ from ladder.store import atomic_write
 from ladder.types import StageResult
 
 DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n")]
-COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, "errors",
+# A stage may carry its own baseline measured on the same examples (rl: best-of-N with the same
+# reward): shown on a line under the stage, with the stage's paired difference from it.
+BASELINE = ["baseline", "baseline_value", "baseline_ci_low", "baseline_ci_high", "baseline_n",
+            "baseline_diff", "baseline_diff_ci_low", "baseline_diff_ci_high"]
+COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, *BASELINE, "errors",
            "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "checks", "run_id"]
 # Checks every stage has, shown in their own columns (n, stop-hit): not repeated under "checks".
 _ALWAYS = {"subsample", "stop_hit"}
 FLOATS = ["value", "ci_low", "ci_high", "stop_hit_rate",
-          *(c for c in DIFFS if not c.endswith("_n"))]
+          *(c for c in DIFFS if not c.endswith("_n")), *(c for c in BASELINE[1:] if c != "baseline_n")]
 
 
 def row_of(r: StageResult) -> dict[str, Any]:
@@ -38,7 +42,32 @@ def row_of(r: StageResult) -> dict[str, Any]:
         # passed is worth seeing, not just one that failed.
         "checks": "; ".join(f"{g.name} ok" for g in r.guards if g.level == "ok" and g.name not in _ALWAYS),
         "run_id": r.run_id,
+        **baseline_of(r),
     }
+
+
+def baseline_of(r: StageResult) -> dict[str, Any]:
+    """The BASELINE columns from `extra["baseline"]` = {label, metric: {value, ci_low, ci_high, n},
+    diff: {...}}; blank when the stage has none."""
+    b = r.extra.get("baseline")
+    if not b:
+        return {k: "" for k in BASELINE}
+    m, d = b["metric"], b.get("diff") or {}
+    return {"baseline": b["label"], "baseline_value": _round(m["value"], 6), "baseline_ci_low": _round(m["ci_low"], 6),
+            "baseline_ci_high": _round(m["ci_high"], 6), "baseline_n": m["n"],
+            "baseline_diff": _round(d.get("value"), 6), "baseline_diff_ci_low": _round(d.get("ci_low"), 6),
+            "baseline_diff_ci_high": _round(d.get("ci_high"), 6)}
+
+
+def baseline_row(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The line shown under a stage with a baseline: its value, and the stage minus it in `flags`."""
+    if not row.get("baseline"):
+        return None
+    diff = diff_text({"d": row["baseline_diff"], "d_ci_low": row["baseline_diff_ci_low"],
+                      "d_ci_high": row["baseline_diff_ci_high"]}, "d")
+    return {"stage": f"  ↳ {row['baseline']}", "metric": row["metric"], "value": row["baseline_value"],
+            "ci_low": row["baseline_ci_low"], "ci_high": row["baseline_ci_high"], "n": row["baseline_n"],
+            "flags": f"{row['stage']} − baseline: {diff}" if diff else ""}
 
 
 def _round(x: Any, digits: int = 4) -> Any:
@@ -71,6 +100,10 @@ def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
             diff_text(row, "diff_zero"), _pct(row["stop_hit_rate"]),
             f"{row['prompt_tokens']}/{row['completion_tokens']}", str(row["cost_usd"]), str(row["seconds"]),
         ]) + " |")
+        base = baseline_row(row)
+        if base:
+            lines.append("| " + " | ".join([base["stage"], base["metric"], _value(base), str(base["n"]),
+                                             base["flags"], "", "", "", "", ""]) + " |")
     seen: dict[tuple[str, str], list[str]] = {}
     for r in results:  # experiment-wide warnings (e.g. subsample size) once, naming their stages
         for g in r.guards:
@@ -150,4 +183,8 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
             flags += ("; " if flags else "") + f"[green]{row['checks']}[/green]"
         cells += [str(row["seconds"]), flags]
         table.add_row(*cells)
+        base = baseline_row(row)
+        if base:  # e.g. rl's best-of-N with the same reward, right under it
+            table.add_row(*[f"[dim]{base['stage']}[/dim]", base["metric"], _value(base), str(base["n"]),
+                            *[""] * (len(cols) - 5), base["flags"]])
     console.print(table)

@@ -59,6 +59,8 @@ class Backend:
 
     Config: type[BackendConfig] = BackendConfig
     supports_logprobs = False
+    #: True for a policy trained by the rl stage: its token probabilities are not calibrated.
+    rl_policy = False
 
     def __init__(self, config: BackendConfig):
         self.config = config

@@ -9,6 +9,7 @@ n samples per prompt come from one `generate(num_return_sequences=n)` call.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -105,6 +106,16 @@ class HFBackend(Backend):
                                    field="model.name", fix="check the hub id or local path") from None
             self._model = model.to(device).eval()
         return self._model
+
+    @property
+    def rl_policy(self) -> bool:
+        """Whether this model was RL-trained by ladder's rl stage (its model folder says so), so its
+        probabilities are not calibrated."""
+        marker = Path(self.path) / "ladder_training.json"
+        try:
+            return json.loads(marker.read_text()).get("policy") == "rl"
+        except (OSError, ValueError):
+            return False
 
     def preflight(self) -> None:
         self.tokenizer  # noqa: B018 - loads it: a wrong name fails here, before results are written

@@ -24,6 +24,11 @@ PLAIN = "{prompt}\n\n{completion}"
 
 class PMConfig(SequenceModelConfig):
     type: Literal["pm"] = "pm"
+    model: str | None = None
+    """A local folder or a hub id of a reward model (AutoModelForSequenceClassification with one
+    output); or leave it out and name the reward_model stage that trained one in `from_stage`."""
+    from_stage: str | None = None
+    """Use the PM an earlier reward_model stage trained (e.g. `from_stage: reward_model`)."""
     reference: str = "I'm sorry, I can't help with that."
     """The response every completion is compared with, in the same context. A refusal is a good
     default for helpfulness PMs; for other PMs pick a plausible middling answer."""
@@ -40,6 +45,17 @@ class PMScorer(Scorer):
     needs_probabilities = False
 
     def __init__(self, config: PMConfig, ctx: StageContext):
+        if (config.model is None) == (config.from_stage is None):
+            raise ConfigError("a pm scorer needs exactly one of `model:` (a reward model's folder or hub "
+                              "id) and `from_stage:` (a reward_model stage)", field="model",
+                              fix="e.g. {type: pm, from_stage: reward_model, reference: ...}")
+        if config.from_stage is not None:
+            made = ctx.produced.get(config.from_stage, {}).get("reward_model")
+            if made is None:
+                raise ConfigError(f"stage '{config.from_stage}' has not produced a reward model",
+                                  field="from_stage", fix="name a reward_model stage that comes earlier "
+                                  "in `stages:` (and is not skipped)")
+            config = config.model_copy(update={"model": made["name"]})
         super().__init__(config, ctx)
         if config.template is not None:
             check_template(config.template, ctx, "template")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from ladder.backends.base import Backend, BackendPool, CallStats, generate
+from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
 from ladder.cache import Cache
 from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import stop_guard, stop_hit_rate
@@ -21,7 +21,8 @@ from ladder.progress import progress_bar
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl
 from ladder.tasks import TaskLike
-from ladder.types import Example, Guard, Message, Sample, StageResult
+from ladder.errors import LadderError
+from ladder.types import Example, Guard, Message, Sample, Score, StageResult
 
 
 @dataclass
@@ -41,6 +42,9 @@ class StageContext:
     pool: BackendPool | None = None
     """Loaded backends, shared across stages (a stage that trains a model evaluates it through here)."""
     calls: CallStats = field(default_factory=CallStats)
+    produced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What finished stages produced for later ones (stage name → {model, reward_model}): how a
+    scorer's `from_stage:` finds a trained reward model."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +136,11 @@ def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample
 def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[str, Any]:
     """One samples.jsonl line: the prompt, and each sample with its task-metric score."""
     rows = []
+    prob = probability_score(ctx, p) if ctx.metric.needs_probabilities else None
     for s in samples:
         row = s.to_dict()
         if s.finish_reason != "error":
-            score = ctx.metric.score(p.example, s.text)
+            score = prob or ctx.metric.score(p.example, s.text)
             row.update(score=score.value, extracted=score.extracted)
         rows.append(row)
     ok = [r["score"] for r in rows if "score" in r]
@@ -148,6 +153,18 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[s
         "error": not ok,
         "samples": rows,
     }
+
+
+def probability_score(ctx: StageContext, p: Prompt) -> Score:
+    """A probability metric's score of a prompt: it reads the model, not the sample's text, so
+    every sample of the prompt gets the same score (the log-probabilities are cached)."""
+    if not ctx.backend.supports_logprobs:
+        raise LadderError(f"metric '{ctx.metric.name}' reads the model's probabilities of the answers, "
+                          f"and the {ctx.backend.config.backend} backend gives none", field="metric",
+                          fix="use it with an hf model, or use a text metric such as choice")
+    conts = ctx.metric.continuations(p.example)
+    lps = logprobs(ctx.backend, ctx.cache, [p.messages] * len(conts), conts)
+    return ctx.metric.score_logprobs(p.example, lps)
 
 
 def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],

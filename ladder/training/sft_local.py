@@ -204,7 +204,8 @@ def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, An
 class TrainingProgress(TrainerCallback):
     """A rich progress bar with the latest training loss (main process only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "sft: training") -> None:
+        self.label = label
         self.progress = None
         self.task = None
 
@@ -215,7 +216,7 @@ class TrainingProgress(TrainerCallback):
 
         from ladder.progress import console
 
-        self.progress = Progress(TextColumn("sft: training"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
                                  console=console, transient=True)
         self.progress.start()

@@ -1,0 +1,323 @@
+"""reward_model: train a preference model (PM) on chosen/rejected pairs, for best_of_n and rl.
+
+Data: JSONL (gzip too) of {"chosen": ..., "rejected": ...} pairs — the hh-rlhf format, where each
+side is the whole "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript — or with a shared "prompt", or
+with message lists. Transcripts are turned into chat messages when the backbone has a chat
+template, so the PM is trained on text rendered as the pm scorer renders the task's prompt and a
+response.
+
+Training: trl RewardTrainer on the stage's model (the backbone: any local causal LM or encoder;
+a one-output score head is added). The number is pairwise accuracy on held-out pairs — how often
+the PM scores the chosen response above the rejected one — with its 95% CI; 50% is chance.
+
+Use it as a scorer: `scorer: {type: pm, from_stage: reward_model, reference: "..."}` in
+best_of_n, `reward: {...}` in rl. A PM's raw score means nothing across prompts, so the pm scorer
+always reads it against a reference response in the same context.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ladder.config import StageConfig
+from ladder.errors import ConfigError, DataError
+from ladder.progress import console
+from ladder.stages import Prompt, Stage, StageContext
+from ladder.stages.sft import LoraSettings
+from ladder.stats import mean_ci
+from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.types import Guard, StageResult
+
+OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",
+                      "max_steps", "seed", "data_seed", "max_length", "logging_steps", "save_strategy",
+                      "save_steps", "report_to", "disable_tqdm", "eval_strategy"}
+
+
+class RewardModelConfig(StageConfig):
+    type: Literal["reward_model"] = "reward_model"
+    data: str | dict[str, str]
+    """Preference pairs: one JSONL file (split into train and held-out test by `test_size`, seeded)
+    or {train: ..., test: ...}. Paths relative to the YAML file; .jsonl.gz is read as is."""
+    test_size: float = Field(0.2, gt=0, lt=1)
+    """Share of a single file held out for the accuracy."""
+    max_test: int | None = Field(1000, ge=1)
+    """At most this many held-out pairs are scored (300–1,000 pin accuracy to about ±3–5 points)."""
+    max_train: int | None = Field(None, ge=1)
+    """At most this many training pairs (a seeded draw); default all."""
+    method: Literal["lora", "full"] = "full"
+    """full trains every weight (right for small backbones); lora trains adapters plus the new
+    score head (for billion-weight backbones)."""
+    lora: LoraSettings = LoraSettings()
+    """LoRA settings (method: lora)."""
+    learning_rate: float | None = Field(None, gt=0)
+    """Peak learning rate. Default 1e-4 full, 5e-4 LoRA — right for small backbones like
+    ladder-tiny; about 1e-5 full or 1e-4 LoRA for billion-weight ones."""
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training pairs (PMs overfit fast: 1 is the usual choice)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    batch_size: int = Field(16, ge=1)
+    """Pairs per optimizer step."""
+    max_length: int = Field(512, ge=8)
+    """Longest side of a pair in tokens; longer pairs are left out of training and test (counted)."""
+    seed: int | None = None
+    """Seed of the split, the draws, initialisation and data order; defaults to the experiment seed."""
+    trainer_args: dict[str, Any] = Field(default_factory=dict)
+    """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(OWNED_TRAINER_KEYS & set(v))
+        if owned:
+            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: "
+                             f"use its own keys (learning_rate, batch_size, epochs, max_steps, max_length)")
+        if v:
+            import dataclasses
+
+            from trl import RewardConfig
+
+            unknown = sorted(set(v) - {f.name for f in dataclasses.fields(RewardConfig)})
+            if unknown:
+                raise ValueError(f"unknown trl RewardConfig key(s) {', '.join(unknown)}")
+        return v
+
+
+class RewardModel(Stage):
+    Config = RewardModelConfig
+
+    def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
+        return [], []  # it asks the policy nothing
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from ladder.backends.hf import HFBackend
+
+        cfg: RewardModelConfig = self.config
+        field = f"stages.{ctx.stage.name}"
+        if not isinstance(ctx.backend, HFBackend):
+            raise ConfigError(f"a reward model is trained on a local hf backbone, not '{ctx.backend.config.backend}'",
+                              field=f"{field}.model", fix="give the stage an hf model, e.g. model: {backend: hf, name: ...}")
+        started = time.perf_counter()
+        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        train, test = self.pairs(ctx, seed)
+        chat = ctx.backend.uses_chat_template
+        tok = ctx.backend.tokenizer
+        train, dropped_train = fit(train, chat, tok, cfg.max_length)
+        test, dropped_test = fit(test, chat, tok, cfg.max_length)
+        if not train or not test:
+            raise DataError(f"no {'training' if not train else 'held-out'} pairs left under max_length "
+                            f"{cfg.max_length}", field=f"{field}.max_length", fix="raise max_length")
+        model_dir = (ctx.run_dir / "model").resolve()
+        from ladder.training.sft_local import DONE
+
+        if (model_dir / DONE).exists():
+            console.print(f"[bold]{ctx.stage.name}[/bold] reward model trained earlier ({model_dir}): scoring it")
+        else:
+            from ladder.training.reward_local import train as rm_train
+
+            spec = self.spec(ctx, seed)
+            write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
+            rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
+        summary = read_json(model_dir / DONE)
+        records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, cfg.max_length)
+        metric = mean_ci([r["score"] for r in records])
+        guards = [accuracy_guard(metric)]
+        if dropped_train or dropped_test:
+            guards.append(Guard("max_length", "info", f"{dropped_train} training and {dropped_test} held-out pairs "
+                                f"are longer than max_length {cfg.max_length} tokens and were left out", 
+                                float(dropped_train + dropped_test)))
+        guards.append(Guard("pm_reference", "info", f"use it as `{{type: pm, from_stage: {ctx.stage.name}, "
+                            f"reference: ...}}`: its raw scores only mean something against a reference "
+                            f"response in the same context"))
+        log = summary.get("log", [])
+        margins = [r["chosen_reward"] - r["rejected_reward"] for r in records]
+        return StageResult(
+            stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id, metric_name="pairwise_accuracy",
+            metric=metric, guards=guards,
+            stats={"examples": len(records), "samples": 0, "errors": 0, "train_pairs": len(train),
+                   "test_pairs": len(test), "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                   "seconds": round(time.perf_counter() - started, 3)},
+            extra={"reward_model": {"name": str(model_dir)},
+                   "training": {k: v for k, v in summary.items() if k != "log"},
+                   "mean_margin": sum(margins) / len(margins),
+                   "curves": {"rm_train": {"x": [p["step"] for p in log],
+                                           "y": {"train loss": [p["loss"] for p in log],
+                                                 "train accuracy": [p.get("accuracy") for p in log]},
+                                           "xlabel": "step", "ylabel": "loss / accuracy",
+                                           "hlines": {"chance loss log 2": math.log(2)}}}})
+
+    def pairs(self, ctx: StageContext, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        cfg: RewardModelConfig = self.config
+        field = f"stages.{ctx.stage.name}.data"
+        base = ctx.experiment.base_dir
+        if isinstance(cfg.data, str):
+            rows = read_pairs(_path(base, cfg.data), field)
+            random.Random(seed).shuffle(rows)
+            cut = max(1, round(len(rows) * cfg.test_size))
+            test, train = rows[:cut], rows[cut:]
+        else:
+            unknown = sorted(set(cfg.data) - {"train", "test"})
+            if unknown or "train" not in cfg.data or "test" not in cfg.data:
+                raise ConfigError("data must be one file or {train: ..., test: ...}", field=field,
+                                  fix="name the train and test files of the pairs")
+            train = read_pairs(_path(base, cfg.data["train"]), field + ".train")
+            test = read_pairs(_path(base, cfg.data["test"]), field + ".test")
+        if cfg.max_train and len(train) > cfg.max_train:
+            train = random.Random(seed).sample(train, cfg.max_train)
+        if cfg.max_test and len(test) > cfg.max_test:
+            test = random.Random(seed + 1).sample(test, cfg.max_test)
+        if not train:
+            raise DataError("no training pairs", field=field, fix="give more pairs, or lower test_size")
+        return train, test
+
+    def spec(self, ctx: StageContext, seed: int) -> Any:
+        from ladder.training.reward_local import RewardSpec
+
+        cfg: RewardModelConfig = self.config
+        lr = cfg.learning_rate or (1e-4 if cfg.method == "full" else 5e-4)
+        lora = cfg.lora
+        run = ctx.run_dir
+        return RewardSpec(
+            model=ctx.backend.config.model_dump(mode="json"), method=cfg.method,
+            lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                  "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
+            if cfg.method == "lora" else None,
+            trainer={"learning_rate": lr, "per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs,
+                     "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": cfg.max_length,
+                     "logging_steps": 5, "save_strategy": "steps", "save_steps": 200, "save_total_limit": 2,
+                     "report_to": "none", "disable_tqdm": True, **cfg.trainer_args},
+            output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()))
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def read_pairs(path: Path, field: str) -> list[dict[str, Any]]:
+    """Pairs as {"id", "chosen", "rejected"}: each side a message list, or a string when the row
+    has plain text that is not a Human/Assistant transcript."""
+    if not path.exists():
+        raise DataError(f"preference data '{path}' does not exist", field=field,
+                        fix="check the path; relative paths are read from the YAML file's folder")
+    try:
+        text = (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")).read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read '{path}' ({exc})", field=field, fix="give UTF-8 JSONL, optionally gzipped") from None
+    out = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out.append({"id": str(row.get("id", i)), **pair(row)})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"line {i + 1} of '{path}' is not a preference pair ({exc})", field=field,
+                            fix='write {"chosen": ..., "rejected": ...} per line (optionally with "prompt")') from None
+    return out
+
+
+def pair(row: dict[str, Any]) -> dict[str, Any]:
+    prompt = row.get("prompt")
+    chosen, rejected = row["chosen"], row["rejected"]
+    if prompt is not None:
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else messages(prompt)
+        return {"chosen": prompt + _reply(chosen), "rejected": prompt + _reply(rejected)}
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        if "\n\nAssistant:" in chosen and "\n\nAssistant:" in rejected:
+            return {"chosen": transcript(chosen), "rejected": transcript(rejected)}
+        return {"chosen": chosen, "rejected": rejected}
+    return {"chosen": messages(chosen), "rejected": messages(rejected)}
+
+
+def _reply(x: Any) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": x}] if isinstance(x, str) else messages(x)
+
+
+def messages(x: Any) -> list[dict[str, str]]:
+    if not isinstance(x, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and
+                                          m.get("role") in ("system", "user", "assistant") for m in x):
+        raise ValueError("expected a string or a list of {role, content} messages")
+    return [{"role": m["role"], "content": m["content"]} for m in x]
+
+
+def transcript(text: str) -> list[dict[str, str]]:
+    """An hh-rlhf transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") as chat messages."""
+    import re
+
+    parts = re.split(r"\n\n(Human|Assistant): ?", "\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    out = []
+    for who, said in zip(parts[1::2], parts[2::2]):
+        out.append({"role": "user" if who == "Human" else "assistant", "content": said.strip()})
+    if not out or out[-1]["role"] != "assistant":
+        raise ValueError("the transcript does not end with an Assistant turn")
+    return out
+
+
+def render(side: Any, chat: bool, tokenizer: Any) -> str:
+    """One side of a pair as the text the PM reads — chat messages through the backbone's template
+    (what trl does, and what the pm scorer does), plain text as is."""
+    if isinstance(side, str):
+        return side
+    if chat:
+        return tokenizer.apply_chat_template(side, tokenize=False)
+    return "\n\n".join(f"{'Human' if m['role'] == 'user' else m['role'].title()}: {m['content']}" for m in side)
+
+
+def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """Pairs in the form the trainer takes (messages only with a chat template), and those whose
+    longer side fits max_length; plus how many were dropped."""
+    kept = []
+    for p in pairs:
+        row = {k: (p[k] if chat or isinstance(p[k], str) else render(p[k], False, tokenizer)) for k in ("chosen", "rejected")}
+        lengths = [len(tokenizer(render(row[k], chat, tokenizer), add_special_tokens=False)["input_ids"])
+                   for k in ("chosen", "rejected")]
+        if max(lengths) + 2 <= max_length:  # room for BOS/EOS
+            kept.append({"id": p["id"], **row})
+    return kept, len(pairs) - len(kept)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def score_pairs(path: Path, model_dir: str, test: list[dict[str, Any]], chat: bool, max_length: int) -> list[dict[str, Any]]:
+    """Score both sides of every held-out pair (resuming from samples.jsonl); 1 when chosen wins."""
+    done = {r["id"]: r for r in read_jsonl(path, repair=True)}
+    todo = [p for p in test if p["id"] not in done]
+    if todo:
+        from ladder.scorers.classifier import SequenceModel, SequenceModelConfig
+
+        model = SequenceModel(SequenceModelConfig(model=model_dir, max_length=max_length))
+        tok = model.tokenizer
+        # As trl trained it: chat text carries its own special tokens; plain text gets BOS and EOS.
+        texts = [render(p[k], chat, tok) + ("" if chat else tok.eos_token or "") for p in todo for k in ("chosen", "rejected")]
+        logits = model.logits(texts, special_tokens=not chat)
+        recs = []
+        for j, p in enumerate(todo):
+            c, r = logits[2 * j][0], logits[2 * j + 1][0]
+            recs.append({"id": p["id"], "chosen_reward": c, "rejected_reward": r,
+                         "score": 1.0 if c > r else 0.5 if c == r else 0.0})
+        with JsonlWriter(path) as out:
+            out.write(recs)
+        done.update((r["id"], r) for r in recs)
+    return [done[p["id"]] for p in test]
+
+
+def accuracy_guard(m: Any) -> Guard:
+    if m.ci_low > 0.5:
+        return Guard("beats_chance", "ok", f"pairwise accuracy {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}] "
+                     f"is above chance (0.5) on {m.n} held-out pairs", m.value)
+    return Guard("beats_chance", "warn", f"pairwise accuracy {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}] on "
+                 f"{m.n} held-out pairs is not clearly above chance (0.5): this PM cannot rank responses; "
+                 f"train on more pairs or longer, or use a larger backbone", m.value)

@@ -1,0 +1,366 @@
+"""rl: online RL (GRPO or RLOO, with trl) on any scorer's reward — the last, most fiddly rung.
+
+The harness makes it safe to try:
+- Best-of-N first. Before training, the stage samples N = `generations` completions per test
+  prompt from the starting model and keeps the best under the *same* reward (reused from the cache
+  when a best_of_n stage asked the same). That is what RL's reward is worth without training, and
+  the RL row is reported beside it with a paired difference on the same examples.
+- Reward hacking checks on both the best-of-N pool and the RL rollouts: the correlation of reward
+  with completion length, and a warning when high reward goes to degenerate samples (empty, very
+  short, repeated text).
+- Collapse check: a learning rate too high for the model sends the reward to zero; the stage says so.
+- Curves per optimizer step — reward, KL to the starting policy, completion length — in metrics.json.
+- The policy is evaluated by its greedy (top-1) answers only. Its model folder is marked as an RL
+  policy, and a metric that reads its token probabilities is refused (they are not calibrated).
+
+Start from the experiment's model or a finetuned one (`model: {from_stage: sft}`); the trained
+model serves later stages the same way (`from_stage: rl`). LoRA by default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from dataclasses import replace
+from functools import partial
+from typing import Any, Literal, Sequence
+
+from pydantic import Field, field_validator
+
+from ladder.backends.base import CallStats
+from ladder.config import StageConfig
+from ladder.errors import ConfigError
+from ladder.metrics import Metric
+from ladder.progress import console
+from ladder.scorers import ScorerSpec, build_scorer
+from ladder.stages import Prompt, Stage, StageContext, collect, evaluate
+from ladder.stages.best_of_n import SCORE_BATCH, records, report
+from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
+from ladder.stats import mean_ci, paired_diff
+from ladder.store import atomic_write, read_json, read_jsonl, write_json
+from ladder.types import Guard, StageResult
+
+# Keys of trl's GRPOConfig/RLOOConfig this stage sets itself.
+OWNED_TRAINER_KEYS = {
+    "output_dir", "learning_rate", "beta", "num_generations", "max_completion_length", "max_steps",
+    "per_device_train_batch_size", "temperature", "top_p", "seed", "data_seed", "logging_steps",
+    "save_strategy", "save_steps", "report_to", "disable_tqdm", "num_train_epochs",
+}
+
+
+class RLConfig(StageConfig):
+    type: Literal["rl"] = "rl"
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    """grpo: trl GRPOTrainer (advantage = reward minus the mean of its prompt's group, scaled by
+    the group's std); rloo: trl RLOOTrainer (leave-one-out baseline)."""
+    reward: ScorerSpec = Field("metric", validate_default=True)
+    """What the policy is trained to please, as best_of_n's `scorer:`: metric (the task metric on
+    the train split's gold answers — a verifiable reward), {type: pm, model: ..., reference: ...},
+    {type: judge, ...}, {type: classifier, ...}, {type: python, function: ...}."""
+    generations: int = Field(8, ge=2, le=256)
+    """Completions sampled per prompt at each step (the group the advantage is computed in); also
+    the N of the best-of-N run beside it."""
+    prompts_per_step: int = Field(8, ge=1)
+    """Train prompts per optimizer step; a step trains on prompts_per_step × generations completions."""
+    steps: int = Field(100, ge=1)
+    """Optimizer steps."""
+    learning_rate: float | None = Field(None, gt=0)
+    """Peak learning rate. Default 2e-5 with LoRA, 1e-6 with full finetuning: RL wants far smaller
+    steps than SFT, and a too-high rate collapses the reward to zero on small models (the stage
+    warns when it sees that)."""
+    beta: float = Field(0.04, ge=0)
+    """KL coefficient: how hard the policy is held near the starting model. 0 trains fastest and
+    drifts most (and then KL is not measured)."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature of the rollouts (and of the best-of-N comparison)."""
+    max_completion_length: int | None = Field(None, ge=1)
+    """Longest rollout in tokens; default: the stage's generation.max_tokens."""
+    method: Literal["lora", "full"] = "lora"
+    """lora trains small adapters (merged afterwards, and the KL reference is the model with them
+    switched off — no second copy); full trains every weight."""
+    lora: LoraSettings = LoraSettings()
+    """LoRA adapter settings (method: lora)."""
+    best_of_n: bool = True
+    """Run best-of-N with the same reward and N = generations before training (cached), and report
+    RL against it. Turn off only when it was measured elsewhere."""
+    seed: int | None = None
+    """Seed of initialisation, data order and sampling; defaults to the experiment seed."""
+    save_steps: int | None = Field(None, ge=1)
+    """Checkpoint every this many steps (a re-run resumes from the newest); default steps / 4."""
+    trainer_args: dict[str, Any] = Field(default_factory=dict)
+    """More trl GRPOConfig / RLOOConfig keys, e.g. {num_iterations: 2, epsilon: 0.2,
+    loss_type: dr_grpo, scale_rewards: none, warmup_steps: 5}."""
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(OWNED_TRAINER_KEYS & set(v))
+        if owned:
+            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: use "
+                             f"its own keys (learning_rate, beta, generations, steps, max_completion_length, ...)")
+        if v:
+            from ladder.training.rl_local import known_keys
+
+            unknown = sorted(set(v) - known_keys("grpo") - known_keys("rloo"))
+            if unknown:
+                raise ValueError(f"unknown trl GRPOConfig/RLOOConfig key(s) {', '.join(unknown)}")
+        return v
+
+
+class RL(Stage):
+    Config = RLConfig
+    produces_model = True  # later stages use the policy with `model: {from_stage: <this stage>}`
+
+    def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
+        # The policy is asked exactly what zero_shot asks: what it learned is in the weights.
+        return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from ladder.backends.hf import HFBackend
+
+        cfg: RLConfig = self.config
+        field = f"stages.{ctx.stage.name}"
+        if not isinstance(ctx.backend, HFBackend):
+            raise ConfigError(f"the rl stage trains local hf models, not '{ctx.backend.config.backend}'",
+                              field=f"{field}.model", fix="give the stage an hf model (model: {backend: hf, ...})")
+        reward = build_scorer(cfg.reward, ctx, field=f"{field}.reward")  # fails before any sampling
+        train = ctx.task.examples("train")
+        if not train:
+            raise ConfigError("the rl stage trains on the train split, and it is empty", field="task.data",
+                              fix="give the task a train split")
+        prompts, _ = self.prompts(ctx)
+        guards: list[Guard] = []
+        extra: dict[str, Any] = {}
+        if cfg.best_of_n:
+            bon, more = self._best_of_n(ctx, reward, prompts)
+            extra["best_of_n"] = bon
+            guards += more
+
+        trained, training, more = self._train(ctx, reward, train)
+        guards += more
+        tctx = replace(ctx, backend=trained)
+        result = evaluate(tctx, prompts, guards)  # greedy answers: top-1 is what an RL policy is read by
+        extra.update(training)
+        if cfg.best_of_n:
+            bon = extra["best_of_n"]
+            result.guards.append(versus_best_of_n(ctx.run_dir, bon))
+            extra["baseline"] = {"label": f"best-of-{bon['n']}, same reward", "metric": bon["metric"],
+                                 "diff": bon["diff"]}
+            if bon["curve"]:  # where the training reward starts (best-of-1) and what selection reaches
+                extra["curves"]["rl_reward"]["hlines"] = {
+                    "best-of-1 (start)": bon["curve"][0]["selector"],
+                    f"best-of-{bon['n']} selected": bon["curve"][-1]["selector"]}
+        result.guards.append(Guard("rl_probabilities", "info", "an RL policy's token probabilities are not "
+                                   "calibrated: this row reports top-1 answers only, and probability "
+                                   "metrics on this model are refused"))
+        result.extra.update(extra)
+        result.stats["train_examples"] = len(train)
+        return result
+
+    # -- best-of-N with the same reward --------------------------------------------------------
+
+    def _best_of_n(self, ctx: StageContext, reward: Metric, prompts: list[Prompt]) -> tuple[dict[str, Any], list[Guard]]:
+        cfg: RLConfig = self.config
+        gen = ctx.gen.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0, "n": cfg.generations,
+                                         "max_tokens": self.max_tokens(ctx)})
+        sub = replace(ctx, gen=gen, calls=CallStats())  # its own counter: the stage's stats describe the policy
+        console.print(f"[bold]{ctx.stage.name}[/bold] best-of-{cfg.generations} with the same reward first "
+                      f"(no training)", highlight=False)
+        got = collect(sub, prompts, partial(records, scorer=reward), batch=max(1, SCORE_BATCH // cfg.generations),
+                      path=ctx.run_dir / "best_of_n_samples.jsonl")
+        curve_extra, guards = report(got.records, cfg.generations, reward, oracle=reward is ctx.metric)
+        guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
+        pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
+                for rec in got.records for row in rec["samples"] if "selector" in row]
+        hack = hacking(pool, [ex.target for ex in ctx.examples], "best-of-N pool")
+        guards += hack.pop("guards")
+        scores = {rec["id"]: rec["score"] for rec in got.records}
+        return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
+                "oracle": reward is ctx.metric, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
+                "generated": sub.calls.generated, "cached": sub.calls.cached, **hack}, guards
+
+    def max_tokens(self, ctx: StageContext) -> int:
+        return self.config.max_completion_length or ctx.gen.max_tokens
+
+    # -- training --------------------------------------------------------------------------------
+
+    def _train(self, ctx: StageContext, reward: Metric, train: list[Any]) -> tuple[Any, dict[str, Any], list[Guard]]:
+        cfg: RLConfig = self.config
+        base = ctx.backend
+        model_dir = (ctx.run_dir / "model").resolve()
+        rollouts = ctx.run_dir / "rollouts.jsonl"
+        from ladder.training.sft_local import DONE
+
+        if (model_dir / DONE).exists():
+            console.print(f"[bold]{ctx.stage.name}[/bold] policy trained earlier ({model_dir}): evaluating it")
+        else:
+            from ladder.training.rl_local import train as rl_train
+
+            spec = self.spec(ctx, base)
+            write_json(ctx.run_dir / "rl_spec.json", spec.model_dump(mode="json"))
+            keep_rollouts_until_checkpoint(ctx.run_dir)
+            chat = base.uses_chat_template
+            prompts = [trl_row(TrainRow(ctx.task.render(ex), ""), base, chat)["prompt"] for ex in train]
+
+            def score(indices: Sequence[int], texts: Sequence[str]) -> list[float]:
+                return [s.value for s in reward.score_batch([train[i] for i in indices], texts)]
+
+            rl_train(spec, prompts, score)
+        summary = read_json(model_dir / DONE)
+        trained = model_pool(ctx).get(base.config.model_copy(update={"name": str(model_dir), "revision": None}))
+        log = summary.get("log", [])
+        rows = read_jsonl(rollouts)
+        late = [r for r in rows if r["step"] > summary["steps"] * 3 / 4] or rows
+        hack = hacking([(r["reward"], r["tokens"], r["text"]) for r in late], [ex.target for ex in train],
+                       "late RL rollouts")
+        guards = hack.pop("guards") + [collapse_guard(log)]
+        extra = {"model": {"backend": "hf", "name": str(model_dir)}, "policy": "rl",
+                 "training": {"algorithm": cfg.algorithm, "method": cfg.method, "steps": summary["steps"],
+                              "seconds": summary["seconds"], "trainable_params": summary["trainable_params"],
+                              "total_params": summary["total_params"], "resumed_from": summary.get("resumed_from"),
+                              "rollouts": len(rows), "late_rollouts": hack},
+                 "curves": curves(log, cfg.beta)}
+        return trained, extra, guards
+
+    def spec(self, ctx: StageContext, base: Any) -> Any:
+        from ladder.training.rl_local import RLSpec
+
+        cfg: RLConfig = self.config
+        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        lr = cfg.learning_rate or (2e-5 if cfg.method == "lora" else 1e-6)
+        trainer = {
+            "learning_rate": lr, "beta": cfg.beta, "num_generations": cfg.generations,
+            "max_completion_length": self.max_tokens(ctx), "max_steps": cfg.steps,
+            "per_device_train_batch_size": cfg.prompts_per_step * cfg.generations,
+            "temperature": cfg.temperature, "top_p": 1.0, "seed": seed, "data_seed": seed,
+            "logging_steps": 1, "save_strategy": "steps", "save_steps": cfg.save_steps or max(1, cfg.steps // 4),
+            "save_total_limit": 2, "report_to": "none", "disable_tqdm": True,
+            **cfg.trainer_args,
+        }
+        lora = cfg.lora
+        run = ctx.run_dir
+        return RLSpec(model=base.config.model_dump(mode="json"), algorithm=cfg.algorithm, method=cfg.method,
+                      lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                            "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
+                      if cfg.method == "lora" else None,
+                      trainer=trainer, output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()),
+                      rollouts_file=str(run / "rollouts.jsonl"), stop=list(ctx.gen.stop or []))
+
+
+def keep_rollouts_until_checkpoint(run_dir: Any) -> None:
+    """A resumed run repeats the steps after its newest checkpoint: drop their earlier rollouts."""
+    from ladder.training.sft_local import last_checkpoint
+
+    path = run_dir / "rollouts.jsonl"
+    if not path.exists():
+        return
+    ckpt = last_checkpoint(run_dir / "checkpoints")
+    done = int(ckpt.name.split("-")[-1]) if ckpt else 0
+    import json
+
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in read_jsonl(path, repair=True) if r["step"] <= done))
+
+
+# -- reward hacking, collapse, comparison -----------------------------------------------------
+
+
+def degenerate(text: str, typical_chars: float) -> str | None:
+    """Why a completion is degenerate ('empty', 'repeated', 'very short'), or None."""
+    t = text.strip()
+    if not t:
+        return "empty"
+    words = t.split()
+    if len(words) >= 6 and len(set(words)) / len(words) < 0.35:
+        return "repeated"
+    if re.search(r"(\S+(?:\s+\S+){0,2}?)(?:\s*\1){3,}", t) and len(t) > 12:
+        return "repeated"
+    if len(t) <= 3 and len(t) < typical_chars / 4:
+        return "very short"
+    return None
+
+
+def hacking(pool: Sequence[tuple[float, int, str]], targets: Sequence[str], where: str) -> dict[str, Any]:
+    """Reward–length correlation and the share of degenerate samples among the highest-reward ones
+    of a pool of (reward, tokens, text). Returns the numbers plus `guards`."""
+    out: dict[str, Any] = {"samples": len(pool), "guards": []}
+    if len(pool) < 2:
+        return out
+    rewards = [r for r, _, _ in pool]
+    lengths = [float(n) for _, n, _ in pool]
+    r = pearson(rewards, lengths)
+    out["reward_length_corr"] = r
+    if r is not None and r >= 0.3:
+        out["guards"].append(Guard("reward_length", "warn", f"in the {where}, reward rises with completion "
+                                   f"length (Pearson r = {r:.2f}, {len(pool)} samples): the policy can buy "
+                                   f"reward with length alone; read long high-reward samples, or compare "
+                                   f"against a length-matched reference", r))
+    typical = statistics.median(len(t) for t in targets) if targets else statistics.median(len(t) for *_, t in pool)
+    cut = sorted(rewards, reverse=True)[max(0, len(rewards) // 10 - 1)]  # the top decile (and its ties)
+    top = [(rw, degenerate(t, typical)) for rw, _, t in pool if rw >= cut]
+    bad = [rw for rw, why in top if why]
+    out["top_reward_degenerate"] = len(bad) / len(top) if top else 0.0
+    kinds = sorted({why for _, why in top if why})
+    if top and len(bad) / len(top) >= 0.1:
+        out["guards"].append(Guard("degenerate_reward", "warn", f"{len(bad)} of the {len(top)} highest-reward "
+                                   f"samples in the {where} are degenerate ({', '.join(kinds)}): the reward "
+                                   f"pays for text nobody wants; fix the reward before training on it",
+                                   len(bad) / len(top)))
+    return out
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sx = math.sqrt(sum((a - mx) ** 2 for a in x))
+    sy = math.sqrt(sum((b - my) ** 2 for b in y))
+    return sxy / (sx * sy) if sx > 0 and sy > 0 else None
+
+
+def collapse_guard(log: Sequence[dict[str, float]]) -> Guard:
+    """Reward over the last quarter of steps against the first quarter: RL with too high a learning
+    rate destroys the policy and the reward falls to (near) zero."""
+    rewards = [p["reward"] for p in log if "reward" in p and not math.isnan(p["reward"])]
+    if len(rewards) < 4:
+        return Guard("reward_collapse", "info", "too few logged steps to judge the reward's trend")
+    q = max(1, len(rewards) // 4)
+    first, last = sum(rewards[:q]) / q, sum(rewards[-q:]) / q
+    if first > 0 and last < 0.5 * first:
+        return Guard("reward_collapse", "warn", f"the training reward fell from {first:.3f} (first quarter of "
+                     f"steps) to {last:.3f} (last quarter): the policy collapsed; lower learning_rate "
+                     f"(e.g. ÷10) or raise beta", last - first)
+    return Guard("reward_collapse", "ok", f"training reward {first:.3f} → {last:.3f} (first → last quarter "
+                 f"of steps)", last - first)
+
+
+def versus_best_of_n(run_dir: Any, bon: dict[str, Any]) -> Guard:
+    """The RL policy against best-of-N with the same reward, paired on the same test examples."""
+    rl = {r["id"]: r["score"] for r in read_jsonl(run_dir / "samples.jsonl") if not r.get("error")}
+    ids = [i for i in bon["scores"] if i in rl and bon["scores"][i] is not None]
+    m = bon["metric"]
+    d = paired_diff([rl[i] for i in ids], [bon["scores"][i] for i in ids])
+    bon["diff"] = d.to_dict()
+    oracle = " (the task metric as selector: an upper bound)" if bon["oracle"] else ""
+    return Guard("versus_best_of_n", "info", f"best-of-{bon['n']} with the same reward, no training{oracle}: "
+                 f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]; rl − best-of-{bon['n']} = "
+                 f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] on {d.n} examples", d.value)
+
+
+def curves(log: Sequence[dict[str, float]], beta: float) -> dict[str, Any]:
+    """Per-step training curves in the shape `ladder report` draws."""
+    steps = [p["step"] for p in log]
+
+    def series(key: str) -> list[float | None]:
+        return [p.get(key) for p in log]
+
+    out = {
+        "rl_reward": {"x": steps, "y": {"reward (mean over rollouts)": series("reward")},
+                      "xlabel": "step", "ylabel": "reward"},
+        "rl_length": {"x": steps, "y": {"completion tokens (mean)": series("length")},
+                      "xlabel": "step", "ylabel": "tokens"},
+    }
+    if beta > 0:
+        out["rl_kl"] = {"x": steps, "y": {"KL to the starting policy": series("kl")}, "xlabel": "step",
+                        "ylabel": "KL (nats/token)"}
+    return out

@@ -1,0 +1,96 @@
+"""Train a preference (reward) model on chosen/rejected pairs with trl's RewardTrainer.
+
+A sequence-classification head with one output on a local backbone, trained with the
+Bradley-Terry loss −log σ(r_chosen − r_rejected). The final model (LoRA merged) is saved as a
+plain AutoModelForSequenceClassification folder, which the pm scorer loads.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from ladder.backends.hf import HFConfig, resolve_model_path
+from ladder.config import Section
+from ladder.store import write_json
+from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint
+
+
+class RewardSpec(Section):
+    """Everything one reward-model run needs (JSON in the run folder, for the record)."""
+
+    model: dict[str, Any]
+    """The backbone's hf backend config."""
+    method: Literal["lora", "full"] = "full"
+    """LoRA adapters (plus the new score head, trained in full) or all weights."""
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments."""
+    trainer: dict[str, Any]
+    """trl RewardConfig arguments (output_dir excluded)."""
+    output_dir: str
+    """Checkpoints go here."""
+    model_dir: str
+    """The final merged model goes here."""
+
+
+def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Train on `rows` ({"chosen", "rejected"}: strings or message lists), resuming from the newest
+    checkpoint; save the merged model and return the summary written to model/ladder_training.json."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import RewardConfig, RewardTrainer
+
+    started = time.perf_counter()
+    datasets.disable_progress_bars()
+    base = HFConfig(**spec.model)
+    path = resolve_model_path(base.name)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision, trust_remote_code=base.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    args = dict(spec.trainer)
+    gpu = torch.cuda.is_available() and base.device != "cpu"
+    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
+    args.setdefault("use_cpu", not gpu)
+    args.setdefault("dataloader_pin_memory", gpu)
+    args.setdefault("activation_checkpointing", False)  # trl's default is on: slower, and not needed here
+    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
+    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
+    args.setdefault("trust_remote_code", base.trust_remote_code)
+    config = RewardConfig(output_dir=spec.output_dir, **args)
+
+    peft_config = None
+    if spec.method == "lora":
+        from peft import LoraConfig
+
+        # SEQ_CLS: peft also trains the new score head in full (it starts random).
+        peft_config = LoraConfig(task_type="SEQ_CLS", **(spec.lora or {}))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "some weights were newly initialized": the score head, as intended
+        trainer = RewardTrainer(model=path, args=config, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer, peft_config=peft_config,
+                                callbacks=[TrainingProgress("reward_model: training")])
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    resume = last_checkpoint(Path(spec.output_dir))
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    state = trainer.state
+    log = [{"step": h["step"], "loss": h["loss"], **({"accuracy": h["accuracy"]} if "accuracy" in h else {})}
+           for h in state.log_history if "loss" in h]
+    summary = {"steps": state.global_step, "resumed_from": resume.name if resume else None, "log": log,
+               "train_pairs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
+    model_dir = Path(spec.model_dir)
+    model = trainer.model
+    if spec.method == "lora":
+        model = model.merge_and_unload()
+    model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    write_json(model_dir / DONE, {**summary, "policy": "reward_model"})  # last: marks training as finished
+    return summary

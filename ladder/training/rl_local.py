@@ -1,0 +1,180 @@
+"""Online RL on a local hf model with trl's GRPOTrainer or RLOOTrainer.
+
+The reward is a plain callable over (train example index, completion text) pairs, so any ladder
+scorer — the task metric, a PM with its reference, a judge, a Python function — rewards the
+policy exactly as it selects samples in best_of_n. Every rollout is appended to rollouts.jsonl
+(step, example, completion, reward, length): what the policy learned to say is read there, not
+guessed from the reward curve. Checkpoints go to `output_dir` and a re-run resumes from the
+newest; the final model (LoRA merged) is saved as a plain folder marked as an RL policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+# Importing this module means training is about to start (the stage imports it only then).
+from transformers import TrainerCallback
+
+from ladder.backends.hf import HFConfig, resolve_model_path
+from ladder.config import Section
+from ladder.store import JsonlWriter, write_json
+from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
+
+Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
+"""(indices into the training examples, completion texts) → one reward per completion."""
+
+# What the stage plots from trl's per-step logs, under ladder's names.
+LOGGED = {"reward": "reward", "reward_std": "reward_std", "kl": "kl",
+          "completions/mean_length": "length", "entropy": "entropy", "loss": "loss",
+          "frac_reward_zero_std": "frac_reward_zero_std"}
+
+
+class RLSpec(Section):
+    """Everything one RL run needs (JSON in the run folder, for the record)."""
+
+    model: dict[str, Any]
+    """The starting model's hf backend config."""
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    """trl trainer: GRPOTrainer or RLOOTrainer."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters (merged after training) or all weights."""
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments."""
+    trainer: dict[str, Any]
+    """trl GRPOConfig / RLOOConfig arguments (output_dir excluded)."""
+    output_dir: str
+    """Checkpoints go here."""
+    model_dir: str
+    """The final merged model goes here."""
+    rollouts_file: str
+    """One JSON line per sampled completion."""
+    stop: list[str] = []
+    """Completions are cut at the first stop string before they are rewarded, as evaluation cuts them."""
+
+
+def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
+    """Train on `prompts` (trl prompts: message lists or plain strings), resuming from the newest
+    checkpoint; save the merged model; return the summary also written to model/ladder_training.json."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    if spec.algorithm == "grpo":
+        from trl import GRPOConfig as TrlConfig
+        from trl import GRPOTrainer as Trainer
+    else:
+        from trl import RLOOConfig as TrlConfig
+        from trl import RLOOTrainer as Trainer
+
+    started = time.perf_counter()
+    datasets.disable_progress_bars()
+    base = HFConfig(**spec.model)
+    path = resolve_model_path(base.name)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision, trust_remote_code=base.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+
+    args = dict(spec.trainer)
+    gpu = torch.cuda.is_available() and base.device != "cpu"
+    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
+    args.setdefault("use_cpu", not gpu)
+    args.setdefault("dataloader_pin_memory", gpu)
+    # trl turns activation checkpointing on by default: ~20% slower, and small models do not need it.
+    fields = {f.name for f in dataclasses.fields(TrlConfig)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    args.setdefault(ckpt, args.pop("gradient_checkpointing", False))
+    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
+    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
+    args.setdefault("trust_remote_code", base.trust_remote_code)
+    config = TrlConfig(output_dir=spec.output_dir, **args)
+
+    peft_config = None
+    if spec.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **(spec.lora or {}))
+
+    rollouts = RolloutLog(Path(spec.rollouts_file), reward, spec.stop, tokenizer)
+    rows = [{"prompt": p, "ex_index": i} for i, p in enumerate(prompts)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # trl's advice to install vLLM/liger on CPU runs
+        trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer, peft_config=peft_config,
+                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"), rollouts.step_callback])
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+    resume = last_checkpoint(Path(spec.output_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    summary = _summary(trainer, resume, time.perf_counter() - started)
+    save_model(trainer, spec, tokenizer, dtype)  # type: ignore[arg-type]  # the same four fields as TrainSpec
+    if trainer.is_world_process_zero():
+        # `policy: rl` marks the folder: any later use of its probabilities is refused.
+        write_json(Path(spec.model_dir) / DONE, {**summary, "policy": "rl", "algorithm": spec.algorithm})
+    return summary
+
+
+class RolloutLog:
+    """The reward function trl calls: cuts each completion at the stop strings, rewards it through
+    the stage's scorer and appends it to rollouts.jsonl with the optimizer step it belongs to."""
+
+    def __init__(self, path: Path, reward: Reward, stop: Sequence[str], tokenizer: Any):
+        self.path = path
+        self.reward = reward
+        self.stop = list(stop)
+        self.tokenizer = tokenizer
+        self.step = 0
+        self.__name__ = "reward"  # trl names the logged metric after the function
+
+        log = self
+
+        class Step(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                log.step = state.global_step + 1
+
+        self.step_callback = Step()
+
+    def __call__(self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]],
+                 ex_index: list[int], **_: Any) -> list[float]:
+        texts = [self.cut(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
+        values = [float(v) for v in self.reward(ex_index, texts)]
+        with JsonlWriter(self.path) as out:
+            out.write([{"step": self.step, "example": i, "text": t, "reward": v, "tokens": len(ids)}
+                       for i, t, v, ids in zip(ex_index, texts, values, completion_ids)])
+        return values
+
+    def cut(self, text: str) -> str:
+        ends = [text.find(s) for s in self.stop if s in text]
+        return text[:min(ends)] if ends else text
+
+
+def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, Any]:
+    state = trainer.state
+    steps = [{"step": h["step"], **{name: float(h[key]) for key, name in LOGGED.items() if key in h}}
+             for h in state.log_history if "reward" in h]
+    model = trainer.model
+    return {
+        "steps": state.global_step,
+        "resumed_from": resumed.name if resumed else None,
+        "log": steps,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(seconds, 2),
+    }
+
+
+def known_keys(algorithm: str) -> set[str]:
+    """The trl config keys `trainer_args` may name."""
+    from trl import GRPOConfig, RLOOConfig
+
+    return {f.name for f in dataclasses.fields(GRPOConfig if algorithm == "grpo" else RLOOConfig)}
