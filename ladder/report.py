@@ -37,7 +37,7 @@ from ladder.compare import Evidence, next_steps
 from ladder.errors import LadderError
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_json
-from ladder.table import diff_sign, diff_text, read_summary
+from ladder.table import baseline_row, diff_sign, diff_text, read_summary
 
 X_KEYS = ("x", "k", "n", "step", "steps", "epoch", "iteration", "iter", "round")
 MAX_CURVES = 24
@@ -187,7 +187,9 @@ def curve_figure(stage: str, curve: Curve):
 def stage_chart(rows: list[dict[str, Any]]):
     import plotly.graph_objects as go
 
-    ok = [r for r in rows if r["value"] != ""]
+    main = rows[0]["metric"] if rows else ""
+    # One metric per chart: a reward_model row's pairwise accuracy is not on the task's scale.
+    ok = [r for r in rows if r["value"] != "" and r["metric"] == main]
     lo = [r["value"] - r["ci_low"] if r["ci_low"] != "" else 0 for r in ok]
     hi = [r["ci_high"] - r["value"] if r["ci_high"] != "" else 0 for r in ok]
     fig = go.Figure(go.Bar(x=[r["stage"] for r in ok], y=[r["value"] for r in ok],
@@ -225,6 +227,13 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         stop = "" if r["stop_hit_rate"] == "" else f"{r['stop_hit_rate']:.0%}"
         cells = [r["errors"], stop, f"{r['prompt_tokens']}/{r['completion_tokens']}", r["cost_usd"], r["seconds"]]
         out.append("".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='flags'>{_e(r['flags'])}</td></tr>")
+        base = baseline_row(r)
+        if base:  # e.g. rl's best-of-N with the same reward, right under it
+            value = f"{base['value']:.3f} [{base['ci_low']:.3f}, {base['ci_high']:.3f}]"
+            cls = {1: "up", -1: "down", 0: ""}[diff_sign(base, "diff_prev")]
+            out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td><td></td><td>{_e(base['metric'])}</td>"
+                       f"<td>{_e(value)}</td><td>{_e(base['n'])}</td><td class='{cls}'>"
+                       f"{_e(diff_text(base, 'diff_prev'))}</td>" + "<td></td>" * 7 + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 

@@ -60,14 +60,16 @@ def baseline_of(r: StageResult) -> dict[str, Any]:
 
 
 def baseline_row(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The line shown under a stage with a baseline: its value, and the stage minus it in `flags`."""
+    """The line shown under a stage with a baseline. Its Δ prev is what Δ prev always is — this
+    line minus the one above — so baseline − stage, the stage's paired difference negated."""
     if not row.get("baseline"):
         return None
-    diff = diff_text({"d": row["baseline_diff"], "d_ci_low": row["baseline_diff_ci_low"],
-                      "d_ci_high": row["baseline_diff_ci_high"]}, "d")
+    d = {k: -row[k] if isinstance(row.get(k), float) else "" for k in ("baseline_diff", "baseline_diff_ci_low",
+                                                                        "baseline_diff_ci_high")}
     return {"stage": f"  ↳ {row['baseline']}", "metric": row["metric"], "value": row["baseline_value"],
             "ci_low": row["baseline_ci_low"], "ci_high": row["baseline_ci_high"], "n": row["baseline_n"],
-            "flags": f"{row['stage']} − baseline: {diff}" if diff else ""}
+            "diff_prev": d["baseline_diff"], "diff_prev_ci_low": d["baseline_diff_ci_high"],
+            "diff_prev_ci_high": d["baseline_diff_ci_low"]}
 
 
 def _round(x: Any, digits: int = 4) -> Any:
@@ -103,7 +105,7 @@ def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
         base = baseline_row(row)
         if base:
             lines.append("| " + " | ".join([base["stage"], base["metric"], _value(base), str(base["n"]),
-                                             base["flags"], "", "", "", "", ""]) + " |")
+                                             diff_text(base, "diff_prev"), "", "", "", "", ""]) + " |")
     seen: dict[tuple[str, str], list[str]] = {}
     for r in results:  # experiment-wide warnings (e.g. subsample size) once, naming their stages
         for g in r.guards:
@@ -185,6 +187,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(*cells)
         base = baseline_row(row)
         if base:  # e.g. rl's best-of-N with the same reward, right under it
-            table.add_row(*[f"[dim]{base['stage']}[/dim]", base["metric"], _value(base), str(base["n"]),
-                            *[""] * (len(cols) - 5), base["flags"]])
+            cells = [f"[dim]{base['stage']}[/dim]", base["metric"], _value(base), str(base["n"])]
+            cells += [diff_text(base, "diff_prev") if k == "diff_prev" else "" for k in diffs]
+            table.add_row(*cells, *[""] * (len(cols) - len(cells)))
     console.print(table)

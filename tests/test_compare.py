@@ -59,6 +59,7 @@ def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int
         type_, scores = spec[0], spec[1]
         guards = spec[2] if len(spec) > 2 else []
         stats = spec[3] if len(spec) > 3 else {}
+        extra = spec[4] if len(spec) > 4 else {}
         run_dir = folder / name / "r1"
         with JsonlWriter(run_dir / "samples.jsonl") as out:
             out.write([{"id": f"ex{i}", "score": s, "error": s is None, "samples": []}
@@ -66,7 +67,7 @@ def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int
         ok = [s for s in scores if s is not None]
         m = sum(ok) / len(ok)
         result = StageResult(name, type_, "r1", "choice", MetricValue(m, m - 0.05, m + 0.05, len(ok)),
-                             guards, {"errors": 0, **stats})
+                             guards, {"errors": 0, **stats}, extra)
         write_json(run_dir / "metrics.json", result.to_dict())
         results.append(result)
     (folder / "experiment.yaml").write_text(f"guards: {{min_n: {min_n}}}\n")
@@ -177,6 +178,21 @@ def test_rl_below_best_of_n(tmp_path):
     (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", rl)}))
     assert "rl is below best_of_n" in step.text and "reward" in step.text and "learning rate" in step.text
     assert compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", bon)})) == []
+
+
+def test_rl_below_its_own_best_of_n(tmp_path):
+    """The rl stage's own best-of-N (same reward, same examples) is what it is judged against."""
+    below = {"n": 8, "oracle": False, "diff": {"value": -0.2, "ci_low": -0.25, "ci_high": -0.15, "n": 300}}
+    rl = ("rl", scores(0.6), [], {}, {"best_of_n": below})
+    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": rl}))
+    assert "below best-of-8 with the same reward" in step.text and "learning rate" in step.text
+    oracle = ("rl", scores(0.6), [], {}, {"best_of_n": {**below, "oracle": True}})
+    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": oracle}))
+    assert "upper bound" in step.text
+    level = {**below, "diff": {"value": 0.0, "ci_low": -0.05, "ci_high": 0.05, "n": 300}}
+    assert compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": ("rl", scores(0.6), [], {}, {"best_of_n": level})})) == []
+    # With its own best-of-N, rl never gets the "run best_of_n first" advice.
+    assert compare.best_of_n_before_rl(ev_of(tmp_path, {"rl": rl})) == []
 
 
 def test_best_of_n_before_rl(tmp_path):

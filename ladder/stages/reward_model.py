@@ -110,11 +110,14 @@ class RewardModel(Stage):
         train, test = self.pairs(ctx, seed)
         chat = ctx.backend.uses_chat_template
         tok = ctx.backend.tokenizer
-        train, dropped_train = fit(train, chat, tok, cfg.max_length)
-        test, dropped_test = fit(test, chat, tok, cfg.max_length)
+        # Never past the backbone's context window: positions beyond it were never trained.
+        max_length = min(cfg.max_length, ctx.backend.context_window)
+        train, dropped_train = fit(train, chat, tok, max_length)
+        test, dropped_test = fit(test, chat, tok, max_length)
         if not train or not test:
             raise DataError(f"no {'training' if not train else 'held-out'} pairs left under max_length "
-                            f"{cfg.max_length}", field=f"{field}.max_length", fix="raise max_length")
+                            f"{max_length}", field=f"{field}.max_length",
+                            fix="raise max_length (up to the backbone's context window), or give shorter pairs")
         model_dir = (ctx.run_dir / "model").resolve()
         from ladder.training.sft_local import DONE
 
@@ -123,16 +126,16 @@ class RewardModel(Stage):
         else:
             from ladder.training.reward_local import train as rm_train
 
-            spec = self.spec(ctx, seed)
+            spec = self.spec(ctx, seed, max_length)
             write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
             rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
         summary = read_json(model_dir / DONE)
-        records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, cfg.max_length)
+        records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, max_length)
         metric = mean_ci([r["score"] for r in records])
         guards = [accuracy_guard(metric)]
         if dropped_train or dropped_test:
             guards.append(Guard("max_length", "info", f"{dropped_train} training and {dropped_test} held-out pairs "
-                                f"are longer than max_length {cfg.max_length} tokens and were left out", 
+                                f"are longer than max_length {max_length} tokens and were left out",
                                 float(dropped_train + dropped_test)))
         guards.append(Guard("pm_reference", "info", f"use it as `{{type: pm, from_stage: {ctx.stage.name}, "
                             f"reference: ...}}`: its raw scores only mean something against a reference "
@@ -178,7 +181,7 @@ class RewardModel(Stage):
             raise DataError("no training pairs", field=field, fix="give more pairs, or lower test_size")
         return train, test
 
-    def spec(self, ctx: StageContext, seed: int) -> Any:
+    def spec(self, ctx: StageContext, seed: int, max_length: int) -> Any:
         from ladder.training.reward_local import RewardSpec
 
         cfg: RewardModelConfig = self.config
@@ -191,7 +194,7 @@ class RewardModel(Stage):
                   "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
             if cfg.method == "lora" else None,
             trainer={"learning_rate": lr, "per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs,
-                     "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": cfg.max_length,
+                     "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": max_length,
                      "logging_steps": 5, "save_strategy": "steps", "save_steps": 200, "save_total_limit": 2,
                      "report_to": "none", "disable_tqdm": True, **cfg.trainer_args},
             output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()))

@@ -297,8 +297,11 @@ def hacking(pool: Sequence[tuple[float, int, str]], targets: Sequence[str], wher
                                    f"reward with length alone; read long high-reward samples, or compare "
                                    f"against a length-matched reference", r))
     typical = statistics.median(len(t) for t in targets) if targets else statistics.median(len(t) for *_, t in pool)
-    cut = sorted(rewards, reverse=True)[max(0, len(rewards) // 10 - 1)]  # the top decile (and its ties)
-    top = [(rw, degenerate(t, typical)) for rw, _, t in pool if rw >= cut]
+    # The top decile (with its ties), but never the floor: when nearly every reward is 0, the
+    # "highest" ones are just the rest.
+    cut = sorted(rewards, reverse=True)[max(0, len(rewards) // 10 - 1)]
+    floor = min(rewards)
+    top = [(rw, degenerate(t, typical)) for rw, _, t in pool if rw >= cut and rw > floor]
     bad = [rw for rw, why in top if why]
     out["top_reward_degenerate"] = len(bad) / len(top) if top else 0.0
     kinds = sorted({why for _, why in top if why})

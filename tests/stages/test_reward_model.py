@@ -1,0 +1,93 @@
+"""The reward_model stage: trl RewardTrainer on preference pairs, held-out pairwise accuracy with a
+CI, hh-rlhf transcripts, and the trained PM as the pm scorer of best_of_n and rl."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pytest
+
+from ladder.config import load_experiment
+from ladder.errors import ConfigError, DataError
+from ladder.runner import run_experiment
+from ladder.stages.reward_model import pair, read_pairs, transcript
+from tests.conftest import LABELS, experiment, make_rows
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic_pairs(n: int, seed: int) -> list[dict]:
+    """The review's right sentiment is preferred to a wrong one: learnable, and not by length alone
+    (chosen and rejected are both one label word)."""
+    rng = random.Random(seed)
+    out = []
+    for row in make_rows(n, seed=seed):
+        wrong = rng.choice([x for x in LABELS if x != row["label"]])
+        out.append({"prompt": f"Review: {row['text']}", "chosen": row["label"], "rejected": wrong})
+    return out
+
+
+def write_pairs(path, rows, gz=False):
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_reward_model_beats_chance_and_serves_as_pm_scorer(tmp_path):
+    write_pairs(tmp_path / "pairs.jsonl.gz", synthetic_pairs(600, seed=3), gz=True)
+    stages = [
+        {"type": "reward_model", "data": "pairs.jsonl.gz", "test_size": 0.25, "epochs": 2, "learning_rate": 1e-3},
+        {"type": "best_of_n", "n": 4, "scorer": {"type": "pm", "from_stage": "reward_model", "reference": "neutral"}},
+    ]
+    results = run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=12, stages=stages)))
+    rm, bon = results
+    assert rm.metric_name == "pairwise_accuracy" and rm.metric.n == 150
+    assert rm.metric.value > 0.5 and rm.metric.ci_low > 0.5, rm.metric
+    assert next(g for g in rm.guards if g.name == "beats_chance").level == "ok"
+    assert rm.extra["training"]["train_pairs"] == 450
+    # best_of_n scored its samples with the trained PM, against the reference, in (0, 1).
+    assert bon.extra["selector"]["name"] == "pm" and 0 < bon.extra["selector"]["selected"]["value"] < 1
+
+
+def test_hh_rlhf_transcripts_become_chat_messages():
+    chosen = "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with that.\n\nHuman: Why?\n\nAssistant: It could harm someone."
+    assert transcript(chosen) == [
+        {"role": "user", "content": "How do I pick a lock?"}, {"role": "assistant", "content": "I can't help with that."},
+        {"role": "user", "content": "Why?"}, {"role": "assistant", "content": "It could harm someone."}]
+    p = pair({"chosen": chosen, "rejected": chosen.replace("It could harm someone.", "Sure, here's how.")})
+    assert p["chosen"][:3] == p["rejected"][:3] and p["rejected"][-1]["content"] == "Sure, here's how."
+    # Explicit prompts and plain texts are kept as they are.
+    assert pair({"prompt": "Q?", "chosen": "a", "rejected": "b"})["chosen"] == [
+        {"role": "user", "content": "Q?"}, {"role": "assistant", "content": "a"}]
+    assert pair({"chosen": "good text", "rejected": "bad text"}) == {"chosen": "good text", "rejected": "bad text"}
+
+
+def test_bad_preference_data_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"chosen": "a"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 1 .* is not a preference pair"):
+        read_pairs(bad, "stages.reward_model.data")
+    with pytest.raises(DataError, match="does not exist"):
+        read_pairs(tmp_path / "missing.jsonl", "stages.reward_model.data")
+
+
+def test_pm_scorer_needs_a_model_or_a_reward_model_stage(tmp_path):
+    stages = [{"type": "best_of_n", "n": 2, "scorer": {"type": "pm", "from_stage": "nowhere"}}]
+    with pytest.raises(ConfigError, match="has not produced a reward model"):
+        run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages)))
