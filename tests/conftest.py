@@ -25,6 +25,19 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """A tiny model trains fastest on one thread: on a busy machine, idle OpenMP threads spinning
+    for a core make each step 10-100x slower. Launched trainers inherit it through the env."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def random_model(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama with a BPE tokenizer trained here: it babbles, which is

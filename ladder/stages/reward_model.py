@@ -34,6 +34,7 @@ from ladder.stages import Prompt, Stage, StageContext
 from ladder.stages.sft import LoraSettings
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.training import check_trainer_args
 from ladder.types import Guard, StageResult
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",
@@ -76,19 +77,8 @@ class RewardModelConfig(StageConfig):
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        owned = sorted(OWNED_TRAINER_KEYS & set(v))
-        if owned:
-            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: "
-                             f"use its own keys (learning_rate, batch_size, epochs, max_steps, max_length)")
-        if v:
-            import dataclasses
-
-            from trl import RewardConfig
-
-            unknown = sorted(set(v) - {f.name for f in dataclasses.fields(RewardConfig)})
-            if unknown:
-                raise ValueError(f"unknown trl RewardConfig key(s) {', '.join(unknown)}")
-        return v
+        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["RewardConfig"], "learning_rate, batch_size, epochs, "
+                                  "max_steps, max_length")
 
 
 class RewardModel(Stage):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import time
 from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, Sequence
@@ -40,6 +39,7 @@ from ladder.stages.best_of_n import SCORE_BATCH, records, report
 from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_json, read_jsonl, write_json
+from ladder.training import check_trainer_args
 from ladder.types import Guard, StageResult
 
 # Keys of trl's GRPOConfig/RLOOConfig this stage sets itself.
@@ -96,17 +96,8 @@ class RLConfig(StageConfig):
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        owned = sorted(OWNED_TRAINER_KEYS & set(v))
-        if owned:
-            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: use "
-                             f"its own keys (learning_rate, beta, generations, steps, max_completion_length, ...)")
-        if v:
-            from ladder.training.rl_local import known_keys
-
-            unknown = sorted(set(v) - known_keys("grpo") - known_keys("rloo"))
-            if unknown:
-                raise ValueError(f"unknown trl GRPOConfig/RLOOConfig key(s) {', '.join(unknown)}")
-        return v
+        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["GRPOConfig", "RLOOConfig"], "learning_rate, beta, "
+                                  "generations, steps, max_completion_length, ...")
 
 
 class RL(Stage):

@@ -39,6 +39,7 @@ from ladder.errors import ConfigError, DataError, LadderError
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.store import read_json, read_jsonl, write_json
+from ladder.training import check_trainer_args
 from ladder.types import Example, Guard, Message, StageResult
 
 # Keys of trl's SFTConfig that this stage sets itself: `trainer_args` may not repeat them.
@@ -121,21 +122,8 @@ class SFTConfig(StageConfig):
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        owned = sorted(OWNED_TRAINER_KEYS & set(v))
-        if owned:
-            raise ValueError(f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the stage: "
-                             f"use its own keys (learning_rate, batch_size, epochs, max_steps, eval_steps, "
-                             f"save_steps, max_length, ...)")
-        if v:
-            import dataclasses
-
-            from trl import SFTConfig as TrlSFTConfig
-
-            known = {f.name for f in dataclasses.fields(TrlSFTConfig)}
-            unknown = sorted(set(v) - known)
-            if unknown:
-                raise ValueError(f"unknown trl SFTConfig key(s) {', '.join(unknown)}")
-        return v
+        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["SFTConfig"], "learning_rate, batch_size, epochs, "
+                                  "max_steps, eval_steps, save_steps, max_length, ...")
 
     @model_validator(mode="after")
     def _route_keys(self) -> SFTConfig:
@@ -165,6 +153,14 @@ class TrainRow(NamedTuple):
 
 class SFT(Stage):
     Config = SFTConfig
+    produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
+
+    @staticmethod
+    def check_inputs(cfg: SFTConfig, task) -> None:
+        """Called by the runner before anything is written. A `data:` file may be written by an
+        earlier stage of this run (best_of_n's export), so only the train split is checked here."""
+        if cfg.data is None:
+            task.examples("train")
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The finetuned model is asked exactly what zero_shot asks: what it learned is in the weights.

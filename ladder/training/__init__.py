@@ -1,6 +1,54 @@
-"""Training code behind the rungs that change weights (sft): the stage decides *what* to train on
+"""Training code behind the rungs that change weights (sft, rl, reward_model): the stage decides *what* to train on
 and how the result is evaluated; the modules here only train, trl-style (config / trainer / script).
 
 sft_local.py   trl SFTTrainer (+ peft LoRA), also runnable as a script under `accelerate launch`
 sft_openai.py  the OpenAI files + fine-tuning jobs API
+rl_local.py    trl GRPOTrainer / RLOOTrainer on any ladder scorer's reward
+reward_local.py  trl RewardTrainer on preference pairs
 """
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def check_trainer_args(v: dict[str, Any], owned: set[str], trl_configs: Iterable[str], own_keys: str) -> dict[str, Any]:
+    """Validate a stage's `trainer_args`: keys the stage sets itself are refused (naming the
+    stage's own key list), and keys no named trl config class has are unknown."""
+    clash = sorted(owned & set(v))
+    if clash:
+        raise ValueError(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set by the stage: "
+                         f"use its own keys ({own_keys})")
+    if v:
+        import dataclasses
+
+        import trl
+
+        names = list(trl_configs)
+        known = set().union(*({f.name for f in dataclasses.fields(getattr(trl, n))} for n in names))
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown trl {'/'.join(names)} key(s) {', '.join(unknown)}")
+    return v
+
+
+def hardware_args(args: dict[str, Any], base: Any, config_cls: type) -> str:
+    """Fill a trl config's arguments from the hardware and the hf backend config `base` (bf16 only
+    where the GPU has it — trl defaults it on, which CPUs reject; activation checkpointing off
+    unless asked — trl defaults it on, ~20% slower); returns the dtype the model loads in."""
+    import dataclasses
+
+    import torch
+
+    gpu = torch.cuda.is_available() and base.device != "cpu"
+    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
+    args.setdefault("use_cpu", not gpu)
+    args.setdefault("dataloader_pin_memory", gpu)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    # transformers 5.2x renamed gradient_checkpointing; the old name still works but warns on every run.
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    args.setdefault(name, args.pop("gradient_checkpointing", False))
+    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
+    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
+    args.setdefault("trust_remote_code", base.trust_remote_code)
+    return dtype

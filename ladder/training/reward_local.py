@@ -15,6 +15,7 @@ from typing import Any, Literal
 from ladder.backends.hf import HFConfig, resolve_model_path
 from ladder.config import Section
 from ladder.store import write_json
+from ladder.training import hardware_args
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint
 
 
@@ -39,7 +40,6 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Train on `rows` ({"chosen", "rejected"}: strings or message lists), resuming from the newest
     checkpoint; save the merged model and return the summary written to model/ladder_training.json."""
     import datasets
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -54,14 +54,7 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
 
     args = dict(spec.trainer)
-    gpu = torch.cuda.is_available() and base.device != "cpu"
-    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
-    args.setdefault("use_cpu", not gpu)
-    args.setdefault("dataloader_pin_memory", gpu)
-    args.setdefault("activation_checkpointing", False)  # trl's default is on: slower, and not needed here
-    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
-    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
-    args.setdefault("trust_remote_code", base.trust_remote_code)
+    hardware_args(args, base, RewardConfig)
     config = RewardConfig(output_dir=spec.output_dir, **args)
 
     peft_config = None

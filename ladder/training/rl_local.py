@@ -10,7 +10,6 @@ newest; the final model (LoRA merged) is saved as a plain folder marked as an RL
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import TrainerCallback
 from ladder.backends.hf import HFConfig, resolve_model_path
 from ladder.config import Section
 from ladder.store import JsonlWriter, write_json
+from ladder.training import hardware_args
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
 
 Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
@@ -60,7 +60,6 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     """Train on `prompts` (trl prompts: message lists or plain strings), resuming from the newest
     checkpoint; save the merged model; return the summary also written to model/ladder_training.json."""
     import datasets
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -82,17 +81,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     tokenizer.padding_side = "left"
 
     args = dict(spec.trainer)
-    gpu = torch.cuda.is_available() and base.device != "cpu"
-    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
-    args.setdefault("use_cpu", not gpu)
-    args.setdefault("dataloader_pin_memory", gpu)
-    # trl turns activation checkpointing on by default: ~20% slower, and small models do not need it.
-    fields = {f.name for f in dataclasses.fields(TrlConfig)}
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    args.setdefault(ckpt, args.pop("gradient_checkpointing", False))
-    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
-    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
-    args.setdefault("trust_remote_code", base.trust_remote_code)
+    dtype = hardware_args(args, base, TrlConfig)
     config = TrlConfig(output_dir=spec.output_dir, **args)
 
     peft_config = None
@@ -171,10 +160,3 @@ def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, An
         "total_params": sum(p.numel() for p in model.parameters()),
         "seconds": round(seconds, 2),
     }
-
-
-def known_keys(algorithm: str) -> set[str]:
-    """The trl config keys `trainer_args` may name."""
-    from trl import GRPOConfig, RLOOConfig
-
-    return {f.name for f in dataclasses.fields(GRPOConfig if algorithm == "grpo" else RLOOConfig)}

@@ -20,7 +20,6 @@ What lands in the run folder:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import warnings
@@ -36,6 +35,7 @@ from ladder.backends.hf import HFBackend, HFConfig, resolve_model_path
 from ladder.config import GenerationConfig, Section
 from ladder.stages.sft import choice_loss, choice_queries
 from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.training import hardware_args
 from ladder.types import Example, Message, Sample
 
 DONE = "ladder_training.json"
@@ -83,7 +83,6 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train (resuming from the newest checkpoint), save the merged model, return the summary that
     is also written to model/ladder_training.json. `callbacks`: extra transformers TrainerCallbacks."""
     import datasets
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -99,19 +98,7 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
 
     args = dict(spec.trainer)
-    gpu = torch.cuda.is_available() and base.device != "cpu"
-    # trl turns bf16 on by default, which CPUs do not all support: decide it from the hardware.
-    args.setdefault("bf16", gpu and torch.cuda.is_bf16_supported())
-    args.setdefault("use_cpu", base.device == "cpu")
-    args.setdefault("dataloader_pin_memory", gpu)
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    if "activation_checkpointing" in fields and "gradient_checkpointing" in args:
-        # transformers 5.2x renamed it; the old name still works but warns on every run.
-        args.setdefault("activation_checkpointing", args.pop("gradient_checkpointing"))
-    dtype = base.dtype if base.dtype != "auto" else ("bfloat16" if args["bf16"] else "float32")
-    args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision,
-                                 **(args.get("model_init_kwargs") or {})}
-    args.setdefault("trust_remote_code", base.trust_remote_code)
+    dtype = hardware_args(args, base, SFTConfig)
     config = SFTConfig(output_dir=spec.output_dir, **args)
 
     peft_config = None

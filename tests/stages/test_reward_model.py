@@ -16,15 +16,7 @@ from ladder.stages.reward_model import pair, read_pairs, transcript
 from tests.conftest import LABELS, experiment, make_rows
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_pairs(n: int, seed: int) -> list[dict]:

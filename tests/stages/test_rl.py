@@ -20,15 +20,7 @@ from tests.conftest import experiment
 TINY = {"steps": 3, "generations": 4, "prompts_per_step": 2, "method": "full", "learning_rate": 1e-3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_path() -> Path:

@@ -23,17 +23,7 @@ from tests.conftest import LABELS, WORDS, experiment, make_rows, write_jsonl
 FAST = {"batch_size": 8, "learning_rate": 1e-2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """A tiny model trains fastest on one thread: on a busy machine, idle OpenMP threads spinning
-    for a core make each step 10-100x slower. Launched trainers inherit it through the env."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(tmp_path, model, stages, **kw):
