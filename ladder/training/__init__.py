@@ -52,3 +52,18 @@ def hardware_args(args: dict[str, Any], base: Any, config_cls: type) -> str:
     args["model_init_kwargs"] = {"dtype": dtype, "revision": base.revision, **(args.get("model_init_kwargs") or {})}
     args.setdefault("trust_remote_code", base.trust_remote_code)
     return dtype
+
+
+def load_base(model: dict[str, Any]) -> tuple[Any, str, Any]:
+    """The base model's hf config, its path (built-in names resolved) and its tokenizer, with a pad
+    token (many causal LMs ship without one; batches need it)."""
+    from transformers import AutoTokenizer
+
+    from ladder.backends.hf import HFConfig, resolve_model_path
+
+    base = HFConfig(**model)
+    path = resolve_model_path(base.name)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision, trust_remote_code=base.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return base, path, tokenizer

@@ -12,10 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from ladder.backends.hf import HFConfig, resolve_model_path
 from ladder.config import Section
 from ladder.store import write_json
-from ladder.training import hardware_args
+from ladder.training import hardware_args, load_base
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint
 
 
@@ -41,17 +40,12 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     checkpoint; save the merged model and return the summary written to model/ladder_training.json."""
     import datasets
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import RewardConfig, RewardTrainer
 
     started = time.perf_counter()
     datasets.disable_progress_bars()
-    base = HFConfig(**spec.model)
-    path = resolve_model_path(base.name)
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision, trust_remote_code=base.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    base, path, tokenizer = load_base(spec.model)
 
     args = dict(spec.trainer)
     hardware_args(args, base, RewardConfig)

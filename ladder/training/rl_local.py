@@ -18,10 +18,9 @@ from typing import Any, Callable, Literal, Sequence
 # Importing this module means training is about to start (the stage imports it only then).
 from transformers import TrainerCallback
 
-from ladder.backends.hf import HFConfig, resolve_model_path
 from ladder.config import Section
 from ladder.store import JsonlWriter, write_json
-from ladder.training import hardware_args
+from ladder.training import hardware_args, load_base
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
 
 Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
@@ -61,7 +60,6 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     checkpoint; save the merged model; return the summary also written to model/ladder_training.json."""
     import datasets
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     if spec.algorithm == "grpo":
@@ -73,11 +71,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
 
     started = time.perf_counter()
     datasets.disable_progress_bars()
-    base = HFConfig(**spec.model)
-    path = resolve_model_path(base.name)
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision, trust_remote_code=base.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    base, path, tokenizer = load_base(spec.model)
     tokenizer.padding_side = "left"
 
     args = dict(spec.trainer)
