@@ -88,6 +88,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     rows = [{"prompt": p, "ex_index": i} for i, p in enumerate(prompts)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # trl's advice to install vLLM/liger on CPU runs
+        warnings.simplefilter("ignore", FutureWarning)  # peft/trl read transformers' renamed checkpointing flag
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"), rollouts.step_callback])

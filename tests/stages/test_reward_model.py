@@ -46,15 +46,24 @@ def test_reward_model_beats_chance_and_serves_as_pm_scorer(tmp_path):
     stages = [
         {"type": "reward_model", "data": "pairs.jsonl.gz", "test_size": 0.25, "epochs": 2, "learning_rate": 1e-3},
         {"type": "best_of_n", "n": 4, "scorer": {"type": "pm", "from_stage": "reward_model", "reference": "neutral"}},
+        {"type": "rl", "reward": {"type": "pm", "from_stage": "reward_model", "reference": "neutral"},
+         "steps": 2, "generations": 4, "prompts_per_step": 2},
     ]
     results = run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=12, stages=stages)))
-    rm, bon = results
+    rm, bon, rl = results
     assert rm.metric_name == "pairwise_accuracy" and rm.metric.n == 150
     assert rm.metric.value > 0.5 and rm.metric.ci_low > 0.5, rm.metric
     assert next(g for g in rm.guards if g.name == "beats_chance").level == "ok"
     assert rm.extra["training"]["train_pairs"] == 450
     # best_of_n scored its samples with the trained PM, against the reference, in (0, 1).
     assert bon.extra["selector"]["name"] == "pm" and 0 < bon.extra["selector"]["selected"]["value"] < 1
+    # rl was rewarded by the same PM (LoRA, the default): PM probabilities in (0, 1), and its
+    # best-of-4 ran with that reward — from best_of_n's cache, since both asked the same.
+    rewards = rl.extra["curves"]["rl_reward"]["y"]["reward (mean over rollouts)"]
+    assert len(rewards) == 2 and all(0 < r < 1 for r in rewards)
+    assert rl.extra["best_of_n"]["reward"]["name"] == "pm" and rl.extra["best_of_n"]["generated"] == 0
+    assert rl.extra["training"]["method"] == "lora" and rl.extra["training"]["trainable_params"] < \
+        rl.extra["training"]["total_params"]
 
 
 def test_hh_rlhf_transcripts_become_chat_messages():
