@@ -27,4 +27,4 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
 def stdout_console() -> Console:
     """Console for tables on stdout; piped or captured output is not squeezed into 80 columns."""
     out = Console()
-    return out if out.is_terminal else Console(width=160)
+    return out if out.is_terminal else Console(width=200)

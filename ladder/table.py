@@ -66,7 +66,7 @@ def baseline_row(row: dict[str, Any]) -> dict[str, Any] | None:
         return None
     d = {k: -row[k] if isinstance(row.get(k), float) else "" for k in ("baseline_diff", "baseline_diff_ci_low",
                                                                         "baseline_diff_ci_high")}
-    return {"stage": f"  ↳ {row['baseline']}", "metric": row["metric"], "value": row["baseline_value"],
+    return {"stage": f" ↳ {row['baseline']}", "metric": row["metric"], "value": row["baseline_value"],
             "ci_low": row["baseline_ci_low"], "ci_high": row["baseline_ci_high"], "n": row["baseline_n"],
             "diff_prev": d["baseline_diff"], "diff_prev_ci_low": d["baseline_diff_ci_high"],
             "diff_prev_ci_high": d["baseline_diff_ci_low"]}
@@ -171,7 +171,8 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     cols += [("s", "right"), ("flags", "left")]
     table = Table(title=title, title_justify="left")
     for col, justify in cols:
-        table.add_column(col, justify=justify, no_wrap=col != "flags")
+        # flags wraps, but never below a readable width (the numbers columns never wrap).
+        table.add_column(col, justify=justify, no_wrap=col != "flags", min_width=24 if col == "flags" else None)
     for row in rows:
         cells = [row["stage"], row["metric"], _value(row), str(row["n"])]
         for k in diffs:  # green: surely better than the comparison; red: surely worse

@@ -32,6 +32,11 @@ def test_quickstart_runs_offline_and_reruns_from_cache(tmp_path):
     zero = rows[0]
     assert float(zero["value"]) > 1 / 3  # the tiny model beats chance on the prompting rungs
     assert "value [95% CI]" in first.stdout
+    # The rl rung trained, and best-of-N with the same reward sits beside it on the same examples.
+    rl = next(r for r in rows if r["stage"] == "rl")
+    assert rl["baseline"] == "best-of-8, same reward" and rl["baseline_n"] == "300"
+    assert float(rl["value"]) > float(zero["value"])  # 50 GRPO steps on the task metric help
+    assert "best-of-8, same reward" in first.stdout
 
     second, again = run(tmp_path)
     assert second.stderr.count("0 new generations") == len(rows)
