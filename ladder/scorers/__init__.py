@@ -138,8 +138,16 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
     except ValueError as exc:
         raise ConfigError(str(exc), field=field) from None
     if config.type == "metric":
+        if ctx.metric.needs_probabilities:
+            raise ConfigError(f"the task metric '{ctx.metric.name}' reads the model's probabilities of the "
+                              f"answers, not a completion, so it cannot rank or reward samples", field=field,
+                              fix="name a scorer that reads completions: choice, exact_match, pm, judge, ...")
         return ctx.metric
     cls = scorer_class(config.type)
+    if cls.needs_probabilities:
+        raise ConfigError(f"'{config.type}' reads the model's probabilities of the answers, not a completion, "
+                          f"so it cannot rank or reward samples", field=field,
+                          fix="name a scorer that reads completions: choice, exact_match, pm, judge, ...")
     try:
         return cls(config, ctx) if issubclass(cls, Scorer) else cls(config)
     except LadderError as exc:

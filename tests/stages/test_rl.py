@@ -123,6 +123,13 @@ def test_choice_prob_reads_the_models_probabilities(tmp_path):
     assert all(r["samples"][0]["extracted"] in ("positive", "negative", "neutral") for r in recs)
 
 
+def test_a_probability_metric_cannot_be_a_reward(tmp_path):
+    stages = [{"type": "rl", "reward": "choice_prob"}]
+    with pytest.raises(ConfigError, match="cannot rank or reward samples"):
+        run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages)))
+    assert not list((tmp_path / "results" / "t").glob("rl/*/samples.jsonl"))
+
+
 def test_rl_config_rejects_owned_and_unknown_trainer_keys(tmp_path):
     for args, says in (({"beta": 0.1}, "set by the stage"), ({"no_such_key": 1}, "unknown trl")):
         path = experiment(tmp_path, "ladder-tiny", stages=[{"type": "rl", "trainer_args": args}])
