@@ -10,6 +10,7 @@ Every error names the file, the line, the dotted key and a fix; see `ConfigError
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import re
 import string
@@ -25,9 +26,10 @@ from ladder.errors import ConfigError
 
 
 class Section(BaseModel):
-    """Base for every config section: unknown keys are an error, not silently ignored."""
+    """Base for every config section: unknown keys are an error, not silently ignored. The
+    docstring under each field becomes its description, which error messages quote as the fix."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class GenerationConfig(Section):
@@ -261,43 +263,88 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"malformed YAML ({problem})", where=at,
-                          fix="check indentation, colons and quoting around that line") from None
+        start = getattr(exc, "context_mark", None)
+        if getattr(exc, "context", None) and start is not None and (mark is None or start.line != mark.line):
+            # The parser notices a missing ']' or quote lines later; where the construct began is
+            # usually where the mistake is.
+            problem = f"{problem}, {exc.context} that starts on line {start.line + 1}"
+        fix = "indent with spaces: YAML does not allow tabs" if "'\\t'" in problem else \
+            "check indentation, colons and quoting around that line"
+        raise ConfigError(f"malformed YAML ({problem})", where=at, fix=fix) from None
     if not isinstance(raw, dict):
         raise ConfigError("the file must be a YAML mapping of keys to values", where=where,
                           fix="start from configs/quickstart.yaml")
+    _no_duplicate_keys(root, where)
     raw.setdefault("name", path.stem)
     for item in overrides:
-        apply_override(raw, item)
-    return validate(raw, source=path, root=root)
+        try:
+            apply_override(raw, item)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, where=f"{where} (--set {item})", field=exc.field,
+                              fix=exc.fix) from None
+    return validate(raw, source=path, root=root, overrides=overrides)
+
+
+def _no_duplicate_keys(node: Any, where: str, loc: tuple = ()) -> None:
+    """YAML keeps the last of two equal keys and drops the first without a word: a second
+    `stages:` or `generation:` further down would silently replace the first. Refuse instead."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in first and key != "<<":
+                raise ConfigError(f"key '{key}' appears twice (first on line {first[key]}); YAML would "
+                                  f"silently keep only this one", where=f"{where}:{line}",
+                                  field=_dotted((*loc, key)), fix="merge the two into one key")
+            first[key] = line
+            _no_duplicate_keys(value_node, where, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, where, (*loc, i))
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Apply one `--set a.b.0.c=value` (value parsed as YAML) in place."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"--set '{item}' is not KEY=VALUE", fix="write e.g. --set subsample.n=500")
+        raise ConfigError(f"'{item}' is not KEY=VALUE", fix="write e.g. --set subsample.n=500")
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set '{key}': '{part}' is not an index of a list of "
-                                  f"{len(node)}", field=key, fix="use a number like stages.0.k")
+                raise ConfigError(f"'{part}' is not an index of a list of {len(node)}", field=key,
+                                  fix=f"use an index below {len(node)} (counting from 0), like stages.0.k")
             part = int(part)
         elif not isinstance(node, dict):
-            raise ConfigError(f"--set '{key}': cannot descend into a {type(node).__name__}",
-                              field=key)
+            raise ConfigError(f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a section "
+                              f"with keys", field=key,
+                              fix=f"set '{'.'.join(parts[:i])}' itself, or check the key path")
         if last:
-            node[part] = yaml.safe_load(value) if value != "" else ""
+            try:
+                node[part] = yaml.safe_load(value) if value != "" else ""
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"the value is not valid YAML ({getattr(exc, 'problem', None) or exc})",
+                                  field=key,
+                                  fix="quote it for the shell, e.g. --set 'task.choices=[yes, no]'") from None
         else:
             if isinstance(node, dict) and node.get(part) is None:
                 node[part] = {}
             node = node[part]
 
 
-def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) -> Experiment:
+def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
+             overrides: list[str] = ()) -> Experiment:
+    token = _OVERRIDES.set(tuple(overrides))
+    try:
+        return _validate(raw, source, root)
+    finally:
+        _OVERRIDES.reset(token)
+
+
+def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment:
     from ladder.registry import BACKENDS, METRICS, STAGES
 
     where = str(source) if source else "<config>"
@@ -341,6 +388,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) 
 
     stages: list[StageConfig] = []
     seen: dict[str, int] = {}
+    classes: dict[str, type] = {}
     for i, stage_raw in enumerate(config.stages):
         if not isinstance(stage_raw, dict) or "type" not in stage_raw:
             errors.append(_one(where, root, ("stages", i), "each stage needs a `type`",
@@ -358,11 +406,11 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) 
                                f"stage name '{name}' is used twice (also stages.{seen[name]})",
                                "give repeated stage types distinct `name:` values"))
         upstream = (stage.model or {}).get("from_stage")
-        if upstream is not None and upstream not in seen:
-            errors.append(_one(where, root, ("stages", i, "model", "from_stage"),
-                               f"stage '{upstream}' does not come before this stage",
-                               f"name an earlier stage (earlier: {', '.join(seen) or 'none'})"))
+        problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
+        if problem:
+            errors.append(_one(where, root, ("stages", i, "model", "from_stage"), *problem))
         seen[name] = i
+        classes[name] = stage_cls
         stages.append(stage.model_copy(update={"name": name}))
         if stage.generation:
             check(GenerationConfig, {**config.generation.model_dump(), **stage.generation},
@@ -373,8 +421,36 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None) 
     return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
 
 
+def _from_stage_problem(upstream: Any, stage: StageConfig, i: int, seen: dict[str, int],
+                        classes: dict[str, type], earlier: list[StageConfig],
+                        raw_stages: list[Any]) -> tuple[str, str] | None:
+    """(message, fix) when `model.from_stage` cannot supply this stage a model, else None."""
+    if upstream is None:
+        return None
+    trainers = [n for n, cls in classes.items() if getattr(cls, "produces_model", True)]
+    hint = f"earlier stages that train a model: {', '.join(trainers)}" if trainers else \
+        "put a training stage such as sft before this one"
+    if upstream not in seen:
+        later = [s.get("name") or s.get("type") for s in raw_stages[i + 1:] if isinstance(s, dict)]
+        where = "comes after this stage" if upstream in later else "is not a stage of this experiment"
+        return f"stage '{upstream}' {where}, so it has no model to give", f"name an earlier stage ({hint})"
+    source = earlier[seen[upstream]]
+    if not getattr(classes[upstream], "produces_model", True):
+        return (f"stage '{upstream}' is a {source.type} stage, which evaluates a model but does not "
+                f"produce one", f"name a stage that trains a model ({hint}), or drop from_stage")
+    if source.skip and not stage.skip:
+        # A skipped stage never runs, so even an earlier run's model is not picked up.
+        return (f"stage '{upstream}' is skipped ({source.skip}), so it produces no model for this stage",
+                f"remove `skip:` from stage '{upstream}', or skip this stage too")
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Error messages with the line of the offending key
+
+_OVERRIDES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("overrides", default=())
+"""The `--set` items of the config being validated: an error in a key they set points at the
+command line, not at a line of the file that never held that value."""
 
 
 def _dotted(loc: tuple) -> str:
@@ -402,9 +478,14 @@ def _line_of(root: Any, loc: tuple) -> int | None:
 
 
 def _one(where: str, root: Any, loc: tuple, message: str, fix: str | None) -> str:
+    dotted = _dotted(loc)
+    for item in _OVERRIDES.get():
+        key = item.partition("=")[0]
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            return ConfigError(message, where=f"{where} (--set {item})", field=dotted, fix=fix).render()
     line = _line_of(root, loc) if root is not None else None
     return ConfigError(message, where=f"{where}:{line}" if line else where,
-                       field=_dotted(loc), fix=fix).render()
+                       field=dotted, fix=fix).render()
 
 
 def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
@@ -437,21 +518,115 @@ def _unwrap(annotation: Any) -> Any:
 def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: str,
               root: Any) -> list[str]:
     out = []
+    by_field: dict[tuple, list[dict[str, Any]]] = {}
     for err in exc.errors():
         loc = tuple(err["loc"])
-        full = prefix + loc
         kind = err["type"]
         if kind == "extra_forbidden":
             allowed = _allowed_keys(cls, loc)
             fix = "remove it or fix its spelling" + (
                 f" (allowed here: {', '.join(allowed)})" if allowed else "")
-            out.append(_one(where, root, full, "unknown key", fix))
+            out.append(_one(where, root, prefix + loc, "unknown key", fix))
         elif kind == "missing":
-            out.append(_one(where, root, full, "required key is missing", "add it"))
+            out.append(_one(where, root, prefix + loc, "required key is missing", "add it"))
         else:
-            got = err.get("input")
-            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            msg = err["msg"].removeprefix("Value error, ")
-            out.append(_one(where, root, full, f"{msg} (got {shown})",
-                            "see the field's documentation in ladder/config.py or the README"))
+            by_field.setdefault(_field_loc(cls, loc)[0], []).append(err)
+    # A value that fits no member of a union fails once per member ('subsample.n.int',
+    # "subsample.n.literal['all']"): say it once, as what the field accepts.
+    for loc, errs in by_field.items():
+        info = _field_loc(cls, loc)[1]
+        got = errs[0].get("input")
+        shown = repr(got) if len(repr(got)) <= 60 else type(got).__name__
+        expected = _expected(info) if info is not None else None
+        if len(errs) > 1 and expected:
+            msg = f"must be {expected}"
+        else:
+            msg = re.sub(r"a valid dictionary or instance of \w+", "a mapping",
+                         errs[0]["msg"].removeprefix("Value error, "))
+        out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", _fix(loc, info, expected)))
     return out
+
+
+def _field_loc(cls: type[BaseModel], loc: tuple) -> tuple[tuple, Any]:
+    """The error location without pydantic's union-member tag, and the field it ends at (or None).
+
+    For a union field pydantic reports one error per member tried, the member's name appended to
+    the location ('n', 'int'); everything from that tag on is cut."""
+    target: Any = cls
+    info = None
+    for depth, part in enumerate(loc):
+        if isinstance(part, int):
+            continue
+        if not (isinstance(target, type) and issubclass(target, BaseModel)):
+            return loc, info
+        info = target.model_fields.get(part)
+        if info is None:
+            return loc, None
+        if len(_members(info.annotation)) > 1:
+            return loc[:depth + 1], info
+        target = _unwrap(info.annotation)
+    return loc, info
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The non-None members of a union (one item for anything else)."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return [a for a in typing.get_args(annotation) if a is not type(None)]
+    return [annotation]
+
+
+def _kind(annotation: Any) -> str | None:
+    """What a YAML value of this type looks like, in words; None when it says nothing useful."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        values = typing.get_args(annotation)
+        return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(repr(v) for v in values)
+    if origin in (Union, types.UnionType):
+        kinds = [_kind(a) for a in _members(annotation)]
+        return " or ".join(kinds) if all(kinds) else None
+    if origin is list:
+        return "a list"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(annotation)
+
+
+def _expected(info: Any) -> str | None:
+    """What the field accepts: its type and bounds, e.g. 'a whole number from 1 to 10,000'."""
+    kind = _kind(info.annotation)
+    if kind is None:
+        return None
+    bounds = {}
+    for meta in info.metadata:
+        for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
+            if getattr(meta, attr, None) is not None:
+                bounds[attr] = getattr(meta, attr)
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if "ge" in bounds and "le" in bounds:
+        kind += f" from {bounds['ge']:,} to {bounds['le']:,}"
+    else:
+        if low is not None:
+            kind += f" {'at least' if 'ge' in bounds else 'above'} {low:,}"
+        if high is not None:
+            kind += f"{' and' if low is not None else ''} {'at most' if 'le' in bounds else 'below'} {high:,}"
+    if "min_length" in bounds:
+        kind += f" with at least {bounds['min_length']} item{'s' if bounds['min_length'] != 1 else ''}"
+    if "max_length" in bounds:
+        kind += f" with at most {bounds['max_length']} items"
+    return kind
+
+
+def _fix(loc: tuple, info: Any, expected: str | None) -> str:
+    """The fix for a bad value: what the field takes and what it is for (its docstring)."""
+    doc = " ".join((info.description or "").split()) if info is not None else ""
+    doc = doc.split(". ")[0].rstrip(".")
+    name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    if expected and doc:
+        return f"give {expected} ({name}: {doc[0].lower() + doc[1:]})"
+    if expected:
+        return f"give {expected}"
+    return f"see what {name} takes: {doc}" if doc else \
+        "see the field's documentation in ladder/config.py or the README"

@@ -21,12 +21,20 @@ from typing import Any, Iterable
 
 from ladder.errors import LadderError
 
+# mkstemp makes files only their owner can read; results are for sharing, so atomic writes get
+# the mode a plain open() would give (0o666 less the umask). The umask can only be read by
+# setting it, so that happens once, at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def _io_error(path: Path, exc: OSError) -> LadderError:
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         fix = "choose a writable results_dir (--set results_dir=...) or fix the folder's permissions"
-    elif exc.errno == errno.ENOSPC:
-        fix = "free disk space or point results_dir at another disk; finished stages are kept"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LadderError(f"cannot write: the disk (or your quota) is full ({exc.strerror})", where=str(path),
+                           fix="free disk space or point results_dir at another disk, then run the same "
+                               "command again: finished stages and examples are kept")
     else:
         fix = None
     return LadderError(f"cannot write ({exc.strerror})", where=str(path), fix=fix)
@@ -37,6 +45,7 @@ def atomic_write(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
@@ -76,13 +85,22 @@ class JsonlWriter:
             raise _io_error(self.path, exc) from None
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as exc:  # the last flush can fail too (a full disk)
+            raise _io_error(self.path, exc) from None
 
     def __enter__(self) -> JsonlWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            self.close()
+        except LadderError:
+            # A write already failed (its error is on its way up): closing retries the flush of
+            # the same unwritten bytes and fails the same way, which must not replace that error.
+            if exc_type is None:
+                raise
 
 
 def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from ladder.cache import Cache
 from ladder.config import load_experiment
@@ -21,6 +22,8 @@ from ladder.runner import run_experiment
 from ladder.stages import Stage
 from ladder.stages.zero_shot import ZeroShot
 from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
+from tests.backends.api_support import ENV as API_ENV
+from tests.backends.api_support import ServerProcess, api_experiment, outcome
 from tests.conftest import REPO, experiment
 
 STAGES = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}]
@@ -114,6 +117,41 @@ def test_second_process_on_the_same_experiment_is_refused(tmp_path):
         pass
 
 
+def test_a_second_run_of_a_running_experiment_is_refused_and_changes_nothing(tmp_path):
+    # A slow server keeps the first run busy while the second starts; the second asks for other
+    # settings (max_tokens 5), so any file it wrote would show up as a second run folder or as its
+    # settings in experiment.yaml.
+    with ServerProcess(tmp_path, "--latency", "0.5") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"concurrency": 2})
+        env = {**API_ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        cmd = [sys.executable, "-m", "ladder.cli", "run", str(path)]
+        first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while srv.stats()["successes"] < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        second = subprocess.run([*cmd, "--set", "generation.max_tokens=5"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        first_running = first.poll() is None
+        assert second.returncode == 2, (f"the second run was not refused (first still running: "
+                                        f"{first_running}):\n{second.stderr}")
+        assert first_running, "the first run ended before the second started: the test proved nothing"
+        srv.configure(latency=0)
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        ref = api_experiment(tmp_path / "ref", "openai", srv.base_url, model={"concurrency": 2})
+        alone = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(ref)], cwd=tmp_path / "ref",
+                               env={**env, "LADDER_CACHE_DIR": str(tmp_path / "ref/cache")},
+                               capture_output=True, text=True, timeout=120)
+        assert alone.returncode == 0, alone.stderr
+    assert "Traceback" not in second.stdout + second.stderr
+    assert "another ladder process is running this experiment" in " ".join(second.stderr.split())
+    folder = tmp_path / "results/t"
+    assert len(list((folder / "zero_shot").iterdir())) == 1  # no run folder of the second's settings
+    assert yaml.safe_load((folder / "experiment.yaml").read_text())["generation"]["max_tokens"] == 4
+    # Not one interleaved line: the first run's results are exactly those of a run on its own.
+    assert outcome(folder, "zero_shot") == outcome(tmp_path / "ref/results/t", "zero_shot")
+
+
 def test_torn_jsonl_line_is_repaired(tmp_path):
     path = tmp_path / "s.jsonl"
     with JsonlWriter(path) as w:
@@ -159,7 +197,10 @@ def test_from_stage_uses_the_model_an_earlier_stage_produced(tmp_path, random_mo
 
 def test_from_stage_must_name_an_earlier_stage(tmp_path, random_model):
     stages = [{"type": "zero_shot", "model": {"from_stage": "sft"}}]
-    with pytest.raises(LadderError, match="does not come before"):
+    with pytest.raises(LadderError, match="'sft' is not a stage of this experiment"):
+        load_experiment(experiment(tmp_path, random_model, stages=stages))
+    stages.append({"type": "tests.test_runner:ProducesModel", "name": "sft", "path": "x"})
+    with pytest.raises(LadderError, match="'sft' comes after this stage"):
         load_experiment(experiment(tmp_path, random_model, stages=stages))
 
 

@@ -98,6 +98,12 @@ class BestOfN(ZeroShot):
 
     Config = BestOfNConfig
 
+    @staticmethod
+    def check_inputs(cfg: BestOfNConfig, task) -> None:
+        """Called by the runner before anything is written: an export drawn from train needs one."""
+        if cfg.export is not None and cfg.export.split == "train":
+            task.examples("train")
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: BestOfNConfig = self.config
         scorer = build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")  # fails before sampling

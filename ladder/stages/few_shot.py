@@ -52,6 +52,16 @@ class FewShotConfig(StageConfig):
 
 class FewShot(Stage):
     Config = FewShotConfig
+    produces_model = False  # nothing for a later stage's `from_stage`
+
+    @staticmethod
+    def check_inputs(cfg: FewShotConfig, task) -> None:
+        """Called by the runner before anything is written: the shots' source must be usable."""
+        if cfg.examples is not None:
+            for i, row in enumerate(cfg.examples):
+                task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
+        else:
+            task.examples("train")
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         cfg: FewShotConfig = self.config

@@ -15,6 +15,9 @@ class ZeroShotConfig(StageConfig):
 
 class ZeroShot(Stage):
     Config = ZeroShotConfig
+    # It evaluates a model and trains none, so no later stage can name it in `from_stage`
+    # (the config check says so before anything runs). best_of_n inherits this.
+    produces_model = False
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []

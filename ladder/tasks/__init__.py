@@ -6,6 +6,7 @@ the prompt a model is trained on is exactly the prompt it is evaluated on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -56,7 +57,7 @@ class Task:
             self._splits = {name: self._to_examples(name, r) for name, r in rows.items()}
         return self._splits
 
-    def _resolve(self, value: str) -> tuple[str, str | None]:
+    def _resolve(self, value: str, field: str = "task.data") -> tuple[str, str | None]:
         """(path or hub id, builder) for one data entry; relative paths from the YAML's folder."""
         path = Path(value).expanduser()
         if not path.is_absolute():
@@ -65,15 +66,15 @@ class Task:
             if path.is_dir():
                 return str(path), None
             if path.stat().st_size == 0:
-                raise DataError(f"data file '{path}' is empty", where=self.where, field="task.data",
+                raise DataError(f"data file '{path}' is empty", where=self.where, field=field,
                                 fix="point task.data at a file with at least one row")
             builder = FORMATS.get(path.suffix.lower())
             if builder is None:
                 raise DataError(f"unknown data file type '{path.suffix}'", where=self.where,
-                                field="task.data", fix=f"use one of {', '.join(FORMATS)}")
+                                field=field, fix=f"use one of {', '.join(FORMATS)}")
             return str(path), builder
         if value.startswith((".", "/", "~")) or Path(value).suffix.lower() in FILE_LIKE:
-            raise DataError(f"data file '{path}' does not exist", where=self.where, field="task.data",
+            raise DataError(f"data file '{path}' does not exist", where=self.where, field=field,
                             fix="check the path; relative paths are read from the YAML file's folder")
         return value, None  # a hub data set id
 
@@ -85,9 +86,12 @@ class Task:
             raise DataError("no data given", where=self.where, field="task.data",
                             fix="set task.data to a file, a folder or a hub data set id")
         datasets.disable_progress_bars()
+        # Its own error logging repeats, less clearly, what the DataError below says.
+        verbosity = datasets.logging.get_verbosity()
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
         try:
             if isinstance(data, dict):
-                resolved = {split: self._resolve(v) for split, v in data.items()}
+                resolved = {split: self._resolve(v, f"task.data.{split}") for split, v in data.items()}
                 builders = {b for _, b in resolved.values()}
                 if len(builders) != 1 or None in builders:
                     raise DataError("a {split: file} mapping needs local files of one type",
@@ -102,15 +106,27 @@ class Task:
                                                **self._reader_options({"x": (path, builder)}))
                 else:
                     ds = datasets.load_dataset(path, self.config.hub_config)
+            # Inside the try: pyarrow only decodes the strings here (invalid UTF-8 fails now).
+            return {name: split.to_list() for name, split in ds.items()}
         except DataError:
             raise
         except Exception as exc:  # datasets raises many types; all mean "cannot read this data"
+            # Its messages name neither the file nor the line ("An error occurred while generating
+            # the dataset"): look at the local files ourselves for what is wrong, and where.
+            files = resolved.items() if isinstance(data, dict) else [("", self._resolve(data))]
+            for split, (file, builder) in files:
+                found = diagnose(Path(file)) if builder else None
+                if found:
+                    problem, fix = found
+                    raise DataError(f"data file '{file}' {problem}", where=self.where,
+                                    field=f"task.data.{split}" if split else "task.data", fix=fix) from None
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot load the data ({type(exc).__name__}: {msg[:300]})",
                             where=self.where, field="task.data",
                             fix="check the file is valid JSONL/CSV/TSV/Parquet in UTF-8, or that the "
                                 "hub id is right (offline, only local files load)") from None
-        return {name: split.to_list() for name, split in ds.items()}
+        finally:
+            datasets.logging.set_verbosity(verbosity)
 
     @staticmethod
     def _reader_options(resolved: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
@@ -146,17 +162,30 @@ class Task:
         for key, column in wanted:
             if column not in columns:
                 raise DataError(f"names column '{column}', which is not in the '{split}' data "
-                                f"(columns: {', '.join(sorted(columns))})", where=self.where, field=key,
-                                fix="use one of those column names")
+                                f"({self._source(split)}columns: {', '.join(sorted(columns))})",
+                                where=self.where, field=key, fix="use one of those column names")
         out = []
         for i, row in enumerate(rows):
             ex_id = str(row[cfg.id_field]) if cfg.id_field else f"{split}-{i}"
-            out.append(self.make_example(row, ex_id, field=f"data row {i} of split '{split}'"))
+            # 1-based, like the line numbers of a .jsonl file (and sft's data errors).
+            out.append(self.make_example(row, ex_id, field=f"row {i + 1} of the '{split}' data"))
         return out
+
+    def _source(self, split: str) -> str:
+        """'file; ' for messages about a split: the file it came from, when there is one."""
+        data = self.config.data
+        file = data.get(split) if isinstance(data, dict) else data
+        return f"{file}; " if file else ""
 
     def make_example(self, row: dict[str, Any], ex_id: str, field: str = "task") -> Example:
         """An Example from a data row (also used for gold shots written in the YAML)."""
         cfg = self.config
+        for column in template_fields(cfg.template):
+            # A row without the column loads as None, which the prompt would show as "None".
+            if row.get(column) is None:
+                raise DataError(f"{field} has no value in column '{column}', which the template uses",
+                                where=self.where, field="task.template",
+                                fix="fill in or drop rows without it, or leave it out of the template")
         raw = row.get(cfg.target)
         if raw is None:
             raise DataError(f"{field} has no value in target column '{cfg.target}'", where=self.where,
@@ -190,6 +219,42 @@ class Task:
             messages += [Message("user", self.user_text(shot)), Message("assistant", shot.target)]
         messages.append(Message("user", self.user_text(ex)))
         return messages
+
+
+def diagnose(path: Path) -> tuple[str, str] | None:
+    """(problem, fix) for a local text data file the loader refused, down to the line; None when
+    nothing is found here. Only runs after a failure, so a good file is read once, by datasets."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv") or not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (f"is not valid UTF-8: line {line} has byte 0x{data[exc.start]:02x}",
+                "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or fix that line")
+    if not text.strip():
+        return "has no rows (only blank lines)", "point task.data at a file with at least one row"
+    if suffix == ".jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return (f"line {i} is not valid JSON ({exc.msg} at column {exc.colno})",
+                        "fix or delete that line: each line of a .jsonl file is one JSON object")
+            if not isinstance(row, dict):
+                return (f"line {i} is a JSON {type(row).__name__}, not an object",
+                        "write each line as an object with one key per column, e.g. {\"text\": ..., \"label\": ...}")
+    elif suffix == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return (f"is not valid JSON (line {exc.lineno}: {exc.msg})",
+                    "fix that line, or write one object per line as .jsonl")
+    return None
 
 
 def load_task(config: TaskConfig, base_dir: Path, seed: int, where: str) -> TaskLike:

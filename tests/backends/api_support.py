@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
+from ladder.store import read_jsonl
 from ladder.testing.fake_api import FakeRequest
-from tests.conftest import REPO, WORDS, experiment
+from tests.conftest import LABELS, REPO, WORDS, experiment
 
 # Shaped like a real key so the scrubbing and the leak greps are meaningful.
 KEY = "sk-proj-LADDERTESTKEY0123456789abcdef"
@@ -34,6 +36,28 @@ def sentiment(req: FakeRequest, index: int) -> str:
         if any(w in review for w in words):
             return label
     return "neutral"
+
+
+def varied(req: FakeRequest, index: int) -> str:
+    """sentiment's answer for about a third of the samples and another label for the rest, fixed
+    by (prompt, sample index): best_of_n's pools then hold different answers, so which sample wins
+    depends on every sample of the pool."""
+    right = sentiment(req, index)
+    if zlib.crc32(f"{req.prompt}|{index}".encode()) % 3 == 0:
+        return right
+    return LABELS[(LABELS.index(right) + 1) % len(LABELS)]
+
+
+def outcome(folder: Path, stage: str) -> dict:
+    """What a finished stage computed, less what depends on how the run went (timings, cache hits,
+    resumes): two runs of one config must agree on it exactly, however often they were killed."""
+    (run_dir,) = (folder / stage).iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("seconds", "cached_samples", "generated_samples", "resumed_examples"):
+        metrics["stats"].pop(key)
+    rows = [r for r in read_jsonl(run_dir / "samples.jsonl") if not r["error"]]
+    assert len(rows) == len({r["id"] for r in rows}), "an example was recorded twice"
+    return {"run_id": run_dir.name, "metrics": metrics, "records": {r["id"]: r for r in rows}}
 
 
 def api_experiment(tmp_path: Path, backend: str, base_url: str, *, model: dict | None = None,
@@ -61,15 +85,16 @@ def leaks(*places: Path | str) -> list[str]:
 class ServerProcess:
     """`python -m ladder.testing.fake_api` with the sentiment responder, as a context manager."""
 
-    def __init__(self, folder: Path, *args: str):
+    def __init__(self, folder: Path, *args: str, responder: str = "tests.backends.api_support:sentiment"):
         self.folder = folder
         self.args = args
+        self.responder = responder
 
     def __enter__(self) -> ServerProcess:
         port_file = self.folder / "port"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ladder.testing.fake_api", "--port", "0", "--port-file", str(port_file),
-             "--responder", "tests.backends.api_support:sentiment", *self.args],
+             "--responder", self.responder, *self.args],
             env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while not port_file.exists():
@@ -88,6 +113,9 @@ class ServerProcess:
 
     def configure(self, **changes) -> dict:
         return self._call("/_config", changes)
+
+    def reset(self) -> dict:
+        return self._call("/_reset", {})
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()

@@ -22,7 +22,8 @@ from ladder.runner import run_experiment
 from ladder.store import read_jsonl
 from ladder.testing.fake_api import FakeAPIServer
 from ladder.types import Message
-from tests.backends.api_support import ENV, FAST, KEY, KEY_ENV, ServerProcess, api_experiment, leaks, sentiment
+from tests.backends.api_support import (ENV, FAST, KEY, KEY_ENV, ServerProcess, api_experiment, leaks, outcome,
+                                       sentiment)
 
 BACKEND_NAMES = ["openai", "anthropic"]
 # 20% of attempts fail, in every way the fake server can fail.
@@ -189,3 +190,50 @@ def test_sigkilled_cli_run_resumes_without_repeating_finished_requests(tmp_path,
     assert stats["auth"]["none"] == 0  # the key went with every request, and nowhere else:
     assert leaks(tmp_path / "results", tmp_path / "cache", first_out.decode(), first_err.decode(),
                  done.stdout, done.stderr) == []
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_run_killed_mid_stage_ends_exactly_like_an_uninterrupted_one(tmp_path, name):
+    # zero_shot, then best_of_n with 3 samples per prompt: openai asks for them in one request
+    # (the responder answers each sample index differently, so the winners depend on all of them),
+    # anthropic in three, so there the kill can also land between the samples of one prompt.
+    stages = [{"type": "zero_shot"}, {"type": "best_of_n", "n": 3}]
+    per_prompt = 1 if name == "openai" else 3
+    total = 40 + 40 * per_prompt  # requests of the whole experiment, each answered once (no faults)
+    with ServerProcess(tmp_path, responder="tests.backends.api_support:varied") as srv:
+        def command(folder):
+            path = api_experiment(folder, name, srv.base_url, stages=stages, model={"concurrency": 4})
+            env = {**ENV, "LADDER_CACHE_DIR": str(folder / "cache")}
+            return [sys.executable, "-m", "ladder.cli", "run", str(path)], env
+
+        cmd, env = command(tmp_path / "whole")  # the reference: one run, never interrupted
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert srv.stats()["requests"] == total
+
+        srv.reset()
+        srv.configure(latency=0.3)  # answers come in waves of 4, so a kill between waves is clean
+        cmd, env = command(tmp_path / "killed")
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while srv.stats()["successes"] < 40 + 8 * per_prompt and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the client commits the wave it just got; the next wave is mid-flight
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill = srv.stats()["successes"]
+        results = tmp_path / "killed/results/t"
+        assert 40 < at_kill < total and not list(results.glob("best_of_n/*/metrics.json"))  # mid best_of_n
+
+        srv.configure(latency=0)
+        again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        stats = srv.stats()
+    # Killed + resumed got exactly the answers of one whole run: nothing finished was asked again.
+    # (The wave in flight at the kill was never answered — 'client_gone' — and is asked again.)
+    assert stats["successes"] == total and set(stats["by_outcome"]) <= {"ok", "client_gone"}
+    assert stats["requests_after_success"] == 0 or name == "anthropic"  # its 3 samples share a body
+    samples_left = 3 * 40 - (at_kill - 40) * (3 // per_prompt)
+    assert f"{samples_left} generated" in " ".join(again.stderr.split())  # best_of_n generated only those
+    for stage in ("zero_shot", "best_of_n"):
+        assert outcome(results, stage) == outcome(tmp_path / "whole/results/t", stage), stage

@@ -73,8 +73,12 @@ def test_empty_and_broken_files(tmp_path):
     with pytest.raises(DataError, match="cannot load the data|empty"):
         task(tmp_path, data="empty.jsonl").examples("test")
     (tmp_path / "broken.jsonl").write_text('{"text": "a", "label": "b"}\n{not json\n')
-    with pytest.raises(DataError, match="cannot load the data"):
+    with pytest.raises(DataError, match="broken.jsonl' line 2 is not valid JSON"):
         task(tmp_path, data="broken.jsonl").examples("test")
+    # datasets' own message names neither file nor line; the diagnosis finds both.
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "caf\u00e9", "label": "b"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.jsonl' is not valid UTF-8: line 1 has byte 0xe9"):
+        task(tmp_path, data="latin1.jsonl").examples("test")
 
 
 def test_hub_id_offline_is_a_clear_error(tmp_path):
