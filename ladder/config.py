@@ -380,6 +380,13 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
     metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
     if metric_cls is not None:
         metric = check(metric_cls.Config, metric_raw, ("metric",))
+        if metric is not None and metric_cls.needs_probabilities and not task_choices:
+            errors.append(_one(where, root, ("metric", "type"),
+                               f"metric '{metric.type}' reads the model's probabilities of the answer "
+                               f"choices, and the task has no `choices`",
+                               "list the answers under task.choices, or use a text metric"))
+    probability_metric = metric_cls is not None and metric_cls.needs_probabilities
+    rl_policies: set[str] = set()  # stages whose output model is an RL-trained policy
 
     model = None
     backend_cls = lookup(BACKENDS, config.model.get("backend", "hf"), ("model", "backend"))
@@ -409,6 +416,17 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
         if problem:
             errors.append(_one(where, root, ("stages", i, "model", "from_stage"), *problem))
+        if probability_metric and (stage.type == "rl" or upstream in rl_policies):
+            # Refused before anything runs: the number would look meaningful and be wrong.
+            errors.append(_one(where, root, ("stages", i, "type" if stage.type == "rl" else "model"),
+                               f"stage '{name}' evaluates an RL-trained policy, and metric "
+                               f"'{metric_raw.get('type')}' reads its token probabilities as if they "
+                               f"were calibrated. RL sharpens a policy's probabilities toward what the "
+                               f"reward liked, so only its top-1 answers mean anything",
+                               "use a top-1 metric (choice, exact_match, ...) for this stage's "
+                               "experiment, or read probabilities from the model before RL"))
+        if stage.type == "rl":
+            rl_policies.add(name)
         seen[name] = i
         classes[name] = stage_cls
         stages.append(stage.model_copy(update={"name": name}))
