@@ -416,6 +416,15 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
         if problem:
             errors.append(_one(where, root, ("stages", i, "model", "from_stage"), *problem))
+        for key, named in _nested_from_stage(stage_raw):
+            # A scorer's `from_stage:` (pm) names an earlier stage that trained a reward model.
+            why = ("is not an earlier stage" if named not in seen else
+                   "did not train a reward model" if not getattr(classes[named], "produces_reward_model", False)
+                   else f"is skipped ({stages[seen[named]].skip})" if stages[seen[named]].skip else None)
+            if why:
+                rms = [n for n, c in classes.items() if getattr(c, "produces_reward_model", False)]
+                errors.append(_one(where, root, ("stages", i, *key), f"stage '{named}' {why}",
+                                   f"name an earlier reward_model stage ({', '.join(rms) or 'none yet'})"))
         if probability_metric and (stage.type == "rl" or upstream in rl_policies):
             # Refused before anything runs: the number would look meaningful and be wrong.
             errors.append(_one(where, root, ("stages", i, "type" if stage.type == "rl" else "model"),
@@ -437,6 +446,21 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
     if errors:
         raise ConfigError(" ".join(errors))
     return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
+
+
+def _nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """(key path, stage name) of every `from_stage` inside a stage's config but its own `model:`."""
+    out: list[tuple[tuple, str]] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k == "from_stage" and path and isinstance(v, str):
+                out.append(((*path, k), v))
+            elif not (k == "model" and not path):
+                out += _nested_from_stage(v, (*path, k))
+    elif isinstance(raw, list):
+        for j, v in enumerate(raw):
+            out += _nested_from_stage(v, (*path, j))
+    return out
 
 
 def _from_stage_problem(upstream: Any, stage: StageConfig, i: int, seen: dict[str, int],

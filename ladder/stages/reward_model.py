@@ -83,6 +83,15 @@ class RewardModelConfig(StageConfig):
 
 class RewardModel(Stage):
     Config = RewardModelConfig
+    produces_model = False  # not a policy: a PM, named by a scorer's `from_stage:`
+    produces_reward_model = True
+
+    @staticmethod
+    def check_inputs(cfg: RewardModelConfig, task: Any) -> None:
+        """Called by the runner before anything is written: the pair files exist and parse."""
+        files = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data.values())
+        for f in files:  # relative paths are read from the YAML file's folder, as the task's data
+            read_pairs(_path(getattr(task, "base_dir", Path.cwd()), f), f"stages.{cfg.name}.data")
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         return [], []  # it asks the policy nothing
@@ -216,7 +225,8 @@ def read_pairs(path: Path, field: str) -> list[dict[str, Any]]:
             row = json.loads(line)
             out.append({"id": str(row.get("id", i)), **pair(row)})
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"line {i + 1} of '{path}' is not a preference pair ({exc})", field=field,
+            why = f"it has no '{exc.args[0]}'" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(f"line {i + 1} of '{path}' is not a preference pair ({why})", field=field,
                             fix='write {"chosen": ..., "rejected": ...} per line (optionally with "prompt")') from None
     return out
 
