@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -160,17 +161,16 @@ class APIBackend(Backend):
         return key
 
     def preflight(self) -> None:
-        key = self.api_key()
+        self.api_key()
         needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])
-        try:  # import them now (a second or so), not inside the first stage's timing
-            for module in needs:
-                importlib.import_module(module)
-        except ImportError as exc:
+        # Only whether they are installed: importing the SDK costs ~0.5 s, which a re-run answered
+        # wholly from results and cache never needs (scripts/bench_cache.py). The first request
+        # imports it, so the first API stage's time includes that half second.
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
             raise BackendError(f"the {self.provider} backend with http_client {self.config.http_client} "
-                               f"needs {' and '.join(needs)} ({exc})", fix=f"pip install {' '.join(needs)}") from None
-        # A first client loads the HTTP stack lazily (0.1-0.2 s); later ones cost ~0.03 s. Nothing
-        # is sent, and without a connection there is nothing to close.
-        self.client(key)
+                               f"needs {' and '.join(needs)} ({', '.join(missing)} not installed)",
+                               fix=f"pip install {' '.join(needs)}")
         if self.price() is None:
             from ladder.progress import console
 

@@ -239,7 +239,15 @@ class HFBackend(Backend):
             c = tok(cont, add_special_tokens=False)["input_ids"]
             rows.append((p, c))
         out: list[float] = [0.0] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        # One-token continuations (answer choices mostly are) need only their prompt's forward pass,
+        # which the K choices of a question share: K times less compute for the chance-loss guard,
+        # sft's curves and choice_prob (scripts/bench_sft.py). Longer ones take the general path.
+        single = [i for i, (p, c) in enumerate(rows) if len(c) == 1 and p]
+        if single:
+            self._next_token_logprobs(rows, single, out)
+        chosen = set(single)
+        order = sorted((i for i in range(len(rows)) if i not in chosen),
+                       key=lambda i: len(rows[i][0]) + len(rows[i][1]))
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start:start + self.config.batch_size]
             seqs = [rows[i][0] + rows[i][1] for i in idx]
@@ -256,6 +264,32 @@ class HFBackend(Backend):
                 lp = logp[r, p_len - 1:p_len - 1 + c_len].gather(-1, target[:, None]).sum()
                 out[i] = float(lp)
         return out
+
+    def _next_token_logprobs(self, rows: list[tuple[list[int], list[int]]], which: list[int],
+                             out: list[float]) -> None:
+        """out[i] = log p(the one continuation token | prompt) for i in `which`, one forward pass
+        per distinct prompt (batched, shortest first, right-padded as above)."""
+        import torch
+
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in which:
+            groups.setdefault(tuple(rows[i][0]), []).append(i)
+        prompts = sorted(groups, key=len)
+        pad = self.tokenizer.pad_token_id
+        device = self.model.device
+        for start in range(0, len(prompts), self.config.batch_size):
+            batch = prompts[start:start + self.config.batch_size]
+            width = max(len(p) for p in batch)
+            ids = torch.tensor([list(p) + [pad] * (width - len(p)) for p in batch], device=device)
+            mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in batch], device=device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                last = logits[torch.arange(len(batch), device=device),
+                              torch.tensor([len(p) - 1 for p in batch], device=device)]
+                logp = torch.log_softmax(last.float(), dim=-1).tolist()
+            for r, p in enumerate(batch):
+                for i in groups[p]:
+                    out[i] = logp[r][rows[i][1][0]]
 
 
 def _quiet_transformers() -> None:
