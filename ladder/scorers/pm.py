@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Sequence
 
+from pydantic import model_validator
+
 from ladder.errors import ConfigError
 from ladder.scorers import Scorer, Template, check_template
 from ladder.scorers.classifier import SequenceModel, SequenceModelConfig, sigmoid
@@ -37,6 +39,14 @@ class PMConfig(SequenceModelConfig):
     '{prompt}\\n\\n{completion}' when it has none). Or a template as for the classifier."""
 
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "PMConfig":
+        if (self.model is None) == (self.from_stage is None):
+            raise ValueError("needs exactly one of `model:` (a reward model's folder or hub id) and "
+                             "`from_stage:` (a reward_model stage), e.g. {type: pm, from_stage: reward_model}")
+        return self
+
+
 class PMScorer(Scorer):
     Config = PMConfig
     # The value is a probability made from the *reward model's* logits, which Bradley-Terry
@@ -45,10 +55,6 @@ class PMScorer(Scorer):
     needs_probabilities = False
 
     def __init__(self, config: PMConfig, ctx: StageContext):
-        if (config.model is None) == (config.from_stage is None):
-            raise ConfigError("a pm scorer needs exactly one of `model:` (a reward model's folder or hub "
-                              "id) and `from_stage:` (a reward_model stage)", field="model",
-                              fix="e.g. {type: pm, from_stage: reward_model, reference: ...}")
         if config.from_stage is not None:
             made = ctx.produced.get(config.from_stage, {}).get("reward_model")
             if made is None:

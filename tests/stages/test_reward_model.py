@@ -90,5 +90,8 @@ def test_bad_preference_data_is_a_clear_error(tmp_path):
 
 def test_pm_scorer_needs_a_model_or_a_reward_model_stage(tmp_path):
     stages = [{"type": "best_of_n", "n": 2, "scorer": {"type": "pm", "from_stage": "nowhere"}}]
-    with pytest.raises(ConfigError, match="has not produced a reward model"):
-        run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages)))
+    with pytest.raises(ConfigError, match="stage 'nowhere' is not an earlier stage"):
+        load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages))
+    stages = [{"type": "best_of_n", "n": 2, "scorer": {"type": "pm"}}]  # neither model nor from_stage
+    with pytest.raises(ConfigError, match="exactly one of `model:`"):
+        load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages))
