@@ -287,7 +287,9 @@ def hacking(pool: Sequence[tuple[float, int, str]], targets: Sequence[str], wher
                                    f"length (Pearson r = {r:.2f}, {len(pool)} samples): the policy can buy "
                                    f"reward with length alone; read long high-reward samples, or compare "
                                    f"against a length-matched reference", r))
-    typical = statistics.median(len(t) for t in targets) if targets else statistics.median(len(t) for *_, t in pool)
+    # What a normal answer's length is: the gold targets', or (a task without them) the pool's own.
+    lengths_of = [len(t) for t in targets if isinstance(t, str) and t] or [len(t) for *_, t in pool]
+    typical = statistics.median(lengths_of)
     # The top decile (with its ties), but never the floor: when nearly every reward is 0, the
     # "highest" ones are just the rest.
     cut = sorted(rewards, reverse=True)[max(0, len(rewards) // 10 - 1)]
