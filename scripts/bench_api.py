@@ -25,6 +25,9 @@ What is measured, and why it is fair:
   (the eval header is still written); inspect's own cache is off by default. A 2-sample warm-up
   eval runs first, like ladder's warm-up, so imports and registries are not timed. Both clients
   use the openai SDK over httpx.
+- bare SDK: the floor under ladder — the same requests from `concurrency` workers looping over the
+  openai SDK client ladder builds, with nothing else (no cache, no Samples). ladder ÷ bare SDK is
+  the harness's own overhead; bare SDK ÷ ideal is what the SDK and HTTP stack cost on this machine.
 - Each timed run is its own child process (`--worker ladder|inspect`), so neither client's
   process-wide set-up (inspect installs logging handlers and hooks) touches the other's run.
 - Repeats alternate which client goes first; the medians of the wall times are reported.
@@ -121,6 +124,43 @@ def run_ladder(a: argparse.Namespace, url: str, folder: Path, profiler: cProfile
     return {"wall": wall, "cpu": cpu, "ok": stats.generated, "errors": stats.errors, "server": server_stats(url)}
 
 
+def run_sdk(a: argparse.Namespace, url: str, n: int) -> dict:
+    """The floor under ladder: the same requests from a bare loop over the openai SDK — the client
+    ladder builds (connection limits, no SDK retries), `concurrency` workers on one event loop,
+    the same generic `client.post`, the body parsed as JSON, and nothing else (no cache, no Samples)."""
+    import asyncio
+
+    import openai
+
+    async def loop() -> None:
+        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=a.concurrency,
+                                                        max_keepalive_connections=a.concurrency)
+        client = openai.AsyncOpenAI(api_key="bench-key", base_url=url, max_retries=0, timeout=120.0,
+                                    http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                body = {"model": MODEL, "messages": [{"role": "user", "content": prompt_text(i)}], "n": 1,
+                        "temperature": 0, "top_p": 1.0, "max_tokens": 8}
+                json.loads(await client.post("/chat/completions", body=body, cast_to=bytes))
+
+        await asyncio.gather(*[worker() for _ in range(min(a.concurrency, n))])
+        await client.close()
+
+    asyncio.run(loop())  # warm-up is the caller's: run_sdk(..., 2) first
+    return {}
+
+
+def time_sdk(a: argparse.Namespace, url: str) -> dict:
+    run_sdk(a, url, 2)  # warm-up: the SDK import and the HTTP stack's first load, untimed
+    server_stats(url, reset=True)
+    start, cpu = time.perf_counter(), time.process_time()
+    run_sdk(a, url, a.requests)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"wall": wall, "cpu": cpu, "server": server_stats(url)}
+
+
 def inspect_available() -> bool:
     try:
         import inspect_ai  # noqa: F401
@@ -151,7 +191,7 @@ def run_inspect(a: argparse.Namespace, url: str, log_dir: Path, n: int) -> dict:
 def describe(name: str, r: dict, a: argparse.Namespace) -> str:
     s = r["server"]
     ok = s["requests"] == s["successes"] == a.requests and s["sdk_retries"] == 0
-    return (f"  {name:7s} wall={r['wall']:.3f}s cpu={r['cpu']:.3f}s ({r['cpu'] / a.requests * 1000:.2f} ms/request) "
+    return (f"  {name:8s} wall={r['wall']:.3f}s cpu={r['cpu']:.3f}s ({r['cpu'] / a.requests * 1000:.2f} ms/request) "
             f"server: requests={s['requests']} answered={s['successes']} unique={s['unique_requests']} "
             f"sdk_retries={s['sdk_retries']} max_in_flight={s['max_in_flight']}"
             + ("" if ok else "  <-- NOT exactly one answered request per prompt")
@@ -166,6 +206,8 @@ def worker(a: argparse.Namespace) -> None:
         r = run_ladder(a, a.url, folder / "cache", profiler)
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    elif a.worker == "sdk":
+        r = time_sdk(a, a.url)
     else:
         run_inspect(a, a.url, folder / "logs", 2)  # warm-up: imports, registries, first client — untimed
         r = run_inspect(a, a.url, folder / "logs", a.requests)
@@ -192,12 +234,12 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=3, help="ladder/inspect pairs, alternating which goes first")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of ladder / bare SDK / inspect, order alternating")
     p.add_argument("--http-client", choices=["httpx", "aiohttp"], default="httpx",
                    help="ladder's SDK transport (aiohttp needs pip install aiohttp)")
     p.add_argument("--no-inspect", action="store_true", help="skip the inspect_ai comparison")
     p.add_argument("--profile", action="store_true", help="print ladder's top functions by own time")
-    p.add_argument("--worker", choices=["ladder", "inspect"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ladder", "sdk", "inspect"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -213,7 +255,7 @@ def main() -> None:
     elif a.backend != "openai" and not a.no_inspect:
         print("the inspect_ai comparison runs with --backend openai only")
 
-    clients = ["ladder", "inspect"] if use_inspect else ["ladder"]
+    clients = ["ladder"] + (["sdk"] if a.backend == "openai" else []) + (["inspect"] if use_inspect else [])
     runs: dict[str, list[dict]] = {c: [] for c in clients}
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp), a.latency)
@@ -237,6 +279,10 @@ def main() -> None:
           f"load_avg={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"ladder:  median wall={ladder_wall:.3f}s ideal={ideal:.3f}s "
           f"cpu={statistics.median(r['cpu'] for r in runs['ladder']):.3f}s errors={sum(r['errors'] for r in runs['ladder'])}")
+    if runs.get("sdk"):
+        sdk_wall = statistics.median(r["wall"] for r in runs["sdk"])
+        print(f"bare SDK: median wall={sdk_wall:.3f}s ({sdk_wall / ideal:.3f} × ideal) "
+              f"cpu={statistics.median(r['cpu'] for r in runs['sdk']):.3f}s; ladder / bare SDK = {ladder_wall / sdk_wall:.3f}")
     to_inspect = "na"
     if runs.get("inspect"):
         inspect_wall = statistics.median(r["wall"] for r in runs["inspect"])
