@@ -206,9 +206,9 @@ def test_example_configs_validate(name):
 
 def test_concurrency_is_the_number_in_flight():
     prompts = [[Message("user", f"q{i}")] for i in range(300)]
-    # 1 s per request: long enough that all 150 are in flight together even on a loaded machine
-    # (at 0.1 s, a busy CPU launched the last ones after the first had returned).
-    with FakeAPIServer(latency=1.0) as srv:
-        generate(backend(srv, concurrency=150), Cache(None), prompts, GenerationConfig())
+    # 0.5 s per request (timeout well above it): long enough that all 150 are in flight together
+    # even on a loaded machine (at 0.1 s a busy CPU launched the last after the first returned).
+    with FakeAPIServer(latency=0.5) as srv:
+        generate(backend(srv, concurrency=150, timeout=10.0), Cache(None), prompts, GenerationConfig())
         stats = srv.stats()
     assert stats["max_in_flight"] == 150 and stats["successes"] == 300  # past the SDK's 100 kept-alive
