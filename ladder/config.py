@@ -416,7 +416,7 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
         if problem:
             errors.append(_one(where, root, ("stages", i, "model", "from_stage"), *problem))
-        for key, named in _nested_from_stage(stage_raw):
+        for key, named in nested_from_stage(stage_raw):
             # A scorer's `from_stage:` (pm) names an earlier stage that trained a reward model.
             why = ("is not an earlier stage" if named not in seen else
                    "did not train a reward model" if not getattr(classes[named], "produces_reward_model", False)
@@ -448,7 +448,7 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
     return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
 
 
-def _nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+def nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
     """(key path, stage name) of every `from_stage` inside a stage's config but its own `model:`."""
     out: list[tuple[tuple, str]] = []
     if isinstance(raw, dict):
@@ -456,10 +456,10 @@ def _nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
             if k == "from_stage" and path and isinstance(v, str):
                 out.append(((*path, k), v))
             elif not (k == "model" and not path):
-                out += _nested_from_stage(v, (*path, k))
+                out += nested_from_stage(v, (*path, k))
     elif isinstance(raw, list):
         for j, v in enumerate(raw):
-            out += _nested_from_stage(v, (*path, j))
+            out += nested_from_stage(v, (*path, j))
     return out
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from ladder.backends.base import Backend, BackendConfig, BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.config import Experiment, StageConfig
+from ladder.config import Experiment, StageConfig, nested_from_stage
 from ladder.guards import subsample
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
@@ -41,10 +41,9 @@ class Plan:
     guards: list[Guard]
     metric: Metric
     pool: BackendPool
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Models produced by finished stages (stage name → backend config keys), for `from_stage`."""
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Everything finished stages produced for later ones (stage name → {model, reward_model})."""
+    """What finished stages produced for later ones (stage name → {model: backend config keys,
+    reward_model: ...}), for `from_stage`."""
 
     def model_config(self, stage: StageConfig, planning: bool = False) -> BackendConfig:
         """The stage's model, with `from_stage` replaced by what that stage produced. When
@@ -52,7 +51,7 @@ class Plan:
         cfg = self.experiment.stage_model(stage)
         if cfg.from_stage is None:
             return cfg
-        produced = self.outputs.get(cfg.from_stage)
+        produced = self.produced.get(cfg.from_stage, {}).get("model")
         if produced is None:
             if planning:
                 return cfg.model_copy(update={"from_stage": None})
@@ -67,8 +66,6 @@ class Plan:
         return self.pool.get(self.model_config(stage, planning))
 
     def record(self, stage: StageConfig, result: StageResult) -> None:
-        if result.extra.get("model"):
-            self.outputs[stage.name] = result.extra["model"]
         self.produced[stage.name] = {k: result.extra[k] for k in PRODUCTS if result.extra.get(k)}
 
     def run_id(self, stage: StageConfig) -> str:
@@ -84,7 +81,8 @@ class Plan:
             "examples": [ex.id for ex in self.examples],
             # A scorer may name an earlier stage's product (`pm` with `from_stage:`): retraining that
             # stage differently must give this one a new folder too.
-            "upstream": {name: self.produced.get(name) for name in sorted(_mentions(stage.model_dump(mode="json")))},
+            "upstream": {name: self.produced.get(name)
+                         for _, name in nested_from_stage(stage.model_dump(mode="json"))},
         }
         return cache_key(payload)[:12]
 
@@ -98,21 +96,6 @@ class Plan:
 
 PRODUCTS = ("model", "reward_model")
 """Keys of a StageResult's `extra` that later stages can use by naming the stage (`from_stage`)."""
-
-
-def _mentions(obj: Any) -> set[str]:
-    """Stage names under any `from_stage` key of a stage's config."""
-    found: set[str] = set()
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k == "from_stage" and isinstance(v, str):
-                found.add(v)
-            else:
-                found |= _mentions(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            found |= _mentions(v)
-    return found
 
 
 def prepare(exp: Experiment) -> Plan:
@@ -200,7 +183,7 @@ def _reusable(plan: Plan, only: list[str]) -> dict[str, StageResult]:
                 plan.record(stage, result)
             continue
         upstream = exp.stage_model(stage).from_stage
-        if upstream is not None and upstream not in only and upstream not in plan.outputs:
+        if upstream is not None and upstream not in only and "model" not in plan.produced.get(upstream, {}):
             raise LadderError(f"stage '{stage.name}' uses the model of stage '{upstream}', which --only "
                               f"leaves out and which has no finished result for this config in "
                               f"{exp.results_path}", where=str(exp.source) if exp.source else None,

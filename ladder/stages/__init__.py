@@ -21,8 +21,12 @@ from ladder.progress import progress_bar
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl
 from ladder.tasks import TaskLike
-from ladder.errors import LadderError
+from ladder.errors import ConfigError, LadderError
 from ladder.types import Example, Guard, Message, Sample, Score, StageResult
+
+
+PROBABILITY_BATCH = 64
+"""Prompts recorded at a time when the metric reads probabilities (one batched forward pass)."""
 
 
 @dataclass
@@ -71,10 +75,23 @@ class Stage:
         return evaluate(ctx, prompts, guards)
 
 
+def local_hf(ctx: StageContext, what: str) -> Any:
+    """The stage's backend, which must be a local hf model: training needs the weights."""
+    from ladder.backends.hf import HFBackend
+
+    if not isinstance(ctx.backend, HFBackend):
+        raise ConfigError(f"{what} trains local hf models, not '{ctx.backend.config.backend}' ones",
+                          field=f"stages.{ctx.stage.name}.model",
+                          fix="give the stage an hf model: model: {backend: hf, name: ...}")
+    return ctx.backend
+
+
 def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequence[Guard] = ()) -> StageResult:
     """Generate, score and record every prompt; resume from samples.jsonl when it exists."""
     started = time.perf_counter()
-    got = collect(ctx, prompts)
+    # A probability metric scores a batch of prompts in one log-probability pass, so record many
+    # at a time (the generations are cached; a kill loses only scoring work).
+    got = collect(ctx, prompts, batch=PROBABILITY_BATCH if ctx.metric.needs_probabilities else 1)
     result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
     result.stats["resumed_examples"] = got.resumed
     return result
@@ -130,13 +147,16 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
 
 
 def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
-    return [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+    probs = probability_scores(ctx, prompts) if ctx.metric.needs_probabilities else [None] * len(prompts)
+    return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
 
 
-def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[str, Any]:
-    """One samples.jsonl line: the prompt, and each sample with its task-metric score."""
+def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None) -> dict[str, Any]:
+    """One samples.jsonl line: the prompt, and each sample with its task-metric score (`prob`: a
+    probability metric's score of the prompt, when the caller batched it)."""
     rows = []
-    prob = probability_score(ctx, p) if ctx.metric.needs_probabilities else None
+    if prob is None and ctx.metric.needs_probabilities:
+        prob = probability_scores(ctx, [p])[0]
     for s in samples:
         row = s.to_dict()
         if s.finish_reason != "error":
@@ -155,16 +175,21 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample]) -> dict[s
     }
 
 
-def probability_score(ctx: StageContext, p: Prompt) -> Score:
-    """A probability metric's score of a prompt: it reads the model, not the sample's text, so
-    every sample of the prompt gets the same score (the log-probabilities are cached)."""
+def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
+    """A probability metric's score of each prompt: it reads the model, not a sample's text, so
+    every sample of a prompt gets the same score. One cached log-probability call for them all."""
     if not ctx.backend.supports_logprobs:
         raise LadderError(f"metric '{ctx.metric.name}' reads the model's probabilities of the answers, "
                           f"and the {ctx.backend.config.backend} backend gives none", field="metric",
                           fix="use it with an hf model, or use a text metric such as choice")
-    conts = ctx.metric.continuations(p.example)
-    lps = logprobs(ctx.backend, ctx.cache, [p.messages] * len(conts), conts)
-    return ctx.metric.score_logprobs(p.example, lps)
+    conts = [ctx.metric.continuations(p.example) for p in prompts]
+    lps = logprobs(ctx.backend, ctx.cache, [p.messages for p, c in zip(prompts, conts) for _ in c],
+                   [x for c in conts for x in c])
+    out, i = [], 0
+    for p, c in zip(prompts, conts):
+        out.append(ctx.metric.score_logprobs(p.example, lps[i:i + len(c)]))
+        i += len(c)
+    return out
 
 
 def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],

@@ -21,6 +21,7 @@ import gzip
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from pydantic import Field, field_validator
 from ladder.config import StageConfig
 from ladder.errors import ConfigError, DataError
 from ladder.progress import console
-from ladder.stages import Prompt, Stage, StageContext
+from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stages.sft import LoraSettings
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
@@ -97,13 +98,9 @@ class RewardModel(Stage):
         return [], []  # it asks the policy nothing
 
     def run(self, ctx: StageContext) -> StageResult:
-        from ladder.backends.hf import HFBackend
-
         cfg: RewardModelConfig = self.config
         field = f"stages.{ctx.stage.name}"
-        if not isinstance(ctx.backend, HFBackend):
-            raise ConfigError(f"a reward model is trained on a local hf backbone, not '{ctx.backend.config.backend}'",
-                              field=f"{field}.model", fix="give the stage an hf model, e.g. model: {backend: hf, name: ...}")
+        local_hf(ctx, "the reward_model stage")
         started = time.perf_counter()
         seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
         train, test = self.pairs(ctx, seed)
@@ -257,9 +254,7 @@ def messages(x: Any) -> list[dict[str, str]]:
 
 def transcript(text: str) -> list[dict[str, str]]:
     """An hh-rlhf transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") as chat messages."""
-    import re
-
-    parts = re.split(r"\n\n(Human|Assistant): ?", "\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    parts = re.split(r"\n\n(Human|Assistant): ?", "\n\n" + text.lstrip("\n"))
     out = []
     for who, said in zip(parts[1::2], parts[2::2]):
         out.append({"role": "user" if who == "Human" else "assistant", "content": said.strip()})
@@ -281,13 +276,11 @@ def render(side: Any, chat: bool, tokenizer: Any) -> str:
 def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
     """Pairs in the form the trainer takes (messages only with a chat template), and those whose
     longer side fits max_length; plus how many were dropped."""
-    kept = []
-    for p in pairs:
-        row = {k: (p[k] if chat or isinstance(p[k], str) else render(p[k], False, tokenizer)) for k in ("chosen", "rejected")}
-        lengths = [len(tokenizer(render(row[k], chat, tokenizer), add_special_tokens=False)["input_ids"])
-                   for k in ("chosen", "rejected")]
-        if max(lengths) + 2 <= max_length:  # room for BOS/EOS
-            kept.append({"id": p["id"], **row})
+    rows = [{"id": p["id"], **{k: p[k] if chat or isinstance(p[k], str) else render(p[k], False, tokenizer)
+                               for k in ("chosen", "rejected")}} for p in pairs]
+    texts = [render(r[k], chat, tokenizer) for r in rows for k in ("chosen", "rejected")]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # one batched call
+    kept = [r for j, r in enumerate(rows) if max(len(ids[2 * j]), len(ids[2 * j + 1])) + 2 <= max_length]  # + BOS/EOS
     return kept, len(pairs) - len(kept)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import time
 from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, Sequence
@@ -34,7 +35,7 @@ from ladder.errors import ConfigError
 from ladder.metrics import Metric
 from ladder.progress import console
 from ladder.scorers import ScorerSpec, build_scorer
-from ladder.stages import Prompt, Stage, StageContext, collect, evaluate
+from ladder.stages import Prompt, Stage, StageContext, collect, local_hf, summarize
 from ladder.stages.best_of_n import SCORE_BATCH, records, report
 from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
 from ladder.stats import mean_ci, paired_diff
@@ -109,14 +110,9 @@ class RL(Stage):
         return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
 
     def run(self, ctx: StageContext) -> StageResult:
-        from ladder.backends.hf import HFBackend
-
         cfg: RLConfig = self.config
-        field = f"stages.{ctx.stage.name}"
-        if not isinstance(ctx.backend, HFBackend):
-            raise ConfigError(f"the rl stage trains local hf models, not '{ctx.backend.config.backend}'",
-                              field=f"{field}.model", fix="give the stage an hf model (model: {backend: hf, ...})")
-        reward = build_scorer(cfg.reward, ctx, field=f"{field}.reward")  # fails before any sampling
+        local_hf(ctx, "the rl stage")
+        reward = build_scorer(cfg.reward, ctx, field=f"stages.{ctx.stage.name}.reward")  # fails before any sampling
         train = ctx.task.examples("train")
         if not train:
             raise ConfigError("the rl stage trains on the train split, and it is empty", field="task.data",
@@ -132,11 +128,14 @@ class RL(Stage):
         trained, training, more = self._train(ctx, reward, train)
         guards += more
         tctx = replace(ctx, backend=trained)
-        result = evaluate(tctx, prompts, guards)  # greedy answers: top-1 is what an RL policy is read by
+        started = time.perf_counter()
+        got = collect(tctx, prompts)  # greedy answers: top-1 is what an RL policy is read by
+        result = summarize(tctx, got.records, got.errors, time.perf_counter() - started, guards)
+        result.stats["resumed_examples"] = got.resumed
         extra.update(training)
         if cfg.best_of_n:
             bon = extra["best_of_n"]
-            result.guards.append(versus_best_of_n(ctx.run_dir, bon))
+            result.guards.append(versus_best_of_n(got.records, bon))
             extra["baseline"] = {"label": f"best-of-{bon['n']}, same reward", "metric": bon["metric"],
                                  "diff": bon["diff"]}
             if bon["curve"]:  # where the training reward starts (best-of-1) and what selection reaches
@@ -307,11 +306,11 @@ def hacking(pool: Sequence[tuple[float, int, str]], targets: Sequence[str], wher
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sx = math.sqrt(sum((a - mx) ** 2 for a in x))
-    sy = math.sqrt(sum((b - my) ** 2 for b in y))
-    return sxy / (sx * sy) if sx > 0 and sy > 0 else None
+    """Pearson's r, or None where it is undefined (a constant series)."""
+    try:
+        return statistics.correlation(x, y)
+    except statistics.StatisticsError:
+        return None
 
 
 def collapse_guard(log: Sequence[dict[str, float]]) -> Guard:
@@ -330,9 +329,9 @@ def collapse_guard(log: Sequence[dict[str, float]]) -> Guard:
                  f"of steps)", last - first)
 
 
-def versus_best_of_n(run_dir: Any, bon: dict[str, Any]) -> Guard:
+def versus_best_of_n(records: Sequence[dict[str, Any]], bon: dict[str, Any]) -> Guard:
     """The RL policy against best-of-N with the same reward, paired on the same test examples."""
-    rl = {r["id"]: r["score"] for r in read_jsonl(run_dir / "samples.jsonl") if not r.get("error")}
+    rl = {r["id"]: r["score"] for r in records}
     ids = [i for i in bon["scores"] if i in rl and bon["scores"][i] is not None]
     m = bon["metric"]
     d = paired_diff([rl[i] for i in ids], [bon["scores"][i] for i in ids])

@@ -67,3 +67,13 @@ def load_base(model: dict[str, Any]) -> tuple[Any, str, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return base, path, tokenizer
+
+
+def peft_config(spec: Any, task_type: str = "CAUSAL_LM") -> Any:
+    """The peft LoraConfig of a spec with `method: lora` (None for full training). With SEQ_CLS
+    peft also trains the new score head in full, as a reward model needs (it starts random)."""
+    if spec.method != "lora":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=task_type, **(spec.lora or {}))

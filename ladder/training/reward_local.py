@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ladder.config import Section
 from ladder.store import write_json
-from ladder.training import hardware_args, load_base
+from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint
 
 
@@ -51,17 +51,12 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     hardware_args(args, base, RewardConfig)
     config = RewardConfig(output_dir=spec.output_dir, **args)
 
-    peft_config = None
-    if spec.method == "lora":
-        from peft import LoraConfig
-
-        # SEQ_CLS: peft also trains the new score head in full (it starts random).
-        peft_config = LoraConfig(task_type="SEQ_CLS", **(spec.lora or {}))
+    lora = peft_config(spec, "SEQ_CLS")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some weights were newly initialized": the score head, as intended
         trainer = RewardTrainer(model=path, args=config, train_dataset=Dataset.from_list(rows),
-                                processing_class=tokenizer, peft_config=peft_config,
+                                processing_class=tokenizer, peft_config=lora,
                                 callbacks=[TrainingProgress("reward_model: training")])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from ladder.config import Section
 from ladder.store import JsonlWriter, write_json
-from ladder.training import hardware_args, load_base
+from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
 
 Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
@@ -78,11 +78,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     dtype = hardware_args(args, base, TrlConfig)
     config = TrlConfig(output_dir=spec.output_dir, **args)
 
-    peft_config = None
-    if spec.method == "lora":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **(spec.lora or {}))
+    lora = peft_config(spec)
 
     rollouts = RolloutLog(Path(spec.rollouts_file), reward, spec.stop, tokenizer)
     rows = [{"prompt": p, "ex_index": i} for i, p in enumerate(prompts)]
@@ -90,7 +86,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
         warnings.simplefilter("ignore", UserWarning)  # trl's advice to install vLLM/liger on CPU runs
         warnings.simplefilter("ignore", FutureWarning)  # peft/trl read transformers' renamed checkpointing flag
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer, peft_config=peft_config,
+                          processing_class=tokenizer, peft_config=lora,
                           callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"), rollouts.step_callback])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

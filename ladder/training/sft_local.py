@@ -31,11 +31,11 @@ from typing import Any, Literal, Sequence
 # (the callbacks subclass its TrainerCallback); the stage imports this module only when it trains.
 from transformers import TrainerCallback
 
-from ladder.backends.hf import HFBackend, HFConfig, resolve_model_path
+from ladder.backends.hf import HFBackend, HFConfig
 from ladder.config import GenerationConfig, Section
 from ladder.stages.sft import choice_loss, choice_queries
 from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
-from ladder.training import hardware_args
+from ladder.training import hardware_args, load_base, peft_config
 from ladder.types import Example, Message, Sample
 
 DONE = "ladder_training.json"
@@ -84,32 +84,22 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     is also written to model/ladder_training.json. `callbacks`: extra transformers TrainerCallbacks."""
     import datasets
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
     datasets.disable_progress_bars()  # trl's tokenizing passes take a blink; their bars are noise
-    base = HFConfig(**spec.model)
-    path = resolve_model_path(base.name)
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=base.revision,
-                                              trust_remote_code=base.trust_remote_code)
-    if tokenizer.pad_token is None:  # as the hf backend does: many causal LMs ship without one
-        tokenizer.pad_token = tokenizer.eos_token
+    base, path, tokenizer = load_base(spec.model)
 
     args = dict(spec.trainer)
     dtype = hardware_args(args, base, SFTConfig)
     config = SFTConfig(output_dir=spec.output_dir, **args)
 
-    peft_config = None
-    if spec.method == "lora":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **(spec.lora or {}))
+    lora = peft_config(spec)
 
     curve = CurveCallback(spec, base) if spec.curve else None
     trainer = SFTTrainer(
-        model=path, args=config, processing_class=tokenizer, peft_config=peft_config,
+        model=path, args=config, processing_class=tokenizer, peft_config=lora,
         train_dataset=Dataset.from_list(read_jsonl(Path(spec.train_file))),
         eval_dataset=Dataset.from_list(read_jsonl(Path(spec.eval_file))) if spec.eval_file else None,
         callbacks=[c for c in (curve, TrainingProgress()) if c] + list(callbacks))
