@@ -19,6 +19,7 @@ model serves later stages the same way (`from_stage: rl`). LoRA by default.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -248,8 +249,6 @@ def keep_rollouts_until_checkpoint(run_dir: Any) -> None:
         return
     ckpt = last_checkpoint(run_dir / "checkpoints")
     done = int(ckpt.name.split("-")[-1]) if ckpt else 0
-    import json
-
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in read_jsonl(path, repair=True) if r["step"] <= done))
 
 

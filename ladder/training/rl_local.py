@@ -15,9 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-# Importing this module means training is about to start (the stage imports it only then).
-from transformers import TrainerCallback
-
 from ladder.config import Section
 from ladder.store import JsonlWriter, write_json
 from ladder.training import hardware_args, load_base, peft_config
@@ -80,14 +77,14 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
 
     lora = peft_config(spec)
 
-    rollouts = RolloutLog(Path(spec.rollouts_file), reward, spec.stop, tokenizer)
+    rollouts = RolloutLog(Path(spec.rollouts_file), reward, spec.stop)
     rows = [{"prompt": p, "ex_index": i} for i, p in enumerate(prompts)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # trl's advice to install vLLM/liger on CPU runs
         warnings.simplefilter("ignore", FutureWarning)  # peft/trl read transformers' renamed checkpointing flag
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=lora,
-                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"), rollouts.step_callback])
+                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training")])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
 
@@ -108,28 +105,19 @@ class RolloutLog:
     """The reward function trl calls: cuts each completion at the stop strings, rewards it through
     the stage's scorer and appends it to rollouts.jsonl with the optimizer step it belongs to."""
 
-    def __init__(self, path: Path, reward: Reward, stop: Sequence[str], tokenizer: Any):
+    def __init__(self, path: Path, reward: Reward, stop: Sequence[str]):
         self.path = path
         self.reward = reward
         self.stop = list(stop)
-        self.tokenizer = tokenizer
-        self.step = 0
         self.__name__ = "reward"  # trl names the logged metric after the function
 
-        log = self
-
-        class Step(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                log.step = state.global_step + 1
-
-        self.step_callback = Step()
-
     def __call__(self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]],
-                 ex_index: list[int], **_: Any) -> list[float]:
+                 ex_index: list[int], trainer_state: Any, **_: Any) -> list[float]:
         texts = [self.cut(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
         values = [float(v) for v in self.reward(ex_index, texts)]
+        step = trainer_state.global_step + 1  # rollouts are sampled for the step about to be taken
         with JsonlWriter(self.path) as out:
-            out.write([{"step": self.step, "example": i, "text": t, "reward": v, "tokens": len(ids)}
+            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids)}
                        for i, t, v, ids in zip(ex_index, texts, values, completion_ids)])
         return values
 

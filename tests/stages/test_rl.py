@@ -56,6 +56,7 @@ def test_rl_trains_with_finite_rewards_and_changes_the_weights(tmp_path, algorit
     rollouts = read_jsonl(run / "rollouts.jsonl")
     assert len(rollouts) == 3 * TINY["generations"] * TINY["prompts_per_step"]
     assert all(math.isfinite(r["reward"]) and r["reward"] in (0.0, 1.0) for r in rollouts)
+    assert sorted({r["step"] for r in rollouts}) == [1, 2, 3]  # each rollout knows its optimizer step
     # The weights moved, and the saved policy is marked as one.
     before, after = weights(tiny_path()), weights(run / "model")
     assert any(not before[k].equal(after[k]) for k in before)
