@@ -286,10 +286,13 @@ class HFBackend(Backend):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
                 last = logits[torch.arange(len(batch), device=device),
                               torch.tensor([len(p) - 1 for p in batch], device=device)]
-                logp = torch.log_softmax(last.float(), dim=-1).tolist()
-            for r, p in enumerate(batch):
-                for i in groups[p]:
-                    out[i] = logp[r][rows[i][1][0]]
+                logp = torch.log_softmax(last.float(), dim=-1)
+            # Only the wanted tokens leave the device (not a vocabulary-sized row per prompt).
+            wanted = [(r, i) for r, p in enumerate(batch) for i in groups[p]]
+            values = logp[torch.tensor([r for r, _ in wanted], device=device),
+                          torch.tensor([rows[i][1][0] for _, i in wanted], device=device)].tolist()
+            for (_, i), v in zip(wanted, values):
+                out[i] = v
 
 
 def _quiet_transformers() -> None:

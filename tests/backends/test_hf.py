@@ -116,10 +116,14 @@ def test_plain_completion_without_chat_template(random_model):
 
 
 def test_logprobs_match_a_manual_forward_pass(backend, cache):
-    conts = ["positive", "negative", "neutral and more words"]
-    got = logprobs(backend, cache, PROMPTS, conts)
     tok, model = backend.tokenizer, backend.model
-    for messages, cont, value in zip(PROMPTS, conts, got):
+    # Multi-token continuations, and one-token ones sharing a prompt (the shared-pass path).
+    one = [t for t in ("a", "b", "c", "d", "e", "x") if len(tok(t, add_special_tokens=False)["input_ids"]) == 1]
+    assert len(one) >= 2
+    prompts = PROMPTS + [PROMPTS[0]] * len(one)
+    conts = ["positive", "negative", "neutral and more words", *one]
+    got = logprobs(backend, cache, prompts, conts)
+    for messages, cont, value in zip(prompts, conts, got):
         p = tok(backend.render(messages), add_special_tokens=False)["input_ids"]
         c = tok(cont, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
@@ -127,7 +131,7 @@ def test_logprobs_match_a_manual_forward_pass(backend, cache):
         lp = torch.log_softmax(logits.float(), -1)
         want = sum(lp[len(p) - 1 + i, t].item() for i, t in enumerate(c))
         assert math.isclose(value, want, rel_tol=1e-4, abs_tol=1e-4)
-    assert logprobs(backend, cache, PROMPTS, conts) == got  # second time from the cache
+    assert logprobs(backend, cache, prompts, conts) == got  # second time from the cache
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
