@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import re
 import string
 import types
@@ -118,7 +119,8 @@ class TaskConfig(Section):
         return v
 
 
-def template_fields(template: str) -> list[str]:
+@functools.lru_cache(maxsize=256)  # asked once per data row: parse each template once
+def template_fields(template: str) -> tuple[str, ...]:
     """The {field} names a template uses; a ValueError for a malformed template."""
     names = []
     try:
@@ -130,7 +132,7 @@ def template_fields(template: str) -> list[str]:
     except ValueError as exc:
         raise ValueError(f"malformed template ({exc}); use {{field}} for columns and "
                          f"{{{{ }}}} for literal braces") from None
-    return names
+    return tuple(names)
 
 
 class StageConfig(Section):
