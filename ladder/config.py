@@ -388,7 +388,6 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
                                f"choices, and the task has no `choices`",
                                "list the answers under task.choices, or use a text metric"))
     probability_metric = metric_cls is not None and metric_cls.needs_probabilities
-    rl_policies: set[str] = set()  # stages whose output model is an RL-trained policy
 
     model = None
     backend_cls = lookup(BACKENDS, config.model.get("backend", "hf"), ("model", "backend"))
@@ -427,7 +426,8 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
                 rms = [n for n, c in classes.items() if getattr(c, "produces_reward_model", False)]
                 errors.append(_one(where, root, ("stages", i, *key), f"stage '{named}' {why}",
                                    f"name an earlier reward_model stage ({', '.join(rms) or 'none yet'})"))
-        if probability_metric and (stage.type == "rl" or upstream in rl_policies):
+        from_rl = upstream in seen and stages[seen[upstream]].type == "rl"  # its model is an RL policy
+        if probability_metric and (stage.type == "rl" or from_rl):
             # Refused before anything runs: the number would look meaningful and be wrong.
             errors.append(_one(where, root, ("stages", i, "type" if stage.type == "rl" else "model"),
                                f"stage '{name}' evaluates an RL-trained policy, and metric "
@@ -436,8 +436,6 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
                                f"reward liked, so only its top-1 answers mean anything",
                                "use a top-1 metric (choice, exact_match, ...) for this stage's "
                                "experiment, or read probabilities from the model before RL"))
-        if stage.type == "rl":
-            rl_policies.add(name)
         seen[name] = i
         classes[name] = stage_cls
         stages.append(stage.model_copy(update={"name": name}))
