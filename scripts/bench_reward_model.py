@@ -5,8 +5,8 @@ accuracy with the 95% CI.
 The data is ../shared/data/hh-rlhf-harmless/test.jsonl.gz (2,312 pairs: the only split shipped
 here), split by the stage into training pairs and held-out pairs (seeded). The default backbone is
 ladder-tiny (2M weights, trained on toy text, 512-token context): the only model available offline,
-so expect a number only a little above chance — hh-rlhf harmlessness is hard even for billion-weight
-PMs (~70%). Pass --backbone with a real model where you have one.
+so expect a number only a little above chance (hh-rlhf pairs are hard to rank even for large PMs;
+not measured here). Pass --backbone with a real model where you have one.
 
     python scripts/bench_reward_model.py [--data PATH] [--backbone NAME] [--max-train N] [--epochs E]
 
