@@ -45,6 +45,9 @@ class Metric:
     Config: type[BaseModel] = MetricConfig
     #: True when the metric reads calibrated probabilities (the RL guard refuses those).
     needs_probabilities = False
+    #: True when `score` puts the answer it read in `Score.extracted` (the same answer gives the same
+    #: string) without looking at the target: what best_of_n's `select: majority` votes on.
+    extracts = False
 
     def __init__(self, config: BaseModel):
         self.config = config

@@ -21,6 +21,7 @@ class ExactMatch(Metric):
     """1 when the normalised completion equals the normalised target."""
 
     Config = ExactMatchConfig
+    extracts = True  # the normalised completion itself
 
     def score(self, ex: Example, completion: str) -> Score:
         got = self.config.normalize(completion)
@@ -62,6 +63,7 @@ class RegexMatch(Metric):
     """Extract with a regex, then compare to the target like exact_match."""
 
     Config = RegexConfig
+    extracts = True
 
     def score(self, ex: Example, completion: str) -> Score:
         matches = list(re.finditer(self.config.pattern, completion))

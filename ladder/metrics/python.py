@@ -17,6 +17,7 @@ class PythonConfig(MetricConfig):
 
 class PythonMetric(Metric):
     Config = PythonConfig
+    extracts = True  # when the function returns a Score with `extracted`; best_of_n warns when none did
 
     def __init__(self, config: PythonConfig):
         super().__init__(config)
