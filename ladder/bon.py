@@ -16,6 +16,7 @@ so the metric of the selected sample is averaged consistently with how the stage
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 from typing import Sequence
@@ -83,3 +84,76 @@ def curve(pools: Sequence[tuple[Sequence[float], Sequence[float]]], n: int) -> l
                      "metric": met.value, "metric_ci": [met.ci_low, met.ci_high], "kl": kl_best_of_k(k),
                      "n": sel.n})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Majority vote (self-consistency)
+
+MAJORITY_EXACT_SUBSETS = 4096
+"""majority@k averages over every k-subset when there are at most this many, else over
+MAJORITY_DRAWS seeded random ones (an unbiased Monte Carlo estimate)."""
+MAJORITY_DRAWS = 1000
+
+
+def majority(answers: Sequence[object]) -> int:
+    """Index of the majority pick: the first sample whose answer is the most common one. Ties go to
+    the answer seen first, as Counter.most_common breaks them in lm-eval's majority_vote filter and
+    inspect_ai's `mode` reducer. A sample with no answer (None) votes for "no answer", like lm-eval's
+    "[invalid]" fallback, so a pool that mostly failed to answer is scored as such."""
+    counts: dict[object, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    top = max(counts.values())
+    return next(i for i, a in enumerate(answers) if counts[a] == top)
+
+
+def majority_of_k(answers: Sequence[object], values: Sequence[float], k: int, seed: int = 0
+                  ) -> tuple[float, bool]:
+    """Expected `values` of the majority pick of a uniformly random k-subset of the pool, the
+    subset's samples in their pool order (so ties go as the stage breaks them). Returns (estimate,
+    exact): exact enumeration of all C(n, k) subsets when there are at most MAJORITY_EXACT_SUBSETS,
+    else the mean over MAJORITY_DRAWS subsets drawn with `seed`."""
+    import numpy as np
+
+    n = len(answers)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    ids: dict[object, int] = {}
+    code = np.array([ids.setdefault(a, len(ids)) for a in answers])
+    vals = np.asarray(values, dtype=float)
+    exact = math.comb(n, k) <= MAJORITY_EXACT_SUBSETS
+    if exact:
+        subsets = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    else:
+        rng = np.random.default_rng(seed)
+        subsets = np.sort(rng.permuted(np.tile(np.arange(n), (MAJORITY_DRAWS, 1)), axis=1)[:, :k], axis=1)
+    rows, m = subsets.shape[0], len(ids)
+    flat = (np.arange(rows)[:, None] * m + code[subsets]).ravel()
+    counts = np.bincount(flat, minlength=rows * m).reshape(rows, m)
+    first = np.full(rows * m, n, dtype=np.int64)  # each answer's first sample in the subset
+    np.minimum.at(first, flat, subsets.ravel())
+    first = first.reshape(rows, m)
+    # The most votes, then the earliest first sample: a strict order, so argmax is the pick.
+    winner = np.argmax(counts * (n + 1) - first, axis=1)
+    picked = first[np.arange(rows), winner]
+    return float(vals[picked].mean()), exact
+
+
+def majority_curve(pools: Sequence[tuple[Sequence[object], Sequence[float]]], n: int, seed: int = 0
+                   ) -> tuple[list[dict[str, float]], str]:
+    """majority@k for the k of the curve: per k, the mean over prompts (with a 95% CI) of the
+    expected task metric of the majority pick of a random k-subset. `pools` holds (answers, metric
+    values) per prompt; k is capped at a prompt's pool size. Also says how it was computed."""
+    rows, sampled = [], False
+    for k in ks(n):
+        per = []
+        for j, (answers, values) in enumerate(pools):
+            if answers:
+                est, exact = majority_of_k(answers, values, min(k, len(answers)), seed=seed * 1_000_003 + j * 131 + k)
+                per.append(est)
+                sampled |= not exact
+        m = mean_ci(per)
+        rows.append({"k": k, "majority": m.value, "majority_ci": [m.ci_low, m.ci_high], "n": m.n})
+    how = (f"Monte Carlo over {MAJORITY_DRAWS} seeded k-subsets where C(N, k) > {MAJORITY_EXACT_SUBSETS}, "
+           "exact enumeration elsewhere" if sampled else "exact enumeration of every k-subset")
+    return rows, how

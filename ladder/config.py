@@ -409,6 +409,10 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         if stage is None:
             continue
         name = stage.name or stage.type
+        check_metric = getattr(stage_cls, "check_metric", None)  # e.g. best_of_n's select: majority
+        problem = check_metric(stage, metric_cls) if check_metric and metric_cls is not None else None
+        if problem:
+            errors.append(_one(where, root, ("stages", i, problem[0]), *problem[1:]))
         if name in seen:
             errors.append(_one(where, root, ("stages", i, "name"),
                                f"stage name '{name}' is used twice (also stages.{seen[name]})",

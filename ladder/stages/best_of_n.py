@@ -7,6 +7,8 @@ high-scoring samples look like and exposes a broken reward for free.
   stage's `generation:` says otherwise (0.8 / 0.95 trades diversity for quality).
 - Selection: the highest scorer score per prompt, the first of ties. The scorer is the task
   metric by default (an oracle, so an upper bound), or a classifier, judge, PM or any metric.
+  `select: majority` instead keeps the most common answer the task metric extracts (self-
+  consistency; ties: the first), which needs no scorer and reads no gold answer.
 - Reporting: the task metric of the selected sample is the stage's number (with its CI, on the
   same examples as every other rung). metrics.json `extra` adds the selector's mean and the
   best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
@@ -24,10 +26,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import CallStats
-from ladder.bon import curve, select
+from ladder.bon import best_of_k, curve, majority, majority_curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
@@ -70,6 +72,10 @@ class BestOfNConfig(StageConfig):
     scorer: ScorerSpec = Field("metric", validate_default=True)
     """What picks the best sample: metric (the task metric — an oracle), {type: classifier | judge
     | pm, ...}, {type: python, function: ...} or any metric type. See ladder/scorers."""
+    select: Literal["scorer", "majority"] = "scorer"
+    """scorer: the sample the scorer rates highest. majority: the most common answer the task
+    metric extracts (its `extracted`, e.g. the number for numeric), the first of ties — self-
+    consistency, as lm-eval's maj@k; no scorer, no gold answers, so a deployable method."""
     export: ExportConfig | None = None
     """Write the selected samples as an SFT data set to <run_dir>/sft.jsonl: `export: true`, or
     {split, examples, min_score, seed}."""
@@ -87,6 +93,23 @@ class BestOfNConfig(StageConfig):
         if v and "n" in v:
             raise ValueError("set the number of samples with the stage's `n:`, not generation.n")
         return v
+
+    @model_validator(mode="after")
+    def _majority_has_no_scorer(self) -> BestOfNConfig:
+        if self.select == "majority" and "scorer" in self.model_fields_set:
+            raise ValueError("select: majority votes on the task metric's extracted answers and uses no "
+                             "scorer: remove `scorer:`, or drop `select: majority` to select by the scorer")
+        return self
+
+    @staticmethod
+    def check_metric(cfg: BestOfNConfig, metric_cls: type) -> tuple[str, str, str] | None:
+        """(stage key, message, fix) when this stage cannot work with the task metric (config.py asks)."""
+        if cfg.select == "majority" and not getattr(metric_cls, "extracts", False):
+            return ("select", f"select: majority votes on the answer the task metric extracts from each sample, and "
+                    f"metric '{metric_cls.Config.model_fields['type'].default}' extracts none",
+                    "use a metric that reads an answer out of the text (numeric, regex, exact_match, choice, "
+                    "or python returning Score(extracted=...)), or select by a scorer")
+        return None
 
     def generation_defaults(self) -> dict[str, Any]:
         # Sampling, not greedy: the pool must be diverse for selection to buy anything.
@@ -106,12 +129,16 @@ class BestOfN(ZeroShot):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: BestOfNConfig = self.config
+        if cfg.select == "majority":
+            return self._run_majority(ctx)
         scorer = build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")  # fails before sampling
         prompts, guards = self.prompts(ctx)
         started = time.perf_counter()
         got = self._collect(ctx, scorer, prompts)
         extra, more = report(got.records, cfg.n, scorer, oracle=scorer is ctx.metric)
         guards += more
+        if ctx.metric.extracts:  # majority@k beside best-of-k, from the same pool
+            add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
                                 "greedy answer, so selection buys nothing; leave the stage's default "
@@ -127,12 +154,36 @@ class BestOfN(ZeroShot):
         result.extra.update(extra)
         return result
 
-    def _collect(self, ctx: StageContext, scorer: Metric, prompts: list[Prompt], path: Path | None = None
+    def _collect(self, ctx: StageContext, scorer: Metric | None, prompts: list[Prompt], path: Path | None = None
                  ) -> Collected:
-        return collect(ctx, prompts, partial(records, scorer=scorer), batch=max(1, SCORE_BATCH // self.config.n),
-                       path=path)
+        """scorer None: select by majority vote."""
+        record = majority_records if scorer is None else partial(records, scorer=scorer)
+        return collect(ctx, prompts, record, batch=max(1, SCORE_BATCH // self.config.n), path=path)
 
-    def _export(self, ctx: StageContext, scorer: Metric, test_records: list[dict[str, Any]]
+    def _run_majority(self, ctx: StageContext) -> StageResult:
+        """select: majority. Kept apart from the scorer path: nothing here scores for selection.
+        Oracle declaration: this path reads only each sample's `extracted` (what the metric read out
+        of the completion, never ex.target), so it is NOT an oracle; whatever marks stages that read
+        targets must say False when cfg.select == "majority"."""
+        cfg: BestOfNConfig = self.config
+        prompts, guards = self.prompts(ctx)
+        started = time.perf_counter()
+        got = self._collect(ctx, None, prompts)
+        extra, more = majority_report(got.records, cfg.n, ctx.experiment.config.seed)
+        guards += more
+        if ctx.gen.temperature == 0 and cfg.n > 1:
+            guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
+                                "greedy answer, so a vote buys nothing; leave the stage's default "
+                                "temperature 1 (or 0.8 with top_p 0.95)", 0.0))
+        if cfg.export is not None:
+            extra["export"], export_guards = self._export(ctx, None, got.records)
+            guards += export_guards
+        result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
+        result.stats["resumed_examples"] = got.resumed
+        result.extra.update(extra)
+        return result
+
+    def _export(self, ctx: StageContext, scorer: Metric | None, test_records: list[dict[str, Any]]
                 ) -> tuple[dict[str, Any], list[Guard]]:
         cfg: ExportConfig = self.config.export
         guards = []
@@ -184,6 +235,77 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             rec.update(score=rec["samples"][best]["score"], selected=best,
                        selector=rec["samples"][best]["selector"])
     return recs
+
+
+def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
+    """samples.jsonl lines for select: majority: each sample's `selector` is the share of the pool
+    that voted for its answer; the record's `selected` is the majority pick, `answer` its answer."""
+    recs = [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+    for rec in recs:
+        ok = [i for i, row in enumerate(rec["samples"]) if "score" in row]
+        if not ok:
+            continue
+        answers = [rec["samples"][i]["extracted"] for i in ok]
+        for i, a in zip(ok, answers):
+            rec["samples"][i]["selector"] = answers.count(a) / len(ok)
+        best = ok[majority(answers)]
+        pick = rec["samples"][best]
+        rec.update(score=pick["score"], selected=best, selector=pick["selector"], answer=pick["extracted"])
+    return recs
+
+
+def add_majority(extra: dict[str, Any], recs: list[dict[str, Any]], n: int, seed: int) -> None:
+    """Put majority@k into the curve's points (a line beside best-of-k) and say how it was computed."""
+    pools = [([r["extracted"] for r in rows], [r["score"] for r in rows])
+             for rows in ([row for row in rec["samples"] if "score" in row] for rec in recs)]
+    if not recs:
+        return
+    points, how = majority_curve(pools, n, seed)
+    for point, maj in zip(extra["curve"], points):
+        point.update(majority=maj["majority"], majority_ci=maj["majority_ci"])
+    extra["majority_curve"] = how
+
+
+def majority_report(recs: list[dict[str, Any]], n: int, seed: int) -> tuple[dict[str, Any], list[Guard]]:
+    """metrics.json `extra` of select: majority: the vote's confidence, the majority@k curve (with
+    the oracle best-of-k, i.e. pass@k for a 0/1 metric, as the ceiling a better selector could
+    reach) and how many distinct answers the pools held."""
+    pools = [[row for row in rec["samples"] if "score" in row] for rec in recs]
+    answers = [[row["extracted"] for row in rows] for rows in pools]
+    points, how = majority_curve([(a, [r["score"] for r in rows]) for a, rows in zip(answers, pools)], n, seed) \
+        if recs else ([], "")
+    for point in points:
+        k = point["k"]
+        best = mean_ci([best_of_k(s, min(k, len(s))) for s in ([r["score"] for r in rows] for rows in pools) if s])
+        point.update(oracle_best_of_k=best.value, oracle_best_of_k_ci=[best.ci_low, best.ci_high])
+    voted = sum(len(a) for a in answers)
+    unanswered = sum(a is None for ans in answers for a in ans)
+    extra: dict[str, Any] = {
+        "selector": {"name": "majority", "oracle": False,
+                     "selected": mean_ci([rec["selector"] for rec in recs]).to_dict(),
+                     "scored_samples": voted, "no_answer": unanswered},
+        "curve": points,
+        "majority_curve": how,
+        "distinct_answers_per_prompt": sum(len(set(a)) for a in answers) / len(answers) if answers else 0.0,
+        "distinct_per_prompt": sum(len({r["text"] for r in rows}) for rows in pools) / len(pools) if pools else 0.0,
+    }
+    guards = []
+    if points:
+        first, last = points[0], points[-1]
+        guards.append(Guard("best_of_n", "info", f"majority vote of 1 → {last['k']}: task metric "
+                            f"{first['majority']:.3f} → {last['majority']:.3f} (the vote reads no gold "
+                            f"answer; any-correct ceiling {last['oracle_best_of_k']:.3f})",
+                            last["majority"] - first["majority"]))
+    if voted and unanswered == voted:
+        guards.append(Guard("majority", "warn", f"none of the {voted} samples had an extracted answer, so "
+                            "every vote was 'no answer' and the pick is always sample 0; check the metric's "
+                            "extraction (a python metric must return Score(extracted=...))", float(voted)))
+    elif voted and unanswered / voted > 0.5:
+        guards.append(Guard("majority", "warn", f"{unanswered} of {voted} samples had no extracted answer "
+                            f"({unanswered / voted:.0%}); 'no answer' is a candidate of the vote, as in "
+                            "lm-eval's maj@k, so it wins pools where most samples missed the format",
+                            float(unanswered)))
+    return extra, guards
 
 
 def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
