@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from ladder.metrics import Metric, MetricConfig
 from ladder.types import Example, Score
@@ -133,8 +133,8 @@ class NumericConfig(MetricConfig):
     gsm8k strict-match / flexible-extract, exactly), gsm8k (= gsm8k_strict), gsm8k_lenient (after
     '####' else the last number) or boxed (the last \\boxed{...})."""
     tolerance: float = 1e-6
-    """Absolute tolerance of a numeric comparison (last, first, gsm8k_lenient, boxed). The lm-eval
-    rules compare strings, as lm-eval does, so they take none."""
+    """Absolute tolerance of a numeric comparison, for last, first, gsm8k_lenient and boxed only
+    (leave it out with gsm8k_strict / gsm8k_flexible, which compare strings as lm-eval does)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -144,12 +144,14 @@ class NumericConfig(MetricConfig):
             data = {**data, "extract": "gsm8k_strict"}
         return data
 
-    @model_validator(mode="after")
-    def _no_tolerance_for_strings(self):
-        if self.extract in LM_EVAL_RULES and "tolerance" in self.model_fields_set:
-            raise ValueError(f"extract {self.extract} compares strings exactly as lm-eval-harness does, so "
-                             "`tolerance` would be ignored: remove it, or use extract: gsm8k_lenient")
-        return self
+    @field_validator("tolerance")
+    @classmethod
+    def _no_tolerance_for_strings(cls, v: float, info: ValidationInfo) -> float:
+        # Runs only when tolerance is given (defaults are not validated).
+        if info.data.get("extract") in LM_EVAL_RULES:
+            raise ValueError(f"extract {info.data['extract']} compares strings exactly as lm-eval-harness "
+                             "does, so a tolerance would be ignored")
+        return v
 
 
 class Numeric(Metric):

@@ -101,16 +101,6 @@ class BestOfNConfig(StageConfig):
                              "scorer: remove `scorer:`, or drop `select: majority` to select by the scorer")
         return self
 
-    @staticmethod
-    def check_metric(cfg: BestOfNConfig, metric_cls: type) -> tuple[str, str, str] | None:
-        """(stage key, message, fix) when this stage cannot work with the task metric (config.py asks)."""
-        if cfg.select == "majority" and not getattr(metric_cls, "extracts", False):
-            return ("select", f"select: majority votes on the answer the task metric extracts from each sample, and "
-                    f"metric '{metric_cls.Config.model_fields['type'].default}' extracts none",
-                    "use a metric that reads an answer out of the text (numeric, regex, exact_match, choice, "
-                    "or python returning Score(extracted=...)), or select by a scorer")
-        return None
-
     def generation_defaults(self) -> dict[str, Any]:
         # Sampling, not greedy: the pool must be diverse for selection to buy anything.
         return {"temperature": 1.0, "top_p": 1.0, "n": self.n}
@@ -126,6 +116,16 @@ class BestOfN(ZeroShot):
         """Called by the runner before anything is written: an export drawn from train needs one."""
         if cfg.export is not None and cfg.export.split == "train":
             task.examples("train")
+
+    @staticmethod
+    def check_metric(cfg: BestOfNConfig, metric_cls: type) -> tuple[str, str, str] | None:
+        """(stage key, message, fix) when this stage cannot work with the task metric (config.py asks)."""
+        if cfg.select == "majority" and not getattr(metric_cls, "extracts", False):
+            return ("select", f"select: majority votes on the answer the task metric extracts from each sample, and "
+                    f"metric '{metric_cls.Config.model_fields['type'].default}' extracts none",
+                    "use a metric that reads an answer out of the text (numeric, regex, exact_match, choice, "
+                    "or python returning Score(extracted=...)), or select by a scorer")
+        return None
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: BestOfNConfig = self.config

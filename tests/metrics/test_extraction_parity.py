@@ -116,3 +116,13 @@ def test_last_boxed():
     assert last_boxed("\\boxed{a{b}{c{d}}} and \\fbox{x}") == "x"
     assert last_boxed("\\boxed {a{b}c}") == "a{b}c"
     assert last_boxed("no box") is None
+
+
+def test_a_tolerance_is_refused_where_strings_are_compared():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="compares strings exactly"):
+        NumericConfig(extract="gsm8k", tolerance=0.01)
+    assert NumericConfig(extract="boxed", tolerance=0.01).tolerance == 0.01
+    ex = Example(id="x", fields={}, target="#### 0.5")
+    assert build_metric(NumericConfig(extract="boxed", tolerance=0.01)).score(ex, "\\boxed{0.505}").value == 1.0
