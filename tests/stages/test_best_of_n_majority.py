@@ -102,3 +102,19 @@ def test_refused_before_anything_runs(tmp_path, stage, metric, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment(experiment(tmp_path, "unused", stages=[{"type": "best_of_n", **stage}], model=POLICY,
                                    **extra))
+
+
+def test_export_of_a_vote_and_the_report_draws_majority_at_k(tmp_path):
+    from ladder.report import curves_of
+
+    oracle, vote = run(tmp_path, [{"type": "best_of_n", "n": 4},
+                                  {"type": "best_of_n", "name": "vote", "n": 4, "select": "majority",
+                                   "export": {"split": "test", "min_score": 0.75}}])
+    rows = read_jsonl(tmp_path / "results/t/vote" / vote.run_id / "sft.jsonl")
+    recs = read_jsonl(tmp_path / "results/t/vote" / vote.run_id / "samples.jsonl")
+    confident = [r for r in recs if r["selector"] >= 0.75]  # 3 or 4 of the 4 samples agree
+    assert [r["id"] for r in rows] == [r["id"] for r in confident]
+    assert all(row["completion"][0]["content"] == r["answer"] for row, r in zip(rows, confident))
+    for result, lines in ((oracle, {"selector", "metric", "majority"}), (vote, {"majority", "oracle_best_of_k"})):
+        (curve,) = [c for c in curves_of(result.extra) if c.name == "curve"]
+        assert lines <= set(curve.series) and curve.x == [1, 2, 4]
