@@ -107,12 +107,14 @@ def majority(answers: Sequence[object]) -> int:
     return next(i for i, a in enumerate(answers) if counts[a] == top)
 
 
-def majority_of_k(answers: Sequence[object], values: Sequence[float], k: int, seed: int = 0
-                  ) -> tuple[float, bool]:
+def majority_of_k(answers: Sequence[object], values: Sequence[float], k: int, seed: int = 0,
+                  draws=None) -> tuple[float, bool]:
     """Expected `values` of the majority pick of a uniformly random k-subset of the pool, the
     subset's samples in their pool order (so ties go as the stage breaks them). Returns (estimate,
     exact): exact enumeration of all C(n, k) subsets when there are at most MAJORITY_EXACT_SUBSETS,
-    else the mean over MAJORITY_DRAWS subsets drawn with `seed`."""
+    else the mean over MAJORITY_DRAWS subsets drawn with `seed`. `draws`: MAJORITY_DRAWS random
+    permutations of range(n) to take the subsets from (their first k), so the k of one curve share
+    the work of drawing."""
     import numpy as np
 
     n = len(answers)
@@ -125,8 +127,9 @@ def majority_of_k(answers: Sequence[object], values: Sequence[float], k: int, se
     if exact:
         subsets = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
     else:
-        rng = np.random.default_rng(seed)
-        subsets = np.sort(rng.permuted(np.tile(np.arange(n), (MAJORITY_DRAWS, 1)), axis=1)[:, :k], axis=1)
+        if draws is None:
+            draws = permutations(n, seed)
+        subsets = np.sort(draws[:, :k], axis=1)
     rows, m = subsets.shape[0], len(ids)
     flat = (np.arange(rows)[:, None] * m + code[subsets]).ravel()
     counts = np.bincount(flat, minlength=rows * m).reshape(rows, m)
@@ -139,21 +142,34 @@ def majority_of_k(answers: Sequence[object], values: Sequence[float], k: int, se
     return float(vals[picked].mean()), exact
 
 
+def permutations(n: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.permuted(np.tile(np.arange(n), (MAJORITY_DRAWS, 1)), axis=1)
+
+
 def majority_curve(pools: Sequence[tuple[Sequence[object], Sequence[float]]], n: int, seed: int = 0
                    ) -> tuple[list[dict[str, float]], str]:
     """majority@k for the k of the curve: per k, the mean over prompts (with a 95% CI) of the
     expected task metric of the majority pick of a random k-subset. `pools` holds (answers, metric
     values) per prompt; k is capped at a prompt's pool size. Also says how it was computed."""
-    rows, sampled = [], False
-    for k in ks(n):
-        per = []
-        for j, (answers, values) in enumerate(pools):
-            if answers:
-                est, exact = majority_of_k(answers, values, min(k, len(answers)), seed=seed * 1_000_003 + j * 131 + k)
-                per.append(est)
-                sampled |= not exact
-        m = mean_ci(per)
-        rows.append({"k": k, "majority": m.value, "majority_ci": [m.ci_low, m.ci_high], "n": m.n})
+    per: dict[int, list[float]] = {k: [] for k in ks(n)}
+    sampled = False
+    for j, (answers, values) in enumerate(pools):
+        if not answers:
+            continue
+        m = len(answers)
+        draws = permutations(m, seed * 1_000_003 + j) if any(
+            math.comb(m, min(k, m)) > MAJORITY_EXACT_SUBSETS for k in per) else None
+        for k in per:
+            est, exact = majority_of_k(answers, values, min(k, m), draws=draws)
+            per[k].append(est)
+            sampled |= not exact
+    rows = []
+    for k, ests in per.items():
+        mc = mean_ci(ests)
+        rows.append({"k": k, "majority": mc.value, "majority_ci": [mc.ci_low, mc.ci_high], "n": mc.n})
     how = (f"Monte Carlo over {MAJORITY_DRAWS} seeded k-subsets where C(N, k) > {MAJORITY_EXACT_SUBSETS}, "
            "exact enumeration elsewhere" if sampled else "exact enumeration of every k-subset")
     return rows, how
