@@ -62,8 +62,10 @@ class ChoiceProb(Metric):
         choices = self.continuations(ex)
         how = self.config.normalize
         if how == "chars":
-            # lm-eval: lls / [len(choice) for choice in choices] — the choice text, without the
-            # space it puts before it (target_delimiter); an empty choice cannot occur here.
+            # lm-eval's acc_norm (lm-evaluation-harness 0.4.x, lm_eval/api/task.py at commit 44406dc,
+            # ConfigurableTask.process_results, multiple_choice): argmax of lls / completion_len with
+            # completion_len = [len(choice) for choice in choices] — characters of the choice text,
+            # without the target_delimiter space it scores before it. No choice is empty here.
             logprobs = [lp / max(1, len(c)) for lp, c in zip(logprobs, choices)]
         elif how == "tokens":
             if token_counts is None:
