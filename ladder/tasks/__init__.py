@@ -286,7 +286,7 @@ class Task:
                             fix="give each row a list of choices, or text split on task.choices_sep")
         # A choice listed twice is one option: keep the first (K is what the chance level reads).
         choices = list(dict.fromkeys(c for c in (str(x).strip() for x in items if x is not None) if c))
-        if not choices and not cfg.choices_add_target:
+        if not choices:  # even with choices_add_target: a row of one option is a data mistake
             raise DataError(f"{field} has an empty choices list in column '{column}'", where=self.where,
                             field="task.choices_field",
                             fix="give every row its answer options, or drop rows without any")

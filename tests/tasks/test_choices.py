@@ -152,8 +152,10 @@ def test_bad_choices_name_row_and_fix(tmp_path, cfg, needle, field):
 def test_empty_choices_and_too_many_letters(tmp_path):
     rows = [{"q": "a?", "best": "x", "wrong": "x;z"}, {"q": "b?", "best": "x", "wrong": "z;x"},
             {"q": "c?", "best": "y", "wrong": " ; "}]
-    with pytest.raises(DataError, match=r"row 3 of the 'train' data has an empty choices list"):
-        task(tmp_path, rows=rows, choices_add_target=False).examples("test")
+    for add in (False, True):
+        with pytest.raises(DataError, match=r"row 3 of the 'train' data has an empty choices list"):
+            task(tmp_path, rows=rows, choices_add_target=add).examples("test")
+    rows[2]["wrong"] = "y;y"
     with pytest.raises(DataError, match="row 3 of the 'train' data has only one choice"):
         task(tmp_path, rows=rows).examples("test")
     many = [{"q": "pick", "best": "c0", "wrong": ";".join(f"c{i}" for i in range(1, 30))}]
