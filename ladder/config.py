@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ladder.errors import ConfigError
 
@@ -97,19 +97,61 @@ class TaskConfig(Section):
     id_field: str | None = None
     """Column with a stable example id; defaults to the row index within its split."""
     instruction: str = ""
-    """System instruction: say exactly what is wanted and warn against the usual mistakes."""
+    """System instruction: say exactly what is wanted and warn against the usual mistakes. With
+    `{{ }}` in it, it is a Jinja template filled per example like `template`."""
     template: str = "{input}"
-    """The user turn, with {field} placeholders naming data columns (double braces for literal ones)."""
+    """The user turn, with {field} placeholders naming data columns ({choices}: the example's
+    choices as lettered lines), or a Jinja template when it contains `{{` or `{%`."""
     choices: list[str] | None = None
     """Answer options of a K-way task; every target must be one of them."""
+    choices_field: str | None = None
+    """Column holding each example's own answer options (a list, or text split on choices_sep):
+    multiple choice where K and the options vary per example. Not with `choices`."""
+    choices_sep: str | None = Field(None, min_length=1)
+    """Separator that splits a choices_field holding text, e.g. ";" (pieces are trimmed)."""
+    choices_add_target: bool = False
+    """Add the target to its example's choices when it is not among them (TruthfulQA: the best
+    answer among the incorrect ones), at a position seeded by the experiment seed and example id."""
+    answer_format: Literal["text", "letter"] = "text"
+    """text: the answer is the choice itself; letter: the answer is its letter (A, B, ...), the
+    target becomes its letter and `choice` compares letters (MMLU style)."""
     custom: str | None = None
-    """Escape hatch: 'module:function' returning a Task object; the keys above are then ignored."""
+    """Escape hatch: 'module:function' returning a Task object, or rows (a list of dicts, or
+    {split: list}) that the keys above then describe. Called with this section and, when it takes
+    them, the YAML's folder (`base_dir`) and the experiment `seed`."""
 
     @field_validator("template")
     @classmethod
     def _template_parses(cls, v: str) -> str:
-        template_fields(v)
+        from ladder.templates import fields
+
+        fields(v)
         return v
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction_parses(cls, v: str) -> str:
+        from ladder.templates import fields, is_jinja
+
+        if is_jinja(v):  # plain instructions are literal text, braces and all
+            fields(v)
+        return v
+
+    @model_validator(mode="after")
+    def _choices_fit(self) -> TaskConfig:
+        if self.choices and self.choices_field:
+            raise ValueError("give either `choices` (the same for every example) or `choices_field` "
+                             "(a column of per-example choices), not both")
+        if not self.choices_field and (self.choices_sep is not None or self.choices_add_target):
+            raise ValueError("choices_sep and choices_add_target describe a choices_field: name the "
+                             "column of per-example choices with task.choices_field")
+        if self.answer_format == "letter" and not (self.choices or self.choices_field or self.custom):
+            raise ValueError("answer_format: letter needs answer choices to letter: set task.choices "
+                             "or task.choices_field")
+        if self.answer_format == "letter" and self.choices and len(self.choices) > 26:
+            raise ValueError(f"answer_format: letter gives the {len(self.choices)} choices letters A-Z, "
+                             f"and there are only 26; use answer_format: text")
+        return self
 
     @field_validator("choices")
     @classmethod
@@ -374,7 +416,8 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
     if config is None:
         raise ConfigError(" ".join(errors))
 
-    task_choices = config.task.choices
+    # Per-example choices (choices_field) count; a custom task's are only known once it has run.
+    task_choices = config.task.choices or config.task.choices_field
     metric_raw = config.metric or ("choice" if task_choices else "exact_match")
     if isinstance(metric_raw, str):
         metric_raw = {"type": metric_raw}
@@ -382,11 +425,13 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
     metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
     if metric_cls is not None:
         metric = check(metric_cls.Config, metric_raw, ("metric",))
-        if metric is not None and metric_cls.needs_probabilities and not task_choices:
+        if metric is not None and metric_cls.needs_probabilities and not task_choices \
+                and not config.task.custom:
             errors.append(_one(where, root, ("metric", "type"),
                                f"metric '{metric.type}' reads the model's probabilities of the answer "
                                f"choices, and the task has no `choices`",
-                               "list the answers under task.choices, or use a text metric"))
+                               "list the answers under task.choices (or name a column of per-example "
+                               "choices with task.choices_field), or use a text metric"))
     probability_metric = metric_cls is not None and metric_cls.needs_probabilities
 
     model = None

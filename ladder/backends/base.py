@@ -98,6 +98,11 @@ class Backend:
                               continuations: list[str]) -> list[float]:
         raise NotImplementedError(f"backend '{self.config.backend}' does not give log-probabilities")
 
+    def continuation_token_counts(self, continuations: list[str]) -> list[int]:
+        """Tokens in each continuation, as continuation_logprobs sums them (choice_prob's
+        normalize: tokens)."""
+        raise NotImplementedError(f"backend '{self.config.backend}' does not count continuation tokens")
+
     def close(self) -> None:
         pass
 

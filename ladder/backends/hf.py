@@ -265,6 +265,10 @@ class HFBackend(Backend):
                 out[i] = float(lp)
         return out
 
+    def continuation_token_counts(self, continuations: list[str]) -> list[int]:
+        # Tokenised alone, exactly as continuation_logprobs tokenises them.
+        return [len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in continuations]
+
     def _next_token_logprobs(self, rows: list[tuple[list[int], list[int]]], which: list[int],
                              out: list[float]) -> None:
         """out[i] = log p(the one continuation token | prompt) for i in `which`, one forward pass

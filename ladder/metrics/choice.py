@@ -18,6 +18,12 @@ class ChoiceConfig(MetricConfig):
     as a whole word counts (so "Positive, clearly" is 'positive')."""
 
 
+LEADING_LETTER = re.compile(r"^[\s(\[*]*([A-Z])(?:[)\].:*]|\s*$)")
+"""An answer that starts with its letter: "B", "B.", "(B)", "B) Paris", "**B**", "B: Paris"."""
+ANSWER_IS = re.compile(r"\b[Aa]nswer(?:\s+is)?\s*[:\-]?\s*[(\[*]*([A-Z])(?![\w'])")
+"""Or states it: "The answer is B", "Answer: (C)"."""
+
+
 class Choice(Metric):
     Config = ChoiceConfig
     extracts = True
@@ -25,6 +31,8 @@ class Choice(Metric):
     def parse(self, ex: Example, completion: str) -> str | None:
         norm = self.config.normalize
         choices = ex.choices or ()
+        if choices and all(len(c) == 1 and c.isupper() for c in choices):
+            return self._letter(choices, completion)
         text = norm(completion)
         by_norm = {norm(c): c for c in choices}
         if text in by_norm:
@@ -37,6 +45,21 @@ class Choice(Metric):
             if m and (best is None or m.start() < best[0]):
                 best = (m.start(), choice)
         return best[1] if best else None
+
+    def _letter(self, letters: tuple[str, ...], completion: str) -> str | None:
+        """Letter answers (answer_format: letter). Matching a lone letter anywhere, as choice text
+        is matched, would read the article in "A good answer is B" as answer A: take the letter
+        the answer starts with, else the one after "answer is"."""
+        whole = self.config.normalize(completion).upper()
+        if whole in letters:
+            return whole
+        if self.config.parse == "exact":
+            return None
+        for pattern in (LEADING_LETTER, ANSWER_IS):
+            m = pattern.search(completion)
+            if m and m.group(1) in letters:
+                return m.group(1)
+        return None
 
     def score(self, ex: Example, completion: str) -> Score:
         got = self.parse(ex, completion)

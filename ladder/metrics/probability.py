@@ -15,31 +15,67 @@ from __future__ import annotations
 import math
 from typing import Literal, Sequence
 
+from ladder.errors import LadderError
 from ladder.metrics import Metric, MetricConfig
 from ladder.types import Example, Score
 
 
 class ChoiceProbConfig(MetricConfig):
     type: Literal["choice_prob"] = "choice_prob"
+    normalize: Literal["none", "tokens", "chars"] = "none"
+    """Length normalisation of each choice's summed log-probability before comparing: none (lm-eval's
+    `acc`), chars — divided by the choice's length in characters (lm-eval's `acc_norm`) — or tokens."""
+    score: Literal["probability", "accuracy"] = "probability"
+    """probability: the target's share of the K choices (softmax of the normalised log-probabilities);
+    accuracy: 1 when the target is the top choice (lm-eval's acc / acc_norm, by `normalize`)."""
 
 
 class ChoiceProb(Metric):
     Config = ChoiceProbConfig
     needs_probabilities = True
 
+    @property
+    def name(self) -> str:
+        # The table must say which number this is: acc_norm is not acc is not a probability.
+        c = self.config
+        parts = [p for p in ("acc" if c.score == "accuracy" else "",
+                             "" if c.normalize == "none" else f"norm={c.normalize}") if p]
+        return f"choice_prob[{','.join(parts)}]" if parts else "choice_prob"
+
     def continuations(self, ex: Example) -> list[str]:
-        """What to measure after the prompt: every answer choice."""
-        return list(ex.choices or ())
+        """What to measure after the prompt: every answer choice (each example its own)."""
+        if not ex.choices:
+            raise LadderError(f"example {ex.id} has no answer choices, and metric 'choice_prob' reads "
+                              f"the model's probabilities of them", field="metric.type",
+                              fix="give the task choices (task.choices, task.choices_field, or a custom "
+                                  "task's Example.choices), or use a text metric")
+        return list(ex.choices)
 
     def score(self, ex: Example, completion: str) -> Score:
         raise TypeError("choice_prob reads the model's probabilities: score it with score_logprobs")
 
-    def score_logprobs(self, ex: Example, logprobs: Sequence[float]) -> Score:
-        """`logprobs[i]`: log p(choice i | prompt). The score is the target's share, and
-        `extracted` the top choice (so the top-1 answer is still visible in samples.jsonl)."""
+    def score_logprobs(self, ex: Example, logprobs: Sequence[float],
+                       token_counts: Sequence[int] | None = None) -> Score:
+        """`logprobs[i]`: log p(choice i | prompt), summed over its tokens; `token_counts[i]` its
+        number of tokens (for normalize: tokens). The score is the target's share (or whether it is
+        on top), and `extracted` the top choice (so the top-1 answer is visible in samples.jsonl)."""
+        choices = self.continuations(ex)
+        how = self.config.normalize
+        if how == "chars":
+            # lm-eval's acc_norm (lm-evaluation-harness 0.4.x, lm_eval/api/task.py at commit 44406dc,
+            # ConfigurableTask.process_results, multiple_choice): argmax of lls / completion_len with
+            # completion_len = [len(choice) for choice in choices] — characters of the choice text,
+            # without the target_delimiter space it scores before it. No choice is empty here.
+            logprobs = [lp / max(1, len(c)) for lp, c in zip(logprobs, choices)]
+        elif how == "tokens":
+            if token_counts is None:
+                raise TypeError("normalize: tokens needs the continuations' token counts")
+            logprobs = [lp / max(1, n) for lp, n in zip(logprobs, token_counts)]
+        logprobs = list(logprobs)
         top = max(logprobs)
         norm = top + math.log(sum(math.exp(x - top) for x in logprobs))
-        choices = self.continuations(ex)
+        best = choices[logprobs.index(top)]  # the first of equal ones, as np.argmax
+        hit = float(best == ex.target)
         p = math.exp(logprobs[choices.index(ex.target)] - norm)
-        best = choices[logprobs.index(top)]
-        return Score(p, extracted=best, meta={"top1": float(best == ex.target)})
+        return Score(hit if self.config.score == "accuracy" else p, extracted=best,
+                     meta={"top1": hit, "p_target": p})
