@@ -31,7 +31,7 @@ from ladder.bon import curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
-from ladder.scorers import ScorerSpec, build_scorer
+from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer
 from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
@@ -104,6 +104,16 @@ class BestOfN(ZeroShot):
         if cfg.export is not None and cfg.export.split == "train":
             task.examples("train")
 
+    def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
+        """For `ladder check`: the scorer's calls — one per sample (at most: repeats are asked once),
+        on the test pool and on an export's train draw."""
+        cfg: BestOfNConfig = self.config
+        count = len(prompts)
+        if cfg.export is not None and cfg.export.split == "train":
+            exported = cfg.export.examples
+            count += len(ctx.task.examples("train")) if exported == "all" else exported or len(prompts)
+        return estimate_scorer(cfg.scorer, ctx, [p.example for p in prompts], count * cfg.n, ctx.gen.max_tokens)
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: BestOfNConfig = self.config
         scorer = build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")  # fails before sampling
@@ -124,6 +134,9 @@ class BestOfN(ZeroShot):
             extra["scorer_calls"] = {"generated": calls.generated, "cached": calls.cached, "errors": calls.errors}
         result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
         result.stats["resumed_examples"] = got.resumed
+        # Every model call the stage made costs: the judge's verdicts, and the export's samples.
+        result.stats["scorer_cost_usd"] = scorer_cost(got.records)
+        result.stats["cost_usd"] += result.stats["scorer_cost_usd"] + extra.get("export", {}).get("cost_usd", 0.0)
         result.extra.update(extra)
         return result
 
@@ -149,6 +162,9 @@ class BestOfN(ZeroShot):
             # Its own call counter: the stage's stats describe the evaluation, not the export.
             sub = dataclasses.replace(ctx, calls=CallStats())
             pool = self._collect(sub, scorer, prompts, path=ctx.run_dir / "export_samples.jsonl").records
+        # The train draw's own samples and verdicts are spend of this stage (the test ones are counted already).
+        cost = 0.0 if cfg.split == "test" else sum(row.get("cost", 0.0) for r in pool for row in r["samples"]) \
+            + scorer_cost(pool)
         rows = [sft_row(r) for r in pool if cfg.min_score is None or r["selector"] >= cfg.min_score]
         path = ctx.run_dir / "sft.jsonl"
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -156,7 +172,7 @@ class BestOfN(ZeroShot):
             guards.append(Guard("export", "warn", f"no selected sample reached min_score {cfg.min_score}: "
                                 "the SFT export is empty; lower export.min_score", 0.0))
         return {"path": str(path), "rows": len(rows), "candidates": len(pool), "split": cfg.split,
-                "min_score": cfg.min_score,
+                "min_score": cfg.min_score, "cost_usd": cost,
                 "mean_score": sum(row["score"] for row in rows) / len(rows) if rows else None}, guards
 
 
@@ -172,18 +188,34 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
     else:  # one batched call over every completion of every prompt here
         scores = scorer.score_batch([ex for ex, _ in rows], [row["text"] for _, row in rows])
         for (_, row), s in zip(rows, scores):
+            if s.meta:
+                row["selector_meta"] = s.meta
+            if s.error is not None:
+                row["selector_error"] = s.error
+                continue
             row["selector"] = s.value
             if s.extracted is not None:
                 row["selector_extracted"] = s.extracted
-            if s.meta:
-                row["selector_meta"] = s.meta
     for rec in recs:
+        failed = [row["selector_error"] for row in rec["samples"] if "selector_error" in row]
+        if failed:
+            # A scorer call that failed is no verdict: selecting among the rest (or falling back to
+            # sample 0) would report a row that was never judged. The example is an error, and a
+            # re-run retries it (its generations and the verdicts that did come back are cached).
+            rec.update(score=None, error=True, scorer_error=failed[0])
+            continue
         ok = [i for i, row in enumerate(rec["samples"]) if "selector" in row]
         if ok:
             best = ok[select([rec["samples"][i]["selector"] for i in ok])]
             rec.update(score=rec["samples"][best]["score"], selected=best,
                        selector=rec["samples"][best]["selector"])
     return recs
+
+
+def scorer_cost(recs: list[dict[str, Any]]) -> float:
+    """USD the scorer's model calls cost for these records (a judge puts each call's price on the
+    first completion that asked it; local scorers cost nothing)."""
+    return sum(row.get("selector_meta", {}).get("cost_usd", 0.0) for rec in recs for row in rec["samples"])
 
 
 def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:

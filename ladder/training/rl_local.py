@@ -20,8 +20,9 @@ from ladder.store import JsonlWriter, write_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
 
-Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
-"""(indices into the training examples, completion texts) → one reward per completion."""
+Reward = Callable[[Sequence[int], Sequence[str]], "list[float] | tuple[list[float], list[float]]"]
+"""(indices into the training examples, completion texts) → one reward per completion, or (rewards,
+USD each reward's model calls cost) for a scorer that calls a priced API (a judge)."""
 
 # What the stage plots from trl's per-step logs, under ladder's names.
 LOGGED = {"reward": "reward", "reward_std": "reward_std", "kl": "kl",
@@ -114,11 +115,14 @@ class RolloutLog:
     def __call__(self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]],
                  ex_index: list[int], trainer_state: Any, **_: Any) -> list[float]:
         texts = [self.cut(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
-        values = [float(v) for v in self.reward(ex_index, texts)]
+        got = self.reward(ex_index, texts)
+        values, costs = got if isinstance(got, tuple) else (got, [0.0] * len(texts))
+        values = [float(v) for v in values]
         step = trainer_state.global_step + 1  # rollouts are sampled for the step about to be taken
         with JsonlWriter(self.path) as out:
-            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids)}
-                       for i, t, v, ids in zip(ex_index, texts, values, completion_ids)])
+            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids),
+                        **({"cost": c} if c else {})}
+                       for i, t, v, c, ids in zip(ex_index, texts, values, costs, completion_ids)])
         return values
 
     def cut(self, text: str) -> str:
