@@ -10,7 +10,8 @@ high-scoring samples look like and exposes a broken reward for free.
 - Reporting: the task metric of the selected sample is the stage's number (with its CI, on the
   same examples as every other rung). metrics.json `extra` adds the selector's mean and the
   best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
-  best-of-k from the base policy. samples.jsonl keeps all N samples with both scores.
+  best-of-k from the base policy: its upper bound log k − (k−1)/k (`kl_bound`) and the exact KL
+  over each prompt's own pool (`kl_pool`), far lower when samples repeat. samples.jsonl keeps all N samples with both scores.
 - Export: the selected samples as an SFT data set (rejection sampling), by default sampled on
   the *train* split so a later sft stage never trains on its own test prompts.
 """
@@ -221,8 +222,8 @@ def scorer_cost(recs: list[dict[str, Any]]) -> float:
 def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
     """metrics.json `extra` (selector mean, best-of-k curve, parse failures) and the guards."""
     per_prompt = [[row for row in rec["samples"] if "selector" in row] for rec in recs]
-    points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n) \
-        if recs else []
+    points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n,
+                   texts=[[r["text"] for r in rows] for rows in per_prompt]) if recs else []
     scored = [row for rows in per_prompt for row in rows]
     failures = sum(1 for row in scored if row.get("selector_meta", {}).get("parsed") is False)
     distinct = [len({row["text"] for row in rows}) for rows in per_prompt]
@@ -238,7 +239,8 @@ def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> 
         first, last = points[0], points[-1]
         guards.append(Guard("best_of_n", "info", f"best-of-1 → best-of-{last['k']}: {scorer.name} "
                             f"{first['selector']:.3f} → {last['selector']:.3f}, task metric "
-                            f"{first['metric']:.3f} → {last['metric']:.3f} (KL ≤ {last['kl']:.2f} nats)",
+                            f"{first['metric']:.3f} → {last['metric']:.3f} (KL from the base: {last['kl_pool']:.2f} nats "
+                            f"over the sample pool; the bound log k − (k−1)/k is {last['kl_bound']:.2f})",
                             last["metric"] - first["metric"]))
     if oracle:
         guards.append(Guard("oracle", "info", "the selector is the task metric, which reads the gold "

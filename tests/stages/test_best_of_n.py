@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ladder.bon import best_of_k, kl_best_of_k, ks, order_weights, select
+from ladder.bon import best_of_k, kl_best_of_k, kl_pool, ks, order_weights, select
 from ladder.config import load_experiment
 from ladder.errors import ConfigError
 from ladder.runner import run_experiment
@@ -64,6 +64,39 @@ def test_weights_ks_and_kl():
         order_weights(3, 4)
 
 
+def kl_by_enumeration(texts, scores, k):
+    """KL(best-of-k ‖ pool) by listing every ordered k-tuple of draws from the pool (with
+    replacement, each of probability N^-k) and keeping the selector's pick, first of ties."""
+    n = len(texts)
+    picked = {}
+    for draw in itertools.product(range(n), repeat=k):
+        best = max(draw, key=lambda i: (scores[i], -i))
+        picked[texts[best]] = picked.get(texts[best], 0) + 1 / n ** k
+    base = {t: texts.count(t) / n for t in set(texts)}
+    return sum(q * math.log(q / base[t]) for t, q in picked.items())
+
+
+def test_exact_pool_kl_matches_enumeration_and_stays_under_the_bound():
+    rng = random.Random(1)
+    for _ in range(40):
+        n = rng.randint(1, 6)
+        texts = [rng.choice("abcd") for _ in range(n)]  # repeats: the point of the exact KL
+        level = {t: rng.choice([0.0, 0.5, 1.0]) for t in "abcd"}  # one score per text, ties between texts
+        scores = [level[t] for t in texts]
+        for k in range(1, 5):
+            want = kl_by_enumeration(texts, scores, k)
+            assert kl_pool(texts, scores, k) == pytest.approx(want, abs=1e-12)
+            assert want <= kl_best_of_k(k) + 1e-12
+    # All distinct, best-of-k from a pool of N: the discrete bound log N at most, always under the analytic bound.
+    assert kl_pool(list("abcdefgh"), list(range(8)), 1) == pytest.approx(0.0, abs=1e-12)
+    # Two answers in 32 samples, the better one half the pool: the best of 32 is it almost surely,
+    # a KL of about log 2 where the bound says 2.50.
+    texts = ["right"] * 16 + ["wrong"] * 16
+    scores = [1.0] * 16 + [0.0] * 16
+    assert kl_pool(texts, scores, 32) == pytest.approx(math.log(2), abs=1e-6)
+    assert kl_best_of_k(32) == pytest.approx(2.497, abs=1e-3)
+
+
 # -- the stage ------------------------------------------------------------------------------------
 
 
@@ -88,7 +121,7 @@ def test_oracle_selection_beats_zero_shot_and_the_curve_climbs(tmp_path):
     assert [p["k"] for p in curve] == [1, 2, 4, 8]
     for a, b in zip(curve, curve[1:]):
         assert b["selector"] >= a["selector"] - 1e-12 and b["metric"] >= a["metric"] - 1e-12
-        assert b["kl"] > a["kl"]
+        assert b["kl_bound"] > a["kl_bound"] and b["kl_pool"] <= b["kl_bound"] + 1e-12
     everything = [s["score"] for rec in bon_rows for s in rec["samples"]]
     assert curve[0]["metric"] == pytest.approx(sum(everything) / len(everything))  # best-of-1: any sample
     assert curve[-1]["metric"] == pytest.approx(bon.metric.value)  # best-of-N: the row's number
