@@ -2,9 +2,9 @@
 
 Data: JSONL (gzip too) of {"chosen": ..., "rejected": ...} pairs — the hh-rlhf format, where each
 side is the whole "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript — or with a shared "prompt", or
-with message lists. Transcripts are turned into chat messages when the backbone has a chat
-template, so the PM is trained on text rendered as the pm scorer renders the task's prompt and a
-response.
+with message lists. Transcripts become messages, and every side is rendered by the pm scorer's
+own `pm_text` (ladder/scorers/pm.py) — the backbone's chat template, or a Human/Assistant
+transcript with EOS without one — so training, the held-out accuracy and scoring read one format.
 
 Training: trl RewardTrainer on the stage's model (the backbone: any local causal LM or encoder;
 a one-output score head is added). The number is pairwise accuracy on held-out pairs — how often
@@ -126,6 +126,9 @@ class RewardModel(Stage):
             write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
             rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
         summary = read_json(model_dir / DONE)
+        from ladder.scorers.pm import record_format
+
+        record_format(model_dir, chat)  # the pm scorer renders as this PM was trained
         records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, max_length)
         metric = mean_ci([r["score"] for r in records])
         guards = [accuracy_guard(metric)]
@@ -263,22 +266,18 @@ def transcript(text: str) -> list[dict[str, str]]:
     return out
 
 
-def render(side: Any, chat: bool, tokenizer: Any) -> str:
-    """One side of a pair as the text the PM reads — chat messages through the backbone's template
-    (what trl does, and what the pm scorer does), plain text as is."""
-    if isinstance(side, str):
-        return side
-    if chat:
-        return tokenizer.apply_chat_template(side, tokenize=False)
-    return "\n\n".join(f"{'Human' if m['role'] == 'user' else m['role'].title()}: {m['content']}" for m in side)
-
-
 def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
-    """Pairs in the form the trainer takes (messages only with a chat template), and those whose
-    longer side fits max_length; plus how many were dropped."""
-    rows = [{"id": p["id"], **{k: p[k] if chat or isinstance(p[k], str) else render(p[k], False, tokenizer)
-                               for k in ("chosen", "rejected")}} for p in pairs]
-    texts = [render(r[k], chat, tokenizer) for r in rows for k in ("chosen", "rejected")]
+    """Pairs in the form the trainer takes, and those whose longer side fits max_length; plus how
+    many were dropped. Every side is what `pm_text` renders — the one rendering the pm scorer and
+    the held-out accuracy use too: with a chat template the messages themselves (trl renders them
+    through the same template), otherwise pm_text's transcript with EOS (trl adds nothing to it)."""
+    from ladder.scorers.pm import pm_text
+
+    def side(x: Any) -> Any:
+        return x if chat and not isinstance(x, str) else pm_text(x, chat, tokenizer)
+
+    rows = [{"id": p["id"], "chosen": side(p["chosen"]), "rejected": side(p["rejected"])} for p in pairs]
+    texts = [pm_text(r[k], chat, tokenizer) for r in rows for k in ("chosen", "rejected")]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # one batched call
     kept = [r for j, r in enumerate(rows) if max(len(ids[2 * j]), len(ids[2 * j + 1])) + 2 <= max_length]  # + BOS/EOS
     return kept, len(pairs) - len(kept)
@@ -288,20 +287,19 @@ def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int
 
 
 def score_pairs(path: Path, model_dir: str, test: list[dict[str, Any]], chat: bool, max_length: int) -> list[dict[str, Any]]:
-    """Score both sides of every held-out pair (resuming from samples.jsonl); 1 when chosen wins."""
+    """Score both sides of every held-out pair (resuming from samples.jsonl); 1 when chosen wins.
+    Through the pm scorer's own reader, so the accuracy describes exactly what the scorer reads."""
     done = {r["id"]: r for r in read_jsonl(path, repair=True)}
     todo = [p for p in test if p["id"] not in done]
     if todo:
-        from ladder.scorers.classifier import SequenceModel, SequenceModelConfig
+        from ladder.scorers.classifier import SequenceModelConfig
+        from ladder.scorers.pm import PMReader
 
-        model = SequenceModel(SequenceModelConfig(model=model_dir, max_length=max_length))
-        tok = model.tokenizer
-        # As trl trained it: chat text carries its own special tokens; plain text gets BOS and EOS.
-        texts = [render(p[k], chat, tok) + ("" if chat else tok.eos_token or "") for p in todo for k in ("chosen", "rejected")]
-        logits = model.logits(texts, special_tokens=not chat)
+        reader = PMReader(SequenceModelConfig(model=model_dir, max_length=max_length), chat=chat)
+        rewards = reader.rewards([p[k] for p in todo for k in ("chosen", "rejected")])
         recs = []
         for j, p in enumerate(todo):
-            c, r = logits[2 * j][0], logits[2 * j + 1][0]
+            c, r = rewards[2 * j], rewards[2 * j + 1]
             recs.append({"id": p["id"], "chosen_reward": c, "rejected_reward": r,
                          "score": 1.0 if c > r else 0.5 if c == r else 0.0})
         with JsonlWriter(path) as out:

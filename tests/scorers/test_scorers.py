@@ -114,17 +114,45 @@ def test_pm_is_the_probability_of_beating_the_reference(ctx, pm_path, classifier
         assert score.meta["reward"] == pytest.approx(s.item(), abs=1e-5)
         assert score.meta["reference_reward"] == pytest.approx(r.item(), abs=1e-5)
 
-    # A plain template and another reference.
+    # A plain template and another reference: plain text, ended by EOS as trl trains on plain text.
     scorer = build_scorer({"type": "pm", "model": str(pm_path), "reference": "negative",
                            "template": "{target}: {completion}"}, ctx)
     ex = exs[0]
-    s = logits_by_hand(pm_path, f"{ex.target}: great")[0]
-    r = logits_by_hand(pm_path, f"{ex.target}: negative")[0]
+    s = logits_by_hand(pm_path, f"{ex.target}: great{tok.eos_token}")[0]
+    r = logits_by_hand(pm_path, f"{ex.target}: negative{tok.eos_token}")[0]
     assert scorer.score(ex, "great").value == pytest.approx(torch.sigmoid(s - r).item(), abs=1e-5)
 
     with pytest.raises(ConfigError, match="a preference model has one") as err:
         build_scorer({"type": "pm", "model": str(classifier_path)}, ctx, field=FIELD)
     assert err.value.field == f"{FIELD}.model"
+
+
+def test_pm_without_a_chat_template_reads_the_transcript_it_was_trained_on(ctx, pm_path, tmp_path):
+    """A PM trained without a chat template learned "Human: …\n\nAssistant: …" + EOS (what trl
+    trains on): the scorer renders the task prompt and the response in exactly that format, with
+    the instruction opening the Human turn, and the reward_model stage's record overrides a
+    template the tokenizer happens to carry."""
+    import shutil
+
+    from ladder.scorers.pm import record_format
+
+    plain = tmp_path / "pm_plain"
+    shutil.copytree(pm_path, plain)
+    record_format(plain, chat=False)  # trained with `chat_template: none` on a chat tokenizer
+    scorer = build_scorer({"type": "pm", "model": str(plain)}, ctx)
+    ex = ctx.examples[0]
+    instruction, user = (m.content for m in ctx.task.render(ex))
+    want = f"Human: {instruction}\n\n{user}\n\nAssistant: positive<|end|>"
+    assert scorer.text(ex, "positive") == want
+    s = logits_by_hand(plain, want)[0]  # BOS etc. added, as trl tokenizes plain text
+    r = logits_by_hand(plain, want.replace("positive<", f"{scorer.config.reference}<"))[0]
+    assert scorer.score(ex, "positive").value == pytest.approx(torch_sigmoid(s - r), abs=1e-5)
+
+
+def torch_sigmoid(x):
+    import torch
+
+    return torch.sigmoid(x).item()
 
 
 @pytest.mark.parametrize("text, scale, want", [
