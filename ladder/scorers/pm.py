@@ -27,7 +27,7 @@ from ladder.errors import ConfigError
 from ladder.scorers import Scorer, Template, check_template
 from ladder.scorers.classifier import SequenceModel, SequenceModelConfig, sigmoid
 from ladder.store import read_json, write_json
-from ladder.types import Example, Message, Score
+from ladder.types import Example, Guard, Message, Score
 
 if TYPE_CHECKING:
     from ladder.stages import StageContext
@@ -98,6 +98,65 @@ def record_format(model_dir: Path, chat: bool) -> None:
     write_json(Path(model_dir) / FORMAT_FILE, {"chat": chat})
 
 
+def held_out_verdict(model: str) -> dict[str, Any] | None:
+    """The held-out accuracy guard of the reward_model stage that trained the PM in `model`: its
+    metrics.json sits beside the model/ folder."""
+    metrics = Path(model).parent / "metrics.json"
+    if Path(model).name != "model" or not metrics.exists():
+        return None
+    try:
+        guards = read_json(metrics).get("guards", [])
+    except (OSError, ValueError):
+        return None
+    return next((g for g in guards if g.get("name") == "beats_chance"), None)
+
+
+def pm_name(scorer: Any) -> str | None:
+    """The PM folder a scorer reads, or None for a scorer that is no PM."""
+    return str(Path(scorer.config.model).resolve()) if isinstance(scorer, PMScorer) else None
+
+
+def trained_against(ctx: StageContext, from_stage: str | None) -> dict[str, str]:
+    """PM folders a policy was RL-trained against, each with the rl stage that did it: walks the
+    chain of `model: {from_stage: ...}` back from `from_stage` (an sft on an rl policy still is one)."""
+    stages = {s.name: s for s in ctx.experiment.stages}
+    out: dict[str, str] = {}
+    seen = set()
+    while from_stage is not None and from_stage in stages and from_stage not in seen:
+        seen.add(from_stage)
+        stage = stages[from_stage]
+        reward = getattr(stage, "reward", None)
+        if stage.type == "rl" and getattr(reward, "type", None) == "pm":
+            model = reward.model
+            if reward.from_stage is not None:
+                model = (ctx.produced.get(reward.from_stage, {}).get("reward_model") or {}).get("name")
+            if model:
+                out[str(Path(model).resolve())] = stage.name
+        from_stage = ctx.experiment.stage_model(stage).from_stage
+    return out
+
+
+def pm_guards(scorer: Any, ctx: StageContext, what: str, policy_from: str | None) -> list[Guard]:
+    """Warnings for a row whose selector or reward is a PM: a PM that did not beat chance on its
+    held-out pairs, and a PM the scored policy was RL-trained against (it learned to please that
+    PM, so its scores overstate). `what` names the scored thing, e.g. "the selection"."""
+    if not isinstance(scorer, PMScorer):
+        return []
+    guards = []
+    held = scorer.held_out
+    if held is not None and held.get("level") != "ok":
+        source = f"stage '{scorer.from_stage}'" if scorer.from_stage else scorer.config.model
+        guards.append(Guard("pm_beats_chance", "warn", f"{what} is made by the PM of {source}, which is not clearly "
+                            f"above chance on its held-out pairs ({held.get('message', '').split(':')[0]}): "
+                            f"this row ranks by noise; train a better PM first", held.get("value")))
+    rl = trained_against(ctx, policy_from).get(pm_name(scorer) or "")
+    if rl is not None:
+        guards.append(Guard("pm_trained_against", "warn", f"{what} is scored by the PM this policy was trained "
+                            f"against (stage '{rl}' optimised it for this PM): its PM scores overstate what it "
+                            f"learned; score it with another PM, a judge or the task metric", 1.0))
+    return guards
+
+
 class PMConfig(SequenceModelConfig):
     type: Literal["pm"] = "pm"
     model: str | None = None
@@ -138,6 +197,9 @@ class PMScorer(Scorer):
         super().__init__(config, ctx)
         if config.template is not None:
             check_template(config.template, ctx, "template")
+        self.from_stage = config.from_stage
+        self.held_out = held_out_verdict(config.model)
+        """The beats_chance guard of the reward_model stage that trained this PM, if ladder did."""
         self.reader = PMReader(config)
         self.model = self.reader.model
         if self.model.num_labels != 1:

@@ -123,6 +123,9 @@ class BestOfN(ZeroShot):
         got = self._collect(ctx, scorer, prompts)
         extra, more = report(got.records, cfg.n, scorer, oracle=scorer is ctx.metric)
         guards += more
+        from ladder.scorers.pm import pm_guards
+
+        guards += pm_guards(scorer, ctx, "the selection", ctx.experiment.stage_model(ctx.stage).from_stage)
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
                                 "greedy answer, so selection buys nothing; leave the stage's default "

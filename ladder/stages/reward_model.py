@@ -131,7 +131,8 @@ class RewardModel(Stage):
         record_format(model_dir, chat)  # the pm scorer renders as this PM was trained
         records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, max_length)
         metric = mean_ci([r["score"] for r in records])
-        guards = [accuracy_guard(metric)]
+        calib = calibration(records)
+        guards = [accuracy_guard(metric), calibration_guard(calib)]
         if dropped_train or dropped_test:
             guards.append(Guard("max_length", "info", f"{dropped_train} training and {dropped_test} held-out pairs "
                                 f"are longer than max_length {max_length} tokens and were left out",
@@ -149,7 +150,7 @@ class RewardModel(Stage):
                    "seconds": round(time.perf_counter() - started, 3)},
             extra={"reward_model": {"name": str(model_dir)},
                    "training": {k: v for k, v in summary.items() if k != "log"},
-                   "mean_margin": sum(margins) / len(margins),
+                   "mean_margin": sum(margins) / len(margins), "calibration": calib,
                    "curves": {"rm_train": {"x": [p["step"] for p in log],
                                            "y": {"train loss": [p["loss"] for p in log],
                                                  "train accuracy": [p.get("accuracy") for p in log]},
@@ -306,6 +307,50 @@ def score_pairs(path: Path, model_dir: str, test: list[dict[str, Any]], chat: bo
             out.write(recs)
         done.update((r["id"], r) for r in recs)
     return [done[p["id"]] for p in test]
+
+
+CALIBRATION_BINS = 5
+"""Equal-width bins of the PM's confidence max(p, 1 − p) over [0.5, 1] for the ECE."""
+
+
+def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far the probability under the PM is from how often it is right, on held-out pairs.
+
+    Per pair the PM prefers the side with the higher reward, with probability p = σ(|Δ|) — its
+    confidence, in [0.5, 1); it is right when that side is the chosen one (a tie: half right, at
+    0.5). Reported: mean confidence beside accuracy, and the ECE — the pair-weighted mean of
+    |accuracy − mean confidence| over CALIBRATION_BINS equal-width confidence bins on [0.5, 1]."""
+    from ladder.scorers.classifier import sigmoid
+
+    pairs = [(sigmoid(abs(r["chosen_reward"] - r["rejected_reward"])), r["score"]) for r in records]
+    n = len(pairs)
+    bins = []
+    width = 0.5 / CALIBRATION_BINS
+    for b in range(CALIBRATION_BINS):
+        low, high = 0.5 + b * width, 0.5 + (b + 1) * width
+        inside = [(c, a) for c, a in pairs if low <= c < high or (b == CALIBRATION_BINS - 1 and c >= high)]
+        if inside:
+            bins.append({"low": round(low, 3), "high": round(high, 3), "n": len(inside),
+                         "confidence": sum(c for c, _ in inside) / len(inside),
+                         "accuracy": sum(a for _, a in inside) / len(inside)})
+    return {"pairs": n, "mean_confidence": sum(c for c, _ in pairs) / n if n else None,
+            "accuracy": sum(a for _, a in pairs) / n if n else None,
+            "ece": sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins) if n else None,
+            "bins": bins, "binning": f"{CALIBRATION_BINS} equal-width bins of confidence max(p, 1-p) on [0.5, 1]"}
+
+
+def calibration_guard(c: dict[str, Any]) -> Guard:
+    if not c["pairs"]:
+        return Guard("pm_calibration", "info", "no held-out pairs to measure calibration on")
+    gap = c["mean_confidence"] - c["accuracy"]
+    msg = (f"on {c['pairs']} held-out pairs the PM's mean confidence is {c['mean_confidence']:.3f} and it is "
+           f"right {c['accuracy']:.3f} of the time (ECE {c['ece']:.3f} over {CALIBRATION_BINS} equal-width "
+           f"confidence bins on [0.5, 1])")
+    if abs(gap) > 0.05:
+        return Guard("pm_calibration", "warn", msg + f": its probabilities are {'over' if gap > 0 else 'under'}"
+                     "confident, so read a pm score as the probability under the PM, not as a chance of "
+                     "being preferred", c["ece"])
+    return Guard("pm_calibration", "info", msg, c["ece"])
 
 
 def accuracy_guard(m: Any) -> Guard:

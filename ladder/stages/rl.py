@@ -128,7 +128,16 @@ class RL(Stage):
             raise ConfigError("the rl stage trains on the train split, and it is empty", field="task.data",
                               fix="give the task a train split")
         prompts, _ = self.prompts(ctx)
-        guards: list[Guard] = []
+        from ladder.scorers.pm import PMScorer, pm_guards
+
+        # The reward's PM failing its held-out test, or one the starting policy was already trained against.
+        guards: list[Guard] = pm_guards(reward, ctx, "the reward (and the best-of-N baseline's selection)",
+                                        ctx.experiment.stage_model(ctx.stage).from_stage)
+        if isinstance(reward, PMScorer):
+            guards.append(Guard("pm_trained_against", "warn", "the reward curve is scored by the PM this policy "
+                                "was trained against, beside best-of-N lines scored by the same PM: RL optimises "
+                                "against it, so the policy's PM reward overstates what it learned; compare them "
+                                "on the task metric (the row's number) or a second PM or judge", 1.0))
         extra: dict[str, Any] = {}
         if cfg.best_of_n:
             bon, more = self._best_of_n(ctx, reward, prompts)

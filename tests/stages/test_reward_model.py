@@ -121,6 +121,9 @@ def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_p
     path = experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages, model=model)
     (rm,) = run_experiment(load_experiment(path))
     assert rm.metric.n == 20
+    calib = rm.extra["calibration"]
+    assert calib["pairs"] == 20 and calib["accuracy"] == pytest.approx(rm.metric.value)
+    assert any(g.name == "pm_calibration" and "mean confidence" in g.message for g in rm.guards)
 
     exp = load_experiment(path)
     plan = prepare(exp)
