@@ -166,6 +166,8 @@ class RL(Stage):
         rollout_cost = sum(r.get("cost", 0.0) for r in read_jsonl(ctx.run_dir / "rollouts.jsonl"))
         scorer_spend = rollout_cost + (extra["best_of_n"]["scorer_cost_usd"] if cfg.best_of_n else 0.0)
         result.stats["scorer_cost_usd"] = scorer_spend
+        if cfg.best_of_n:  # counted so that a re-run retries them (the trained policy is reused)
+            result.stats["errors"] += extra["best_of_n"]["errors"]
         result.stats["cost_usd"] += scorer_spend + (extra["best_of_n"]["sample_cost_usd"] if cfg.best_of_n else 0.0)
         result.guards.append(Guard("rl_probabilities", "info", "an RL policy's token probabilities are not "
                                    "calibrated: this row reports top-1 answers only, and probability "
@@ -191,12 +193,17 @@ class RL(Stage):
                 for rec in got.records for row in rec["samples"] if "selector" in row]
         hack = hacking(pool, [ex.target for ex in ctx.examples], "best-of-N pool")
         guards += hack.pop("guards")
+        if got.errors:  # e.g. a judge that did not answer: no fallback pick stands in for its verdict
+            guards.append(Guard("baseline_errors", "warn", f"{len(got.errors)} examples of the best-of-N baseline "
+                                f"failed after all retries (generation or scorer calls) and are not in its n; "
+                                f"re-run to retry only those", float(len(got.errors))))
         scores = {rec["id"]: rec["score"] for rec in got.records}
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
                 "scorer_cost_usd": scorer_cost(got.records),
                 "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec["samples"]),
                 "oracle": reward is ctx.metric, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
-                "generated": sub.calls.generated, "cached": sub.calls.cached, **hack}, guards
+                "generated": sub.calls.generated, "cached": sub.calls.cached, "errors": len(got.errors),
+                **hack}, guards
 
     def max_tokens(self, ctx: StageContext) -> int:
         return self.config.max_completion_length or ctx.gen.max_tokens
