@@ -11,7 +11,11 @@ high-scoring samples look like and exposes a broken reward for free.
   same examples as every other rung). metrics.json `extra` adds the selector's mean and the
   best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
   best-of-k from the base policy: its upper bound log k − (k−1)/k (`kl_bound`) and the exact KL
-  over each prompt's own pool (`kl_pool`), far lower when samples repeat. samples.jsonl keeps all N samples with both scores.
+  over each prompt's own pool (`kl_pool`), far lower when samples repeat. samples.jsonl keeps all
+  N samples with both scores.
+- Scorer failures and spend: a scorer call that fails after all retries makes its example an
+  error (retried on re-run), never a parse failure or a fallback pick; a judge's calls count in
+  the stage's cost (stats `scorer_cost_usd`, included in `cost_usd`) and in `ladder check`.
 - Export: the selected samples as an SFT data set (rejection sampling), by default sampled on
   the *train* split so a later sft stage never trains on its own test prompts.
 """
