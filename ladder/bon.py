@@ -1,4 +1,5 @@
-"""Best-of-k from one pool of N samples: the unbiased estimator, the curve, the analytic KL.
+"""Best-of-k from one pool of N samples: the unbiased estimator, the curve, and the KL (its
+analytic upper bound, and the exact KL over the pool).
 
 Drawing N samples once and asking "what would best-of-k have scored?" for every k ≤ N needs no
 re-sampling. Sort the pool by the selector; the best of a uniformly random k-subset is the i-th
@@ -12,6 +13,13 @@ sample under the selector. This is exact for the pool, not an approximation, and
 Ties: selection keeps the first of equal scores (the lowest sample index). Sorting by
 (score, -index) is a strict order under which "the maximum of a subset" is exactly that sample,
 so the metric of the selected sample is averaged consistently with how the stage selects.
+
+KL from the base policy: log k − (k−1)/k is only an upper bound (Beirami et al. 2024), reached
+when no two samples are alike; a policy that repeats itself (2 distinct answers in 32) is far
+below it. So beside the bound the curve reports `kl_pool`: the exact KL(best-of-k ‖ base) where
+the base is the prompt's pool itself — each distinct text with probability count / N — and
+best-of-k draws k samples from it and keeps the best under the same (score, -index) order,
+averaged over prompts. A plug-in estimate: a pool that missed the policy's rare outputs sees less.
 """
 
 from __future__ import annotations
@@ -65,14 +73,34 @@ def best_of_k(scores: Sequence[float], k: int, values: Sequence[float] | None = 
 
 
 def kl_best_of_k(k: int) -> float:
-    """KL(best-of-k ‖ base) = log k − (k−1)/k (Stiennon et al. 2020): exact when the samples are
-    all distinct, an upper bound when they repeat (Beirami et al. 2024)."""
+    """The upper bound log k − (k−1)/k on KL(best-of-k ‖ base) (Stiennon et al. 2020; a bound for
+    any base, Beirami et al. 2024), met only by a base that never repeats a sample."""
     return math.log(k) - (k - 1) / k
 
 
-def curve(pools: Sequence[tuple[Sequence[float], Sequence[float]]], n: int) -> list[dict[str, float]]:
+def kl_pool(texts: Sequence[str], scores: Sequence[float], k: int) -> float:
+    """Exact KL(best-of-k ‖ pool) in nats, the pool of N samples being the base distribution over
+    its distinct texts (count / N each). Best-of-k draws k samples from the pool independently and
+    keeps the best by (score, -index), the selector's order: the r-th smallest of N is kept with
+    probability (r/N)^k − ((r−1)/N)^k. Repeated texts pool their probability on both sides."""
+    n = len(scores)
+    if n == 0:
+        return 0.0
+    base: dict[str, int] = {}
+    for t in texts:
+        base[t] = base.get(t, 0) + 1
+    picked: dict[str, float] = {}
+    for r, i in enumerate(selection_order(scores), start=1):
+        picked[texts[i]] = picked.get(texts[i], 0.0) + (r / n) ** k - ((r - 1) / n) ** k
+    kl = sum(q * math.log(q * n / base[t]) for t, q in picked.items() if q > 0)
+    return max(kl, 0.0)  # rounding can leave -1e-17 where the two are equal
+
+
+def curve(pools: Sequence[tuple[Sequence[float], Sequence[float]]], n: int,
+          texts: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
     """The reward-vs-k curve over prompts: for each k, the mean (with a 95% CI) of the expected
-    selector score and of the expected task metric of the selected sample, beside the KL.
+    selector score and of the expected task metric of the selected sample, beside the KL bound
+    (`kl_bound`) and, given each pool's `texts`, the exact KL over the pools (`kl_pool`, mean over prompts).
 
     `pools` holds (selector scores, metric values) per prompt. A prompt that lost samples to errors
     has a smaller pool; there k is capped at its pool size (best of all it has)."""
@@ -80,9 +108,13 @@ def curve(pools: Sequence[tuple[Sequence[float], Sequence[float]]], n: int) -> l
     for k in ks(n):
         per = [(best_of_k(s, min(k, len(s))), best_of_k(s, min(k, len(s)), m)) for s, m in pools if s]
         sel, met = mean_ci([a for a, _ in per]), mean_ci([b for _, b in per])
-        rows.append({"k": k, "selector": sel.value, "selector_ci": [sel.ci_low, sel.ci_high],
-                     "metric": met.value, "metric_ci": [met.ci_low, met.ci_high], "kl": kl_best_of_k(k),
-                     "n": sel.n})
+        row = {"k": k, "selector": sel.value, "selector_ci": [sel.ci_low, sel.ci_high],
+               "metric": met.value, "metric_ci": [met.ci_low, met.ci_high], "kl_bound": kl_best_of_k(k),
+               "n": sel.n}
+        if texts is not None:
+            kls = [kl_pool(t, s, k) for t, (s, _) in zip(texts, pools) if s]
+            row["kl_pool"] = sum(kls) / len(kls) if kls else 0.0
+        rows.append(row)
     return rows
 
 

@@ -77,6 +77,12 @@ def check(config: Config, set: Sets = None,
         table.add_row(s["stage"], s["model"], str(s["examples"]), str(s["samples"]), f"{s['prompt_tokens']:,}",
                       f"{s['max_output_tokens']:,}", f"{s['cost_usd']:.4f}")
     console.print(table)
+    for s in out["stages"]:
+        if s.get("scorer"):
+            sc = s["scorer"]
+            console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
+                          f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
+                          f"${sc['cost_usd']:.4f})", highlight=False)
 
 
 @app.command()

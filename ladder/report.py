@@ -16,7 +16,7 @@ write this):
 
 `y` may also be a single list. Anything else in `extra` that looks like a curve is drawn too,
 up to two levels deep (what best_of_n and sft write today is of these kinds):
-  - a list of points: [{"k": 1, "selector": 0.3, "kl": 0.0}, ...] (x from x/k/n/step/epoch/...);
+  - a list of points: [{"k": 1, "selector": 0.3, "kl_bound": 0.0}, ...] (x from x/k/n/step/epoch/...);
   - a dict of equal-length number lists: {"step": [...], "loss": [...], "accuracy": [...]};
   - a list of [x, y] pairs: [[10, 2.1], [20, 1.7]]; or a plain list of numbers (x = index).
 A number in `extra`, or one level down, whose key names "chance" (e.g. "chance_loss": 1.0986)
@@ -95,7 +95,11 @@ def _from_points(name: str, points: list) -> Curve | None:
     if len(points) < 2 or not all(isinstance(p, dict) for p in points):
         return None
     keys = [k for k in points[0] if all(_num(p.get(k)) or p.get(k) is None for p in points)]
-    return _from_columns(name, {k: [p.get(k) for p in points] for k in keys})
+    return _from_columns(name, {POINT_LABELS.get(k, k): [p.get(k) for p in points] for k in keys})
+
+
+POINT_LABELS = {"kl_bound": "KL upper bound log k − (k−1)/k", "kl_pool": "KL over the sample pool (exact)"}
+"""Readable series names for keys of best_of_n's curve points: the bound must read as a bound."""
 
 
 def curves_of(extra: dict[str, Any]) -> list[Curve]:

@@ -303,16 +303,23 @@ def check(exp: Experiment) -> dict[str, Any]:
             stages.append({"stage": stage.name, "type": stage.type, "skipped": stage.skip})
             continue
         ctx = plan.context(stage, cache=None, run_dir=None, run_id="")
-        prompts, _ = STAGES.get(stage.type)(stage).prompts(ctx)
+        impl = STAGES.get(stage.type)(stage)
+        prompts, _ = impl.prompts(ctx)
         backend, gen = ctx.backend, ctx.gen
         prompt_tokens = sum(backend.count_tokens(p.messages) for p in prompts) * backend.prompt_copies(gen.n)
         samples = len(prompts) * gen.n
-        stages.append({
+        entry = {
             "stage": stage.name, "type": stage.type, "model": backend.config.name,
             "examples": len(prompts), "samples": samples, "prompt_tokens": prompt_tokens,
             "max_output_tokens": samples * gen.max_tokens,
             "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
-        })
+        }
+        # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
+        scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
+        if scorer is not None:
+            entry["scorer"] = scorer
+            entry["cost_usd"] += scorer["cost_usd"]
+        stages.append(entry)
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,
             "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12]}

@@ -65,6 +65,9 @@ class Score:
     value: float
     extracted: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    """Set when a scorer's model call failed after all retries: there is no verdict, so `value`
+    means nothing and the example it belongs to is an error (retried on re-run), not a score."""
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def test_tolerant_shapes_and_chance_line():
 
 # What ladder/stages/best_of_n.py and ladder/stages/sft.py write into `extra` today.
 SHAPES = {
-    "best_of_n": {"curve": [{"k": k, "selector": 0.2 + 0.1 * i, "metric": 0.3 + 0.05 * i, "kl": math.log(k) - (k - 1) / k}
+    "best_of_n": {"curve": [{"k": k, "selector": 0.2 + 0.1 * i, "metric": 0.3 + 0.05 * i,
+                             "kl_bound": math.log(k) - (k - 1) / k, "kl_pool": 0.5 * (math.log(k) - (k - 1) / k)}
                             for i, k in enumerate([1, 2, 4, 8, 16, 32])],
                   "selector": {"name": "choice", "oracle": True, "selected": {"value": 0.7, "ci_low": 0.6, "n": 40}},
                   "distinct_per_prompt": 3.2},
@@ -71,7 +72,9 @@ SHAPES = {
 
 def test_the_shapes_best_of_n_and_sft_write():
     (bon,) = curves_of(SHAPES["best_of_n"])
-    assert bon.x == [1, 2, 4, 8, 16, 32] and set(bon.series) == {"selector", "metric", "kl"}
+    # The analytic KL is labelled as the bound it is, beside the exact KL over the pool.
+    assert bon.x == [1, 2, 4, 8, 16, 32] and set(bon.series) == {
+        "selector", "metric", "KL upper bound log k − (k−1)/k", "KL over the sample pool (exact)"}
     train, test = curves_of(SHAPES["sft"])
     assert train.x == [5, 10, 15, 20] and train.series == {"train_loss": [2.1, 1.6, 1.3, 1.2]}
     assert test.xlabel == "step" and set(test.series) == {"test_loss", "metric"}  # epoch is an axis, not a series

@@ -156,3 +156,18 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
         sub = exc.field.removeprefix("metric.") if exc.field else None
         raise type(exc)(exc.message, where=exc.where, field=f"{field}.{sub}" if sub else field,
                         fix=exc.fix) from None
+
+
+def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], calls: int,
+                    completion_tokens: int) -> dict[str, Any] | None:
+    """For `ladder check`: what `calls` scorer calls over these examples cost at most — tokens and
+    USD for a scorer that calls a priced model (a judge), zero for local models and metrics; None
+    for the task metric (no model call). `completion_tokens`: the longest completion it reads."""
+    config = parse_scorer(spec)
+    if config.type == "metric":
+        return None
+    cls = scorer_class(config.type)
+    estimate = getattr(cls, "estimate", None)
+    if estimate is None:  # a local model or plain code: calls, but nothing billed
+        return {"scorer": config.type, "calls": calls, "prompt_tokens": 0, "max_output_tokens": 0, "cost_usd": 0.0}
+    return estimate(config, ctx, examples, calls, completion_tokens)

@@ -5,11 +5,15 @@ twice) and the same backend pool (a judge that is the experiment's model shares 
 Verdicts are parsed leniently — "Yes.", "**No**", "Rating: 8/10", "[[7]]" — and a verdict that
 still cannot be parsed scores `failure_score`, is marked `parsed: false` in its Score's meta, and
 is counted by the stage, which warns about it: a judge that rambles is a broken scorer, not noise.
+A judge call that fails after all retries is no verdict at all: its Score carries `error`, the
+stage records the example as an error (retried on re-run), and nothing is selected or rewarded by it.
+Each call's cost is on its Score's meta (`cost_usd`) and counts in the stage's cost.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import ValidationError
@@ -77,7 +81,7 @@ class JudgeScorer(Scorer):
     # It reads the judge's answer text (its top choice), never token probabilities.
     needs_probabilities = False
 
-    def __init__(self, config: JudgeConfig, ctx: StageContext):
+    def __init__(self, config: JudgeConfig, ctx: StageContext, preflight: bool = True):
         super().__init__(config, ctx)
         self.template = config.template or TEMPLATE
         check_template(self.template, ctx, "template", extra=("criteria", "question"))
@@ -88,10 +92,28 @@ class JudgeScorer(Scorer):
                               fix="write it like the experiment's `model:` section") from None
         pool = ctx.pool if ctx.pool is not None else BackendPool()
         self.backend = pool.get(model)
-        self.backend.preflight()
+        if preflight:
+            self.backend.preflight()
         self.cache = ctx.cache
         self.calls = CallStats()
         """The judge's own calls: generated vs. from cache (the stage reports them)."""
+        self.cost_usd = 0.0
+        """USD of every judge answer this scorer returned (cached ones at their original price)."""
+
+    @classmethod
+    def estimate(cls, config: JudgeConfig, ctx: StageContext, examples: Sequence[Example], calls: int,
+                 completion_tokens: int) -> dict[str, Any]:
+        """What `calls` judge calls over these examples cost at most (for `ladder check`): each
+        judge prompt counted with an empty response plus `completion_tokens` for the response."""
+        judge = cls(config, ctx, preflight=False)
+        gen = config.generation
+        sample = list(examples[:200])  # the mean prompt length of a few hundred is plenty
+        per_call = (sum(judge.backend.count_tokens(judge.messages(ex, "")) for ex in sample) / len(sample)
+                    if sample else 0) + completion_tokens
+        prompt_tokens = round(per_call * calls) * judge.backend.prompt_copies(gen.n)
+        output = calls * gen.n * gen.max_tokens
+        return {"scorer": f"judge ({judge.backend.config.name})", "calls": calls, "prompt_tokens": prompt_tokens,
+                "max_output_tokens": output, "cost_usd": judge.backend.estimate_cost(prompt_tokens, output)}
 
     def messages(self, ex: Example, completion: str) -> tuple[Message, ...]:
         user = self.fill(self.template, ex, completion, criteria=self.config.criteria,
@@ -103,11 +125,27 @@ class JudgeScorer(Scorer):
         unique = list(dict.fromkeys(asks))  # a pool of N samples repeats itself: ask once each
         answers = generate(self.backend, self.cache, [list(m) for m in unique], self.config.generation, self.calls)
         verdicts = {ask: self.verdict(samples) for ask, samples in zip(unique, answers)}
-        return [verdicts[ask] for ask in asks]
+        # What each judge call cost, on the first completion that asked it (repeats asked nothing):
+        # the stage adds it to its cost. A cached verdict keeps its price, as a cached sample does.
+        costs = {ask: sum(s.cost for s in samples) for ask, samples in zip(unique, answers)}
+        self.cost_usd += sum(costs.values())
+        out = []
+        for ask in asks:
+            score = verdicts[ask]
+            if ask in costs:
+                score = replace(score, meta={**score.meta, "cost_usd": costs.pop(ask)})
+            out.append(score)
+        return out
 
     def verdict(self, samples: list[Sample]) -> Score:
-        texts = [s.text if s.finish_reason != "error" else f"error: {s.error}" for s in samples]
-        ratings = [parse_verdict(s.text, self.config.scale) for s in samples if s.finish_reason != "error"]
+        failed = [s for s in samples if s.finish_reason == "error"]
+        if failed:
+            # No verdict at all, not a verdict that failed to parse: the example becomes an error
+            # and a re-run asks again (errors are never cached).
+            return Score(self.config.failure_score, meta={"verdict": f"error: {failed[0].error}"},
+                         error=f"the judge call failed after all retries ({failed[0].error})")
+        texts = [s.text for s in samples]
+        ratings = [parse_verdict(s.text, self.config.scale) for s in samples]
         ratings = [r for r in ratings if r is not None]
         meta = {"verdict": texts[0] if len(texts) == 1 else texts, "parsed": bool(ratings)}
         if not ratings:

@@ -12,7 +12,12 @@ high-scoring samples look like and exposes a broken reward for free.
 - Reporting: the task metric of the selected sample is the stage's number (with its CI, on the
   same examples as every other rung). metrics.json `extra` adds the selector's mean and the
   best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
-  best-of-k from the base policy. samples.jsonl keeps all N samples with both scores.
+  best-of-k from the base policy: its upper bound log k − (k−1)/k (`kl_bound`) and the exact KL
+  over each prompt's own pool (`kl_pool`), far lower when samples repeat. samples.jsonl keeps all
+  N samples with both scores.
+- Scorer failures and spend: a scorer call that fails after all retries makes its example an
+  error (retried on re-run), never a parse failure or a fallback pick; a judge's calls count in
+  the stage's cost (stats `scorer_cost_usd`, included in `cost_usd`) and in `ladder check`.
 - Export: the selected samples as an SFT data set (rejection sampling), by default sampled on
   the *train* split so a later sft stage never trains on its own test prompts.
 """
@@ -33,7 +38,7 @@ from ladder.bon import best_of_k, curve, majority, majority_curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
-from ladder.scorers import ScorerSpec, build_scorer
+from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer
 from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
@@ -127,6 +132,16 @@ class BestOfN(ZeroShot):
                     "or python returning Score(extracted=...)), or select by a scorer")
         return None
 
+    def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
+        """For `ladder check`: the scorer's calls — one per sample (at most: repeats are asked once),
+        on the test pool and on an export's train draw."""
+        cfg: BestOfNConfig = self.config
+        count = len(prompts)
+        if cfg.export is not None and cfg.export.split == "train":
+            exported = cfg.export.examples
+            count += len(ctx.task.examples("train")) if exported == "all" else exported or len(prompts)
+        return estimate_scorer(cfg.scorer, ctx, [p.example for p in prompts], count * cfg.n, ctx.gen.max_tokens)
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: BestOfNConfig = self.config
         if cfg.select == "majority":
@@ -139,6 +154,9 @@ class BestOfN(ZeroShot):
         guards += more
         if ctx.metric.extracts:  # majority@k beside best-of-k, from the same pool
             add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)
+        from ladder.scorers.pm import pm_guards
+
+        guards += pm_guards(scorer, ctx, "the selection", ctx.experiment.stage_model(ctx.stage).from_stage)
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
                                 "greedy answer, so selection buys nothing; leave the stage's default "
@@ -151,6 +169,9 @@ class BestOfN(ZeroShot):
             extra["scorer_calls"] = {"generated": calls.generated, "cached": calls.cached, "errors": calls.errors}
         result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
         result.stats["resumed_examples"] = got.resumed
+        # Every model call the stage made costs: the judge's verdicts, and the export's samples.
+        result.stats["scorer_cost_usd"] = scorer_cost(got.records)
+        result.stats["cost_usd"] += result.stats["scorer_cost_usd"] + extra.get("export", {}).get("cost_usd", 0.0)
         result.extra.update(extra)
         return result
 
@@ -200,6 +221,9 @@ class BestOfN(ZeroShot):
             # Its own call counter: the stage's stats describe the evaluation, not the export.
             sub = dataclasses.replace(ctx, calls=CallStats())
             pool = self._collect(sub, scorer, prompts, path=ctx.run_dir / "export_samples.jsonl").records
+        # The train draw's own samples and verdicts are spend of this stage (the test ones are counted already).
+        cost = 0.0 if cfg.split == "test" else sum(row.get("cost", 0.0) for r in pool for row in r["samples"]) \
+            + scorer_cost(pool)
         rows = [sft_row(r) for r in pool if cfg.min_score is None or r["selector"] >= cfg.min_score]
         path = ctx.run_dir / "sft.jsonl"
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -207,7 +231,7 @@ class BestOfN(ZeroShot):
             guards.append(Guard("export", "warn", f"no selected sample reached min_score {cfg.min_score}: "
                                 "the SFT export is empty; lower export.min_score", 0.0))
         return {"path": str(path), "rows": len(rows), "candidates": len(pool), "split": cfg.split,
-                "min_score": cfg.min_score,
+                "min_score": cfg.min_score, "cost_usd": cost,
                 "mean_score": sum(row["score"] for row in rows) / len(rows) if rows else None}, guards
 
 
@@ -223,12 +247,22 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
     else:  # one batched call over every completion of every prompt here
         scores = scorer.score_batch([ex for ex, _ in rows], [row["text"] for _, row in rows])
         for (_, row), s in zip(rows, scores):
+            if s.meta:
+                row["selector_meta"] = s.meta
+            if s.error is not None:
+                row["selector_error"] = s.error
+                continue
             row["selector"] = s.value
             if s.extracted is not None:
                 row["selector_extracted"] = s.extracted
-            if s.meta:
-                row["selector_meta"] = s.meta
     for rec in recs:
+        failed = [row["selector_error"] for row in rec["samples"] if "selector_error" in row]
+        if failed:
+            # A scorer call that failed is no verdict: selecting among the rest (or falling back to
+            # sample 0) would report a row that was never judged. The example is an error, and a
+            # re-run retries it (its generations and the verdicts that did come back are cached).
+            rec.update(score=None, error=True, scorer_error=failed[0])
+            continue
         ok = [i for i, row in enumerate(rec["samples"]) if "selector" in row]
         if ok:
             best = ok[select([rec["samples"][i]["selector"] for i in ok])]
@@ -307,12 +341,17 @@ def majority_report(recs: list[dict[str, Any]], n: int, seed: int) -> tuple[dict
                             float(unanswered)))
     return extra, guards
 
+def scorer_cost(recs: list[dict[str, Any]]) -> float:
+    """USD the scorer's model calls cost for these records (a judge puts each call's price on the
+    first completion that asked it; local scorers cost nothing)."""
+    return sum(row.get("selector_meta", {}).get("cost_usd", 0.0) for rec in recs for row in rec["samples"])
+
 
 def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
     """metrics.json `extra` (selector mean, best-of-k curve, parse failures) and the guards."""
     per_prompt = [[row for row in rec["samples"] if "selector" in row] for rec in recs]
-    points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n) \
-        if recs else []
+    points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n,
+                   texts=[[r["text"] for r in rows] for rows in per_prompt]) if recs else []
     scored = [row for rows in per_prompt for row in rows]
     failures = sum(1 for row in scored if row.get("selector_meta", {}).get("parsed") is False)
     distinct = [len({row["text"] for row in rows}) for rows in per_prompt]
@@ -328,7 +367,8 @@ def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> 
         first, last = points[0], points[-1]
         guards.append(Guard("best_of_n", "info", f"best-of-1 → best-of-{last['k']}: {scorer.name} "
                             f"{first['selector']:.3f} → {last['selector']:.3f}, task metric "
-                            f"{first['metric']:.3f} → {last['metric']:.3f} (KL ≤ {last['kl']:.2f} nats)",
+                            f"{first['metric']:.3f} → {last['metric']:.3f} (KL from the base: {last['kl_pool']:.2f} nats "
+                            f"over the sample pool; the bound log k − (k−1)/k is {last['kl_bound']:.2f})",
                             last["metric"] - first["metric"]))
     if oracle:
         guards.append(Guard("oracle", "info", "the selector is the task metric, which reads the gold "

@@ -2,9 +2,9 @@
 
 Data: JSONL (gzip too) of {"chosen": ..., "rejected": ...} pairs — the hh-rlhf format, where each
 side is the whole "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript — or with a shared "prompt", or
-with message lists. Transcripts are turned into chat messages when the backbone has a chat
-template, so the PM is trained on text rendered as the pm scorer renders the task's prompt and a
-response.
+with message lists. Transcripts become messages, and every side is rendered by the pm scorer's
+own `pm_text` (ladder/scorers/pm.py) — the backbone's chat template, or a Human/Assistant
+transcript with EOS without one — so training, the held-out accuracy and scoring read one format.
 
 Training: trl RewardTrainer on the stage's model (the backbone: any local causal LM or encoder;
 a one-output score head is added). The number is pairwise accuracy on held-out pairs — how often
@@ -126,9 +126,13 @@ class RewardModel(Stage):
             write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
             rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
         summary = read_json(model_dir / DONE)
+        from ladder.scorers.pm import record_format
+
+        record_format(model_dir, chat)  # the pm scorer renders as this PM was trained
         records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, max_length)
         metric = mean_ci([r["score"] for r in records])
-        guards = [accuracy_guard(metric)]
+        calib = calibration(records)
+        guards = [accuracy_guard(metric), calibration_guard(calib)]
         if dropped_train or dropped_test:
             guards.append(Guard("max_length", "info", f"{dropped_train} training and {dropped_test} held-out pairs "
                                 f"are longer than max_length {max_length} tokens and were left out",
@@ -146,7 +150,7 @@ class RewardModel(Stage):
                    "seconds": round(time.perf_counter() - started, 3)},
             extra={"reward_model": {"name": str(model_dir)},
                    "training": {k: v for k, v in summary.items() if k != "log"},
-                   "mean_margin": sum(margins) / len(margins),
+                   "mean_margin": sum(margins) / len(margins), "calibration": calib,
                    "curves": {"rm_train": {"x": [p["step"] for p in log],
                                            "y": {"train loss": [p["loss"] for p in log],
                                                  "train accuracy": [p.get("accuracy") for p in log]},
@@ -263,22 +267,18 @@ def transcript(text: str) -> list[dict[str, str]]:
     return out
 
 
-def render(side: Any, chat: bool, tokenizer: Any) -> str:
-    """One side of a pair as the text the PM reads — chat messages through the backbone's template
-    (what trl does, and what the pm scorer does), plain text as is."""
-    if isinstance(side, str):
-        return side
-    if chat:
-        return tokenizer.apply_chat_template(side, tokenize=False)
-    return "\n\n".join(f"{'Human' if m['role'] == 'user' else m['role'].title()}: {m['content']}" for m in side)
-
-
 def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
-    """Pairs in the form the trainer takes (messages only with a chat template), and those whose
-    longer side fits max_length; plus how many were dropped."""
-    rows = [{"id": p["id"], **{k: p[k] if chat or isinstance(p[k], str) else render(p[k], False, tokenizer)
-                               for k in ("chosen", "rejected")}} for p in pairs]
-    texts = [render(r[k], chat, tokenizer) for r in rows for k in ("chosen", "rejected")]
+    """Pairs in the form the trainer takes, and those whose longer side fits max_length; plus how
+    many were dropped. Every side is what `pm_text` renders — the one rendering the pm scorer and
+    the held-out accuracy use too: with a chat template the messages themselves (trl renders them
+    through the same template), otherwise pm_text's transcript with EOS (trl adds nothing to it)."""
+    from ladder.scorers.pm import pm_text
+
+    def side(x: Any) -> Any:
+        return x if chat and not isinstance(x, str) else pm_text(x, chat, tokenizer)
+
+    rows = [{"id": p["id"], "chosen": side(p["chosen"]), "rejected": side(p["rejected"])} for p in pairs]
+    texts = [pm_text(r[k], chat, tokenizer) for r in rows for k in ("chosen", "rejected")]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # one batched call
     kept = [r for j, r in enumerate(rows) if max(len(ids[2 * j]), len(ids[2 * j + 1])) + 2 <= max_length]  # + BOS/EOS
     return kept, len(pairs) - len(kept)
@@ -288,26 +288,69 @@ def fit(pairs: list[dict[str, Any]], chat: bool, tokenizer: Any, max_length: int
 
 
 def score_pairs(path: Path, model_dir: str, test: list[dict[str, Any]], chat: bool, max_length: int) -> list[dict[str, Any]]:
-    """Score both sides of every held-out pair (resuming from samples.jsonl); 1 when chosen wins."""
+    """Score both sides of every held-out pair (resuming from samples.jsonl); 1 when chosen wins.
+    Through the pm scorer's own reader, so the accuracy describes exactly what the scorer reads."""
     done = {r["id"]: r for r in read_jsonl(path, repair=True)}
     todo = [p for p in test if p["id"] not in done]
     if todo:
-        from ladder.scorers.classifier import SequenceModel, SequenceModelConfig
+        from ladder.scorers.classifier import SequenceModelConfig
+        from ladder.scorers.pm import PMReader
 
-        model = SequenceModel(SequenceModelConfig(model=model_dir, max_length=max_length))
-        tok = model.tokenizer
-        # As trl trained it: chat text carries its own special tokens; plain text gets BOS and EOS.
-        texts = [render(p[k], chat, tok) + ("" if chat else tok.eos_token or "") for p in todo for k in ("chosen", "rejected")]
-        logits = model.logits(texts, special_tokens=not chat)
+        reader = PMReader(SequenceModelConfig(model=model_dir, max_length=max_length), chat=chat)
+        rewards = reader.rewards([p[k] for p in todo for k in ("chosen", "rejected")])
         recs = []
         for j, p in enumerate(todo):
-            c, r = logits[2 * j][0], logits[2 * j + 1][0]
+            c, r = rewards[2 * j], rewards[2 * j + 1]
             recs.append({"id": p["id"], "chosen_reward": c, "rejected_reward": r,
                          "score": 1.0 if c > r else 0.5 if c == r else 0.0})
         with JsonlWriter(path) as out:
             out.write(recs)
         done.update((r["id"], r) for r in recs)
     return [done[p["id"]] for p in test]
+
+
+CALIBRATION_BINS = 5
+"""Equal-width bins of the PM's confidence max(p, 1 − p) over [0.5, 1] for the ECE."""
+
+
+def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far the probability under the PM is from how often it is right, on held-out pairs.
+
+    Per pair the PM prefers the side with the higher reward, with probability p = σ(|Δ|) — its
+    confidence, in [0.5, 1); it is right when that side is the chosen one (a tie: half right, at
+    0.5). Reported: mean confidence beside accuracy, and the ECE — the pair-weighted mean of
+    |accuracy − mean confidence| over CALIBRATION_BINS equal-width confidence bins on [0.5, 1]."""
+    from ladder.scorers.classifier import sigmoid
+
+    pairs = [(sigmoid(abs(r["chosen_reward"] - r["rejected_reward"])), r["score"]) for r in records]
+    n = len(pairs)
+    bins = []
+    width = 0.5 / CALIBRATION_BINS
+    for b in range(CALIBRATION_BINS):
+        low, high = 0.5 + b * width, 0.5 + (b + 1) * width
+        inside = [(c, a) for c, a in pairs if low <= c < high or (b == CALIBRATION_BINS - 1 and c >= high)]
+        if inside:
+            bins.append({"low": round(low, 3), "high": round(high, 3), "n": len(inside),
+                         "confidence": sum(c for c, _ in inside) / len(inside),
+                         "accuracy": sum(a for _, a in inside) / len(inside)})
+    return {"pairs": n, "mean_confidence": sum(c for c, _ in pairs) / n if n else None,
+            "accuracy": sum(a for _, a in pairs) / n if n else None,
+            "ece": sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins) if n else None,
+            "bins": bins, "binning": f"{CALIBRATION_BINS} equal-width bins of confidence max(p, 1-p) on [0.5, 1]"}
+
+
+def calibration_guard(c: dict[str, Any]) -> Guard:
+    if not c["pairs"]:
+        return Guard("pm_calibration", "info", "no held-out pairs to measure calibration on")
+    gap = c["mean_confidence"] - c["accuracy"]
+    msg = (f"on {c['pairs']} held-out pairs the PM's mean confidence is {c['mean_confidence']:.3f} and it is "
+           f"right {c['accuracy']:.3f} of the time (ECE {c['ece']:.3f} over {CALIBRATION_BINS} equal-width "
+           f"confidence bins on [0.5, 1])")
+    if abs(gap) > 0.05:
+        return Guard("pm_calibration", "warn", msg + f": its probabilities are {'over' if gap > 0 else 'under'}"
+                     "confident, so read a pm score as the probability under the PM, not as a chance of "
+                     "being preferred", c["ece"])
+    return Guard("pm_calibration", "info", msg, c["ece"])
 
 
 def accuracy_guard(m: Any) -> Guard:

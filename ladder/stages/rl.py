@@ -32,12 +32,12 @@ from pydantic import Field, field_validator
 
 from ladder.backends.base import CallStats
 from ladder.config import StageConfig
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, LadderError
 from ladder.metrics import Metric
 from ladder.progress import console
-from ladder.scorers import ScorerSpec, build_scorer
+from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer
 from ladder.stages import Prompt, Stage, StageContext, collect, local_hf, summarize
-from ladder.stages.best_of_n import SCORE_BATCH, records, report
+from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
 from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_json, read_jsonl, write_json
@@ -110,6 +110,15 @@ class RL(Stage):
         # The policy is asked exactly what zero_shot asks: what it learned is in the weights.
         return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
 
+    def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
+        """For `ladder check`: the reward's calls — the best-of-N pool on the test prompts, then
+        steps × prompts_per_step × generations rollouts in training."""
+        cfg: RLConfig = self.config
+        calls = cfg.steps * cfg.prompts_per_step * cfg.generations
+        calls += len(prompts) * cfg.generations if cfg.best_of_n else 0
+        examples = ctx.task.examples("train") or [p.example for p in prompts]
+        return estimate_scorer(cfg.reward, ctx, examples, calls, self.max_tokens(ctx))
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RLConfig = self.config
         local_hf(ctx, "the rl stage")
@@ -119,7 +128,16 @@ class RL(Stage):
             raise ConfigError("the rl stage trains on the train split, and it is empty", field="task.data",
                               fix="give the task a train split")
         prompts, _ = self.prompts(ctx)
-        guards: list[Guard] = []
+        from ladder.scorers.pm import PMScorer, pm_guards
+
+        # The reward's PM failing its held-out test, or one the starting policy was already trained against.
+        guards: list[Guard] = pm_guards(reward, ctx, "the reward (and the best-of-N baseline's selection)",
+                                        ctx.experiment.stage_model(ctx.stage).from_stage)
+        if isinstance(reward, PMScorer):
+            guards.append(Guard("pm_trained_against", "warn", "the reward curve is scored by the PM this policy "
+                                "was trained against, beside best-of-N lines scored by the same PM: RL optimises "
+                                "against it, so the policy's PM reward overstates what it learned; compare them "
+                                "on the task metric (the row's number) or a second PM or judge", 1.0))
         extra: dict[str, Any] = {}
         if cfg.best_of_n:
             bon, more = self._best_of_n(ctx, reward, prompts)
@@ -143,6 +161,14 @@ class RL(Stage):
                 extra["curves"]["rl_reward"]["hlines"] = {
                     "best-of-1 (start)": bon["curve"][0]["selector"],
                     f"best-of-{bon['n']} selected": bon["curve"][-1]["selector"]}
+        # Every model call the stage made costs: the best-of-N pool and its verdicts, and the reward's
+        # calls during training (a judge's, logged per rollout).
+        rollout_cost = sum(r.get("cost", 0.0) for r in read_jsonl(ctx.run_dir / "rollouts.jsonl"))
+        scorer_spend = rollout_cost + (extra["best_of_n"]["scorer_cost_usd"] if cfg.best_of_n else 0.0)
+        result.stats["scorer_cost_usd"] = scorer_spend
+        if cfg.best_of_n:  # counted so that a re-run retries them (the trained policy is reused)
+            result.stats["errors"] += extra["best_of_n"]["errors"]
+        result.stats["cost_usd"] += scorer_spend + (extra["best_of_n"]["sample_cost_usd"] if cfg.best_of_n else 0.0)
         result.guards.append(Guard("rl_probabilities", "info", "an RL policy's token probabilities are not "
                                    "calibrated: this row reports top-1 answers only, and probability "
                                    "metrics on this model are refused"))
@@ -167,10 +193,17 @@ class RL(Stage):
                 for rec in got.records for row in rec["samples"] if "selector" in row]
         hack = hacking(pool, [ex.target for ex in ctx.examples], "best-of-N pool")
         guards += hack.pop("guards")
+        if got.errors:  # e.g. a judge that did not answer: no fallback pick stands in for its verdict
+            guards.append(Guard("baseline_errors", "warn", f"{len(got.errors)} examples of the best-of-N baseline "
+                                f"failed after all retries (generation or scorer calls) and are not in its n; "
+                                f"re-run to retry only those", float(len(got.errors))))
         scores = {rec["id"]: rec["score"] for rec in got.records}
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
+                "scorer_cost_usd": scorer_cost(got.records),
+                "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec["samples"]),
                 "oracle": reward is ctx.metric, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
-                "generated": sub.calls.generated, "cached": sub.calls.cached, **hack}, guards
+                "generated": sub.calls.generated, "cached": sub.calls.cached, "errors": len(got.errors),
+                **hack}, guards
 
     def max_tokens(self, ctx: StageContext) -> int:
         return self.config.max_completion_length or ctx.gen.max_tokens
@@ -195,8 +228,15 @@ class RL(Stage):
             chat = base.uses_chat_template
             prompts = [trl_row(TrainRow(ctx.task.render(ex), ""), base, chat)["prompt"] for ex in train]
 
-            def score(indices: Sequence[int], texts: Sequence[str]) -> list[float]:
-                return [s.value for s in reward.score_batch([train[i] for i in indices], texts)]
+            def score(indices: Sequence[int], texts: Sequence[str]) -> tuple[list[float], list[float]]:
+                scores = reward.score_batch([train[i] for i in indices], texts)
+                failed = [s.error for s in scores if s.error is not None]
+                if failed:  # training on a made-up reward would be worse than stopping
+                    raise LadderError(f"the reward's scorer failed during RL training: {failed[0]}",
+                                      field=f"stages.{ctx.stage.name}.reward",
+                                      fix="re-run when the scorer's model answers again: training resumes "
+                                          "from the newest checkpoint")
+                return [s.value for s in scores], [s.meta.get("cost_usd", 0.0) for s in scores]
 
             rl_train(spec, prompts, score)
         summary = read_json(model_dir / DONE)

@@ -5,7 +5,8 @@ scorer — the task metric, a PM with its reference, a judge, a Python function 
 policy exactly as it selects samples in best_of_n. Every rollout is appended to rollouts.jsonl
 (step, example, completion, reward, length): what the policy learned to say is read there, not
 guessed from the reward curve. Checkpoints go to `output_dir` and a re-run resumes from the
-newest; the final model (LoRA merged) is saved as a plain folder marked as an RL policy.
+newest; the final model (LoRA merged) is saved as a plain folder marked as an RL policy, and so
+is every checkpoint (ladder_training.json with `policy: rl`), so none of them passes for a base model.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+from transformers import TrainerCallback
+
 from ladder.config import Section
 from ladder.store import JsonlWriter, write_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
 
-Reward = Callable[[Sequence[int], Sequence[str]], list[float]]
-"""(indices into the training examples, completion texts) → one reward per completion."""
+Reward = Callable[[Sequence[int], Sequence[str]], "list[float] | tuple[list[float], list[float]]"]
+"""(indices into the training examples, completion texts) → one reward per completion, or (rewards,
+USD each reward's model calls cost) for a scorer that calls a priced API (a judge)."""
 
 # What the stage plots from trl's per-step logs, under ladder's names.
 LOGGED = {"reward": "reward", "reward_std": "reward_std", "kl": "kl",
@@ -84,7 +88,8 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
         warnings.simplefilter("ignore", FutureWarning)  # peft/trl read transformers' renamed checkpointing flag
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=lora,
-                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training")])
+                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"),
+                                     MarkCheckpoints(spec.algorithm)])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
 
@@ -96,9 +101,27 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     summary = _summary(trainer, resume, time.perf_counter() - started)
     save_model(trainer, spec, tokenizer, dtype)  # type: ignore[arg-type]  # the same four fields as TrainSpec
     if trainer.is_world_process_zero():
+        adapter = Path(spec.output_dir) / "adapter"
+        if adapter.is_dir():  # the LoRA adapters alone are this policy too
+            write_json(adapter / DONE, {"policy": "rl", "algorithm": spec.algorithm, "adapter": True})
         # `policy: rl` marks the folder: any later use of its probabilities is refused.
         write_json(Path(spec.model_dir) / DONE, {**summary, "policy": "rl", "algorithm": spec.algorithm})
     return summary
+
+
+class MarkCheckpoints(TrainerCallback):
+    """Marks every saved checkpoint as an RL policy, as the final model folder is: a checkpoint
+    named as a model (`model.name: .../checkpoints/checkpoint-8`) is refused a probability metric
+    like the final policy. The marker says `checkpoint: true`; only model/'s marks training finished."""
+
+    def __init__(self, algorithm: str):
+        self.algorithm = algorithm
+
+    def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            write_json(folder / DONE, {"policy": "rl", "algorithm": self.algorithm, "checkpoint": True,
+                                       "step": state.global_step})
 
 
 class RolloutLog:
@@ -114,11 +137,14 @@ class RolloutLog:
     def __call__(self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]],
                  ex_index: list[int], trainer_state: Any, **_: Any) -> list[float]:
         texts = [self.cut(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
-        values = [float(v) for v in self.reward(ex_index, texts)]
+        got = self.reward(ex_index, texts)
+        values, costs = got if isinstance(got, tuple) else (got, [0.0] * len(texts))
+        values = [float(v) for v in values]
         step = trainer_state.global_step + 1  # rollouts are sampled for the step about to be taken
         with JsonlWriter(self.path) as out:
-            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids)}
-                       for i, t, v, ids in zip(ex_index, texts, values, completion_ids)])
+            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids),
+                        **({"cost": c} if c else {})}
+                       for i, t, v, c, ids in zip(ex_index, texts, values, costs, completion_ids)])
         return values
 
     def cut(self, text: str) -> str:

@@ -114,17 +114,45 @@ def test_pm_is_the_probability_of_beating_the_reference(ctx, pm_path, classifier
         assert score.meta["reward"] == pytest.approx(s.item(), abs=1e-5)
         assert score.meta["reference_reward"] == pytest.approx(r.item(), abs=1e-5)
 
-    # A plain template and another reference.
+    # A plain template and another reference: plain text, ended by EOS as trl trains on plain text.
     scorer = build_scorer({"type": "pm", "model": str(pm_path), "reference": "negative",
                            "template": "{target}: {completion}"}, ctx)
     ex = exs[0]
-    s = logits_by_hand(pm_path, f"{ex.target}: great")[0]
-    r = logits_by_hand(pm_path, f"{ex.target}: negative")[0]
+    s = logits_by_hand(pm_path, f"{ex.target}: great{tok.eos_token}")[0]
+    r = logits_by_hand(pm_path, f"{ex.target}: negative{tok.eos_token}")[0]
     assert scorer.score(ex, "great").value == pytest.approx(torch.sigmoid(s - r).item(), abs=1e-5)
 
     with pytest.raises(ConfigError, match="a preference model has one") as err:
         build_scorer({"type": "pm", "model": str(classifier_path)}, ctx, field=FIELD)
     assert err.value.field == f"{FIELD}.model"
+
+
+def test_pm_without_a_chat_template_reads_the_transcript_it_was_trained_on(ctx, pm_path, tmp_path):
+    """A PM trained without a chat template learned "Human: …\n\nAssistant: …" + EOS (what trl
+    trains on): the scorer renders the task prompt and the response in exactly that format, with
+    the instruction opening the Human turn, and the reward_model stage's record overrides a
+    template the tokenizer happens to carry."""
+    import shutil
+
+    from ladder.scorers.pm import record_format
+
+    plain = tmp_path / "pm_plain"
+    shutil.copytree(pm_path, plain)
+    record_format(plain, chat=False)  # trained with `chat_template: none` on a chat tokenizer
+    scorer = build_scorer({"type": "pm", "model": str(plain)}, ctx)
+    ex = ctx.examples[0]
+    instruction, user = (m.content for m in ctx.task.render(ex))
+    want = f"Human: {instruction}\n\n{user}\n\nAssistant: positive<|end|>"
+    assert scorer.text(ex, "positive") == want
+    s = logits_by_hand(plain, want)[0]  # BOS etc. added, as trl tokenizes plain text
+    r = logits_by_hand(plain, want.replace("positive<", f"{scorer.config.reference}<"))[0]
+    assert scorer.score(ex, "positive").value == pytest.approx(torch_sigmoid(s - r), abs=1e-5)
+
+
+def torch_sigmoid(x):
+    import torch
+
+    return torch.sigmoid(x).item()
 
 
 @pytest.mark.parametrize("text, scale, want", [
@@ -145,7 +173,7 @@ def test_rubric_judge_scores_and_marks_failures(ctx):
     ex = ctx.examples[0]
     good, bad, ramble = scorer.score_batch([ex] * 3, ["positive", "negative", "neutral"])
     assert good.value == pytest.approx(8 / 9) and bad.value == pytest.approx(1 / 9)
-    assert ramble.value == -1.0 and ramble.meta == {"verdict": "eleven out of ten", "parsed": False}
+    assert ramble.value == -1.0 and ramble.meta == {"verdict": "eleven out of ten", "parsed": False, "cost_usd": 0.0}
     assert good.meta["parsed"] is True and good.extracted == "9"
 
 
@@ -163,3 +191,60 @@ def test_any_metric_and_python_functions_are_scorers(ctx):
 
 def length_reward(ex: Example, completion: str) -> float:
     return len(completion) / 10
+
+
+def test_pm_rows_warn_about_a_pm_at_chance_and_one_the_policy_was_trained_against(ctx, pm_path, tmp_path):
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from ladder.scorers.pm import pm_guards
+    from ladder.stages.reward_model import accuracy_guard
+    from ladder.types import MetricValue
+
+    # A PM where the reward_model stage leaves one: <run>/model, with the stage's metrics.json beside it.
+    run = tmp_path / "results" / "t" / "reward_model" / "abc"
+    shutil.copytree(pm_path, run / "model")
+    verdict = accuracy_guard(MetricValue(0.52, 0.41, 0.63, 60))
+    (run / "metrics.json").write_text(json.dumps({"guards": [verdict.to_dict()]}))
+    scorer = build_scorer({"type": "pm", "model": str(run / "model")}, ctx)
+    (warn,) = pm_guards(scorer, ctx, "the selection", None)
+    assert warn.name == "pm_beats_chance" and warn.level == "warn" and "0.520 [0.410, 0.630]" in warn.message
+
+    # A PM that beats chance: no warning, until the policy scored is one RL-trained against it.
+    (run / "metrics.json").write_text(json.dumps({"guards": [accuracy_guard(MetricValue(0.8, 0.7, 0.9, 60)).to_dict()]}))
+    scorer = build_scorer({"type": "pm", "model": str(run / "model")}, ctx)
+    assert pm_guards(scorer, ctx, "the selection", None) == []
+    pm = {"type": "pm", "from_stage": "reward_model"}
+    lineage = load_experiment(experiment(tmp_path, "unused", model=POLICY, stages=[
+        {"type": "reward_model", "data": "pairs.jsonl"},
+        {"type": "rl", "reward": pm},
+        {"type": "sft", "model": {"from_stage": "rl"}},
+        {"type": "best_of_n", "model": {"from_stage": "sft"}, "scorer": pm},
+        {"type": "best_of_n", "name": "base_bon", "scorer": pm}]))
+    made = SimpleNamespace(experiment=lineage, produced={"reward_model": {"reward_model": {"name": str(run / "model")}}})
+    (trained,) = pm_guards(scorer, made, "the selection", "sft")  # sft on top of rl: still trained against it
+    assert trained.name == "pm_trained_against" and "stage 'rl'" in trained.message
+    assert "scored by the PM this policy was trained against" in trained.message
+    assert pm_guards(scorer, made, "the selection", None) == []  # the base model never was
+
+
+def test_pm_held_out_calibration_by_hand():
+    import math
+
+    from ladder.stages.reward_model import calibration, calibration_guard
+
+    def rec(c, r):
+        return {"chosen_reward": c, "rejected_reward": r, "score": 1.0 if c > r else 0.5 if c == r else 0.0}
+
+    records = [rec(2.0, 0.0), rec(0.0, 2.0), rec(0.1, 0.0), rec(1.0, 1.0)]
+    conf = [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(-2)), 1 / (1 + math.exp(-0.1)), 0.5]
+    c = calibration(records)
+    assert c["mean_confidence"] == pytest.approx(sum(conf) / 4) and c["accuracy"] == pytest.approx(2.5 / 4)
+    # Bins of width 0.1 on [0.5, 1]: {0.5, 0.525} in the first (accuracy 0.75), the two 0.881s in the fourth (0.5).
+    first = (0.5 + conf[2]) / 2
+    assert c["ece"] == pytest.approx(2 / 4 * abs(0.75 - first) + 2 / 4 * abs(0.5 - conf[0]))
+    assert [b["n"] for b in c["bins"]] == [2, 2]
+    g = calibration_guard(c)
+    assert g.name == "pm_calibration" and g.level == "warn" and f"mean confidence is {sum(conf) / 4:.3f}" in g.message
+    assert "right 0.625 of the time" in g.message

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ladder.bon import best_of_k, kl_best_of_k, ks, order_weights, select
+from ladder.bon import best_of_k, kl_best_of_k, kl_pool, ks, order_weights, select
 from ladder.config import load_experiment
 from ladder.errors import ConfigError
 from ladder.runner import run_experiment
@@ -64,6 +64,39 @@ def test_weights_ks_and_kl():
         order_weights(3, 4)
 
 
+def kl_by_enumeration(texts, scores, k):
+    """KL(best-of-k ‖ pool) by listing every ordered k-tuple of draws from the pool (with
+    replacement, each of probability N^-k) and keeping the selector's pick, first of ties."""
+    n = len(texts)
+    picked = {}
+    for draw in itertools.product(range(n), repeat=k):
+        best = max(draw, key=lambda i: (scores[i], -i))
+        picked[texts[best]] = picked.get(texts[best], 0) + 1 / n ** k
+    base = {t: texts.count(t) / n for t in set(texts)}
+    return sum(q * math.log(q / base[t]) for t, q in picked.items())
+
+
+def test_exact_pool_kl_matches_enumeration_and_stays_under_the_bound():
+    rng = random.Random(1)
+    for _ in range(40):
+        n = rng.randint(1, 6)
+        texts = [rng.choice("abcd") for _ in range(n)]  # repeats: the point of the exact KL
+        level = {t: rng.choice([0.0, 0.5, 1.0]) for t in "abcd"}  # one score per text, ties between texts
+        scores = [level[t] for t in texts]
+        for k in range(1, 5):
+            want = kl_by_enumeration(texts, scores, k)
+            assert kl_pool(texts, scores, k) == pytest.approx(want, abs=1e-12)
+            assert want <= kl_best_of_k(k) + 1e-12
+    # All distinct, best-of-k from a pool of N: the discrete bound log N at most, always under the analytic bound.
+    assert kl_pool(list("abcdefgh"), list(range(8)), 1) == pytest.approx(0.0, abs=1e-12)
+    # Two answers in 32 samples, the better one half the pool: the best of 32 is it almost surely,
+    # a KL of about log 2 where the bound says 2.50.
+    texts = ["right"] * 16 + ["wrong"] * 16
+    scores = [1.0] * 16 + [0.0] * 16
+    assert kl_pool(texts, scores, 32) == pytest.approx(math.log(2), abs=1e-6)
+    assert kl_best_of_k(32) == pytest.approx(2.497, abs=1e-3)
+
+
 # -- the stage ------------------------------------------------------------------------------------
 
 
@@ -88,7 +121,7 @@ def test_oracle_selection_beats_zero_shot_and_the_curve_climbs(tmp_path):
     assert [p["k"] for p in curve] == [1, 2, 4, 8]
     for a, b in zip(curve, curve[1:]):
         assert b["selector"] >= a["selector"] - 1e-12 and b["metric"] >= a["metric"] - 1e-12
-        assert b["kl"] > a["kl"]
+        assert b["kl_bound"] > a["kl_bound"] and b["kl_pool"] <= b["kl_bound"] + 1e-12
     everything = [s["score"] for rec in bon_rows for s in rec["samples"]]
     assert curve[0]["metric"] == pytest.approx(sum(everything) / len(everything))  # best-of-1: any sample
     assert curve[-1]["metric"] == pytest.approx(bon.metric.value)  # best-of-N: the row's number
@@ -180,3 +213,80 @@ def test_export_on_train_is_an_sft_data_set_trl_trains_on(tmp_path, random_model
     assert 0 < len(learned) < len(row["input_ids"])  # the prompt is masked, the completion is not
     assert tok.decode(learned).startswith(ds[0]["completion"][0]["content"])
     trainer.train()
+
+
+# -- a judge behind an API: failures are errors, its spend is counted ---------------------------
+
+
+def _api_judge(srv, price=1000.0):
+    from tests.backends.api_support import FAST, KEY_ENV
+
+    return {"type": "judge", "template": "{completion}", "instruction": "Grade.",
+            "model": {"backend": "openai", "name": "priced-judge", "base_url": srv.base_url,
+                      "api_key_env": KEY_ENV, "max_retries": 0, "concurrency": 4,
+                      "price": {"input": price, "output": price}, **FAST}}
+
+
+def _yes_for_positive(req, index):
+    return "Yes" if req.prompt == "positive" else "No"
+
+
+def test_a_failed_judge_is_an_error_retried_on_rerun_never_a_fallback(tmp_path, monkeypatch):
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY, KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeAPIServer(responder=_yes_for_positive, faults={"500": 1.0}) as srv:
+        stages = [{"type": "best_of_n", "n": 4, "scorer": _api_judge(srv)}]
+        (down,), _ = run(tmp_path, stages)
+        assert srv.stats()["requests"] > 0
+        # Every verdict failed: no example was judged, none is reported, nothing was "parsed".
+        assert down.metric.n == 0 and down.stats["errors"] == 40
+        assert not any(g.name == "scorer_parse" for g in down.guards)
+        assert any(g.name == "errors" and g.level == "warn" for g in down.guards)
+        recs = samples_of(tmp_path, down)
+        assert recs and all(r["error"] and "judge call failed" in r["scorer_error"] for r in recs)
+        assert all("selector" not in s for r in recs for s in r["samples"])  # no fallback selection
+
+        srv.configure(faults={"500": 0.0})
+        srv.reset()
+        (up,), _ = run(tmp_path, stages)
+        assert srv.stats()["requests"] > 0  # the failed verdicts were not cached: asked again
+        assert up.stats["errors"] == 0 and up.metric.n == 40
+        assert up.extra["selector"]["parse_failures"] == 0
+        # Judged for real: the selected sample is a "positive" whenever the pool has one.
+        for rec in samples_of(tmp_path, up)[-40:]:
+            texts = [s["text"] for s in rec["samples"]]
+            assert texts[rec["selected"]] == ("positive" if "positive" in texts else texts[0])
+
+
+def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monkeypatch):
+    from ladder.runner import check
+    from ladder.testing.fake_api import FakeAPIServer, count_tokens
+    from tests.backends.api_support import KEY, KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeAPIServer(responder=_yes_for_positive) as srv:
+        stages = [{"type": "best_of_n", "n": 4, "scorer": _api_judge(srv)}]
+        (bon,), exp = run(tmp_path, stages)
+        # The judge's bill by hand from what it was asked: the fake server's tokens, $1,000/M each way.
+        recs = samples_of(tmp_path, bon)
+        asked = {s["text"] for r in recs for s in r["samples"]}  # the judge sees only the completion
+        assert bon.extra["scorer_calls"]["generated"] == len(asked) == 3
+        # The policy is the free scripted backend, so every cent is the judge's.
+        assert bon.stats["scorer_cost_usd"] > 0
+        assert bon.stats["cost_usd"] == pytest.approx(bon.stats["scorer_cost_usd"])
+        per_sample = [s["selector_meta"].get("cost_usd") for r in recs for s in r["samples"]]
+        assert sum(c is not None for c in per_sample) == len(asked)  # each call priced once
+        answer = 1  # "Yes"/"No" is one token
+        for c in per_sample:
+            if c is not None:  # system + user turn in, one word out, at $1,000 per 1M tokens
+                assert c == pytest.approx((count_tokens("Grade.") + 1 + answer) * 1000 / 1e6)
+        table = (tmp_path / "results/t/summary.csv").read_text()
+        assert str(round(bon.stats["cost_usd"], 6)) in table
+
+        plan = check(exp)
+        est = plan["stages"][0]
+        assert est["scorer"]["calls"] == 40 * 4 and est["scorer"]["cost_usd"] > 0
+        assert est["cost_usd"] == pytest.approx(est["scorer"]["cost_usd"])
+        assert est["scorer"]["cost_usd"] >= bon.stats["scorer_cost_usd"]  # an estimate is an upper bound

@@ -13,6 +13,7 @@ from ladder.config import load_experiment
 from ladder.errors import ConfigError, DataError
 from ladder.runner import run_experiment
 from ladder.stages.reward_model import pair, read_pairs, transcript
+from ladder.store import read_jsonl
 from tests.conftest import LABELS, experiment, make_rows
 
 
@@ -95,3 +96,49 @@ def test_pm_scorer_needs_a_model_or_a_reward_model_stage(tmp_path):
     stages = [{"type": "best_of_n", "n": 2, "scorer": {"type": "pm"}}]  # neither model nor from_stage
     with pytest.raises(ConfigError, match="exactly one of `model:`"):
         load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages))
+
+
+@pytest.mark.parametrize("chat_template", ["auto", "none"])
+def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_path, chat_template):
+    """The pm scorer reads the held-out pairs' prompts and responses as it reads a task's prompt and
+    a completion: the accuracy it gives by choosing the higher probability under the PM is the
+    reward_model row's number, with a chat template and without one (where training once used a
+    Human/Assistant transcript + EOS and scoring another format)."""
+    from ladder.cache import Cache
+    from ladder.runner import prepare
+    from ladder.scorers import build_scorer
+    from ladder.types import Example
+
+    instruction = "Classify the sentiment of the review."
+    rows = make_rows(40, seed=5)
+    pairs = [{"prompt": [{"role": "system", "content": instruction},
+                         {"role": "user", "content": f"Review: {r['text']}"}],
+              "chosen": r["label"], "rejected": LABELS[(LABELS.index(r["label"]) + 1) % 3]} for r in rows]
+    write_pairs(tmp_path / "pairs.jsonl", pairs)
+    stages = [{"type": "reward_model", "data": "pairs.jsonl", "test_size": 0.5, "max_steps": 2, "batch_size": 4,
+               "learning_rate": 1e-3}]
+    model = {"backend": "hf", "name": "ladder-tiny", "chat_template": chat_template}
+    path = experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages, model=model)
+    (rm,) = run_experiment(load_experiment(path))
+    assert rm.metric.n == 20
+    calib = rm.extra["calibration"]
+    assert calib["pairs"] == 20 and calib["accuracy"] == pytest.approx(rm.metric.value)
+    assert any(g.name == "pm_calibration" and "mean confidence" in g.message for g in rm.guards)
+
+    exp = load_experiment(path)
+    plan = prepare(exp)
+    ctx = plan.context(exp.stages[0], Cache(tmp_path / "cache"), tmp_path / "run", "r")
+    scorer = build_scorer({"type": "pm", "model": rm.extra["reward_model"]["name"]}, ctx)
+    run_dir = tmp_path / "results" / "t" / "reward_model" / rm.run_id
+    held_out = {r["id"]: r for r in read_jsonl(run_dir / "samples.jsonl")}
+    wins = []
+    for i, rec in held_out.items():
+        row = rows[int(i)]
+        ex = Example(i, {"text": row["text"]}, row["label"])
+        assert [m.to_dict() for m in ctx.task.render(ex)] == pairs[int(i)]["prompt"]  # the same prompt
+        chosen, rejected = scorer.score_batch([ex, ex], [pairs[int(i)]["chosen"], pairs[int(i)]["rejected"]])
+        # The very rewards the row was computed from, not merely the same ranking.
+        assert chosen.meta["reward"] == pytest.approx(rec["chosen_reward"], abs=1e-5)
+        assert rejected.meta["reward"] == pytest.approx(rec["rejected_reward"], abs=1e-5)
+        wins.append(1.0 if chosen.value > rejected.value else 0.5 if chosen.value == rejected.value else 0.0)
+    assert sum(wins) / len(wins) == pytest.approx(rm.metric.value)

@@ -61,6 +61,8 @@ def test_rl_trains_with_finite_rewards_and_changes_the_weights(tmp_path, algorit
     before, after = weights(tiny_path()), weights(run / "model")
     assert any(not before[k].equal(after[k]) for k in before)
     assert read_json(run / "model" / "ladder_training.json")["policy"] == "rl"
+    checkpoints = list((run / "checkpoints").glob("checkpoint-*"))  # each one is a policy, marked as one
+    assert checkpoints and all(read_json(c / "ladder_training.json")["policy"] == "rl" for c in checkpoints)
     # Best-of-N with the same reward ran first, on the same examples, and is compared pairwise.
     bon = rl.extra["best_of_n"]
     assert bon["n"] == TINY["generations"] and bon["metric"]["n"] == 12 and set(bon["scores"]) == \
@@ -113,6 +115,26 @@ def test_probability_metric_on_an_rl_model_folder_is_refused_at_run(tmp_path):
         run_experiment(load_experiment(path))
     assert "RL-trained policy" in str(err.value) and "calibrated" in str(err.value)
     assert not list((tmp_path / "results" / "t").glob("zero_shot/*/samples.jsonl"))
+
+
+def test_every_rl_checkpoint_is_marked_and_refused_a_probability_metric(tmp_path):
+    """trl saves checkpoint-N folders the user can name as a model: the callback the rl trainer
+    runs marks each one on save, so a checkpoint is refused like the final policy."""
+    from types import SimpleNamespace
+
+    from ladder.training.rl_local import MarkCheckpoints
+
+    out = tmp_path / "results" / "t" / "rl" / "run" / "checkpoints"
+    ckpt = out / "checkpoint-8"
+    shutil.copytree(tiny_path(), ckpt)  # what a full-weights checkpoint holds, less the trainer state
+    MarkCheckpoints("grpo").on_save(SimpleNamespace(output_dir=str(out)),
+                                    SimpleNamespace(global_step=8, is_world_process_zero=True), None)
+    assert read_json(ckpt / "ladder_training.json") == {"policy": "rl", "algorithm": "grpo", "checkpoint": True,
+                                                        "step": 8}
+    path = experiment(tmp_path, ckpt, stages=[{"type": "zero_shot"}], metric="choice_prob")
+    with pytest.raises(LadderError) as err:
+        run_experiment(load_experiment(path))
+    assert "RL-trained policy" in str(err.value) and "checkpoint-8" in str(err.value)
 
 
 def test_choice_prob_reads_the_models_probabilities(tmp_path):
