@@ -45,6 +45,16 @@ class Metric:
     Config: type[BaseModel] = MetricConfig
     #: True when the metric reads calibrated probabilities (the RL guard refuses those).
     needs_probabilities = False
+    #: K-way metrics (the answer is one of the example's choices): their rows show chance (1/K per
+    #: example), the majority-class share and how many answers were none of the choices.
+    k_way = False
+
+    @classmethod
+    def reads_targets(cls, config: BaseModel) -> bool:
+        """Whether scoring with this config reads the example's gold target. A metric compares
+        against it by definition; a scorer that runs a model says otherwise. Used as a selector or
+        reward on the test examples, one that reads targets makes its stage an oracle."""
+        return True
 
     def __init__(self, config: BaseModel):
         self.config = config

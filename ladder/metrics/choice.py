@@ -20,6 +20,7 @@ class ChoiceConfig(MetricConfig):
 
 class Choice(Metric):
     Config = ChoiceConfig
+    k_way = True
 
     def parse(self, ex: Example, completion: str) -> str | None:
         norm = self.config.normalize

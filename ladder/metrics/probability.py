@@ -25,6 +25,7 @@ class ChoiceProbConfig(MetricConfig):
 
 class ChoiceProb(Metric):
     Config = ChoiceProbConfig
+    k_way = True
     needs_probabilities = True
 
     def continuations(self, ex: Example) -> list[str]:

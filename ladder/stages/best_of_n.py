@@ -31,7 +31,7 @@ from ladder.bon import curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
-from ladder.scorers import ScorerSpec, build_scorer
+from ladder.scorers import ScorerSpec, build_scorer, reads_targets
 from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
@@ -98,6 +98,10 @@ class BestOfN(ZeroShot):
 
     Config = BestOfNConfig
 
+    @classmethod
+    def reads_test_targets(cls, config: BestOfNConfig) -> bool:
+        return reads_targets(config.scorer)  # the selector picks among the test examples' samples
+
     @staticmethod
     def check_inputs(cfg: BestOfNConfig, task) -> None:
         """Called by the runner before anything is written: an export drawn from train needs one."""
@@ -110,7 +114,7 @@ class BestOfN(ZeroShot):
         prompts, guards = self.prompts(ctx)
         started = time.perf_counter()
         got = self._collect(ctx, scorer, prompts)
-        extra, more = report(got.records, cfg.n, scorer, oracle=scorer is ctx.metric)
+        extra, more = report(got.records, cfg.n, scorer, oracle=self.reads_test_targets(cfg))
         guards += more
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "

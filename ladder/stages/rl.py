@@ -35,7 +35,7 @@ from ladder.config import StageConfig
 from ladder.errors import ConfigError
 from ladder.metrics import Metric
 from ladder.progress import console
-from ladder.scorers import ScorerSpec, build_scorer
+from ladder.scorers import ScorerSpec, build_scorer, reads_targets
 from ladder.stages import Prompt, Stage, StageContext, collect, local_hf, summarize
 from ladder.stages.best_of_n import SCORE_BATCH, records, report
 from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
@@ -138,7 +138,7 @@ class RL(Stage):
             bon = extra["best_of_n"]
             result.guards.append(versus_best_of_n(got.records, bon))
             extra["baseline"] = {"label": f"best-of-{bon['n']}, same reward", "metric": bon["metric"],
-                                 "diff": bon["diff"]}
+                                 "diff": bon["diff"], "oracle": bon["oracle"]}
             if bon["curve"]:  # where the training reward starts (best-of-1) and what selection reaches
                 extra["curves"]["rl_reward"]["hlines"] = {
                     "best-of-1 (start)": bon["curve"][0]["selector"],
@@ -161,7 +161,8 @@ class RL(Stage):
                       f"(no training)", highlight=False)
         got = collect(sub, prompts, partial(records, scorer=reward), batch=max(1, SCORE_BATCH // cfg.generations),
                       path=ctx.run_dir / "best_of_n_samples.jsonl")
-        curve_extra, guards = report(got.records, cfg.generations, reward, oracle=reward is ctx.metric)
+        oracle = reads_targets(cfg.reward)  # best-of-N on the test prompts, picked by the gold answers
+        curve_extra, guards = report(got.records, cfg.generations, reward, oracle=oracle)
         guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
         pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
                 for rec in got.records for row in rec["samples"] if "selector" in row]
@@ -169,7 +170,7 @@ class RL(Stage):
         guards += hack.pop("guards")
         scores = {rec["id"]: rec["score"] for rec in got.records}
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
-                "oracle": reward is ctx.metric, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
+                "oracle": oracle, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
                 "generated": sub.calls.generated, "cached": sub.calls.cached, **hack}, guards
 
     def max_tokens(self, ctx: StageContext) -> int:
