@@ -207,7 +207,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     show_cost = any(r["cost_usd"] not in ("", 0, 0.0, "0", "0.0") for r in rows)
     diffs = [k for k in ("diff_prev", "diff_zero") if any(r[k] != "" for r in rows)]
     k_way = any(r.get("chance") not in ("", None) for r in rows)
-    show_unparsed = any(r.get("unparsed") not in ("", None, 0, 0.0) for r in rows)
+    show_unparsed = any(r.get("unparsed") not in ("", None) for r in rows)  # the parse rate, even at 0%
     cols = [("stage", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right")]
     cols += [("chance / maj.", "right")] if k_way else []
     cols += [("unparsed", "right")] if show_unparsed else []
