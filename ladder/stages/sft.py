@@ -36,6 +36,7 @@ from pydantic import Field, field_validator, model_validator
 from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
 from ladder.config import Section, StageConfig
 from ladder.errors import ConfigError, DataError, LadderError
+from ladder.guards import pct_apart
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.store import read_json, read_jsonl, write_json
@@ -522,6 +523,7 @@ def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:
     threshold = ctx.experiment.config.guards.stop_hit_threshold
     if rate >= threshold:
         return Guard("termination", "ok", f"{rate:.0%} of greedy samples end on EOS or a stop", rate)
-    return Guard("termination", "warn", f"only {rate:.0%} of the finetuned model's greedy samples end on "
-                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {threshold:.0%}): it has not "
+    shown, limit = pct_apart(rate, threshold)  # 0.897 against 0.9 reads 89.7% and 90.0%, not 90% twice
+    return Guard("termination", "warn", f"only {shown} of the finetuned model's greedy samples end on "
+                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {limit}): it has not "
                  f"learned to stop; train longer, or check the template_eos guard", rate)
