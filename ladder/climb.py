@@ -1,7 +1,9 @@
 """`ladder climb`: run the rungs cheapest first and stop at the first one that answers the question.
 
 "Answers" means the stage metric reaches a target — by default its 95% CI lower bound (the rung
-surely reaches it), or the point estimate with `by: value`. Every rung gets a recorded decision
+surely reaches it), or the point estimate with `by: value`. An oracle rung (one that reads the test
+answers to pick its output, e.g. best_of_n with `scorer: metric`) never answers it: reaching the
+target there only says an upper bound does, so the climb records it as such and goes on. Every rung gets a recorded decision
 and reason in results/<exp>/climb.json: went on (below target), stopped (reached it, or
 `--until`), skipped (a `skip:` reason in the YAML), not selected (`--only`), or not run (the
 climb stopped below it). The stages themselves run through `run_experiment` and its `after`
@@ -16,6 +18,7 @@ from typing import Any, Literal
 
 from ladder.config import EscalateConfig, Experiment, StageConfig
 from ladder.errors import LadderError
+from ladder.registry import STAGES
 from ladder.types import StageResult
 
 Decision = Literal["stop", "go_on", "until", "skipped", "not_selected", "not_run"]
@@ -33,6 +36,8 @@ class Rung:
     ci_low: float | None = None
     ci_high: float | None = None
     n: int | None = None
+    oracle: bool = False
+    """The rung reads the test examples' gold answers: its number is an upper bound, never a stop."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Climb:
     exhausted: bool = False
     """Every selected rung ran and none reached the target."""
     outcome: str = ""
+    upper_bounds: list[str] = field(default_factory=list)
+    """Oracle rungs that reached the target: upper bounds the climb went past."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,8 +86,15 @@ def decide(stage: StageConfig, result: StageResult | None, esc: EscalateConfig,
         raise RuntimeError(f"stage {stage.name} ran but gave no result")
     m = result.metric
     got = getattr(m, esc.by)
-    nums = dict(value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n)
+    oracle = result.oracle or STAGES.get(stage.type).reads_test_targets(stage)
+    nums = dict(value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n, oracle=oracle)
     shown = f"{result.metric_name} {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}], n={m.n}"
+    if not math.isnan(got) and got >= esc.target and oracle:
+        why = (f"{esc.by} {got:.3f} ≥ target {esc.target:g} ({shown}), but this rung is an oracle — it reads "
+               f"the test answers to pick its output — so this is an upper bound, not an answer")
+        if stage.name == until:
+            return Rung(stage.name, stage.type, "until", f"{why}; stopping here as --until {until} asks", **nums)
+        return Rung(stage.name, stage.type, "go_on", f"{why}: on to the next rung", **nums)
     if not math.isnan(got) and got >= esc.target:
         return Rung(stage.name, stage.type, "stop", f"{esc.by} {got:.3f} ≥ target {esc.target:g} "
                     f"({shown}): this rung answers the question; the rungs above are not needed", **nums)
@@ -113,6 +127,8 @@ def climb(exp: Experiment, target: float | None = None, by: str | None = None, u
     def after(stage: StageConfig, result: StageResult | None) -> bool:
         rung = decide(stage, result, esc, until, only)
         record.rungs.append(rung)
+        if rung.oracle and rung.decision != "stop" and getattr(result.metric, esc.by) >= esc.target:
+            record.upper_bounds.append(stage.name)
         color = {"stop": "green", "until": "yellow", "go_on": "cyan"}.get(rung.decision, "dim")
         console.print(f"[{color}]climb · {stage.name}: {rung.decision.replace('_', ' ')}[/{color}] — {rung.reason}",
                       highlight=False)
@@ -135,11 +151,13 @@ def climb(exp: Experiment, target: float | None = None, by: str | None = None, u
 
 
 def _outcome(c: Climb) -> str:
+    bounds = (f"; {', '.join(c.upper_bounds)} reached it as an oracle (an upper bound, not an answer)"
+              if c.upper_bounds else "")
     if c.reached:
-        return f"reached: {c.stopped_at} meets the target ({c.by} ≥ {c.target:g})"
+        return f"reached: {c.stopped_at} meets the target ({c.by} ≥ {c.target:g}){bounds}"
     if c.stopped_at:
-        return f"stopped at {c.stopped_at} (--until) below the target ({c.by} ≥ {c.target:g})"
-    return f"not reached: no rung got {c.by} ≥ {c.target:g}"
+        return f"stopped at {c.stopped_at} (--until) below the target ({c.by} ≥ {c.target:g}){bounds}"
+    return f"not reached: no rung got {c.by} ≥ {c.target:g}{bounds}"
 
 
 def print_climb(c: Climb) -> None:

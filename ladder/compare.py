@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from ladder.stats import paired_diff
 from ladder.store import read_json, read_jsonl
+from ladder.table import num
 from ladder.types import Guard, MetricValue, StageResult
 
 PROMPTING = ("zero_shot", "few_shot")
@@ -126,8 +127,8 @@ def describe(d: MetricValue) -> str:
     """'+0.120 [+0.050, +0.190], n=300' — a difference as the tables print it."""
     if d.n == 0:
         return "n/a (no common examples)"
-    ci = "" if math.isnan(d.ci_low) else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-    return f"{d.value:+.3f}{ci}, n={d.n}"
+    ci = "" if math.isnan(d.ci_low) else f" [{num(d.ci_low, True)}, {num(d.ci_high, True)}]"
+    return f"{num(d.value, True)}{ci}, n={d.n}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +182,7 @@ def stop_hits_low(ev: Evidence) -> list[Step]:
 
 def evaluate_more(ev: Evidence) -> list[Step]:
     """Fewer examples than guards.min_n (300): too few for clean trends."""
-    small = [r for r in ev.results if 0 < r.metric.n < ev.min_n]
+    small = [r for r in ev.results if 0 < r.metric.n < ev.min_n and _on_test_subsample(r)]
     if not small:
         return []
     n = min(r.metric.n for r in small)
@@ -189,6 +190,17 @@ def evaluate_more(ev: Evidence) -> list[Step]:
     return [Step("evaluate_more", f"only {n} examples evaluated (95% CIs up to {widest:.2f} wide): "
                                   f"evaluate at least {ev.min_n} (subsample.n) before trusting "
                                   f"differences between rungs.")]
+
+
+def _on_test_subsample(r: StageResult) -> bool:
+    """Whether the stage's n counts test examples (reward_model's counts its held-out pairs)."""
+    from ladder.errors import LadderError
+    from ladder.registry import STAGES
+
+    try:
+        return STAGES.get(r.type).evaluates_test_subsample
+    except LadderError:  # a plugin stage no longer importable: assume the usual
+        return True
 
 
 def context_trimmed(ev: Evidence) -> list[Step]:
@@ -233,9 +245,14 @@ def distil_best_of_n(ev: Evidence) -> list[Step]:
     sft = _best(ev, "sft")
     if ref is None:
         return []
-    return [Step("distil_best_of_n", f"{bon.stage} beats {ref.stage} ({describe(d)}): distil it — an sft stage "
-                                     f"trained on {bon.stage}'s best samples (its export) can give that quality "
-                                     f"at the cost of one greedy sample.")
+    return [Step("distil_best_of_n", (
+        f"{bon.stage} beats {ref.stage} ({describe(d)}), but it is an oracle — its selector reads the test "
+        f"answers — so the gap is an upper bound on what selection can buy, not a result. A deployable "
+        f"selector (pm, judge, classifier) shows how much is real; an sft stage trained on its export "
+        f"(drawn from train, where reading answers is fair) is the way to keep it.") if bon.oracle else (
+        f"{bon.stage} beats {ref.stage} ({describe(d)}): distil it — an sft stage "
+        f"trained on {bon.stage}'s best samples (its export) can give that quality "
+        f"at the cost of one greedy sample."))
             for bon in ev.of_type("best_of_n")
             if (d := ev.diff(bon, ref)).ci_low > 0 and d.value >= WELL_ABOVE
             and (sft is None or sft.metric.value < bon.metric.value)]
@@ -251,7 +268,7 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
             d = own["diff"]
             if d["ci_high"] >= 0:
                 continue
-            said = f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+            said = f"{num(d['value'], True)} [{num(d['ci_low'], True)}, {num(d['ci_high'], True)}]"
             if own.get("oracle"):
                 out.append(Step("rl_below_best_of_n", f"{rl.stage} is below best-of-{own['n']} ({said}), but that "
                                 f"best-of-N selects with the task metric on the test answers (an upper bound "
@@ -264,6 +281,12 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
             continue
         best = _best(ev, "best_of_n")
         if best is not None and (d := ev.diff(rl, best)).ci_high < 0:
+            if best.oracle:
+                out.append(Step("rl_below_best_of_n", f"{rl.stage} is below {best.stage} ({describe(d)}), but "
+                                f"{best.stage} is an oracle (its selector reads the test answers): an upper "
+                                f"bound, not a fair target; compare with a deployable selector (pm, judge, "
+                                f"classifier)."))
+                continue
             out.append(Step("rl_below_best_of_n", f"{rl.stage} is below {best.stage} ({describe(d)}): check the "
                             f"reward (do best-of-N's top samples really look best?) and the learning rate / KL "
                             f"coefficient (see the reward and KL curves)."))
@@ -284,7 +307,8 @@ def best_of_n_before_rl(ev: Evidence) -> list[Step]:
 def no_rung_helps(ev: Evidence) -> list[Step]:
     """Two or more rungs ran and none is significantly above zero_shot."""
     zero = ev.of_type("zero_shot")
-    others = [r for r in ev.results if r.type != "zero_shot"]
+    # An oracle above zero_shot shows the answers are in the samples, not that a rung helps.
+    others = [r for r in ev.results if r.type != "zero_shot" and not r.oracle]
     if not zero or not others:
         return []
     if any(ev.diff(r, zero[0]).ci_low > 0 for r in others):
@@ -302,7 +326,9 @@ def target_not_reached(ev: Evidence) -> list[Step]:
     climbed = {r["stage"] for r in c.get("rungs", [])}
     if any(r.stage not in climbed for r in ev.results):  # a later `ladder run` added rungs
         return []
-    return [Step("target_not_reached", f"no rung reached the target ({c['by']} ≥ {c['target']}): add "
+    bounds = c.get("upper_bounds") or []
+    only_oracle = f" ({', '.join(bounds)} reached it only as an oracle, an upper bound)" if bounds else ""
+    return [Step("target_not_reached", f"no rung reached the target ({c['by']} ≥ {c['target']}){only_oracle}: add "
                                        f"the next rung of the ladder, or ask whether the target is "
                                        f"realistic for this model.")]
 

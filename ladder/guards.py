@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
-from typing import Sequence, TypeVar
+from collections import Counter
+from typing import Any, Mapping, Sequence, TypeVar
 
 from ladder.config import GuardsConfig
-from ladder.types import Guard, Sample
+from ladder.types import Example, Guard, MetricValue, Sample
 
 T = TypeVar("T")
 
@@ -45,14 +47,63 @@ def stop_hit_rate(samples: Sequence[Sample]) -> float:
     return sum(s.finish_reason in ("stop", "eos") for s in done) / len(done)
 
 
+def pct_apart(x: float, ref: float) -> tuple[str, str]:
+    """x and ref as percentages with just enough decimals that they read differently when they
+    differ (0.897 against 0.9: '89.7%' and '90.0%', not '90%' and '90%')."""
+    for digits in range(4):
+        a, b = f"{x:.{digits}%}", f"{ref:.{digits}%}"
+        if a != b or x == ref:
+            return a, b
+    return a, b
+
+
 def stop_guard(samples: Sequence[Sample], stops: Sequence[str], threshold: float) -> Guard:
     rate = stop_hit_rate(samples)
     if stops and rate < threshold:
+        shown, limit = pct_apart(rate, threshold)
         return Guard("stop_hit", "warn",
-                     f"only {rate:.0%} of samples ended on a stop sequence or EOS (threshold "
-                     f"{threshold:.0%}); the rest ran to max_tokens — tokens nobody reads. Check the "
+                     f"only {shown} of samples ended on a stop sequence or EOS (threshold "
+                     f"{limit}); the rest ran to max_tokens — tokens nobody reads. Check the "
                      f"stop strings {list(stops)!r} match what the model writes, or lower max_tokens", rate)
     if not stops and rate < threshold:
         return Guard("stop_hit", "info",
                      f"{rate:.0%} of samples ended before max_tokens; the rest were cut off", rate)
     return Guard("stop_hit", "ok", f"{rate:.0%} of samples ended on a stop or EOS", rate)
+
+
+UNPARSED_WARN = 0.05
+"""Above this share of answers that are none of the choices, a K-way row is flagged."""
+
+
+def choice_baselines(records: Sequence[Mapping[str, Any]], examples: Sequence[Example],
+                     metric: MetricValue) -> tuple[dict[str, float], list[Guard]]:
+    """What a K-way number must be read against, over the examples it scored: chance (mean 1/K_i,
+    each example's own K), the majority class's share of their targets, and the share of graded
+    answers that are none of the example's choices (best_of_n: the selected one; else every sample).
+    Guards: `below_chance` when the CI is wholly under chance, `unparsed` above UNPARSED_WARN."""
+    by_id = {ex.id: ex for ex in examples}
+    scored = [(rec, by_id[rec["id"]]) for rec in records if rec["id"] in by_id and by_id[rec["id"]].choices]
+    if not scored:
+        return {}, []
+    answers: list[bool] = []  # per graded answer: is it one of the choices?
+    for rec, ex in scored:
+        rows = rec["samples"]
+        graded = [rows[rec["selected"]]] if rec.get("selected") is not None else [r for r in rows if "score" in r]
+        answers += [r.get("extracted") in ex.choices for r in graded]
+    chance = sum(1 / len(ex.choices) for _, ex in scored) / len(scored)
+    majority = Counter(ex.target for _, ex in scored).most_common(1)[0][1] / len(scored)
+    unparsed = answers.count(False) / len(answers) if answers else 0.0
+    stats = {"chance": chance, "majority": majority, "unparsed": unparsed}
+    guards = []
+    if not math.isnan(metric.ci_high) and metric.ci_high < chance:
+        guards.append(Guard("below_chance", "warn", f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}] "
+                            f"is below chance ({chance:.3f}, 1/K per example; the majority class is "
+                            f"{majority:.3f}): the model is systematically wrong — read the answers in "
+                            f"samples.jsonl; a label mapping or prompt problem is likelier than a weak model",
+                            chance))
+    if unparsed > UNPARSED_WARN:
+        guards.append(Guard("unparsed", "warn", f"{answers.count(False)} of {len(answers)} answers "
+                            f"({unparsed:.0%}) are none of the choices and score 0: tighten the instruction "
+                            f"(\"answer with exactly one of ...\"), lower max_tokens or add a stop sequence; "
+                            f"read them in samples.jsonl (extracted: null)", unparsed))
+    return stats, guards

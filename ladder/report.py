@@ -37,7 +37,7 @@ from ladder.compare import Evidence, next_steps
 from ladder.errors import LadderError
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_json
-from ladder.table import baseline_row, diff_sign, diff_text, read_summary
+from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, read_summary, stage_label
 
 X_KEYS = ("x", "k", "n", "step", "steps", "epoch", "iteration", "iter", "round")
 MAX_CURVES = 24
@@ -217,13 +217,16 @@ def _e(x: Any) -> str:
 
 
 def table_html(rows: list[dict[str, Any]]) -> str:
-    head = ["stage", "type", "metric", "value [95% CI]", "n", "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
-            "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
+    k_way = any(r.get("chance") not in ("", None) for r in rows)
+    head = ["stage", "type", "metric", "value [95% CI]", "n", *(["chance / majority", "unparsed"] if k_way else []),
+            "Δ prev [95% CI]", "Δ zero_shot [95% CI]", "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
     out = ["<table class='stages'><thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead><tbody>"]
     for r in rows:
-        value = "n/a" if r["value"] == "" else f"{r['value']:.3f}" + (
-            f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r["ci_low"] != "" else "")
-        cells = [r["stage"], r["type"], r["metric"], value, r["n"]]
+        value = "n/a" if r["value"] == "" else num(r["value"]) + (
+            f" [{num(r['ci_low'])}, {num(r['ci_high'])}]" if r["ci_low"] != "" else "")
+        cells = [stage_label(r), r["type"], r["metric"], value, r["n"]]
+        if k_way:
+            cells += [chance_text(r), "" if r.get("unparsed") in ("", None) else f"{r['unparsed']:.0%}"]
         out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells))
         for key in ("diff_prev", "diff_zero"):
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, key)]
@@ -233,12 +236,14 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         out.append("".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='flags'>{_e(r['flags'])}</td></tr>")
         base = baseline_row(r)
         if base:  # e.g. rl's best-of-N with the same reward, right under it
-            value = f"{base['value']:.3f} [{base['ci_low']:.3f}, {base['ci_high']:.3f}]"
+            value = f"{num(base['value'])} [{num(base['ci_low'])}, {num(base['ci_high'])}]"
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(base, "diff_prev")]
             out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td><td></td><td>{_e(base['metric'])}</td>"
-                       f"<td>{_e(value)}</td><td>{_e(base['n'])}</td><td class='{cls}'>"
-                       f"{_e(diff_text(base, 'diff_prev'))}</td>" + "<td></td>" * 7 + "</tr>")
+                       f"<td>{_e(value)}</td><td>{_e(base['n'])}</td>" + "<td></td>" * (2 * k_way) +
+                       f"<td class='{cls}'>{_e(diff_text(base, 'diff_prev'))}</td>" + "<td></td>" * 7 + "</tr>")
     out.append("</tbody></table>")
+    if any(r.get("oracle") or "(oracle)" in str(r.get("baseline")) for r in rows):
+        out.append(f"<p class='note'>{_e(ORACLE_NOTE)}</p>")
     return "".join(out)
 
 

@@ -198,7 +198,14 @@ def _finished(plan: Plan, stage: StageConfig) -> StageResult | None:
         path = plan.experiment.results_path / stage.name / plan.run_id(stage) / "metrics.json"
     except LadderError:  # its model comes from a stage that has not run
         return None
-    return StageResult.from_dict(read_json(path)) if path.exists() else None
+    return _marked(stage, StageResult.from_dict(read_json(path))) if path.exists() else None
+
+
+def _marked(stage: StageConfig, result: StageResult) -> StageResult:
+    """The result with its stage's oracle flag, decided by the stage class from the config (a
+    metrics.json written before the flag existed gets it too)."""
+    result.oracle = STAGES.get(stage.type).reads_test_targets(stage)
+    return result
 
 
 def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
@@ -207,7 +214,7 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     run_dir = exp.results_path / stage.name / run_id
     done = run_dir / "metrics.json"
     if done.exists():
-        result = StageResult.from_dict(read_json(done))
+        result = _marked(stage, StageResult.from_dict(read_json(done)))
         if not result.stats.get("errors"):
             console.print(f"[bold]{stage.name}[/bold] done earlier ({done}): 0 new generations")
             return result
@@ -231,7 +238,10 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
                                         "generation": ctx.gen.model_dump(mode="json")})
     result = impl.run(ctx)
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
-    result.guards = [*plan.guards, *result.guards]
+    # The subsample's guards describe the test examples; a stage measured on other data
+    # (reward_model's held-out pairs) does not inherit them.
+    result.guards = [*(plan.guards if impl.evaluates_test_subsample else ()), *result.guards]
+    _marked(stage, result)
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
     resumed = result.stats.get("resumed_examples", 0)

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ladder.guards import UNPARSED_WARN
 from ladder.store import atomic_write
 from ladder.types import StageResult
 
@@ -20,11 +21,17 @@ DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_
 # reward): shown on a line under the stage, with the stage's paired difference from it.
 BASELINE = ["baseline", "baseline_value", "baseline_ci_low", "baseline_ci_high", "baseline_n",
             "baseline_diff", "baseline_diff_ci_low", "baseline_diff_ci_high"]
+# K-way metrics (choice, choice_prob): chance (mean 1/K over the scored examples), the majority
+# class's share of them, and the share of answers that were none of the choices.
+K_WAY = ["chance", "majority", "unparsed"]
 COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, *BASELINE, "errors",
-           "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "checks", "run_id"]
+           "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "checks",
+           "oracle", *K_WAY, "run_id"]
+ORACLE_NOTE = ("(oracle): reads the test examples' gold answers to pick its output — an upper bound, "
+               "not a method you can deploy")
 # Checks every stage has, shown in their own columns (n, stop-hit): not repeated under "checks".
 _ALWAYS = {"subsample", "stop_hit"}
-FLOATS = ["value", "ci_low", "ci_high", "stop_hit_rate",
+FLOATS = ["value", "ci_low", "ci_high", "stop_hit_rate", *K_WAY,
           *(c for c in DIFFS if not c.endswith("_n")), *(c for c in BASELINE[1:] if c != "baseline_n")]
 
 
@@ -42,6 +49,8 @@ def row_of(r: StageResult) -> dict[str, Any]:
         # passed is worth seeing, not just one that failed.
         "checks": "; ".join(f"{g.name} ok" for g in r.guards if g.level == "ok" and g.name not in _ALWAYS),
         "run_id": r.run_id,
+        "oracle": r.oracle,
+        **{k: _round(s.get(k), 6) for k in K_WAY},
         **baseline_of(r),
     }
 
@@ -53,7 +62,10 @@ def baseline_of(r: StageResult) -> dict[str, Any]:
     if not b:
         return {k: "" for k in BASELINE}
     m, d = b["metric"], b.get("diff") or {}
-    return {"baseline": b["label"], "baseline_value": _round(m["value"], 6), "baseline_ci_low": _round(m["ci_low"], 6),
+    # An rl stage's best-of-N picked by the task metric reads the test answers (older metrics.json
+    # say so only under extra.best_of_n).
+    oracle = b.get("oracle", (r.extra.get("best_of_n") or {}).get("oracle"))
+    return {"baseline": b["label"] + (" (oracle)" if oracle else ""), "baseline_value": _round(m["value"], 6), "baseline_ci_low": _round(m["ci_low"], 6),
             "baseline_ci_high": _round(m["ci_high"], 6), "baseline_n": m["n"],
             "baseline_diff": _round(d.get("value"), 6), "baseline_diff_ci_low": _round(d.get("ci_low"), 6),
             "baseline_diff_ci_high": _round(d.get("ci_high"), 6)}
@@ -93,19 +105,24 @@ def write_summary(folder: Path, results: list[StageResult]) -> None:
 
 
 def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
-    head = ["stage", "metric", "value [95% CI]", "n", "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
-            "stop-hit", "tokens (prompt/out)", "cost $", "s"]
+    k_way = any(row.get("chance") != "" for row in rows)
+    head = ["stage", "metric", "value [95% CI]", "n", *(["chance / majority", "unparsed"] if k_way else []),
+            "Δ prev [95% CI]", "Δ zero_shot [95% CI]", "stop-hit", "tokens (prompt/out)", "cost $", "s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         lines.append("| " + " | ".join([
-            row["stage"], row["metric"], _value(row), str(row["n"]), diff_text(row, "diff_prev"),
+            stage_label(row), row["metric"], _value(row), str(row["n"]),
+            *([chance_text(row), _pct(row.get("unparsed", ""))] if k_way else []), diff_text(row, "diff_prev"),
             diff_text(row, "diff_zero"), _pct(row["stop_hit_rate"]),
             f"{row['prompt_tokens']}/{row['completion_tokens']}", str(row["cost_usd"]), str(row["seconds"]),
         ]) + " |")
         base = baseline_row(row)
         if base:
             lines.append("| " + " | ".join([base["stage"], base["metric"], _value(base), str(base["n"]),
-                                             diff_text(base, "diff_prev"), "", "", "", "", ""]) + " |")
+                                             *(["", ""] if k_way else []), diff_text(base, "diff_prev"),
+                                             "", "", "", "", ""]) + " |")
+    if any(_is_oracle(row) or "(oracle)" in str(row.get("baseline")) for row in rows):
+        lines += ["", ORACLE_NOTE]
     seen: dict[tuple[str, str], list[str]] = {}
     for r in results:  # experiment-wide warnings (e.g. subsample size) once, naming their stages
         for g in r.guards:
@@ -118,19 +135,44 @@ def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def num(x: float, signed: bool = False) -> str:
+    """x to 3 decimals ('+' in front when `signed`), never '-0.000': a difference that rounds to
+    zero is 0.000, not a negative number."""
+    text = f"{x:+.3f}" if signed else f"{x:.3f}"
+    return "0.000" if text in ("-0.000", "+0.000") else text
+
+
 def _value(row: dict[str, Any]) -> str:
     if row["value"] == "":
         return "n/a"
-    ci = f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" if row["ci_low"] != "" else ""
-    return f"{row['value']:.3f}{ci}"
+    ci = f" [{num(row['ci_low'])}, {num(row['ci_high'])}]" if row["ci_low"] != "" else ""
+    return f"{num(row['value'])}{ci}"
+
+
+def _is_oracle(row: dict[str, Any]) -> bool:
+    return row.get("oracle") in (True, "True", "true")
+
+
+def stage_label(row: dict[str, Any]) -> str:
+    """The stage's name, with '(oracle)' after it when the row is an upper bound."""
+    return f"{row['stage']} (oracle)" if _is_oracle(row) else row["stage"]
+
+
+def chance_text(row: dict[str, Any]) -> str:
+    """'0.333 / 0.357': chance (mean 1/K) and the majority class's share; '' for other metrics."""
+    if row.get("chance") in ("", None):
+        return ""
+    return f"{num(row['chance'])} / {num(row['majority'])}" if row.get("majority") not in ("", None) \
+        else num(row["chance"])
 
 
 def diff_text(row: dict[str, Any], key: str) -> str:
     """'+0.120 [+0.050, +0.190]' or '' when the row has no such comparison."""
     if row.get(key) in ("", None):
         return ""
-    ci = f" [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]" if row.get(key + "_ci_low") != "" else ""
-    return f"{row[key]:+.3f}{ci}"
+    ci = f" [{num(row[key + '_ci_low'], True)}, {num(row[key + '_ci_high'], True)}]" \
+        if row.get(key + "_ci_low") != "" else ""
+    return f"{num(row[key], True)}{ci}"
 
 
 def diff_sign(row: dict[str, Any], key: str) -> int:
@@ -142,7 +184,7 @@ def diff_sign(row: dict[str, Any], key: str) -> int:
 
 
 def _pct(x: Any) -> str:
-    return "" if x == "" else f"{float(x):.0%}"
+    return "" if x in ("", None) else f"{float(x):.0%}"
 
 
 def read_summary(folder: Path) -> list[dict[str, Any]]:
@@ -151,6 +193,7 @@ def read_summary(folder: Path) -> list[dict[str, Any]]:
     for row in rows:
         for key in FLOATS:  # older summaries lack the diff columns
             row[key] = float(row[key]) if row.get(key) not in ("", None) else ""
+        row["oracle"] = _is_oracle(row)
     return rows
 
 
@@ -163,7 +206,11 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     show_errors = any(str(r["errors"]) not in ("0", "") for r in rows)
     show_cost = any(r["cost_usd"] not in ("", 0, 0.0, "0", "0.0") for r in rows)
     diffs = [k for k in ("diff_prev", "diff_zero") if any(r[k] != "" for r in rows)]
+    k_way = any(r.get("chance") not in ("", None) for r in rows)
+    show_unparsed = any(r.get("unparsed") not in ("", None) for r in rows)  # the parse rate, even at 0%
     cols = [("stage", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right")]
+    cols += [("chance / maj.", "right")] if k_way else []
+    cols += [("unparsed", "right")] if show_unparsed else []
     cols += [({"diff_prev": "Δ prev [95% CI]", "diff_zero": "Δ zero_shot [95% CI]"}[k], "right") for k in diffs]
     cols += [("errors", "right")] if show_errors else []
     cols += [("stop-hit", "right"), ("tokens in/out", "right")]
@@ -174,7 +221,12 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         # flags wraps, but never below a readable width (the numbers columns never wrap).
         table.add_column(col, justify=justify, no_wrap=col != "flags", min_width=24 if col == "flags" else None)
     for row in rows:
-        cells = [row["stage"], row["metric"], _value(row), str(row["n"])]
+        stage = f"{row['stage']} [magenta](oracle)[/magenta]" if _is_oracle(row) else row["stage"]
+        cells = [stage, row["metric"], _value(row), str(row["n"])]
+        cells += [chance_text(row)] if k_way else []
+        if show_unparsed:
+            bad = row.get("unparsed") not in ("", None) and row["unparsed"] > UNPARSED_WARN
+            cells.append(f"[yellow]{_pct(row['unparsed'])}[/yellow]" if bad else _pct(row.get("unparsed", "")))
         for k in diffs:  # green: surely better than the comparison; red: surely worse
             style = {1: "green", -1: "red", 0: ""}[diff_sign(row, k)]
             cells.append(f"[{style}]{diff_text(row, k)}[/{style}]" if style else diff_text(row, k))
@@ -189,6 +241,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         base = baseline_row(row)
         if base:  # e.g. rl's best-of-N with the same reward, right under it
             cells = [f"[dim]{base['stage']}[/dim]", base["metric"], _value(base), str(base["n"])]
+            cells += [""] * (k_way + show_unparsed)
             cells += [diff_text(base, "diff_prev") if k == "diff_prev" else "" for k in diffs]
             table.add_row(*cells, *[""] * (len(cols) - len(cells)))
     console.print(table)
+    if any(_is_oracle(r) or "(oracle)" in str(r.get("baseline")) for r in rows):
+        console.print(f"[magenta](oracle)[/magenta]{ORACLE_NOTE.removeprefix('(oracle)')}", highlight=False)

@@ -108,6 +108,9 @@ class StageResult:
     guards: list[Guard] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    oracle: bool = False
+    """The stage read the test examples' gold answers to pick its output (Stage.reads_test_targets):
+    an upper bound, not a method."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +122,7 @@ class StageResult:
             "guards": [g.to_dict() for g in self.guards],
             "stats": self.stats,
             "extra": self.extra,
+            "oracle": self.oracle,
         }
 
     @classmethod
@@ -132,4 +136,5 @@ class StageResult:
             guards=[Guard(**g) for g in d.get("guards", [])],
             stats=d.get("stats", {}),
             extra=d.get("extra", {}),
+            oracle=bool(d.get("oracle", False)),
         )

@@ -5,10 +5,12 @@ turns) and says "neutral" otherwise, so zero_shot scores about a third and few_s
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -18,7 +20,7 @@ from ladder.config import EscalateConfig, StageConfig, load_experiment
 from ladder.errors import ConfigError, LadderError
 from ladder.runner import check, prepare, run_experiment
 from ladder.types import MetricValue, Sample, StageResult
-from tests.conftest import REPO, WORDS, experiment
+from tests.conftest import LABELS, REPO, WORDS, experiment
 
 ORACLE = {"backend": "tests.test_climb:Oracle", "name": "oracle"}
 LADDER = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}, {"type": "few_shot", "name": "few_shot_max", "k": 6}]
@@ -156,3 +158,74 @@ def test_climb_command_prints_decisions_table_and_next_steps(tmp_path):
     assert "not run" in out.stdout and "Δ prev" in out.stdout and "Next steps" in out.stdout
     assert "evaluate at least 300" in out.stdout  # n = 40
     assert "climb · zero_shot: go on" in " ".join(out.stderr.split())
+
+
+class Guesser(Oracle):
+    """Right with shots (like Oracle); without, each sample a label picked by a hash of (review,
+    sample index) — so greedy zero_shot is at chance and a best-of-8 picked by the gold answer
+    nearly always holds the right one."""
+
+    def sample(self, jobs, gen, on_done):
+        for j, job in enumerate(jobs):
+            review = job.messages[-1].content
+            if any(m.role == "assistant" for m in job.messages):
+                truth = next(label for label, words in WORDS.items() if review.split()[-1] in words)
+                on_done(j, [Sample(truth, "eos", 10, 1) for _ in job.indices])
+            else:
+                on_done(j, [Sample(LABELS[zlib.crc32(f"{review}|{i}".encode()) % 3], "eos", 10, 1)
+                            for i in job.indices])
+
+
+GUESSER = {"backend": "tests.test_climb:Guesser", "name": "guesser"}
+WITH_ORACLE = [{"type": "zero_shot"}, {"type": "best_of_n", "n": 8, "scorer": "metric"}, {"type": "few_shot", "k": 2}]
+
+
+def test_climb_goes_past_an_oracle_that_reaches_the_target(tmp_path):
+    exp = load_experiment(experiment(tmp_path, "unused", stages=WITH_ORACLE, model=GUESSER))
+    record, results = climb(exp, target=0.8, by="value")
+    bon = results[1]
+    assert bon.oracle and bon.metric.value >= 0.8  # it did reach the target, and is an oracle
+    assert [r.stage for r in results] == ["zero_shot", "best_of_n", "few_shot"]  # so the climb went on
+    rungs = {r.stage: r for r in record.rungs}
+    assert rungs["best_of_n"].decision == "go_on" and rungs["best_of_n"].oracle
+    assert "upper bound" in rungs["best_of_n"].reason
+    assert not rungs["zero_shot"].oracle and not rungs["few_shot"].oracle
+    assert record.stopped_at == "few_shot" and record.reached and record.upper_bounds == ["best_of_n"]
+    saved = json.loads((tmp_path / "results/t/climb.json").read_text())
+    assert saved["upper_bounds"] == ["best_of_n"] and saved["rungs"][1]["oracle"] is True
+    assert "oracle" in saved["outcome"]
+    # metrics.json, summary.csv and summary.md say it too.
+    metrics = json.loads((tmp_path / "results/t/best_of_n" / bon.run_id / "metrics.json").read_text())
+    assert metrics["oracle"] is True
+    with open(tmp_path / "results/t/summary.csv") as f:
+        assert [row["oracle"] for row in csv.DictReader(f)] == ["False", "True", "False"]
+    md = (tmp_path / "results/t/summary.md").read_text()
+    assert "| best_of_n (oracle) |" in md and "| zero_shot |" in md and "(oracle): reads the test" in md
+
+
+def test_climb_stops_at_an_oracle_only_under_until(tmp_path):
+    exp = load_experiment(experiment(tmp_path, "unused", stages=WITH_ORACLE, model=GUESSER))
+    record, results = climb(exp, target=0.8, by="value", until="best_of_n")
+    assert len(results) == 2 and record.stopped_at == "best_of_n" and not record.reached
+    assert record.rungs[1].decision == "until" and record.rungs[1].oracle
+    # The next-steps rule about best-of-N beating the greedy rungs says it is an upper bound.
+    md = (tmp_path / "results/t/summary.md").read_text()
+    assert "best_of_n beats zero_shot" in md and "but it is an oracle" in md
+
+
+@pytest.mark.parametrize("stage,oracle", [
+    ({"type": "best_of_n"}, True),  # the default scorer is the task metric
+    ({"type": "best_of_n", "scorer": "metric"}, True),
+    ({"type": "best_of_n", "scorer": {"type": "exact_match"}}, True),  # any metric compares with the target
+    ({"type": "best_of_n", "scorer": {"type": "judge", "model": {"backend": "openai", "name": "m"}}}, False),
+    ({"type": "best_of_n", "scorer": {"type": "judge", "model": {"backend": "openai", "name": "m"},
+                                      "template": "Gold: {target}\n{completion}"}}, True),
+    ({"type": "zero_shot"}, False), ({"type": "few_shot", "k": 2}, False),
+    ({"type": "rl"}, False),  # trains on the train split's answers: not an oracle (its best-of-N line is)
+])
+def test_oracle_is_declared_by_the_stage_class_from_its_config(tmp_path, stage, oracle):
+    from ladder.registry import STAGES
+
+    exp = load_experiment(oracle_experiment(tmp_path, stages=[stage]))
+    cfg = exp.stages[0]
+    assert STAGES.get(cfg.type).reads_test_targets(cfg) is oracle

@@ -52,7 +52,7 @@ def test_paired_diff_edge_cases():
 # A results folder written by hand: stage name → (type, per-example scores, guards, stats)
 
 
-def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int = 300):
+def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int = 300, oracles: tuple = ()):
     folder = tmp_path / "exp"
     results = []
     for name, spec in stages.items():
@@ -67,7 +67,7 @@ def results_folder(tmp_path, stages: dict, climb: dict | None = None, min_n: int
         ok = [s for s in scores if s is not None]
         m = sum(ok) / len(ok)
         result = StageResult(name, type_, "r1", "choice", MetricValue(m, m - 0.05, m + 0.05, len(ok)),
-                             guards, {"errors": 0, **stats}, extra)
+                             guards, {"errors": 0, **stats}, extra, oracle=name in oracles)
         write_json(run_dir / "metrics.json", result.to_dict())
         results.append(result)
     (folder / "experiment.yaml").write_text(f"guards: {{min_n: {min_n}}}\n")
@@ -170,6 +170,9 @@ def test_distil_best_of_n(tmp_path):
     assert compare.distil_best_of_n(ev_of(tmp_path, caught_up)) == []
     close = {"zero_shot": ("zero_shot", zero), "best_of_n": ("best_of_n", [1.0 if i < 3 else s for i, s in enumerate(zero)])}
     assert compare.distil_best_of_n(ev_of(tmp_path, close)) == []
+    # An oracle best_of_n (its selector reads the test answers) is an upper bound, and says so.
+    (step,) = compare.distil_best_of_n(ev_of(tmp_path, stages, oracles=("best_of_n",)))
+    assert "but it is an oracle" in step.text and "upper bound" in step.text
 
 
 def test_rl_below_best_of_n(tmp_path):
@@ -208,6 +211,35 @@ def test_no_rung_helps(tmp_path):
     assert "no rung is clearly above zero_shot" in step.text and "ladder atlas" in step.text
     better = [1.0] * 300
     assert compare.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", better)})) == []
+    # An oracle far above zero_shot is not a rung that helps.
+    stages = {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", zero), "best_of_n": ("best_of_n", better)}
+    (step,) = compare.no_rung_helps(ev_of(tmp_path, stages, oracles=("best_of_n",)))
+    assert "no rung is clearly above zero_shot" in step.text
+    assert compare.no_rung_helps(ev_of(tmp_path, stages)) == []
+
+
+def test_identical_stages_print_zero_not_negative_zero(tmp_path):
+    zero = scores(0.5)
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "again": ("zero_shot", list(zero))})
+    md = (folder / "summary.md").read_text()
+    assert "-0.000" not in md and "| 0.000 [0.000, 0.000] |" in md
+    assert compare.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "0.000 [0.000, 0.000], n=300"
+    assert compare.describe(MetricValue(-0.0004, -0.02, 0.01, 300)) == "0.000 [-0.020, +0.010], n=300"
+
+
+def test_k_way_columns_and_oracle_marker(tmp_path):
+    k_way = {"chance": 1 / 3, "majority": 0.4, "unparsed": 0.09}
+    stages = {"zero_shot": ("zero_shot", scores(0.5), [], k_way), "best_of_n": ("best_of_n", scores(0.9), [], k_way),
+              "reward_model": ("reward_model", scores(0.7, n=155))}
+    folder = results_folder(tmp_path, stages, oracles=("best_of_n",))
+    rows = read_summary(folder)
+    assert [r["oracle"] for r in rows] == [False, True, False]
+    assert rows[0]["chance"] == pytest.approx(1 / 3, abs=1e-6) and rows[0]["majority"] == 0.4
+    assert rows[0]["unparsed"] == 0.09 and rows[2]["chance"] == ""
+    md = (folder / "summary.md").read_text()
+    assert "| best_of_n (oracle) |" in md and "| 0.333 / 0.400 | 9% |" in md and "(oracle): reads" in md
+    # reward_model's n counts held-out pairs, not test examples: no "evaluate more" for it.
+    assert compare.evaluate_more(Evidence.load(folder)) == []
 
 
 def test_target_not_reached(tmp_path):

@@ -1,8 +1,10 @@
 """Subsample determinism and size warnings; the stop-hit rate."""
 
+import pytest
+
 from ladder.config import GuardsConfig
-from ladder.guards import stop_guard, stop_hit_rate, subsample
-from ladder.types import Sample
+from ladder.guards import choice_baselines, pct_apart, stop_guard, stop_hit_rate, subsample
+from ladder.types import Example, MetricValue, Sample
 
 G = GuardsConfig()
 
@@ -44,3 +46,43 @@ def test_stop_guard_warns_only_with_custom_stops_below_threshold():
     assert stop_guard(samples, ["\n"], 0.8).level == "ok"
     assert stop_guard(samples, [], 0.9).level == "info"
     assert stop_guard([sample("eos")] * 10, ["###"], 0.9).level == "ok"
+
+
+def test_stop_guard_shows_enough_digits_to_tell_rate_from_threshold():
+    samples = [sample("stop")] * 897 + [sample("length")] * 103  # 0.897 against 0.9
+    msg = stop_guard(samples, ["\n"], 0.9).message
+    assert "only 89.7% of samples" in msg and "(threshold 90.0%)" in msg
+    assert pct_apart(0.8, 0.9) == ("80%", "90%") and pct_apart(0.8999, 0.9) == ("89.99%", "90.00%")
+
+
+def ex(i: int, target: str, choices: tuple[str, ...]) -> Example:
+    return Example(f"e{i}", {}, target, choices)
+
+
+def rec(i: int, *extracted: str | None, selected: int | None = None) -> dict:
+    out = {"id": f"e{i}", "samples": [{"text": "", "score": 0.0, "extracted": x} for x in extracted]}
+    return out if selected is None else {**out, "selected": selected}
+
+
+def test_choice_baselines_use_each_examples_own_k():
+    examples = [ex(0, "a", ("a", "b")), ex(1, "a", ("a", "b", "c", "d")), ex(2, "b", ("a", "b")),
+                ex(3, "x", None)]  # no choices: not a K-way example
+    records = [rec(0, "a"), rec(1, None), rec(2, "b"), rec(3, "x")]
+    stats, guards = choice_baselines(records, examples, MetricValue(0.6, 0.4, 0.8, 3))
+    assert stats["chance"] == pytest.approx((1 / 2 + 1 / 4 + 1 / 2) / 3)
+    assert stats["majority"] == pytest.approx(2 / 3)  # 'a' is the target of two of the three
+    assert stats["unparsed"] == pytest.approx(1 / 3)
+    (warn,) = guards  # 33% unparsed; the CI (up to 0.8) is not below chance
+    assert warn.name == "unparsed" and "1 of 3 answers" in warn.message
+
+
+def test_choice_baselines_flag_below_chance_and_read_the_selected_sample():
+    examples = [ex(i, "a", ("a", "b")) for i in range(20)]
+    # best_of_n: the selected sample is the graded answer, not the unparsed others in its pool.
+    records = [rec(i, None, "b", None, selected=1) for i in range(20)]
+    stats, guards = choice_baselines(records, examples, MetricValue(0.1, 0.03, 0.3, 20))
+    assert stats == {"chance": 0.5, "majority": 1.0, "unparsed": 0.0}
+    assert [g.name for g in guards] == ["below_chance"] and "below chance (0.500" in guards[0].message
+    _, fine = choice_baselines(records, examples, MetricValue(0.4, 0.2, 0.6, 20))
+    assert fine == []
+    assert choice_baselines(records, [ex(i, "a", None) for i in range(20)], MetricValue(0.4, 0.2, 0.6, 20)) == ({}, [])

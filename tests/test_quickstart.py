@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -34,10 +37,28 @@ def test_quickstart_runs_offline_and_reruns_from_cache(tmp_path):
     assert "value [95% CI]" in first.stdout
     # The rl rung trained, and best-of-N with the same reward sits beside it on the same examples.
     rl = next(r for r in rows if r["stage"] == "rl")
-    assert rl["baseline"] == "best-of-8, same reward" and rl["baseline_n"] == "300"
+    # rl's best-of-8 picks by the task metric, reading the test answers: an oracle line, as is best_of_n.
+    assert rl["baseline"] == "best-of-8, same reward (oracle)" and rl["baseline_n"] == "300"
+    assert [r["stage"] for r in rows if r["oracle"] == "True"] == ["best_of_n"]
+    assert "best_of_n (oracle)" in first.stdout
     assert float(rl["value"]) > float(zero["value"])  # 50 GRPO steps on the task metric help
     assert "best-of-8, same reward" in first.stdout
 
     second, again = run(tmp_path)
     assert second.stderr.count("0 new generations") == len(rows)
     assert [{k: r[k] for k in NUMBERS} for r in again] == [{k: r[k] for k in NUMBERS} for r in rows]
+
+
+@pytest.mark.slow
+def test_quickstart_climb_goes_past_the_oracle_to_sft(tmp_path):
+    """The acceptance run: best_of_n reaches 0.8 only as an oracle, so the climb goes on to sft."""
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "climb", "configs/quickstart.yaml", "--target", "0.8",
+                          "--set", f"results_dir={tmp_path / 'results'}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "results" / "quickstart" / "climb.json").read_text())
+    rungs = {r["stage"]: r for r in saved["rungs"]}
+    assert rungs["best_of_n"]["decision"] == "go_on" and rungs["best_of_n"]["oracle"] is True
+    assert saved["upper_bounds"] == ["best_of_n"] and "upper bound" in rungs["best_of_n"]["reason"]
+    assert rungs["sft"]["decision"] in ("stop", "go_on") and rungs["sft"]["oracle"] is False
+    assert saved["stopped_at"] != "best_of_n" and "best_of_n (oracle)" in out.stdout

@@ -151,3 +151,17 @@ def test_report_renders_in_a_browser_without_errors(finished, tmp_path):
     assert shot.stat().st_size > 50_000  # a real picture, not a blank page
     if os.environ.get("LADDER_SHOTS"):  # keep the screenshot for a person to look at
         shutil.copy(shot, os.environ["LADDER_SHOTS"])
+
+
+def test_report_table_marks_oracles_and_shows_chance(tmp_path):
+    from ladder.report import table_html
+    from ladder.table import read_summary
+    from tests.test_compare import results_folder, scores
+
+    k_way = {"chance": 0.25, "majority": 0.5, "unparsed": 0.12}
+    stages = {"zero_shot": ("zero_shot", scores(0.5), [], k_way), "best_of_n": ("best_of_n", scores(0.9), [], k_way)}
+    page = table_html(read_summary(results_folder(tmp_path, stages, oracles=("best_of_n",))))
+    assert "<td>best_of_n (oracle)</td>" in page and "<td>zero_shot</td>" in page
+    assert "an upper bound" in page and "<td>0.250 / 0.500</td><td>12%</td>" in page
+    plain = table_html(read_summary(results_folder(tmp_path / "b", {"zero_shot": ("zero_shot", scores(0.5))})))
+    assert "(oracle)" not in plain and "chance" not in plain

@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 import yaml
 
+from ladder.backends.base import Backend, BackendConfig
 from ladder.cache import Cache
 from ladder.config import load_experiment
 from ladder.errors import LadderError
@@ -24,7 +26,8 @@ from ladder.stages.zero_shot import ZeroShot
 from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
 from tests.backends.api_support import ENV as API_ENV
 from tests.backends.api_support import ServerProcess, api_experiment, outcome
-from tests.conftest import REPO, experiment
+from ladder.types import Guard, MetricValue, Sample, StageResult
+from tests.conftest import LABELS, REPO, experiment
 
 STAGES = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}]
 
@@ -210,3 +213,64 @@ def test_only_with_an_unknown_stage_name_is_an_error(tmp_path, random_model):
         run_experiment(exp, only=["zero_shoot"])
     assert "zero_shot, few_shot" in info.value.render()
     assert not (tmp_path / "results").exists()
+
+
+class MumblerConfig(BackendConfig):
+    backend: str = "tests.test_runner:Mumbler"
+    name: str = "mumbler"
+
+
+class Mumbler(Backend):
+    """Says 'neutral', except every fourth review gets an answer that is none of the choices."""
+
+    Config = MumblerConfig
+
+    def sample(self, jobs, gen, on_done):
+        for j, job in enumerate(jobs):
+            odd = zlib.crc32(job.messages[-1].content.encode()) % 4 == 0
+            on_done(j, [Sample("hmm, hard to say" if odd else "neutral", "eos", 10, 3) for _ in job.indices])
+
+
+def test_k_way_rows_show_chance_majority_and_unparsed_through_the_cli(tmp_path):
+    path = experiment(tmp_path, "unused", model={"backend": "tests.test_runner:Mumbler", "name": "mumbler"},
+                      stages=[{"type": "zero_shot"}, {"type": "zero_shot", "name": "again"}])
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = summary(tmp_path / "results/t")
+    test = [json.loads(line) for line in (tmp_path / "data/test.jsonl").read_text().splitlines()]
+    odd = [zlib.crc32(f"Review: {r['text']}".encode()) % 4 == 0 for r in test]
+    counts = {label: sum(r["label"] == label for r in test) for label in LABELS}
+    for row in rows:  # every example has the task's 3 choices
+        assert float(row["chance"]) == pytest.approx(1 / 3, abs=1e-6)
+        assert float(row["majority"]) == pytest.approx(max(counts.values()) / len(test), abs=1e-6)
+        assert float(row["unparsed"]) == pytest.approx(sum(odd) / len(test), abs=1e-6)
+        assert ("unparsed" in row["flags"]) == (sum(odd) / len(test) > 0.05)
+        assert row["oracle"] == "False"
+    assert sum(odd) / len(test) > 0.05  # the data makes the guard fire
+    assert "chance / maj." in out.stdout and "0.333 /" in out.stdout
+    # Two stages with identical outputs: their difference is 0, never printed as -0.000.
+    assert "-0.000" not in out.stdout and "0.000 [0.000, 0.000]" in out.stdout
+
+
+class PairsStage(Stage):
+    """Stands in for reward_model: its n counts something other than the test subsample."""
+
+    evaluates_test_subsample = False
+
+    def run(self, ctx):
+        return StageResult(ctx.stage.name, ctx.stage.type, ctx.run_id, "pairwise_accuracy",
+                           MetricValue(0.7, 0.62, 0.77, 155), [Guard("beats_chance", "ok", "fine", 0.7)])
+
+
+def test_a_stage_not_on_the_test_subsample_does_not_inherit_its_warning(tmp_path):
+    from ladder.stages.reward_model import RewardModel
+
+    assert RewardModel.evaluates_test_subsample is False
+    stages = [{"type": "tests.test_runner:PairsStage", "name": "pm"}, {"type": "zero_shot"}]
+    exp = load_experiment(experiment(tmp_path, "unused", model={"backend": "tests.test_runner:Mumbler",
+                                                                  "name": "mumbler"}, stages=stages))
+    pm, zero = run_experiment(exp)
+    assert [g.name for g in pm.guards] == ["beats_chance"]
+    assert any(g.name == "subsample" and "too few" in g.message for g in zero.guards)  # n = 40
+    assert "subsample" not in summary(tmp_path / "results/t")[0]["flags"]

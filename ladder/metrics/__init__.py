@@ -48,6 +48,16 @@ class Metric:
     #: True when `score` puts the answer it read in `Score.extracted` (the same answer gives the same
     #: string) without looking at the target: what best_of_n's `select: majority` votes on.
     extracts = False
+    #: K-way metrics (the answer is one of the example's choices): their rows show chance (1/K per
+    #: example), the majority-class share and how many answers were none of the choices.
+    k_way = False
+
+    @classmethod
+    def reads_targets(cls, config: BaseModel) -> bool:
+        """Whether scoring with this config reads the example's gold target. A metric compares
+        against it by definition; a scorer that runs a model says otherwise. Used as a selector or
+        reward on the test examples, one that reads targets makes its stage an oracle."""
+        return True
 
     def __init__(self, config: BaseModel):
         self.config = config

@@ -27,6 +27,7 @@ ANSWER_IS = re.compile(r"\b[Aa]nswer(?:\s+is)?\s*[:\-]?\s*[(\[*]*([A-Z])(?![\w']
 class Choice(Metric):
     Config = ChoiceConfig
     extracts = True
+    k_way = True
 
     def parse(self, ex: Example, completion: str) -> str | None:
         norm = self.config.normalize

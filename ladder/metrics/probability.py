@@ -32,6 +32,7 @@ class ChoiceProbConfig(MetricConfig):
 
 class ChoiceProb(Metric):
     Config = ChoiceProbConfig
+    k_way = True
     needs_probabilities = True
 
     @property

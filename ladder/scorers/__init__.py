@@ -59,6 +59,11 @@ class Scorer(Metric):
         super().__init__(config)
         self.task = ctx.task
 
+    @classmethod
+    def reads_targets(cls, config: BaseModel) -> bool:
+        """A model-based scorer sees the gold target only where one of its templates names {target}."""
+        return any("target" in template_fields(v) for k, v in config if k.endswith("template") and isinstance(v, str))
+
     def score(self, ex: Example, completion: str) -> Score:
         return self.score_batch([ex], [completion])[0]
 
@@ -128,6 +133,14 @@ def _say(err: Any) -> str:
 
 ScorerSpec = Annotated[Any, BeforeValidator(parse_scorer)]
 """Type of a config field holding a scorer: `scorer: ScorerSpec = Field("metric", validate_default=True)`."""
+
+
+def reads_targets(spec: Any) -> bool:
+    """Whether the scorer a (valid) spec names reads the gold target: the task metric and other
+    metric types do, a model-based scorer only when its template names {target}. As the selector
+    or reward on the test examples, such a scorer makes the row an oracle (an upper bound)."""
+    config = parse_scorer(spec)
+    return True if config.type == "metric" else scorer_class(config.type).reads_targets(config)
 
 
 def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:

@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
 from ladder.cache import Cache
 from ladder.config import Experiment, GenerationConfig, StageConfig
-from ladder.guards import stop_guard, stop_hit_rate
+from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
 from ladder.progress import progress_bar
 from ladder.stats import mean_ci
@@ -62,9 +62,19 @@ class Prompt:
 
 class Stage:
     Config: type[StageConfig] = StageConfig
+    evaluates_test_subsample = True
+    """False for a stage whose n is not the task's test subsample (reward_model: held-out pairs),
+    so the subsample's guards (e.g. "too few examples") are not its own."""
 
     def __init__(self, config: StageConfig):
         self.config = config
+
+    @classmethod
+    def reads_test_targets(cls, config: StageConfig) -> bool:
+        """Whether the stage reads the *test* examples' gold answers to pick its output: then its
+        row is an oracle — an upper bound, marked in every table, never where a climb stops.
+        Training on the train split's answers (sft, rl) does not count."""
+        return False
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         """The prompt of each test example (and guards about them); `ladder check` counts these."""
@@ -202,6 +212,10 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     metric = mean_ci([r["score"] for r in records])
     guards = [stop_guard(samples, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold),
               *extra_guards]
+    k_way: dict[str, float] = {}
+    if ctx.metric.k_way:  # chance, majority class and unparsed answers beside the value
+        k_way, more = choice_baselines(records, ctx.examples, metric)
+        guards += more
     if errors:
         guards.append(Guard("errors", "warn", f"{len(errors)} examples failed after all retries and "
                             f"are not in n; re-run to retry only those", float(len(errors))))
@@ -218,6 +232,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "seconds": round(seconds, 3),
         "cached_samples": ctx.calls.cached,
         "generated_samples": ctx.calls.generated,
+        **k_way,
     }
     return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
                        metric_name=ctx.metric.name, metric=metric, guards=guards, stats=stats)

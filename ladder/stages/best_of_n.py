@@ -38,7 +38,7 @@ from ladder.bon import best_of_k, curve, majority, majority_curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
-from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer
+from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
 from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
@@ -116,6 +116,11 @@ class BestOfN(ZeroShot):
 
     Config = BestOfNConfig
 
+    @classmethod
+    def reads_test_targets(cls, config: BestOfNConfig) -> bool:
+        # The selector picks among the test examples' samples; a majority vote reads no target.
+        return config.select != "majority" and reads_targets(config.scorer)
+
     @staticmethod
     def check_inputs(cfg: BestOfNConfig, task) -> None:
         """Called by the runner before anything is written: an export drawn from train needs one."""
@@ -150,7 +155,7 @@ class BestOfN(ZeroShot):
         prompts, guards = self.prompts(ctx)
         started = time.perf_counter()
         got = self._collect(ctx, scorer, prompts)
-        extra, more = report(got.records, cfg.n, scorer, oracle=scorer is ctx.metric)
+        extra, more = report(got.records, cfg.n, scorer, oracle=self.reads_test_targets(cfg))
         guards += more
         if ctx.metric.extracts:  # majority@k beside best-of-k, from the same pool
             add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)

@@ -35,7 +35,7 @@ from ladder.config import StageConfig
 from ladder.errors import ConfigError, LadderError
 from ladder.metrics import Metric
 from ladder.progress import console
-from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer
+from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
 from ladder.stages import Prompt, Stage, StageContext, collect, local_hf, summarize
 from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
 from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
@@ -156,7 +156,7 @@ class RL(Stage):
             bon = extra["best_of_n"]
             result.guards.append(versus_best_of_n(got.records, bon))
             extra["baseline"] = {"label": f"best-of-{bon['n']}, same reward", "metric": bon["metric"],
-                                 "diff": bon["diff"]}
+                                 "diff": bon["diff"], "oracle": bon["oracle"]}
             if bon["curve"]:  # where the training reward starts (best-of-1) and what selection reaches
                 extra["curves"]["rl_reward"]["hlines"] = {
                     "best-of-1 (start)": bon["curve"][0]["selector"],
@@ -187,7 +187,8 @@ class RL(Stage):
                       f"(no training)", highlight=False)
         got = collect(sub, prompts, partial(records, scorer=reward), batch=max(1, SCORE_BATCH // cfg.generations),
                       path=ctx.run_dir / "best_of_n_samples.jsonl")
-        curve_extra, guards = report(got.records, cfg.generations, reward, oracle=reward is ctx.metric)
+        oracle = reads_targets(cfg.reward)  # best-of-N on the test prompts, picked by the gold answers
+        curve_extra, guards = report(got.records, cfg.generations, reward, oracle=oracle)
         guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
         pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
                 for rec in got.records for row in rec["samples"] if "selector" in row]
@@ -201,7 +202,7 @@ class RL(Stage):
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
                 "scorer_cost_usd": scorer_cost(got.records),
                 "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec["samples"]),
-                "oracle": reward is ctx.metric, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
+                "oracle": oracle, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
                 "generated": sub.calls.generated, "cached": sub.calls.cached, "errors": len(got.errors),
                 **hack}, guards
 

@@ -36,6 +36,7 @@ from pydantic import Field, field_validator, model_validator
 from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
 from ladder.config import Section, StageConfig
 from ladder.errors import ConfigError, DataError, LadderError
+from ladder.guards import pct_apart
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.store import read_json, read_jsonl, write_json
@@ -227,7 +228,7 @@ class SFT(Stage):
                  "training": {"route": "local", "method": cfg.method, "train_examples": len(rows),
                               **{k: v for k, v in summary.items() if k != "train_loss"}},
                  "curves": curve_specs(curves, summary.get("train_loss", []), ctx.metric.name,
-                                       ctx.task.choices)}
+                                       curve_examples(ctx, cfg))}
         if summary.get("resumed_from"):
             guards.append(Guard("resumed", "info", f"training resumed from {summary['resumed_from']}"))
         return trained, extra, guards
@@ -241,7 +242,7 @@ class SFT(Stage):
         run = ctx.run_dir
         chat = base.uses_chat_template
         atomic_write(run / "train.jsonl", "".join(json.dumps(trl_row(r, base, chat)) + "\n" for r in rows))
-        examples = ctx.examples[:cfg.curve_examples] if cfg.curve_examples else ctx.examples
+        examples = curve_examples(ctx, cfg)
         curve = None
         if cfg.curves:
             test = [TrainRow(ctx.task.render(ex), ex.target) for ex in examples]
@@ -301,10 +302,29 @@ class SFT(Stage):
                               fix="see the output above; re-running resumes from the last checkpoint")
 
 
+def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:
+    """The test examples the training curves are measured on."""
+    return ctx.examples[:cfg.curve_examples] if cfg.curve_examples else ctx.examples
+
+
+def chance_loss(examples: Sequence[Example]) -> float | None:
+    """Chance level of the loss over the choices: the mean of −log(1/K_i) = log K_i over the
+    examples (each with its own K); None unless every example has choices."""
+    if not examples or not all(ex.choices for ex in examples):
+        return None
+    return sum(math.log(len(ex.choices)) for ex in examples) / len(examples)
+
+
+def chance_label(examples: Sequence[Example]) -> str:
+    ks = sorted({len(ex.choices) for ex in examples})
+    return f"−log(1/{ks[0]})" if len(ks) == 1 else f"mean −log(1/K), K = {ks[0]}…{ks[-1]}"
+
+
 def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], metric: str,
-                choices: Sequence[str] | None) -> dict[str, Any]:
-    """The curves in the shape `ladder report` draws: the losses on one chart (with chance), the
-    scores on another — they can disagree, which is why both are kept."""
+                examples: Sequence[Example] = ()) -> dict[str, Any]:
+    """The curves in the shape `ladder report` draws: the losses on one chart (with chance, when
+    the curve's examples have choices), the scores on another — they can disagree, which is why
+    both are kept."""
     out: dict[str, Any] = {
         "train_loss": {"x": [s for s, _ in train_loss], "y": {"train": [v for _, v in train_loss]},
                        "xlabel": "step", "ylabel": "loss"}}
@@ -318,8 +338,9 @@ def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], met
     out["test_metric"] = {"x": steps, "y": {metric: [p["metric"] for p in points],
                                             "stopped (EOS or stop)": [p["stop_rate"] for p in points]},
                           "xlabel": "step", "ylabel": "score"}
-    if choices:
-        out["test_loss"]["hlines"] = {f"chance −log(1/{len(choices)})": math.log(len(choices))}
+    chance = chance_loss(examples)
+    if chance is not None:
+        out["test_loss"]["hlines"] = {f"chance {chance_label(examples)}": chance}
         out["test_metric"]["y"]["target ranks first"] = [p.get("choice_accuracy") for p in points]
     return out
 
@@ -479,16 +500,16 @@ def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, d
                      f"log-probabilities of given answers, so the loss over the choices is not measured"), None
     qp, qc = choice_queries([p.messages for p in prompts], examples)
     info = choice_loss(logprobs(ctx.backend, ctx.cache, qp, qc), examples)
-    k = len(examples[0].choices)
-    chance = math.log(k)
+    chance = chance_loss(examples)  # each example's own K: per-example choices differ in number
     info["chance_loss"] = chance
     loss = info["choice_loss"]
+    label = chance_label(examples)
     if loss < chance:
-        return Guard("chance_loss", "ok", f"test loss over the {k} choices {loss:.3f} is below chance "
-                     f"−log(1/{k}) = {chance:.3f} (the target ranks first {info['choice_accuracy']:.0%})",
+        return Guard("chance_loss", "ok", f"test loss over the choices {loss:.3f} is below chance "
+                     f"{label} = {chance:.3f} (the target ranks first {info['choice_accuracy']:.0%})",
                      loss), info
-    return Guard("chance_loss", "warn", f"test loss over the {k} choices is {loss:.3f}, not below chance "
-                 f"−log(1/{k}) = {chance:.3f}: the finetuned model has not learned the task; check the "
+    return Guard("chance_loss", "warn", f"test loss over the choices is {loss:.3f}, not below chance "
+                 f"{label} = {chance:.3f}: the finetuned model has not learned the task; check the "
                  f"data, raise learning_rate or epochs", loss), info
 
 
@@ -502,6 +523,7 @@ def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:
     threshold = ctx.experiment.config.guards.stop_hit_threshold
     if rate >= threshold:
         return Guard("termination", "ok", f"{rate:.0%} of greedy samples end on EOS or a stop", rate)
-    return Guard("termination", "warn", f"only {rate:.0%} of the finetuned model's greedy samples end on "
-                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {threshold:.0%}): it has not "
+    shown, limit = pct_apart(rate, threshold)  # 0.897 against 0.9 reads 89.7% and 90.0%, not 90% twice
+    return Guard("termination", "warn", f"only {shown} of the finetuned model's greedy samples end on "
+                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {limit}): it has not "
                  f"learned to stop; train longer, or check the template_eos guard", rate)

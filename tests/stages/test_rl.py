@@ -74,7 +74,9 @@ def test_rl_trains_with_finite_rewards_and_changes_the_weights(tmp_path, algorit
     # The table carries best-of-N beside the rl row.
     with open(tmp_path / "results" / "t" / "summary.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["stage"] == "rl")
-    assert row["baseline"] == f"best-of-{TINY['generations']}, same reward" and float(row["baseline_value"]) == \
+    # Picked by the task metric on the test answers, that line is an oracle; the rl row is not.
+    assert row["oracle"] == "False" and bon["oracle"] is True
+    assert row["baseline"] == f"best-of-{TINY['generations']}, same reward (oracle)" and float(row["baseline_value"]) == \
         pytest.approx(bon["metric"]["value"], abs=1e-6)
 
 

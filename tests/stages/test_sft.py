@@ -339,3 +339,33 @@ def test_config_accepts_trainer_args_and_documents_every_field():
     for name in set(SFTConfig.model_fields) - set(StageConfig.model_fields):
         after = text.split(f"    {name}:", 1)[1].split("\n", 2)[1]
         assert after.strip().startswith('"""'), name
+
+
+def test_chance_loss_uses_each_examples_own_k(tmp_path):
+    """Per-example choices (2 here, 4 there): chance is the mean of log K_i over the examples
+    evaluated, not log K of the first example — which would call this model worse than chance."""
+    from types import SimpleNamespace
+
+    from ladder.cache import Cache
+    from ladder.stages import Prompt
+    from ladder.stages.sft import chance_guard, curve_specs
+
+    two, four = ("yes", "no"), ("a", "b", "c", "d")
+    examples = [Example("x", {}, "yes", two), Example("y", {}, "a", four)]
+    # The target gets 0.55 of 2 and 0.3 of 4: a little better than chance on both.
+    probs = {"yes": 0.55, "no": 0.45, "a": 0.3, "b": 0.7 / 3, "c": 0.7 / 3, "d": 0.7 / 3}
+    backend = SimpleNamespace(config=SimpleNamespace(backend="fake"), fingerprint="fake", supports_logprobs=True,
+                              continuation_logprobs=lambda prompts, conts: [math.log(probs[c]) for c in conts])
+    ctx = SimpleNamespace(backend=backend, cache=Cache(tmp_path / "cache"))
+    prompts = [Prompt(ex, [Message("user", ex.id)]) for ex in examples]
+    guard, info = chance_guard(ctx, prompts)
+    chance = (math.log(2) + math.log(4)) / 2
+    assert info["chance_loss"] == pytest.approx(chance)
+    assert info["choice_loss"] == pytest.approx((-math.log(0.55) - math.log(0.3)) / 2)
+    assert info["choice_loss"] > math.log(2)  # above the first example's chance...
+    assert guard.level == "ok" and "mean −log(1/K)" in guard.message  # ...but below the examples' chance
+    # The curve's chance line is drawn from the examples' own choices (the task has none).
+    points = [{"step": 0, "test_loss": 1.0, "metric": 0.5, "stop_rate": 1.0, "choice_loss": 1.0}]
+    curves = curve_specs(points, [], "choice", examples)
+    assert list(curves["test_loss"]["hlines"].values()) == [pytest.approx(chance)]
+    assert "hlines" not in curve_specs(points, [], "choice", [Example("z", {}, "t")])["test_loss"]
