@@ -6,7 +6,11 @@ never validated from user input (that is config.py's job).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -30,6 +34,15 @@ class Example:
     fields: dict[str, Any]
     target: str
     choices: tuple[str, ...] | None = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of everything in the example (id, fields, target, choices): run ids hash these,
+        so editing a data row in place gives every stage that reads it a new run folder. Computed
+        once per example (a train split may hold many thousands, and run ids are asked often)."""
+        blob = json.dumps([self.id, self.fields, self.target, self.choices], sort_keys=True,
+                          ensure_ascii=False, default=repr)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,12 @@ class MetricValue:
     n: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # JSON has no NaN (n=0 has no mean, n=1 no CI): null instead, read back as NaN.
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricValue:
+        return cls(**{k: float("nan") if d[k] is None and k != "n" else d[k] for k in ("value", "ci_low", "ci_high", "n")})
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,7 @@ class StageResult:
             type=d["type"],
             run_id=d["run_id"],
             metric_name=d["metric_name"],
-            metric=MetricValue(**d["metric"]),
+            metric=MetricValue.from_dict(d["metric"]),
             guards=[Guard(**g) for g in d.get("guards", [])],
             stats=d.get("stats", {}),
             extra=d.get("extra", {}),

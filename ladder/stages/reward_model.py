@@ -87,6 +87,10 @@ class RewardModel(Stage):
     produces_model = False  # not a policy: a PM, named by a scorer's `from_stage:`
     produces_reward_model = True
 
+    @classmethod
+    def reads(cls, cfg: RewardModelConfig) -> list[str]:
+        return [cfg.data] if isinstance(cfg.data, str) else list(cfg.data.values())
+
     @staticmethod
     def check_inputs(cfg: RewardModelConfig, task: Any) -> None:
         """Called by the runner before anything is written: the pair files exist and parse."""
