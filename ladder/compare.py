@@ -295,7 +295,7 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
         own = rl.extra.get("best_of_n") or {}
         if own.get("diff"):
             d = own["diff"]
-            if d["ci_high"] >= 0:
+            if d["ci_high"] is None or d["ci_high"] >= 0:  # None: no interval (metrics.json has no NaN)
                 continue
             said = f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
             if own.get("oracle"):

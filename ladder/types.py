@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -90,11 +89,12 @@ class MetricValue:
     n: int
 
     def to_dict(self) -> dict[str, Any]:
-        # JSON has no NaN (n=0 has no mean, n=1 no CI): null instead, read back as NaN.
-        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricValue:
+        """Inverse of to_dict after a trip through JSON, where a NaN (n=0 has no mean, n=1 no CI)
+        was written as null (`store.write_json`)."""
         return cls(**{k: float("nan") if d[k] is None and k != "n" else d[k] for k in ("value", "ci_low", "ci_high", "n")})
 
 
