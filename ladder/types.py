@@ -95,7 +95,8 @@ class MetricValue:
     def from_dict(cls, d: dict[str, Any]) -> MetricValue:
         """Inverse of to_dict after a trip through JSON, where a NaN (n=0 has no mean, n=1 no CI)
         was written as null (`store.write_json`)."""
-        return cls(**{k: float("nan") if d[k] is None and k != "n" else d[k] for k in ("value", "ci_low", "ci_high", "n")})
+        nan = float("nan")
+        return cls(*(nan if d[k] is None else d[k] for k in ("value", "ci_low", "ci_high")), d["n"])
 
 
 @dataclass(frozen=True)

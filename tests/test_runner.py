@@ -262,7 +262,8 @@ def test_run_ids_cover_what_each_stage_reads(tmp_path):
     (tmp_path / "sft.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
     (tmp_path / "pairs.jsonl").write_text('{"chosen": "good", "rejected": "bad"}\n' * 4)
     stages = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2},
-              {"type": "few_shot", "name": "yaml_shots", "examples": [{"text": "the meal was great", "label": "positive"}]},
+              {"type": "few_shot", "name": "yaml_shots",
+               "examples": [{"text": "the meal was great", "label": "positive"}]},
               {"type": "sft", "name": "sft_split"}, {"type": "sft", "name": "sft_file", "data": "sft.jsonl"},
               {"type": "reward_model", "data": "pairs.jsonl"}]
     path = experiment(tmp_path, "unused", model=ORACLE, stages=stages)
