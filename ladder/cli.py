@@ -6,6 +6,7 @@ commands, so `ladder --help` stays instant.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,34 @@ Embed = Annotated[str, typer.Option(help="Embedder for the atlas: tfidf (fast, n
                                          "(mean-pooled hidden states of a local model), openai:MODEL.")]
 
 
+class Interrupted(Exception):
+    """Ctrl-C inside a command. click (through typer) turns a KeyboardInterrupt into a bare exit 130
+    before main() could say anything, so the commands re-raise it as this, which click lets through."""
+
+
+def _unmeasured(results: list, folder: Path) -> None:
+    """Exit 1 (NothingMeasured) when a stage ended with n=0: its row has no number, and a script
+    checking the exit code must not take the run for a result."""
+    from ladder.errors import NothingMeasured
+    from ladder.store import read_jsonl
+
+    empty = [r for r in results if r.metric.n == 0]
+    if not empty:
+        return
+    said = []
+    for r in empty:
+        path = folder / r.stage / r.run_id / "samples.jsonl"
+        why = next((s.get("error") for rec in reversed(read_jsonl(path)) if rec.get("error")
+                    for s in rec.get("samples", []) if s.get("error")), None)
+        failed = r.stats.get("errors", 0)
+        said.append(f"{r.stage} ({failed} examples failed after all retries" + (f", e.g. {why}" if why else "")
+                    + f"; see {path})" if failed else f"{r.stage} (no example was scored)")
+    raise NothingMeasured(f"the run finished, but {len(empty)} of {len(results)} stages scored no example "
+                          f"(n=0), so their rows hold no number: {'; '.join(said)}",
+                          fix="fix the cause (server, key, model name, base_url), then run the same command "
+                              "again: finished examples are kept and only the failed ones are retried")
+
+
 def _show(folder: Path, title: str) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
     from ladder.compare import Evidence, next_steps, print_next_steps
@@ -39,13 +68,18 @@ def _show(folder: Path, title: str) -> None:
 
 @app.command()
 def run(config: Config, set: Sets = None, only: Only = None):
-    """Run the experiment's stages in order; finished stages are reused, interrupted ones resume."""
+    """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
+
+    Exit codes, for scripts:
+    0  every stage measured something;  1  a stage scored no example (n=0);
+    2  bad input;  130  interrupted (Ctrl-C; run the same command again to resume)."""
     from ladder.config import load_experiment
     from ladder.runner import run_experiment
 
     exp = load_experiment(config, set or [])
-    run_experiment(exp, only=only)
+    results = run_experiment(exp, only=only)
     _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _unmeasured(results, exp.results_path)
 
 
 @app.command()
@@ -102,15 +136,23 @@ def climb(config: Config, set: Sets = None,
               help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
           until: Annotated[Optional[str], typer.Option(help="Stop after this stage whatever it scores.")] = None,
           only: Only = None):
-    """Run the rungs in order and stop at the first that reaches the target; climb.json says why."""
+    """Run the rungs in order and stop at the first that reaches the target; climb.json says why.
+
+    Exit codes, for scripts:
+    0  the target was reached;
+    3  it was not (every rung ran, or --until stopped the climb below it);
+    1  a stage scored no example (n=0);  2  bad input;  130  interrupted (Ctrl-C)."""
     from ladder.climb import climb as run_climb
     from ladder.climb import print_climb
     from ladder.config import load_experiment
 
     exp = load_experiment(config, set or [])
-    record, _ = run_climb(exp, target=target, by=by, until=until, only=only)
+    record, results = run_climb(exp, target=target, by=by, until=until, only=only)
     print_climb(record)
     _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _unmeasured(results, exp.results_path)
+    if not record.reached:
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -138,6 +180,20 @@ def report(results: Results, embed: Embed = "tfidf",
     print(write(results, out, atlas=not no_atlas, embed=embed))
 
 
+def _interruptible(command):
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+    return run
+
+
+for _info in app.registered_commands:  # after every command is defined above
+    _info.callback = _interruptible(_info.callback)
+
+
 def main() -> None:
     try:
         app()
@@ -148,7 +204,7 @@ def main() -> None:
 
         console.print(Text("error: ", style="bold red") + Text(exc.render()), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
 

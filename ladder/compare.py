@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ladder.stats import paired_diff
-from ladder.store import read_json, read_jsonl
+from ladder.store import read_json, read_jsonl, records_digest
 from ladder.table import num
 from ladder.types import Guard, MetricValue, StageResult
 
@@ -48,7 +48,10 @@ class Evidence:
 
         config = yaml.safe_load((folder / "experiment.yaml").read_text()) if (folder / "experiment.yaml").exists() else {}
         climb = read_json(folder / "climb.json") if (folder / "climb.json").exists() else None
-        return cls(folder, load_results(folder) if results is None else results, config or {}, climb)
+        results = load_results(folder) if results is None else results
+        for r in results:  # a Δ's n must never silently disagree with the row's n
+            flag_damaged(folder, r)
+        return cls(folder, results, config or {}, climb)
 
     def scores(self, r: StageResult) -> dict[str, float]:
         return example_scores(self.folder / r.stage / r.run_id / "samples.jsonl")
@@ -85,6 +88,38 @@ def example_scores(path: Path) -> dict[str, float]:
         _SCORES[key] = {str(rec["id"]): float(rec["score"]) for rec in read_jsonl(path)
                         if not rec.get("error") and rec.get("score") is not None}
     return _SCORES[key]
+
+
+DAMAGED = "samples_mismatch"
+"""The guard put on a result whose samples.jsonl no longer holds what its metrics.json summarised."""
+
+
+def samples_mismatch(folder: Path, r: StageResult) -> str | None:
+    """Why a finished stage's samples.jsonl no longer matches the records its metrics.json
+    summarised (count and digest of id → score), or None when it does (or nothing was recorded:
+    results written before ladder recorded it, or a stage that does not summarise samples.jsonl)."""
+    rec = r.stats.get("records")
+    if not rec:
+        return None
+    scores = example_scores(folder / r.stage / r.run_id / "samples.jsonl")
+    if len(scores) == rec["count"] and records_digest(scores) == rec["digest"]:
+        return None
+    if len(scores) != rec["count"]:
+        what = f"holds {len(scores)} scored examples where metrics.json summarised {rec['count']}"
+    else:
+        what = "holds other scores than the ones metrics.json summarised (it was edited)"
+    return (f"{r.stage}/{r.run_id}/samples.jsonl {what}: its n and the paired differences computed "
+            f"from the file disagree")
+
+
+def flag_damaged(folder: Path, r: StageResult) -> str | None:
+    """Put (or take off) the DAMAGED warning on `r`; returns the mismatch, if any."""
+    why = samples_mismatch(folder, r)
+    r.guards = [g for g in r.guards if g.name != DAMAGED]
+    if why:
+        r.guards.append(Guard(DAMAGED, "warn", f"{why}; run the same command again (`ladder run`) to "
+                                               f"re-score it from the model-call cache"))
+    return why
 
 
 def load_results(folder: Path) -> list[StageResult]:
@@ -160,6 +195,17 @@ def retry_errors(ev: Evidence) -> list[Step]:
     which = ", ".join(f"{s} ({n})" for s, n in failed)
     return [Step("retry_errors", f"{which}: examples failed after all retries and are not counted. "
                                  f"Re-run the same command: only the failed examples are retried.")]
+
+
+def damaged_samples(ev: Evidence) -> list[Step]:
+    """A finished stage's samples.jsonl no longer holds what its metrics.json summarised."""
+    hit = _guards(ev, (DAMAGED,))
+    if not hit:
+        return []
+    return [Step("damaged_samples", f"{_stages(hit)}: samples.jsonl no longer matches metrics.json "
+                                    f"(truncated or edited), so the row's n and its paired differences "
+                                    f"disagree — run the same command again: the stage is re-scored from "
+                                    f"the model-call cache.")]
 
 
 def stop_hits_low(ev: Evidence) -> list[Step]:
@@ -266,7 +312,7 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
         own = rl.extra.get("best_of_n") or {}
         if own.get("diff"):
             d = own["diff"]
-            if d["ci_high"] >= 0:
+            if d["ci_high"] is None or d["ci_high"] >= 0:  # None: no interval (metrics.json has no NaN)
                 continue
             said = f"{num(d['value'], True)} [{num(d['ci_low'], True)}, {num(d['ci_high'], True)}]"
             if own.get("oracle"):
@@ -333,7 +379,7 @@ def target_not_reached(ev: Evidence) -> list[Step]:
                                        f"realistic for this model.")]
 
 
-RULES: list[Rule] = [retry_errors, stop_hits_low, evaluate_more, context_trimmed, few_shot_worse,
+RULES: list[Rule] = [damaged_samples, retry_errors, stop_hits_low, evaluate_more, context_trimmed, few_shot_worse,
                      loss_above_chance, rl_below_best_of_n, distil_best_of_n, best_of_n_before_rl,
                      no_rung_helps, target_not_reached]
 

@@ -1,4 +1,5 @@
-"""User-facing errors: one paragraph naming the file, the field and the fix; exit code 2.
+"""User-facing errors: one paragraph naming the file, the field and the fix; exit code 2 (1 for a
+run that finished with a stage that measured nothing).
 
 Anything raised as a LadderError is printed without a traceback by the CLI. Everything else is
 a bug in ladder and keeps its traceback.
@@ -30,6 +31,13 @@ class LadderError(Exception):
         if self.fix:
             text += " Fix: " + self.fix.rstrip(".") + "."
         return text
+
+
+class NothingMeasured(LadderError):
+    """A run finished, but some stage scored no example at all (n=0): exit code 1, so a script
+    never mistakes an empty row for a result."""
+
+    exit_code = 1
 
 
 class ConfigError(LadderError):

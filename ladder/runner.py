@@ -9,10 +9,12 @@ finished stage (metrics.json present) is not run again.
 from __future__ import annotations
 
 import functools
+import hashlib
 import platform
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
@@ -20,13 +22,14 @@ import yaml
 
 from ladder.backends.base import Backend, BackendConfig, BackendPool
 from ladder.cache import Cache, cache_key
+from ladder.compare import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, nested_from_stage
 from ladder.guards import subsample
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
 from ladder.errors import LadderError
 from ladder.registry import BACKENDS, STAGES
-from ladder.stages import StageContext
+from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
 from ladder.table import write_summary
 from ladder.tasks import TaskLike, load_task
@@ -44,6 +47,8 @@ class Plan:
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model: backend config keys,
     reward_model: ...}), for `from_stage`."""
+    _digests: dict[Any, str] = field(default_factory=dict, repr=False)
+    """Content digests already computed in this run (run ids are asked after every stage)."""
 
     def model_config(self, stage: StageConfig, planning: bool = False) -> BackendConfig:
         """The stage's model, with `from_stage` replaced by what that stage produced. When
@@ -78,13 +83,60 @@ class Plan:
             "generation": exp.stage_generation(stage).model_dump(mode="json"),
             "task": exp.config.task.model_dump(mode="json"),
             "metric": exp.metric.model_dump(mode="json"),
-            "examples": [ex.id for ex in self.examples],
+            # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
+            # every stage gets a new folder, so its scores are recomputed (generations still come
+            # from the model-call cache when the prompts did not change).
+            "examples": self._test_digest(),
+            "inputs": self.inputs(stage),
             # A scorer may name an earlier stage's product (`pm` with `from_stage:`): retraining that
             # stage differently must give this one a new folder too.
             "upstream": {name: self.produced.get(name)
                          for _, name in nested_from_stage(stage.model_dump(mode="json"))},
         }
         return cache_key(payload)[:12]
+
+    def _test_digest(self) -> str:
+        if "test" not in self._digests:
+            self._digests["test"] = cache_key({"examples": [ex.fingerprint for ex in self.examples]})
+        return self._digests["test"]
+
+    def inputs(self, stage: StageConfig) -> dict[str, str]:
+        """Content digests of what the stage reads beyond the test subsample (`Stage.reads`): the
+        train split as loaded, data files and folders byte for byte."""
+        reads = getattr(STAGES.get(stage.type), "reads", None)
+        out = {}
+        for name in reads(stage) if reads else ():
+            if name == TRAIN_SPLIT:
+                if TRAIN_SPLIT not in self._digests:
+                    self._digests[TRAIN_SPLIT] = cache_key(
+                        {"examples": [ex.fingerprint for ex in self.task.examples("train")]})
+                out["train split"] = self._digests[TRAIN_SPLIT]
+            else:
+                path = Path(name).expanduser()
+                out[name] = self._path_digest(path if path.is_absolute() else self.experiment.base_dir / path)
+        return out
+
+    def _path_digest(self, path: Path) -> str:
+        """sha256 of a file's bytes, of a folder's files (names and bytes), or "missing" (a file an
+        earlier stage of this run writes: the id is asked again once that stage has run)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return "missing"
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in self._digests:
+            return self._digests[key]
+        h = hashlib.sha256()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f != path:
+                h.update(str(f.relative_to(path)).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            h.update(b"\0")
+        self._digests[key] = h.hexdigest()
+        return self._digests[key]
 
     def context(self, stage: StageConfig, cache: Cache | None, run_dir, run_id: str) -> StageContext:
         exp = self.experiment
@@ -198,7 +250,12 @@ def _finished(plan: Plan, stage: StageConfig) -> StageResult | None:
         path = plan.experiment.results_path / stage.name / plan.run_id(stage) / "metrics.json"
     except LadderError:  # its model comes from a stage that has not run
         return None
-    return _marked(stage, StageResult.from_dict(read_json(path))) if path.exists() else None
+    if not path.exists():
+        return None
+    result = _marked(stage, StageResult.from_dict(read_json(path)))
+    if flag_damaged(plan.experiment.results_path, result):  # reused as it is, but not silently
+        _say(result.guards[-1])
+    return result
 
 
 def _marked(stage: StageConfig, result: StageResult) -> StageResult:
@@ -215,12 +272,21 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     done = run_dir / "metrics.json"
     if done.exists():
         result = _marked(stage, StageResult.from_dict(read_json(done)))
-        if not result.stats.get("errors"):
+        damaged = samples_mismatch(exp.results_path, result)
+        if damaged:
+            # Re-scored from scratch (the generations come from the model-call cache): an edited
+            # record must not be resumed as if it were the stage's own. The old file is kept aside.
+            if (run_dir / "samples.jsonl").exists():
+                (run_dir / "samples.jsonl").replace(run_dir / "samples.jsonl.damaged")
+            console.print(f"[yellow]warn[/yellow] {damaged}; re-scoring the stage (the damaged file is kept "
+                          f"as samples.jsonl.damaged)", highlight=False)
+        elif not result.stats.get("errors"):
             console.print(f"[bold]{stage.name}[/bold] done earlier ({done}): 0 new generations")
             return result
-        # Examples that failed after all retries (API errors) are retried; the rest resume.
-        console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats['errors']} examples that failed earlier",
-                      highlight=False)
+        else:
+            # Examples that failed after all retries (API errors) are retried; the rest resume.
+            console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats['errors']} examples that "
+                          f"failed earlier", highlight=False)
     impl = STAGES.get(stage.type)(stage)
     ctx = plan.context(stage, cache, run_dir, run_id)
     if ctx.metric.needs_probabilities and ctx.backend.rl_policy:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -59,7 +61,19 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write(path, json.dumps(finite(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
+
+
+def finite(data: Any) -> Any:
+    """`data` with every NaN or infinity replaced by None: JSON has no NaN (Python writes a bare
+    `NaN` that strict readers reject), and "no value" (a mean of nothing) is what null says."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
 
 
 def read_json(path: Path) -> Any:
@@ -101,6 +115,13 @@ class JsonlWriter:
             # the same unwritten bytes and fails the same way, which must not replace that error.
             if exc_type is None:
                 raise
+
+
+def records_digest(scores: dict[str, float]) -> str:
+    """A digest of per-example scores (id → score), whatever their order: metrics.json records it
+    beside the count, so a samples.jsonl changed after the fact (truncated, edited) is noticed."""
+    blob = json.dumps(sorted((str(i), float(v)) for i, v in scores.items()), separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:

@@ -6,7 +6,10 @@ never validated from user input (that is config.py's job).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -30,6 +33,15 @@ class Example:
     fields: dict[str, Any]
     target: str
     choices: tuple[str, ...] | None = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of everything in the example (id, fields, target, choices): run ids hash these,
+        so editing a data row in place gives every stage that reads it a new run folder. Computed
+        once per example (a train split may hold many thousands, and run ids are asked often)."""
+        blob = json.dumps([self.id, self.fields, self.target, self.choices], sort_keys=True,
+                          ensure_ascii=False, default=repr)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,13 @@ class MetricValue:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricValue:
+        """Inverse of to_dict after a trip through JSON, where a NaN (n=0 has no mean, n=1 no CI)
+        was written as null (`store.write_json`)."""
+        nan = float("nan")
+        return cls(*(nan if d[k] is None else d[k] for k in ("value", "ci_low", "ci_high")), d["n"])
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -132,7 +151,7 @@ class StageResult:
             type=d["type"],
             run_id=d["run_id"],
             metric_name=d["metric_name"],
-            metric=MetricValue(**d["metric"]),
+            metric=MetricValue.from_dict(d["metric"]),
             guards=[Guard(**g) for g in d.get("guards", [])],
             stats=d.get("stats", {}),
             extra=d.get("extra", {}),

@@ -229,3 +229,20 @@ def test_oracle_is_declared_by_the_stage_class_from_its_config(tmp_path, stage, 
     exp = load_experiment(oracle_experiment(tmp_path, stages=[stage]))
     cfg = exp.stages[0]
     assert STAGES.get(cfg.type).reads_test_targets(cfg) is oracle
+
+
+def test_climb_exit_code_says_whether_the_target_was_reached(tmp_path):
+    # Scripts read the outcome from the exit code: 3 when no rung reached the target, 0 when one did
+    # (the reached case is test_climb_command_prints_decisions_table_and_next_steps).
+    path = oracle_experiment(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "ladder.cli", "climb", str(path)]
+    out = subprocess.run([*cmd, "--target", "1.01"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)
+    assert out.returncode == 3, out.stderr
+    assert "not reached" in out.stdout and "Traceback" not in out.stderr
+    until = subprocess.run([*cmd, "--target", "0.8", "--until", "zero_shot"], capture_output=True, text=True,
+                           cwd=tmp_path, env=env, timeout=300)
+    assert until.returncode == 3 and "stopped at zero_shot (--until) below the target" in until.stdout
+    helped = subprocess.run([*cmd, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "3  it was not" in helped.stdout and "0  the target was reached" in helped.stdout

@@ -12,7 +12,7 @@ import pytest
 from ladder import compare
 from ladder.compare import Evidence
 from ladder.stats import Z95, paired_diff
-from ladder.store import JsonlWriter, write_json
+from ladder.store import JsonlWriter, records_digest, write_json
 from ladder.table import read_summary, write_summary
 from ladder.types import Guard, MetricValue, StageResult
 
@@ -114,6 +114,33 @@ def test_retry_errors(tmp_path):
     (step,) = compare.retry_errors(ev)
     assert "zero_shot (3)" in step.text and "Re-run" in step.text
     assert compare.retry_errors(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
+
+
+def test_damaged_samples(tmp_path):
+    # metrics.json records what it summarised; a samples.jsonl truncated afterwards must not give
+    # a Δ over fewer examples than the row's n without a word.
+    a, b = scores(0.7, seed=1), scores(0.5, seed=2)
+    recorded = {name: {"records": {"count": 300, "digest": records_digest({f"ex{i}": s for i, s in enumerate(v)})}}
+                for name, v in (("zero_shot", b), ("few_shot", a))}
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", b, [], recorded["zero_shot"]),
+                                       "few_shot": ("few_shot", a, [], recorded["few_shot"])})
+    intact = Evidence.load(folder)
+    assert compare.damaged_samples(intact) == [] and not any(g.name == compare.DAMAGED for r in intact.results
+                                                             for g in r.guards)
+    path = folder / "few_shot/r1/samples.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:74]))
+    ev = Evidence.load(folder)
+    few = ev.results[1]
+    assert few.metric.n == 300 and ev.diff(few, ev.results[0]).n == 74  # the disagreement, now flagged:
+    (step,) = compare.damaged_samples(ev)
+    assert "few_shot" in step.text and "zero_shot" not in step.text and "run the same command again" in step.text
+    (guard,) = [g for g in few.guards if g.name == compare.DAMAGED]
+    assert guard.level == "warn" and "74 scored examples where metrics.json summarised 300" in guard.message
+    # The same count with an edited score is caught by the digest.
+    rows = [json.loads(line) for line in (folder / "zero_shot/r1/samples.jsonl").read_text().splitlines()]
+    rows[0]["score"] = 1.0 - rows[0]["score"]
+    (folder / "zero_shot/r1/samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "it was edited" in compare.samples_mismatch(folder, Evidence.load(folder).results[0])
 
 
 def test_stop_hits_low(tmp_path):

@@ -274,3 +274,100 @@ def test_a_stage_not_on_the_test_subsample_does_not_inherit_its_warning(tmp_path
     assert [g.name for g in pm.guards] == ["beats_chance"]
     assert any(g.name == "subsample" and "too few" in g.message for g in zero.guards)  # n = 40
     assert "subsample" not in summary(tmp_path / "results/t")[0]["flags"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Run ids cover contents; a damaged finished stage is noticed. The Oracle backend (test_climb)
+# answers from the review's words, not from the gold labels: editing the labels changes scores
+# and never what the model says, so every generation of a re-run must come from the cache.
+
+ORACLE = {"backend": "tests.test_climb:Oracle", "name": "oracle"}
+
+
+def _cli(tmp_path, path, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path), *args], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_editing_the_data_in_place_gives_new_run_ids_and_the_fresh_value(tmp_path):
+    path = experiment(tmp_path, "unused", model=ORACLE)
+    _cli(tmp_path, path)
+    old = summary(tmp_path / "results/t")[0]
+    test = tmp_path / "data" / "test.jsonl"
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    for row in rows[:20]:
+        row["label"] = "neutral"  # what the Oracle answers without shots: 20 more right answers at most
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # The repro beside it: a second, identical zero_shot stage must agree exactly.
+    config = yaml.safe_load(path.read_text())
+    config["stages"] = [{"type": "zero_shot"}, {"type": "zero_shot", "name": "zero_shot_again"}]
+    path.write_text(yaml.safe_dump(config))
+    second = _cli(tmp_path, path)
+    assert "done earlier" not in second.stderr
+    new, again = summary(tmp_path / "results/t")
+    assert new["run_id"] != old["run_id"] and new["value"] != old["value"]
+    assert again["value"] == new["value"] and float(again["diff_prev"]) == 0.0
+    metrics = json.loads((tmp_path / "results/t/zero_shot" / new["run_id"] / "metrics.json").read_text())
+    assert metrics["stats"]["generated_samples"] == 0 and metrics["stats"]["cached_samples"] == 40
+    # The value equals a fresh run's: a new results folder and a new cache.
+    config["results_dir"], config["cache_dir"] = str(tmp_path / "fresh"), str(tmp_path / "fresh_cache")
+    path.write_text(yaml.safe_dump(config))
+    _cli(tmp_path, path)
+    fresh = summary(tmp_path / "fresh/t")[0]
+    assert fresh["value"] == new["value"] and fresh["n"] == new["n"] == "40" and fresh["run_id"] == new["run_id"]
+
+
+def test_run_ids_cover_what_each_stage_reads(tmp_path):
+    from ladder.runner import prepare
+
+    (tmp_path / "sft.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    (tmp_path / "pairs.jsonl").write_text('{"chosen": "good", "rejected": "bad"}\n' * 4)
+    stages = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2},
+              {"type": "few_shot", "name": "yaml_shots",
+               "examples": [{"text": "the meal was great", "label": "positive"}]},
+              {"type": "sft", "name": "sft_split"}, {"type": "sft", "name": "sft_file", "data": "sft.jsonl"},
+              {"type": "reward_model", "data": "pairs.jsonl"}]
+    path = experiment(tmp_path, "unused", model=ORACLE, stages=stages)
+
+    def ids():
+        plan = prepare(load_experiment(path))
+        return {s.name: plan.run_id(s) for s in plan.experiment.stages}
+
+    before = ids()
+    assert ids() == before  # nothing changed, nothing moves
+    train = tmp_path / "data/train.jsonl"
+    train.write_text(train.read_text().replace("was", "is", 1))  # one word of one train row
+    after_train = ids()
+    assert {k for k in before if before[k] != after_train[k]} == {"few_shot", "sft_split"}
+    (tmp_path / "sft.jsonl").write_text('{"prompt": "a", "completion": "c"}\n')
+    (tmp_path / "pairs.jsonl").write_text('{"chosen": "better", "rejected": "bad"}\n' * 4)
+    after_files = ids()
+    assert {k for k in before if after_train[k] != after_files[k]} == {"sft_file", "reward_model"}
+    test = tmp_path / "data/test.jsonl"
+    test.write_text(test.read_text().replace("meal 3 ", "meal three ", 1))  # a field, not a label
+    assert all(after_files[k] != v for k, v in ids().items())  # every stage evaluates the test rows
+
+
+def test_a_truncated_finished_stage_is_rescored_from_the_cache(tmp_path, capsys):
+    path = experiment(tmp_path, "unused", model=ORACLE, stages=STAGES)
+    (zero, few) = run_experiment(load_experiment(path))
+    run_dir = tmp_path / "results/t/zero_shot" / zero.run_id
+    assert zero.stats["records"]["count"] == 40
+    lines = (run_dir / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "samples.jsonl").write_text("".join(lines[:9]))
+    capsys.readouterr()
+    # --only the other stage: the damaged one is reused as it is, but flagged, never silently.
+    only = run_experiment(load_experiment(path), only=["few_shot"])
+    assert any(g.name == "samples_mismatch" and "9 scored examples where metrics.json summarised 40" in g.message
+               for g in only[0].guards)
+    assert "samples_mismatch" in summary(tmp_path / "results/t")[0]["flags"]
+    assert "samples_mismatch" in " ".join(capsys.readouterr().err.split())
+    # A plain re-run repairs it: re-scored, every generation from the cache.
+    (again, _) = run_experiment(load_experiment(path))
+    assert again.run_id == zero.run_id and again.metric == zero.metric
+    assert again.stats["generated_samples"] == 0 and again.stats["cached_samples"] == 40
+    assert len(read_jsonl(run_dir / "samples.jsonl")) == 40 and (run_dir / "samples.jsonl.damaged").exists()
+    assert "samples_mismatch" not in summary(tmp_path / "results/t")[0]["flags"]

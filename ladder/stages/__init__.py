@@ -19,11 +19,14 @@ from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
 from ladder.progress import progress_bar
 from ladder.stats import mean_ci
-from ladder.store import JsonlWriter, read_jsonl
+from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
 from ladder.types import Example, Guard, Message, Sample, Score, StageResult
 
+
+TRAIN_SPLIT = ":train:"
+"""What `Stage.reads` returns for the task's train split (any other entry is a file path)."""
 
 PROBABILITY_BATCH = 64
 """Prompts recorded at a time when the metric reads probabilities (one batched forward pass)."""
@@ -65,6 +68,7 @@ class Stage:
     evaluates_test_subsample = True
     """False for a stage whose n is not the task's test subsample (reward_model: held-out pairs),
     so the subsample's guards (e.g. "too few examples") are not its own."""
+    TRAIN_SPLIT = TRAIN_SPLIT
 
     def __init__(self, config: StageConfig):
         self.config = config
@@ -75,6 +79,14 @@ class Stage:
         row is an oracle — an upper bound, marked in every table, never where a climb stops.
         Training on the train split's answers (sft, rl) does not count."""
         return False
+
+    @classmethod
+    def reads(cls, cfg: StageConfig) -> list[str]:
+        """What the stage's output depends on beyond its config and the test subsample: TRAIN_SPLIT
+        (the task's train split) and the data files or folders its config names (as written there,
+        relative to the YAML file's folder). The runner hashes their *contents* into the run id, so
+        editing one in place gives the stage a new run folder. A stage that reads more must say so."""
+        return []
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         """The prompt of each test example (and guards about them); `ladder check` counts these."""
@@ -150,8 +162,11 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
             generate(ctx.backend, ctx.cache, [p.messages for p in todo], ctx.gen, ctx.calls, finished)
             if pending:
                 flush()
-    # Errors were appended too (so they are visible) but a re-run retries them.
-    errors = [r for r in read_jsonl(path) if r.get("error") and r["id"] not in done]
+    # Errors were appended too (so they are visible) but a re-run retries them. Each run appends
+    # its own line for an example that fails again: count examples failed now, not lines, so that
+    # n + errors never exceeds the prompts.
+    failed = {r["id"]: r for r in read_jsonl(path) if r.get("error") and r["id"] not in done}
+    errors = [failed[p.example.id] for p in prompts if p.example.id in failed]
     records = [done[p.example.id] for p in prompts if p.example.id in done]
     return Collected(records, errors, len(prompts) - len(todo))
 
@@ -224,6 +239,9 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "examples": len(records),
         "samples": len(samples),
         "errors": len(errors),
+        # What the metric summarised: checked against samples.jsonl when the result is read back.
+        "records": {"count": len(records),
+                    "digest": records_digest({str(r["id"]): float(r["score"]) for r in records})},
         "stop_hit_rate": stop_hit_rate(samples),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": sum(s.completion_tokens for s in samples),

@@ -121,6 +121,10 @@ class BestOfN(ZeroShot):
         # The selector picks among the test examples' samples; a majority vote reads no target.
         return config.select != "majority" and reads_targets(config.scorer)
 
+    @classmethod
+    def reads(cls, cfg: BestOfNConfig) -> list[str]:
+        return [cls.TRAIN_SPLIT] if cfg.export is not None and cfg.export.split == "train" else []
+
     @staticmethod
     def check_inputs(cfg: BestOfNConfig, task) -> None:
         """Called by the runner before anything is written: an export drawn from train needs one."""

@@ -54,6 +54,10 @@ class FewShot(Stage):
     Config = FewShotConfig
     produces_model = False  # nothing for a later stage's `from_stage`
 
+    @classmethod
+    def reads(cls, cfg: FewShotConfig) -> list[str]:
+        return [] if cfg.k is None else [cls.TRAIN_SPLIT]  # YAML shots are in the config itself
+
     @staticmethod
     def check_inputs(cfg: FewShotConfig, task) -> None:
         """Called by the runner before anything is written: the shots' source must be usable."""

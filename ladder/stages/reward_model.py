@@ -88,6 +88,10 @@ class RewardModel(Stage):
     produces_reward_model = True
     evaluates_test_subsample = False  # its n is held-out preference pairs
 
+    @classmethod
+    def reads(cls, cfg: RewardModelConfig) -> list[str]:
+        return [cfg.data] if isinstance(cfg.data, str) else list(cfg.data.values())
+
     @staticmethod
     def check_inputs(cfg: RewardModelConfig, task: Any) -> None:
         """Called by the runner before anything is written: the pair files exist and parse."""

@@ -106,6 +106,10 @@ class RL(Stage):
     Config = RLConfig
     produces_model = True  # later stages use the policy with `model: {from_stage: <this stage>}`
 
+    @classmethod
+    def reads(cls, cfg: RLConfig) -> list[str]:
+        return [cls.TRAIN_SPLIT]
+
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The policy is asked exactly what zero_shot asks: what it learned is in the weights.
         return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []

@@ -156,6 +156,10 @@ class SFT(Stage):
     Config = SFTConfig
     produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
 
+    @classmethod
+    def reads(cls, cfg: SFTConfig) -> list[str]:
+        return [cfg.data] if cfg.data else [cls.TRAIN_SPLIT]
+
     @staticmethod
     def check_inputs(cfg: SFTConfig, task) -> None:
         """Called by the runner before anything is written. A `data:` file may be written by an

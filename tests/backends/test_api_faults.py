@@ -4,6 +4,8 @@ counted on the server side, with the real SDK clients over real HTTP."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import signal
 import subprocess
 import sys
@@ -237,3 +239,51 @@ def test_a_run_killed_mid_stage_ends_exactly_like_an_uninterrupted_one(tmp_path,
     assert f"{samples_left} generated" in " ".join(again.stderr.split())  # best_of_n generated only those
     for stage in ("zero_shot", "best_of_n"):
         assert outcome(results, stage) == outcome(tmp_path / "whole/results/t", stage), stage
+
+
+def test_errors_count_examples_failed_now_not_lines(tmp_path):
+    # A dead server, no retries: every run appends a failed line per example. Errors must stay the
+    # number of examples that are failed now (20 → 40 → 60 was the bug), and n + errors ≤ 40.
+    with FakeAPIServer(faults={"500": 1.0}, responder=sentiment) as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 0})
+        runs = [run_experiment(load_experiment(path))[0] for _ in range(3)]
+        assert len(records(tmp_path)) == 3 * 40  # the lines are there: the count must not follow them
+        srv.configure(faults={"500": 0.5})
+        (mixed,) = run_experiment(load_experiment(path))
+    assert [r.stats["errors"] for r in runs] == [40, 40, 40] and all(r.metric.n == 0 for r in runs)
+    assert 0 < mixed.stats["errors"] < 40 and mixed.metric.n + mixed.stats["errors"] == 40
+
+
+def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):
+    with ServerProcess(tmp_path, "--fault-500", "1.0") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 0})
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    err = " ".join(out.stderr.split())
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in err and "scored no example (n=0)" in err and "HTTP 500" in err
+    assert "zero_shot (40 examples failed after all retries" in err and "run the same command again" in err
+    (run_dir,) = (tmp_path / "results/t/zero_shot").iterdir()
+    text = (run_dir / "metrics.json").read_text()
+    assert "NaN" not in text and json.loads(text)["metric"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    from ladder.compare import load_results  # and the readers cope with the nulls
+    (back,) = load_results(tmp_path / "results/t")
+    assert back.metric.n == 0 and math.isnan(back.metric.value)
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
+    with ServerProcess(tmp_path, "--latency", "0.3") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"concurrency": 2})
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        proc = subprocess.Popen([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while srv.stats()["successes"] < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before the interrupt: the test proved nothing"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished work is saved; run the same command again to resume" in " ".join(err.split())
+    assert "Traceback" not in err
