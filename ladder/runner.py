@@ -118,7 +118,31 @@ def prepare(exp: Experiment) -> Plan:
         model = exp.stage_model(stage)
         if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
             pool.get(model).preflight()
+            pool.get(model).check_generation(exp.stage_generation(stage))
     return Plan(exp, task, examples, guards, metric, pool)
+
+
+def preflight_run(plan: Plan, only: list[str] | None) -> None:
+    """What can fail only when a run starts, checked before its results folder is touched: the
+    model-call cache can be written (a damaged one is replaced here), and each remote model a
+    stage still has to call answers and accepts the key (one free request)."""
+    exp = plan.experiment
+    probed: set[int] = set()
+    for stage in exp.stages:
+        if stage.skip or (only and stage.name not in only) or exp.stage_model(stage).from_stage is not None:
+            continue
+        finished = _finished(plan, stage)
+        if finished is not None and not finished.stats.get("errors"):
+            continue  # answered from results: a re-run of a finished experiment calls nothing
+        backend = plan.backend(stage)
+        if id(backend) not in probed:
+            probed.add(id(backend))
+            backend.probe()
+    cache = Cache(exp.config.cache_dir)
+    try:
+        cache.check_writable()
+    finally:
+        cache.close()
 
 
 AfterStage = Callable[[StageConfig, "StageResult | None"], bool]
@@ -137,6 +161,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                           fix=f"use stage names from the config: {', '.join(s.name for s in exp.stages)}")
     plan = prepare(exp)
     reused = _reusable(plan, only) if only else {}
+    preflight_run(plan, only)
     folder = exp.results_path
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
@@ -231,6 +256,9 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
                                         "generation": ctx.gen.model_dump(mode="json")})
     result = impl.run(ctx)
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
+    sent = ctx.backend.sent_sampling(ctx.gen)
+    if sent is not None:  # the backend sends only some of temperature/top_p: say which
+        result.stats["sampling_sent"] = sent
     result.guards = [*plan.guards, *result.guards]
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
