@@ -179,8 +179,8 @@ class APIBackend(Backend):
     def preflight(self) -> None:
         url = self.config.base_url
         if url is not None and not re.match(r"https?://", url.strip(), re.IGNORECASE):
-            raise BackendError(f"model.base_url '{scrub(url, '')}' has no http:// or https://, so no request "
-                               f"can be sent", field="model.base_url",
+            raise BackendError(f"'{scrub(url, '')}' has no http:// or https://, so no request can be sent",
+                               field="model.base_url",
                                fix=f"write it with its scheme, e.g. http://{scrub(url.strip(), '')}")
         self.api_key()
         needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])
