@@ -116,7 +116,8 @@ class Cache:
             raise self._error("replace the damaged", exc) from None
         console.print(f"[yellow]warn[/yellow] cache: the model-call cache {self.path} was damaged; moved it "
                       f"to {aside} and started a fresh one. Results stay right: calls it held are made "
-                      f"again (delete the moved file once you no longer need it)", highlight=False)
+                      f"again (delete the moved file once you no longer need it)", highlight=False,
+                      soft_wrap=True)  # unwrapped: a path broken across lines cannot be copied
 
     def _guarded(self, op: Callable[[], T]) -> T:
         """Run `op` (holding the lock); a damaged database is moved aside and `op` runs again on
