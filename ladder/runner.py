@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
@@ -254,7 +256,11 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
                                         "model": plan.model_config(stage).model_dump(mode="json"),
                                         "generation": ctx.gen.model_dump(mode="json")})
-    result = impl.run(ctx)
+    try:
+        result = impl.run(ctx)
+    except BaseException:
+        _drop_if_empty(run_dir)
+        raise
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
     sent = ctx.backend.sent_sampling(ctx.gen)
     if sent is not None:  # the backend sends only some of temperature/top_p: say which
@@ -272,6 +278,20 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
         if guard.level == "warn" and guard.name != "subsample":
             _say(guard)
     return result
+
+
+def _drop_if_empty(run_dir: Path) -> None:
+    """A stage that failed before it recorded one example leaves no folder behind (only its
+    stage.json and an empty samples.jsonl would be in it); anything more is kept to resume from."""
+    samples = run_dir / "samples.jsonl"
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"stage.json", "samples.jsonl"} \
+            or (samples.exists() and samples.stat().st_size):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()  # the stage's folder, if no other run of it is there
+    except OSError:
+        pass
 
 
 def _say(guard: Guard) -> None:

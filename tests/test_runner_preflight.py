@@ -95,3 +95,14 @@ def test_a_finished_experiment_reruns_without_the_server(tmp_path):
     done = run(tmp_path, url)  # the server is gone: the results answer everything, nothing is sent
     assert done.returncode == 0, done.stderr
     assert "0 new generations" in " ".join(done.stderr.split())
+
+
+def test_a_stage_that_fails_before_its_first_example_leaves_no_folder(tmp_path):
+    # A base_url whose model list proves nothing (404) but whose completions 404 too: the stage
+    # stops at its first request, after its folder was made.
+    with FakeAPIServer(responder=sentiment) as srv:
+        assert run(tmp_path, srv.base_url).returncode == 0  # zero_shot, finished
+        done = run(tmp_path, srv.base_url + "/nowhere/v1")
+    failed_cleanly(done, "HTTP 404", "the model or endpoint does not exist")
+    stages = sorted(p.relative_to(tmp_path / "results/t") for p in (tmp_path / "results/t").glob("*/*"))
+    assert len(stages) == 1 and (tmp_path / "results/t" / stages[0] / "metrics.json").exists()
