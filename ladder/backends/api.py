@@ -67,6 +67,7 @@ _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
 FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use this model",
                 404: "the model or endpoint does not exist"}
+PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
 
 
@@ -209,7 +210,9 @@ class APIBackend(Backend):
         async def ask() -> None:
             client = self.client(key)
             try:
-                await client.get(self.models_path, cast_to=bytes)
+                # A short wait: a timeout proves nothing here, and the run has its own timeouts.
+                await client.get(self.models_path, cast_to=bytes,
+                                 options={"timeout": min(self.config.timeout, PROBE_TIMEOUT)})
             except Exception as exc:  # noqa: BLE001 - sorted below; only two kinds stop the run
                 sdk = self.sdk()
                 if isinstance(exc, sdk.APIStatusError) and exc.status_code == 401:
