@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -170,7 +171,31 @@ def prepare(exp: Experiment) -> Plan:
         model = exp.stage_model(stage)
         if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
             pool.get(model).preflight()
+            pool.get(model).check_generation(exp.stage_generation(stage))
     return Plan(exp, task, examples, guards, metric, pool)
+
+
+def preflight_run(plan: Plan, only: list[str] | None) -> None:
+    """What can fail only when a run starts, checked before its results folder is touched: the
+    model-call cache can be written (a damaged one is replaced here), and each remote model a
+    stage still has to call answers and accepts the key (one free request)."""
+    exp = plan.experiment
+    probed: set[int] = set()
+    for stage in exp.stages:
+        if stage.skip or (only and stage.name not in only) or exp.stage_model(stage).from_stage is not None:
+            continue
+        finished = _finished(plan, stage)
+        if finished is not None and not finished.stats.get("errors"):
+            continue  # answered from results: a re-run of a finished experiment calls nothing
+        backend = plan.backend(stage)
+        if id(backend) not in probed:
+            probed.add(id(backend))
+            backend.probe()
+    cache = Cache(exp.config.cache_dir)
+    try:
+        cache.check_writable()
+    finally:
+        cache.close()
 
 
 AfterStage = Callable[[StageConfig, "StageResult | None"], bool]
@@ -189,6 +214,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                           fix=f"use stage names from the config: {', '.join(s.name for s in exp.stages)}")
     plan = prepare(exp)
     reused = _reusable(plan, only) if only else {}
+    preflight_run(plan, only)
     folder = exp.results_path
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
@@ -302,8 +328,15 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
                                         "model": plan.model_config(stage).model_dump(mode="json"),
                                         "generation": ctx.gen.model_dump(mode="json")})
-    result = impl.run(ctx)
+    try:
+        result = impl.run(ctx)
+    except BaseException:
+        _drop_if_empty(run_dir)
+        raise
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
+    sent = ctx.backend.sent_sampling(ctx.gen)
+    if sent is not None:  # the backend sends only some of temperature/top_p: say which
+        result.stats["sampling_sent"] = sent
     # The subsample's guards describe the test examples; a stage measured on other data
     # (reward_model's held-out pairs) does not inherit them.
     result.guards = [*(plan.guards if impl.evaluates_test_subsample else ()), *result.guards]
@@ -320,6 +353,20 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
         if guard.level == "warn" and guard.name != "subsample":
             _say(guard)
     return result
+
+
+def _drop_if_empty(run_dir: Path) -> None:
+    """A stage that failed before it recorded one example leaves no folder behind (only its
+    stage.json and an empty samples.jsonl would be in it); anything more is kept to resume from."""
+    samples = run_dir / "samples.jsonl"
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"stage.json", "samples.jsonl"} \
+            or (samples.exists() and samples.stat().st_size):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()  # the stage's folder, if no other run of it is there
+    except OSError:
+        pass
 
 
 def _say(guard: Guard) -> None:

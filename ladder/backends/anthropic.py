@@ -4,6 +4,14 @@ The API has no `n`, so each sample is its own request, reported (and cached) as 
 System messages go in the top-level `system` field. Sampling arguments are sent in the JSON
 body we build ourselves — some SDK releases (2.x included) no longer accept temperature or
 top_p as keywords of messages.create. The shared machinery is in api.py.
+
+temperature and top_p: Anthropic's rule is to alter one of them, not both, and recent models
+(Opus 4.1, Sonnet/Haiku 4.5 and later) reject a request that carries both with a 400. So one is
+sent (`sampling()`): temperature, except at temperature 1 (the API's own default) with top_p
+below 1, where top_p alone asks for exactly the same thing. At temperature 0 ladder decodes
+greedily on every backend and top_p has no effect, so temperature 0 alone is sent. A config that
+alters both (0 < temperature < 1 and top_p < 1) is refused before the run, since no request can
+express it. Which one was sent is recorded in metrics.json (`stats.sampling_sent`).
 """
 
 from __future__ import annotations
@@ -34,21 +42,39 @@ class AnthropicBackend(APIBackend):
     client_class = "AsyncAnthropic"
     path = "/v1/messages"
     max_n = 1
+    models_path = "/v1/models"
 
     config: AnthropicConfig
 
-    def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
+    def sampling(self, gen: GenerationConfig) -> dict[str, float]:
+        """The one sampling argument requests carry (see the module docstring); BackendError for
+        settings the API cannot take."""
         if gen.temperature > 1:
             raise BackendError(f"Anthropic models take a temperature from 0 to 1, not {gen.temperature:g}",
                                field="generation.temperature", fix="set it to at most 1")
+        if gen.top_p == 1 or gen.temperature == 0:
+            return {"temperature": gen.temperature}
+        if gen.temperature == 1:
+            return {"top_p": gen.top_p}
+        raise BackendError(f"Anthropic models take temperature or top_p, not both (recent models reject "
+                           f"requests with both), and this config sets temperature {gen.temperature:g} "
+                           f"with top_p {gen.top_p:g}", field="generation.top_p",
+                           fix=f"keep one: top_p: 1 samples at temperature {gen.temperature:g}; "
+                               f"temperature: 1 samples with top_p {gen.top_p:g}")
+
+    def check_generation(self, gen: GenerationConfig) -> None:
+        self.sampling(gen)
+
+    def sent_sampling(self, gen: GenerationConfig) -> dict[str, float]:
+        return self.sampling(gen)
+
+    def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         body: dict[str, Any] = {"model": self.config.name, "max_tokens": gen.max_tokens,
                                 "messages": [m.to_dict() for m in messages if m.role != "system"],
-                                "temperature": gen.temperature}
+                                **self.sampling(gen)}
         if system:
             body["system"] = system
-        if gen.top_p < 1:  # recent models reject temperature and top_p together: send top_p only if set
-            body["top_p"] = gen.top_p
         if gen.stop:
             body["stop_sequences"] = list(gen.stop)
         return body

@@ -9,8 +9,16 @@ to read the answer; everything else lives here:
   100k tasks. One SDK client, created once per `sample()` call, serves every request.
 - Retries are ours (the SDK's max_retries is 0): exponential backoff with jitter on 429, 408,
   409, 5xx, timeouts, dropped connections and malformed bodies, honouring Retry-After /
-  retry-after-ms. A request that still fails becomes Sample(finish_reason="error"), which the
-  cache never stores, so a re-run retries exactly those. 401/403/404 stop the stage at once.
+  retry-after-ms, for at most max_retries attempts and max_retry_seconds. A request that still
+  fails becomes Sample(finish_reason="error"), which the cache never stores, so a re-run retries
+  exactly those. 401/403/404 stop the stage at once.
+- A URL no request can reach is a configuration error, not a transient one: before the results
+  folder is touched, `probe()` sends one free request (the model list) and a refused connection,
+  an unknown host, a URL without http:// or a failed TLS handshake stops the run (exit 2) with
+  the URL and the fix; so does a key the server rejects (401). Should the probe not have run
+  (a model an earlier stage produced), the same failures stop the stage while no request has
+  succeeded yet. Anything else the probe meets (404, 5xx, a timeout) proves nothing and is left
+  to the retry policy.
 - Requests go through the SDK's generic `client.post(path, body=..., cast_to=bytes)`: the real
   client (auth, headers, timeouts, error classes) without its per-request type transform and
   response models: a quarter of the client's CPU per request (1.5 → 1.15 ms; scripts/bench_api.py).
@@ -31,6 +39,8 @@ import math
 import os
 import random
 import re
+import socket
+import ssl
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +67,7 @@ _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
 FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use this model",
                 404: "the model or endpoint does not exist"}
+PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
 
 
@@ -82,6 +93,10 @@ class APIConfig(BackendConfig):
     max_retries: int = Field(6, ge=0, le=100)
     """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
     before it is recorded as an error (a re-run retries only those)."""
+    max_retry_seconds: float = Field(300.0, gt=0)
+    """Longest time one request may spend retrying, in seconds, counted from its first attempt:
+    no new attempt starts after it (even with retries left), and the request is recorded as an
+    error that a re-run retries. Bounds a stage against a server that stays down."""
     timeout: float = Field(120.0, gt=0)
     """Seconds to wait for one response before counting the attempt as timed out."""
     backoff: float = Field(1.0, ge=0)
@@ -130,6 +145,8 @@ class APIBackend(Backend):
     """Endpoint, relative to the client's base URL."""
     max_n = 1
     """Most samples one request can return (OpenAI's `n`); 1 = one request per sample."""
+    models_path = ""
+    """The free model-list endpoint `probe()` asks, relative to the client's base URL."""
 
     config: APIConfig
 
@@ -161,6 +178,11 @@ class APIBackend(Backend):
         return key
 
     def preflight(self) -> None:
+        url = self.config.base_url
+        if url is not None and not re.match(r"https?://", url.strip(), re.IGNORECASE):
+            raise BackendError(f"'{scrub(url, '')}' has no http:// or https://, so no request can be sent",
+                               field="model.base_url",
+                               fix=f"write it with its scheme, e.g. http://{scrub(url.strip(), '')}")
         self.api_key()
         needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])
         # Only whether they are installed: importing the SDK costs ~0.5 s, which a re-run answered
@@ -177,6 +199,51 @@ class APIBackend(Backend):
             console.print(f"[yellow]warn[/yellow] cost: no price for model '{self.config.name}' in "
                           f"{PRICES.name}; cost is shown as $0. Set model.price: {{input: ..., output: ...}} "
                           f"(USD per 1M tokens) to count it", highlight=False)
+
+    def probe(self) -> None:
+        """One free request (the model list) before the results folder is touched: a URL nothing
+        answers at, or a key the server rejects, stops the run now (BackendError), not after a
+        stage folder was made and every request retried. Anything else proves nothing: the run
+        goes on and the retry policy decides."""
+        key = self.api_key()
+
+        async def ask() -> None:
+            client = self.client(key)
+            try:
+                # A short wait: a timeout proves nothing here, and the run has its own timeouts.
+                await client.get(self.models_path, cast_to=bytes,
+                                 options={"timeout": min(self.config.timeout, PROBE_TIMEOUT)})
+            except Exception as exc:  # noqa: BLE001 - sorted below; only two kinds stop the run
+                sdk = self.sdk()
+                if isinstance(exc, sdk.APIStatusError) and exc.status_code == 401:
+                    self._failure(exc, _Tally(), key)  # raises the rejected-key error
+                if isinstance(exc, sdk.APIConnectionError) and not isinstance(exc, sdk.APITimeoutError):
+                    self._unreachable(exc, key)
+            finally:
+                await client.close()
+
+        _run_sync(ask())
+
+    def _unreachable(self, exc: Exception, key: str) -> None:
+        """Raise BackendError if `exc` says no request to this URL can work (refused, unknown host,
+        no scheme, TLS); return if it may be transient (a reset, a dropped connection)."""
+        url = scrub(str(self.config.base_url or f"the {self.provider} API's default URL"), key)
+        problem = _setup_problem(exc)
+        if problem is None:
+            return
+        what, fix = {
+            "refused": ("the connection was refused: nothing listens at that host and port",
+                        "start the server, or correct the host and port in model.base_url"),
+            "dns": ("its host name does not resolve",
+                    "correct the host in model.base_url (a typo?), or check the network and DNS"),
+            "scheme": ("the URL has no http:// or https://",
+                       "write model.base_url with its scheme, e.g. http://localhost:8000/v1"),
+            "tls": ("the TLS (https) handshake failed",
+                    "use http:// for a server without TLS, or give Python the server's certificate "
+                    "(SSL_CERT_FILE)"),
+        }[problem[0]]
+        raise BackendError(f"cannot reach the {self.provider} server at {url}: {what} ({scrub(problem[1], key)})",
+                           field="model.base_url", fix=fix) from None
 
     # -- cost --------------------------------------------------------------------------------------
 
@@ -261,6 +328,7 @@ class APIBackend(Backend):
     async def _with_retries(self, client: Any, request: Request, gen: GenerationConfig, key: str,
                             tally: _Tally) -> list[Sample]:
         cfg = self.config
+        started = time.monotonic()
         for attempt in range(cfg.max_retries + 1):
             try:
                 raw = await client.post(self.path, body=request.body, cast_to=bytes)
@@ -276,7 +344,13 @@ class APIBackend(Backend):
                 fail = self._failure(exc, tally, key)
             if not fail.retry or attempt == cfg.max_retries:
                 break
-            await asyncio.sleep(self._delay(attempt, fail.wait))
+            delay = self._delay(attempt, fail.wait)
+            if time.monotonic() - started + delay > cfg.max_retry_seconds:
+                tally.errors[fail.reason] += 1
+                error = (f"{fail.reason} (after {attempt + 1} attempts in {time.monotonic() - started:.0f} s; "
+                         f"max_retry_seconds is {cfg.max_retry_seconds:g})")
+                return [Sample(text="", finish_reason="error", error=error) for _ in request.indices]
+            await asyncio.sleep(delay)
         tally.errors[fail.reason] += 1
         return [Sample(text="", finish_reason="error", error=_attempts(fail.reason, attempt))
                 for _ in request.indices]
@@ -303,6 +377,8 @@ class APIBackend(Backend):
         if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
             return Failure(f"timed out after {self.config.timeout:g} s", retry=True)
         if isinstance(exc, sdk.APIConnectionError):  # refused, reset, dropped before the answer
+            if tally.ok == 0:  # nothing has got through yet: a wrong URL is not worth retrying
+                self._unreachable(exc, key)
             cause = exc.__cause__ or exc.__context__
             return Failure(f"connection failed ({type(cause or exc).__name__})", retry=True)
         raise exc  # not an API failure: a bug, keep the traceback
@@ -331,6 +407,28 @@ class _Tally:
         common = "; ".join(f"{reason} (×{n})" for reason, n in self.errors.most_common(3))
         console.print(f"[yellow]warn[/yellow] {provider}: {total} requests failed after all retries: "
                       f"{common}. They are not cached; a re-run retries only those.", highlight=False)
+
+
+def _setup_problem(exc: BaseException) -> tuple[str, str] | None:
+    """(kind, detail) when an exception chain says the URL cannot work: refused, dns, scheme or
+    tls; None for failures that may pass (a reset, a drop, a timeout)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError):
+            return "refused", str(e)
+        if isinstance(e, socket.gaierror):
+            return "dns", str(e)
+        if type(e).__name__ == "UnsupportedProtocol":  # httpx's; the class lives in a versioned module
+            return "scheme", str(e)
+        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
+            return "tls", str(e)
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return None
 
 
 def _attempts(reason: str, attempt: int) -> str:

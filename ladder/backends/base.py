@@ -73,6 +73,18 @@ class Backend:
     def preflight(self) -> None:
         """Fail fast, before anything is written: bad model name, missing key."""
 
+    def check_generation(self, gen: GenerationConfig) -> None:
+        """Raise LadderError for generation settings this backend cannot honour (before the run)."""
+
+    def probe(self) -> None:
+        """Just before a run that will call the model: one cheap live check (a remote API: is the
+        server there, is the key accepted). Raise LadderError when it shows no call can work."""
+
+    def sent_sampling(self, gen: GenerationConfig) -> dict[str, float] | None:
+        """The sampling arguments requests really carry, when the backend sends only some of
+        temperature/top_p (recorded in metrics.json); None when it honours both as configured."""
+        return None
+
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """US dollars for that many tokens; 0 for local models."""
         return 0.0

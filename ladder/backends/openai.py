@@ -35,6 +35,7 @@ class OpenAIBackend(APIBackend):
     client_class = "AsyncOpenAI"
     path = "/chat/completions"
     max_n = 128
+    models_path = "/models"
 
     config: OpenAIConfig
 

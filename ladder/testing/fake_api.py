@@ -16,12 +16,18 @@ As a separate process (for tests that SIGKILL a client and count requests server
 
     python -m ladder.testing.fake_api --port 0 --port-file PATH --latency 0.2 --fault-429 0.1
     GET /_stats  -> counters as JSON;  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
+    GET /_requests -> the completion request bodies received, in order (srv.requests() in-process)
+
+With `api_key` set (FakeAPIServer(api_key=...), --api-key, or /_config), completion and model-list
+requests carrying another key get the provider's 401; unset, any key is accepted.
 
 A responder is `fn(request: FakeRequest, index: int) -> str`, called once per sample; the server
 then applies stop strings and max_tokens itself, like the real APIs. "Tokens" are whitespace tokens.
 
 Known deviations from the real services: no streaming, tools, images or response_format (unknown
-fields are ignored, not rejected); any model name and any API key are accepted; Retry-After is a
+fields are ignored, not rejected); any model name is accepted, and any API key unless `api_key` is
+set; an Anthropic request with both temperature and top_p gets the 400 that recent Claude models
+(Opus 4.1, Sonnet 4.5 and later) answer, whatever the model name; Retry-After is a
 decimal number of seconds (e.g. "0.1", plus retry-after-ms), where real servers send whole seconds;
 logprob alternatives are synthetic (" alt1", " alt2", ...).
 """
@@ -43,6 +49,7 @@ from http import HTTPStatus
 from typing import Any, Callable, Mapping
 
 FAULT_KINDS = ("429", "500", "timeout", "malformed", "drop")
+MAX_RECORDED = 100_000  # request bodies kept for GET /_requests; later ones are not recorded
 _TOKEN = re.compile(r"\s*\S+")  # a token keeps its leading whitespace, so "".join(tokens) == text
 _WORDS = ("the answer is likely yes no maybe because data shows a clear signal of noise in "
           "this example result value positive negative neutral").split()
@@ -108,6 +115,7 @@ class Config:
     retry_after: float = 0.1  # seconds, sent with every 429
     timeout_hold: float = 30.0  # a "timeout" holds the request this long (or until the client leaves)
     seed: int = 0  # fault decisions are a pure function of (seed, request key, attempt number)
+    api_key: str | None = None  # when set, requests with another key get a 401
 
     def validate(self) -> Config:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -149,6 +157,16 @@ class Stats:
             self.successes: dict[str, int] = {}
             self.requests_after_success = 0  # requests for a key that had already been answered
             self.in_flight = self.max_in_flight = 0
+            self.bodies: list[dict[str, Any]] = []  # completion requests received, in order
+
+    def received(self, provider: str, body: Any) -> None:
+        with self._lock:
+            if len(self.bodies) < MAX_RECORDED:
+                self.bodies.append({"provider": provider, "body": body})
+
+    def received_bodies(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.bodies)
 
     def begin(self, provider: str, headers: Mapping[str, str]) -> None:
         with self._lock:
@@ -233,6 +251,9 @@ def normalize(provider: str, body: Mapping[str, Any], key: str) -> FakeRequest:
     if provider == "anthropic":
         if "max_tokens" not in body:
             raise BadRequest("max_tokens: Field required")
+        if body.get("temperature") is not None and body.get("top_p") is not None:
+            raise BadRequest("`temperature` and `top_p` cannot both be specified for this model. "
+                             "Please use only one.")
         if body.get("system"):
             msgs.insert(0, {"role": "system", "content": _text(body["system"])})
         stop, n, seed = body.get("stop_sequences") or [], 1, None
@@ -308,14 +329,29 @@ def anthropic_response(req: FakeRequest, texts: list[str], rid: str) -> dict[str
 
 
 _OPENAI_ERRORS = {400: "invalid_request_error", 404: "invalid_request_error", 429: "requests", 500: "server_error"}
-_ANTHROPIC_ERRORS = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error", 500: "api_error"}
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                     429: "rate_limit_error", 500: "api_error"}
+
+
+def sent_key(headers: Mapping[str, str]) -> str:
+    """The API key a request carries: OpenAI's bearer token or Anthropic's x-api-key."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+
+
+def unauthorized(provider: str, key: str) -> Reply:
+    """The provider's 401; like OpenAI's, the message shows the start and end of the key."""
+    shown = f"{key[:3]}****{key[-4:]}" if len(key) > 8 else "****"
+    message = ("invalid x-api-key" if provider == "anthropic" else
+               f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com.")
+    return _reply(401, error_body(provider, 401, message, "0"))
 
 
 def error_body(provider: str, status: int, message: str, rid: str) -> dict[str, Any]:
     if provider == "anthropic":
         kind = _ANTHROPIC_ERRORS.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}, "request_id": f"req_{rid}"}
-    code = {429: "rate_limit_exceeded", 404: "unknown_url"}.get(status)
+    code = {429: "rate_limit_exceeded", 404: "unknown_url", 401: "invalid_api_key"}.get(status)
     return {"error": {"message": message, "type": _OPENAI_ERRORS.get(status, "server_error"),
                       "param": None, "code": code}}
 
@@ -494,7 +530,13 @@ class App:
             await _send(writer, *self.fine_tuning.handle(method, path, headers, raw))
             return keep
         if path == "/models" and method == "GET":
-            await _send(writer, 200, self._models_body(anthropic="anthropic-version" in headers))
+            anthropic = "anthropic-version" in headers
+            if not self._authorized(headers):
+                await _send_raw(writer, *unauthorized("anthropic" if anthropic else "openai", sent_key(headers)))
+                return keep
+            await _send(writer, 200, self._models_body(anthropic=anthropic))
+        elif path == "/_requests" and method == "GET":
+            await _send(writer, 200, self.stats.received_bodies())
         elif path == "/_stats" and method == "GET":
             await _send(writer, 200, self.stats.snapshot())
         elif path == "/_reset" and method == "POST":
@@ -503,13 +545,16 @@ class App:
         elif path == "/_config" and method in ("GET", "POST"):
             try:
                 cfg = self.configure(**json.loads(raw)) if method == "POST" and raw else self.config
-                await _send(writer, 200, asdict(cfg))
+                await _send(writer, 200, {**asdict(cfg), "api_key": "***" if cfg.api_key else None})
             except (ValueError, TypeError) as e:
                 await _send(writer, 400, {"error": str(e)})
         else:
             provider = "anthropic" if "anthropic-version" in headers else "openai"
             await _send(writer, 404, error_body(provider, 404, f"unknown route {method} {target}", "0"))
         return keep
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        return self.config.api_key is None or sent_key(headers) == self.config.api_key
 
     def _models_body(self, anthropic: bool) -> dict[str, Any]:
         if anthropic:
@@ -524,7 +569,10 @@ class App:
         self.stats.begin(provider, headers)
         key, outcome, reply = None, "cancelled", None
         try:
-            key, outcome, reply = await self._attempt(provider, raw, reader)
+            if self._authorized(headers):
+                key, outcome, reply = await self._attempt(provider, raw, reader)
+            else:
+                outcome, reply = "unauthorized", unauthorized(provider, sent_key(headers))
         finally:
             # Count before replying: a client holding its answer must already see it in stats().
             self.stats.end(outcome, reply[0] if reply else None, key)
@@ -542,6 +590,7 @@ class App:
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
             key = request_key(provider, body)
+            self.stats.received(provider, body)
             attempt = self.stats.attempt(key)
             req = normalize(provider, body, key)
         except (ValueError, BadRequest) as e:  # json.JSONDecodeError is a ValueError
@@ -604,8 +653,9 @@ class FakeAPIServer:
 
     def __init__(self, *, latency: float = 0.0, faults: Mapping[str, float] | None = None,
                  responder: Responder | None = None, retry_after: float = 0.1, timeout_hold: float = 30.0,
-                 seed: int = 0, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = ("fake-model",)):
-        config = Config(latency, dict(faults or {}), retry_after, timeout_hold, seed)
+                 seed: int = 0, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = ("fake-model",),
+                 api_key: str | None = None):
+        config = Config(latency, dict(faults or {}), retry_after, timeout_hold, seed, api_key)
         self.app = App(config, responder, models)
         self.host, self.port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -625,6 +675,10 @@ class FakeAPIServer:
 
     def reset(self) -> None:
         self.app.stats.reset()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The completion request bodies received since the last reset: [{"provider", "body"}]."""
+        return self.app.stats.received_bodies()
 
     def configure(self, **changes: Any) -> Config:
         """Change latency / faults / retry_after / timeout_hold / seed; faults merge into the old ones."""
@@ -692,12 +746,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retry-after", type=float, default=0.1)
     p.add_argument("--timeout-hold", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api-key", help="accept only this key (others get a 401); default: any key")
     p.add_argument("--responder", help="module:function with signature (FakeRequest, index) -> str")
     p.add_argument("--models", default="fake-model", help="comma-separated names for GET /v1/models")
     a = p.parse_args(argv)
     faults = {k: getattr(a, f"fault_{k}") for k in FAULT_KINDS if getattr(a, f"fault_{k}")}
     try:
-        config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed).validate()
+        config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed, a.api_key).validate()
     except ValueError as e:
         p.error(str(e))
     app = App(config, _load_responder(a.responder) if a.responder else None, tuple(a.models.split(",")))

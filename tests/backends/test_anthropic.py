@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ladder.backends.anthropic import AnthropicBackend, AnthropicConfig
@@ -59,18 +61,45 @@ def test_finish_reasons_and_sampling_arguments():
 
     with FakeAPIServer(responder=respond) as srv:
         b, cache = backend(srv), Cache(None)
-        gen = GenerationConfig(temperature=0.3, top_p=0.8, max_tokens=9, stop=["STOP"])
+        gen = GenerationConfig(temperature=0.3, max_tokens=9, stop=["STOP"])
         (s,), = generate(b, cache, PROMPTS[:1], gen)
         assert (s.text, s.finish_reason) == ("alpha beta ", "stop")
-        assert (seen[0].temperature, seen[0].top_p, seen[0].max_tokens, seen[0].stop) == (0.3, 0.8, 9, ["STOP"])
+        assert (seen[0].temperature, seen[0].max_tokens, seen[0].stop) == (0.3, 9, ["STOP"])
         (s,), = generate(b, cache, PROMPTS[:1], gen.model_copy(update={"stop": [], "max_tokens": 2}))
         assert (s.text, s.finish_reason, s.completion_tokens) == ("alpha beta", "length", 2)
         (s,), = generate(b, cache, PROMPTS[:1], gen.model_copy(update={"stop": []}))
         assert s.finish_reason == "eos"
-    # Recent Claude models reject temperature and top_p together: top_p is sent only when set.
-    assert "top_p" not in b.body(PROMPTS[0], GenerationConfig(temperature=0.5), (0,))
     with pytest.raises(BackendError, match="temperature from 0 to 1"):
         generate(b, cache, PROMPTS[:1], GenerationConfig(temperature=1.5))
+
+
+# (temperature, top_p) → the one argument the request carries (None: refused before the run).
+SAMPLING = [((0.0, 1.0), {"temperature": 0.0}),   # ladder's default: greedy
+            ((0.0, 0.9), {"temperature": 0.0}),   # greedy decoding: top_p changes nothing (as on hf)
+            ((0.7, 1.0), {"temperature": 0.7}),
+            ((1.0, 0.9), {"top_p": 0.9}),          # temperature 1 is the API's default: top_p alone
+            ((0.7, 0.9), None)]                    # both altered: no request can say it
+
+
+@pytest.mark.parametrize(("setting", "sent"), SAMPLING)
+def test_requests_carry_temperature_or_top_p_never_both(tmp_path, setting, sent):
+    temperature, top_p = setting
+    # The fake server answers a request with both the 400 of recent Claude models, and records bodies.
+    with FakeAPIServer(responder=sentiment) as srv:
+        path = api_experiment(tmp_path, "anthropic", srv.base_url,
+                              generation={"max_tokens": 4, "temperature": temperature, "top_p": top_p})
+        if sent is None:
+            with pytest.raises(BackendError, match="temperature or top_p, not both") as e:
+                run_experiment(load_experiment(path))
+            assert "top_p: 1" in e.value.render() and "temperature: 1" in e.value.render()
+            assert srv.requests() == [] and not (tmp_path / "results").exists()  # refused before the run
+            return
+        (result,) = run_experiment(load_experiment(path))
+        bodies = [r["body"] for r in srv.requests()]
+    assert len(bodies) == 40 and result.stats["errors"] == 0
+    assert all({k: b[k] for k in ("temperature", "top_p") if k in b} == sent for b in bodies)
+    metrics = (tmp_path / "results/t/zero_shot" / result.run_id / "metrics.json").read_text()
+    assert json.loads(metrics)["stats"]["sampling_sent"] == sent  # what was applied is on record
 
 
 def test_n16_after_n8_sends_eight_new_requests_per_prompt():

@@ -7,14 +7,16 @@ import importlib.util
 import json
 import math
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from email.utils import formatdate
 
 import pytest
 
-from ladder.backends.api import retry_after, scrub, split
+from ladder.backends.api import _Tally, retry_after, scrub, split
 from ladder.backends.base import generate
 from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment
@@ -287,3 +289,116 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted: finished work is saved; run the same command again to resume" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# A URL no request can reach is a configuration error; a server that stays down is bounded in time
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+UNREACHABLE = {
+    "closed_port": (lambda: f"http://127.0.0.1:{closed_port()}/v1", "connection was refused",
+                    "start the server, or correct the host and port in model.base_url"),
+    "unknown_host": (lambda: "http://nonexistent.invalid/v1", "host name does not resolve",
+                     "correct the host in model.base_url"),
+    "no_scheme": (lambda: "127.0.0.1:8000/v1", "has no http:// or https://",
+                  "write it with its scheme, e.g. http://127.0.0.1:8000/v1"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREACHABLE))
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_an_unreachable_url_stops_the_cli_run_in_seconds(tmp_path, name, kind):
+    make_url, says, fix = UNREACHABLE[kind]
+    url = make_url()
+    # The defaults' retry policy: before, a closed port cost ~47 s of backoff per request, then exit 0.
+    path = api_experiment(tmp_path, name, url, model={"backoff": 1.0, "max_backoff": 60.0, "timeout": 120.0})
+    env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - start
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2 and "Traceback" not in text, text
+    assert text.count("error:") == 1 and url in text and says in text and f"Fix: {fix}" in text, text
+    assert took < 30, f"took {took:.1f} s"  # a start-up and one failed connection, no backoff
+    assert not (tmp_path / "results").exists()  # stopped before the results folder was touched
+    assert leaks(tmp_path, done.stdout, done.stderr) == []
+
+
+class NotTLS:
+    """A TCP server that answers whatever it is sent with a plain-HTTP reply: a TLS client's
+    handshake then fails (the reply is no TLS record)."""
+
+    def __enter__(self) -> NotTLS:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_failed_tls_handshake_is_a_configuration_error(name):
+    with NotTLS() as srv:
+        cls = BACKENDS.get(name)
+        b = cls(cls.Config(name="m", base_url=f"https://127.0.0.1:{srv.port}/v1", api_key_env=KEY_ENV, **FAST))
+        with pytest.raises(BackendError, match="TLS \\(https\\) handshake failed") as e:
+            b.probe()
+    assert "use http:// for a server without TLS" in e.value.render() and KEY not in e.value.render()
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_connection_failures_after_a_success_are_retried_not_fatal(name):
+    # A server that answered once and then went away is a transient fault: retried, then an
+    # error sample — never the configuration error a wrong URL gets.
+    port = closed_port()
+    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{port}",
+                                                     api_key_env=KEY_ENV, **FAST, max_retries=1))
+    sdk = b.sdk()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    except ConnectionRefusedError as refused:
+        try:
+            raise sdk.APIConnectionError(request=None) from refused
+        except sdk.APIConnectionError as e:
+            exc = e
+    tally = _Tally(ok=1)
+    assert b._failure(exc, tally, KEY).retry
+    with pytest.raises(BackendError, match="connection was refused"):
+        b._failure(exc, _Tally(), KEY)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_max_retry_seconds_bounds_each_request_against_a_server_that_stays_down(name):
+    with FakeAPIServer(faults={"500": 1.0}) as srv:
+        # Retries left for minutes (100 at up to 0.2 s), but at most 1 s of retrying per request.
+        b = make(name, srv, max_retries=100, backoff=0.05, max_backoff=0.2, max_retry_seconds=1.0)
+        start = time.perf_counter()
+        out = generate(b, Cache(None), [[Message("user", f"q{i}")] for i in range(3)], GenerationConfig())
+        took = time.perf_counter() - start
+        stats = srv.stats()
+    assert took < 5, f"took {took:.1f} s"
+    assert 3 * 3 <= stats["requests"] < 3 * 100  # retried several times, far fewer than max_retries
+    for (s,) in out:
+        assert s.finish_reason == "error" and s.error.startswith("HTTP 500")
+        assert "max_retry_seconds is 1" in s.error

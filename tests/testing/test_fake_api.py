@@ -373,3 +373,51 @@ def test_subprocess_mode_port_file_stats_config_and_killed_client(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=5)
+
+
+# --- Keys, recorded requests, Anthropic's sampling rule ------------------------------------------
+
+
+def test_a_server_with_a_key_answers_other_keys_401_on_completions_and_model_lists():
+    with FakeAPIServer(api_key="sk-right-key-0123") as srv:
+        with pytest.raises(openai.AuthenticationError) as e:
+            oai(srv).chat.completions.create(model="m", messages=MSGS)
+        assert e.value.status_code == 401 and "sk-****-test" not in str(e.value)  # shown masked, like OpenAI
+        with pytest.raises(openai.AuthenticationError):
+            oai(srv).models.list()
+        with pytest.raises(anthropic.AuthenticationError) as e:
+            ant(srv).messages.create(model="m", max_tokens=5, messages=MSGS)
+        assert e.value.body["error"]["type"] == "authentication_error"
+        with pytest.raises(anthropic.AuthenticationError):
+            ant(srv).models.list()
+        assert srv.stats()["by_outcome"] == {"unauthorized": 2} and srv.requests() == []
+        # The right key goes through, with either SDK's way of sending it.
+        openai.OpenAI(base_url=srv.base_url, api_key="sk-right-key-0123", max_retries=0).models.list()
+        anthropic.Anthropic(base_url=srv.base_url, api_key="sk-right-key-0123", max_retries=0).messages.create(
+            model="m", max_tokens=5, messages=MSGS)
+        srv.configure(api_key=None)  # and /_config can lift the check
+        oai(srv).chat.completions.create(model="m", messages=MSGS)
+        assert srv.stats()["successes"] == 2
+
+
+def test_the_server_records_the_request_bodies_it_received():
+    with FakeAPIServer() as srv:
+        oai(srv).chat.completions.create(model="m", messages=MSGS, temperature=0.5)
+        # This SDK release takes sampling arguments only as extra body keys.
+        ant(srv).messages.create(model="c", max_tokens=5, messages=MSGS, extra_body={"top_p": 0.9})
+        got = srv.requests()
+        assert [r["provider"] for r in got] == ["openai", "anthropic"]
+        assert got[0]["body"]["temperature"] == 0.5 and "top_p" not in got[0]["body"]
+        assert got[1]["body"]["top_p"] == 0.9 and "temperature" not in got[1]["body"]
+        srv.reset()
+        assert srv.requests() == []
+
+
+def test_anthropic_requests_with_temperature_and_top_p_are_refused_like_recent_models():
+    with FakeAPIServer() as srv:
+        with pytest.raises(anthropic.BadRequestError, match="cannot both be specified"):
+            ant(srv).messages.create(model="m", max_tokens=5, messages=MSGS,
+                                     extra_body={"temperature": 0.5, "top_p": 0.9})
+        ant(srv).messages.create(model="m", max_tokens=5, messages=MSGS, extra_body={"temperature": 0.5})
+        oai(srv).chat.completions.create(model="m", messages=MSGS, temperature=0.5, top_p=0.9)  # OpenAI takes both
+        assert srv.stats()["successes"] == 2
