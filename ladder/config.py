@@ -28,9 +28,28 @@ from ladder.errors import ConfigError
 
 class Section(BaseModel):
     """Base for every config section: unknown keys are an error, not silently ignored. The
-    docstring under each field becomes its description, which error messages quote as the fix."""
+    docstring under each field becomes its description, which error messages quote as the fix.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    Strict types: YAML reads `yes`, `on`, `true` as booleans, and pydantic's lax mode would then
+    turn `max_tokens: yes` into 1 and `temperature: true` into 1.0 without a word. A whole
+    number is still accepted where a number is expected; YAML floats like `1e-3` are read as
+    floats by the loader (`_Loader`), not as the strings plain YAML 1.1 makes of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, strict=True)
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""Experiment and stage names: each becomes a folder name under results/, so no '/', no '..',
+no leading '.' or '-' (which would escape the results folder, hide the folder or read as an option)."""
+
+
+def check_name(value: str | None) -> str | None:
+    """A name that is one safe folder name, or a ValueError saying which characters are allowed."""
+    if value is not None and not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a plain folder name (it names a folder under the results "
+                         f"folder, so it may hold only letters, digits, '_', '.' and '-', and must start "
+                         f"with a letter or digit)")
+    return value
 
 
 class GenerationConfig(Section):
@@ -94,6 +113,15 @@ class TaskConfig(Section):
     """Column holding the gold answer."""
     target_map: dict[str, str] | None = None
     """Maps raw target values to answer text, e.g. {0: negative, 1: positive}."""
+
+    @field_validator("target_map", mode="before")
+    @classmethod
+    def _map_keys_as_text(cls, v: Any) -> Any:
+        # 0/1- and true/false-labelled data are the common case, and YAML reads those keys as
+        # numbers and booleans: keep them, in the text form `target_key` gives the data's values.
+        if isinstance(v, dict):
+            return {target_key(k) if isinstance(k, (bool, int, float)) else k: val for k, val in v.items()}
+        return v
     id_field: str | None = None
     """Column with a stable example id; defaults to the row index within its split."""
     instruction: str = ""
@@ -119,6 +147,16 @@ class TaskConfig(Section):
         return v
 
 
+def target_key(value: Any) -> str:
+    """The text under which a raw target value is looked up in task.target_map: the same for the
+    YAML key `1`, the JSON value 1 and the CSV text "1" (and for `true` and true)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 @functools.lru_cache(maxsize=256)  # asked once per data row: parse each template once
 def template_fields(template: str) -> tuple[str, ...]:
     """The {field} names a template uses; a ValueError for a malformed template."""
@@ -142,6 +180,11 @@ class StageConfig(Section):
     """Which rung: zero_shot, few_shot, ... (or a 'module:attr' plugin)."""
     name: str | None = None
     """Row name in the table and folder name; defaults to the type. Needed when a type repeats."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return check_name(v)
     model: dict[str, Any] | None = None
     """Overrides of the experiment's `model` section for this stage only."""
     generation: dict[str, Any] | None = None
@@ -164,8 +207,13 @@ class EscalateConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str
     """Experiment name; results go to <results_dir>/<name>/."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return check_name(v)
     description: str = ""
     """Free text: the question this experiment answers."""
     seed: int = 0
@@ -245,6 +293,20 @@ class Experiment:
 # Loading
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that `1e-3` and `2e5` are floats (YAML 1.1 wants a dot,
+    `1.0e-3`, and reads them as strings, which strict float fields would then refuse)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     where = str(path)
@@ -259,8 +321,8 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     except OSError as exc:
         raise ConfigError(f"cannot read the file ({exc.strerror})", where=where) from None
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw = _yaml(text)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
@@ -326,7 +388,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
                               fix=f"set '{'.'.join(parts[:i])}' itself, or check the key path")
         if last:
             try:
-                node[part] = yaml.safe_load(value) if value != "" else ""
+                node[part] = _yaml(value) if value != "" else ""
             except yaml.YAMLError as exc:
                 raise ConfigError(f"the value is not valid YAML ({getattr(exc, 'problem', None) or exc})",
                                   field=key,
@@ -561,10 +623,13 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
               root: Any) -> list[str]:
     out = []
     by_field: dict[tuple, list[dict[str, Any]]] = {}
+    booleans = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         kind = err["type"]
-        if kind == "extra_forbidden":
+        if kind == "string_type" and isinstance(err.get("input"), bool) and loc and isinstance(loc[-1], int):
+            booleans.append(err)  # `choices: [yes, no]`
+        elif kind == "extra_forbidden":
             allowed = _allowed_keys(cls, loc)
             fix = "remove it or fix its spelling" + (
                 f" (allowed here: {', '.join(allowed)})" if allowed else "")
@@ -585,8 +650,15 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
         else:
             msg = re.sub(r"a valid dictionary or instance of \w+", "a mapping",
                          errs[0]["msg"].removeprefix("Value error, "))
-        out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", _fix(loc, info, expected)))
-    return out
+        said = _boolean_where_other(errs[0], loc, expected, root, prefix, _fix(loc, info, expected))
+        if said:
+            out.append(_one(where, root, prefix + loc, *said))
+            continue
+        fix = _fix(loc, info, expected)
+        if isinstance(got, str) and expected and "number" in expected and _NUMBER.fullmatch(got.strip()):
+            fix = f"write the number without quotes ({loc[-1]}: {got.strip()}), which YAML reads as text"
+        out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", fix))
+    return out + _yaml_booleans(booleans, prefix, where, root)
 
 
 def _field_loc(cls: type[BaseModel], loc: tuple) -> tuple[tuple, Any]:
@@ -664,7 +736,7 @@ def _expected(info: Any) -> str | None:
 def _fix(loc: tuple, info: Any, expected: str | None) -> str:
     """The fix for a bad value: what the field takes and what it is for (its docstring)."""
     doc = " ".join((info.description or "").split()) if info is not None else ""
-    doc = doc.split(". ")[0].rstrip(".")
+    doc = first_sentence(doc).rstrip(".")
     name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
     if expected and doc:
         return f"give {expected} ({name}: {doc[0].lower() + doc[1:]})"
@@ -672,3 +744,84 @@ def _fix(loc: tuple, info: Any, expected: str | None) -> str:
         return f"give {expected}"
     return f"see what {name} takes: {doc}" if doc else \
         "see the field's documentation in ladder/config.py or the README"
+
+
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_ABBREVIATION = re.compile(r"(?:^|[\s(])(?:e\.g|i\.e|etc|vs|cf|approx)\.$", re.IGNORECASE)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring, whole: the period of 'e.g.' or 'i.e.', or one inside
+    brackets or quotes ({0: a. b}, "no reward model yet."), does not end it."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif (ch in ".!?" and not depth and not quoted and text[i + 1:i + 2] in ("", " ")
+              and not _ABBREVIATION.search(text[:i + 1])):
+            return text[:i + 1]
+    return text
+
+
+def _node_at(root: Any, loc: tuple) -> Any:
+    """The YAML node at `loc`, or None when the file does not hold it (defaults, --set)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+def _as_written(root: Any, loc: tuple, value: Any) -> str:
+    """How the user wrote a value: the YAML text when the file has it (`yes`), else YAML's form."""
+    node = _node_at(root, loc) if root is not None else None
+    if isinstance(node, yaml.ScalarNode) and not _OVERRIDES.get():
+        return node.value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _yaml_booleans(errors: list[dict[str, Any]], prefix: tuple, where: str, root: Any) -> list[str]:
+    """Messages for text items that YAML read as booleans (`choices: [yes, no]`), one per list: the
+    plain 'Input should be a valid string (got True)' hides that `yes` was never text."""
+    out = []
+    by_list: dict[tuple, list[tuple[int, bool]]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        by_list.setdefault(loc[:-1], []).append((loc[-1], err["input"]))
+    for loc, items in by_list.items():
+        written = [_as_written(root, prefix + loc + (i,), v) for i, v in items]
+        values = [str(v).lower() for _, v in items]
+        node = _node_at(root, prefix + loc) if root is not None else None
+        every = [n.value for n in node.value] if isinstance(node, yaml.SequenceNode) and \
+            all(isinstance(n, yaml.ScalarNode) for n in node.value) else written
+        quoted = ", ".join(f'"{w}"' for w in every)
+        name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+        plural = len(items) > 1
+        out.append(_one(where, root, prefix + loc,
+                        f"YAML read {', '.join(written)} as {'booleans' if plural else 'a boolean'} "
+                        f"({', '.join(values)}), not text: unquoted yes, no, on, off, true and false "
+                        f"are booleans in YAML",
+                        f"quote {'them' if plural else 'it'}: {name}: [{quoted}]"))
+    return out
+
+
+def _boolean_where_other(err: dict[str, Any], loc: tuple, expected: str | None, root: Any,
+                         prefix: tuple, fix: str) -> tuple[str, str] | None:
+    """(message, fix) for a YAML boolean given to a number or text field (`max_tokens: yes`)."""
+    got = err.get("input")
+    if not isinstance(got, bool):
+        return None
+    written = _as_written(root, prefix + loc, got)
+    name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    said = f"YAML read {written} as the boolean {str(got).lower()}"
+    if expected and "number" not in expected and "text" in expected:
+        return f"{said}, not text", f'quote it: {name}: "{written}"'
+    return f"{said}, not {expected or 'a value of this type'}", fix
