@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from ladder.errors import ConfigError
 
@@ -44,12 +45,39 @@ no leading '.' or '-' (which would escape the results folder, hide the folder or
 
 
 def check_name(value: str | None) -> str | None:
-    """A name that is one safe folder name, or a ValueError saying which characters are allowed."""
+    """A name that is one safe folder name, or an error saying which characters are allowed."""
     if value is not None and not NAME_PATTERN.fullmatch(value):
-        raise ValueError(f"{value!r} is not a plain folder name (it names a folder under the results "
-                         f"folder, so it may hold only letters, digits, '_', '.' and '-', and must start "
-                         f"with a letter or digit)")
+        raise PydanticCustomError(
+            "unsafe_name", "is not a plain folder name: it names a folder under the results folder, so "
+            "it may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit",
+            {"fix": "use a plain name such as few_shot_8 (no '/', no '..', no leading '.')"})
     return value
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_PREFIX = re.compile(r"(?:sk|pk|rk|hf|gsk|xai|r8|ghp|gho|github_pat|glpat|nvapi|csk|key)[-_]|AIza",
+                         re.IGNORECASE)
+
+
+def looks_like_secret(value: str) -> bool:
+    """Whether a config value that should be a variable name looks like a pasted API key: a
+    provider's key prefix (sk-, hf_, AIza, ...), or long and mixing lowercase letters and digits
+    as keys do and variable names (OPENAI_API_KEY) do not."""
+    return bool(_KEY_PREFIX.match(value)) or (
+        len(value) >= 24 and any(c.islower() for c in value) and sum(c.isdigit() for c in value) >= 4)
+
+
+def check_env_name(value: str | None, default: str) -> str | None:
+    """An environment variable's name; an error that never repeats the value when it is not one
+    (it may be the key itself, which would then land in logs and terminal scrollback)."""
+    if value is None or (ENV_NAME.fullmatch(value) and not looks_like_secret(value)):
+        return value
+    what = "looks like an API key, not" if looks_like_secret(value) else "is not"
+    raise PydanticCustomError(
+        "secret_in_config", f"{what} the name of an environment variable (the value is not shown here)",
+        {"fix": f"take the key out of the config (and replace it with a new one if the file was shared "
+                f"or committed), export it in your shell as {default}=..., and write api_key_env: {default}",
+         "hide_input": True})
 
 
 class GenerationConfig(Section):
@@ -584,7 +612,9 @@ def _line_of(root: Any, loc: tuple) -> int | None:
 def _one(where: str, root: Any, loc: tuple, message: str, fix: str | None) -> str:
     dotted = _dotted(loc)
     for item in _OVERRIDES.get():
-        key = item.partition("=")[0]
+        key, _, value = item.partition("=")
+        if looks_like_secret(value):
+            item = f"{key}=<not shown>"  # a key pasted on the command line is not printed back
         if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
             return ConfigError(message, where=f"{where} (--set {item})", field=dotted, fix=fix).render()
     line = _line_of(root, loc) if root is not None else None
@@ -636,6 +666,9 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
             out.append(_one(where, root, prefix + loc, "unknown key", fix))
         elif kind == "missing":
             out.append(_one(where, root, prefix + loc, "required key is missing", "add it"))
+        elif "fix" in (err.get("ctx") or {}):  # our own PydanticCustomError, which brings its fix
+            got = "" if err["ctx"].get("hide_input") else f" (got {err['input']!r})"
+            out.append(_one(where, root, prefix + loc, err["msg"] + got, err["ctx"]["fix"]))
         else:
             by_field.setdefault(_field_loc(cls, loc)[0], []).append(err)
     # A value that fits no member of a union fails once per member ('subsample.n.int',

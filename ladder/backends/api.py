@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job
-from ladder.config import GenerationConfig, Section
+from ladder.config import GenerationConfig, Section, check_env_name
 from ladder.errors import BackendError
 from ladder.types import Message, Sample
 
@@ -76,6 +76,11 @@ class APIConfig(BackendConfig):
     api_key_env: str | None
     """Name of the environment variable that holds the API key (never the key itself: keys are
     read from the environment only). null for local servers that need no key."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, v: str | None) -> str | None:
+        return check_env_name(v, cls.model_fields["api_key_env"].default or "OPENAI_API_KEY")
     concurrency: int = Field(32, ge=1, le=4096)
     """Requests in flight at once. Raise it for throughput within your rate limit; lower it if
     most requests come back 429."""
