@@ -344,6 +344,10 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
         raise ConfigError("file not found", where=where,
                           fix="check the path; configs/quickstart.yaml is a working example") from None
     except UnicodeDecodeError as exc:
+        if exc.object.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark
+            raise ConfigError("UTF-16 text, not UTF-8", where=where,
+                              fix=f"save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 '{path.name}' > "
+                                  f"'{path.stem}.utf8{path.suffix}'") from None
         raise ConfigError(f"not valid UTF-8 text (byte {exc.start})", where=where,
                           fix="save the file as UTF-8") from None
     except OSError as exc:

@@ -86,6 +86,9 @@ def test_bad_encoding(tmp_path):
     path.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_experiment(path)
+    path.write_text(BASE, encoding="utf-16")
+    with pytest.raises(ConfigError, match="UTF-16 text, not UTF-8.*iconv -f UTF-16 -t UTF-8 'exp.yaml'"):
+        load_experiment(path)
 
 
 def test_few_shot_needs_k_or_examples(tmp_path):
