@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job
 from ladder.config import GenerationConfig, Section, check_env_name
@@ -69,6 +69,9 @@ class Price(Section):
 
 class APIConfig(BackendConfig):
     """Keys every HTTP API backend has; openai.py and anthropic.py add theirs."""
+
+    # A pydantic error repeats its input; api_key_env's may be a pasted key (see check_env_name).
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     base_url: str | None = None
     """Server root; unset means the provider's own API. For OpenAI-compatible servers (vLLM, TGI,
