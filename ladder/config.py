@@ -55,16 +55,18 @@ def check_name(value: str | None) -> str | None:
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KEY_PREFIX = re.compile(r"(?:sk|pk|rk|hf|gsk|xai|r8|ghp|gho|github_pat|glpat|nvapi|csk|key)[-_]|AIza",
-                         re.IGNORECASE)
+# Providers' key prefixes (case matters: HF_TOKEN is a variable, hf_… a token), then the key's body.
+_KEY_PREFIX = re.compile(r"(?:(?:sk|pk|rk|hf|gsk|xai|r8|ghp|gho|github_pat|glpat|nvapi|csk)[-_]|AIza)"
+                         r"[A-Za-z0-9_\-]{16,}")
 
 
 def looks_like_secret(value: str) -> bool:
     """Whether a config value that should be a variable name looks like a pasted API key: a
-    provider's key prefix (sk-, hf_, AIza, ...), or long and mixing lowercase letters and digits
-    as keys do and variable names (OPENAI_API_KEY) do not."""
+    provider's key prefix (sk-, hf_, AIza, ...), or long and switching between letters and digits
+    as random keys do and variable names (OPENAI_API_KEY, my_key_2024) do not."""
+    switches = sum(a.isdigit() != b.isdigit() for a, b in zip(value, value[1:]) if a.isalnum() and b.isalnum())
     return bool(_KEY_PREFIX.match(value)) or (
-        len(value) >= 24 and any(c.islower() for c in value) and sum(c.isdigit() for c in value) >= 4)
+        len(value) >= 20 and any(c.islower() for c in value) and switches >= 6)
 
 
 def check_env_name(value: str | None, default: str) -> str | None:

@@ -224,7 +224,8 @@ def test_an_api_key_in_api_key_env_is_never_printed(tmp_path, key):
 
 
 def test_api_key_env_takes_variable_names(tmp_path):
-    for name in ("OPENAI_API_KEY", "MY_LAB_KEY_2", "together_api_key"):
+    for name in ("OPENAI_API_KEY", "MY_LAB_KEY_2", "together_api_key", "HF_TOKEN", "hf_token", "SK_KEY",
+                 "KEY_FOR_THE_OPENAI_SERVER_2024", "my_openai_key_for_2024_runs"):
         exp = load_experiment(write(tmp_path, BASE + f"model: {{backend: openai, name: m, api_key_env: {name}}}\n"))
         assert exp.model.api_key_env == name
     msg = error_of(tmp_path, BASE + "model: {backend: anthropic, name: m, api_key_env: 'my key'}\n")
