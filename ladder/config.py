@@ -538,6 +538,14 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         if stage.generation:
             check(GenerationConfig, {**config.generation.model_dump(), **stage.generation},
                   ("stages", i, "generation"))
+        if stage.model and model is not None:
+            # Checked now like the top-level model (typos, strict types), not when the stage starts.
+            merged = {**model.model_dump(), **stage.model}
+            if stage.model.get("backend", model.backend) != model.backend:
+                merged = dict(stage.model)
+            stage_backend = lookup(BACKENDS, merged.get("backend", "hf"), ("stages", i, "model", "backend"))
+            if stage_backend is not None:
+                check(stage_backend.Config, merged, ("stages", i, "model"))
 
     if errors:
         raise ConfigError(" ".join(errors))

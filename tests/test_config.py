@@ -231,3 +231,13 @@ def test_api_key_env_takes_variable_names(tmp_path):
     msg = error_of(tmp_path, BASE + "model: {backend: anthropic, name: m, api_key_env: 'my key'}\n")
     assert "is not the name of an environment variable" in msg and "my key" not in msg
     assert "ANTHROPIC_API_KEY" in msg
+
+
+def test_stage_model_overrides_are_checked_with_the_config(tmp_path):
+    msg = error_of(tmp_path, BASE + "    model: {batch_size: yes, max_new_tokens: 3}\n")
+    assert "exp.yaml:8: field 'stages.0.model.batch_size': YAML read yes as the boolean true" in msg
+    assert "field 'stages.0.model.max_new_tokens': unknown key" in msg
+    msg = error_of(tmp_path, BASE + "    model: {backend: openai, name: m, api_key_env: %s}\n" % KEY)
+    assert "field 'stages.0.model.api_key_env': looks like an API key" in msg and KEY not in msg
+    exp = load_experiment(write(tmp_path, BASE + "    model: {batch_size: 4}\n"))
+    assert exp.stage_model(exp.stages[0]).batch_size == 4
