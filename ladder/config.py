@@ -152,6 +152,7 @@ class TaskConfig(Section):
         if isinstance(v, dict):
             return {target_key(k) if isinstance(k, (bool, int, float)) else k: val for k, val in v.items()}
         return v
+
     id_field: str | None = None
     """Column with a stable example id; defaults to the row index within its split."""
     instruction: str = ""
@@ -215,6 +216,7 @@ class StageConfig(Section):
     @classmethod
     def _safe_name(cls, v: str | None) -> str | None:
         return check_name(v)
+
     model: dict[str, Any] | None = None
     """Overrides of the experiment's `model` section for this stage only."""
     generation: dict[str, Any] | None = None
@@ -244,6 +246,7 @@ class ExperimentConfig(Section):
     @classmethod
     def _safe_name(cls, v: str | None) -> str | None:
         return check_name(v)
+
     description: str = ""
     """Free text: the question this experiment answers."""
     seed: int = 0
@@ -697,11 +700,11 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
         else:
             msg = re.sub(r"a valid dictionary or instance of \w+", "a mapping",
                          errs[0]["msg"].removeprefix("Value error, "))
-        said = _boolean_where_other(errs[0], loc, expected, root, prefix, _fix(loc, info, expected))
+        fix = _fix(loc, info, expected)
+        said = _boolean_where_other(errs[0], loc, expected, root, prefix, fix)
         if said:
             out.append(_one(where, root, prefix + loc, *said))
             continue
-        fix = _fix(loc, info, expected)
         if isinstance(got, str) and expected and "number" in expected and _NUMBER.fullmatch(got.strip()):
             fix = f"write the number without quotes ({loc[-1]}: {got.strip()}), which YAML reads as text"
         out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", fix))

@@ -84,6 +84,7 @@ class APIConfig(BackendConfig):
     @classmethod
     def _a_name_not_a_key(cls, v: str | None) -> str | None:
         return check_env_name(v, cls.model_fields["api_key_env"].default or "OPENAI_API_KEY")
+
     concurrency: int = Field(32, ge=1, le=4096)
     """Requests in flight at once. Raise it for throughput within your rate limit; lower it if
     most requests come back 429."""
