@@ -22,15 +22,64 @@ from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ladder.errors import ConfigError
 
 
 class Section(BaseModel):
     """Base for every config section: unknown keys are an error, not silently ignored. The
-    docstring under each field becomes its description, which error messages quote as the fix."""
+    docstring under each field becomes its description, which error messages quote as the fix.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    Strict types: YAML reads `yes`, `on`, `true` as booleans, and pydantic's lax mode would then
+    turn `max_tokens: yes` into 1 and `temperature: true` into 1.0 without a word. A whole
+    number is still accepted where a number is expected; YAML floats like `1e-3` are read as
+    floats by the loader (`_Loader`), not as the strings plain YAML 1.1 makes of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, strict=True)
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""Experiment and stage names: each becomes a folder name under results/, so no '/', no '..',
+no leading '.' or '-' (which would escape the results folder, hide the folder or read as an option)."""
+
+
+def check_name(value: str | None) -> str | None:
+    """A name that is one safe folder name, or an error saying which characters are allowed."""
+    if value is not None and not NAME_PATTERN.fullmatch(value):
+        raise PydanticCustomError(
+            "unsafe_name", "is not a plain folder name: it names a folder under the results folder, so "
+            "it may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit",
+            {"fix": "use a plain name such as few_shot_8 (no '/', no '..', no leading '.')"})
+    return value
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Providers' key prefixes (case matters: HF_TOKEN is a variable, hf_… a token), then the key's body.
+_KEY_PREFIX = re.compile(r"(?:(?:sk|pk|rk|hf|gsk|xai|r8|ghp|gho|github_pat|glpat|nvapi|csk)[-_]|AIza)"
+                         r"[A-Za-z0-9_\-]{16,}")
+
+
+def looks_like_secret(value: str) -> bool:
+    """Whether a config value that should be a variable name looks like a pasted API key: a
+    provider's key prefix (sk-, hf_, AIza, ...), or long and switching between letters and digits
+    as random keys do and variable names (OPENAI_API_KEY, my_key_2024) do not."""
+    switches = sum(a.isdigit() != b.isdigit() for a, b in zip(value, value[1:]) if a.isalnum() and b.isalnum())
+    return bool(_KEY_PREFIX.match(value)) or (
+        len(value) >= 20 and any(c.islower() for c in value) and switches >= 6)
+
+
+def check_env_name(value: str | None, default: str) -> str | None:
+    """An environment variable's name; an error that never repeats the value when it is not one
+    (it may be the key itself, which would then land in logs and terminal scrollback)."""
+    if value is None or (ENV_NAME.fullmatch(value) and not looks_like_secret(value)):
+        return value
+    what = "looks like an API key, not" if looks_like_secret(value) else "is not"
+    raise PydanticCustomError(
+        "secret_in_config", f"{what} the name of an environment variable (the value is not shown here)",
+        {"fix": f"take the key out of the config (and replace it with a new one if the file was shared "
+                f"or committed), export it in your shell as {default}=..., and write api_key_env: {default}",
+         "hide_input": True})
 
 
 class GenerationConfig(Section):
@@ -94,6 +143,16 @@ class TaskConfig(Section):
     """Column holding the gold answer."""
     target_map: dict[str, str] | None = None
     """Maps raw target values to answer text, e.g. {0: negative, 1: positive}."""
+
+    @field_validator("target_map", mode="before")
+    @classmethod
+    def _map_keys_as_text(cls, v: Any) -> Any:
+        # 0/1- and true/false-labelled data are the common case, and YAML reads those keys as
+        # numbers and booleans: keep them, in the text form `target_key` gives the data's values.
+        if isinstance(v, dict):
+            return {target_key(k) if isinstance(k, (bool, int, float)) else k: val for k, val in v.items()}
+        return v
+
     id_field: str | None = None
     """Column with a stable example id; defaults to the row index within its split."""
     instruction: str = ""
@@ -161,6 +220,16 @@ class TaskConfig(Section):
         return v
 
 
+def target_key(value: Any) -> str:
+    """The text under which a raw target value is looked up in task.target_map: the same for the
+    YAML key `1`, the JSON value 1 and the CSV text "1" (and for `true` and true)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 @functools.lru_cache(maxsize=256)  # asked once per data row: parse each template once
 def template_fields(template: str) -> tuple[str, ...]:
     """The {field} names a template uses; a ValueError for a malformed template."""
@@ -184,6 +253,12 @@ class StageConfig(Section):
     """Which rung: zero_shot, few_shot, ... (or a 'module:attr' plugin)."""
     name: str | None = None
     """Row name in the table and folder name; defaults to the type. Needed when a type repeats."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return check_name(v)
+
     model: dict[str, Any] | None = None
     """Overrides of the experiment's `model` section for this stage only."""
     generation: dict[str, Any] | None = None
@@ -206,8 +281,14 @@ class EscalateConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str
     """Experiment name; results go to <results_dir>/<name>/."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return check_name(v)
+
     description: str = ""
     """Free text: the question this experiment answers."""
     seed: int = 0
@@ -287,6 +368,20 @@ class Experiment:
 # Loading
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that `1e-3` and `2e5` are floats (YAML 1.1 wants a dot,
+    `1.0e-3`, and reads them as strings, which strict float fields would then refuse)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     where = str(path)
@@ -296,13 +391,17 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
         raise ConfigError("file not found", where=where,
                           fix="check the path; configs/quickstart.yaml is a working example") from None
     except UnicodeDecodeError as exc:
+        if exc.object.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark
+            raise ConfigError("UTF-16 text, not UTF-8", where=where,
+                              fix=f"save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 '{path.name}' > "
+                                  f"'{path.stem}.utf8{path.suffix}'") from None
         raise ConfigError(f"not valid UTF-8 text (byte {exc.start})", where=where,
                           fix="save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file ({exc.strerror})", where=where) from None
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw = _yaml(text)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
@@ -368,7 +467,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
                               fix=f"set '{'.'.join(parts[:i])}' itself, or check the key path")
         if last:
             try:
-                node[part] = yaml.safe_load(value) if value != "" else ""
+                node[part] = _yaml(value) if value != "" else ""
             except yaml.YAMLError as exc:
                 raise ConfigError(f"the value is not valid YAML ({getattr(exc, 'problem', None) or exc})",
                                   field=key,
@@ -491,6 +590,14 @@ def _validate(raw: dict[str, Any], source: Path | None, root: Any) -> Experiment
         if stage.generation:
             check(GenerationConfig, {**config.generation.model_dump(), **stage.generation},
                   ("stages", i, "generation"))
+        if stage.model and model is not None:
+            # Checked now like the top-level model (typos, strict types), not when the stage starts.
+            merged = {**model.model_dump(), **stage.model}
+            if stage.model.get("backend", model.backend) != model.backend:
+                merged = dict(stage.model)
+            stage_backend = lookup(BACKENDS, merged.get("backend", "hf"), ("stages", i, "model", "backend"))
+            if stage_backend is not None:
+                check(stage_backend.Config, merged, ("stages", i, "model"))
 
     if errors:
         raise ConfigError(" ".join(errors))
@@ -571,7 +678,9 @@ def _line_of(root: Any, loc: tuple) -> int | None:
 def _one(where: str, root: Any, loc: tuple, message: str, fix: str | None) -> str:
     dotted = _dotted(loc)
     for item in _OVERRIDES.get():
-        key = item.partition("=")[0]
+        key, _, value = item.partition("=")
+        if looks_like_secret(value):
+            item = f"{key}=<not shown>"  # a key pasted on the command line is not printed back
         if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
             return ConfigError(message, where=f"{where} (--set {item})", field=dotted, fix=fix).render()
     line = _line_of(root, loc) if root is not None else None
@@ -610,16 +719,22 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
               root: Any) -> list[str]:
     out = []
     by_field: dict[tuple, list[dict[str, Any]]] = {}
+    booleans = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         kind = err["type"]
-        if kind == "extra_forbidden":
+        if kind == "string_type" and isinstance(err.get("input"), bool) and loc and isinstance(loc[-1], int):
+            booleans.append(err)  # `choices: [yes, no]`
+        elif kind == "extra_forbidden":
             allowed = _allowed_keys(cls, loc)
             fix = "remove it or fix its spelling" + (
                 f" (allowed here: {', '.join(allowed)})" if allowed else "")
             out.append(_one(where, root, prefix + loc, "unknown key", fix))
         elif kind == "missing":
             out.append(_one(where, root, prefix + loc, "required key is missing", "add it"))
+        elif "fix" in (err.get("ctx") or {}):  # our own PydanticCustomError, which brings its fix
+            got = "" if err["ctx"].get("hide_input") else f" (got {err['input']!r})"
+            out.append(_one(where, root, prefix + loc, err["msg"] + got, err["ctx"]["fix"]))
         else:
             by_field.setdefault(_field_loc(cls, loc)[0], []).append(err)
     # A value that fits no member of a union fails once per member ('subsample.n.int',
@@ -634,8 +749,15 @@ def _describe(exc: ValidationError, cls: type[BaseModel], prefix: tuple, where: 
         else:
             msg = re.sub(r"a valid dictionary or instance of \w+", "a mapping",
                          errs[0]["msg"].removeprefix("Value error, "))
-        out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", _fix(loc, info, expected)))
-    return out
+        fix = _fix(loc, info, expected)
+        said = _boolean_where_other(errs[0], loc, expected, root, prefix, fix)
+        if said:
+            out.append(_one(where, root, prefix + loc, *said))
+            continue
+        if isinstance(got, str) and expected and "number" in expected and _NUMBER.fullmatch(got.strip()):
+            fix = f"write the number without quotes ({loc[-1]}: {got.strip()}), which YAML reads as text"
+        out.append(_one(where, root, prefix + loc, f"{msg} (got {shown})", fix))
+    return out + _yaml_booleans(booleans, prefix, where, root)
 
 
 def _field_loc(cls: type[BaseModel], loc: tuple) -> tuple[tuple, Any]:
@@ -713,7 +835,7 @@ def _expected(info: Any) -> str | None:
 def _fix(loc: tuple, info: Any, expected: str | None) -> str:
     """The fix for a bad value: what the field takes and what it is for (its docstring)."""
     doc = " ".join((info.description or "").split()) if info is not None else ""
-    doc = doc.split(". ")[0].rstrip(".")
+    doc = first_sentence(doc).rstrip(".")
     name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
     if expected and doc:
         return f"give {expected} ({name}: {doc[0].lower() + doc[1:]})"
@@ -721,3 +843,84 @@ def _fix(loc: tuple, info: Any, expected: str | None) -> str:
         return f"give {expected}"
     return f"see what {name} takes: {doc}" if doc else \
         "see the field's documentation in ladder/config.py or the README"
+
+
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_ABBREVIATION = re.compile(r"(?:^|[\s(])(?:e\.g|i\.e|etc|vs|cf|approx)\.$", re.IGNORECASE)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring, whole: the period of 'e.g.' or 'i.e.', or one inside
+    brackets or quotes ({0: a. b}, "no reward model yet."), does not end it."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif (ch in ".!?" and not depth and not quoted and text[i + 1:i + 2] in ("", " ")
+              and not _ABBREVIATION.search(text[:i + 1])):
+            return text[:i + 1]
+    return text
+
+
+def _node_at(root: Any, loc: tuple) -> Any:
+    """The YAML node at `loc`, or None when the file does not hold it (defaults, --set)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+def _as_written(root: Any, loc: tuple, value: Any) -> str:
+    """How the user wrote a value: the YAML text when the file has it (`yes`), else YAML's form."""
+    node = _node_at(root, loc) if root is not None else None
+    if isinstance(node, yaml.ScalarNode) and not _OVERRIDES.get():
+        return node.value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _yaml_booleans(errors: list[dict[str, Any]], prefix: tuple, where: str, root: Any) -> list[str]:
+    """Messages for text items that YAML read as booleans (`choices: [yes, no]`), one per list: the
+    plain 'Input should be a valid string (got True)' hides that `yes` was never text."""
+    out = []
+    by_list: dict[tuple, list[tuple[int, bool]]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        by_list.setdefault(loc[:-1], []).append((loc[-1], err["input"]))
+    for loc, items in by_list.items():
+        written = [_as_written(root, prefix + loc + (i,), v) for i, v in items]
+        values = [str(v).lower() for _, v in items]
+        node = _node_at(root, prefix + loc) if root is not None else None
+        every = [n.value for n in node.value] if isinstance(node, yaml.SequenceNode) and \
+            all(isinstance(n, yaml.ScalarNode) for n in node.value) else written
+        quoted = ", ".join(f'"{w}"' for w in every)
+        name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+        plural = len(items) > 1
+        out.append(_one(where, root, prefix + loc,
+                        f"YAML read {', '.join(written)} as {'booleans' if plural else 'a boolean'} "
+                        f"({', '.join(values)}), not text: unquoted yes, no, on, off, true and false "
+                        f"are booleans in YAML",
+                        f"quote {'them' if plural else 'it'}: {name}: [{quoted}]"))
+    return out
+
+
+def _boolean_where_other(err: dict[str, Any], loc: tuple, expected: str | None, root: Any,
+                         prefix: tuple, fix: str) -> tuple[str, str] | None:
+    """(message, fix) for a YAML boolean given to a number or text field (`max_tokens: yes`)."""
+    got = err.get("input")
+    if not isinstance(got, bool):
+        return None
+    written = _as_written(root, prefix + loc, got)
+    name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    said = f"YAML read {written} as the boolean {str(got).lower()}"
+    if expected and "number" not in expected and "text" in expected:
+        return f"{said}, not text", f'quote it: {name}: "{written}"'
+    return f"{said}, not {expected or 'a value of this type'}", fix

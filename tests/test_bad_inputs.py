@@ -5,6 +5,7 @@ A case is a folder under tests/bad_inputs/:
   exp.yaml       the experiment (its first line says what is wrong with it)
   expected.txt   substrings the error must contain, one a line (file:line, field, the fix)
   args.txt       optional: more `ladder run` arguments, one a line (e.g. --set, --only)
+  forbidden.txt  optional: substrings that must appear nowhere in the output (a pasted API key)
   make_data.py   optional: writes data too big to commit, run in the copy first
   ...            data files, or a finished results folder the failed run must leave alone
 
@@ -98,5 +99,7 @@ def test_bad_input(runs, name):
     assert len(errors) == 1 and flat.count("error:") == 1, text  # one paragraph, on one line
     for expected in lines(case / "expected.txt"):
         assert " ".join(expected.split()) in flat, f"missing {expected!r} in:\n{text}"
+    for forbidden in lines(case / "forbidden.txt"):
+        assert forbidden not in text and forbidden not in flat.replace(" ", ""), f"{forbidden!r} printed:\n{text}"
     # Nothing half-written: no new file or folder anywhere (results, cache), none changed.
     assert changes(before, snapshot(case.parent)) == []

@@ -79,3 +79,26 @@ def test_unwritable_results_dir_is_a_clear_error(tmp_path, random_model):
     path = experiment(tmp_path, random_model, results_dir=str(target))
     out = ladder("run", path, cwd=tmp_path)
     assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_zero_one_labels_with_the_readmes_target_map(tmp_path, random_model):
+    # The README's own `target_map: {0: negative, 1: positive}`, on 0/1-labelled data, written as
+    # YAML text so that its keys are the numbers YAML makes of them.
+    import json
+
+    path = experiment(tmp_path, random_model, n_test=8)
+    for split in ("train", "test"):
+        rows = [json.loads(line) for line in (tmp_path / "data" / f"{split}.jsonl").read_text().splitlines()]
+        (tmp_path / "data" / f"{split}.jsonl").write_text("".join(
+            json.dumps({"text": r["text"], "label": int(r["label"] == "positive")}) + "\n" for r in rows))
+    text = path.read_text().replace("  choices:\n  - positive\n  - negative\n  - neutral\n",
+                                    "  choices: [negative, positive]\n  target_map: {0: negative, 1: positive}\n")
+    assert "target_map: {0: negative" in text
+    path.write_text(text)
+    out = ladder("run", path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (samples,) = (tmp_path / "results" / "t" / "zero_shot").glob("*/samples.jsonl")
+    targets = [json.loads(line)["target"] for line in samples.read_text().splitlines()]
+    expected = [("negative", "positive")[json.loads(line)["label"]]
+                for line in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
+    assert sorted(targets) == sorted(expected) and set(targets) == {"negative", "positive"}

@@ -51,10 +51,10 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job
-from ladder.config import GenerationConfig, Section
+from ladder.config import GenerationConfig, Section, check_env_name
 from ladder.errors import BackendError
 from ladder.types import Message, Sample
 
@@ -81,12 +81,21 @@ class Price(Section):
 class APIConfig(BackendConfig):
     """Keys every HTTP API backend has; openai.py and anthropic.py add theirs."""
 
+    # A pydantic error repeats its input; api_key_env's may be a pasted key (see check_env_name).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     base_url: str | None = None
     """Server root; unset means the provider's own API. For OpenAI-compatible servers (vLLM, TGI,
     llama.cpp, Ollama) include the /v1 path, e.g. http://localhost:8000/v1."""
     api_key_env: str | None
     """Name of the environment variable that holds the API key (never the key itself: keys are
     read from the environment only). null for local servers that need no key."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, v: str | None) -> str | None:
+        return check_env_name(v, cls.model_fields["api_key_env"].default or "OPENAI_API_KEY")
+
     concurrency: int = Field(32, ge=1, le=4096)
     """Requests in flight at once. Raise it for throughput within your rate limit; lower it if
     most requests come back 429."""

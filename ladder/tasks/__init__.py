@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from ladder.config import TaskConfig
+from ladder.config import TaskConfig, target_key
 from ladder.errors import DataError
 from ladder.templates import LETTERS, fields, is_jinja, render
 from ladder.types import Example, Message
@@ -91,6 +91,7 @@ class Task:
         plain = self._read_plain_jsonl()
         if plain is not None:
             return plain
+        self._check_jsonl_targets()
         import datasets
 
         data = self.config.data
@@ -159,6 +160,31 @@ class Task:
             return None
         return read_splits({split: Path(p) for split, (p, _) in files.items()})
 
+    def _check_jsonl_targets(self) -> None:
+        """Refuse a list or mapping target in a local .jsonl file before `datasets` reads it: pyarrow
+        turns a column mixing text and lists into JSON text ('["a", "b"]'), which would then be
+        scored as an answer, and fails on one that differs between files without saying where."""
+        data = self.config.data
+        entries = data.items() if isinstance(data, dict) else [("", data)] if isinstance(data, str) else []
+        for split, value in entries:
+            try:
+                path, builder = self._resolve(value)
+            except DataError:
+                return  # reported by the loader, with its field
+            if builder != "json" or not path.lower().endswith(".jsonl"):
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for i, line in enumerate(f, 1):
+                        try:
+                            row = json.loads(line) if line.strip() else None
+                        except ValueError:
+                            continue  # diagnose() names bad lines
+                        if isinstance(row, dict) and isinstance(row.get(self.config.target), (list, dict)):
+                            self.check_target(row[self.config.target], f"line {i} of '{value}'")
+            except (OSError, UnicodeDecodeError):
+                continue  # diagnose() names the encoding
+
     @staticmethod
     def _reader_options(resolved: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
         if any(p.lower().endswith(".tsv") for p, _ in resolved.values()):
@@ -198,8 +224,12 @@ class Task:
                 raise DataError(f"names column '{column}', which is not in the '{split}' data "
                                 f"({self._source(split)}columns: {', '.join(sorted(columns))})",
                                 where=self.where, field=key, fix="use one of those column names")
+        file = cfg.data.get(split) if isinstance(cfg.data, dict) else cfg.data
         out = []
         for i, row in enumerate(rows):
+            # Named with its file here: make_example also serves gold shots, which have no file.
+            self.check_target(row.get(cfg.target), f"row {i + 1} of the '{split}' data"
+                                                   + (f" ({file})" if file else ""))
             ex_id = str(row[cfg.id_field]) if cfg.id_field else f"{split}-{i}"
             # 1-based, like the line numbers of a .jsonl file (and sft's data errors).
             out.append(self.make_example(row, ex_id, field=f"row {i + 1} of the '{split}' data"))
@@ -243,13 +273,17 @@ class Task:
         if raw is None:
             raise DataError(f"{field} has no value in target column '{cfg.target}'", where=self.where,
                             field="task.target", fix="fill in or drop rows without a target")
+        self.check_target(raw, field)
         target = str(raw)
         if cfg.target_map is not None:
-            if target not in cfg.target_map:
+            key = target_key(raw)
+            if key not in cfg.target_map and key.lower() in ("true", "false"):
+                key = key.lower()  # "True" in a CSV, `true` in the YAML
+            if key not in cfg.target_map:
                 raise DataError(f"target value {target!r} ({field}) is not a key of target_map",
                                 where=self.where, field="task.target_map",
                                 fix=f"add it to target_map (keys now: {', '.join(cfg.target_map)})")
-            target = cfg.target_map[target]
+            target = cfg.target_map[key]
         if self.choice_texts and target not in self.choice_texts:
             raise DataError(f"target {target!r} ({field}) is not one of the choices "
                             f"({', '.join(self.choice_texts)})", where=self.where, field="task.choices",
@@ -312,6 +346,26 @@ class Task:
                             fix="use answer_format: text, or give that row at most 26 choices")
         return tuple(choices)
 
+    def check_target(self, raw: Any, field: str) -> None:
+        """A DataError for a target that is not one answer: a list or mapping (scored as its Python
+        text, "['a', 'b']", it matches nothing), or a boolean without a target_map saying which
+        answer true and false stand for."""
+        cfg = self.config
+        if isinstance(raw, (list, tuple, dict)):
+            kind = "a list" if isinstance(raw, (list, tuple)) else "a mapping"
+            shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+            raise DataError(f"{field} has {kind} as its target ({shown}) in column '{cfg.target}'; a "
+                            f"target must be one answer (text or a number)", where=self.where,
+                            field="task.target",
+                            fix="put the one gold answer in the target column; to accept several answers, "
+                                "keep them in another column and score with a `python` metric, which "
+                                "sees every other column in example.fields")
+        if isinstance(raw, bool) and cfg.target_map is None:
+            raise DataError(f"{field} has the boolean {str(raw).lower()} as its target in column "
+                            f"'{cfg.target}', which would be scored as the text '{raw}'", where=self.where,
+                            field="task.target_map",
+                            fix="say which answer each stands for, e.g. target_map: {true: positive, false: negative}")
+
     # -- prompts --------------------------------------------------------------------------------
 
     def user_text(self, ex: Example, where: str | None = None) -> str:
@@ -346,6 +400,11 @@ def diagnose(path: Path) -> tuple[str, str] | None:
     if suffix not in (".jsonl", ".json", ".csv", ".tsv") or not path.is_file():
         return None
     data = path.read_bytes()
+    utf16 = _utf16(data)
+    if utf16:
+        return (f"is {utf16} text, not UTF-8",
+                f"convert it: iconv -f {utf16} -t UTF-8 '{path.name}' > '{path.stem}.utf8{path.suffix}' "
+                f"(or save it as UTF-8 from your editor) and point task.data at the new file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -359,10 +418,14 @@ def diagnose(path: Path) -> tuple[str, str] | None:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 return (f"line {i} is not valid JSON ({exc.msg} at column {exc.colno})",
                         "fix or delete that line: each line of a .jsonl file is one JSON object")
+            except _DuplicateKey as exc:
+                return (f"line {i} has the key \"{exc.key}\" twice (a JSON reader keeps only one of "
+                        f"the two values, without a word)",
+                        "keep one value for that key on that line (rename the other if both are needed)")
             if not isinstance(row, dict):
                 return (f"line {i} is a JSON {type(row).__name__}, not an object",
                         "write each line as an object with one key per column, e.g. {\"text\": ..., \"label\": ...}")
@@ -372,6 +435,34 @@ def diagnose(path: Path) -> tuple[str, str] | None:
         except json.JSONDecodeError as exc:
             return (f"is not valid JSON (line {exc.lineno}: {exc.msg})",
                     "fix that line, or write one object per line as .jsonl")
+    return None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _utf16(data: bytes) -> str | None:
+    """'UTF-16' (or UTF-32) when the bytes are text in that encoding, by its byte-order mark or, for
+    ASCII text without one, by a zero byte beside every character; else None."""
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    odd, even = data[1:200:2], data[0:200:2]
+    if len(odd) >= 2 and (odd.count(0) > len(odd) * 3 // 4 or even.count(0) > len(even) * 3 // 4):
+        return "UTF-16"  # ASCII text in UTF-16 without a byte-order mark
     return None
 
 

@@ -84,3 +84,63 @@ def test_empty_and_broken_files(tmp_path):
 def test_hub_id_offline_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="cannot load the data"):
         task(tmp_path, data="someone/some-dataset").examples("test")
+
+
+def write_lines(path, lines, encoding="utf-8"):
+    path.write_text("".join(line + "\n" for line in lines), encoding=encoding)
+    return path
+
+
+@pytest.mark.parametrize("labels,target_map", [
+    ([0, 1, 1, 0], {0: "negative", 1: "positive"}),           # JSON numbers, YAML number keys
+    ([0.0, 1.0, 1.0, 0.0], {0: "negative", 1: "positive"}),   # a float column of whole numbers
+    ([False, True, True, False], {True: "positive", False: "negative"}),
+    (["0", "1", "1", "0"], {0: "negative", 1: "positive"}),   # text labels, as a CSV gives them
+])
+def test_target_map_maps_number_and_boolean_labels(tmp_path, labels, target_map):
+    import json
+
+    write_lines(tmp_path / "d.jsonl", [json.dumps({"text": f"r{i}", "label": v}) for i, v in enumerate(labels)])
+    t = task(tmp_path, data={"train": "d.jsonl", "test": "d.jsonl"}, target_map=target_map,
+             choices=["negative", "positive"])
+    assert [e.target for e in t.examples("test")] == ["negative", "positive", "positive", "negative"]
+
+
+@pytest.mark.parametrize("rows,needle", [
+    # Every target a list: the plain reader refuses nesting, and `datasets` would load the lists.
+    ([{"text": "a", "label": ["x", "y"]}, {"text": "b", "label": ["z"]}],
+     "line 1 of 'd.jsonl' has a list as its target (['x', 'y']) in column 'label'"),
+    # One list among text: pyarrow would turn the whole column into JSON text and score '"x"'.
+    ([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": ["x", "y"]}],
+     "line 3 of 'd.jsonl' has a list as its target"),
+    ([{"text": "a", "label": {"answer": "x"}}], "line 1 of 'd.jsonl' has a mapping as its target"),
+    ([{"text": "a", "label": True}, {"text": "b", "label": False}],
+     "row 1 of the 'train' data (d.jsonl) has the boolean true as its target in column 'label'"),
+])
+def test_targets_that_are_not_one_answer_are_refused(tmp_path, rows, needle):
+    import json
+
+    write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])
+    with pytest.raises(DataError) as info:
+        task(tmp_path, data={"train": "d.jsonl", "test": "d.jsonl"}).examples("test")
+    assert needle in info.value.render() and "Fix:" in info.value.render()
+
+
+def test_a_gold_shot_with_a_list_target_is_refused(tmp_path):
+    t = task(tmp_path, data="d.jsonl")
+    with pytest.raises(DataError, match="shot 1 has a list as its target"):
+        t.make_example({"text": "a", "label": ["x"]}, "shot-1", field="shot 1")
+
+
+def test_duplicate_keys_and_utf16_are_named(tmp_path):
+    write_lines(tmp_path / "dup.jsonl", ['{"text": "a", "label": "x"}', '{"text": "b", "label": "x", "label": "y"}'])
+    with pytest.raises(DataError, match="dup.jsonl' line 2 has the key \"label\" twice"):
+        task(tmp_path, data="dup.jsonl").examples("test")
+    lines = ['{"text": "a", "label": "x"}', '{"text": "b", "label": "y"}']
+    for encoding, name in (("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-32", "UTF-32")):
+        write_lines(tmp_path / "wide.jsonl", lines, encoding)
+        with pytest.raises(DataError) as info:
+            task(tmp_path, data="wide.jsonl").examples("test")
+        msg = info.value.render()
+        assert f"wide.jsonl' is {name} text, not UTF-8" in msg and f"iconv -f {name} -t UTF-8" in msg
+        assert "latin1" not in msg
