@@ -26,7 +26,7 @@ from ladder.table import num
 from ladder.types import Guard, MetricValue, StageResult
 
 PROMPTING = ("zero_shot", "few_shot")
-CHANCE_GUARDS = ("chance_loss", "baseline_loss")
+CHANCE_GUARDS = ("chance_loss",)
 """Guard names (level warn) that mean: SFT's test loss is not below chance, −log(1/K)."""
 WELL_ABOVE = 0.05
 """A gain this large (with its CI above 0) is worth acting on."""

@@ -9,7 +9,6 @@ n samples per prompt come from one `generate(num_return_sequences=n)` call.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -111,11 +110,9 @@ class HFBackend(Backend):
     def rl_policy(self) -> bool:
         """Whether this model was RL-trained by ladder's rl stage (its model folder says so), so its
         probabilities are not calibrated."""
-        marker = Path(self.path) / "ladder_training.json"
-        try:
-            return json.loads(marker.read_text()).get("policy") == "rl"
-        except (OSError, ValueError):
-            return False
+        from ladder.training.marker import is_rl_policy
+
+        return is_rl_policy(self.path)
 
     def preflight(self) -> None:
         self.tokenizer  # noqa: B018 - loads it: a wrong name fails here, before results are written

@@ -11,7 +11,7 @@ high-scoring samples look like and exposes a broken reward for free.
   consistency; ties: the first), which needs no scorer and reads no gold answer.
 - Reporting: the task metric of the selected sample is the stage's number (with its CI, on the
   same examples as every other rung). metrics.json `extra` adds the selector's mean and the
-  best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/bon.py), beside the KL of
+  best-of-k curve for k = 1, 2, 4, ..., N from the one pool (ladder/best_of_k.py), beside the KL of
   best-of-k from the base policy: its upper bound log k − (k−1)/k (`kl_bound`) and the exact KL
   over each prompt's own pool (`kl_pool`), far lower when samples repeat. samples.jsonl keeps all
   N samples with both scores.
@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import CallStats
-from ladder.bon import best_of_k, curve, majority, majority_curve, select
+from ladder.best_of_k import best_of_k, curve, majority, majority_curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric

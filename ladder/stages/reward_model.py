@@ -32,10 +32,11 @@ from ladder.config import StageConfig
 from ladder.errors import ConfigError, DataError
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
-from ladder.stages.sft import LoraSettings
 from ladder.stats import mean_ci
-from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.store import JsonlWriter, read_jsonl, write_json
 from ladder.training import check_trainer_args
+from ladder.training.lora import LoraSettings
+from ladder.training.marker import read_marker, training_finished
 from ladder.types import Guard, StageResult
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",
@@ -120,9 +121,7 @@ class RewardModel(Stage):
                             f"{max_length}", field=f"{field}.max_length",
                             fix="raise max_length (up to the backbone's context window), or give shorter pairs")
         model_dir = (ctx.run_dir / "model").resolve()
-        from ladder.training.sft_local import DONE
-
-        if (model_dir / DONE).exists():
+        if training_finished(model_dir):
             console.print(f"[bold]{ctx.stage.name}[/bold] reward model trained earlier ({model_dir}): scoring it")
         else:
             from ladder.training.reward_local import train as rm_train
@@ -130,7 +129,7 @@ class RewardModel(Stage):
             spec = self.spec(ctx, seed, max_length)
             write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
             rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
-        summary = read_json(model_dir / DONE)
+        summary = read_marker(model_dir)
         from ladder.scorers.pm import record_format
 
         record_format(model_dir, chat)  # the pm scorer renders as this PM was trained
@@ -191,13 +190,10 @@ class RewardModel(Stage):
 
         cfg: RewardModelConfig = self.config
         lr = cfg.learning_rate or (1e-4 if cfg.method == "full" else 5e-4)
-        lora = cfg.lora
         run = ctx.run_dir
         return RewardSpec(
             model=ctx.backend.config.model_dump(mode="json"), method=cfg.method,
-            lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-                  "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
-            if cfg.method == "lora" else None,
+            lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None,
             trainer={"learning_rate": lr, "per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs,
                      "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": max_length,
                      "logging_steps": 5, "save_strategy": "steps", "save_steps": 200, "save_total_limit": 2,

@@ -38,10 +38,13 @@ from ladder.progress import console
 from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
 from ladder.stages import Prompt, Stage, StageContext, collect, local_hf, summarize
 from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
-from ladder.stages.sft import LoraSettings, model_pool, trl_row, TrainRow
+from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci, paired_diff
-from ladder.store import atomic_write, read_json, read_jsonl, write_json
-from ladder.training import check_trainer_args
+from ladder.store import atomic_write, read_jsonl, write_json
+from ladder.training import check_trainer_args, trained_model
+from ladder.training.lora import LoraSettings
+from ladder.training.marker import read_marker, training_finished
+from ladder.training.rows import TrainRow, trl_row
 from ladder.types import Guard, StageResult
 
 # Keys of trl's GRPOConfig/RLOOConfig this stage sets itself.
@@ -112,7 +115,7 @@ class RL(Stage):
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The policy is asked exactly what zero_shot asks: what it learned is in the weights.
-        return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+        return zero_shot_prompts(ctx)
 
     def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
         """For `ladder check`: the reward's calls — the best-of-N pool on the test prompts, then
@@ -220,9 +223,7 @@ class RL(Stage):
         base = ctx.backend
         model_dir = (ctx.run_dir / "model").resolve()
         rollouts = ctx.run_dir / "rollouts.jsonl"
-        from ladder.training.sft_local import DONE
-
-        if (model_dir / DONE).exists():
+        if training_finished(model_dir):
             console.print(f"[bold]{ctx.stage.name}[/bold] policy trained earlier ({model_dir}): evaluating it")
         else:
             from ladder.training.rl_local import train as rl_train
@@ -244,8 +245,8 @@ class RL(Stage):
                 return [s.value for s in scores], [s.meta.get("cost_usd", 0.0) for s in scores]
 
             rl_train(spec, prompts, score)
-        summary = read_json(model_dir / DONE)
-        trained = model_pool(ctx).get(base.config.model_copy(update={"name": str(model_dir), "revision": None}))
+        summary = read_marker(model_dir)
+        trained = trained_model(ctx, name=str(model_dir), revision=None)
         log = summary.get("log", [])
         rows = read_jsonl(rollouts)
         late = [r for r in rows if r["step"] > summary["steps"] * 3 / 4] or rows
@@ -275,12 +276,9 @@ class RL(Stage):
             "save_total_limit": 2, "report_to": "none", "disable_tqdm": True,
             **cfg.trainer_args,
         }
-        lora = cfg.lora
         run = ctx.run_dir
         return RLSpec(model=base.config.model_dump(mode="json"), algorithm=cfg.algorithm, method=cfg.method,
-                      lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-                            "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
-                      if cfg.method == "lora" else None,
+                      lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None,
                       trainer=trainer, output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()),
                       rollouts_file=str(run / "rollouts.jsonl"), stop=list(ctx.gen.stop or []))
 

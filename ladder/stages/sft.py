@@ -29,18 +29,23 @@ import shlex
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
-from ladder.config import Section, StageConfig
+from ladder.backends.base import Backend, CallStats, generate, logprobs
+from ladder.config import StageConfig
 from ladder.errors import ConfigError, DataError, LadderError
 from ladder.guards import pct_apart
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
-from ladder.store import read_json, read_jsonl, write_json
-from ladder.training import check_trainer_args
+from ladder.stages.zero_shot import zero_shot_prompts
+from ladder.store import write_json
+from ladder.training import check_trainer_args, trained_model
+from ladder.training.choices import chance_label, chance_loss, choice_loss, choice_queries
+from ladder.training.lora import LoraSettings
+from ladder.training.marker import read_marker, training_finished
+from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
 from ladder.types import Example, Guard, Message, StageResult
 
 # Keys of trl's SFTConfig that this stage sets itself: `trainer_args` may not repeat them.
@@ -50,21 +55,6 @@ OWNED_TRAINER_KEYS = {
     "eval_steps", "save_strategy", "save_steps", "logging_steps", "max_length", "gradient_checkpointing",
     "activation_checkpointing", "completion_only_loss", "report_to", "disable_tqdm",
 }
-
-
-class LoraSettings(Section):
-    r: int = Field(16, ge=1)
-    """Rank of the low-rank update. 8-64 is usual; higher learns more and costs more memory."""
-    alpha: float = Field(32, gt=0)
-    """Scale of the update (lora_alpha); the effective scale is alpha / r."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout on the LoRA input. 0.05-0.1 helps large models on small data; 0 learns fastest."""
-    target_modules: str | list[str] = "all-linear"
-    """Modules that get adapters: 'all-linear' (every linear layer but the output head) or names
-    like [q_proj, v_proj]."""
-    modules_to_save: list[str] | None = None
-    """Modules trained in full beside the adapters, e.g. [embed_tokens] when the task needs words
-    the model barely knows (LoRA alone cannot move their embeddings)."""
 
 
 class SFTConfig(StageConfig):
@@ -145,13 +135,6 @@ class SFTConfig(StageConfig):
             raise ValueError("the OpenAI API takes whole epochs")
 
 
-class TrainRow(NamedTuple):
-    """One supervised example: the prompt messages and the assistant's answer."""
-
-    prompt: list[Message]
-    completion: str
-
-
 class SFT(Stage):
     Config = SFTConfig
     produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
@@ -169,13 +152,16 @@ class SFT(Stage):
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The finetuned model is asked exactly what zero_shot asks: what it learned is in the weights.
-        return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+        return zero_shot_prompts(ctx)
 
     def route(self, ctx: StageContext) -> str:
         cfg: SFTConfig = self.config
         if cfg.route != "auto":
             return cfg.route
-        return "openai" if ctx.backend.config.backend == "openai" else "local"
+        from ladder.backends.openai import OpenAIBackend
+
+        # By class, not by name: a backend built on OpenAIBackend has its fine-tuning API too.
+        return "openai" if isinstance(ctx.backend, OpenAIBackend) else "local"
 
     def run(self, ctx: StageContext) -> StageResult:
         rows, guards = training_rows(ctx, self.config)
@@ -218,16 +204,16 @@ class SFT(Stage):
                               fix="set learning_rate for local training")
         guards = template_guards(base, rows[0])
         model_dir = (ctx.run_dir / "model").resolve()
-        from ladder.training.sft_local import DONE, read_curves
-
-        if (model_dir / DONE).exists():
+        if training_finished(model_dir):
             console.print(f"[bold]{ctx.stage.name}[/bold] model trained earlier ({model_dir}): evaluating it")
         else:
             spec = self.train_spec(ctx, rows, base)
             self.train(ctx, spec)
-        summary = read_json(model_dir / DONE)
+        summary = read_marker(model_dir)
+        from ladder.training.sft_local import read_curves
+
         curves = read_curves(ctx.run_dir / "curves.jsonl")
-        trained = model_pool(ctx).get(base.config.model_copy(update={"name": str(model_dir), "revision": None}))
+        trained = trained_model(ctx, name=str(model_dir), revision=None)
         extra = {"model": {"backend": "hf", "name": str(model_dir)},
                  "training": {"route": "local", "method": cfg.method, "train_examples": len(rows),
                               **{k: v for k, v in summary.items() if k != "train_loss"}},
@@ -278,15 +264,12 @@ class SFT(Stage):
             "completion_only_loss": True, "report_to": "none", "disable_tqdm": True,
             **cfg.trainer_args,
         }
-        lora = cfg.lora
         spec = TrainSpec(
             model=base.config.model_dump(mode="json"), train_file=str(run / "train.jsonl"),
             eval_file=str(run / "eval.jsonl") if curve else None, output_dir=str(run / "checkpoints"),
             model_dir=str((run / "model").resolve()), curves_file=str(run / "curves.jsonl"),
             method=cfg.method, trainer=trainer, curve=curve,
-            lora={"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-                  "target_modules": lora.target_modules, "modules_to_save": lora.modules_to_save}
-            if cfg.method == "lora" else None)
+            lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None)
         write_json(run / "train_spec.json", spec.model_dump(mode="json"))
         return spec
 
@@ -309,19 +292,6 @@ class SFT(Stage):
 def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:
     """The test examples the training curves are measured on."""
     return ctx.examples[:cfg.curve_examples] if cfg.curve_examples else ctx.examples
-
-
-def chance_loss(examples: Sequence[Example]) -> float | None:
-    """Chance level of the loss over the choices: the mean of −log(1/K_i) = log K_i over the
-    examples (each with its own K); None unless every example has choices."""
-    if not examples or not all(ex.choices for ex in examples):
-        return None
-    return sum(math.log(len(ex.choices)) for ex in examples) / len(examples)
-
-
-def chance_label(examples: Sequence[Example]) -> str:
-    ks = sorted({len(ex.choices) for ex in examples})
-    return f"−log(1/{ks[0]})" if len(ks) == 1 else f"mean −log(1/K), K = {ks[0]}…{ks[-1]}"
 
 
 def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], metric: str,
@@ -347,12 +317,6 @@ def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], met
         out["test_loss"]["hlines"] = {f"chance {chance_label(examples)}": chance}
         out["test_metric"]["y"]["target ranks first"] = [p.get("choice_accuracy") for p in points]
     return out
-
-
-def model_pool(ctx: StageContext) -> BackendPool:
-    if ctx.pool is None:  # a context built outside the runner
-        ctx.pool = BackendPool()
-    return ctx.pool
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -384,113 +348,7 @@ def _resolve(ctx: StageContext, value: str) -> Path:
     return path if path.is_absolute() else ctx.experiment.base_dir / path
 
 
-def read_sft_file(path: Path, field: str = "data") -> list[TrainRow]:
-    """Rows of {"prompt": [...] | str, "completion": [...] | str} or {"messages": [..., assistant]}."""
-    if not path.exists():
-        raise DataError(f"SFT data file '{path}' does not exist", field=field,
-                        fix="check the path; relative paths are read from the YAML file's folder")
-    out = []
-    for i, row in enumerate(read_jsonl(path)):
-        try:
-            if "prompt" not in row:  # OpenAI's chat format: the answer is the last message
-                *prompt, answer = [_message(m) for m in row["messages"]]
-                if answer.role != "assistant":
-                    raise ValueError("the last message must be the assistant's")
-                out.append(TrainRow(prompt, answer.content))
-                continue
-            prompt = row["prompt"]
-            prompt = [Message("user", prompt)] if isinstance(prompt, str) else [_message(m) for m in prompt]
-            completion = row["completion"]
-            if not isinstance(completion, str):
-                msgs = [_message(m) for m in completion]
-                if len(msgs) != 1 or msgs[0].role != "assistant":
-                    raise ValueError("the completion must be one assistant message")
-                completion = msgs[0].content
-            out.append(TrainRow(prompt, completion))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"row {i + 1} of '{path}' is not a prompt/completion row ({exc})", field=field,
-                            fix='write {"prompt": [{"role": "user", "content": ...}], "completion": '
-                                '[{"role": "assistant", "content": ...}]} per line') from None
-    return out
-
-
-def _message(m: Any) -> Message:
-    if m["role"] not in ("system", "user", "assistant") or not isinstance(m["content"], str):
-        raise ValueError(f"bad message {m!r}")
-    return Message(m["role"], m["content"])
-
-
-def trl_row(row: TrainRow, backend: Any, chat: bool) -> dict[str, Any]:
-    """trl's prompt-completion format. With a chat template: conversational, so trl renders it
-    with the template (the prompt with add_generation_prompt=True, as the hf backend does) and
-    the completion ends on the template's end-of-turn. Without one: the exact text the hf backend
-    feeds the model, and trl appends the tokenizer's EOS to the completion."""
-    if chat:
-        return {"prompt": [m.to_dict() for m in row.prompt],
-                "completion": [{"role": "assistant", "content": row.completion}]}
-    return {"prompt": backend.render(row.prompt), "completion": row.completion}
-
-
-def template_guards(backend: Any, row: TrainRow) -> list[Guard]:
-    """Training must see what evaluation sees: the prompt rendered the same way, and an answer
-    that ends on a token the hf backend stops on (otherwise the model never learns to stop)."""
-    tok = backend.tokenizer
-    eos = {tok.eos_token_id} - {None}
-    try:
-        from transformers import GenerationConfig
-
-        ids = GenerationConfig.from_pretrained(backend.path).eos_token_id
-        eos |= set(ids if isinstance(ids, list) else [ids]) - {None}
-    except OSError:  # no generation_config.json: the tokenizer's EOS is all the backend uses
-        pass
-    if not backend.uses_chat_template:
-        if tok.eos_token is None:
-            return [Guard("template_eos", "warn", "the tokenizer has no EOS token, so the answers are "
-                          "trained without an end: the model will not learn to stop")]
-        return [Guard("template", "ok", "no chat template: plain-text prompts, EOS after each answer")]
-    head = backend.render(row.prompt)
-    full = tok.apply_chat_template([m.to_dict() for m in row.prompt]
-                                   + [{"role": "assistant", "content": row.completion}], tokenize=False)
-    if not full.startswith(head):
-        return [Guard("template", "warn", "the chat template renders a prompt differently inside a "
-                      "finished conversation than with add_generation_prompt: the model is trained on "
-                      "another context than it is evaluated on")]
-    tail = tok(full[len(head):], add_special_tokens=False)["input_ids"]
-    if not eos & set(tail):
-        return [Guard("template_eos", "warn", f"the chat template does not end the assistant's turn "
-                      f"with an EOS token the model stops on (EOS ids {sorted(eos)}): the finetuned model "
-                      f"will not learn to stop; set generation.stop or fix the template")]
-    return [Guard("template", "ok", "training renders prompts as evaluation does; answers end on EOS")]
-
-
 # -- guards --------------------------------------------------------------------------------------
-
-
-def choice_queries(prompts: Sequence[Sequence[Message]],
-                   examples: Sequence[Example]) -> tuple[list[Sequence[Message]], list[str]]:
-    """(prompt, continuation) pairs: every choice after every prompt, examples in order."""
-    qp, qc = [], []
-    for p, ex in zip(prompts, examples):
-        for c in ex.choices or ():
-            qp.append(p)
-            qc.append(c)
-    return qp, qc
-
-
-def choice_loss(lps: Sequence[float], examples: Sequence[Example]) -> dict[str, float]:
-    """Mean −log p(target) with p normalised over the choices (chance: log K), and how often the
-    target is the most likely choice. `lps` are log-probabilities in choice_queries' order."""
-    losses, hits, i = [], [], 0
-    for ex in examples:
-        k = len(ex.choices or ())
-        row = list(lps[i:i + k])
-        i += k
-        top = max(row)
-        norm = top + math.log(sum(math.exp(x - top) for x in row))
-        t = ex.choices.index(ex.target)
-        losses.append(norm - row[t])
-        hits.append(float(row[t] == top))
-    return {"choice_loss": sum(losses) / len(losses), "choice_accuracy": sum(hits) / len(hits)}
 
 
 def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, dict[str, float] | None]:

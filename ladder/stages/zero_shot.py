@@ -13,6 +13,13 @@ class ZeroShotConfig(StageConfig):
     type: Literal["zero_shot"] = "zero_shot"
 
 
+def zero_shot_prompts(ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
+    """Each test example rendered by the task, nothing added: what zero_shot asks, and what the
+    stages whose difference lies elsewhere (best_of_n in sampling, sft and rl in the weights) ask
+    too, so their rows compare with zero_shot's pairwise."""
+    return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+
+
 class ZeroShot(Stage):
     Config = ZeroShotConfig
     # It evaluates a model and trains none, so no later stage can name it in `from_stage`
@@ -20,4 +27,4 @@ class ZeroShot(Stage):
     produces_model = False
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
-        return [Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples], []
+        return zero_shot_prompts(ctx)

@@ -1,15 +1,30 @@
 """Training code behind the rungs that change weights (sft, rl, reward_model): the stage decides *what* to train on
 and how the result is evaluated; the modules here only train, trl-style (config / trainer / script).
+The stages import from here; nothing here imports a stage.
 
-sft_local.py   trl SFTTrainer (+ peft LoRA), also runnable as a script under `accelerate launch`
-sft_openai.py  the OpenAI files + fine-tuning jobs API
-rl_local.py    trl GRPOTrainer / RLOOTrainer on any ladder scorer's reward
+sft_local.py     trl SFTTrainer (+ peft LoRA), also runnable as a script under `accelerate launch`
+sft_openai.py    the OpenAI files + fine-tuning jobs API
+rl_local.py      trl GRPOTrainer / RLOOTrainer on any ladder scorer's reward
 reward_local.py  trl RewardTrainer on preference pairs
+lora.py          LoraSettings, the `lora:` section of every training stage
+rows.py          supervised rows (TrainRow): data files, trl's format, the chat-template check
+choices.py       the loss over the answer choices and its chance level
+marker.py        ladder_training.json, the marker of a finished training run (and of an RL policy)
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+
+def trained_model(ctx: Any, **update: Any) -> Any:
+    """The backend of a model a stage trained: the stage's own model config with `update` (e.g. the
+    model folder as `name`), loaded through the run's shared pool so later stages reuse it."""
+    from ladder.backends.base import BackendPool
+
+    if ctx.pool is None:  # a context built outside the runner
+        ctx.pool = BackendPool()
+    return ctx.pool.get(ctx.backend.config.model_copy(update=update))
 
 
 def check_trainer_args(v: dict[str, Any], owned: set[str], trl_configs: Iterable[str], own_keys: str) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ladder.config import Section
-from ladder.store import write_json
 from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint
+from ladder.training.marker import write_marker
+from ladder.training.sft_local import TrainingProgress, last_checkpoint
 
 
 class RewardSpec(Section):
@@ -74,5 +74,5 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
         model = model.merge_and_unload()
     model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
-    write_json(model_dir / DONE, {**summary, "policy": "reward_model"})  # last: marks training as finished
+    write_marker(model_dir, {**summary, "policy": "reward_model"})  # last: marks training as finished
     return summary

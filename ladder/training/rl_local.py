@@ -19,9 +19,10 @@ from typing import Any, Callable, Literal, Sequence
 from transformers import TrainerCallback
 
 from ladder.config import Section
-from ladder.store import JsonlWriter, write_json
+from ladder.store import JsonlWriter
 from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.sft_local import DONE, TrainingProgress, last_checkpoint, save_model
+from ladder.training.marker import rl_marker, write_marker
+from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
 
 Reward = Callable[[Sequence[int], Sequence[str]], "list[float] | tuple[list[float], list[float]]"]
 """(indices into the training examples, completion texts) → one reward per completion, or (rewards,
@@ -103,9 +104,9 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         adapter = Path(spec.output_dir) / "adapter"
         if adapter.is_dir():  # the LoRA adapters alone are this policy too
-            write_json(adapter / DONE, {"policy": "rl", "algorithm": spec.algorithm, "adapter": True})
+            write_marker(adapter, rl_marker(spec.algorithm, adapter=True))
         # `policy: rl` marks the folder: any later use of its probabilities is refused.
-        write_json(Path(spec.model_dir) / DONE, {**summary, "policy": "rl", "algorithm": spec.algorithm})
+        write_marker(spec.model_dir, {**summary, **rl_marker(spec.algorithm)})
     return summary
 
 
@@ -120,8 +121,7 @@ class MarkCheckpoints(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
-            write_json(folder / DONE, {"policy": "rl", "algorithm": self.algorithm, "checkpoint": True,
-                                       "step": state.global_step})
+            write_marker(folder, rl_marker(self.algorithm, checkpoint=True, step=state.global_step))
 
 
 class RolloutLog:

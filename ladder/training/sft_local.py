@@ -33,12 +33,11 @@ from transformers import TrainerCallback
 
 from ladder.backends.hf import HFBackend, HFConfig
 from ladder.config import GenerationConfig, Section
-from ladder.stages.sft import choice_loss, choice_queries
-from ladder.store import JsonlWriter, read_json, read_jsonl, write_json
+from ladder.store import JsonlWriter, read_json, read_jsonl
 from ladder.training import hardware_args, load_base, peft_config
+from ladder.training.choices import choice_loss, choice_queries
+from ladder.training.marker import write_marker
 from ladder.types import Example, Message, Sample
-
-DONE = "ladder_training.json"
 
 
 class CurveSpec(Section):
@@ -119,7 +118,7 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     summary = _summary(trainer, resume, time.perf_counter() - started)
     save_model(trainer, spec, tokenizer, dtype)
     if trainer.is_world_process_zero():
-        write_json(Path(spec.model_dir) / DONE, summary)  # last: marks training as finished
+        write_marker(spec.model_dir, summary)  # last: marks training as finished
     trainer.accelerator.wait_for_everyone()
     return summary
 

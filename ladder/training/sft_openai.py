@@ -16,6 +16,7 @@ from ladder.backends.base import Backend
 from ladder.errors import BackendError, DataError, LadderError
 from ladder.progress import console
 from ladder.store import atomic_write, read_json, write_json
+from ladder.training import trained_model
 
 JOB_FILE = "openai_job.json"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -30,10 +31,10 @@ def chat_jsonl(rows: list[Any]) -> str:
 
 def finetune(ctx: Any, cfg: Any, rows: list[Any]) -> tuple[Backend, dict[str, Any]]:
     """Run (or resume) the job; returns the fine-tuned model's backend and what metrics.json records."""
-    from ladder.stages.sft import model_pool
+    from ladder.backends.openai import OpenAIBackend
 
     backend = ctx.backend
-    if backend.config.backend != "openai":
+    if not isinstance(backend, OpenAIBackend):
         raise LadderError(f"the openai sft route needs an openai model, not '{backend.config.backend}'",
                           field=f"stages.{ctx.stage.name}.route", fix="use route: local for hf models")
     if len(rows) < MIN_EXAMPLES:
@@ -73,7 +74,7 @@ def finetune(ctx: Any, cfg: Any, rows: list[Any]) -> tuple[Backend, dict[str, An
         raise BackendError(f"OpenAI fine-tuning job {job.id} {job.status}{why}",
                            fix=f"fix the cause, then delete {path} and re-run to start a new job")
     model = job.fine_tuned_model
-    trained = model_pool(ctx).get(backend.config.model_copy(update={"name": model}))
+    trained = trained_model(ctx, name=model)
     trained.preflight()  # says so when the fine-tuned model has no price (its cost then shows as $0)
     hyper = job.hyperparameters.model_dump() if job.hyperparameters else {}
     extra = {"model": {"backend": "openai", "name": model},

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ladder.bon import best_of_k, kl_best_of_k, kl_pool, ks, order_weights, select
+from ladder.best_of_k import best_of_k, kl_best_of_k, kl_pool, ks, order_weights, select
 from ladder.config import load_experiment
 from ladder.errors import ConfigError
 from ladder.runner import run_experiment

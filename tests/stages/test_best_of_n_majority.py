@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-import ladder.bon as bon
-from ladder.bon import majority, majority_curve, majority_of_k
+import ladder.best_of_k as best_of_k_module
+from ladder.best_of_k import majority, majority_curve, majority_of_k
 from ladder.config import load_experiment
 from ladder.errors import ConfigError
 from ladder.runner import run_experiment
@@ -60,7 +60,7 @@ def test_monte_carlo_where_enumeration_is_too_big(monkeypatch):
     answers = [rng.choice("aabbc") for _ in range(12)]
     values = [float(a == "a") for a in answers]
     truth = enumerate_all(answers, values, 6)  # 924 subsets
-    monkeypatch.setattr(bon, "MAJORITY_EXACT_SUBSETS", 100)
+    monkeypatch.setattr(best_of_k_module, "MAJORITY_EXACT_SUBSETS", 100)
     got, exact = majority_of_k(answers, values, 6, seed=3)
     assert not exact and got == pytest.approx(truth, abs=0.05)  # 1,000 draws: SE ≤ 0.016
     assert majority_of_k(answers, values, 6, seed=3)[0] == got  # seeded

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from ladder.config import StageConfig, load_experiment
-from ladder.errors import BackendError, ConfigError, DataError
+from ladder.errors import BackendError, ConfigError
 from ladder.runner import prepare, run_experiment
-from ladder.stages.sft import SFTConfig, choice_loss, read_sft_file, template_guards, training_rows
+from ladder.stages.sft import SFTConfig, training_rows
 from ladder.store import read_json, read_jsonl
 from ladder.testing.fake_api import FakeAPIServer
+from ladder.training.rows import template_guards
 from ladder.types import Example, Message
 from tests.conftest import LABELS, WORDS, experiment, make_rows, write_jsonl
 
@@ -272,48 +273,6 @@ def test_train_rows_are_rendered_like_the_prompting_stages(tmp_path, random_mode
     overlap = sum(json.dumps([m.to_dict() for m in r.prompt]) in test_prompts for r in rows)
     assert overlap > 0 and guards[0].name == "train_test_overlap" and guards[0].value == overlap
     assert [g.level for g in template_guards(ctx.backend, rows[0])] == ["ok"]
-
-
-def test_template_without_eos_after_the_answer_is_flagged(random_model):
-    from ladder.backends.hf import HFBackend, HFConfig
-    from ladder.stages.sft import TrainRow
-
-    backend = HFBackend(HFConfig(name=str(random_model)))
-    row = TrainRow([Message("user", "Review: fine")], "neutral")
-    backend.tokenizer.chat_template = backend.tokenizer.chat_template.replace("<|end|>", "\n\n")
-    (g,) = template_guards(backend, row)
-    assert g.name == "template_eos" and g.level == "warn"
-
-
-def test_sft_data_file_formats(tmp_path):
-    path = write_jsonl(tmp_path / "sft.jsonl", [
-        {"id": "a", "prompt": [{"role": "user", "content": "q1"}],  # best_of_n's export row
-         "completion": [{"role": "assistant", "content": "a1"}], "score": 1.0,
-         "messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}]},
-        {"prompt": "q2", "completion": "a2"},
-        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q3"},
-                      {"role": "assistant", "content": "a3"}]},
-    ])
-    rows = read_sft_file(path)
-    assert [(r.prompt, r.completion) for r in rows] == [
-        ([Message("user", "q1")], "a1"), ([Message("user", "q2")], "a2"),
-        ([Message("system", "s"), Message("user", "q3")], "a3")]
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": [{"role": "user", "content": "q"}],
-                                               "completion": [{"role": "user", "content": "x"}]}])
-    with pytest.raises(DataError, match="row 1"):
-        read_sft_file(bad)
-    with pytest.raises(DataError, match="does not exist"):
-        read_sft_file(tmp_path / "missing.jsonl")
-
-
-def test_choice_loss_is_chance_for_uniform_and_zero_for_certain():
-    ex = [Example("a", {}, "pos", ("pos", "neg", "neu")), Example("b", {}, "neg", ("pos", "neg", "neu"))]
-    uniform = choice_loss([-2.0] * 6, ex)
-    assert uniform["choice_loss"] == pytest.approx(math.log(3))
-    sure = choice_loss([0.0, -50, -50, -50, 0.0, -50], ex)
-    assert sure["choice_loss"] == pytest.approx(0.0, abs=1e-12) and sure["choice_accuracy"] == 1.0
-    wrong = choice_loss([-50, 0.0, -50, 0.0, -50, -50], ex)
-    assert wrong["choice_loss"] > 40 and wrong["choice_accuracy"] == 0.0
 
 
 @pytest.mark.parametrize("stage, message", [

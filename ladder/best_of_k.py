@@ -1,5 +1,6 @@
 """Best-of-k from one pool of N samples: the unbiased estimator, the curve, and the KL (its
-analytic upper bound, and the exact KL over the pool).
+analytic upper bound, and the exact KL over the pool); majority@k from the same pool. The math
+behind the best_of_n stage (and rl's best-of-N baseline), apart from any model or file.
 
 Drawing N samples once and asking "what would best-of-k have scored?" for every k ≤ N needs no
 re-sampling. Sort the pool by the selector; the best of a uniformly random k-subset is the i-th
