@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ladder.compare import load_results
+from ladder.evidence import load_results
 from ladder.errors import LadderError
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_jsonl

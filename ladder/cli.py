@@ -59,7 +59,8 @@ def _unmeasured(results: list, folder: Path) -> None:
 
 def _show(folder: Path, title: str) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
-    from ladder.compare import Evidence, next_steps, print_next_steps
+    from ladder.advice import next_steps, print_next_steps
+    from ladder.evidence import Evidence
     from ladder.table import print_table, read_summary
 
     print_table(read_summary(folder), title=title)

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ladder.compare import Evidence, next_steps
+from ladder.advice import next_steps
 from ladder.errors import LadderError
+from ladder.evidence import Evidence
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_json
 from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, read_summary, stage_label

@@ -1,6 +1,6 @@
 """The comparison table: one row per stage, as summary.csv, summary.md and a rich table.
 
-Beside each stage's value and CI are its paired differences (ladder/compare.py): against the row
+Beside each stage's value and CI are its paired differences (ladder/evidence.py): against the row
 above (`diff_prev`) and against zero_shot (`diff_zero`), on the same examples, with 95% CIs.
 summary.md ends with the rule-based next steps."""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ladder.guards import UNPARSED_WARN
+from ladder.stats import num  # noqa: F401 - where report and tests have always imported it from
 from ladder.store import atomic_write
 from ladder.types import StageResult
 
@@ -91,7 +92,8 @@ def _round(x: Any, digits: int = 4) -> Any:
 
 
 def write_summary(folder: Path, results: list[StageResult]) -> None:
-    from ladder.compare import Evidence, next_steps, paired_columns, steps_markdown
+    from ladder.advice import next_steps, steps_markdown
+    from ladder.evidence import Evidence, paired_columns
 
     ev = Evidence.load(folder, results)
     diffs = paired_columns(ev)
@@ -133,13 +135,6 @@ def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
     if warnings:
         lines += ["", "Warnings:", *warnings]
     return "\n".join(lines) + "\n"
-
-
-def num(x: float, signed: bool = False) -> str:
-    """x to 3 decimals ('+' in front when `signed`), never '-0.000': a difference that rounds to
-    zero is 0.000, not a negative number."""
-    text = f"{x:+.3f}" if signed else f"{x:.3f}"
-    return "0.000" if text in ("-0.000", "+0.000") else text
 
 
 def _value(row: dict[str, Any]) -> str:
