@@ -22,7 +22,7 @@ from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
-from ladder.types import Example, Guard, Message, Sample, Score, StageResult
+from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
 
 
 TRAIN_SPLIT = ":train:"
@@ -230,15 +230,11 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Sco
             row.update(score=score.value, extracted=score.extracted)
         rows.append(row)
     ok = [r["score"] for r in rows if "score" in r]
-    return {
-        "id": p.example.id,
-        "target": p.example.target,
-        "prompt": [m.to_dict() for m in p.messages],
-        **p.info,
-        "score": sum(ok) / len(ok) if ok else None,
-        "error": not ok,
-        "samples": rows,
-    }
+    # Built as a Record (the type of a samples.jsonl line) and stored as its dict: a selecting
+    # stage (best_of_n) adds its selection to the dict before it is written.
+    return Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
+                  samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
+                  info=dict(p.info)).to_dict()
 
 
 def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
@@ -264,8 +260,9 @@ def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Sco
 
 def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],
               seconds: float, extra_guards: Sequence[Guard] = ()) -> StageResult:
-    samples = [Sample.from_dict(s) for r in records for s in r["samples"]]
-    metric = mean_ci([r["score"] for r in records])
+    typed = [Record.from_dict(r) for r in records]
+    samples = [Sample.from_dict(s) for r in typed for s in r.samples]
+    metric = mean_ci([r.score for r in typed])
     guards = [stop_guard(samples, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold),
               *extra_guards]
     k_way: dict[str, float] = {}
@@ -282,7 +279,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "errors": len(errors),
         # What the metric summarised: checked against samples.jsonl when the result is read back.
         "records": {"count": len(records),
-                    "digest": records_digest({str(r["id"]): float(r["score"]) for r in records})},
+                    "digest": records_digest({str(r.id): float(r.score) for r in typed})},
         "stop_hit_rate": stop_hit_rate(samples),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": sum(s.completion_tokens for s in samples),
