@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ladder.compare import load_results
+from ladder.evidence import load_results
 from ladder.errors import LadderError
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_jsonl
+from ladder.types import Record
 
 TextMode = Literal["both", "completion", "prompt"]
 WEBGL_ABOVE = 20_000
@@ -71,18 +72,18 @@ def load_points(folder: Path, stages: Sequence[str] | None = None) -> list[Point
     for r in results:
         if stages and r.stage not in stages:
             continue
-        latest: dict[str, dict[str, Any]] = {}
-        for rec in read_jsonl(folder / r.stage / r.run_id / "samples.jsonl"):
-            old = latest.get(rec["id"])
-            if old is None or old.get("error") or not rec.get("error"):  # a retry's success wins
-                latest[rec["id"]] = rec
+        latest: dict[str, Record] = {}
+        for rec in map(Record.from_dict, read_jsonl(folder / r.stage / r.run_id / "samples.jsonl")):
+            old = latest.get(rec.id)
+            if old is None or old.error or not rec.error:  # a retry's success wins
+                latest[rec.id] = rec
         for rec in latest.values():
-            prompt = next((m["content"] for m in reversed(rec.get("prompt", [])) if m.get("role") == "user"), "")
-            for i, s in enumerate(rec.get("samples", [])):
-                score = s.get("score", rec.get("score"))
-                points.append(Point(r.stage, str(rec["id"]), i, prompt, s.get("text", ""),
-                                    None if score is None else float(score), str(rec.get("target", "")),
-                                    s.get("finish_reason", "")))
+            prompt = rec.user_prompt()
+            for i, s in enumerate(rec.samples):
+                score = s.get("score", rec.score)
+                points.append(Point(r.stage, str(rec.id), i, prompt, s.get("text", ""),
+                                    None if score is None else float(score),
+                                    "" if rec.target is None else str(rec.target), s.get("finish_reason", "")))
     if not points:
         raise LadderError("the selected stages have no samples", where=str(folder),
                           fix="check --stage names against the table (`ladder compare`)")

@@ -39,6 +39,7 @@ def _unmeasured(results: list, folder: Path) -> None:
     checking the exit code must not take the run for a result."""
     from ladder.errors import NothingMeasured
     from ladder.store import read_jsonl
+    from ladder.types import Record
 
     empty = [r for r in results if r.metric.n == 0]
     if not empty:
@@ -46,8 +47,8 @@ def _unmeasured(results: list, folder: Path) -> None:
     said = []
     for r in empty:
         path = folder / r.stage / r.run_id / "samples.jsonl"
-        why = next((s.get("error") for rec in reversed(read_jsonl(path)) if rec.get("error")
-                    for s in rec.get("samples", []) if s.get("error")), None)
+        why = next((s.get("error") for rec in map(Record.from_dict, reversed(read_jsonl(path))) if rec.error
+                    for s in rec.samples if s.get("error")), None)
         failed = r.stats.get("errors", 0)
         said.append(f"{r.stage} ({failed} examples failed after all retries" + (f", e.g. {why}" if why else "")
                     + f"; see {path})" if failed else f"{r.stage} (no example was scored)")
@@ -59,11 +60,13 @@ def _unmeasured(results: list, folder: Path) -> None:
 
 def _show(folder: Path, title: str) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
-    from ladder.compare import Evidence, next_steps, print_next_steps
-    from ladder.table import print_table, read_summary
+    from ladder.advice import next_steps, print_next_steps
+    from ladder.evidence import Evidence
+    from ladder.table import print_table, table_rows
 
-    print_table(read_summary(folder), title=title)
-    print_next_steps(next_steps(Evidence.load(folder)))
+    ev = Evidence.load(folder)
+    print_table(table_rows(ev), title=title)
+    print_next_steps(next_steps(ev))
 
 
 @app.command()

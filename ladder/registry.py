@@ -86,3 +86,20 @@ BACKENDS = Registry("backend", "ladder.backends", {
     "openai": "ladder.backends.openai:OpenAIBackend",
     "anthropic": "ladder.backends.anthropic:AnthropicBackend",
 })
+
+REGISTRIES = {"stage": STAGES, "metric": METRICS, "backend": BACKENDS}
+
+
+def register(kind: str, name: str, target: str) -> None:
+    """Make `name` usable as a YAML stage `type:`, metric `type:` or model `backend:` in this
+    process: `ladder.register("metric", "f1", "my_metrics:F1")` (kind: stage, metric or backend).
+
+    What an installed package declares once, as an entry point, instead (then every process,
+    `ladder run` included, sees it):  [project.entry-points."ladder.metrics"]  f1 = "my_metrics:F1".
+    The target is imported only when the name is used."""
+    registry = REGISTRIES.get(kind)
+    if registry is None:
+        raise ValueError(f"kind must be one of {', '.join(REGISTRIES)}, not '{kind}'")
+    if ":" not in target:
+        raise ValueError(f"target '{target}' must be a 'module:attr' import path")
+    registry._targets[name] = target

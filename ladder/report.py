@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ladder.compare import Evidence, next_steps
+from ladder.advice import next_steps
 from ladder.errors import LadderError
+from ladder.evidence import Evidence
 from ladder.progress import progress_bar
 from ladder.store import atomic_write, read_json
-from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, read_summary, stage_label
+from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, stage_label, table_rows
 
 X_KEYS = ("x", "k", "n", "step", "steps", "epoch", "iteration", "iter", "round")
 MAX_CURVES = 24
@@ -277,8 +278,8 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     if not (folder / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(folder),
                           fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-    rows = read_summary(folder)
     ev = Evidence.load(folder)
+    rows = table_rows(ev)
     manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
     with progress_bar("report: tables and curves", total=len(ev.results) + 2) as advance:
         steps = next_steps(ev)

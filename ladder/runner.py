@@ -23,7 +23,7 @@ import yaml
 
 from ladder.backends.base import Backend, BackendConfig, BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.compare import flag_damaged, samples_mismatch
+from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, nested_from_stage
 from ladder.guards import subsample
 from ladder.metrics import Metric, build_metric
@@ -104,9 +104,8 @@ class Plan:
     def inputs(self, stage: StageConfig) -> dict[str, str]:
         """Content digests of what the stage reads beyond the test subsample (`Stage.reads`): the
         train split as loaded, data files and folders byte for byte."""
-        reads = getattr(STAGES.get(stage.type), "reads", None)
         out = {}
-        for name in reads(stage) if reads else ():
+        for name in STAGES.get(stage.type).reads(stage):
             if name == TRAIN_SPLIT:
                 if TRAIN_SPLIT not in self._digests:
                     self._digests[TRAIN_SPLIT] = cache_key(
@@ -164,9 +163,7 @@ def prepare(exp: Experiment) -> Plan:
             continue
         # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
         # bad one stops the run before the results folder is touched and before any model loads.
-        check_inputs = getattr(STAGES.get(stage.type), "check_inputs", None)
-        if check_inputs is not None:
-            check_inputs(stage, task)
+        STAGES.get(stage.type).check_inputs(stage, task)
     for stage in exp.stages:
         model = exp.stage_model(stage)
         if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet

@@ -66,3 +66,10 @@ def paired_diff(a: Sequence[float], b: Sequence[float]) -> MetricValue:
     if len(a) != len(b):
         raise ValueError(f"paired_diff needs equal lengths, got {len(a)} and {len(b)}")
     return t_interval([x - y for x, y in zip(a, b)])
+
+
+def num(x: float, signed: bool = False) -> str:
+    """x to 3 decimals ('+' in front when `signed`), never '-0.000': a difference that rounds to
+    zero is 0.000, not a negative number."""
+    text = f"{x:+.3f}" if signed else f"{x:.3f}"
+    return "0.000" if text in ("-0.000", "+0.000") else text

@@ -1,6 +1,6 @@
 """The comparison table: one row per stage, as summary.csv, summary.md and a rich table.
 
-Beside each stage's value and CI are its paired differences (ladder/compare.py): against the row
+Beside each stage's value and CI are its paired differences (ladder/evidence.py): against the row
 above (`diff_prev`) and against zero_shot (`diff_zero`), on the same examples, with 95% CIs.
 summary.md ends with the rule-based next steps."""
 
@@ -10,11 +10,15 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ladder.guards import UNPARSED_WARN
+from ladder.stats import num  # noqa: F401 - where report and tests have always imported it from
 from ladder.store import atomic_write
 from ladder.types import StageResult
+
+if TYPE_CHECKING:
+    from ladder.evidence import Evidence
 
 DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n")]
 # A stage may carry its own baseline measured on the same examples (rl: best-of-N with the same
@@ -56,19 +60,16 @@ def row_of(r: StageResult) -> dict[str, Any]:
 
 
 def baseline_of(r: StageResult) -> dict[str, Any]:
-    """The BASELINE columns from `extra["baseline"]` = {label, metric: {value, ci_low, ci_high, n},
-    diff: {...}}; blank when the stage has none."""
-    b = r.extra.get("baseline")
-    if not b:
+    """The BASELINE columns from the stage's typed `baseline` (StageResult.baseline); blank when
+    the stage has none."""
+    b = r.baseline
+    if b is None:
         return {k: "" for k in BASELINE}
-    m, d = b["metric"], b.get("diff") or {}
-    # An rl stage's best-of-N picked by the task metric reads the test answers (older metrics.json
-    # say so only under extra.best_of_n).
-    oracle = b.get("oracle", (r.extra.get("best_of_n") or {}).get("oracle"))
-    return {"baseline": b["label"] + (" (oracle)" if oracle else ""), "baseline_value": _round(m["value"], 6), "baseline_ci_low": _round(m["ci_low"], 6),
-            "baseline_ci_high": _round(m["ci_high"], 6), "baseline_n": m["n"],
-            "baseline_diff": _round(d.get("value"), 6), "baseline_diff_ci_low": _round(d.get("ci_low"), 6),
-            "baseline_diff_ci_high": _round(d.get("ci_high"), 6)}
+    m, d = b.metric, b.diff
+    return {"baseline": b.label + (" (oracle)" if b.oracle else ""), "baseline_value": _round(m.value, 6),
+            "baseline_ci_low": _round(m.ci_low, 6), "baseline_ci_high": _round(m.ci_high, 6), "baseline_n": m.n,
+            "baseline_diff": _round(d.value, 6) if d else "", "baseline_diff_ci_low": _round(d.ci_low, 6) if d else "",
+            "baseline_diff_ci_high": _round(d.ci_high, 6) if d else ""}
 
 
 def baseline_row(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -90,12 +91,23 @@ def _round(x: Any, digits: int = 4) -> Any:
     return "" if x is None else x
 
 
+def table_rows(ev: Evidence) -> list[dict[str, Any]]:
+    """One row per stage, from the StageResults (metrics.json) and their paired differences: what
+    summary.csv holds and every table (terminal, summary.md, report) shows. A column a row has no
+    value for is "" (as in the CSV)."""
+    from ladder.evidence import paired_columns
+
+    diffs = paired_columns(ev)
+    return [{**dict.fromkeys(COLUMNS, ""), **row_of(r), **{k: _round(v) for k, v in diffs[r.stage].items()}}
+            for r in ev.results]
+
+
 def write_summary(folder: Path, results: list[StageResult]) -> None:
-    from ladder.compare import Evidence, next_steps, paired_columns, steps_markdown
+    from ladder.advice import next_steps, steps_markdown
+    from ladder.evidence import Evidence
 
     ev = Evidence.load(folder, results)
-    diffs = paired_columns(ev)
-    rows = [{**row_of(r), **{k: _round(v) for k, v in diffs[r.stage].items()}} for r in results]
+    rows = table_rows(ev)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -133,13 +145,6 @@ def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
     if warnings:
         lines += ["", "Warnings:", *warnings]
     return "\n".join(lines) + "\n"
-
-
-def num(x: float, signed: bool = False) -> str:
-    """x to 3 decimals ('+' in front when `signed`), never '-0.000': a difference that rounds to
-    zero is 0.000, not a negative number."""
-    text = f"{x:+.3f}" if signed else f"{x:.3f}"
-    return "0.000" if text in ("-0.000", "+0.000") else text
 
 
 def _value(row: dict[str, Any]) -> str:
@@ -188,6 +193,8 @@ def _pct(x: Any) -> str:
 
 
 def read_summary(folder: Path) -> list[dict[str, Any]]:
+    """summary.csv's rows as `table_rows` gives them (for scripts; ladder's own tables are built
+    from the StageResults)."""
     with open(folder / "summary.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:

@@ -70,6 +70,60 @@ class Sample:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+@dataclass
+class Record:
+    """One line of a stage's samples.jsonl: a test example's prompt, its samples and its score.
+
+    On disk the keys keep this order — id, target, prompt, the stage's `info` (e.g. few_shot's
+    shots), score, error, samples, then anything a stage adds after scoring (`after`: best_of_n's
+    selected / selector / answer) — so `Record.from_dict(d).to_dict() == d`, key order included,
+    and files written before this type existed read back unchanged."""
+
+    id: str
+    target: Any
+    prompt: list[dict[str, str]]
+    samples: list[dict[str, Any]]
+    """Each sample as `Sample.to_dict()` plus what scoring added (score, extracted; best_of_n:
+    selector, selector_meta, ...). A failed sample has no `score`."""
+    score: float | None = None
+    """The per-example value the stage's metric averages (None when no sample was scored)."""
+    error: bool = False
+    """True when no sample could be scored: left out of n, retried on a re-run."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """What the stage recorded beside the prompt (`Prompt.info`), written before `score`."""
+    after: dict[str, Any] = field(default_factory=dict)
+    """Keys a stage added once the samples were scored (best_of_n: selected, selector, answer)."""
+
+    _HEAD = ("id", "target", "prompt")
+    _TAIL = ("score", "error", "samples")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "target": self.target, "prompt": self.prompt, **self.info,
+                "score": self.score, "error": self.error, "samples": self.samples, **self.after}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        info: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        seen_samples = False
+        for k, v in d.items():
+            if k == "samples":
+                seen_samples = True
+            elif k not in cls._HEAD and k not in cls._TAIL:
+                (after if seen_samples else info)[k] = v
+        return cls(id=d["id"], target=d.get("target"), prompt=d.get("prompt", []), samples=d.get("samples", []),
+                   score=d.get("score"), error=bool(d.get("error", False)), info=info, after=after)
+
+    @property
+    def selected(self) -> int | None:
+        """The index of the sample a selecting stage (best_of_n) kept, if any."""
+        return self.after.get("selected")
+
+    def user_prompt(self) -> str:
+        """The last user turn: what was asked, without the instruction and shots."""
+        return next((m["content"] for m in reversed(self.prompt) if m.get("role") == "user"), "")
+
+
 @dataclass(frozen=True)
 class Score:
     """A metric's verdict on one completion. `value` is what gets averaged (1.0 = correct)."""
@@ -116,6 +170,93 @@ class Guard:
 
 
 @dataclass
+class Products:
+    """What a finished stage hands later stages, by stage name (`from_stage`)."""
+
+    model: dict[str, Any] | None = None
+    """Backend config keys of the model it trained (e.g. {backend: hf, name: <folder>}): a later
+    stage's `model: {from_stage: <stage>}` evaluates it (Stage.produces_model)."""
+    reward_model: dict[str, Any] | None = None
+    """The reward model it trained ({name: <folder>}): a pm scorer's `from_stage:` reads it
+    (Stage.produces_reward_model)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only what was produced: the runner's `produced` map and run ids hash this."""
+        return {k: v for k, v in (("model", self.model), ("reward_model", self.reward_model)) if v}
+
+
+CurveKind = Literal["step", "n"]
+
+
+@dataclass
+class Curve:
+    """A curve `ladder report` draws for a stage: series over one x axis, of a declared kind."""
+
+    name: str
+    x: list[float]
+    series: dict[str, list[float | None]]
+    kind: CurveKind = "step"
+    """"step": over training steps (sft, rl, reward_model); "n": over the number of samples
+    selected from (best_of_n's best-of-k), drawn on a log axis when it spans a wide range."""
+    xlabel: str = ""
+    ylabel: str = ""
+    hlines: dict[str, float] = field(default_factory=dict)
+    """Dashed reference lines (label → y), e.g. chance loss or where selection starts and ends."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The metrics.json shape under extra["curves"][name] (what stages have always written)."""
+        spec: dict[str, Any] = {"x": self.x, "y": self.series, "xlabel": self.xlabel, "ylabel": self.ylabel}
+        if self.kind == "n":
+            spec["kind"] = "n"
+        if self.hlines:
+            spec["hlines"] = self.hlines
+        return spec
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict[str, Any]) -> Curve | None:
+        """From {"x": [...], "y": [...] | {series: [...]}, xlabel, ylabel, hlines, kind}; None when
+        the spec holds no usable series (e.g. a curve switched off)."""
+        x, y = spec.get("x"), spec.get("y")
+        if not isinstance(x, list) or y is None:
+            return None
+        series = y if isinstance(y, dict) else {spec.get("ylabel") or name: y}
+        series = {k: v for k, v in series.items() if isinstance(v, list) and len(v) == len(x)}
+        if not series or not x:
+            return None
+        xlabel = spec.get("xlabel", "")
+        kind = spec.get("kind") or ("n" if xlabel.lower() in ("n", "k") else "step")
+        return cls(name, x, series, kind, xlabel, spec.get("ylabel", ""),
+                   {k: float(v) for k, v in (spec.get("hlines") or {}).items() if isinstance(v, (int, float))})
+
+    @classmethod
+    def best_of_k(cls, name: str, points: list[dict[str, Any]]) -> Curve | None:
+        """best_of_n's curve points [{k, selector, metric, kl_pool, kl_bound, majority?}, ...]."""
+        if len(points) < 2:
+            return None
+        keys = [k for k in points[0] if k != "k" and all(isinstance(p.get(k), (int, float, type(None)))
+                                                         and not isinstance(p.get(k), bool) for p in points)]
+        return cls(name, [p["k"] for p in points], {BEST_OF_K_LABELS.get(k, k): [p.get(k) for p in points]
+                                                     for k in keys}, "n", "k")
+
+
+BEST_OF_K_LABELS = {"kl_bound": "KL upper bound log k − (k−1)/k", "kl_pool": "KL over the sample pool (exact)"}
+"""Readable series names for best_of_n's curve points: the bound must read as a bound."""
+
+
+@dataclass
+class Baseline:
+    """A baseline a stage measured on its own examples, shown on a line under its row (rl: best-of-N
+    with the same reward), with the stage's paired difference from it."""
+
+    label: str
+    metric: MetricValue
+    diff: MetricValue | None = None
+    """The stage minus the baseline, paired on the same examples (None: not computed)."""
+    oracle: bool = False
+    """The baseline reads the test answers (best-of-N picked by the task metric): an upper bound."""
+
+
+@dataclass
 class StageResult:
     """What a stage hands back to the runner; metrics.json is its serialisation."""
 
@@ -130,6 +271,54 @@ class StageResult:
     oracle: bool = False
     """The stage read the test examples' gold answers to pick its output (Stage.reads_test_targets):
     an upper bound, not a method."""
+
+    # Typed views of `extra`, where metrics.json has always kept them (so every metrics.json, old
+    # or new, reads back the same): stages set them through these, the table, report, advice and
+    # runner read them through these, and nothing guesses from key names.
+
+    @property
+    def products(self) -> Products:
+        """What later stages can use by naming this stage (`from_stage`)."""
+        return Products(self.extra.get("model") or None, self.extra.get("reward_model") or None)
+
+    @products.setter
+    def products(self, value: Products) -> None:
+        for key in ("model", "reward_model"):
+            self.extra.pop(key, None)
+        self.extra.update(value.to_dict())
+
+    @property
+    def baseline(self) -> Baseline | None:
+        b = self.extra.get("baseline")
+        if not b:
+            return None
+        d = b.get("diff")
+        # An rl stage's best-of-N picked by the task metric reads the test answers (older
+        # metrics.json say so only under extra.best_of_n).
+        oracle = b.get("oracle", (self.extra.get("best_of_n") or {}).get("oracle"))
+        return Baseline(b["label"], _metric_value(b["metric"]), _metric_value(d) if d else None, bool(oracle))
+
+    @baseline.setter
+    def baseline(self, value: Baseline | None) -> None:
+        self.extra.pop("baseline", None)
+        if value is not None:
+            self.extra["baseline"] = {"label": value.label, "metric": value.metric.to_dict(),
+                                      "diff": value.diff.to_dict() if value.diff else None, "oracle": value.oracle}
+
+    @property
+    def curves(self) -> list[Curve]:
+        """The stage's curves: each entry of extra["curves"] (the declared shape), and a best-of-k
+        curve where best_of_n put one (extra["curve"], or rl's own best-of-N at extra["best_of_n"])."""
+        out = [c for name, spec in (self.extra.get("curves") or {}).items() if isinstance(spec, dict)
+               and (c := Curve.from_spec(name, spec)) is not None]
+        for name, points in (("curve", self.extra.get("curve")),
+                             ("best_of_n.curve", (self.extra.get("best_of_n") or {}).get("curve"))):
+            if isinstance(points, list) and (c := Curve.best_of_k(name, points)) is not None:
+                out.append(c)
+        return out
+
+    def add_curve(self, curve: Curve) -> None:
+        self.extra.setdefault("curves", {})[curve.name] = curve.to_spec()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,3 +346,10 @@ class StageResult:
             extra=d.get("extra", {}),
             oracle=bool(d.get("oracle", False)),
         )
+
+
+def _metric_value(d: dict[str, Any]) -> MetricValue:
+    """A metric or difference as stages write it under `extra` (a NaN bound written as null;
+    a difference may lack n)."""
+    nan = float("nan")
+    return MetricValue(*(nan if d.get(k) is None else d[k] for k in ("value", "ci_low", "ci_high")), d.get("n", 0))

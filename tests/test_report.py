@@ -156,7 +156,7 @@ def test_report_renders_in_a_browser_without_errors(finished, tmp_path):
 def test_report_table_marks_oracles_and_shows_chance(tmp_path):
     from ladder.report import table_html
     from ladder.table import read_summary
-    from tests.test_compare import results_folder, scores
+    from tests.test_advice import results_folder, scores
 
     k_way = {"chance": 0.25, "majority": 0.5, "unparsed": 0.12}
     stages = {"zero_shot": ("zero_shot", scores(0.5), [], k_way), "best_of_n": ("best_of_n", scores(0.9), [], k_way)}

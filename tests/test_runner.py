@@ -26,7 +26,7 @@ from ladder.stages.zero_shot import ZeroShot
 from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
 from tests.backends.api_support import ENV as API_ENV
 from tests.backends.api_support import ServerProcess, api_experiment, outcome
-from ladder.types import Guard, MetricValue, Sample, StageResult
+from ladder.types import Guard, MetricValue, Products, Sample, StageResult
 from tests.conftest import LABELS, REPO, experiment
 
 STAGES = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}]
@@ -177,10 +177,12 @@ class ProducesModel(Stage):
     """Stands in for sft: 'produces' a model (an existing folder) for later stages."""
 
     Config = ProducesModelConfig
+    family = "training"
+    produces_model = True  # declared (Stage's default is False): later stages may name it in from_stage
 
     def run(self, ctx):
         result = ZeroShot(ctx.stage).run(ctx)
-        result.extra["model"] = {"backend": "hf", "name": self.config.path}
+        result.products = Products(model={"backend": "hf", "name": self.config.path})
         return result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
 from ladder.cache import Cache
@@ -22,7 +22,7 @@ from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
-from ladder.types import Example, Guard, Message, Sample, Score, StageResult
+from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
 
 
 TRAIN_SPLIT = ":train:"
@@ -63,8 +63,36 @@ class Prompt:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+Family = Literal["prompting", "sampling", "training"]
+FAMILIES: tuple[Family, ...] = ("prompting", "sampling", "training")
+
+
 class Stage:
+    """The base of every stage (rung). Everything a stage may declare is here, with its default:
+    a subclass overrides only what differs. The config check (`ladder check`), the runner, the
+    table and the next-step advice read these, never a stage's type name."""
+
     Config: type[StageConfig] = StageConfig
+    """The pydantic model of the stage's YAML entry (its `type:` is a Literal of the stage's name)."""
+    family: Family = "prompting"
+    """What kind of rung it is, for the table's reference row and the next-step advice:
+    "prompting" (one greedy answer from a prompt: zero_shot, few_shot; the Δ zero_shot column is
+    measured against the first prompting stage), "sampling" (several samples, one selected:
+    best_of_n; advice: distil it into an sft stage) or "training" (changes weights: sft, rl,
+    reward_model)."""
+    produces_model = False
+    """True when later stages can evaluate the model it trains with `model: {from_stage: <it>}`:
+    the result's `products.model` holds the backend config keys of that model (sft, rl)."""
+    produces_reward_model = False
+    """True when a scorer (pm) can name it with `from_stage:`: `products.reward_model` holds the
+    trained reward model (reward_model)."""
+    trains_on_reward = False
+    """True for a training stage that optimises a reward (rl): the advice then holds it against
+    best-of-N with that reward, which needs no training. False: it learns by imitation (sft)."""
+    advice_if_worse = ("read a few of its prompts in samples.jsonl: what it adds to the prompt may be "
+                       "confusing the model.")
+    """The next step `ladder` suggests when this prompting stage scores clearly below the reference
+    prompting stage (zero_shot)."""
     evaluates_test_subsample = True
     """False for a stage whose n is not the task's test subsample (reward_model: held-out pairs),
     so the subsample's guards (e.g. "too few examples") are not its own."""
@@ -72,6 +100,19 @@ class Stage:
 
     def __init__(self, config: StageConfig):
         self.config = config
+
+    @staticmethod
+    def check_inputs(cfg: StageConfig, task: TaskLike) -> None:
+        """Check the data the stage needs beyond the test split (train shots, files its config
+        names) and raise a ConfigError naming the field and the fix when it is unusable. The
+        runner calls it before anything is written under results/. Default: nothing to check."""
+
+    @staticmethod
+    def check_metric(cfg: StageConfig, metric_cls: type) -> tuple[str, str, str] | None:
+        """(stage key, message, fix) when the stage cannot work with the task metric's class (e.g.
+        best_of_n's `select: majority` needs a metric that extracts an answer); None when it can.
+        The config check asks before anything runs. Default: any metric works."""
+        return None
 
     @classmethod
     def reads_test_targets(cls, config: StageConfig) -> bool:
@@ -189,15 +230,11 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Sco
             row.update(score=score.value, extracted=score.extracted)
         rows.append(row)
     ok = [r["score"] for r in rows if "score" in r]
-    return {
-        "id": p.example.id,
-        "target": p.example.target,
-        "prompt": [m.to_dict() for m in p.messages],
-        **p.info,
-        "score": sum(ok) / len(ok) if ok else None,
-        "error": not ok,
-        "samples": rows,
-    }
+    # Built as a Record (the type of a samples.jsonl line) and stored as its dict: a selecting
+    # stage (best_of_n) adds its selection to the dict before it is written.
+    return Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
+                  samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
+                  info=dict(p.info)).to_dict()
 
 
 def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
@@ -223,8 +260,9 @@ def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Sco
 
 def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],
               seconds: float, extra_guards: Sequence[Guard] = ()) -> StageResult:
-    samples = [Sample.from_dict(s) for r in records for s in r["samples"]]
-    metric = mean_ci([r["score"] for r in records])
+    typed = [Record.from_dict(r) for r in records]
+    samples = [Sample.from_dict(s) for r in typed for s in r.samples]
+    metric = mean_ci([r.score for r in typed])
     guards = [stop_guard(samples, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold),
               *extra_guards]
     k_way: dict[str, float] = {}
@@ -241,7 +279,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "errors": len(errors),
         # What the metric summarised: checked against samples.jsonl when the result is read back.
         "records": {"count": len(records),
-                    "digest": records_digest({str(r["id"]): float(r["score"]) for r in records})},
+                    "digest": records_digest({str(r.id): float(r.score) for r in typed})},
         "stop_hit_rate": stop_hit_rate(samples),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": sum(s.completion_tokens for s in samples),

@@ -115,6 +115,7 @@ class BestOfN(ZeroShot):
     """Asks exactly what zero_shot asks (its prompts), N times, so the two rows compare pairwise."""
 
     Config = BestOfNConfig
+    family = "sampling"  # N samples, one selected: the advice suggests distilling it
 
     @classmethod
     def reads_test_targets(cls, config: BestOfNConfig) -> bool:

@@ -53,6 +53,8 @@ class FewShotConfig(StageConfig):
 class FewShot(Stage):
     Config = FewShotConfig
     produces_model = False  # nothing for a later stage's `from_stage`
+    advice_if_worse = ("check the shot formatting (do the shots' answers look like the answer you want?) and the "
+                       "label balance of the shots; read a few prompts in samples.jsonl.")
 
     @classmethod
     def reads(cls, cfg: FewShotConfig) -> list[str]:

@@ -87,6 +87,7 @@ class RewardModel(Stage):
     Config = RewardModelConfig
     produces_model = False  # not a policy: a PM, named by a scorer's `from_stage:`
     produces_reward_model = True
+    family = "training"
     evaluates_test_subsample = False  # its n is held-out preference pairs
 
     @classmethod

@@ -108,6 +108,8 @@ class RLConfig(StageConfig):
 class RL(Stage):
     Config = RLConfig
     produces_model = True  # later stages use the policy with `model: {from_stage: <this stage>}`
+    family = "training"
+    trains_on_reward = True  # the advice holds it against best-of-N with the same reward
 
     @classmethod
     def reads(cls, cfg: RLConfig) -> list[str]:

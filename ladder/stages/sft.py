@@ -138,6 +138,7 @@ class SFTConfig(StageConfig):
 class SFT(Stage):
     Config = SFTConfig
     produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
+    family = "training"
 
     @classmethod
     def reads(cls, cfg: SFTConfig) -> list[str]:

@@ -25,6 +25,7 @@ class ZeroShot(Stage):
     # It evaluates a model and trains none, so no later stage can name it in `from_stage`
     # (the config check says so before anything runs). best_of_n inherits this.
     produces_model = False
+    family = "prompting"  # one greedy answer per prompt (the Δ zero_shot reference)
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         return zero_shot_prompts(ctx)

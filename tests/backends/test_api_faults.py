@@ -269,7 +269,7 @@ def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):
     (run_dir,) = (tmp_path / "results/t/zero_shot").iterdir()
     text = (run_dir / "metrics.json").read_text()
     assert "NaN" not in text and json.loads(text)["metric"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    from ladder.compare import load_results  # and the readers cope with the nulls
+    from ladder.evidence import load_results  # and the readers cope with the nulls
     (back,) = load_results(tmp_path / "results/t")
     assert back.metric.n == 0 and math.isnan(back.metric.value)
 

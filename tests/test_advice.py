@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from ladder import compare
-from ladder.compare import Evidence
+from ladder import advice, evidence
+from ladder.evidence import Evidence
 from ladder.stats import Z95, paired_diff
 from ladder.store import JsonlWriter, records_digest, write_json
 from ladder.table import read_summary, write_summary
@@ -106,14 +106,14 @@ def test_summary_has_paired_columns_joined_by_id(tmp_path):
 
 
 def rules_fired(ev: Evidence) -> set[str]:
-    return {s.rule for s in compare.next_steps(ev)}
+    return {s.rule for s in advice.next_steps(ev)}
 
 
 def test_retry_errors(tmp_path):
     ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [], {"errors": 3})})
-    (step,) = compare.retry_errors(ev)
+    (step,) = advice.retry_errors(ev)
     assert "zero_shot (3)" in step.text and "Re-run" in step.text
-    assert compare.retry_errors(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
+    assert advice.retry_errors(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
 
 
 def test_damaged_samples(tmp_path):
@@ -125,124 +125,124 @@ def test_damaged_samples(tmp_path):
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", b, [], recorded["zero_shot"]),
                                        "few_shot": ("few_shot", a, [], recorded["few_shot"])})
     intact = Evidence.load(folder)
-    assert compare.damaged_samples(intact) == [] and not any(g.name == compare.DAMAGED for r in intact.results
+    assert advice.damaged_samples(intact) == [] and not any(g.name == advice.DAMAGED for r in intact.results
                                                              for g in r.guards)
     path = folder / "few_shot/r1/samples.jsonl"
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:74]))
     ev = Evidence.load(folder)
     few = ev.results[1]
     assert few.metric.n == 300 and ev.diff(few, ev.results[0]).n == 74  # the disagreement, now flagged:
-    (step,) = compare.damaged_samples(ev)
+    (step,) = advice.damaged_samples(ev)
     assert "few_shot" in step.text and "zero_shot" not in step.text and "run the same command again" in step.text
-    (guard,) = [g for g in few.guards if g.name == compare.DAMAGED]
+    (guard,) = [g for g in few.guards if g.name == advice.DAMAGED]
     assert guard.level == "warn" and "74 scored examples where metrics.json summarised 300" in guard.message
     # The same count with an edited score is caught by the digest.
     rows = [json.loads(line) for line in (folder / "zero_shot/r1/samples.jsonl").read_text().splitlines()]
     rows[0]["score"] = 1.0 - rows[0]["score"]
     (folder / "zero_shot/r1/samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert "it was edited" in compare.samples_mismatch(folder, Evidence.load(folder).results[0])
+    assert "it was edited" in evidence.samples_mismatch(folder, Evidence.load(folder).results[0])
 
 
 def test_stop_hits_low(tmp_path):
     warn = Guard("stop_hit", "warn", "low", 0.4)
     info = Guard("stop_hit", "info", "cut", 0.7)
     ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [warn]), "few_shot": ("few_shot", scores(0.5), [info])})
-    texts = [s.text for s in compare.stop_hits_low(ev)]
+    texts = [s.text for s in advice.stop_hits_low(ev)]
     assert len(texts) == 2 and "zero_shot: as few as 40%" in texts[0] and "stop:" in texts[0]
     assert "few_shot: only 70%" in texts[1] and "raise max_tokens" in texts[1]
     ok = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5), [Guard("stop_hit", "ok", "fine", 1.0)])})
-    assert compare.stop_hits_low(ok) == []
+    assert advice.stop_hits_low(ok) == []
 
 
 def test_evaluate_more(tmp_path):
-    (step,) = compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}))
+    (step,) = advice.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}))
     assert "only 40 examples" in step.text and "at least 300" in step.text
-    assert compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}, min_n=30)) == []
-    assert compare.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
+    assert advice.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40))}, min_n=30)) == []
+    assert advice.evaluate_more(ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5))})) == []
 
 
 def test_context_trimmed(tmp_path):
     ev = ev_of(tmp_path, {"few_shot": ("few_shot", scores(0.5), [Guard("context", "warn", "dropped shots")])})
-    (step,) = compare.context_trimmed(ev)
+    (step,) = advice.context_trimmed(ev)
     assert step.text.startswith("few_shot:") and "lower k" in step.text
-    assert compare.context_trimmed(ev_of(tmp_path, {"few_shot": ("few_shot", scores(0.5))})) == []
+    assert advice.context_trimmed(ev_of(tmp_path, {"few_shot": ("few_shot", scores(0.5))})) == []
 
 
 def test_few_shot_worse(tmp_path):
     zero = scores(0.7)
     worse = [0.0 if i % 2 else s for i, s in enumerate(zero)]
     ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", worse)})
-    (step,) = compare.few_shot_worse(ev)
+    (step,) = advice.few_shot_worse(ev)
     assert "few_shot is worse than zero_shot" in step.text and "shot formatting" in step.text
     noisy = [1.0 - s if i < 6 else s for i, s in enumerate(zero)]  # a few flips either way: not significant
-    assert compare.few_shot_worse(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", noisy)})) == []
+    assert advice.few_shot_worse(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", noisy)})) == []
 
 
 def test_loss_above_chance(tmp_path):
     chance = Guard("chance_loss", "warn", "test loss 1.2 ≥ chance 1.0986", 1.2)
     ev = ev_of(tmp_path, {"zero_shot": ("zero_shot", scores(0.5)), "sft": ("sft", scores(0.5), [chance])})
-    (step,) = compare.loss_above_chance(ev)
+    (step,) = advice.loss_above_chance(ev)
     assert step.text.startswith("sft:") and "learning rate" in step.text and "epochs" in step.text
     fine = Guard("chance_loss", "ok", "below chance", 0.4)
-    assert compare.loss_above_chance(ev_of(tmp_path, {"sft": ("sft", scores(0.5), [fine])})) == []
+    assert advice.loss_above_chance(ev_of(tmp_path, {"sft": ("sft", scores(0.5), [fine])})) == []
 
 
 def test_distil_best_of_n(tmp_path):
     zero = scores(0.4)
     bon = [1.0 if i % 4 else s for i, s in enumerate(zero)]
     stages = {"zero_shot": ("zero_shot", zero), "best_of_n": ("best_of_n", bon)}
-    (step,) = compare.distil_best_of_n(ev_of(tmp_path, stages))
+    (step,) = advice.distil_best_of_n(ev_of(tmp_path, stages))
     assert "best_of_n beats zero_shot" in step.text and "sft" in step.text
     caught_up = {**stages, "sft": ("sft", [1.0] * 300)}
-    assert compare.distil_best_of_n(ev_of(tmp_path, caught_up)) == []
+    assert advice.distil_best_of_n(ev_of(tmp_path, caught_up)) == []
     close = {"zero_shot": ("zero_shot", zero), "best_of_n": ("best_of_n", [1.0 if i < 3 else s for i, s in enumerate(zero)])}
-    assert compare.distil_best_of_n(ev_of(tmp_path, close)) == []
+    assert advice.distil_best_of_n(ev_of(tmp_path, close)) == []
     # An oracle best_of_n (its selector reads the test answers) is an upper bound, and says so.
-    (step,) = compare.distil_best_of_n(ev_of(tmp_path, stages, oracles=("best_of_n",)))
+    (step,) = advice.distil_best_of_n(ev_of(tmp_path, stages, oracles=("best_of_n",)))
     assert "but it is an oracle" in step.text and "upper bound" in step.text
 
 
 def test_rl_below_best_of_n(tmp_path):
     bon = scores(0.8)
     rl = [0.0 if i % 3 == 0 else s for i, s in enumerate(bon)]
-    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", rl)}))
+    (step,) = advice.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", rl)}))
     assert "rl is below best_of_n" in step.text and "reward" in step.text and "learning rate" in step.text
-    assert compare.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", bon)})) == []
+    assert advice.rl_below_best_of_n(ev_of(tmp_path, {"best_of_n": ("best_of_n", bon), "rl": ("rl", bon)})) == []
 
 
 def test_rl_below_its_own_best_of_n(tmp_path):
     """The rl stage's own best-of-N (same reward, same examples) is what it is judged against."""
     below = {"n": 8, "oracle": False, "diff": {"value": -0.2, "ci_low": -0.25, "ci_high": -0.15, "n": 300}}
     rl = ("rl", scores(0.6), [], {}, {"best_of_n": below})
-    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": rl}))
+    (step,) = advice.rl_below_best_of_n(ev_of(tmp_path, {"rl": rl}))
     assert "below best-of-8 with the same reward" in step.text and "learning rate" in step.text
     oracle = ("rl", scores(0.6), [], {}, {"best_of_n": {**below, "oracle": True}})
-    (step,) = compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": oracle}))
+    (step,) = advice.rl_below_best_of_n(ev_of(tmp_path, {"rl": oracle}))
     assert "upper bound" in step.text
     level = {**below, "diff": {"value": 0.0, "ci_low": -0.05, "ci_high": 0.05, "n": 300}}
-    assert compare.rl_below_best_of_n(ev_of(tmp_path, {"rl": ("rl", scores(0.6), [], {}, {"best_of_n": level})})) == []
+    assert advice.rl_below_best_of_n(ev_of(tmp_path, {"rl": ("rl", scores(0.6), [], {}, {"best_of_n": level})})) == []
     # With its own best-of-N, rl never gets the "run best_of_n first" advice.
-    assert compare.best_of_n_before_rl(ev_of(tmp_path, {"rl": rl})) == []
+    assert advice.best_of_n_before_rl(ev_of(tmp_path, {"rl": rl})) == []
 
 
 def test_best_of_n_before_rl(tmp_path):
-    (step,) = compare.best_of_n_before_rl(ev_of(tmp_path, {"rl": ("rl", scores(0.5))}))
+    (step,) = advice.best_of_n_before_rl(ev_of(tmp_path, {"rl": ("rl", scores(0.5))}))
     assert "run best_of_n with the same reward" in step.text
     both = {"best_of_n": ("best_of_n", scores(0.5)), "rl": ("rl", scores(0.5))}
-    assert compare.best_of_n_before_rl(ev_of(tmp_path, both)) == []
+    assert advice.best_of_n_before_rl(ev_of(tmp_path, both)) == []
 
 
 def test_no_rung_helps(tmp_path):
     zero = scores(0.5)
-    (step,) = compare.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", zero)}))
+    (step,) = advice.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", zero)}))
     assert "no rung is clearly above zero_shot" in step.text and "ladder atlas" in step.text
     better = [1.0] * 300
-    assert compare.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", better)})) == []
+    assert advice.no_rung_helps(ev_of(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", better)})) == []
     # An oracle far above zero_shot is not a rung that helps.
     stages = {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", zero), "best_of_n": ("best_of_n", better)}
-    (step,) = compare.no_rung_helps(ev_of(tmp_path, stages, oracles=("best_of_n",)))
+    (step,) = advice.no_rung_helps(ev_of(tmp_path, stages, oracles=("best_of_n",)))
     assert "no rung is clearly above zero_shot" in step.text
-    assert compare.no_rung_helps(ev_of(tmp_path, stages)) == []
+    assert advice.no_rung_helps(ev_of(tmp_path, stages)) == []
 
 
 def test_identical_stages_print_zero_not_negative_zero(tmp_path):
@@ -250,8 +250,8 @@ def test_identical_stages_print_zero_not_negative_zero(tmp_path):
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "again": ("zero_shot", list(zero))})
     md = (folder / "summary.md").read_text()
     assert "-0.000" not in md and "| 0.000 [0.000, 0.000] |" in md
-    assert compare.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "0.000 [0.000, 0.000], n=300"
-    assert compare.describe(MetricValue(-0.0004, -0.02, 0.01, 300)) == "0.000 [-0.020, +0.010], n=300"
+    assert advice.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "0.000 [0.000, 0.000], n=300"
+    assert advice.describe(MetricValue(-0.0004, -0.02, 0.01, 300)) == "0.000 [-0.020, +0.010], n=300"
 
 
 def test_k_way_columns_and_oracle_marker(tmp_path):
@@ -266,23 +266,23 @@ def test_k_way_columns_and_oracle_marker(tmp_path):
     md = (folder / "summary.md").read_text()
     assert "| best_of_n (oracle) |" in md and "| 0.333 / 0.400 | 9% |" in md and "(oracle): reads" in md
     # reward_model's n counts held-out pairs, not test examples: no "evaluate more" for it.
-    assert compare.evaluate_more(Evidence.load(folder)) == []
+    assert advice.evaluate_more(Evidence.load(folder)) == []
 
 
 def test_target_not_reached(tmp_path):
     climb = {"target": 0.9, "by": "ci_low", "reached": False, "exhausted": True,
              "rungs": [{"stage": "zero_shot"}, {"stage": "few_shot"}]}
     stages = {"zero_shot": ("zero_shot", scores(0.5)), "few_shot": ("few_shot", scores(0.6))}
-    (step,) = compare.target_not_reached(ev_of(tmp_path, stages, climb=climb))
+    (step,) = advice.target_not_reached(ev_of(tmp_path, stages, climb=climb))
     assert "ci_low ≥ 0.9" in step.text
-    assert compare.target_not_reached(ev_of(tmp_path, stages, climb={**climb, "reached": True})) == []
+    assert advice.target_not_reached(ev_of(tmp_path, stages, climb={**climb, "reached": True})) == []
     later = {**stages, "best_of_n": ("best_of_n", scores(0.7))}  # a `ladder run` after the climb added a rung
-    assert compare.target_not_reached(ev_of(tmp_path, later, climb=climb)) == []
+    assert advice.target_not_reached(ev_of(tmp_path, later, climb=climb)) == []
 
 
 def test_every_rule_is_exercised_and_summary_ends_with_steps(tmp_path):
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
-    assert {rule.__name__ for rule in compare.RULES} <= tested
+    assert {rule.__name__ for rule in advice.RULES} <= tested
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", scores(0.5, n=40), [], {"errors": 2})})
     md = (folder / "summary.md").read_text()
     tail = md.rstrip().splitlines()[-3:]
@@ -293,6 +293,6 @@ def test_every_rule_is_exercised_and_summary_ends_with_steps(tmp_path):
 def test_quiet_experiment_says_nothing_flagged(tmp_path):
     zero = scores(0.4)
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", [1.0] * 300)})
-    assert compare.next_steps(Evidence.load(folder)) == []
+    assert advice.next_steps(Evidence.load(folder)) == []
     assert "nothing flagged" in (folder / "summary.md").read_text()
     assert json.loads(json.dumps(read_summary(folder)[1]))["diff_zero"] > 0.5

@@ -1,173 +1,26 @@
-"""Stages against each other on the same examples, and what to try next.
+"""What to try next: short rule-based suggestions drawn from the numbers on disk.
 
-Paired differences: every stage evaluates the same test examples, so two stages are compared
-example by example (samples.jsonl records joined on their id; each record's `score` is the
-per-example value the stage metric averages). `paired_diff` gives the mean difference with a
-95% t interval — far narrower than comparing two unpaired CIs by eye.
-
-Next steps: a short list of rule-based suggestions drawn from the numbers on disk (guards,
-stats and metrics in metrics.json, paired differences, climb.json). Each rule is a small named
-function `rule(ev) -> list[Step]` in RULES; the first line of its docstring says when it fires.
-Other stages feed the rules through names they already write: guards `stop_hit`, `context`,
-`errors`, a chance-loss guard named in CHANCE_GUARDS (sft), stage types `best_of_n`, `sft`, `rl`.
+The rules read guards, stats and metrics in metrics.json, paired differences (ladder/evidence.py)
+and climb.json. Each rule is a small named function `rule(ev) -> list[Step]` in RULES; the first
+line of its docstring says when it fires. Rules know stages by what the stage class declares
+(`Stage.family`, `produces_model`, `trains_on_reward`, `advice_if_worse`), never by type name, so
+a plugin stage gets advice too. Other stages feed the rules through names they already write:
+guards `stop_hit`, `context`, `errors`, a chance-loss guard named in CHANCE_GUARDS (sft).
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
-from ladder.stats import paired_diff
-from ladder.store import read_json, read_jsonl, records_digest
-from ladder.table import num
-from ladder.types import Guard, MetricValue, StageResult
+from ladder.evidence import DAMAGED, Evidence, describe, stage_class
+from ladder.stats import num
+from ladder.types import Guard, StageResult
 
-PROMPTING = ("zero_shot", "few_shot")
 CHANCE_GUARDS = ("chance_loss",)
 """Guard names (level warn) that mean: SFT's test loss is not below chance, −log(1/K)."""
 WELL_ABOVE = 0.05
 """A gain this large (with its CI above 0) is worth acting on."""
-DEFAULT_MIN_N = 300
-
-
-@dataclass
-class Evidence:
-    """What the rules look at: an experiment's results, its resolved config and per-example scores."""
-
-    folder: Path
-    results: list[StageResult]
-    config: dict[str, Any] = field(default_factory=dict)
-    climb: dict[str, Any] | None = None
-
-    @classmethod
-    def load(cls, folder: Path, results: list[StageResult] | None = None) -> Evidence:
-        import yaml
-
-        config = yaml.safe_load((folder / "experiment.yaml").read_text()) if (folder / "experiment.yaml").exists() else {}
-        climb = read_json(folder / "climb.json") if (folder / "climb.json").exists() else None
-        results = load_results(folder) if results is None else results
-        for r in results:  # a Δ's n must never silently disagree with the row's n
-            flag_damaged(folder, r)
-        return cls(folder, results, config or {}, climb)
-
-    def scores(self, r: StageResult) -> dict[str, float]:
-        return example_scores(self.folder / r.stage / r.run_id / "samples.jsonl")
-
-    def diff(self, a: StageResult, b: StageResult) -> MetricValue:
-        """a − b, paired on the examples both have a score for."""
-        sa, sb = self.scores(a), self.scores(b)
-        common = [i for i in sa if i in sb]
-        return paired_diff([sa[i] for i in common], [sb[i] for i in common])
-
-    def of_type(self, *types: str) -> list[StageResult]:
-        return [r for r in self.results if r.type in types]
-
-    @property
-    def min_n(self) -> int:
-        return int((self.config.get("guards") or {}).get("min_n", DEFAULT_MIN_N))
-
-
-_SCORES: dict[tuple[str, int, int], dict[str, float]] = {}
-
-
-def example_scores(path: Path) -> dict[str, float]:
-    """Example id → score from a samples.jsonl; failed records (retried on re-run) are left out.
-
-    The runner rewrites the summary after every stage, re-reading every earlier stage's file;
-    a best_of_n file with 100 samples an example is worth not parsing again while unchanged."""
-    if not path.exists():
-        return {}
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _SCORES:
-        if len(_SCORES) > 256:  # a long-lived process (tests, notebooks) sees many experiments
-            _SCORES.clear()
-        _SCORES[key] = {str(rec["id"]): float(rec["score"]) for rec in read_jsonl(path)
-                        if not rec.get("error") and rec.get("score") is not None}
-    return _SCORES[key]
-
-
-DAMAGED = "samples_mismatch"
-"""The guard put on a result whose samples.jsonl no longer holds what its metrics.json summarised."""
-
-
-def samples_mismatch(folder: Path, r: StageResult) -> str | None:
-    """Why a finished stage's samples.jsonl no longer matches the records its metrics.json
-    summarised (count and digest of id → score), or None when it does (or nothing was recorded:
-    results written before ladder recorded it, or a stage that does not summarise samples.jsonl)."""
-    rec = r.stats.get("records")
-    if not rec:
-        return None
-    scores = example_scores(folder / r.stage / r.run_id / "samples.jsonl")
-    if len(scores) == rec["count"] and records_digest(scores) == rec["digest"]:
-        return None
-    if len(scores) != rec["count"]:
-        what = f"holds {len(scores)} scored examples where metrics.json summarised {rec['count']}"
-    else:
-        what = "holds other scores than the ones metrics.json summarised (it was edited)"
-    return (f"{r.stage}/{r.run_id}/samples.jsonl {what}: its n and the paired differences computed "
-            f"from the file disagree")
-
-
-def flag_damaged(folder: Path, r: StageResult) -> str | None:
-    """Put (or take off) the DAMAGED warning on `r`; returns the mismatch, if any."""
-    why = samples_mismatch(folder, r)
-    r.guards = [g for g in r.guards if g.name != DAMAGED]
-    if why:
-        r.guards.append(Guard(DAMAGED, "warn", f"{why}; run the same command again (`ladder run`) to "
-                                               f"re-score it from the model-call cache"))
-    return why
-
-
-def load_results(folder: Path) -> list[StageResult]:
-    """The stages in summary.csv, in table order, from their metrics.json."""
-    path = folder / "summary.csv"
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for row in rows:
-        metrics = folder / row["stage"] / row["run_id"] / "metrics.json"
-        if metrics.exists():
-            out.append(StageResult.from_dict(read_json(metrics)))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Paired differences for the table
-
-
-def paired_columns(ev: Evidence) -> dict[str, dict[str, Any]]:
-    """Per stage: diff_prev (against the row above) and diff_zero (against the first zero_shot),
-    each with its CI and paired n, ready for summary.csv."""
-    zero = next((r for r in ev.results if r.type == "zero_shot"), None)
-    out: dict[str, dict[str, Any]] = {}
-    for i, r in enumerate(ev.results):
-        cols: dict[str, Any] = {}
-        for name, other in (("diff_prev", ev.results[i - 1] if i else None), ("diff_zero", zero)):
-            if other is None or other is r:
-                continue
-            d = ev.diff(r, other)
-            cols.update({name: d.value, f"{name}_ci_low": d.ci_low, f"{name}_ci_high": d.ci_high,
-                         f"{name}_n": d.n})
-        out[r.stage] = cols
-    return out
-
-
-def describe(d: MetricValue) -> str:
-    """'+0.120 [+0.050, +0.190], n=300' — a difference as the tables print it."""
-    if d.n == 0:
-        return "n/a (no common examples)"
-    ci = "" if math.isnan(d.ci_low) else f" [{num(d.ci_low, True)}, {num(d.ci_high, True)}]"
-    return f"{num(d.value, True)}{ci}, n={d.n}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Next steps
 
 
 @dataclass(frozen=True)
@@ -240,13 +93,8 @@ def evaluate_more(ev: Evidence) -> list[Step]:
 
 def _on_test_subsample(r: StageResult) -> bool:
     """Whether the stage's n counts test examples (reward_model's counts its held-out pairs)."""
-    from ladder.errors import LadderError
-    from ladder.registry import STAGES
-
-    try:
-        return STAGES.get(r.type).evaluates_test_subsample
-    except LadderError:  # a plugin stage no longer importable: assume the usual
-        return True
+    cls = stage_class(r.type)
+    return True if cls is None else cls.evaluates_test_subsample  # a plugin gone: assume the usual
 
 
 def context_trimmed(ev: Evidence) -> list[Step]:
@@ -259,14 +107,19 @@ def context_trimmed(ev: Evidence) -> list[Step]:
 
 
 def few_shot_worse(ev: Evidence) -> list[Step]:
-    """A few_shot stage scores significantly below zero_shot (paired CI below 0)."""
-    zero = ev.of_type("zero_shot")
-    if not zero:
+    """A prompting stage (e.g. few_shot) scores significantly below the reference prompting stage
+    (zero_shot; paired CI below 0). The advice is the stage's own `advice_if_worse`."""
+    ref = ev.reference
+    if ref is None:
         return []
-    return [Step("few_shot_worse", f"{r.stage} is worse than {zero[0].stage} ({describe(d)}): check the shot "
-                                   f"formatting (do the shots' answers look like the answer you want?) and the "
-                                   f"label balance of the shots; read a few prompts in samples.jsonl.")
-            for r in ev.of_type("few_shot") if (d := ev.diff(r, zero[0])).ci_high < 0]
+    return [Step("few_shot_worse", f"{r.stage} is worse than {ref.stage} ({describe(d)}): "
+                                   f"{ev.stage_class(r).advice_if_worse}")
+            for r in _others(ev, ref) if ev.family(r) == "prompting" and (d := ev.diff(r, ref)).ci_high < 0]
+
+
+def _others(ev: Evidence, ref: StageResult) -> list[StageResult]:
+    """The rows that are not more of the reference's own kind (a second zero_shot is the same rung)."""
+    return [r for r in ev.results if r.type != ref.type]
 
 
 def loss_above_chance(ev: Evidence) -> list[Step]:
@@ -280,15 +133,26 @@ def loss_above_chance(ev: Evidence) -> list[Step]:
                                       f"means too high).")]
 
 
-def _best(ev: Evidence, *types: str) -> StageResult | None:
-    found = ev.of_type(*types)
+def _best(found: list[StageResult]) -> StageResult | None:
     return max(found, key=lambda r: r.metric.value) if found else None
 
 
+def _supervised(ev: Evidence) -> list[StageResult]:
+    """Training stages that give a model by imitation (sft): where a selection is distilled."""
+    return [r for r in ev.of_family("training")
+            if (cls := ev.stage_class(r)).produces_model and not cls.trains_on_reward]
+
+
+def _rewarded(ev: Evidence) -> list[StageResult]:
+    """Training stages that optimise a reward (rl): best-of-N with that reward is their yardstick."""
+    return [r for r in ev.of_family("training") if ev.stage_class(r).trains_on_reward]
+
+
 def distil_best_of_n(ev: Evidence) -> list[Step]:
-    """best_of_n beats the best greedy prompting rung clearly, and no sft stage has caught up."""
-    ref = _best(ev, *PROMPTING)
-    sft = _best(ev, "sft")
+    """A sampling stage (best_of_n) beats the best greedy prompting rung clearly, and no supervised
+    training stage (sft) has caught up."""
+    ref = _best(ev.of_family("prompting"))
+    sft = _best(_supervised(ev))
     if ref is None:
         return []
     return [Step("distil_best_of_n", (
@@ -299,16 +163,16 @@ def distil_best_of_n(ev: Evidence) -> list[Step]:
         f"{bon.stage} beats {ref.stage} ({describe(d)}): distil it — an sft stage "
         f"trained on {bon.stage}'s best samples (its export) can give that quality "
         f"at the cost of one greedy sample."))
-            for bon in ev.of_type("best_of_n")
+            for bon in ev.of_family("sampling")
             if (d := ev.diff(bon, ref)).ci_low > 0 and d.value >= WELL_ABOVE
             and (sft is None or sft.metric.value < bon.metric.value)]
 
 
 def rl_below_best_of_n(ev: Evidence) -> list[Step]:
-    """An rl stage scores significantly below best-of-N: its own (same reward, same examples),
-    else a best_of_n stage's."""
+    """A reward-trained stage (rl) scores significantly below best-of-N: its own (same reward, same
+    examples), else a sampling stage's."""
     out = []
-    for rl in ev.of_type("rl"):
+    for rl in _rewarded(ev):
         own = rl.extra.get("best_of_n") or {}
         if own.get("diff"):
             d = own["diff"]
@@ -325,7 +189,7 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
                                 f"reward ({said}): check the learning rate and KL coefficient (see the reward "
                                 f"and KL curves), or keep best-of-N — it needs no training."))
             continue
-        best = _best(ev, "best_of_n")
+        best = _best(ev.of_family("sampling"))
         if best is not None and (d := ev.diff(rl, best)).ci_high < 0:
             if best.oracle:
                 out.append(Step("rl_below_best_of_n", f"{rl.stage} is below {best.stage} ({describe(d)}), but "
@@ -340,10 +204,11 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
 
 
 def best_of_n_before_rl(ev: Evidence) -> list[Step]:
-    """An rl stage ran with no best-of-N beside it (its own was turned off, and no best_of_n stage)."""
-    if ev.of_type("best_of_n"):
+    """A reward-trained stage (rl) ran with no best-of-N beside it (its own was turned off, and no
+    sampling stage)."""
+    if ev.of_family("sampling"):
         return []
-    if any(not rl.extra.get("best_of_n") for rl in ev.of_type("rl")):
+    if any(not rl.extra.get("best_of_n") for rl in _rewarded(ev)):
         return [Step("best_of_n_before_rl", "rl ran without best_of_n: run best_of_n with the same reward "
                                             "— it shows what high-reward samples look like and exposes "
                                             "a broken reward for free.")]
@@ -351,15 +216,15 @@ def best_of_n_before_rl(ev: Evidence) -> list[Step]:
 
 
 def no_rung_helps(ev: Evidence) -> list[Step]:
-    """Two or more rungs ran and none is significantly above zero_shot."""
-    zero = ev.of_type("zero_shot")
+    """Two or more rungs ran and none is significantly above the reference prompting rung (zero_shot)."""
+    ref = ev.reference
     # An oracle above zero_shot shows the answers are in the samples, not that a rung helps.
-    others = [r for r in ev.results if r.type != "zero_shot" and not r.oracle]
-    if not zero or not others:
+    others = [r for r in _others(ev, ref) if not r.oracle] if ref is not None else []
+    if not others:
         return []
-    if any(ev.diff(r, zero[0]).ci_low > 0 for r in others):
+    if any(ev.diff(r, ref).ci_low > 0 for r in others):
         return []
-    return [Step("no_rung_helps", f"no rung is clearly above {zero[0].stage} yet: look at the samples "
+    return [Step("no_rung_helps", f"no rung is clearly above {ref.stage} yet: look at the samples "
                                   f"(`ladder atlas`) — the prompt or the metric may be the problem — "
                                   f"before paying for the next rung.")]
 

@@ -1,0 +1,152 @@
+"""docs/extending.md runs: its metric, stage and backend files and registration lines are taken
+from the guide's own text, installed in a temporary folder and run through a real experiment
+(the stage also on a model an sft stage trained, named with `from_stage`), so the guide cannot rot."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+GUIDE = REPO / "docs" / "extending.md"
+WORD = {"positive": "great", "negative": "awful", "neutral": "fine"}
+
+
+def guide_parts() -> tuple[dict[str, str], list[tuple[str, str, str]], dict]:
+    """(file name → code, [(group, name, target)], the experiment YAML) as the guide writes them."""
+    text = GUIDE.read_text(encoding="utf-8")
+    files = dict(re.findall(r"```python\n# (\w+\.py)\n(.*?)```", text, re.S))
+    entries = re.findall(r'```toml\n\[project\.entry-points\."ladder\.(\w+)"\]\n(\w+) = "([\w.:]+)"\n```', text)
+    (config,) = re.findall(r"```yaml\n# extending\.yaml\n(.*?)```", text, re.S)
+    return files, entries, yaml.safe_load(config)
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """The guide's files on sys.path and its entry points registered, for this test only."""
+    import ladder
+    from ladder import registry
+
+    files, entries, config = guide_parts()
+    assert set(files) == {"ladder_f1.py", "ladder_cot.py", "ladder_keyword.py"}
+    assert {group for group, _, _ in entries} == {"metrics", "stages", "backends"}
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name, code in files.items():
+        (plugins / name).write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(plugins))
+    for reg in registry.REGISTRIES.values():  # registrations end with the test
+        monkeypatch.setattr(reg, "_targets", dict(reg._targets))
+    for group, name, target in entries:
+        ladder.register(group.removesuffix("s"), name, target)
+    yield config
+    for name in files:
+        sys.modules.pop(name.removesuffix(".py"), None)
+
+
+def write_data(folder, n: int, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(exist_ok=True)
+    with open(folder / ("train.jsonl" if seed else "test.jsonl"), "w", encoding="utf-8") as f:
+        for i in range(n):
+            label = rng.choice(sorted(WORD))
+            meal = "dinner" if seed else "meal"  # no test prompt among the training ones
+            f.write(json.dumps({"text": f"the {meal} {i} was {WORD[label]}", "label": label}) + "\n")
+
+
+def rambling(req, i):
+    """The fine-tuned model knows the answer; asked to think step by step, it says a lot more."""
+    word = re.search(r"the \w+ \d+ was (\w+)", req.prompt).group(1)
+    label = next(lb for lb, w in WORD.items() if w == word)
+    if "step by step" in req.prompt:
+        return f"Let me think step by step about this review before I answer: it reads {label}"
+    return label
+
+
+def test_the_guides_metric_stage_and_backend_run_an_experiment(installed, tmp_path, monkeypatch):
+    from ladder.advice import next_steps
+    from ladder.config import load_experiment
+    from ladder.evidence import Evidence
+    from ladder.runner import run_experiment
+    from ladder.stages import Stage
+    from ladder.testing.fake_api import FakeAPIServer
+
+    write_data(tmp_path / "data", 20, seed=0)
+    write_data(tmp_path / "data", 20, seed=1)
+    monkeypatch.setenv("LADDER_TEST_OPENAI_KEY", "sk-test")
+    with FakeAPIServer(responder=rambling) as srv:
+        srv.app.fine_tuning.polls = 1
+        api = {"backend": "openai", "name": "gpt-4o-mini", "base_url": srv.openai_base_url,
+               "api_key_env": "LADDER_TEST_OPENAI_KEY", "max_retries": 0}
+        config = {**installed, "results_dir": str(tmp_path / "results"), "stages": [
+            *installed["stages"],
+            {"type": "sft", "model": api, "epochs": 1, "poll_interval": 0.01},
+            # The guide's stage on the model the sft stage produced.
+            {"type": "cot", "name": "cot_sft", "model": {**api, "from_stage": "sft"}}]}
+        path = tmp_path / "extending.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        results = run_experiment(load_experiment(path))
+
+    zero, cot, sft, cot_sft = results
+    assert [r.type for r in results] == ["zero_shot", "cot", "sft", "cot"]
+    assert zero.metric_name == "f1" and zero.metric.n == 20
+    # The keyword backend answers every review right, with or without the cue.
+    assert zero.metric.value == 1.0 and cot.metric.value == 1.0
+    samples = [json.loads(line) for line in (tmp_path / "results" / "extending" / "cot" / cot.run_id
+                                             / "samples.jsonl").read_text().splitlines()]
+    assert samples[0]["prompt"][-1]["content"].endswith("final answer on the last line.")
+    assert samples[0]["cue"].startswith("Think step by step")
+    # from_stage: the fine-tuned model answered, at length; F1 gives partial credit only.
+    assert sft.products.model["name"].startswith("ft:gpt-4o-mini")
+    assert 0 < cot_sft.metric.value < 0.3
+
+    ev = Evidence.load(tmp_path / "results" / "extending")
+    cls = ev.stage_class(cot_sft)
+    assert issubclass(cls, Stage) and ev.family(cot_sft) == "prompting" and ev.reference.stage == "zero_shot"
+    worse = [s for s in next_steps(ev) if s.rule == "few_shot_worse"]
+    assert [s.text.split(" is worse")[0] for s in worse] == ["cot_sft"]  # advice by family, its own text
+    assert cls.advice_if_worse in worse[0].text
+    table = (tmp_path / "results" / "extending" / "summary.md").read_text()
+    assert "| cot_sft |" in table and "few_shot_worse" in table
+
+
+def test_a_later_stage_cannot_take_a_model_from_the_prompting_stage(installed, tmp_path):
+    from ladder.config import load_experiment
+    from ladder.errors import ConfigError
+
+    write_data(tmp_path / "data", 20, seed=0)
+    write_data(tmp_path / "data", 20, seed=1)
+    config = {**installed, "results_dir": str(tmp_path / "results"),
+              "stages": [{"type": "cot"}, {"type": "zero_shot", "model": {"from_stage": "cot"}}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ConfigError, match="does not produce one"):  # caught before anything runs
+        load_experiment(path)
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_public_surface_loads_lazily_without_torch():
+    code = ("import sys, ladder\n"
+            "assert 'ladder.stages' not in sys.modules\n"
+            "for name in ladder.__all__: getattr(ladder, name)\n"
+            "heavy = [m for m in ('torch', 'transformers', 'openai', 'anthropic') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "assert issubclass(ladder.ConfigError, ladder.LadderError)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_register_refuses_a_kind_or_target_it_does_not_know():
+    import ladder
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ladder.register("scorer", "x", "m:X")
+    with pytest.raises(ValueError, match="module:attr"):
+        ladder.register("metric", "x", "m.X")
