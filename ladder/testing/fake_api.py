@@ -516,7 +516,11 @@ class BatchAPI:
         self.results: dict[str, bytes] = {}  # anthropic job id -> results JSONL
         self.created: dict[str, float] = {}
         self.headers: dict[str, Mapping[str, str]] = {}
-        self.calls: dict[str, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters (jobs and files stay)."""
+        self.calls = {}
         self.jobs_created = {"openai": 0, "anthropic": 0}
         self.lines_submitted = {"openai": 0, "anthropic": 0}
 
@@ -817,6 +821,7 @@ class App:
             await _send(writer, 200, {**self.stats.snapshot(), "batch": self.batches.counters()})
         elif path == "/_reset" and method == "POST":
             self.stats.reset()
+            self.batches.reset()
             await _send(writer, 200, {"ok": True})
         elif path == "/_config" and method in ("GET", "POST"):
             try:
@@ -951,6 +956,7 @@ class FakeAPIServer:
 
     def reset(self) -> None:
         self.app.stats.reset()
+        self.app.batches.reset()
 
     def requests(self) -> list[dict[str, Any]]:
         """The completion request bodies received since the last reset: [{"provider", "body"}]."""
