@@ -131,15 +131,24 @@ Results = dict[str, tuple[str, Any]]  # custom_id -> ("ok", response body) | ("e
 def run_batches(backend: APIBackend, requests: list[Request], gen: GenerationConfig,
                 on_done: Callable[..., None]) -> None:
     """Send `requests` as batch jobs (resuming recorded ones), wait for them, report every result."""
-    from ladder.progress import console
-
-    cfg = backend.config
     folder = Path(getattr(backend, "state_dir", None) or default_cache_dir()) / LEDGER
     folder.mkdir(parents=True, exist_ok=True)
     by_id: dict[str, list[Request]] = {}
     for r in requests:
         by_id.setdefault(custom_id(backend, r), []).append(r)
     api = _OpenAI(backend) if backend.provider == "openai" else _Anthropic(backend)
+    try:
+        _run(api, folder, by_id, gen, on_done)
+    finally:
+        api.client.close()
+
+
+def _run(api: _Provider, folder: Path, by_id: dict[str, list[Request]], gen: GenerationConfig,
+         on_done: Callable[..., None]) -> None:
+    from ladder.progress import console
+
+    backend = api.backend
+    cfg = backend.config
 
     entries = _load(folder, backend)
     claimed: dict[str, Entry] = {}
@@ -364,7 +373,9 @@ class _Anthropic(_Provider):
         out: Results = {}
         if job is None:
             return out
-        for item in self.call(f"downloading the results of {job.id}", self.client.messages.batches.results, job.id):
+        items = self.call(f"downloading the results of {job.id}",
+                          lambda: list(self.client.messages.batches.results(job.id)))
+        for item in items:
             result = item.result
             if result.type == "succeeded":
                 out[item.custom_id] = ("ok", result.message.model_dump(mode="json"))

@@ -15,6 +15,7 @@ from ladder.backends.base import CallStats, generate
 from ladder.backends.batch import price_factor
 from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment
+from ladder.errors import BackendError
 from ladder.registry import BACKENDS
 from ladder.runner import check
 from ladder.store import read_jsonl
@@ -169,3 +170,16 @@ def test_a_sigkilled_batch_run_resumes_the_same_jobs_with_no_duplicate_request(t
     assert len(Cache(tmp_path / "cache")) == 40
     assert leaks(tmp_path / "results", tmp_path / "cache", first_out.decode(), first_err.decode(),
                  done.stdout, done.stderr) == []
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_server_without_a_batch_api_is_a_clear_error_and_leaves_no_job_recorded(tmp_path, name):
+    with FakeAPIServer() as srv:
+        cls = BACKENDS.get(name)
+        backend = cls(cls.Config(name=MODEL[name], base_url=srv.base_url + "/no-batch-here", api_key_env=KEY_ENV,
+                                 batch=True))
+        with pytest.raises(BackendError) as err:
+            generate(backend, Cache(tmp_path / "c"), prompts(2), GenerationConfig(max_tokens=8), CallStats())
+    text = str(err.value)
+    assert "batch API" in text and "HTTP 404" in text and "batch: false" in err.value.fix and KEY not in text
+    assert not [f for f in (tmp_path / "c" / "batches").glob("*.json") if "job_id" in f.read_text()]
