@@ -105,15 +105,23 @@ def check(config: Config, set: Sets = None,
     for g in out["guards"]:
         console.print(f"  {g['level']} {g['name']}: {g['message']}")
     table = Table(title_justify="left")
-    for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $"):
+    for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $",
+                "batch cost $"):
         table.add_column(col, justify="left" if col in ("stage", "model") else "right")
     for s in out["stages"]:
         if "skipped" in s:
             console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
             continue
+        # Both prices: the list price and the batch API's (model.batch: true); * marks the one paid.
+        batch = s.get("cost_usd_batch")
+        scorer = s["scorer"]["cost_usd"] if s.get("scorer") else 0.0
+        standard = s.get("cost_usd_standard", s["cost_usd"] - scorer) + scorer
         table.add_row(s["stage"], s["model"], str(s["examples"]), str(s["samples"]), f"{s['prompt_tokens']:,}",
-                      f"{s['max_output_tokens']:,}", f"{s['cost_usd']:.4f}")
+                      f"{s['max_output_tokens']:,}", f"{standard:.4f}" + ("" if s.get("batch") else "*"),
+                      "—" if batch is None else f"{batch + scorer:.4f}" + ("*" if s.get("batch") else ""))
     console.print(table)
+    console.print("  * what the run pays; batch cost: with model.batch: true (the provider's batch API, "
+                  "results within 24 h)", highlight=False)
     for s in out["stages"]:
         if s.get("scorer"):
             sc = s["scorer"]

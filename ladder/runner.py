@@ -22,6 +22,7 @@ from typing import Any, Callable
 import yaml
 
 from ladder.backends.base import Backend, BackendConfig, BackendPool
+from ladder.backends.batch import check_costs
 from ladder.cache import Cache, cache_key
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, nested_from_stage
@@ -434,6 +435,7 @@ def check(exp: Experiment) -> dict[str, Any]:
             "max_output_tokens": samples * gen.max_tokens,
             "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
         }
+        entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
         if scorer is not None:

@@ -122,6 +122,16 @@ class APIConfig(BackendConfig):
     context_window: int | None = Field(None, ge=1)
     """Prompt + answer tokens the model accepts (few_shot `k: max` packs up to it); defaults to
     the prices.yaml entry."""
+    batch: bool = False
+    """Send the requests through the provider's batch API (OpenAI Batch API, Anthropic Message
+    Batches): half the list price, results within 24 h. Job ids are recorded under the cache
+    folder (batches/) before any waiting, so after Ctrl-C or a crash the same command resumes the
+    same jobs; results land in the same cache as without batch. See ladder/backends/batch.py."""
+    batch_poll_interval: float = Field(30.0, gt=0)
+    """Seconds between two looks at a running batch job."""
+    batch_max_requests: int = Field(50_000, ge=1, le=100_000)
+    """Most requests in one batch job (OpenAI takes 50,000, Anthropic 100,000); more go out as
+    several jobs."""
 
 
 @dataclass(frozen=True)
@@ -310,7 +320,11 @@ class APIBackend(Backend):
         requests = [Request(j, chunk, self.body(job.messages, gen, chunk))
                     for j, job in enumerate(jobs)
                     for chunk in _chunks(job.indices, self.max_n)]
-        if requests:
+        if requests and self.config.batch:
+            from ladder.backends.batch import run_batches
+
+            run_batches(self, requests, gen, on_done)
+        elif requests:
             _run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
 
     async def _sample_all(self, requests: list[Request], gen: GenerationConfig,

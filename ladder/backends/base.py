@@ -16,6 +16,7 @@ asking for N=16 after N=8 computes only the 8 new samples, and errors are never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ladder.cache import Cache, cache_key
@@ -61,6 +62,9 @@ class Backend:
     supports_logprobs = False
     #: True for a policy trained by the rl stage: its token probabilities are not calibrated.
     rl_policy = False
+    #: Where a backend keeps state a re-run must find (batch job ids): generate() sets it to the
+    #: cache folder.
+    state_dir: Path | None = None
 
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -177,6 +181,7 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
             on_prompt_done(p, results[p])
 
     if jobs:
+        backend.state_dir = getattr(cache, "folder", None)
         backend.sample(jobs, gen, on_done)
     missing = [p for p, row in enumerate(results) if any(s is None for s in row)]
     if missing:  # a backend bug, not a user error: say which prompts were never answered

@@ -11,11 +11,12 @@ In-process (background thread):
         client = anthropic.Anthropic(base_url=srv.base_url, api_key="x")
         srv.stats(); srv.configure(latency=0); srv.reset()
         srv.app.fine_tuning.polls = 3   # files + fine-tuning jobs: see FineTuningAPI
+        srv.configure(batch_seconds=2)   # OpenAI / Anthropic batch jobs: see BatchAPI
 
 As a separate process (for tests that SIGKILL a client and count requests server-side):
 
     python -m ladder.testing.fake_api --port 0 --port-file PATH --latency 0.2 --fault-429 0.1
-    GET /_stats  -> counters as JSON;  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
+    GET /_stats  -> counters as JSON ("batch": jobs created, lines submitted);  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
     GET /_requests -> the completion request bodies received, in order (srv.requests() in-process)
 
 With `api_key` set (FakeAPIServer(api_key=...), --api-key, or /_config), completion and model-list
@@ -116,6 +117,9 @@ class Config:
     timeout_hold: float = 30.0  # a "timeout" holds the request this long (or until the client leaves)
     seed: int = 0  # fault decisions are a pure function of (seed, request key, attempt number)
     api_key: str | None = None  # when set, requests with another key get a 401
+    batch_seconds: float = 0.0  # a batch job ends this long after it was created (polls before see it running)
+    batch_line_errors: float = 0.0  # probability per attempt that a batch line fails (HTTP 500 / "errored")
+    batch_expire: float = 0.0  # probability per attempt that a line is left unfinished: the job then expires
 
     def validate(self) -> Config:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -123,8 +127,10 @@ class Config:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {FAULT_KINDS}")
         if any(not 0 <= r <= 1 for r in self.faults.values()) or sum(self.faults.values()) > 1 + 1e-9:
             raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1, got {self.faults}")
-        if self.latency < 0 or self.retry_after < 0 or self.timeout_hold < 0:
-            raise ValueError("latency, retry_after and timeout_hold must be >= 0")
+        if self.latency < 0 or self.retry_after < 0 or self.timeout_hold < 0 or self.batch_seconds < 0:
+            raise ValueError("latency, retry_after, timeout_hold and batch_seconds must be >= 0")
+        if not (0 <= self.batch_line_errors <= 1 and 0 <= self.batch_expire <= 1):
+            raise ValueError("batch_line_errors and batch_expire must be in [0, 1]")
         return self
 
     def pick_fault(self, key: str, attempt: int) -> str | None:
@@ -473,6 +479,276 @@ def _check_chat_jsonl(data: bytes) -> tuple[str | None, int]:
     return None, tokens
 
 
+def _rfc3339(t: float | None) -> str | None:
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class BatchAPI:
+    """OpenAI's Batch API and Anthropic's Message Batches, in memory, answered by the same responder
+    as the completion routes.
+
+    OpenAI: POST /v1/files (multipart, purpose "batch"; FineTuningAPI's file store) with JSONL lines
+    {"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}; POST /v1/batches
+    {input_file_id, endpoint, completion_window: "24h"}; GET /v1/batches/{id}; POST
+    /v1/batches/{id}/cancel; GET /v1/files/{id}/content for the output file (lines whose request
+    got a 200: {"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error": null})
+    and the error file (other statuses, and {"response": null, "error": {"code": "batch_expired" |
+    "batch_cancelled", ...}} for lines never run). A file with a duplicate custom_id or a line for
+    another endpoint makes the job "failed" with `errors`.
+    Anthropic: POST /v1/messages/batches {"requests": [{"custom_id", "params"}]}; GET
+    /v1/messages/batches/{id}; POST .../{id}/cancel; GET .../{id}/results (its `results_url`) as
+    JSONL {"custom_id", "result": {"type": "succeeded", "message"} | {"type": "errored", "error"} |
+    {"type": "expired"} | {"type": "canceled"}}.
+
+    A job stays in progress until `Config.batch_seconds` after its creation (the config at the time
+    of the poll), then every line runs at once: each line is one attempt in the server's counters
+    (requests, successes, requests_after_success, /_requests), so a test can see that no request was
+    answered twice. Per attempt, with `batch_expire` a line is left unfinished (the job then ends
+    "expired" with the other lines' results) and with `batch_line_errors` it fails with a 500.
+    `counters()` (in GET /_stats as "batch") counts jobs, lines and calls per route.
+    Deviations: no batch listing, no /v1/responses or embeddings endpoints, no 24 h expiry of its own.
+    """
+
+    def __init__(self, app: App):
+        self.app = app
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.lines: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # job id -> [(custom_id, body)]
+        self.results: dict[str, bytes] = {}  # anthropic job id -> results JSONL
+        self.created: dict[str, float] = {}
+        self.headers: dict[str, Mapping[str, str]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters (jobs and files stay)."""
+        self.calls = {}
+        self.jobs_created = {"openai": 0, "anthropic": 0}
+        self.lines_submitted = {"openai": 0, "anthropic": 0}
+
+    def counters(self) -> dict[str, Any]:
+        return {"jobs_created": dict(self.jobs_created), "lines_submitted": dict(self.lines_submitted),
+                "calls": dict(self.calls)}
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply:
+        provider = "anthropic" if path.startswith("/messages/") else "openai"
+        route = re.sub(r"/(batch_|msgbatch_|file-)[A-Za-z0-9_-]+", "/{id}", path)
+        self.calls[f"{method} {route}"] = self.calls.get(f"{method} {route}", 0) + 1
+        if not self.app._authorized(headers):
+            return unauthorized(provider, sent_key(headers))
+        m = re.fullmatch(r"/(?:messages/)?batches/([A-Za-z0-9_-]+)(/cancel|/results)?", path)
+        try:
+            if path == "/batches" and method == "POST":
+                return _reply(200, self._openai_create(json.loads(raw or b"{}"), headers))
+            if path == "/messages/batches" and method == "POST":
+                return _reply(200, self._anthropic_create(json.loads(raw or b"{}"), headers))
+            f = re.fullmatch(r"/files/([A-Za-z0-9_-]+)/content", path)
+            if f and method == "GET":
+                data = self.app.fine_tuning.contents.get(f.group(1))
+                if data is None:
+                    return _reply(404, error_body("openai", 404, f"No such File object: {f.group(1)}", "0"))
+                return 200, data, {"content-type": "application/octet-stream"}
+            if m and m.group(1) in self.jobs:
+                jid, action = m.group(1), m.group(2)
+                if action == "/cancel" and method == "POST":
+                    self._finish(jid, cancel=True)
+                elif action is None and method == "GET":
+                    self._tick(jid)
+                elif action == "/results" and method == "GET" and provider == "anthropic":
+                    if jid not in self.results:
+                        return _reply(400, error_body(provider, 400, f"batch {jid} has not ended yet", "0"))
+                    return 200, self.results[jid], {"content-type": "application/binary"}
+                else:
+                    return _reply(404, error_body(provider, 404, f"unknown route {method} {path}", "0"))
+                return _reply(200, self._view(jid, headers))
+        except (ValueError, BadRequest) as e:
+            return _reply(400, error_body(provider, 400, str(e), "0"))
+        return _reply(404, error_body(provider, 404, f"no such batch or route: {method} {path}", "0"))
+
+    # -- creation ----------------------------------------------------------------------------------
+
+    def _new(self, provider: str, job: dict[str, Any], lines: list[tuple[str, dict[str, Any]]],
+             headers: Mapping[str, str]) -> dict[str, Any]:
+        self.jobs[job["id"]] = job
+        self.lines[job["id"]] = lines
+        self.created[job["id"]] = time.monotonic()
+        self.headers[job["id"]] = dict(headers)
+        self.jobs_created[provider] += 1
+        self.lines_submitted[provider] += len(lines)
+        return job
+
+    def _openai_create(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        fid = body.get("input_file_id")
+        file = self.app.fine_tuning.files.get(fid) if isinstance(fid, str) else None
+        if file is None or file["purpose"] != "batch":
+            raise BadRequest(f"invalid input_file_id: {fid!r} (not a file uploaded with purpose 'batch')")
+        if body.get("completion_window") != "24h":
+            raise BadRequest("completion_window must be '24h'")
+        endpoint = body.get("endpoint")
+        if endpoint != "/v1/chat/completions":
+            raise BadRequest(f"this fake serves batches for /v1/chat/completions only, not {endpoint!r}")
+        now = int(time.time())
+        jid = "batch_" + _digest("batch", len(self.jobs), fid)[:24]
+        job = {"id": jid, "object": "batch", "endpoint": endpoint, "errors": None, "input_file_id": fid,
+               "completion_window": "24h", "status": "validating", "output_file_id": None,
+               "error_file_id": None, "created_at": now, "in_progress_at": None, "expires_at": now + 86400,
+               "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
+               "cancelling_at": None, "cancelled_at": None, "model": None,
+               "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": body.get("metadata")}
+        lines, problems, seen = [], [], set()
+        for i, text in enumerate(self.app.fine_tuning.contents[fid].decode("utf-8", "replace").splitlines(), 1):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+                cid, url = line["custom_id"], line["url"]
+                assert isinstance(cid, str) and isinstance(line["body"], dict) and line["method"] == "POST"
+            except (ValueError, KeyError, TypeError, AssertionError):
+                problems.append({"code": "invalid_request", "line": i, "param": None,
+                                 "message": "each line needs custom_id, method POST, url and a body object"})
+                continue
+            if url != endpoint:
+                problems.append({"code": "mismatched_endpoint", "line": i, "param": "url",
+                                 "message": f"url {url!r} does not match the batch endpoint {endpoint}"})
+            if cid in seen:
+                problems.append({"code": "duplicate_custom_id", "line": i, "param": "custom_id",
+                                 "message": f"the custom_id {cid!r} is used more than once"})
+            seen.add(cid)
+            lines.append((cid, line["body"]))
+        job["request_counts"]["total"] = len(lines)
+        if problems or not lines:
+            problems = problems or [{"code": "empty_file", "line": None, "param": None,
+                                     "message": "the input file has no requests"}]
+            job.update(status="failed", failed_at=now, errors={"object": "list", "data": problems})
+        return self._new("openai", job, lines, headers)
+
+    def _anthropic_create(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            raise BadRequest("requests: a non-empty array is required")
+        lines, seen = [], set()
+        for r in requests:
+            cid = r.get("custom_id") if isinstance(r, dict) else None
+            if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", cid):
+                raise BadRequest(f"requests: custom_id must match ^[a-zA-Z0-9_-]{{1,64}}$, got {cid!r}")
+            if cid in seen:
+                raise BadRequest(f"requests: duplicate custom_id {cid!r}")
+            if not isinstance(r.get("params"), dict):
+                raise BadRequest("requests: each request needs a params object")
+            seen.add(cid)
+            lines.append((cid, r["params"]))
+        now = time.time()
+        jid = "msgbatch_" + _digest("msgbatch", len(self.jobs), lines)[:24]
+        job = {"id": jid, "type": "message_batch", "processing_status": "in_progress",
+               "request_counts": {"processing": len(lines), "succeeded": 0, "errored": 0, "canceled": 0,
+                                  "expired": 0},
+               "created_at": _rfc3339(now), "expires_at": _rfc3339(now + 86400), "ended_at": None,
+               "archived_at": None, "cancel_initiated_at": None, "results_url": None}
+        return self._new("anthropic", job, lines, headers)
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    def _view(self, jid: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        job = dict(self.jobs[jid])
+        if job.get("type") == "message_batch" and jid in self.results:
+            job["results_url"] = f"http://{headers.get('host', '127.0.0.1')}/v1/messages/batches/{jid}/results"
+        return job
+
+    def _tick(self, jid: str) -> None:
+        job = self.jobs[jid]
+        if job.get("status") == "validating":
+            job.update(status="in_progress", in_progress_at=int(time.time()))
+        ended = job.get("status") in ("completed", "failed", "expired", "cancelled") \
+            or job.get("processing_status") == "ended"
+        if not ended and time.monotonic() - self.created[jid] >= self.app.config.batch_seconds:
+            self._finish(jid)
+
+    def _finish(self, jid: str, cancel: bool = False) -> None:
+        """Run every line (or none, for a cancel) and end the job."""
+        job, cfg = self.jobs[jid], self.app.config
+        if job.get("status") in ("completed", "failed", "expired", "cancelled") \
+                or job.get("processing_status") == "ended":
+            return
+        provider = "anthropic" if job.get("type") == "message_batch" else "openai"
+        outcomes = [self._run_line(provider, cid, body, self.headers[jid], cfg, cancel)
+                    for cid, body in self.lines[jid]]
+        kinds = [k for k, _ in outcomes]
+        now = time.time()
+        if provider == "anthropic":
+            counts = {"processing": 0, "succeeded": kinds.count("ok"), "errored": kinds.count("error"),
+                      "canceled": kinds.count("cancelled"), "expired": kinds.count("expired")}
+            data = b"".join(json.dumps(line).encode() + b"\n" for _, line in outcomes)
+            self.results[jid] = data
+            job.update(processing_status="ended", request_counts=counts, ended_at=_rfc3339(now),
+                       cancel_initiated_at=_rfc3339(now) if cancel else None)
+            return
+        good = [line for k, line in outcomes if k == "ok"]
+        bad = [line for k, line in outcomes if k != "ok"]
+        for name, rows in (("output_file_id", good), ("error_file_id", bad)):
+            if rows:
+                fid = "file-" + _digest(jid, name)[:24]
+                data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+                self.app.fine_tuning.contents[fid] = data
+                self.app.fine_tuning.files[fid] = {"id": fid, "object": "file", "bytes": len(data),
+                                                   "created_at": int(now), "filename": f"{jid}_{name}.jsonl",
+                                                   "purpose": "batch_output", "status": "processed"}
+                job[name] = fid
+        status = "cancelled" if cancel else "expired" if "expired" in kinds else "completed"
+        job.update(status=status, request_counts={"total": len(kinds), "completed": len(good), "failed": len(bad)},
+                   finalizing_at=int(now), **{f"{status}_at": int(now)})
+        if cancel:
+            job["cancelling_at"] = int(now)
+
+    def _run_line(self, provider: str, cid: str, body: dict[str, Any], headers: Mapping[str, str],
+                  cfg: Config, cancel: bool) -> tuple[str, dict[str, Any]]:
+        """One line as one attempt in the counters -> (ok | error | expired | cancelled, result line)."""
+        rid = _digest("line", cid, time.monotonic())[:24]
+        if cancel:
+            return "cancelled", self._line(provider, cid, rid, None, "cancelled")
+        self.app.stats.begin(provider, headers)
+        key = request_key(provider, body)
+        self.app.stats.received(provider, body)
+        attempt = self.app.stats.attempt(key)
+        outcome, status = "ok", 200
+        try:
+            if _unit(cfg.seed, "batch-expire", key, attempt) < cfg.batch_expire:
+                outcome, status = "batch_expired", None
+                return "expired", self._line(provider, cid, rid, None, "expired")
+            if _unit(cfg.seed, "batch-error", key, attempt) < cfg.batch_line_errors:
+                outcome, status = "batch_error", 500
+                return "error", self._line(provider, cid, rid, (500, "The server had an error (injected)"), "error")
+            try:
+                req = normalize(provider, body, key)
+                texts = [self.app.responder(req, i) for i in range(req.n)]
+            except BadRequest as e:
+                outcome, status = "bad_request", 400
+                return "error", self._line(provider, cid, rid, (400, str(e)), "error")
+            payload = anthropic_response(req, texts, rid) if provider == "anthropic" else \
+                openai_response(req, texts, body, rid)
+            return "ok", self._line(provider, cid, rid, payload, "ok")
+        finally:
+            self.app.stats.end(outcome, status, key)
+
+    @staticmethod
+    def _line(provider: str, cid: str, rid: str, what: Any, kind: str) -> dict[str, Any]:
+        if provider == "anthropic":
+            if kind == "ok":
+                return {"custom_id": cid, "result": {"type": "succeeded", "message": what}}
+            if kind == "error":
+                return {"custom_id": cid, "result": {"type": "errored", "error": error_body(provider, what[0],
+                                                                                        what[1], rid)}}
+            return {"custom_id": cid, "result": {"type": "canceled" if kind == "cancelled" else "expired"}}
+        if kind == "ok":
+            return {"id": f"batch_req_{rid}", "custom_id": cid, "error": None,
+                    "response": {"status_code": 200, "request_id": rid, "body": what}}
+        if kind == "error":
+            return {"id": f"batch_req_{rid}", "custom_id": cid, "error": None,
+                    "response": {"status_code": what[0], "request_id": rid,
+                                 "body": error_body(provider, what[0], what[1], rid)}}
+        message = ("This request could not be executed before the completion window expired."
+                   if kind == "expired" else "This request was not executed because the batch was cancelled.")
+        return {"id": f"batch_req_{rid}", "custom_id": cid, "response": None,
+                "error": {"code": f"batch_{kind}", "message": message}}
+
+
 class App:
     """The request handler shared by the in-process and the subprocess server."""
 
@@ -482,6 +758,7 @@ class App:
         self.models = models
         self.stats = Stats()
         self.fine_tuning = FineTuningAPI()
+        self.batches = BatchAPI(self)
         self.connections: set[asyncio.Task] = set()
 
     def configure(self, **changes: Any) -> Config:
@@ -526,6 +803,9 @@ class App:
         if path in ("/chat/completions", "/messages") and method == "POST":
             return await self._completion("openai" if path == "/chat/completions" else "anthropic",
                                           headers, raw, reader, writer) and keep
+        if path.startswith(("/batches", "/messages/batches")) or re.fullmatch(r"/files/[^/]+/content", path):
+            await _send_raw(writer, *self.batches.handle(method, path, headers, raw))
+            return keep
         if path.startswith(("/files", "/fine_tuning/")):
             await _send(writer, *self.fine_tuning.handle(method, path, headers, raw))
             return keep
@@ -538,9 +818,10 @@ class App:
         elif path == "/_requests" and method == "GET":
             await _send(writer, 200, self.stats.received_bodies())
         elif path == "/_stats" and method == "GET":
-            await _send(writer, 200, self.stats.snapshot())
+            await _send(writer, 200, {**self.stats.snapshot(), "batch": self.batches.counters()})
         elif path == "/_reset" and method == "POST":
             self.stats.reset()
+            self.batches.reset()
             await _send(writer, 200, {"ok": True})
         elif path == "/_config" and method in ("GET", "POST"):
             try:
@@ -675,6 +956,7 @@ class FakeAPIServer:
 
     def reset(self) -> None:
         self.app.stats.reset()
+        self.app.batches.reset()
 
     def requests(self) -> list[dict[str, Any]]:
         """The completion request bodies received since the last reset: [{"provider", "body"}]."""
@@ -747,12 +1029,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout-hold", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--api-key", help="accept only this key (others get a 401); default: any key")
+    p.add_argument("--batch-seconds", type=float, default=0.0, help="a batch job ends this long after creation")
+    p.add_argument("--batch-line-errors", type=float, default=0.0, metavar="RATE")
+    p.add_argument("--batch-expire", type=float, default=0.0, metavar="RATE")
     p.add_argument("--responder", help="module:function with signature (FakeRequest, index) -> str")
     p.add_argument("--models", default="fake-model", help="comma-separated names for GET /v1/models")
     a = p.parse_args(argv)
     faults = {k: getattr(a, f"fault_{k}") for k in FAULT_KINDS if getattr(a, f"fault_{k}")}
     try:
-        config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed, a.api_key).validate()
+        config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed, a.api_key, a.batch_seconds,
+                        a.batch_line_errors, a.batch_expire).validate()
     except ValueError as e:
         p.error(str(e))
     app = App(config, _load_responder(a.responder) if a.responder else None, tuple(a.models.split(",")))

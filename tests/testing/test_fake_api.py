@@ -421,3 +421,66 @@ def test_anthropic_requests_with_temperature_and_top_p_are_refused_like_recent_m
         ant(srv).messages.create(model="m", max_tokens=5, messages=MSGS, extra_body={"temperature": 0.5})
         oai(srv).chat.completions.create(model="m", messages=MSGS, temperature=0.5, top_p=0.9)  # OpenAI takes both
         assert srv.stats()["successes"] == 2
+
+
+# --- batch APIs (the happy path, expiry and line errors are in tests/backends/test_batch.py) ----------
+
+
+def _batch_file(client: openai.OpenAI, ids: list[str]) -> str:
+    text = "".join(json.dumps({"custom_id": c, "method": "POST", "url": "/v1/chat/completions",
+                               "body": {"model": "m", "messages": MSGS}}) + "\n" for c in ids)
+    return client.files.create(file=("b.jsonl", text.encode()), purpose="batch").id
+
+
+def test_openai_batch_polls_running_then_completes_and_cancel_leaves_cancelled_lines():
+    with FakeAPIServer(responder=fixed("ok")) as srv:
+        srv.configure(batch_seconds=0.4)
+        client = oai(srv)
+        job = client.batches.create(input_file_id=_batch_file(client, ["a", "b"]), endpoint="/v1/chat/completions",
+                                    completion_window="24h")
+        assert job.status == "validating" and client.batches.retrieve(job.id).status == "in_progress"
+        time.sleep(0.45)
+        done = client.batches.retrieve(job.id)
+        assert done.status == "completed" and done.request_counts.completed == 2 and done.error_file_id is None
+        lines = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+        assert {x["custom_id"] for x in lines} == {"a", "b"}
+        assert all(x["response"]["body"]["choices"][0]["message"]["content"] == "ok" for x in lines)
+
+        other = client.batches.create(input_file_id=_batch_file(client, ["c"]), endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        cancelled = client.batches.cancel(other.id)
+        assert cancelled.status == "cancelled" and cancelled.output_file_id is None
+        (line,) = [json.loads(x) for x in client.files.content(cancelled.error_file_id).text.splitlines()]
+        assert line["error"]["code"] == "batch_cancelled" and line["response"] is None
+        stats = srv.stats()
+    assert stats["successes"] == 2  # the cancelled line never ran
+    assert srv.app.batches.counters()["jobs_created"]["openai"] == 2
+
+
+def test_openai_batch_with_a_duplicate_custom_id_fails_validation():
+    with FakeAPIServer() as srv:
+        client = oai(srv)
+        job = client.batches.create(input_file_id=_batch_file(client, ["a", "a"]), endpoint="/v1/chat/completions",
+                                    completion_window="24h")
+        assert job.status == "failed" and job.errors.data[0].code == "duplicate_custom_id"
+        with pytest.raises(openai.BadRequestError):
+            client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
+
+
+def test_anthropic_batch_results_only_once_ended_and_cancel():
+    with FakeAPIServer(responder=fixed("ok")) as srv:
+        srv.configure(batch_seconds=60)
+        client = ant(srv)
+        reqs = [{"custom_id": f"r{i}", "params": {"model": "m", "max_tokens": 5, "messages": MSGS}} for i in range(2)]
+        job = client.messages.batches.create(requests=reqs)
+        assert job.processing_status == "in_progress" and job.results_url is None
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.batches.create(requests=reqs + reqs[:1])  # duplicate custom_id
+        client.messages.batches.cancel(job.id)
+        ended = client.messages.batches.retrieve(job.id)
+        assert ended.processing_status == "ended" and ended.request_counts.canceled == 2
+        assert [r.result.type for r in client.messages.batches.results(job.id)] == ["canceled", "canceled"]
+        srv.configure(batch_seconds=0)
+        job = client.messages.batches.create(requests=reqs)
+        results = list(client.messages.batches.results(job.id))
+        assert [r.result.message.content[0].text for r in results] == ["ok", "ok"]
