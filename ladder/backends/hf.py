@@ -216,6 +216,10 @@ class HFBackend(Backend):
                 out = None
                 if m > 1 and self.config.shared_prefix:
                     out = self._generate_shared_prefix(enc, m, kwargs)
+                if out is None and m > 1 and not gen.temperature > 0:
+                    # generate() refuses greedy num_return_sequences > 1: repeat the rows instead.
+                    out = self.model.generate(**{k: v.repeat_interleave(m, dim=0) for k, v in enc.items()},
+                                              **{**kwargs, "num_return_sequences": 1})
                 if out is None:
                     out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:].tolist()

@@ -82,11 +82,15 @@ def test_greedy_n1_is_unchanged_and_greedy_n_repeats_it(random_model, tmp_path, 
     one = generate(shared, Cache(tmp_path / "a"), PROMPTS, greedy)
     plain = generate(backend_for(random_model, False), Cache(tmp_path / "b"), PROMPTS, greedy)
     assert one == plain and calls == []  # n=1 never takes the shared path: byte for byte the old one
-    # Greedy with n=3 (which generate(num_return_sequences=3) refuses): each sample is the n=1 answer.
+    # Greedy with n=3 (which generate(num_return_sequences=3) refuses, so the plain path repeats
+    # the rows): each sample is the n=1 answer, on both paths.
     three = generate(shared, Cache(tmp_path / "c"), PROMPTS, greedy.model_copy(update={"n": 3}))
     assert calls == [9]
     assert [[s.text for s in row] for row in three] == [[row[0].text] * 3 for row in one]
     assert all(s == row[0] for r3, row in zip(three, one) for s in r3)  # finish reasons, counts too
+    three_plain = generate(backend_for(random_model, False), Cache(tmp_path / "d"), PROMPTS,
+                           greedy.model_copy(update={"n": 3}))
+    assert three_plain == three
 
 
 def _chi_square_p(counts: Counter, probs: torch.Tensor, n: int) -> float:
