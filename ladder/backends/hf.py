@@ -3,7 +3,9 @@
 The same code path serves a hub id (for users with internet), a local folder, and the project's
 own offline model `ladder-tiny`, which ships inside the package (scripts/build_tiny_model.py
 rebuilds it). Generation is batched: prompts are sorted by length so a batch pads little, and
-n samples per prompt come from one `generate(num_return_sequences=n)` call.
+the n samples of a prompt are decoded together. With n > 1 each prompt is read (prefilled) once
+and its KV cache repeated to the n samples (`shared_prefix`), rather than
+`generate(num_return_sequences=n)` reading it n times (scripts/bench_bon_prefix.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class HFConfig(BackendConfig):
     """auto: use the tokenizer's chat template when it has one; none: plain completion text."""
     trust_remote_code: bool = False
     """Allow model code from the hub repository to run (only for models you trust)."""
+    shared_prefix: bool = True
+    """With n > 1 samples per prompt, prefill each prompt once and share its KV cache among its n
+    samples (the same samples, up to float rounding, at a fraction of the prompt compute); false:
+    `generate(num_return_sequences=n)`, which re-reads the prompt n times."""
 
 
 def resolve_model_path(name: str) -> str:
@@ -204,12 +210,60 @@ class HFBackend(Backend):
             if gen.stop:
                 kwargs.update(stop_strings=list(gen.stop), tokenizer=self.tokenizer)
             with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
+                out = None
+                if m > 1 and self.config.shared_prefix:
+                    out = self._generate_shared_prefix(enc, m, kwargs)
+                if out is None and m > 1 and not gen.temperature > 0:
+                    # generate() refuses greedy num_return_sequences > 1: repeat the rows instead.
+                    out = self.model.generate(**{k: v.repeat_interleave(m, dim=0) for k, v in enc.items()},
+                                              **{**kwargs, "num_return_sequences": 1})
+                if out is None:
+                    out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:].tolist()
             prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
             for row, j in enumerate(batch):
                 samples = [self._finish(new[row * m + s], gen, eos, prompt_lens[row]) for s in range(m)]
                 on_done(j, samples)
+
+    def _generate_shared_prefix(self, enc: dict[str, Any], m: int, kwargs: dict[str, Any]):
+        """generate() for m samples of each prompt in `enc`, reading each prompt once: one forward
+        pass over all but the last prompt token fills a KV cache, which is repeated m times along
+        the batch (sample-major within a prompt, as num_return_sequences orders rows); generate()
+        then starts from it. Rows, positions, masks and random draws are those of
+        generate(num_return_sequences=m), so the samples are the same up to float rounding (the
+        last prompt token is computed in a separate pass). None when this model cannot (a prompt of
+        one token, a cache with non-attention layers): the caller takes the plain path."""
+        import inspect
+
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if ids.shape[1] < 2:
+            return None
+        from transformers import DynamicCache
+
+        model = self.model
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 calls the argument `cache`; 4.x `past_key_values`.
+        cache_arg = "cache" if "cache" in params else "past_key_values"
+        try:
+            cache = DynamicCache(config=model.config)
+        except TypeError:  # transformers 4.x before caches took a config
+            cache = DynamicCache()
+        if any(getattr(cache, "is_linear", None) or ()):
+            return None  # recurrent/linear-attention state is not a per-token prefix; keep it simple
+        # Positions as generate() derives them from a left-padded mask.
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        extra: dict[str, Any] = {}
+        for name in ("logits_to_keep", "num_logits_to_keep"):  # logits of the prefix are not needed
+            if name in params:
+                extra[name] = 1
+                break
+        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+              use_cache=True, **{cache_arg: cache}, **extra)
+        cache.batch_repeat_interleave(m)
+        rest = {k: v for k, v in kwargs.items() if k != "num_return_sequences"}
+        return model.generate(input_ids=ids.repeat_interleave(m, dim=0),
+                              attention_mask=mask.repeat_interleave(m, dim=0),
+                              num_return_sequences=1, **{cache_arg: cache}, **rest)
 
     def _finish(self, tokens: list[int], gen: GenerationConfig, eos: set[int], prompt_len: int) -> Sample:
         cut = next((i for i, t in enumerate(tokens) if t in eos), None)
