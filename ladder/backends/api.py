@@ -76,6 +76,11 @@ class Price(Section):
     """US dollars per 1M prompt (input) tokens."""
     output: float = Field(ge=0)
     """US dollars per 1M completion (output) tokens."""
+    cached_input: float | None = Field(None, ge=0)
+    """USD per 1M prompt tokens read from the provider's prompt cache; unset: the input price."""
+    cache_write: float | None = Field(None, ge=0)
+    """USD per 1M prompt tokens written to the prompt cache (Anthropic: 1.25 × input for the
+    5-minute cache); unset: the input price."""
 
 
 class APIConfig(BackendConfig):
@@ -260,13 +265,25 @@ class APIBackend(Backend):
         if self.config.price is not None:
             return self.config.price
         entry = model_entry(self.config.name)
-        return Price(input=entry["input"], output=entry["output"]) if entry else None
+        return Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.price()
         if price is None:
             return 0.0
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> float:
+        """USD of one answer whose prompt_tokens include `cached` tokens read from the provider's
+        prompt cache and `written` tokens written to it, each at its own price."""
+        price = self.price()
+        if price is None:
+            return 0.0
+        read_price = price.input if price.cached_input is None else price.cached_input
+        write_price = price.input if price.cache_write is None else price.cache_write
+        plain = prompt_tokens - cached - written
+        return (plain * price.input + cached * read_price + written * write_price
+                + completion_tokens * price.output) / 1e6
 
     def prompt_copies(self, n: int) -> int:
         return math.ceil(n / self.max_n)
@@ -307,11 +324,24 @@ class APIBackend(Backend):
 
     def sample(self, jobs: list[Job], gen: GenerationConfig,
                on_done: Callable[..., None]) -> None:
+        if len(jobs) > 1 and any(m.cache for m in jobs[0].messages):
+            jobs, on_done = self._warm_prompt_cache(jobs, gen, on_done)
         requests = [Request(j, chunk, self.body(job.messages, gen, chunk))
                     for j, job in enumerate(jobs)
                     for chunk in _chunks(job.indices, self.max_n)]
         if requests:
             _run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
+
+    def _warm_prompt_cache(self, jobs: list[Job], gen: GenerationConfig,
+                           on_done: Callable[..., None]) -> tuple[list[Job], Callable[..., None]]:
+        """Prompts sharing a prefix (few_shot `shots: fixed`): the first is answered before the rest
+        are sent, so the provider has cached the prefix when they arrive. Sent all at once, the
+        first `concurrency` requests would each miss the cache (and on Anthropic each pay a cache
+        write). Returns the jobs left and their on_done (job numbers shift by one)."""
+        first = [Request(0, chunk, self.body(jobs[0].messages, gen, chunk))
+                 for chunk in _chunks(jobs[0].indices, self.max_n)]
+        _run_sync(self._sample_all(first, gen, on_done, self.api_key()))
+        return jobs[1:], lambda j, *rest: on_done(j + 1, *rest)
 
     async def _sample_all(self, requests: list[Request], gen: GenerationConfig,
                           on_done: Callable[..., None], key: str) -> None:
