@@ -20,6 +20,9 @@ FinishReason = Literal["stop", "eos", "length", "error"]
 class Message:
     role: Role
     content: str
+    cache: bool = False
+    """The end of a prefix many prompts share (few_shot's fixed shots): the Anthropic backend puts
+    a prompt-cache breakpoint here. Not part of to_dict(), so not of any cache key."""
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -59,6 +62,9 @@ class Sample:
     logprob: float | None = None
     error: str | None = None
     cost: float = 0.0
+    cached_tokens: int = 0
+    """Of prompt_tokens, those the provider read from its prompt cache (billed at the cached-input
+    price; API backends only)."""
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a scalar, so a plain copy equals asdict() at a twentieth of its cost: paid

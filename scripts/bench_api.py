@@ -4,7 +4,7 @@ and the same 1,000 requests sent by inspect_ai for comparison.
     python scripts/bench_api.py                      # 1,000 requests, 200 ms latency, concurrency 64
     python scripts/bench_api.py --repeats 5          # more alternating ladder / inspect pairs
     python scripts/bench_api.py --backend anthropic --requests 500 --profile   # (no inspect run)
-    python scripts/bench_api.py --http-client aiohttp     # the SDK's aiohttp transport
+    python scripts/bench_api.py --http-client httpx       # the SDK's httpx transport (default: auto = aiohttp)
 
 What is measured, and why it is fair:
 
@@ -23,10 +23,11 @@ What is measured, and why it is fair:
   adaptive concurrency, and sample concurrency follows it). Its log overhead is cut as far as
   it goes: display none, log_samples=False, log_realtime=False, logs to a temporary folder
   (the eval header is still written); inspect's own cache is off by default. A 2-sample warm-up
-  eval runs first, like ladder's warm-up, so imports and registries are not timed. Both clients
-  use the openai SDK over httpx.
+  eval runs first, like ladder's warm-up, so imports and registries are not timed. inspect uses
+  the openai SDK over httpx; ladder the transport `--http-client` names (auto: aiohttp when
+  installed, ladder's default).
 - bare SDK: the floor under ladder — the same requests from `concurrency` workers looping over the
-  openai SDK client ladder builds, with nothing else (no cache, no Samples). ladder ÷ bare SDK is
+  openai SDK client ladder builds (same transport), with nothing else (no cache, no Samples). ladder ÷ bare SDK is
   the harness's own overhead; bare SDK ÷ ideal is what the SDK and HTTP stack cost on this machine.
 - Each timed run is its own child process (`--worker ladder|inspect`), so neither client's
   process-wide set-up (inspect installs logging handlers and hooks) touches the other's run.
@@ -133,10 +134,13 @@ def run_sdk(a: argparse.Namespace, url: str, n: int) -> dict:
     import openai
 
     async def loop() -> None:
+        transport = BACKENDS.get("openai")(BACKENDS.get("openai").Config(
+            name=MODEL, api_key_env=None, http_client=a.http_client)).transport()
+        http = openai.DefaultAioHttpClient if transport == "aiohttp" else openai.DefaultAsyncHttpxClient
         limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=a.concurrency,
                                                         max_keepalive_connections=a.concurrency)
         client = openai.AsyncOpenAI(api_key="bench-key", base_url=url, max_retries=0, timeout=120.0,
-                                    http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+                                    http_client=http(limits=limits))
         todo = iter(range(n))
 
         async def worker() -> None:
@@ -235,8 +239,8 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="rounds of ladder / bare SDK / inspect, order alternating")
-    p.add_argument("--http-client", choices=["httpx", "aiohttp"], default="httpx",
-                   help="ladder's SDK transport (aiohttp needs pip install aiohttp)")
+    p.add_argument("--http-client", choices=["auto", "httpx", "aiohttp"], default="auto",
+                   help="ladder's SDK transport (auto, the default: aiohttp when installed)")
     p.add_argument("--no-inspect", action="store_true", help="skip the inspect_ai comparison")
     p.add_argument("--profile", action="store_true", help="print ladder's top functions by own time")
     p.add_argument("--worker", choices=["ladder", "sdk", "inspect"], help=argparse.SUPPRESS)
@@ -274,7 +278,9 @@ def main() -> None:
 
     ideal = a.requests * a.latency / a.concurrency
     ladder_wall = statistics.median(r["wall"] for r in runs["ladder"])
-    print(f"backend={a.backend} http_client={a.http_client} requests={a.requests} latency={a.latency:g}s "
+    transport = BACKENDS.get(a.backend)(BACKENDS.get(a.backend).Config(
+        name=MODEL, api_key_env=None, http_client=a.http_client)).transport()
+    print(f"backend={a.backend} http_client={a.http_client} ({transport}) requests={a.requests} latency={a.latency:g}s "
           f"concurrency={a.concurrency} repeats={a.repeats} cores={os.cpu_count()} "
           f"load_avg={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"ladder:  median wall={ladder_wall:.3f}s ideal={ideal:.3f}s "

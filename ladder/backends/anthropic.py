@@ -77,15 +77,34 @@ class AnthropicBackend(APIBackend):
             body["system"] = system
         if gen.stop:
             body["stop_sequences"] = list(gen.stop)
+        if any(m.cache for m in messages):
+            body = cache_breakpoints(body, messages)
         return body
 
     def parse(self, data: dict[str, Any], request: Request, gen: GenerationConfig) -> list[Sample]:
         text = "".join(block["text"] for block in data["content"] if block.get("type") == "text")
         usage = data["usage"]
-        # Prompt-cache reads and writes are input tokens too (priced differently; counted at the base rate).
-        prompt = usage["input_tokens"] + (usage.get("cache_creation_input_tokens") or 0) \
-            + (usage.get("cache_read_input_tokens") or 0)
+        # input_tokens excludes prompt-cache reads and writes: all three are prompt tokens, each at its price.
+        written = usage.get("cache_creation_input_tokens") or 0
+        read = usage.get("cache_read_input_tokens") or 0
+        prompt = usage["input_tokens"] + written + read
         completion = usage["output_tokens"]
         return [Sample(text=text, finish_reason=FINISH.get(data.get("stop_reason"), "eos"),
-                       prompt_tokens=prompt, completion_tokens=completion,
-                       cost=self.estimate_cost(prompt, completion))]
+                       prompt_tokens=prompt, completion_tokens=completion, cached_tokens=read,
+                       cost=self.cost(prompt, completion, cached=read, written=written))]
+
+
+def cache_breakpoints(body: dict[str, Any], messages: Sequence[Message]) -> dict[str, Any]:
+    """`body` with a prompt-cache breakpoint (cache_control ephemeral: the 5-minute cache) on the
+    content block that ends each message marked `cache` (few_shot's fixed shots): everything up
+    to and including it is cached. A marked system message marks the system block. The API caches
+    only prefixes of at least 1024-4096 tokens (by model); shorter ones are sent as usual, unbilled."""
+    mark = {"type": "ephemeral"}
+    if any(m.cache and m.role == "system" for m in messages) and "system" in body:
+        body["system"] = [{"type": "text", "text": body["system"], "cache_control": mark}]
+    turns = [m for m in messages if m.role != "system"]
+    for i, m in enumerate(turns):
+        if m.cache:
+            body["messages"][i] = {"role": m.role,
+                                   "content": [{"type": "text", "text": m.content, "cache_control": mark}]}
+    return body

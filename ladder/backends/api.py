@@ -76,6 +76,11 @@ class Price(Section):
     """US dollars per 1M prompt (input) tokens."""
     output: float = Field(ge=0)
     """US dollars per 1M completion (output) tokens."""
+    cached_input: float | None = Field(None, ge=0)
+    """USD per 1M prompt tokens read from the provider's prompt cache; unset: the input price."""
+    cache_write: float | None = Field(None, ge=0)
+    """USD per 1M prompt tokens written to the prompt cache (Anthropic: 1.25 × input for the
+    5-minute cache); unset: the input price."""
 
 
 class APIConfig(BackendConfig):
@@ -113,9 +118,11 @@ class APIConfig(BackendConfig):
     max_backoff. A server's Retry-After, when sent, is used instead."""
     max_backoff: float = Field(60.0, gt=0)
     """Longest wait between two attempts, in seconds (caps Retry-After too)."""
-    http_client: Literal["httpx", "aiohttp"] = "httpx"
-    """The SDK's HTTP transport. aiohttp (pip install aiohttp) costs about a third less CPU per
-    request: worth it only at hundreds of requests a second, e.g. against a local vLLM server."""
+    http_client: Literal["auto", "aiohttp", "httpx"] = "auto"
+    """The SDK's HTTP transport. aiohttp (the SDKs' official one, installed with ladder through
+    openai[aiohttp] / anthropic[aiohttp]) costs about a third less CPU per request than httpx,
+    which counts at hundreds of requests a second (scripts/bench_api.py). auto: aiohttp when it
+    is installed, else httpx; httpx: the SDKs' own default, e.g. for its proxy settings."""
     price: Price | None = None
     """USD per 1M input/output tokens, overriding ladder/data/prices.yaml: e.g. {input: 0,
     output: 0} for your own server, or today's price of a model the table lacks."""
@@ -203,7 +210,7 @@ class APIBackend(Backend):
                                field="model.base_url",
                                fix=f"write it with its scheme, e.g. http://{scrub(url.strip(), '')}")
         self.api_key()
-        needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])
+        needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])  # auto falls back
         # Only whether they are installed: importing the SDK costs ~0.5 s, which a re-run answered
         # wholly from results and cache never needs (scripts/bench_cache.py). The first request
         # imports it, so the first API stage's time includes that half second.
@@ -236,7 +243,9 @@ class APIBackend(Backend):
                 sdk = self.sdk()
                 if isinstance(exc, sdk.APIStatusError) and exc.status_code == 401:
                     self._failure(exc, _Tally(), key)  # raises the rejected-key error
-                if isinstance(exc, sdk.APIConnectionError) and not isinstance(exc, sdk.APITimeoutError):
+                # aiohttp's transport reports a refused connection as a connect timeout: the cause decides.
+                if isinstance(exc, sdk.APIConnectionError) and (not isinstance(exc, sdk.APITimeoutError)
+                                                                or _setup_problem(exc)):
                     self._unreachable(exc, key)
             finally:
                 await client.close()
@@ -270,13 +279,25 @@ class APIBackend(Backend):
         if self.config.price is not None:
             return self.config.price
         entry = model_entry(self.config.name)
-        return Price(input=entry["input"], output=entry["output"]) if entry else None
+        return Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.price()
         if price is None:
             return 0.0
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> float:
+        """USD of one answer whose prompt_tokens include `cached` tokens read from the provider's
+        prompt cache and `written` tokens written to it, each at its own price."""
+        price = self.price()
+        if price is None:
+            return 0.0
+        read_price = price.input if price.cached_input is None else price.cached_input
+        write_price = price.input if price.cache_write is None else price.cache_write
+        plain = prompt_tokens - cached - written
+        return (plain * price.input + cached * read_price + written * write_price
+                + completion_tokens * price.output) / 1e6
 
     def prompt_copies(self, n: int) -> int:
         return math.ceil(n / self.max_n)
@@ -300,9 +321,16 @@ class APIBackend(Backend):
         # reconnect (a TLS handshake on real APIs) for every request past the 100th in flight.
         n = self.config.concurrency
         limits = type(sdk.DEFAULT_CONNECTION_LIMITS)(max_connections=n, max_keepalive_connections=n)
-        http = sdk.DefaultAioHttpClient if self.config.http_client == "aiohttp" else sdk.DefaultAsyncHttpxClient
+        http = sdk.DefaultAioHttpClient if self.transport() == "aiohttp" else sdk.DefaultAsyncHttpxClient
         return getattr(sdk, self.client_class)(api_key=api_key, base_url=self.config.base_url, max_retries=0,
                                                timeout=self.config.timeout, http_client=http(limits=limits))
+
+    def transport(self) -> str:
+        """The HTTP transport in use: `http_client`, with auto resolved (aiohttp when installed)."""
+        choice = self.config.http_client
+        if choice == "auto":  # an SDK release older than its aiohttp client gets httpx too
+            choice = "aiohttp" if _aiohttp_installed() and hasattr(self.sdk(), "DefaultAioHttpClient") else "httpx"
+        return choice
 
     def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
         """The JSON request body asking for len(indices) samples."""
@@ -317,6 +345,8 @@ class APIBackend(Backend):
 
     def sample(self, jobs: list[Job], gen: GenerationConfig,
                on_done: Callable[..., None]) -> None:
+        if len(jobs) > 1 and any(m.cache for m in jobs[0].messages):
+            jobs, on_done = self._warm_prompt_cache(jobs, gen, on_done)
         requests = [Request(j, chunk, self.body(job.messages, gen, chunk))
                     for j, job in enumerate(jobs)
                     for chunk in _chunks(job.indices, self.max_n)]
@@ -326,6 +356,17 @@ class APIBackend(Backend):
             run_batches(self, requests, gen, on_done)
         elif requests:
             _run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
+
+    def _warm_prompt_cache(self, jobs: list[Job], gen: GenerationConfig,
+                           on_done: Callable[..., None]) -> tuple[list[Job], Callable[..., None]]:
+        """Prompts sharing a prefix (few_shot `shots: fixed`): the first is answered before the rest
+        are sent, so the provider has cached the prefix when they arrive. Sent all at once, the
+        first `concurrency` requests would each miss the cache (and on Anthropic each pay a cache
+        write). Returns the jobs left and their on_done (job numbers shift by one)."""
+        first = [Request(0, chunk, self.body(jobs[0].messages, gen, chunk))
+                 for chunk in _chunks(jobs[0].indices, self.max_n)]
+        _run_sync(self._sample_all(first, gen, on_done, self.api_key()))
+        return jobs[1:], lambda j, *rest: on_done(j + 1, *rest)
 
     async def _sample_all(self, requests: list[Request], gen: GenerationConfig,
                           on_done: Callable[..., None], key: str) -> None:
@@ -397,7 +438,10 @@ class APIBackend(Backend):
                                        fix="fix the request settings the message names (model, "
                                            "generation) and run again") from None
             return Failure(reason, retry, retry_after(exc.response.headers))
-        if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
+        # aiohttp's transport reports a refused connection or an unknown host as a connect timeout
+        # (APITimeoutError, a subclass of APIConnectionError): the exception's cause decides.
+        setup = isinstance(exc, sdk.APIConnectionError) and _setup_problem(exc) is not None
+        if isinstance(exc, sdk.APITimeoutError) and not setup:
             return Failure(f"timed out after {self.config.timeout:g} s", retry=True)
         if isinstance(exc, sdk.APIConnectionError):  # refused, reset, dropped before the answer
             if tally.ok == 0:  # nothing has got through yet: a wrong URL is not worth retrying
@@ -450,7 +494,7 @@ def _setup_problem(exc: BaseException) -> tuple[str, str] | None:
             return "scheme", str(e)
         if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
             return "tls", str(e)
-        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ()), getattr(e, "os_error", None)]
     return None
 
 
@@ -523,6 +567,12 @@ def split(total: int, weights: Sequence[float]) -> list[int]:
     for i in by_remainder[: total - sum(out)]:
         out[i] += 1
     return out
+
+
+@cache
+def _aiohttp_installed() -> bool:
+    # The SDKs' aiohttp client needs only aiohttp itself (each SDK vendors its httpx adapter).
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 @cache

@@ -79,11 +79,13 @@ class OpenAIBackend(APIBackend):
             completion_total = round(sum(lengths))
         prompt = split(prompt_total, [1] * n)
         completion = split(completion_total, lengths)
+        # Prompt prefixes of 1024+ tokens the API saw recently are read from its cache, unasked.
+        cached = split(min(_cached_tokens(usage), prompt_total), [1] * n)
         return [Sample(text=text, finish_reason=_finish(c.get("finish_reason"), gen),
-                       prompt_tokens=p, completion_tokens=k,
+                       prompt_tokens=p, completion_tokens=k, cached_tokens=r,
                        logprob=sum(t) if t is not None and self.config.logprobs else None,
-                       cost=self.estimate_cost(p, k))
-                for c, text, t, p, k in zip(choices, texts, tokens, prompt, completion)]
+                       cost=self.cost(p, k, cached=r))
+                for c, text, t, p, k, r in zip(choices, texts, tokens, prompt, completion, cached)]
 
 
 def _finish(reason: str | None, gen: GenerationConfig) -> str:
@@ -99,3 +101,9 @@ def _finish(reason: str | None, gen: GenerationConfig) -> str:
 def _token_logprobs(choice: dict[str, Any]) -> list[float] | None:
     content = (choice.get("logprobs") or {}).get("content")
     return None if content is None else [t["logprob"] for t in content]
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from OpenAI's prompt cache (usage.prompt_tokens_details.cached_tokens;
+    absent on servers without caching)."""
+    return int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)

@@ -283,6 +283,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "stop_hit_rate": stop_hit_rate(samples),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": sum(s.completion_tokens for s in samples),
+        "cached_tokens": sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
         "mean_prompt_tokens": prompt_tokens / len(samples) if samples else 0.0,
         "cost_usd": sum(s.cost for s in samples),
         "seconds": round(seconds, 3),

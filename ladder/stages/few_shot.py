@@ -5,21 +5,29 @@ Three ways to get the shots:
   k: 8              drawn from the train split, seeded, balanced over labels when there are choices;
   k: max            as many train examples as fit in the context window, leaving room for the
                     answer. Whole examples are dropped, never cut in half.
-Shots are re-drawn per test example (seeded by its id) unless `resample: false`, so one unlucky
-draw does not decide the whole stage. Any k is trimmed to fit the context, with a warning.
+Shots are re-drawn per test example (seeded by its id), so one unlucky draw does not decide the
+whole stage. `shots: fixed` draws one seeded set for every example instead: all prompts then start
+with the same instruction + shots, which provider prompt caches bill at a tenth to a half of the
+input price (OpenAI caches such prefixes by itself; for Anthropic the last shot carries a cache
+breakpoint). Any k is trimmed to fit the context, with a warning; with fixed shots one k for all.
+
+Drawing is lazy: a prompt with k shots costs O(k) random numbers, not a shuffle of the train split
+(SST-2's 67k rows × 300 examples was 20M calls), with the distribution of that shuffle (see
+`ShotPool`).
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
 from ladder.config import StageConfig
 from ladder.stages import Prompt, Stage, StageContext
-from ladder.types import Example, Guard
+from ladder.types import Example, Guard, Message
 
 
 class FewShotConfig(StageConfig):
@@ -30,10 +38,28 @@ class FewShotConfig(StageConfig):
     """1-10 gold shots written here, each a mapping with the template's fields and the target."""
     balanced: bool = True
     """With choices: cycle through labels so each label is shown about equally often."""
-    resample: bool = True
-    """Draw fresh shots for each test example (seeded by its id); false: one draw for all."""
+    shots: Literal["per_example", "fixed"] = "per_example"
+    """per_example: fresh shots for each test example (seeded by its id). fixed: one seeded set,
+    and one k, for every example, so all prompts share their prefix (instruction + shots) and
+    provider prompt caches bill it at the cached-input price."""
     seed: int | None = None
     """Seed of the shot draw; defaults to the experiment seed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resample_is_shots(cls, data: Any) -> Any:
+        # `resample: false` was the older spelling of `shots: fixed`; configs that use it still work.
+        if isinstance(data, dict) and "resample" in data:
+            data = dict(data)
+            resample = data.pop("resample")
+            if not isinstance(resample, bool):
+                raise ValueError("resample must be true or false (better: shots: per_example or fixed)")
+            shots = "per_example" if resample else "fixed"
+            if data.get("shots", shots) != shots:
+                raise ValueError(f"resample: {str(resample).lower()} contradicts shots: {data['shots']}; "
+                                 f"keep only `shots`")
+            data["shots"] = shots
+        return data
 
     @field_validator("k")
     @classmethod
@@ -72,43 +98,157 @@ class FewShot(Stage):
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         cfg: FewShotConfig = self.config
         seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        fixed = cfg.examples is not None or cfg.shots == "fixed"  # the same shots for every example
         if cfg.examples is not None:
-            pool = [ctx.task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
-                    for i, row in enumerate(cfg.examples)]
+            yaml_shots = [ctx.task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
+                          for i, row in enumerate(cfg.examples)]
         else:
-            pool = list(ctx.task.examples("train"))
-        budget = _budget(ctx)
-        prompts, trimmed = [], 0
-        for ex in ctx.examples:
+            pool = ShotPool(ctx.task.examples("train"), cfg.balanced)
+
+        def order(ex: Example) -> Sequence[Example]:
             if cfg.examples is not None:
-                order = pool
-            else:
-                rng = random.Random(f"{seed}:{ex.id}" if cfg.resample else seed)
-                order = shot_order([s for s in pool if s.id != ex.id], rng, cfg.balanced)
-            want = len(order) if cfg.k in ("max", None) else min(cfg.k, len(order))
-            k = fit(ctx, ex, order[:want], budget) if budget else want
+                return yaml_shots
+            # A train example is never its own shot. With fixed shots every example draws from the
+            # same seed, so all orders are equal but for skipping the example itself.
+            return pool.order(random.Random(seed if cfg.shots == "fixed" else f"{seed}:{ex.id}"), exclude=ex.id)
+
+        budget = _budget(ctx)
+        orders = [order(ex) for ex in ctx.examples]
+        wants = [len(o) if cfg.k in ("max", None) else min(cfg.k, len(o)) for o in orders]
+
+        def fit_to(ex: Example, o: Sequence[Example], want: int) -> int:
+            # The lazy order itself when all of it may be used (k: max): fit draws only what it reads.
+            return fit(ctx, ex, o if want >= len(o) else o[:want], budget)
+
+        if cfg.shots == "fixed" and budget:
+            # One k for all: the largest that fits every example (k only falls while scanning).
+            common: int | None = None
+            for ex, o, want in zip(ctx.examples, orders, wants):
+                if common is None:
+                    common = fit_to(ex, o, want)
+                elif common > want or ctx.backend.count_tokens(ctx.task.render(ex, o[:common])) > budget:
+                    common = fit(ctx, ex, o[:min(common, want)], budget)
+            ks = [common or 0] * len(orders)
+        else:
+            ks = [fit_to(ex, o, want) if budget else want for ex, o, want in zip(ctx.examples, orders, wants)]
+        prompts, trimmed = [], 0
+        for ex, o, want, k in zip(ctx.examples, orders, wants, ks):
             trimmed += cfg.k not in ("max", None) and k < want
-            messages = ctx.task.render(ex, order[:k])
+            messages = ctx.task.render(ex, o[:k])
+            if fixed and k:
+                messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
         return prompts, _guards(prompts, trimmed, cfg)
 
 
-def shot_order(pool: Sequence[Example], rng: random.Random, balanced: bool) -> list[Example]:
-    """A seeded order of candidate shots; balanced: round-robin over labels in shuffled order."""
-    pool = list(pool)
-    rng.shuffle(pool)
-    if not balanced or not pool or pool[0].choices is None:
-        return pool
-    by_label: dict[str, list[Example]] = defaultdict(list)
-    for ex in pool:
-        by_label[ex.target].append(ex)
-    labels = list(by_label)
-    out = []
-    while any(by_label.values()):
-        for label in labels:
-            if by_label[label]:
-                out.append(by_label[label].pop())
+def mark_shared_prefix(messages: list[Message]) -> list[Message]:
+    """The last message before the example (the last shot's answer) marked as the end of a prefix
+    that many prompts share: where Anthropic puts its cache breakpoint (`Message.cache`)."""
+    out = list(messages)
+    out[-2] = replace(out[-2], cache=True)
     return out
+
+
+class ShotPool:
+    """The train split, indexed once per stage, from which each test example draws its shots.
+
+    `order(rng)` has the distribution of the old full-pool draw — `rng.shuffle(pool)`, then
+    (balanced, with choices) a round-robin over the labels in the order they first appear, each
+    label's examples in shuffled order — but is drawn lazily, so `order[:k]` costs O(k) random
+    numbers. Equal in distribution, not draw for draw (a full shuffle needs one random number per
+    train example): the labels' order is drawn one label at a time with probability proportional
+    to how many examples remain of each (the law of first appearances in a shuffle), and each
+    label's examples by a partial Fisher-Yates shuffle. tests/stages/test_few_shot.py compares both."""
+
+    def __init__(self, pool: Sequence[Example], balanced: bool):
+        self.examples = list(pool)
+        self.balanced = balanced and any(ex.choices is not None for ex in self.examples)
+        groups: dict[str, list[int]] = defaultdict(list)
+        ids: dict[str, list[int]] = defaultdict(list)
+        for i, ex in enumerate(self.examples):
+            groups[ex.target if self.balanced else ""].append(i)
+            ids[ex.id].append(i)
+        self.groups = dict(groups)
+        self.ids = dict(ids)
+
+    def order(self, rng: random.Random, exclude: str | None = None) -> LazyOrder:
+        skip = frozenset(self.ids.get(exclude, ())) if exclude is not None else frozenset()
+        return LazyOrder(self, rng, skip)
+
+
+class LazyOrder(Sequence[Example]):
+    """A seeded random order of a ShotPool, drawn as far as it is read."""
+
+    def __init__(self, pool: ShotPool, rng: random.Random, skip: frozenset[int]):
+        self.pool, self.rng = pool, rng
+        sizes = {label: len(idx) - sum(i in skip for i in idx) if skip else len(idx)
+                 for label, idx in pool.groups.items()}
+        self.size = sum(sizes.values())
+        # Labels in a random order of first appearance: each next one with probability proportional
+        # to its remaining examples (a pool of one label, or unbalanced, needs no draw).
+        labels, left = [], {k: v for k, v in sizes.items() if v}
+        while left:
+            if len(left) == 1:
+                labels.append(next(iter(left)))
+                break
+            r = rng.randrange(sum(left.values()))
+            for label, size in left.items():
+                if r < size:
+                    break
+                r -= size
+            labels.append(label)
+            del left[label]
+        self.streams = [_Stream(pool.groups[label], skip) for label in labels]
+        self.drawn: list[Example] = []
+        self.turn = 0  # index into the streams still holding examples, for the round-robin
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _extend(self, n: int) -> None:
+        n = min(n, self.size)
+        while len(self.drawn) < n:
+            if self.turn >= len(self.streams):
+                self.turn = 0
+            i = self.streams[self.turn].next(self.rng)
+            if i is None:  # that label is used up: the round-robin goes on without it
+                del self.streams[self.turn]
+                continue
+            self.drawn.append(self.pool.examples[i])
+            self.turn += 1
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, slice):
+            wanted = range(*key.indices(self.size))
+            if wanted:
+                self._extend(max(wanted) + 1)
+            return [self.drawn[i] for i in wanted]
+        index = key if key >= 0 else self.size + key
+        if not 0 <= index < self.size:
+            raise IndexError(key)
+        self._extend(index + 1)
+        return self.drawn[index]
+
+
+class _Stream:
+    """A partial Fisher-Yates shuffle of one label's indices: each `next` is O(1), and swapped
+    positions live in a dict, so nothing is copied."""
+
+    def __init__(self, items: list[int], skip: frozenset[int]):
+        self.items, self.skip, self.i, self.swaps = items, skip, 0, {}
+
+    def next(self, rng: random.Random) -> int | None:
+        n = len(self.items)
+        while self.i < n:
+            i = self.i
+            j = i + rng.randrange(n - i)
+            got = self.swaps.get(j, j)
+            self.swaps[j] = self.swaps.get(i, i)
+            self.i += 1
+            item = self.items[got]
+            if item not in self.skip:  # dropping one element from a uniform order leaves a uniform order
+                return item
+        return None
 
 
 def _budget(ctx: StageContext) -> int | None:

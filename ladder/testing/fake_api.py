@@ -25,12 +25,22 @@ requests carrying another key get the provider's 401; unset, any key is accepted
 A responder is `fn(request: FakeRequest, index: int) -> str`, called once per sample; the server
 then applies stop strings and max_tokens itself, like the real APIs. "Tokens" are whitespace tokens.
 
+Prompt caching (`PromptCache`, per API key and model): an OpenAI prompt whose first 1024+ tokens
+(in 128-token blocks) were answered before reports them as `usage.prompt_tokens_details.cached_tokens`;
+an Anthropic prompt with `cache_control` breakpoints writes the prefix up to each breakpoint
+(cache_creation_input_tokens) or reads it (cache_read_input_tokens) when it was written before.
+A prefix is cached once its request is answered (after the latency), as real caches are: requests
+already in flight miss it. /_reset clears the caches; /_stats counts cached_tokens and
+cache_write_tokens.
+
 Known deviations from the real services: no streaming, tools, images or response_format (unknown
 fields are ignored, not rejected); any model name is accepted, and any API key unless `api_key` is
 set; an Anthropic request with both temperature and top_p gets the 400 that recent Claude models
 (Opus 4.1, Sonnet 4.5 and later) answer, whatever the model name; Retry-After is a
 decimal number of seconds (e.g. "0.1", plus retry-after-ms), where real servers send whole seconds;
-logprob alternatives are synthetic (" alt1", " alt2", ...).
+logprob alternatives are synthetic (" alt1", " alt2", ...); prompt caches never expire, Anthropic's
+minimum cacheable prefix is 1024 tokens for every model (really 1024-4096 by model), and a hit is
+looked up only at the breakpoints themselves (the real API also tries earlier block boundaries).
 """
 
 from __future__ import annotations
@@ -163,6 +173,7 @@ class Stats:
             self.successes: dict[str, int] = {}
             self.requests_after_success = 0  # requests for a key that had already been answered
             self.in_flight = self.max_in_flight = 0
+            self.cached_tokens = self.cache_write_tokens = 0  # prompt-cache reads and writes reported
             self.bodies: list[dict[str, Any]] = []  # completion requests received, in order
 
     def received(self, provider: str, body: Any) -> None:
@@ -195,6 +206,11 @@ class Stats:
                 self.requests_after_success += 1
             return n
 
+    def cache(self, read: int, written: int) -> None:
+        with self._lock:
+            self.cached_tokens += read
+            self.cache_write_tokens += written
+
     def end(self, outcome: str, status: int | None, key: str | None = None) -> None:
         with self._lock:
             self.in_flight -= 1
@@ -221,6 +237,8 @@ class Stats:
                 "max_attempts_per_key": max(self.attempts.values(), default=0),
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
+                "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
                 "successes_per_key": dict(self.successes),
             }
 
@@ -308,7 +326,8 @@ def _logprobs(text: str, top: int, salt: str) -> dict[str, Any]:
     return {"content": content, "refusal": None}
 
 
-def openai_response(req: FakeRequest, texts: list[str], body: Mapping[str, Any], rid: str) -> dict[str, Any]:
+def openai_response(req: FakeRequest, texts: list[str], body: Mapping[str, Any], rid: str,
+                    cache: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     choices, completion_tokens = [], 0
     for i, raw in enumerate(texts):
         text, why, _ = finish(raw, req.stop, req.max_tokens)
@@ -321,17 +340,87 @@ def openai_response(req: FakeRequest, texts: list[str], body: Mapping[str, Any],
             "model": req.model, "choices": choices, "service_tier": "default",
             "system_fingerprint": "fp_ladder_fake",
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cache[0], "audio_tokens": 0}}}
 
 
-def anthropic_response(req: FakeRequest, texts: list[str], rid: str) -> dict[str, Any]:
+def anthropic_response(req: FakeRequest, texts: list[str], rid: str,
+                       cache: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     text, why, matched = finish(texts[0], req.stop, req.max_tokens)
     reason = {"stop": "stop_sequence", "length": "max_tokens", "end": "end_turn"}[why]
+    read, written = cache  # input_tokens counts only what is neither read from nor written to the cache
+    total = sum(count_tokens(m["content"]) for m in req.messages)
     return {"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": req.model,
             "content": [{"type": "text", "text": text}], "stop_reason": reason, "stop_sequence": matched,
-            "usage": {"input_tokens": sum(count_tokens(m["content"]) for m in req.messages),
-                      "output_tokens": count_tokens(text), "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "service_tier": "standard"}}
+            "usage": {"input_tokens": total - read - written,
+                      "output_tokens": count_tokens(text), "cache_creation_input_tokens": written,
+                      "cache_read_input_tokens": read, "service_tier": "standard"}}
+
+
+class PromptCache:
+    """The providers' prompt caches, in memory, keyed by API key + model + prompt prefix.
+
+    A prompt is a stream of whitespace tokens (message by message; a message's first token carries
+    its role, so equal words in other turns do not match). OpenAI: prefixes of 1024, 1152, ...
+    tokens (128-token blocks) are cached by themselves; a request reads the longest one seen.
+    Anthropic: only prefixes ending at a `cache_control` block of at least 1024 tokens; a request
+    reads the longest breakpoint prefix seen and writes the rest up to its last breakpoint."""
+
+    MIN, BLOCK = 1024, 128
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: set[str] = set()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+    def lookup(self, provider: str, body: Mapping[str, Any], scope: str) -> tuple[int, int, list[str]]:
+        """(tokens read, tokens written, prefix digests to store once the request is answered)."""
+        tokens, marks = _prompt_stream(provider, body)
+        if provider == "anthropic":
+            cuts = sorted({m for m in marks if m >= self.MIN})
+        else:
+            cuts = list(range(self.MIN, len(tokens) + 1, self.BLOCK))
+        if not cuts:
+            return 0, 0, []
+        digests, h, done = [], hashlib.blake2b(scope.encode(), digest_size=16), 0
+        for cut in cuts:
+            for tok in tokens[done:cut]:
+                h.update(tok.encode() + b"\x01")
+            done = cut
+            digests.append(h.copy().hexdigest())
+        with self._lock:
+            read = max((c for c, d in zip(cuts, digests) if d in self.seen), default=0)
+        written = 0 if provider == "openai" else cuts[-1] - read
+        return read, written, digests
+
+    def store(self, digests: list[str]) -> None:
+        with self._lock:
+            self.seen.update(digests)
+
+
+def _prompt_stream(provider: str, body: Mapping[str, Any]) -> tuple[list[str], list[int]]:
+    """(the prompt's tokens, role-tagged; token counts at the end of each block with cache_control)."""
+    tokens: list[str] = []
+    marks: list[int] = []
+    turns = list(body.get("messages") or [])
+    if provider == "anthropic" and body.get("system"):
+        turns.insert(0, {"role": "system", "content": body["system"]})
+    for m in turns:
+        content = m.get("content")
+        blocks = [{"text": content}] if content is None or isinstance(content, str) else content
+        text, start = "", len(tokens)
+        for block in blocks:
+            text += block.get("text", "") if isinstance(block, dict) else ""
+            if isinstance(block, dict) and block.get("cache_control"):
+                marks.append(start + count_tokens(text))
+        words = text.split()
+        if words:
+            words[0] = f"<{m.get('role')}>{words[0]}"
+        tokens += words
+    return tokens, marks
 
 
 _OPENAI_ERRORS = {400: "invalid_request_error", 404: "invalid_request_error", 429: "requests", 500: "server_error"}
@@ -759,6 +848,7 @@ class App:
         self.stats = Stats()
         self.fine_tuning = FineTuningAPI()
         self.batches = BatchAPI(self)
+        self.prompt_cache = PromptCache()
         self.connections: set[asyncio.Task] = set()
 
     def configure(self, **changes: Any) -> Config:
@@ -822,6 +912,7 @@ class App:
         elif path == "/_reset" and method == "POST":
             self.stats.reset()
             self.batches.reset()
+            self.prompt_cache.reset()
             await _send(writer, 200, {"ok": True})
         elif path == "/_config" and method in ("GET", "POST"):
             try:
@@ -851,7 +942,7 @@ class App:
         key, outcome, reply = None, "cancelled", None
         try:
             if self._authorized(headers):
-                key, outcome, reply = await self._attempt(provider, raw, reader)
+                key, outcome, reply = await self._attempt(provider, raw, reader, sent_key(headers))
             else:
                 outcome, reply = "unauthorized", unauthorized(provider, sent_key(headers))
         finally:
@@ -862,8 +953,8 @@ class App:
         await _send_raw(writer, *reply)
         return True
 
-    async def _attempt(self, provider: str, raw: bytes,
-                       reader: asyncio.StreamReader) -> tuple[str | None, str, Reply | None]:
+    async def _attempt(self, provider: str, raw: bytes, reader: asyncio.StreamReader,
+                       headers_key: str = "") -> tuple[str | None, str, Reply | None]:
         """Decide one attempt: -> (request key, outcome, reply or None to hang up)."""
         cfg = self.config  # one config per attempt, even if /_config changes it meanwhile
         try:
@@ -874,6 +965,8 @@ class App:
             self.stats.received(provider, body)
             attempt = self.stats.attempt(key)
             req = normalize(provider, body, key)
+            # Looked up on arrival, stored once answered: requests in flight meanwhile miss it.
+            read, written, prefixes = self.prompt_cache.lookup(provider, body, f"{headers_key}|{req.model}")
         except (ValueError, BadRequest) as e:  # json.JSONDecodeError is a ValueError
             return None, "bad_request", _reply(400, error_body(provider, 400, str(e), "0"))
         rid = _digest(key, attempt)[:24]
@@ -899,10 +992,12 @@ class App:
             texts = [self.responder(req, i) for i in range(req.n)]
         except Exception as e:  # a broken test responder should be loud, not a hang
             return key, "responder_error", _reply(500, error_body(provider, 500, f"responder raised {e!r}", rid))
+        self.prompt_cache.store(prefixes)
+        self.stats.cache(read, written)
         if provider == "anthropic":
-            payload = anthropic_response(req, texts, rid)
+            payload = anthropic_response(req, texts, rid, (read, written))
         else:
-            payload = openai_response(req, texts, body, rid)
+            payload = openai_response(req, texts, body, rid, (read, written))
         if fault == "malformed":  # a 200 whose JSON is cut in half
             status, data, headers = _reply(200, payload)
             return key, fault, (status, data[: len(data) // 2], headers)
@@ -957,6 +1052,7 @@ class FakeAPIServer:
     def reset(self) -> None:
         self.app.stats.reset()
         self.app.batches.reset()
+        self.app.prompt_cache.reset()
 
     def requests(self) -> list[dict[str, Any]]:
         """The completion request bodies received since the last reset: [{"provider", "body"}]."""
