@@ -39,48 +39,27 @@ import math
 import os
 import random
 import re
-import socket
-import ssl
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from functools import cache
-from pathlib import Path
-from typing import Any, Callable, Coroutine, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Sequence
 
-import yaml
 from pydantic import ConfigDict, Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job
-from ladder.config import GenerationConfig, Section, check_env_name
+from ladder.backends.http import api_message, retry_after, run_sync, scrub, setup_problem
+from ladder.backends.prices import PRICES, Price, model_entry
+from ladder.config import GenerationConfig, check_env_name
 from ladder.errors import BackendError
 from ladder.types import Message, Sample
 
-PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
-# Dated snapshots and aliases price like their family: gpt-4o-mini-2024-07-18, claude-3-5-haiku-latest.
-_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Strings shaped like provider keys, scrubbed from error texts even when they are not our key.
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
 FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use this model",
                 404: "the model or endpoint does not exist"}
 PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
-
-
-class Price(Section):
-    input: float = Field(ge=0)
-    """US dollars per 1M prompt (input) tokens."""
-    output: float = Field(ge=0)
-    """US dollars per 1M completion (output) tokens."""
-    cached_input: float | None = Field(None, ge=0)
-    """USD per 1M prompt tokens read from the provider's prompt cache; unset: the input price."""
-    cache_write: float | None = Field(None, ge=0)
-    """USD per 1M prompt tokens written to the prompt cache (Anthropic: 1.25 × input for the
-    5-minute cache); unset: the input price."""
 
 
 class APIConfig(BackendConfig):
@@ -245,18 +224,18 @@ class APIBackend(Backend):
                     self._failure(exc, _Tally(), key)  # raises the rejected-key error
                 # aiohttp's transport reports a refused connection as a connect timeout: the cause decides.
                 if isinstance(exc, sdk.APIConnectionError) and (not isinstance(exc, sdk.APITimeoutError)
-                                                                or _setup_problem(exc)):
+                                                                or setup_problem(exc)):
                     self._unreachable(exc, key)
             finally:
                 await client.close()
 
-        _run_sync(ask())
+        run_sync(ask())
 
     def _unreachable(self, exc: Exception, key: str) -> None:
         """Raise BackendError if `exc` says no request to this URL can work (refused, unknown host,
         no scheme, TLS); return if it may be transient (a reset, a dropped connection)."""
         url = scrub(str(self.config.base_url or f"the {self.provider} API's default URL"), key)
-        problem = _setup_problem(exc)
+        problem = setup_problem(exc)
         if problem is None:
             return
         what, fix = {
@@ -355,7 +334,7 @@ class APIBackend(Backend):
 
             run_batches(self, requests, gen, on_done)
         elif requests:
-            _run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
+            run_sync(self._sample_all(requests, gen, on_done, self.api_key()))
 
     def _warm_prompt_cache(self, jobs: list[Job], gen: GenerationConfig,
                            on_done: Callable[..., None]) -> tuple[list[Job], Callable[..., None]]:
@@ -365,7 +344,7 @@ class APIBackend(Backend):
         write). Returns the jobs left and their on_done (job numbers shift by one)."""
         first = [Request(0, chunk, self.body(jobs[0].messages, gen, chunk))
                  for chunk in _chunks(jobs[0].indices, self.max_n)]
-        _run_sync(self._sample_all(first, gen, on_done, self.api_key()))
+        run_sync(self._sample_all(first, gen, on_done, self.api_key()))
         return jobs[1:], lambda j, *rest: on_done(j + 1, *rest)
 
     async def _sample_all(self, requests: list[Request], gen: GenerationConfig,
@@ -424,7 +403,7 @@ class APIBackend(Backend):
         sdk = self.sdk()
         if isinstance(exc, sdk.APIStatusError):
             status = exc.status_code
-            reason = scrub(f"HTTP {status}: {_api_message(exc)}", key)  # a 401 message may quote the key
+            reason = scrub(f"HTTP {status}: {api_message(exc)}", key)  # a 401 message may quote the key
             if status in FATAL_STATUS:
                 raise BackendError(f"{self.provider} answered {reason} — {FATAL_STATUS[status]}",
                                    field="model", fix=f"check model.name ('{self.config.name}'), "
@@ -440,7 +419,7 @@ class APIBackend(Backend):
             return Failure(reason, retry, retry_after(exc.response.headers))
         # aiohttp's transport reports a refused connection or an unknown host as a connect timeout
         # (APITimeoutError, a subclass of APIConnectionError): the exception's cause decides.
-        setup = isinstance(exc, sdk.APIConnectionError) and _setup_problem(exc) is not None
+        setup = isinstance(exc, sdk.APIConnectionError) and setup_problem(exc) is not None
         if isinstance(exc, sdk.APITimeoutError) and not setup:
             return Failure(f"timed out after {self.config.timeout:g} s", retry=True)
         if isinstance(exc, sdk.APIConnectionError):  # refused, reset, dropped before the answer
@@ -476,84 +455,12 @@ class _Tally:
                       f"{common}. They are not cached; a re-run retries only those.", highlight=False)
 
 
-def _setup_problem(exc: BaseException) -> tuple[str, str] | None:
-    """(kind, detail) when an exception chain says the URL cannot work: refused, dns, scheme or
-    tls; None for failures that may pass (a reset, a drop, a timeout)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError):
-            return "refused", str(e)
-        if isinstance(e, socket.gaierror):
-            return "dns", str(e)
-        if type(e).__name__ == "UnsupportedProtocol":  # httpx's; the class lives in a versioned module
-            return "scheme", str(e)
-        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
-            return "tls", str(e)
-        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ()), getattr(e, "os_error", None)]
-    return None
-
-
 def _attempts(reason: str, attempt: int) -> str:
     return reason if attempt == 0 else f"{reason} (after {attempt + 1} attempts)"
 
 
 def _chunks(indices: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
-
-
-def _run_sync(coro: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run from synchronous code; inside a running loop (a notebook) use a fresh thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
-
-
-def _api_message(exc: Exception) -> str:
-    """The provider's error message, shortened: {"error": {"message": ...}} in both formats."""
-    body = getattr(exc, "body", None)
-    msg = None
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        msg = err.get("message") if isinstance(err, dict) else err
-    text = " ".join(str(msg or getattr(exc, "message", "") or type(exc).__name__).split())
-    return text[:200] + ("…" if len(text) > 200 else "")
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: retry-after-ms, else Retry-After (seconds or HTTP date)."""
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000)
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def scrub(text: str, secret: str) -> str:
-    """`text` with the API key (and anything shaped like one) masked."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return _KEY_LIKE.sub("***", text)
 
 
 def split(total: int, weights: Sequence[float]) -> list[int]:
@@ -575,15 +482,3 @@ def _aiohttp_installed() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
 
 
-@cache
-def _price_table() -> dict[str, dict[str, float]]:
-    return yaml.safe_load(PRICES.read_text(encoding="utf-8")) or {}
-
-
-def model_entry(name: str) -> dict[str, float] | None:
-    """The prices.yaml entry of a model: exact name, else its family for a dated snapshot."""
-    table = _price_table()
-    if name in table:
-        return table[name]
-    family = _SNAPSHOT.sub("", name)
-    return table.get(family)

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ladder.backends.http import api_message, scrub
+from ladder.backends.prices import model_entry, price_table
 from ladder.cache import default_cache_dir
 from ladder.errors import BackendError
 from ladder.store import read_json, write_json
@@ -56,10 +58,9 @@ def price_factor(backend: Any) -> float | None:
     prices.yaml's `_batch` (or a model row's own `batch`) overrides the 0.5 default."""
     if getattr(backend, "provider", None) not in PROVIDERS:
         return None
-    from ladder.backends.api import _price_table, model_entry
 
     entry = model_entry(backend.config.name) if getattr(backend.config, "price", None) is None else None
-    default = _price_table().get("_batch", DEFAULT_FACTOR)
+    default = price_table().get("_batch", DEFAULT_FACTOR)
     value = entry.get("batch", default) if isinstance(entry, dict) else default
     return float(value)
 
@@ -266,14 +267,12 @@ class _Provider:
                           max_retries=cfg.max_retries)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from ladder.backends.api import _api_message, scrub
-
         name = self.backend.provider
         try:
             return fn(*args, **kwargs)
         except self.sdk.APIStatusError as exc:
             raise BackendError(f"{name} batch API: {what} answered HTTP {exc.status_code}: "
-                               f"{scrub(_api_message(exc), self.key)}", field="model.batch",
+                               f"{scrub(api_message(exc), self.key)}", field="model.batch",
                                fix="check model.name, model.base_url (a server without a batch API answers "
                                    "404: set batch: false) and the key; jobs already submitted are resumed "
                                    "by the same command") from None

@@ -16,7 +16,8 @@ from email.utils import formatdate
 
 import pytest
 
-from ladder.backends.api import _Tally, retry_after, scrub, split
+from ladder.backends.api import _Tally, split
+from ladder.backends.http import retry_after, scrub
 from ladder.backends.base import generate
 from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ladder.backends.anthropic import AnthropicBackend, AnthropicConfig
-from ladder.backends.api import Price
+from ladder.backends.prices import Price
 from ladder.backends.base import generate
 from ladder.backends.openai import OpenAIBackend, OpenAIConfig
 from ladder.cache import Cache
