@@ -185,6 +185,7 @@ def climb(config: Config, set: Sets = None,
     done = run_main(config, set or [], only, variant, climb=dict(target=target, by=by, until=until))
     if done is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
         for name, (record, results) in done[0].items():
+            print(f"variant {name}:")
             print_climb(record)
             _unmeasured(results, done[1] / "variants" / name)
         if not all(record.reached for record, _ in done[0].values()):

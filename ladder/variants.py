@@ -320,13 +320,13 @@ def print_combined(rows: list[dict[str, Any]], baseline: str, title: str) -> Non
     from rich.table import Table
 
     from ladder.progress import stdout_console
-    from ladder.table import _value, diff_sign, diff_text
+    from ladder.table import ORACLE_NOTE, _is_oracle, _value, diff_sign, diff_text
 
     console = stdout_console()
     holm_used = any(r.get("diff_base_adjust") == "holm" for r in rows)
     table = Table(title=title, title_justify="left")
     for col, justify in (("stage", "left"), ("variant", "left"), ("metric", "left"), ("value [95% CI]", "right"),
-                         ("n", "right"), (f"Δ {baseline} [{'Holm-adj. ' if holm_used else ''}95% CI]", "right"),
+                         ("n", "right"), (f"Δ baseline [{'Holm-adj. ' if holm_used else ''}95% CI]", "right"),
                          ("p" + (" (Holm)" if holm_used else ""), "right"), ("flags", "left")):
         table.add_column(col, justify=justify, no_wrap=col != "flags")
     stages = list(dict.fromkeys(r["stage"] for r in rows))
@@ -336,16 +336,18 @@ def print_combined(rows: list[dict[str, Any]], baseline: str, title: str) -> Non
             style = {1: "green", -1: "red", 0: ""}[diff_sign(row, "diff_base")]
             text = diff_text(row, "diff_base") if row["variant"] != baseline else "(baseline)"
             p = row.get("diff_base_p_holm") if holm_used else row.get("diff_base_p")
-            table.add_row(stage if j == 0 else "", row["variant"], row["metric"], _value(row), str(row["n"]),
+            label = f"{stage} [magenta](oracle)[/magenta]" if _is_oracle(row) else stage
+            table.add_row(label if j == 0 else "", row["variant"], row["metric"], _value(row), str(row["n"]),
                           f"[{style}]{text}[/{style}]" if style else text,
                           "" if p in ("", None) or (isinstance(p, float) and math.isnan(p)) else f"{float(p):.3g}",
                           f"[yellow]{row['flags']}[/yellow]" if row.get("flags") else "",
                           end_section=j == len(group) - 1 and s_i < len(stages) - 1)
     console.print(table)
-    if holm_used:
-        console.print(f"Δ {baseline}: paired on the same examples; intervals and p-values Holm-adjusted for "
-                      f"the comparisons of each stage with the baseline (step-down levels 0.05/(m−i)).",
-                      highlight=False)
+    console.print(f"Δ baseline: each variant minus {baseline} on the same examples (paired t)"
+                  + ("; intervals and p-values Holm-adjusted for the comparisons of each stage with the "
+                     "baseline (step-down levels 0.05/(m−i))" if holm_used else ""), highlight=False)
+    if any(_is_oracle(r) for r in rows):
+        console.print(f"[magenta](oracle)[/magenta]{ORACLE_NOTE.removeprefix('(oracle)')}", highlight=False)
 
 
 def list_names(path: str | Path, sets: list[str] = ()) -> list[str]:
@@ -371,6 +373,17 @@ def run_main(path: Path, sets: list[str], only: list[str] | None, selected: list
     folder = base.results_path
     names = [n for n, _ in expand(raw)]
     base_name = baseline_name(raw)
+    if len(variants) > 1:
+        # Each variant's data, templates and models are checked before the first writes anything:
+        # a template naming a missing field in the fifth variant must not stop the run half-way.
+        from ladder.runner import prepare
+
+        for v in variants:
+            try:
+                prepare(v.experiment).pool.close()
+            except LadderError as exc:  # the usual error, saying which variant it is about
+                exc.where = f"{exc.where or v.experiment.source} (variant {v.name})"
+                raise
     rows: list[dict[str, Any]] = []
     try:
         out = run_variants(variants, only=only, climb=climb)
