@@ -110,3 +110,23 @@ def test_one_variant_runs_alone_and_shares_cached_generations(tmp_path, random_m
     assert float(rows[1]["diff_base"]) == 0.0 and rows[1]["diff_base_n"] == "12"
     assert rows[0]["diff_base"] == ""  # the baseline itself
     assert yaml.safe_load((folder / "variants" / "b" / "experiment.yaml").read_text())["stages"][1]["k"] == 2
+
+
+def test_cli_lists_variant_names_and_checks_one(tmp_path, random_model):
+    """`ladder variants` prints one name a line (what a job array indexes); `check --variant`
+    plans only that one, and nothing is written."""
+    from tests.test_cli import ladder
+
+    path = _yaml_with_variants(tmp_path, random_model, variants={"a": {}, "b": {"generation.max_tokens": 2}},
+                               sweep={"generation.temperature": [0, 0.5]})
+    out = ladder("variants", path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["a,temperature=0", "a,temperature=0.5", "b,temperature=0", "b,temperature=0.5"]
+    out = ladder("check", path, "--variant", "b,temperature=0.5", "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    plans = json.loads(out.stdout)
+    assert list(plans) == ["b,temperature=0.5"]
+    assert plans["b,temperature=0.5"]["results"].endswith("variants/b,temperature=0.5")
+    assert not (tmp_path / "results").exists()
