@@ -120,6 +120,10 @@ def load_variants(path: str | Path, sets: list[str] = (), only: list[str] | None
     raw = base.raw
     where = str(path)
     if not has_variants(raw):
+        if raw.get("baseline"):
+            raise ConfigError(f"baseline '{raw['baseline']}' names a variant, and this experiment has none",
+                              where=where, field="baseline",
+                              fix="drop `baseline:`, or add the variants under `variants:` (or `sweep:`/`models:`)")
         if only:
             raise ConfigError(f"--variant {', '.join(only)}: this experiment has no variants", where=where,
                               fix="drop --variant, or add a `variants:` (or `sweep:`/`models:`) section")

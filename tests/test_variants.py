@@ -86,6 +86,9 @@ def test_variant_errors_name_the_variant(tmp_path, random_model):
     path = _yaml_with_variants(tmp_path, random_model, variants={"a": {}}, baseline="c")
     with pytest.raises(ConfigError, match="baseline 'c'"):
         load_variants(path)
+    path = _yaml_with_variants(tmp_path, random_model, baseline="a")
+    with pytest.raises(ConfigError, match="has none"):
+        load_variants(path)
     assert not (tmp_path / "results").exists()
 
 
