@@ -133,3 +133,16 @@ def test_cli_lists_variant_names_and_checks_one(tmp_path, random_model):
     assert list(plans) == ["b,temperature=0.5"]
     assert plans["b,temperature=0.5"]["results"].endswith("variants/b,temperature=0.5")
     assert not (tmp_path / "results").exists()
+
+
+def test_the_shipped_variants_config_expands_to_six_paired_variants():
+    from tests.conftest import REPO
+
+    variants = load_variants(REPO / "configs" / "variants.yaml")
+    assert len(variants) == 6 and variants[0].name == "instructed,temperature=0.0"
+    instructions = {v.experiment.config.task.instruction for v in variants}
+    assert len(instructions) == 3
+    assert {v.experiment.config.generation.temperature for v in variants} == {0.0, 0.7}
+    # what decides the examples is the same everywhere
+    assert len({(v.experiment.config.seed, v.experiment.config.subsample.n) for v in variants}) == 1
+    assert [s.type for s in variants[0].experiment.stages] == ["zero_shot", "best_of_n"]
