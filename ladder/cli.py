@@ -23,6 +23,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 Config = Annotated[Path, typer.Argument(help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
 Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML).")]
+VariantOpt = Annotated[Optional[list[str]], typer.Option(
+    "--variant", help="Run only this variant of the YAML's variants/sweep (repeatable); "
+                      "`ladder variants exp.yaml` lists the names.")]
 Results = Annotated[Path, typer.Argument(help="An experiment's results folder, e.g. results/quickstart.")]
 Only = Annotated[Optional[list[str]], typer.Option(help="Run only these stages (by name).")]
 Embed = Annotated[str, typer.Option(help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
@@ -70,7 +73,7 @@ def _show(folder: Path, title: str) -> None:
 
 
 @app.command()
-def run(config: Config, set: Sets = None, only: Only = None):
+def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
 
     Exit codes, for scripts:
@@ -78,7 +81,13 @@ def run(config: Config, set: Sets = None, only: Only = None):
     2  bad input;  130  interrupted (Ctrl-C; run the same command again to resume)."""
     from ladder.config import load_experiment
     from ladder.runner import run_experiment
+    from ladder.variants import run_main
 
+    done = run_main(config, set or [], only, variant)  # a YAML with variants: each, then one table
+    if done is not None:
+        for name, results in done[0].items():
+            _unmeasured(results, done[1] / "variants" / name)
+        return
     exp = load_experiment(config, set or [])
     results = run_experiment(exp, only=only)
     _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
@@ -86,22 +95,37 @@ def run(config: Config, set: Sets = None, only: Only = None):
 
 
 @app.command()
-def check(config: Config, set: Sets = None,
+def check(config: Config, set: Sets = None, variant: VariantOpt = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False):
     """Validate the config and data and print what a run would do, without generating anything."""
-    from rich.table import Table
-
     from ladder.config import load_experiment
-    from ladder.progress import stdout_console
     from ladder.runner import check as plan
+    from ladder.variants import load_variants
 
+    variants = load_variants(config, set or [], variant)  # every variant validated, none run
+    if variants:
+        plans = {v.name: plan(v.experiment) for v in variants}
+        if as_json:
+            print(json.dumps(plans, indent=2))
+            return
+        for name, out in plans.items():
+            _print_plan(out, f"variant {name}: ")
+        return
     exp = load_experiment(config, set or [])
     out = plan(exp)
     if as_json:
         print(json.dumps(out, indent=2))
         return
+    _print_plan(out)
+
+
+def _print_plan(out: dict, head: str = "") -> None:
+    from rich.table import Table
+
+    from ladder.progress import stdout_console
+
     console = stdout_console()
-    console.print(f"[bold]{out['experiment']}[/bold] → {out['results']}: config and data OK")
+    console.print(f"{head}[bold]{out['experiment']}[/bold] → {out['results']}: config and data OK")
     for g in out["guards"]:
         console.print(f"  {g['level']} {g['name']}: {g['message']}")
     table = Table(title_justify="left")
@@ -146,7 +170,7 @@ def climb(config: Config, set: Sets = None,
           by: Annotated[Optional[str], typer.Option(
               help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
           until: Annotated[Optional[str], typer.Option(help="Stop after this stage whatever it scores.")] = None,
-          only: Only = None):
+          only: Only = None, variant: VariantOpt = None):
     """Run the rungs in order and stop at the first that reaches the target; climb.json says why.
 
     Exit codes, for scripts:
@@ -156,7 +180,17 @@ def climb(config: Config, set: Sets = None,
     from ladder.climb import climb as run_climb
     from ladder.climb import print_climb
     from ladder.config import load_experiment
+    from ladder.variants import run_main
 
+    done = run_main(config, set or [], only, variant, climb=dict(target=target, by=by, until=until))
+    if done is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
+        for name, (record, results) in done[0].items():
+            print(f"variant {name}:")
+            print_climb(record)
+            _unmeasured(results, done[1] / "variants" / name)
+        if not all(record.reached for record, _ in done[0].values()):
+            raise typer.Exit(3)
+        return
     exp = load_experiment(config, set or [])
     record, results = run_climb(exp, target=target, by=by, until=until, only=only)
     print_climb(record)
@@ -164,6 +198,16 @@ def climb(config: Config, set: Sets = None,
     _unmeasured(results, exp.results_path)
     if not record.reached:
         raise typer.Exit(3)
+
+
+@app.command()
+def variants(config: Config, set: Sets = None):
+    """Print the YAML's variant names, one a line, for a job array to index:
+    `ladder run exp.yaml --variant "$(ladder variants exp.yaml | sed -n "$((SLURM_ARRAY_TASK_ID+1))p")"`."""
+    from ladder.variants import list_names
+
+    for name in list_names(config, set or []):
+        print(name)
 
 
 @app.command()

@@ -40,6 +40,7 @@ class Section(BaseModel):
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")  # generated names read `temperature=0.7`
 """Experiment and stage names: each becomes a folder name under results/, so no '/', no '..',
 no leading '.' or '-' (which would escape the results folder, hide the folder or read as an option)."""
 
@@ -314,6 +315,38 @@ class ExperimentConfig(Section):
     """For `ladder climb`: {target: 0.8, by: ci_low}; the command line's --target overrides it."""
     stages: list[dict[str, Any]] = Field(min_length=1)
     """The rungs to run, in order: [{type: zero_shot}, {type: few_shot, k: 4}, ...]."""
+    variants: dict[str, dict[str, Any] | None] | None = None
+    """Named variants of this experiment, run on the same test examples and compared pairwise
+    with the baseline: name -> overrides with dotted keys as `--set` takes them, e.g.
+    {terse: {task.instruction: "Answer with one word."}}. See ladder/variants.py."""
+    sweep: dict[str, list[Any]] | None = None
+    """A grid of variants: dotted key -> values, e.g. {generation.temperature: [0, 0.7]}; each
+    point is named from its values (`temperature=0.7`) and crossed with `variants`."""
+    models: list[dict[str, Any] | str] | None = None
+    """Shorthand for a sweep over `model`: a list of model mappings or model names."""
+    baseline: str | None = None
+    """The variant every other is compared with (paired, same examples); default the first."""
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in v or {}:
+            if not VARIANT_NAME.fullmatch(str(name)):
+                raise PydanticCustomError(
+                    "unsafe_name", f"variant name '{name}' is not a plain folder name: it names a "
+                    "folder under the results folder, so it may hold only letters, digits and "
+                    "'_', '.', '-', '=', ',', '+', and must start with a letter or digit",
+                    {"fix": "use a plain name such as terse or temp_0.7"})
+        return v
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_lists(cls, v: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        for key, values in (v or {}).items():
+            if not values:
+                raise PydanticCustomError("empty_sweep", f"sweep over '{key}' lists no values",
+                                          {"fix": f"give '{key}' at least one value, or drop it"})
+        return v
 
 
 class Experiment:

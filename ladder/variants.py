@@ -1,0 +1,398 @@
+"""Variants of one experiment in one YAML, run on the same examples and compared pairwise.
+
+    variants:                 # name -> overrides (dotted keys, as --set takes them; values YAML)
+      base: {}
+      terse: {task.instruction: "Answer with one word."}
+    sweep:                    # a grid: key -> values; each point named from its values
+      generation.temperature: [0, 0.7]
+    models: [ladder-tiny, {backend: openai, name: gpt-4o-mini}]   # a sweep over `model`
+    baseline: base            # what every other variant is compared with (default: the first)
+
+`variants`, `sweep` and `models` multiply: every named variant is run at every grid point, named
+`terse,temperature=0.7` (only the parts there are). Each expanded variant is validated through the
+normal loader before anything runs, so a bad override is the usual one-paragraph error, naming the
+variant.
+
+Layout: each variant is an ordinary experiment folder at results/<exp>/variants/<variant>/ (its
+own summary.csv, stages, run ids); results/<exp>/summary.csv is the combined table: one row per
+variant and stage with a `variant` column and the paired difference from the baseline variant's
+same stage (`diff_base*`), on the example ids both scored. With more than one comparison per
+stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
+says so): the comparisons of a stage are ordered by p-value and the i-th (from 0) of m gets a
+(1 − 0.05/(m − i)) interval, the standard step-down Holm levels; `diff_base_p_holm` is Holm's
+adjusted p-value (max over earlier ranks of min(1, (m − j)·p_(j))).
+
+Variants cannot change the test examples (data, target, subsample, seed): they would no longer be
+paired, so such an override is refused. Variants run one after another in this process; model
+calls they share (same model, prompt and sampling settings) come from the model-call cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ladder.errors import ConfigError, LadderError
+
+VARIANT_KEYS = ("variants", "sweep", "models", "baseline")
+# What decides the test examples: a variant changing one would not be paired with the others.
+FIXED = ("seed", "subsample", "task.data", "task.hub_config", "task.test_split", "task.test_size",
+         "task.target", "task.target_map", "task.id_field", "task.custom", "name", "results_dir",
+         "cache_dir", *VARIANT_KEYS)
+ALPHA = 0.05
+DIFF_BASE = ["diff_base", "diff_base_ci_low", "diff_base_ci_high", "diff_base_n", "diff_base_p",
+             "diff_base_p_holm", "diff_base_adjust"]
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: dict[str, Any]
+    """Dotted key -> value, in the order applied."""
+    experiment: Any = None
+    """The validated ladder.config.Experiment, its results under results/<exp>/variants/<name>."""
+
+
+def has_variants(raw: dict[str, Any]) -> bool:
+    return any(raw.get(k) for k in ("variants", "sweep", "models"))
+
+
+def _short(key: str, keys: list[str]) -> str:
+    """`generation.temperature` -> `temperature` when no other sweep key ends the same way."""
+    last = key.rsplit(".", 1)[-1]
+    return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 and not last.isdigit() else key
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("name", json.dumps(value, sort_keys=True))
+    text = value if isinstance(value, str) else json.dumps(value)
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", text)
+
+
+def expand(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, overrides) of every variant, in order: named variants × the sweep grid × models."""
+    named = [(str(n), dict(o or {})) for n, o in (raw.get("variants") or {}).items()] or [("", {})]
+    axes: list[list[tuple[str, dict[str, Any]]]] = []
+    sweep = raw.get("sweep") or {}
+    for key, values in sweep.items():
+        short = _short(key, list(sweep))
+        axes.append([(f"{short}={_label(v)}", {key: v}) for v in values])
+    if raw.get("models"):
+        axes.append([(_label(m), {"model": m if isinstance(m, dict) else {**_model(raw), "name": m}})
+                     for m in raw["models"]])
+    out = []
+    for (name, over), *points in itertools.product(named, *axes):
+        merged = dict(over)
+        for _, o in points:
+            merged.update(o)
+        out.append((",".join(p for p in (name, *(n for n, _ in points)) if p), merged))
+    return out
+
+
+def _model(raw: dict[str, Any]) -> dict[str, Any]:
+    model = raw.get("model")
+    return {k: v for k, v in model.items() if k != "name"} if isinstance(model, dict) else {"backend": "hf"}
+
+
+def _fixed(key: str) -> str | None:
+    for p in FIXED:
+        if key == p or key.startswith(p + ".") or p.startswith(key + "."):
+            return p
+    return None
+
+
+def load_variants(path: str | Path, sets: list[str] = (), only: list[str] | None = None) -> list[Variant]:
+    """The experiment's variants, each validated as its own experiment (or [] when the YAML has
+    none); `only` keeps the named ones. Raises the usual one-paragraph ConfigError naming the
+    variant for a bad override, before anything is written."""
+    from ladder.config import apply_override, load_experiment, validate
+
+    base = load_experiment(path, list(sets))
+    raw = base.raw
+    where = str(path)
+    if not has_variants(raw):
+        if raw.get("baseline"):
+            raise ConfigError(f"baseline '{raw['baseline']}' names a variant, and this experiment has none",
+                              where=where, field="baseline",
+                              fix="drop `baseline:`, or add the variants under `variants:` (or `sweep:`/`models:`)")
+        if only:
+            raise ConfigError(f"--variant {', '.join(only)}: this experiment has no variants", where=where,
+                              fix="drop --variant, or add a `variants:` (or `sweep:`/`models:`) section")
+        return []
+    specs = expand(raw)
+    names = [n for n, _ in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"two variants are both named '{dup[0]}' (a named variant and a sweep point, "
+                          f"or the same sweep value listed twice)", where=where, field="variants",
+                          fix="rename one of the variants, or remove the repeated sweep value")
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in names:
+        raise ConfigError(f"baseline '{baseline}' is not a variant", where=where, field="baseline",
+                          fix=f"name one of: {', '.join(names)}")
+    unknown = [n for n in dict.fromkeys(only or []) if n not in names]
+    if unknown:
+        raise ConfigError(f"--variant {unknown[0]} names no variant of this experiment", where=where,
+                          field="--variant", fix=f"use one of: {', '.join(names)} (`ladder variants "
+                                                 f"{path}` lists them one a line)")
+    results_dir = Path(base.config.results_dir) / base.config.name / "variants"
+    out = []
+    for name, overrides in specs:
+        if only and name not in only:
+            continue
+        for key in overrides:
+            fixed = _fixed(str(key))
+            if fixed:
+                raise ConfigError(f"variant '{name}' overrides '{key}', which decides the test examples "
+                                  f"(or where results go): every variant must be measured on the same "
+                                  f"examples to be compared pairwise", where=where, field=f"variants.{name}",
+                                  fix=f"remove '{key}' from the variant; to evaluate other data, write a "
+                                      f"second experiment and compare the two")
+        vraw = copy.deepcopy(raw)
+        for k in VARIANT_KEYS:
+            vraw.pop(k, None)
+        items = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+        try:
+            for item in items:
+                apply_override(vraw, item)
+            exp = validate(vraw, source=Path(path), overrides=items)
+        except ConfigError as exc:
+            said = exc.render().replace("(--set ", f"(variant {name}: ")
+            if f"variant {name}" not in said:
+                said = f"variant {name}: {said}"
+            raise ConfigError(said.rstrip(".")) from None
+        # Each variant is an ordinary experiment folder under results/<exp>/variants/.
+        exp.config = exp.config.model_copy(update={"results_dir": str(results_dir), "name": name})
+        out.append(Variant(name, overrides, exp))
+    return out
+
+
+def baseline_name(raw: dict[str, Any]) -> str:
+    return raw.get("baseline") or expand(raw)[0][0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_variants(variants: list[Variant], only: list[str] | None = None, climb: dict[str, Any] | None = None):
+    """Run each variant's stages, one variant after another (model calls they share come from the
+    cache). Returns {variant: results}; with `climb` (run_climb's keyword arguments), climbs each
+    and returns {variant: (record, results)}."""
+    from ladder.progress import console
+    from ladder.runner import run_experiment
+
+    out = {}
+    for v in variants:
+        console.print(f"[bold cyan]variant {v.name}[/bold cyan]"
+                      + (f"  ({', '.join(f'{k}={json.dumps(x)}' for k, x in v.overrides.items())})"
+                         if v.overrides else ""), highlight=False)
+        if climb is not None:
+            from ladder.climb import climb as run_climb
+            out[v.name] = run_climb(v.experiment, only=only, **climb)
+        else:
+            out[v.name] = run_experiment(v.experiment, only=only)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The combined table
+
+
+def t_p_value(d: list[float]) -> tuple[float, float, float]:
+    """(mean, sd, two-sided p of mean = 0) of the paired differences, Student t with n−1 df."""
+    from scipy import stats
+
+    n = len(d)
+    mean = sum(d) / n
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if sd == 0:
+        return mean, 0.0, 1.0 if mean == 0 else 0.0
+    return mean, sd, float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[float]]:
+    """Holm's step-down adjustment of m p-values: (adjusted p-values, per-comparison alpha for
+    its interval), both in the input order. The comparison ranked i-th smallest (from 0) gets
+    alpha / (m − i); its adjusted p is the running max of min(1, (m − j)·p_(j)), j ≤ i.
+    NaN p-values (fewer than two pairs) rank last and stay NaN."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: (math.isnan(pvalues[i]), pvalues[i]))
+    adjusted, level = [float("nan")] * m, [alpha] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        level[i] = alpha / (m - rank)
+        if math.isnan(pvalues[i]):
+            continue
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted, level
+
+
+def _interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
+    from scipy import stats
+
+    if n < 2 or math.isnan(sd):
+        return float("nan"), float("nan")
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def variant_diffs(scores: dict[str, dict[str, dict[str, float]]], baseline: str,
+                  alpha: float = ALPHA) -> dict[tuple[str, str], dict[str, Any]]:
+    """Paired differences from the baseline variant, per stage: `scores` is variant -> stage ->
+    example id -> score. Returns (variant, stage) -> the DIFF_BASE columns (none for the baseline
+    itself, or a stage the baseline lacks). Each difference is taken over the example ids both
+    scored; with more than one comparison of a stage its intervals and p-values are Holm-adjusted."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    stages = list(dict.fromkeys(s for by_stage in scores.values() for s in by_stage))
+    base = scores.get(baseline, {})
+    for stage in stages:
+        if stage not in base:
+            continue
+        comps = []
+        for variant, by_stage in scores.items():
+            if variant == baseline or stage not in by_stage:
+                continue
+            a, b = by_stage[stage], base[stage]
+            common = [i for i in a if i in b]
+            d = [a[i] - b[i] for i in common]
+            comps.append((variant, len(d), *(t_p_value(d) if d else (float("nan"),) * 3)))
+        m = len(comps)
+        adjusted, levels = holm([c[4] for c in comps], alpha) if m > 1 else ([c[4] for c in comps], [alpha] * m)
+        for (variant, n, mean, sd, p), p_adj, level in zip(comps, adjusted, levels):
+            lo, hi = _interval(mean, sd, n, level)
+            out[(variant, stage)] = {"diff_base": mean, "diff_base_ci_low": lo, "diff_base_ci_high": hi,
+                                     "diff_base_n": n, "diff_base_p": p,
+                                     "diff_base_p_holm": p_adj if m > 1 else "",
+                                     "diff_base_adjust": "holm" if m > 1 else ""}
+    return out
+
+
+def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[str, Any]]:
+    """One row per finished variant and stage (summary.csv's columns, `variant` first, then the
+    diff_base columns), from whatever variants have results under folder/variants/."""
+    from ladder.evidence import Evidence
+    from ladder.table import _round, table_rows
+
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        sub = folder / "variants" / name
+        if not (sub / "summary.csv").exists():
+            continue
+        ev = Evidence.load(sub)
+        rows[name] = table_rows(ev)
+        scores[name] = {r.stage: ev.scores(r) for r in ev.results}
+    diffs = variant_diffs(scores, baseline)
+    out = []
+    for name, stage_rows in rows.items():
+        for row in stage_rows:
+            d = diffs.get((name, row["stage"]), {})
+            out.append({"variant": name, **row, **{k: _round(d.get(k, ""), 6) for k in DIFF_BASE}})
+    return out
+
+
+def write_combined(folder: Path, names: list[str], baseline: str) -> list[dict[str, Any]]:
+    from ladder.store import atomic_write
+    from ladder.table import COLUMNS
+
+    rows = combined_rows(folder, names, baseline)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["variant", *COLUMNS, *DIFF_BASE], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "summary.csv", buf.getvalue())
+    return rows
+
+
+def print_combined(rows: list[dict[str, Any]], baseline: str, title: str) -> None:
+    """The combined table, grouped by stage: each variant's value and its difference from the
+    baseline variant on the same examples."""
+    from rich.table import Table
+
+    from ladder.progress import stdout_console
+    from ladder.table import ORACLE_NOTE, _is_oracle, _value, diff_sign, diff_text
+
+    console = stdout_console()
+    holm_used = any(r.get("diff_base_adjust") == "holm" for r in rows)
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("stage", "left"), ("variant", "left"), ("metric", "left"), ("value [95% CI]", "right"),
+                         ("n", "right"), (f"Δ baseline [{'Holm-adj. ' if holm_used else ''}95% CI]", "right"),
+                         ("p" + (" (Holm)" if holm_used else ""), "right"), ("flags", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "flags")
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    for s_i, stage in enumerate(stages):
+        group = [r for r in rows if r["stage"] == stage]
+        for j, row in enumerate(group):
+            style = {1: "green", -1: "red", 0: ""}[diff_sign(row, "diff_base")]
+            text = diff_text(row, "diff_base") if row["variant"] != baseline else "(baseline)"
+            p = row.get("diff_base_p_holm") if holm_used else row.get("diff_base_p")
+            label = f"{stage} [magenta](oracle)[/magenta]" if _is_oracle(row) else stage
+            table.add_row(label if j == 0 else "", row["variant"], row["metric"], _value(row), str(row["n"]),
+                          f"[{style}]{text}[/{style}]" if style else text,
+                          "" if p in ("", None) or (isinstance(p, float) and math.isnan(p)) else f"{float(p):.3g}",
+                          f"[yellow]{row['flags']}[/yellow]" if row.get("flags") else "",
+                          end_section=j == len(group) - 1 and s_i < len(stages) - 1)
+    console.print(table)
+    console.print(f"Δ baseline: each variant minus {baseline} on the same examples (paired t)"
+                  + ("; intervals and p-values Holm-adjusted for the comparisons of each stage with the "
+                     "baseline (step-down levels 0.05/(m−i))" if holm_used else ""), highlight=False)
+    if any(_is_oracle(r) for r in rows):
+        console.print(f"[magenta](oracle)[/magenta]{ORACLE_NOTE.removeprefix('(oracle)')}", highlight=False)
+
+
+def list_names(path: str | Path, sets: list[str] = ()) -> list[str]:
+    """The variant names, in order (for a job array to index)."""
+    names = [v.name for v in load_variants(path, sets)]
+    if not names:
+        raise ConfigError("this experiment has no variants", where=str(path),
+                          fix="add a `variants:` (or `sweep:`/`models:`) section; see configs/variants.yaml")
+    return names
+
+
+def run_main(path: Path, sets: list[str], only: list[str] | None, selected: list[str] | None,
+             climb: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path] | None:
+    """What `ladder run/climb` do with a YAML that has variants: None when it has none (and no
+    --variant), else ({variant: results}, combined folder) after printing the combined table."""
+    from ladder.config import load_experiment
+
+    variants = load_variants(path, sets, selected)
+    if not variants:
+        return None
+    base = load_experiment(path, list(sets))
+    raw = base.raw
+    folder = base.results_path
+    names = [n for n, _ in expand(raw)]
+    base_name = baseline_name(raw)
+    if len(variants) > 1:
+        # Each variant's data, templates and models are checked before the first writes anything:
+        # a template naming a missing field in the fifth variant must not stop the run half-way.
+        from ladder.runner import prepare
+
+        for v in variants:
+            try:
+                prepare(v.experiment).pool.close()
+            except LadderError as exc:  # the usual error, saying which variant it is about
+                exc.where = f"{exc.where or v.experiment.source} (variant {v.name})"
+                raise
+    rows: list[dict[str, Any]] = []
+    try:
+        out = run_variants(variants, only=only, climb=climb)
+    finally:  # even after a failure or Ctrl-C: the table of whatever finished
+        if any((folder / "variants" / n / "summary.csv").exists() for n in names):
+            rows = write_combined(folder, names, base_name)
+    print_combined(rows, base_name, f"{base.config.name}  ({folder}/summary.csv)  baseline: {base_name}")
+    return out, folder
