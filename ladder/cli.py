@@ -97,6 +97,7 @@ def check(config: Config, set: Sets = None,
 
     exp = load_experiment(config, set or [])
     out = plan(exp)
+    out["power"] = _planned_power(out.get("subsample_n", 0))
     if as_json:
         print(json.dumps(out, indent=2))
         return
@@ -128,6 +129,21 @@ def check(config: Config, set: Sets = None,
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    p = out["power"]
+    if p["n"]:
+        console.print(f"  power: with n={p['n']} paired examples, two rungs must differ by ±{p['mde']:.3f} to be "
+                      f"detected at 80% power (two-sided α=0.05), assuming per-example differences with sd "
+                      f"{p['assumed_sd']:g} ({p['assumption']}); n=1000 gives ±{p['mde_at_1000']:.3f}",
+                      highlight=False)
+
+
+def _planned_power(n: int) -> dict:
+    """The MDE a planned subsample gives under the stated assumption (ladder/power.py)."""
+    from ladder.power import PLANNING_SD, mde
+
+    return {"n": n, "assumed_sd": PLANNING_SD, "mde": mde(PLANNING_SD, n) if n else None,
+            "mde_at_1000": mde(PLANNING_SD, 1000),
+            "assumption": "a 0/1 metric where a quarter of the examples change outcome between the rungs"}
 
 
 @app.command()

@@ -402,7 +402,9 @@ def manifest(plan: Plan) -> dict[str, Any]:
         "git_sha": sha,
         "seed": cfg.seed,
         "subsample": {"n": len(plan.examples), "seed": cfg.seed if cfg.subsample.seed is None
-                      else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples]},
+                      else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples],
+                      # Parallel to ids: each example's content digest, for `ladder compare` across experiments.
+                      "content": [ex.content[:16] for ex in plan.examples]},
         "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
                    {"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
     }
@@ -444,4 +446,5 @@ def check(exp: Experiment) -> dict[str, Any]:
         stages.append(entry)
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,
-            "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12]}
+            "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12],
+            "subsample_n": len(plan.examples)}
