@@ -78,8 +78,9 @@ class Plan:
     def run_id(self, stage: StageConfig) -> str:
         exp = self.experiment
         payload = {
-            # `skip` only says whether the stage runs, not what it outputs: leave it out of the id.
-            "stage": stage.model_dump(mode="json", exclude={"skip"}),
+            # `skip` only says whether the stage runs, not what it outputs, and `report_to` (training
+            # stages) only where their logs also go: leave both out of the id.
+            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to"}),
             "model": self.backend(stage).fingerprint,
             "model_config": self.model_config(stage).model_dump(mode="json"),
             "generation": exp.stage_generation(stage).model_dump(mode="json"),
