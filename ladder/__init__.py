@@ -15,6 +15,7 @@ loads nothing heavy:
   errors     LadderError, ConfigError
   registry   register(kind, name, "module:attr") — what an installed package does through the
              entry-point groups ladder.stages / ladder.metrics / ladder.backends
+  results    load("results/<exp>") → pandas DataFrames `stages` and `samples` (needs ladder[data])
 
 `ladder.testing` (a fake OpenAI/Anthropic server on 127.0.0.1) is public too: a testing aid for
 backends and experiments that call APIs, without keys or network.
@@ -36,6 +37,7 @@ _EXPORTS = {
                      "Products", "Curve", "Baseline"], "ladder.types"),
     "LadderError": "ladder.errors", "ConfigError": "ladder.errors",
     "register": "ladder.registry",
+    "load": "ladder.frames",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -10,6 +10,7 @@ guards `stop_hit`, `context`, `errors`, a chance-loss guard named in CHANCE_GUAR
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -244,9 +245,34 @@ def target_not_reached(ev: Evidence) -> list[Step]:
                                        f"realistic for this model.")]
 
 
+def underpowered(ev: Evidence) -> list[Step]:
+    """A rung's paired difference from the row above has a CI straddling 0: says the smallest
+    difference this n could detect (80% power) and the n needed to detect the one observed."""
+    from ladder.power import diff_mde, n_needed, sd_of
+
+    said = []
+    for prev, r in zip(ev.results, ev.results[1:]):
+        d = ev.diff(r, prev)
+        if d.n < 2 or math.isnan(d.ci_low) or not d.ci_low <= 0 <= d.ci_high or not sd_of(d) > 0:
+            continue
+        line = f"{r.stage} − {prev.stage} is {describe(d)}, and n={d.n} detects only ±{num(diff_mde(d))}"
+        if abs(d.value) >= MIN_EFFECT:
+            line += f"; to detect {num(d.value, True)} you need n ≈ {n_needed(sd_of(d), d.value):,}"
+        said.append(line)
+    if not said:
+        return []
+    return [Step("underpowered", "; ".join(said) + " (80% power, two-sided α = 0.05, the sd of the observed "
+                                 "per-example differences): evaluate more examples (subsample.n) before "
+                                 "calling these rungs equal.")]
+
+
+MIN_EFFECT = 0.005
+"""Below this an observed difference is called ~0: no n is quoted for detecting it."""
+
+
 RULES: list[Rule] = [damaged_samples, retry_errors, stop_hits_low, evaluate_more, context_trimmed, few_shot_worse,
                      loss_above_chance, rl_below_best_of_n, distil_best_of_n, best_of_n_before_rl,
-                     no_rung_helps, target_not_reached]
+                     no_rung_helps, underpowered, target_not_reached]
 
 
 def next_steps(ev: Evidence) -> list[Step]:

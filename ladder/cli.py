@@ -85,13 +85,22 @@ def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt
 
     done = run_main(config, set or [], only, variant)  # a YAML with variants: each, then one table
     if done is not None:
+        _log(done[1], "run", set or [])
         for name, results in done[0].items():
             _unmeasured(results, done[1] / "variants" / name)
         return
     exp = load_experiment(config, set or [])
     results = run_experiment(exp, only=only)
     _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _log(exp.results_path, "run", set or [])
     _unmeasured(results, exp.results_path)
+
+
+def _log(folder: Path, command: str, overrides: list[str], outcome: str | None = None) -> None:
+    """One entry in results/<exp>/log.jsonl and LOG.md for the run that just finished (n=0 runs too)."""
+    from ladder.history import record
+
+    record(folder, command, overrides, outcome)
 
 
 @app.command()
@@ -113,6 +122,7 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
         return
     exp = load_experiment(config, set or [])
     out = plan(exp)
+    out["power"] = _planned_power(out.get("subsample_n", 0))
     if as_json:
         print(json.dumps(out, indent=2))
         return
@@ -152,15 +162,47 @@ def _print_plan(out: dict, head: str = "") -> None:
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    p = out["power"]
+    if p["n"]:
+        console.print(f"  power: with n={p['n']} paired examples, two rungs must differ by ±{p['mde']:.3f} to be "
+                      f"detected at 80% power (two-sided α=0.05), assuming per-example differences with sd "
+                      f"{p['assumed_sd']:g} ({p['assumption']}); n=1000 gives ±{p['mde_at_1000']:.3f}",
+                      highlight=False)
+
+
+def _planned_power(n: int) -> dict:
+    """The MDE a planned subsample gives under the stated assumption (ladder/power.py)."""
+    from ladder.power import PLANNING_SD, mde
+
+    return {"n": n, "assumed_sd": PLANNING_SD, "mde": mde(PLANNING_SD, n) if n else None,
+            "mde_at_1000": mde(PLANNING_SD, 1000),
+            "assumption": "a 0/1 metric where a quarter of the examples change outcome between the rungs"}
 
 
 @app.command()
-def compare(results: Results):
-    """Reprint an experiment's stage table (with paired differences) and next steps from disk."""
-    if not (results / "summary.csv").exists():
-        raise LadderError("no summary.csv here", where=str(results),
-                          fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-    _show(results, str(results))
+def compare(results: Annotated[list[Path], typer.Argument(
+                help="One experiment's results folder (reprints its table), or several: each later one is "
+                     "compared with the first, example by example.")],
+            stage: Annotated[Optional[list[str]], typer.Option(
+                help="Compare these stages: NAME, or FIRST:LATER to pair differently named stages "
+                     "(default: the stages both have).")] = None,
+            unpaired: Annotated[bool, typer.Option(
+                "--unpaired", help="Compare as independent samples (no example in common needed; wider "
+                                   "intervals, marked UNPAIRED).")] = False):
+    """Reprint an experiment's stage table, or compare experiments paired by example content.
+
+    With several folders: Δ = later − first per stage, paired on the examples whose content (fields,
+    target, choices) both scored, whatever their row or id, with 95% CIs and the MDE at 80% power."""
+    if len(results) == 1:
+        if not (results[0] / "summary.csv").exists():
+            raise LadderError("no summary.csv here", where=str(results[0]),
+                              fix="pass an experiment folder such as results/quickstart, after `ladder run`")
+        _show(results[0], str(results[0]))
+        return
+    from ladder.compare import compare as pair_up
+    from ladder.compare import print_comparison
+
+    print_comparison(results, pair_up(results, stage, unpaired))
 
 
 @app.command()
@@ -184,6 +226,8 @@ def climb(config: Config, set: Sets = None,
 
     done = run_main(config, set or [], only, variant, climb=dict(target=target, by=by, until=until))
     if done is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
+        _log(done[1], "climb", set or [], "; ".join(f"{name}: {record.outcome}"
+                                                    for name, (record, _) in done[0].items()))
         for name, (record, results) in done[0].items():
             print(f"variant {name}:")
             print_climb(record)
@@ -195,6 +239,7 @@ def climb(config: Config, set: Sets = None,
     record, results = run_climb(exp, target=target, by=by, until=until, only=only)
     print_climb(record)
     _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _log(exp.results_path, "climb", set or [], record.outcome)
     _unmeasured(results, exp.results_path)
     if not record.reached:
         raise typer.Exit(3)
@@ -208,6 +253,26 @@ def variants(config: Config, set: Sets = None):
 
     for name in list_names(config, set or []):
         print(name)
+
+
+@app.command()
+def log(results: Results,
+        last: Annotated[Optional[int], typer.Option(help="Only the last N entries.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False):
+    """Print the experiment's research log: every run and climb, with its config diff and table."""
+    from ladder.history import LOG, render
+    from ladder.store import read_jsonl
+
+    entries = read_jsonl(results / LOG)
+    if not entries:
+        raise LadderError(f"no research log ({LOG}) here", where=str(results),
+                          fix="pass an experiment folder such as results/quickstart; `ladder run` and "
+                              "`ladder climb` write one entry each")
+    start = max(0, len(entries) - last) if last else 0
+    if as_json:
+        print("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries[start:]), end="")
+    else:
+        print(render(entries[start:], start + 1), end="")
 
 
 @app.command()

@@ -78,8 +78,9 @@ class Plan:
     def run_id(self, stage: StageConfig) -> str:
         exp = self.experiment
         payload = {
-            # `skip` only says whether the stage runs, not what it outputs: leave it out of the id.
-            "stage": stage.model_dump(mode="json", exclude={"skip"}),
+            # `skip` only says whether the stage runs, not what it outputs, and `report_to` (training
+            # stages) only where their logs also go: leave both out of the id.
+            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to"}),
             "model": self.backend(stage).fingerprint,
             "model_config": self.model_config(stage).model_dump(mode="json"),
             "generation": exp.stage_generation(stage).model_dump(mode="json"),
@@ -402,7 +403,9 @@ def manifest(plan: Plan) -> dict[str, Any]:
         "git_sha": sha,
         "seed": cfg.seed,
         "subsample": {"n": len(plan.examples), "seed": cfg.seed if cfg.subsample.seed is None
-                      else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples]},
+                      else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples],
+                      # Parallel to ids: each example's content digest, for `ladder compare` across experiments.
+                      "content": [ex.content[:16] for ex in plan.examples]},
         "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
                    {"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
     }
@@ -444,4 +447,5 @@ def check(exp: Experiment) -> dict[str, Any]:
         stages.append(entry)
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,
-            "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12]}
+            "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12],
+            "subsample_n": len(plan.examples)}

@@ -3,6 +3,7 @@
 results/<experiment>/
   experiment.yaml   resolved config          manifest.json   versions, seeds, subsample ids
   summary.csv/.md   one row per stage        <stage>/<run_id>/samples.jsonl, metrics.json
+  log.jsonl/LOG.md  the research log (ladder/history.py), appended once per run or climb
 
 Whole files are written atomically (temp file + rename), so a crash leaves the old version or
 the new one, never half of either. samples.jsonl is append-only: a line is written only when

@@ -20,7 +20,8 @@ from ladder.types import StageResult
 if TYPE_CHECKING:
     from ladder.evidence import Evidence
 
-DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n")]
+# `_mde`: the smallest difference that comparison could detect at 80% power (ladder/power.py).
+DIFFS = [f"{d}{part}" for d in ("diff_prev", "diff_zero") for part in ("", "_ci_low", "_ci_high", "_n", "_mde")]
 # A stage may carry its own baseline measured on the same examples (rl: best-of-N with the same
 # reward): shown on a line under the stage, with the stage's paired difference from it.
 BASELINE = ["baseline", "baseline_value", "baseline_ci_low", "baseline_ci_high", "baseline_n",
@@ -96,9 +97,11 @@ def table_rows(ev: Evidence) -> list[dict[str, Any]]:
     summary.csv holds and every table (terminal, summary.md, report) shows. A column a row has no
     value for is "" (as in the CSV)."""
     from ladder.evidence import paired_columns
+    from ladder.power import mde_columns
 
     diffs = paired_columns(ev)
-    return [{**dict.fromkeys(COLUMNS, ""), **row_of(r), **{k: _round(v) for k, v in diffs[r.stage].items()}}
+    return [{**dict.fromkeys(COLUMNS, ""), **row_of(r),
+             **{k: _round(v) for k, v in {**diffs[r.stage], **mde_columns(diffs[r.stage])}.items()}}
             for r in ev.results]
 
 

@@ -46,6 +46,16 @@ class Example:
                           ensure_ascii=False, default=repr)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
+    @cached_property
+    def content(self) -> str:
+        """A digest of the example's content without its id (fields, target, choices): the same
+        question in two experiments, whatever row it sits in (a default id is the row position,
+        `test-3`). `ladder compare` pairs examples across experiments on it (manifest.json's
+        subsample records it beside each id)."""
+        blob = json.dumps([self.fields, self.target, self.choices], sort_keys=True, ensure_ascii=False,
+                          default=repr)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
 
 @dataclass(frozen=True)
 class Sample:

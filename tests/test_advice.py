@@ -296,3 +296,20 @@ def test_quiet_experiment_says_nothing_flagged(tmp_path):
     assert advice.next_steps(Evidence.load(folder)) == []
     assert "nothing flagged" in (folder / "summary.md").read_text()
     assert json.loads(json.dumps(read_summary(folder)[1]))["diff_zero"] > 0.5
+
+
+def test_underpowered(tmp_path):
+    # Two independent 0.5 coin-flip rungs: the CI of their difference straddles 0 at n=300, so the
+    # rule quotes the MDE and the n needed for the observed difference, from the same formula.
+    from ladder.power import diff_mde, n_needed, sd_of
+
+    stages = {"zero_shot": ("zero_shot", scores(0.5, seed=1)), "few_shot": ("few_shot", scores(0.5, seed=2))}
+    ev = ev_of(tmp_path, stages)
+    d = ev.diff(ev.results[1], ev.results[0])
+    assert d.ci_low < 0 < d.ci_high
+    (step,) = advice.underpowered(ev)
+    assert f"detects only ±{diff_mde(d):.3f}" in step.text
+    if abs(d.value) >= advice.MIN_EFFECT:
+        assert f"you need n ≈ {n_needed(sd_of(d), d.value):,}" in step.text
+    clear = {"zero_shot": ("zero_shot", scores(0.3)), "few_shot": ("few_shot", [1.0] * 300)}
+    assert advice.underpowered(ev_of(tmp_path / "clear", clear)) == []

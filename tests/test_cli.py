@@ -56,6 +56,12 @@ def test_check_prints_the_plan_without_generating(tmp_path, random_model):
     assert out.returncode == 0, out.stderr
     assert "zero_shot" in out.stdout and "few_shot" in out.stdout and "prompt tokens" in out.stdout
     assert "too few for clean trends" in out.stdout
+    # The MDE the planned n gives, under the stated assumption (sd 0.5 of per-example differences).
+    import re
+
+    from ladder.power import mde
+    n, shown = re.search(r"power: with n=(\d+) paired examples, two rungs must differ by ±([\d.]+)", out.stdout).groups()
+    assert shown == f"{mde(0.5, int(n)):.3f}" and "sd 0.5" in out.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
 
 

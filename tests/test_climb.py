@@ -158,6 +158,10 @@ def test_climb_command_prints_decisions_table_and_next_steps(tmp_path):
     assert "not run" in out.stdout and "Δ prev" in out.stdout and "Next steps" in out.stdout
     assert "evaluate at least 300" in out.stdout  # n = 40
     assert "climb · zero_shot: go on" in " ".join(out.stderr.split())
+    from ladder.store import read_jsonl  # the research log has the climb, its outcome and its overrides
+    (entry,) = read_jsonl(tmp_path / "results/t/log.jsonl")
+    assert entry["command"] == "climb" and entry["outcome"].startswith("reached: few_shot")
+    assert "--target 0.8" in entry["argv"] and [r["stage"] for r in entry["rows"]] == ["zero_shot", "few_shot"]
 
 
 class Guesser(Oracle):

@@ -34,7 +34,7 @@ from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
-from ladder.training import check_trainer_args
+from ladder.training import check_trainer_args, report_targets, tracking_args
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.types import Guard, StageResult
@@ -76,11 +76,23 @@ class RewardModelConfig(StageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
 
+    report_to: list[str] = Field(default_factory=list)
+    """Where trl also sends its training logs: transformers' `report_to` integrations
+    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
+    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
+    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
+    not what is trained, so a finished stage is reused as it is."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> list[str]:
+        return report_targets(v)
+
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
         return check_trainer_args(v, OWNED_TRAINER_KEYS, ["RewardConfig"], "learning_rate, batch_size, epochs, "
-                                  "max_steps, max_length")
+                                  "max_steps, max_length, report_to")
 
 
 class RewardModel(Stage):
@@ -198,7 +210,7 @@ class RewardModel(Stage):
             trainer={"learning_rate": lr, "per_device_train_batch_size": cfg.batch_size, "num_train_epochs": cfg.epochs,
                      "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": max_length,
                      "logging_steps": 5, "save_strategy": "steps", "save_steps": 200, "save_total_limit": 2,
-                     "report_to": "none", "disable_tqdm": True, **cfg.trainer_args},
+                     "disable_tqdm": True, **tracking_args(cfg.report_to, run), **cfg.trainer_args},
             output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()))
 
 

@@ -41,7 +41,7 @@ from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_jsonl, write_json
-from ladder.training import check_trainer_args, trained_model
+from ladder.training import check_trainer_args, report_targets, tracking_args, trained_model
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
@@ -98,11 +98,23 @@ class RLConfig(StageConfig):
     """More trl GRPOConfig / RLOOConfig keys, e.g. {num_iterations: 2, epsilon: 0.2,
     loss_type: dr_grpo, scale_rewards: none, warmup_steps: 5}."""
 
+    report_to: list[str] = Field(default_factory=list)
+    """Where trl also sends its training logs: transformers' `report_to` integrations
+    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
+    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
+    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
+    not what is trained, so a finished stage is reused as it is."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> list[str]:
+        return report_targets(v)
+
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
         return check_trainer_args(v, OWNED_TRAINER_KEYS, ["GRPOConfig", "RLOOConfig"], "learning_rate, beta, "
-                                  "generations, steps, max_completion_length, ...")
+                                  "generations, steps, max_completion_length, report_to, ...")
 
 
 class RL(Stage):
@@ -275,7 +287,7 @@ class RL(Stage):
             "per_device_train_batch_size": cfg.prompts_per_step * cfg.generations,
             "temperature": cfg.temperature, "top_p": 1.0, "seed": seed, "data_seed": seed,
             "logging_steps": 1, "save_strategy": "steps", "save_steps": cfg.save_steps or max(1, cfg.steps // 4),
-            "save_total_limit": 2, "report_to": "none", "disable_tqdm": True,
+            "save_total_limit": 2, "disable_tqdm": True, **tracking_args(cfg.report_to, ctx.run_dir),
             **cfg.trainer_args,
         }
         run = ctx.run_dir

@@ -41,7 +41,7 @@ from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
-from ladder.training import check_trainer_args, trained_model
+from ladder.training import check_trainer_args, report_targets, tracking_args, trained_model
 from ladder.training.choices import chance_label, chance_loss, choice_loss, choice_queries
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -110,11 +110,23 @@ class SFTConfig(StageConfig):
     poll_interval: float = Field(15.0, gt=0)
     """openai: seconds between two looks at the job's status."""
 
+    report_to: list[str] = Field(default_factory=list)
+    """local: Where trl also sends its training logs: transformers' `report_to` integrations
+    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
+    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
+    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
+    not what is trained, so a finished stage is reused as it is."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> list[str]:
+        return report_targets(v)
+
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
         return check_trainer_args(v, OWNED_TRAINER_KEYS, ["SFTConfig"], "learning_rate, batch_size, epochs, "
-                                  "max_steps, eval_steps, save_steps, max_length, ...")
+                                  "max_steps, eval_steps, save_steps, max_length, report_to, ...")
 
     @model_validator(mode="after")
     def _route_keys(self) -> SFTConfig:
@@ -127,7 +139,8 @@ class SFTConfig(StageConfig):
     def check_openai(self) -> None:
         """Keys of the local route make no sense on openai: say so instead of ignoring them."""
         local = [k for k in ("learning_rate", "max_steps", "eval_steps", "save_steps", "curve_examples", "launch")
-                 if getattr(self, k) is not None] + (["method: full"] if self.method != "lora" else [])
+                 if getattr(self, k) is not None] + (["method: full"] if self.method != "lora" else []) \
+            + (["report_to"] if self.report_to else [])
         if local:
             raise ValueError(f"{', '.join(local)} only apply to the local route; on openai use "
                              f"epochs, batch_size and learning_rate_multiplier")
@@ -262,7 +275,7 @@ class SFT(Stage):
             # Never past the model's context window: positions beyond it were never trained.
             "max_length": min(cfg.max_length, base.context_window),
             # Loss on the answer only: the prompt is given at test time, not something to learn.
-            "completion_only_loss": True, "report_to": "none", "disable_tqdm": True,
+            "completion_only_loss": True, "disable_tqdm": True, **tracking_args(cfg.report_to, run),
             **cfg.trainer_args,
         }
         spec = TrainSpec(

@@ -47,6 +47,22 @@ def check_trainer_args(v: dict[str, Any], owned: set[str], trl_configs: Iterable
     return v
 
 
+def report_targets(v: Any) -> list[str]:
+    """A stage's `report_to` as a list ("wandb" → ["wandb"]; "none" → [])."""
+    items = [v] if isinstance(v, str) else list(v or [])
+    if not all(isinstance(x, str) and x.strip() for x in items):
+        raise ValueError("report_to takes integration names, e.g. [wandb] or [tensorboard]")
+    return [x.strip() for x in items if x.strip() != "none"]
+
+
+def tracking_args(report_to: list[str], run_dir: Any) -> dict[str, Any]:
+    """The trainer arguments for a stage's `report_to`: "none" unless asked, and TensorBoard's
+    folder in the run folder (`logging_dir`, applied by `hardware_args`)."""
+    if not report_to:
+        return {"report_to": "none"}
+    return {"report_to": list(report_to), "logging_dir": str(run_dir / "tensorboard")}
+
+
 def hardware_args(args: dict[str, Any], base: Any, config_cls: type) -> str:
     """Fill a trl config's arguments from the hardware and the hf backend config `base` (bf16 only
     where the GPU has it — trl defaults it on, which CPUs reject; activation checkpointing off
@@ -60,6 +76,13 @@ def hardware_args(args: dict[str, Any], base: Any, config_cls: type) -> str:
     args.setdefault("use_cpu", not gpu)
     args.setdefault("dataloader_pin_memory", gpu)
     fields = {f.name for f in dataclasses.fields(config_cls)}
+    logging_dir = args.pop("logging_dir", None)
+    if logging_dir and "logging_dir" in fields:
+        args["logging_dir"] = logging_dir
+    elif logging_dir:  # transformers 5 dropped the argument: its TensorBoard callback reads this instead
+        import os
+
+        os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
     # transformers 5.2x renamed gradient_checkpointing; the old name still works but warns on every run.
     name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     args.setdefault(name, args.pop("gradient_checkpointing", False))

@@ -273,6 +273,8 @@ def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):
     from ladder.evidence import load_results  # and the readers cope with the nulls
     (back,) = load_results(tmp_path / "results/t")
     assert back.metric.n == 0 and math.isnan(back.metric.value)
+    (entry,) = read_jsonl(tmp_path / "results/t/log.jsonl")  # the research log has the n=0 run too
+    assert entry["rows"][0]["n"] == 0 and entry["rows"][0]["value"] == ""
 
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
