@@ -10,9 +10,10 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ladder.errors import LadderError
 
@@ -20,13 +21,57 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Take an LLM research idea up a ladder of methods, cheapest first: "
                        "zero_shot → few_shot → best_of_n → sft → rl. One YAML file, one table.")
 
-Config = Annotated[Path, typer.Argument(help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
+# metavar= throughout: typer's own (<list[str]>, <bool>, {config}) read like Python, not like a command line.
+Config = Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
 Sets = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML).")]
-Results = Annotated[Path, typer.Argument(help="An experiment's results folder, e.g. results/quickstart.")]
-Only = Annotated[Optional[list[str]], typer.Option(help="Run only these stages (by name).")]
-Embed = Annotated[str, typer.Option(help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
+    "--set", metavar="KEY=VALUE",
+    help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML; repeatable).")]
+Results = Annotated[Path, typer.Argument(metavar="RESULTS",
+                                         help="An experiment's results folder, e.g. results/quickstart.")]
+Only = Annotated[Optional[list[str]], typer.Option(metavar="STAGE",
+                                                   help="Run only this stage (by name; repeatable).")]
+Embed = Annotated[str, typer.Option(metavar="EMBEDDER",
+                                    help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
                                          "(mean-pooled hidden states of a local model), openai:MODEL.")]
+Wide = Annotated[bool, typer.Option("--wide", metavar="", help="Also print each stage's stop-hit rate, tokens, "
+                                                              "cost and seconds (a second table).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ladder import __version__
+
+        print(f"ladder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
+                                                help="Print ladder's version and exit.")] = False) -> None:
+    """Take an LLM research idea up a ladder of methods, cheapest first."""
+
+
+class _Command(TyperCommand):
+    """typer's command, with a usage line that reads like a command line (`run [OPTIONS] CONFIG`,
+    not `{config}`) and no `<bool>` beside --help."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self.options_metavar or "", *(p.metavar or (p.name or "").upper() for p in self.get_params(ctx)
+                                              if isinstance(p, TyperArgument))]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag(super().get_help_option(ctx))
+
+
+def _flag(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""  # a flag takes no value: nothing to show in the type column
+    return option
 
 
 class Interrupted(Exception):
@@ -58,19 +103,19 @@ def _unmeasured(results: list, folder: Path) -> None:
                               "again: finished examples are kept and only the failed ones are retried")
 
 
-def _show(folder: Path, title: str) -> None:
+def _show(folder: Path, title: str, wide: bool = False) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
     from ladder.advice import next_steps, print_next_steps
     from ladder.evidence import Evidence
     from ladder.table import print_table, table_rows
 
     ev = Evidence.load(folder)
-    print_table(table_rows(ev), title=title)
+    print_table(table_rows(ev), title=title, wide=wide)
     print_next_steps(next_steps(ev))
 
 
 @app.command()
-def run(config: Config, set: Sets = None, only: Only = None):
+def run(config: Config, set: Sets = None, only: Only = None, wide: Wide = False):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
 
     Exit codes, for scripts:
@@ -81,13 +126,13 @@ def run(config: Config, set: Sets = None, only: Only = None):
 
     exp = load_experiment(config, set or [])
     results = run_experiment(exp, only=only)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
     _unmeasured(results, exp.results_path)
 
 
 @app.command()
 def check(config: Config, set: Sets = None,
-          as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False):
+          as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False):
     """Validate the config and data and print what a run would do, without generating anything."""
     from rich.table import Table
 
@@ -131,22 +176,23 @@ def check(config: Config, set: Sets = None,
 
 
 @app.command()
-def compare(results: Results):
+def compare(results: Results, wide: Wide = False):
     """Reprint an experiment's stage table (with paired differences) and next steps from disk."""
     if not (results / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(results),
                           fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-    _show(results, str(results))
+    _show(results, str(results), wide=wide)
 
 
 @app.command()
 def climb(config: Config, set: Sets = None,
           target: Annotated[Optional[float], typer.Option(
-              help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
+              metavar="NUMBER", help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
           by: Annotated[Optional[str], typer.Option(
-              help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
-          until: Annotated[Optional[str], typer.Option(help="Stop after this stage whatever it scores.")] = None,
-          only: Only = None):
+              metavar="ci_low|value", help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
+          until: Annotated[Optional[str], typer.Option(
+              metavar="STAGE", help="Stop after this stage whatever it scores.")] = None,
+          only: Only = None, wide: Wide = False):
     """Run the rungs in order and stop at the first that reaches the target; climb.json says why.
 
     Exit codes, for scripts:
@@ -160,7 +206,7 @@ def climb(config: Config, set: Sets = None,
     exp = load_experiment(config, set or [])
     record, results = run_climb(exp, target=target, by=by, until=until, only=only)
     print_climb(record)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
     _unmeasured(results, exp.results_path)
     if not record.reached:
         raise typer.Exit(3)
@@ -168,10 +214,10 @@ def climb(config: Config, set: Sets = None,
 
 @app.command()
 def atlas(results: Results, embed: Embed = "tfidf",
-          text: Annotated[str, typer.Option(help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
-          stage: Annotated[Optional[list[str]], typer.Option(help="Only these stages (default: all).")] = None,
-          out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/atlas.html).")] = None,
-          seed: int = 0):
+          text: Annotated[str, typer.Option(metavar="both|completion|prompt", help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
+          stage: Annotated[Optional[list[str]], typer.Option(metavar="STAGE", help="Only this stage (repeatable; default: all).")] = None,
+          out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Output file (default: <results>/atlas.html).")] = None,
+          seed: Annotated[int, typer.Option(metavar="INT", help="Random seed of the embedding and the UMAP layout: the same seed draws the same map.")] = 0):
     """Map every sample of every stage to 2-D (embedding + UMAP) in one offline HTML page."""
     from ladder.atlas import write
 
@@ -183,8 +229,8 @@ def atlas(results: Results, embed: Embed = "tfidf",
 
 @app.command()
 def report(results: Results, embed: Embed = "tfidf",
-           no_atlas: Annotated[bool, typer.Option("--no-atlas", help="Leave the sample atlas out.")] = False,
-           out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/report.html).")] = None):
+           no_atlas: Annotated[bool, typer.Option("--no-atlas", metavar="", help="Leave the sample atlas out.")] = False,
+           out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Output file (default: <results>/report.html).")] = None):
     """One offline HTML page: table with CIs and paired diffs, curves, warnings, next steps, atlas."""
     from ladder.report import write
 
@@ -203,6 +249,9 @@ def _interruptible(command):
 
 for _info in app.registered_commands:  # after every command is defined above
     _info.callback = _interruptible(_info.callback)
+    if _info.cls is TyperCommand:
+        _info.cls = _Command
+app.info.cls = _Group
 
 
 def main() -> None:
