@@ -173,6 +173,11 @@ def check(config: Config, set: Sets = None,
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    for s in out["stages"]:  # sft/rl: how many optimizer steps the config implies, and a rough time
+        if s.get("training"):
+            console.print(f"  {s['training']['text']}", highlight=False)
+            if s["training"].get("warning"):
+                console.print(f"  [yellow]warn[/yellow] long_training: {s['training']['warning']}", highlight=False)
 
 
 @app.command()
