@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ladder.types import Guard
 
@@ -39,13 +39,15 @@ def training_plan(stage: Any, task: Any, model: Any, base_dir: Path | None = Non
     return {"training": {**est, "text": describe(stage.name, est), **({"warning": guard.message} if guard else {})}}
 
 
-def long_training(plan: Any, stages: list[Any]) -> list[Guard]:
-    """The long_training warnings for the stages a run is about to train (said at run start)."""
+def long_training(plan: Any, stages: list[Any], finished: Callable[[Any, Any], Any] | None = None) -> list[Guard]:
+    """The long_training warnings for the stages a run is about to train (said at run start);
+    `finished(plan, stage)`, when given, is the stage's earlier result: a finished stage trains nothing."""
     guards = []
     for stage in stages:
         est = training_estimate(stage, plan.task, plan.model_config(stage, planning=True), plan.experiment.base_dir)
         guard = long_training_guard(stage.name, est) if est else None
-        guards += [guard] if guard else []
+        if guard and (finished is None or finished(plan, stage) is None):
+            guards.append(guard)
     return guards
 
 

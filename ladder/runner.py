@@ -220,8 +220,8 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
         write_json(folder / "manifest.json", manifest(plan))
         for guard in plan.guards:
             _say(guard)
-        for guard in long_training(plan, [s for s in exp.stages if not s.skip and (not only or s.name in only)
-                                          and _finished(plan, s) is None]):
+        for guard in long_training(plan, [s for s in exp.stages if not s.skip and (not only or s.name in only)],
+                                   finished=_finished):
             _say(guard)
         cache = Cache(exp.config.cache_dir)
         results: list[StageResult] = []

@@ -44,6 +44,7 @@ def test_a_large_train_split_is_flagged_by_check_and_at_run_start(tmp_path, rand
     guards = long_training(plan, exp.stages)
     assert [g.name for g in guards] == ["long_training"] and f"{steps:,} steps" in guards[0].message
     assert "max_steps" in guards[0].message  # says what to do about it
+    assert not long_training(plan, exp.stages, finished=lambda plan, stage: "done earlier")  # trains nothing
 
     out = ladder("check", tmp_path / "exp.yaml", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -63,3 +64,23 @@ def test_sft_data_written_by_an_earlier_stage_has_no_step_count_yet(tmp_path, ra
     assert est["steps"] is None and est["seconds"] is None and "written by an earlier stage" in est["how"]
     write_jsonl(tmp_path / sft.data, [{"prompt": r["text"], "completion": r["label"]} for r in make_rows(40)])
     assert training_estimate(sft, plan.task, plan.model_config(sft, planning=True), exp.base_dir)["steps"] == 3
+
+
+def test_run_warns_before_the_long_stage_starts(tmp_path, random_model, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import ladder.runner
+    from ladder.runner import run_experiment
+
+    path = experiment(tmp_path, random_model, n_train=20_000, n_test=20, stages=[{"type": "zero_shot"}, {"type": "sft"}])
+    said = io.StringIO()
+    monkeypatch.setattr(ladder.runner, "console", Console(file=said, width=300, soft_wrap=True))
+    ran = []
+    # stop after zero_shot: the warning about sft must already have been said
+    run_experiment(load_experiment(path), after=lambda stage, result: ran.append(stage.name) and False)
+    assert ran == ["zero_shot"]
+    text = said.getvalue()
+    assert "warn long_training: stage sft trains 1,250 steps" in text
+    assert text.index("long_training") < text.index("zero_shot choice =")
