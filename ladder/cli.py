@@ -192,9 +192,11 @@ def compare(results: Results, wide: Wide = False):
 @app.command()
 def climb(config: Config, set: Sets = None,
           target: Annotated[Optional[float], typer.Option(
-              metavar="NUMBER", help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
+              metavar="NUMBER",
+              help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
           by: Annotated[Optional[str], typer.Option(
-              metavar="ci_low|value", help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
+              metavar="ci_low|value",
+              help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
           until: Annotated[Optional[str], typer.Option(
               metavar="STAGE", help="Stop after this stage whatever it scores.")] = None,
           only: Only = None, wide: Wide = False):
@@ -219,10 +221,15 @@ def climb(config: Config, set: Sets = None,
 
 @app.command()
 def atlas(results: Results, embed: Embed = "tfidf",
-          text: Annotated[str, typer.Option(metavar="both|completion|prompt", help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
-          stage: Annotated[Optional[list[str]], typer.Option(metavar="STAGE", help="Only this stage (repeatable; default: all).")] = None,
-          out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Output file (default: <results>/atlas.html).")] = None,
-          seed: Annotated[int, typer.Option(metavar="INT", help="Random seed of the embedding and the UMAP layout: the same seed draws the same map.")] = 0):
+          text: Annotated[str, typer.Option(
+              metavar="both|completion|prompt",
+              help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
+          stage: Annotated[Optional[list[str]], typer.Option(
+              metavar="STAGE", help="Only this stage (repeatable; default: all).")] = None,
+          out: Annotated[Optional[Path], typer.Option(
+              metavar="FILE", help="Output file (default: <results>/atlas.html).")] = None,
+          seed: Annotated[int, typer.Option(
+              metavar="INT", help="Random seed of the embedding and the UMAP layout: the same seed, the same map.")] = 0):
     """Map every sample of every stage to 2-D (embedding + UMAP) in one offline HTML page."""
     from ladder.atlas import write
 
@@ -235,7 +242,8 @@ def atlas(results: Results, embed: Embed = "tfidf",
 @app.command()
 def report(results: Results, embed: Embed = "tfidf",
            no_atlas: Annotated[bool, typer.Option("--no-atlas", metavar="", help="Leave the sample atlas out.")] = False,
-           out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Output file (default: <results>/report.html).")] = None):
+           out: Annotated[Optional[Path], typer.Option(
+               metavar="FILE", help="Output file (default: <results>/report.html).")] = None):
     """One offline HTML page: table with CIs and paired diffs, curves, warnings, next steps, atlas."""
     from ladder.report import write
 

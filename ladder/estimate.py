@@ -64,7 +64,8 @@ def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None =
         epochs = stage.epochs or 1.0
         if openai:
             return {"steps": None, "rows": rows, "how": f"{rows:,} rows" if rows is not None else str(stage.data),
-                    "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time", "long": False}
+                    "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time",
+                    "long": False}
         per_step = batch * stage.gradient_accumulation_steps
         steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
         how = (f"max_steps {stage.max_steps}" if stage.max_steps else

@@ -220,6 +220,7 @@ def print_table(rows: list[dict[str, Any]], title: str, wide: bool = False, cons
     tiers = [dict(flags=True, k_way="columns", diffs="columns"), dict(flags=False, k_way="columns", diffs="columns"),
              dict(flags=False, k_way="compact", diffs="columns"), dict(flags=False, k_way="compact", diffs="stacked"),
              dict(flags=False, k_way="notes", diffs="stacked")]
+
     def needs(table: Any) -> int:  # measured unclamped: the width the table needs with no cell wrapped or cut
         return console.measure(table, options=console.options.update_width(10_000)).maximum
 
@@ -255,8 +256,8 @@ def _stage_table(rows: list[dict[str, Any]], title: str, *, multi_metric: bool, 
     names = {"diff_prev": "Δ prev [95% CI]", "diff_zero": "Δ zero_shot [95% CI]"}
     cols = [("stage", "left")] + ([("metric", "left")] if multi_metric else []) + [("value [95% CI]", "right"),
                                                                                   ("n", "right")]
-    if has_k_way and k_way == "columns":
-        cols += [("chance / maj.", "right")] + ([("unparsed", "right")] if show_unparsed else [])
+    if k_way == "columns":
+        cols += ([("chance / maj.", "right")] if has_k_way else []) + ([("unparsed", "right")] if show_unparsed else [])
     elif (has_k_way or show_unparsed) and k_way == "compact":
         cols += [("chance/maj · unp.", "right")]
     if diffs == "columns":
@@ -287,8 +288,8 @@ def _stage_table(rows: list[dict[str, Any]], title: str, *, multi_metric: bool, 
         if k_text and k_way == "notes":
             k_notes.append((stage_label(row), k_text))
         cells = [stage] + ([row["metric"]] if multi_metric else []) + [_value(row), str(row["n"])]
-        if has_k_way and k_way == "columns":
-            cells += [chance_text(row)]
+        if k_way == "columns":
+            cells += [chance_text(row)] if has_k_way else []
             if show_unparsed:
                 bad = row.get("unparsed") not in ("", None) and row["unparsed"] > UNPARSED_WARN
                 cells.append(f"[yellow]{_pct(row['unparsed'])}[/yellow]" if bad else _pct(row.get("unparsed", "")))
@@ -347,6 +348,7 @@ def _effort_table(rows: list[dict[str, Any]]) -> Any:
     for col in ["stage", "stop-hit", "tokens in/out"] + (["cost $"] if show_cost else []) + ["s"]:
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for row in rows:
-        table.add_row(stage_label(row), _pct(row["stop_hit_rate"]), f"{row['prompt_tokens']}/{row['completion_tokens']}",
+        table.add_row(stage_label(row), _pct(row["stop_hit_rate"]),
+                      f"{row['prompt_tokens']}/{row['completion_tokens']}",
                       *([str(row["cost_usd"])] if show_cost else []), str(row["seconds"]))
     return table

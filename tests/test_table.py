@@ -102,3 +102,12 @@ def test_several_metrics_keep_a_metric_column():
     two[1]["metric"] = "exact_match"
     text = render(100, table_rows=two)
     assert "exact_match" in text and "accuracy" in text
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_unparsed_without_chance_is_still_shown(width):
+    table_rows = rows()[:2]
+    for row in table_rows:
+        row["chance"] = row["majority"] = ""
+    text = render(width, table_rows=table_rows)
+    assert "2%" in text and "chance" not in text.replace("unparsed", "")
