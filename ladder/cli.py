@@ -10,9 +10,10 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ladder.errors import LadderError
 
@@ -20,16 +21,67 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Take an LLM research idea up a ladder of methods, cheapest first: "
                        "zero_shot → few_shot → best_of_n → sft → rl. One YAML file, one table.")
 
-Config = Annotated[Path, typer.Argument(help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
+# metavar= throughout: typer's own (<list[str]>, <bool>, {config}) read like Python, not like a command line.
+Config = Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file, e.g. configs/quickstart.yaml.")]
 Sets = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML).")]
+    "--set", metavar="KEY=VALUE",
+    help="Override a config key: --set subsample.n=500 --set stages.1.k=8 (value is YAML; repeatable).")]
 VariantOpt = Annotated[Optional[list[str]], typer.Option(
-    "--variant", help="Run only this variant of the YAML's variants/sweep (repeatable); "
-                      "`ladder variants exp.yaml` lists the names.")]
-Results = Annotated[Path, typer.Argument(help="An experiment's results folder, e.g. results/quickstart.")]
-Only = Annotated[Optional[list[str]], typer.Option(help="Run only these stages (by name).")]
-Embed = Annotated[str, typer.Option(help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
+    "--variant", metavar="NAME", help="Run only this variant of the YAML's variants/sweep (repeatable); "
+                                      "`ladder variants exp.yaml` lists the names.")]
+Results = Annotated[Path, typer.Argument(metavar="RESULTS",
+                                         help="An experiment's results folder, e.g. results/quickstart.")]
+Only = Annotated[Optional[list[str]], typer.Option(metavar="STAGE",
+                                                   help="Run only this stage (by name; repeatable).")]
+Embed = Annotated[str, typer.Option(metavar="EMBEDDER",
+                                    help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
                                          "(mean-pooled hidden states of a local model), openai:MODEL.")]
+Wide = Annotated[bool, typer.Option("--wide", metavar="", help="Also print each stage's stop-hit rate, tokens, "
+                                                              "cost and seconds (a second table).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ladder import __version__
+
+        print(f"ladder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
+                                                help="Print ladder's version and exit.")] = False) -> None:
+    """Take an LLM research idea up a ladder of methods, cheapest first."""
+
+
+class _Command(TyperCommand):
+    """typer's command, with a usage line that reads like a command line (`run [OPTIONS] CONFIG`,
+    not `{config}`) and no `<bool>` beside --help."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self.options_metavar or "", *(p.metavar or (p.name or "").upper() for p in self.get_params(ctx)
+                                              if isinstance(p, TyperArgument))]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag(super().get_help_option(ctx))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:  # a repeatable argument (compare's folders) shows its item type, not list[Path]
+            if isinstance(p, TyperArgument) and p.nargs != 1:
+                p.display_type_rich = lambda ctx, _p=p: f"<{_p._bare_type(_p.type_descriptor.annotation.__args__[0]).lower()}>"
+        return params
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag(super().get_help_option(ctx))
+
+
+def _flag(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""  # a flag takes no value: nothing to show in the type column
+    return option
 
 
 class Interrupted(Exception):
@@ -61,19 +113,19 @@ def _unmeasured(results: list, folder: Path) -> None:
                               "again: finished examples are kept and only the failed ones are retried")
 
 
-def _show(folder: Path, title: str) -> None:
+def _show(folder: Path, title: str, wide: bool = False) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
     from ladder.advice import next_steps, print_next_steps
     from ladder.evidence import Evidence
     from ladder.table import print_table, table_rows
 
     ev = Evidence.load(folder)
-    print_table(table_rows(ev), title=title)
+    print_table(table_rows(ev), title=title, wide=wide)
     print_next_steps(next_steps(ev))
 
 
 @app.command()
-def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None):
+def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None, wide: Wide = False):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
 
     Exit codes, for scripts:
@@ -91,7 +143,7 @@ def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt
         return
     exp = load_experiment(config, set or [])
     results = run_experiment(exp, only=only)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
     _log(exp.results_path, "run", set or [])
     _unmeasured(results, exp.results_path)
 
@@ -105,7 +157,7 @@ def _log(folder: Path, command: str, overrides: list[str], outcome: str | None =
 
 @app.command()
 def check(config: Config, set: Sets = None, variant: VariantOpt = None,
-          as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False):
+          as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False):
     """Validate the config and data and print what a run would do, without generating anything."""
     from ladder.config import load_experiment
     from ladder.runner import check as plan
@@ -162,6 +214,12 @@ def _print_plan(out: dict, head: str = "") -> None:
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    for s in out["stages"]:  # sft/rl: how many optimizer steps the config implies, and a rough time
+        if s.get("training"):
+            console.print(f"  {s['training']['text']}", highlight=False)
+            if s["training"].get("warning"):
+                console.print(f"  [yellow]warn[/yellow] long_training: {s['training']['warning']}", highlight=False)
+
     p = out["power"]
     if p["n"]:
         console.print(f"  power: with n={p['n']} paired examples, two rungs must differ by ±{p['mde']:.3f} to be "
@@ -181,14 +239,15 @@ def _planned_power(n: int) -> dict:
 
 @app.command()
 def compare(results: Annotated[list[Path], typer.Argument(
-                help="One experiment's results folder (reprints its table), or several: each later one is "
+                metavar="RESULTS...", help="One experiment's results folder (reprints its table), or several: each later one is "
                      "compared with the first, example by example.")],
             stage: Annotated[Optional[list[str]], typer.Option(
-                help="Compare these stages: NAME, or FIRST:LATER to pair differently named stages "
+                metavar="STAGE|FIRST:LATER", help="Compare these stages: NAME, or FIRST:LATER to pair differently named stages "
                      "(default: the stages both have).")] = None,
             unpaired: Annotated[bool, typer.Option(
-                "--unpaired", help="Compare as independent samples (no example in common needed; wider "
-                                   "intervals, marked UNPAIRED).")] = False):
+                "--unpaired", metavar="", help="Compare as independent samples (no example in common needed; wider "
+                                   "intervals, marked UNPAIRED).")] = False,
+            wide: Wide = False):
     """Reprint an experiment's stage table, or compare experiments paired by example content.
 
     With several folders: Δ = later − first per stage, paired on the examples whose content (fields,
@@ -197,7 +256,7 @@ def compare(results: Annotated[list[Path], typer.Argument(
         if not (results[0] / "summary.csv").exists():
             raise LadderError("no summary.csv here", where=str(results[0]),
                               fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-        _show(results[0], str(results[0]))
+        _show(results[0], str(results[0]), wide=wide)
         return
     from ladder.compare import compare as pair_up
     from ladder.compare import print_comparison
@@ -208,11 +267,14 @@ def compare(results: Annotated[list[Path], typer.Argument(
 @app.command()
 def climb(config: Config, set: Sets = None,
           target: Annotated[Optional[float], typer.Option(
+              metavar="NUMBER",
               help="Stop at the first rung whose metric reaches this (overrides the YAML's escalate.target).")] = None,
           by: Annotated[Optional[str], typer.Option(
+              metavar="ci_low|value",
               help="What must reach the target: ci_low (default: the CI's lower bound) or value.")] = None,
-          until: Annotated[Optional[str], typer.Option(help="Stop after this stage whatever it scores.")] = None,
-          only: Only = None, variant: VariantOpt = None):
+          until: Annotated[Optional[str], typer.Option(
+              metavar="STAGE", help="Stop after this stage whatever it scores.")] = None,
+          only: Only = None, variant: VariantOpt = None, wide: Wide = False):
     """Run the rungs in order and stop at the first that reaches the target; climb.json says why.
 
     Exit codes, for scripts:
@@ -238,7 +300,7 @@ def climb(config: Config, set: Sets = None,
     exp = load_experiment(config, set or [])
     record, results = run_climb(exp, target=target, by=by, until=until, only=only)
     print_climb(record)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})")
+    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
     _log(exp.results_path, "climb", set or [], record.outcome)
     _unmeasured(results, exp.results_path)
     if not record.reached:
@@ -257,8 +319,8 @@ def variants(config: Config, set: Sets = None):
 
 @app.command()
 def log(results: Results,
-        last: Annotated[Optional[int], typer.Option(help="Only the last N entries.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False):
+        last: Annotated[Optional[int], typer.Option(metavar="N", help="Only the last N entries.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the entries as JSON lines.")] = False):
     """Print the experiment's research log: every run and climb, with its config diff and table."""
     from ladder.history import LOG, render
     from ladder.store import read_jsonl
@@ -277,10 +339,15 @@ def log(results: Results,
 
 @app.command()
 def atlas(results: Results, embed: Embed = "tfidf",
-          text: Annotated[str, typer.Option(help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
-          stage: Annotated[Optional[list[str]], typer.Option(help="Only these stages (default: all).")] = None,
-          out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/atlas.html).")] = None,
-          seed: int = 0):
+          text: Annotated[str, typer.Option(
+              metavar="both|completion|prompt",
+              help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
+          stage: Annotated[Optional[list[str]], typer.Option(
+              metavar="STAGE", help="Only this stage (repeatable; default: all).")] = None,
+          out: Annotated[Optional[Path], typer.Option(
+              metavar="FILE", help="Output file (default: <results>/atlas.html).")] = None,
+          seed: Annotated[int, typer.Option(
+              metavar="INT", help="Random seed of the embedding and the UMAP layout: the same seed, the same map.")] = 0):
     """Map every sample of every stage to 2-D (embedding + UMAP) in one offline HTML page."""
     from ladder.atlas import write
 
@@ -292,8 +359,9 @@ def atlas(results: Results, embed: Embed = "tfidf",
 
 @app.command()
 def report(results: Results, embed: Embed = "tfidf",
-           no_atlas: Annotated[bool, typer.Option("--no-atlas", help="Leave the sample atlas out.")] = False,
-           out: Annotated[Optional[Path], typer.Option(help="Output file (default: <results>/report.html).")] = None):
+           no_atlas: Annotated[bool, typer.Option("--no-atlas", metavar="", help="Leave the sample atlas out.")] = False,
+           out: Annotated[Optional[Path], typer.Option(
+               metavar="FILE", help="Output file (default: <results>/report.html).")] = None):
     """One offline HTML page: table with CIs and paired diffs, curves, warnings, next steps, atlas."""
     from ladder.report import write
 
@@ -312,6 +380,9 @@ def _interruptible(command):
 
 for _info in app.registered_commands:  # after every command is defined above
     _info.callback = _interruptible(_info.callback)
+    if _info.cls is TyperCommand:
+        _info.cls = _Command
+app.info.cls = _Group
 
 
 def main() -> None:

@@ -1,22 +1,47 @@
-"""Progress bars and the console: one rich Console on stderr, so stdout stays clean for tables."""
+"""Progress bars and the console: one rich Console on stderr, so stdout stays clean for tables.
+
+Piped or redirected stderr (a log file, `2>&1 | tee`, CI) gets plain lines instead: no transient
+bars (rich leaves a blank line where each stood), no wrapping at rich's default 80 columns (a line
+cut in two is two lines to a reader of the log and to grep), no colour codes — one line per
+finished bar or training log step."""
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
 
 console = Console(stderr=True)
+# Decided once, at import: where stderr goes does not change during a run.
+console.soft_wrap = not console.is_terminal
+
+
+def live() -> bool:
+    """Whether stderr is a terminal that can redraw a bar in place."""
+    return console.is_terminal and console.is_interactive
 
 
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yields advance(k). Transient: the bar disappears when done, the stage line stays."""
+    """Yields advance(k). Transient: the bar disappears when done, the stage line stays. Not on a
+    terminal: no bar, one line when done ('zero_shot: generating 40/40 in 3.2 s')."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if total <= 0:
         yield lambda k: None
+        return
+    if not live():
+        done = [0]
+        started = time.perf_counter()
+
+        def advance(k: int) -> None:
+            done[0] += k
+
+        yield advance
+        console.print(f"{label} {done[0]:,}/{total:,} in {time.perf_counter() - started:.1f} s",
+                      highlight=False, markup=False)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:

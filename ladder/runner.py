@@ -30,6 +30,7 @@ from ladder.guards import subsample
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
 from ladder.errors import LadderError
+from ladder.estimate import long_training, training_plan
 from ladder.registry import BACKENDS, STAGES
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
@@ -219,6 +220,9 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
         write_json(folder / "manifest.json", manifest(plan))
         for guard in plan.guards:
+            _say(guard)
+        for guard in long_training(plan, [s for s in exp.stages if not s.skip and (not only or s.name in only)],
+                                   finished=_finished):
             _say(guard)
         cache = Cache(exp.config.cache_dir)
         results: list[StageResult] = []
@@ -439,6 +443,7 @@ def check(exp: Experiment) -> dict[str, Any]:
             "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
         }
         entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
+        entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
         if scorer is not None:

@@ -207,53 +207,151 @@ def read_summary(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.table import Table
-
+def print_table(rows: list[dict[str, Any]], title: str, wide: bool = False, console: Any = None) -> None:
+    """The stage table on stdout, fitted to the terminal: every row's stage, value with its full CI,
+    n and Δs are always shown whole. What does not fit is folded, in this order: flags and checks
+    into a lettered list under the table, chance/majority/unparsed into one compact column, Δ prev
+    and Δ zero_shot into one column (two lines), then chance into a list under the table. Stop-hit,
+    tokens, cost and seconds are a second table, with `wide`."""
     from ladder.progress import stdout_console
 
-    console = stdout_console()
-    show_errors = any(str(r["errors"]) not in ("0", "") for r in rows)
-    show_cost = any(r["cost_usd"] not in ("", 0, 0.0, "0", "0.0") for r in rows)
-    diffs = [k for k in ("diff_prev", "diff_zero") if any(r[k] != "" for r in rows)]
-    k_way = any(r.get("chance") not in ("", None) for r in rows)
-    show_unparsed = any(r.get("unparsed") not in ("", None) for r in rows)  # the parse rate, even at 0%
-    cols = [("stage", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right")]
-    cols += [("chance / maj.", "right")] if k_way else []
-    cols += [("unparsed", "right")] if show_unparsed else []
-    cols += [({"diff_prev": "Δ prev [95% CI]", "diff_zero": "Δ zero_shot [95% CI]"}[k], "right") for k in diffs]
-    cols += [("errors", "right")] if show_errors else []
-    cols += [("stop-hit", "right"), ("tokens in/out", "right")]
-    cols += [("cost $", "right")] if show_cost else []
-    cols += [("s", "right"), ("flags", "left")]
-    table = Table(title=title, title_justify="left")
-    for col, justify in cols:
-        # flags wraps, but never below a readable width (the numbers columns never wrap).
-        table.add_column(col, justify=justify, no_wrap=col != "flags", min_width=24 if col == "flags" else None)
-    for row in rows:
-        stage = f"{row['stage']} [magenta](oracle)[/magenta]" if _is_oracle(row) else row["stage"]
-        cells = [stage, row["metric"], _value(row), str(row["n"])]
-        cells += [chance_text(row)] if k_way else []
-        if show_unparsed:
-            bad = row.get("unparsed") not in ("", None) and row["unparsed"] > UNPARSED_WARN
-            cells.append(f"[yellow]{_pct(row['unparsed'])}[/yellow]" if bad else _pct(row.get("unparsed", "")))
-        for k in diffs:  # green: surely better than the comparison; red: surely worse
-            style = {1: "green", -1: "red", 0: ""}[diff_sign(row, k)]
-            cells.append(f"[{style}]{diff_text(row, k)}[/{style}]" if style else diff_text(row, k))
-        cells += [str(row["errors"])] if show_errors else []
-        cells += [_pct(row["stop_hit_rate"]), f"{row['prompt_tokens']}/{row['completion_tokens']}"]
-        cells += [str(row["cost_usd"])] if show_cost else []
-        flags = f"[yellow]{row['flags']}[/yellow]" if row["flags"] else ""
-        if row.get("checks"):
-            flags += ("; " if flags else "") + f"[green]{row['checks']}[/green]"
-        cells += [str(row["seconds"]), flags]
-        table.add_row(*cells)
-        base = baseline_row(row)
-        if base:  # e.g. rl's best-of-N with the same reward, right under it
-            cells = [f"[dim]{base['stage']}[/dim]", base["metric"], _value(base), str(base["n"])]
-            cells += [""] * (k_way + show_unparsed)
-            cells += [diff_text(base, "diff_prev") if k == "diff_prev" else "" for k in diffs]
-            table.add_row(*cells, *[""] * (len(cols) - len(cells)))
+    console = console or stdout_console()
+    width = console.width
+    metrics = list(dict.fromkeys(str(r["metric"]) for r in rows))
+    if len(metrics) == 1:  # one metric: named in the title, not repeated on every row
+        title = f"{title}  · {metrics[0]}"
+    tiers = [dict(flags=True, k_way="columns", diffs="columns"), dict(flags=False, k_way="columns", diffs="columns"),
+             dict(flags=False, k_way="compact", diffs="columns"), dict(flags=False, k_way="compact", diffs="stacked"),
+             dict(flags=False, k_way="notes", diffs="stacked")]
+
+    def needs(table: Any) -> int:  # measured unclamped: the width the table needs with no cell wrapped or cut
+        return console.measure(table, options=console.options.update_width(10_000)).maximum
+
+    for tier in tiers:
+        table, notes = _stage_table(rows, title, multi_metric=len(metrics) > 1, **tier)
+        # the flags column wraps: it needs its readable minimum (24) and a separator beside the rest
+        need = needs(_stage_table(rows, title, multi_metric=len(metrics) > 1, **{**tier, "flags": False})[0]) + 27 \
+            if tier["flags"] else needs(table)
+        if need <= width:
+            break
     console.print(table)
     if any(_is_oracle(r) or "(oracle)" in str(r.get("baseline")) for r in rows):
         console.print(f"[magenta](oracle)[/magenta]{ORACLE_NOTE.removeprefix('(oracle)')}", highlight=False)
+    for note in notes:
+        console.print(note, highlight=False)
+    if wide:
+        console.print(_effort_table(rows))
+    else:
+        console.print("[dim]stop-hit, tokens, cost, seconds: --wide[/dim]", highlight=False)
+
+
+def _stage_table(rows: list[dict[str, Any]], title: str, *, multi_metric: bool, flags: bool, k_way: str,
+                 diffs: str) -> tuple[Any, list[str]]:
+    """One layout of the stage table, and the lines to print under it for what it folded."""
+    from rich import box
+    from rich.table import Table
+
+    show_errors = any(str(r["errors"]) not in ("0", "") for r in rows)
+    has_diffs = [k for k in ("diff_prev", "diff_zero") if any(r[k] != "" for r in rows)]
+    has_k_way = any(r.get("chance") not in ("", None) for r in rows)
+    show_unparsed = any(r.get("unparsed") not in ("", None) for r in rows)  # the parse rate, even at 0%
+    has_flags = any(r["flags"] or r.get("checks") for r in rows)
+    names = {"diff_prev": "Δ prev [95% CI]", "diff_zero": "Δ zero_shot [95% CI]"}
+    cols = [("stage", "left")] + ([("metric", "left")] if multi_metric else []) + [("value [95% CI]", "right"),
+                                                                                  ("n", "right")]
+    if k_way == "columns":
+        cols += ([("chance / maj.", "right")] if has_k_way else []) + ([("unparsed", "right")] if show_unparsed else [])
+    elif (has_k_way or show_unparsed) and k_way == "compact":
+        cols += [("chance/maj · unp.", "right")]
+    if diffs == "columns":
+        cols += [(names[k], "right") for k in has_diffs]
+    elif has_diffs:
+        cols += [("\n".join(names[k] for k in has_diffs), "right")]
+    cols += [("errors", "right")] if show_errors else []
+    cols += [("flags", "left")] if flags and has_flags else []
+    # The narrowest layouts drop the vertical rules and the outer padding: 8 more columns for numbers.
+    narrow = diffs == "stacked"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
+                  pad_edge=not narrow, show_edge=not narrow)
+    for col, justify in cols:
+        # flags wraps, but never below a readable width (the numbers columns never wrap).
+        table.add_column(col, justify=justify, no_wrap=col != "flags", min_width=24 if col == "flags" else None)
+    notes: list[str] = []
+    k_notes: list[tuple[str, str]] = []
+    for row in rows:
+        stage = f"{row['stage']} [magenta](oracle)[/magenta]" if _is_oracle(row) else row["stage"]
+        flag_text = f"[yellow]{row['flags']}[/yellow]" if row["flags"] else ""
+        if row.get("checks"):
+            flag_text += ("; " if flag_text else "") + f"[green]{row['checks']}[/green]"
+        k_text = _k_way_text(row, show_unparsed)
+        if flag_text and not flags:  # folded: a letter after the stage, the flags under the table
+            letter = chr(ord("a") + len(notes))
+            stage += f" [yellow]({letter})[/yellow]"
+            notes.append(f"  ({letter}) {stage_label(row)}: {flag_text}")
+        if k_text and k_way == "notes":
+            k_notes.append((stage_label(row), k_text))
+        cells = [stage] + ([row["metric"]] if multi_metric else []) + [_value(row), str(row["n"])]
+        if k_way == "columns":
+            cells += [chance_text(row)] if has_k_way else []
+            if show_unparsed:
+                bad = row.get("unparsed") not in ("", None) and row["unparsed"] > UNPARSED_WARN
+                cells.append(f"[yellow]{_pct(row['unparsed'])}[/yellow]" if bad else _pct(row.get("unparsed", "")))
+        elif (has_k_way or show_unparsed) and k_way == "compact":
+            cells.append(_compact_k_way(row))
+        diff_cells = []
+        for k in has_diffs:  # green: surely better than the comparison; red: surely worse
+            style = {1: "green", -1: "red", 0: ""}[diff_sign(row, k)]
+            diff_cells.append(f"[{style}]{diff_text(row, k)}[/{style}]" if style else diff_text(row, k))
+        cells += diff_cells if diffs == "columns" else ["\n".join(diff_cells).strip("\n")] if has_diffs else []
+        cells += [str(row["errors"])] if show_errors else []
+        cells += [flag_text] if flags and has_flags else []
+        table.add_row(*cells)
+        base = baseline_row(row)
+        if base:  # e.g. rl's best-of-N with the same reward, right under it
+            cells = [f"[dim]{base['stage']}[/dim]"] + ([base["metric"]] if multi_metric else []) + [
+                _value(base), str(base["n"])]
+            cells += [""] * (len(cols) - len(cells) - (len(has_diffs) if diffs == "columns" else bool(has_diffs))
+                             - show_errors - (flags and has_flags))
+            if diffs == "columns":
+                cells += [diff_text(base, "diff_prev") if k == "diff_prev" else "" for k in has_diffs]
+            elif has_diffs:
+                cells += [diff_text(base, "diff_prev") if "diff_prev" in has_diffs else ""]
+            table.add_row(*cells, *[""] * (len(cols) - len(cells)))
+    if len(set(t for _, t in k_notes)) == 1 and len(k_notes) == len(rows):  # the same for every stage: once
+        return table, [*notes, f"every stage: {k_notes[0][1]}"]
+    return table, notes + [f"  {label}: {text}" for label, text in k_notes]
+
+
+def _k_way_text(row: dict[str, Any], show_unparsed: bool) -> str:
+    """'chance 0.333 / majority 0.357, unparsed 2%' for a row with a K-way metric, else ''."""
+    parts = []
+    if row.get("chance") not in ("", None):
+        parts.append(f"chance {num(row['chance'])}" + (f" / majority {num(row['majority'])}"
+                                                      if row.get("majority") not in ("", None) else ""))
+    if show_unparsed and row.get("unparsed") not in ("", None):
+        parts.append(f"unparsed {_pct(row['unparsed'])}")
+    return ", ".join(parts)
+
+
+def _compact_k_way(row: dict[str, Any]) -> str:
+    """'.33/.36 · 2%': chance, majority and unparsed in one narrow cell."""
+    def short(x: Any) -> str:
+        return "" if x in ("", None) else f"{float(x):.2f}".removeprefix("0")
+    k = "/".join(s for s in (short(row.get("chance")), short(row.get("majority"))) if s)
+    unp = _pct(row.get("unparsed", ""))
+    return " · ".join(s for s in (k, unp) if s)
+
+
+def _effort_table(rows: list[dict[str, Any]]) -> Any:
+    """What each stage cost to measure (`--wide`): stop-hit rate, tokens, dollars, seconds."""
+    from rich.table import Table
+
+    show_cost = any(r["cost_usd"] not in ("", 0, 0.0, "0", "0.0") for r in rows)
+    table = Table(title="cost of each stage", title_justify="left")
+    for col in ["stage", "stop-hit", "tokens in/out"] + (["cost $"] if show_cost else []) + ["s"]:
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(stage_label(row), _pct(row["stop_hit_rate"]),
+                      f"{row['prompt_tokens']}/{row['completion_tokens']}",
+                      *([str(row["cost_usd"])] if show_cost else []), str(row["seconds"]))
+    return table

@@ -89,7 +89,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
         warnings.simplefilter("ignore", FutureWarning)  # peft/trl read transformers' renamed checkpointing flag
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=lora,
-                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training"),
+                          callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training", show=show_reward),
                                      MarkCheckpoints(spec.algorithm)])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -108,6 +108,17 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
         # `policy: rl` marks the folder: any later use of its probabilities is refused.
         write_marker(spec.model_dir, {**summary, **rl_marker(spec.algorithm)})
     return summary
+
+
+def show_reward(logs: dict[str, Any]) -> str | None:
+    """What the rl bar shows from trl's log: the mean reward of the step's rollouts and
+    the KL to the reference model. Not the loss: GRPO's is ≈0 by construction (group-normalised
+    advantages average to zero), so it says nothing about progress. trl logs `kl` only when
+    beta > 0 (its default is 0: no reference model)."""
+    if "reward" not in logs:
+        return None
+    text = f"mean reward {float(logs['reward']):.3f}"
+    return text + (f" · KL {float(logs['kl']):.4f}" if logs.get("kl") is not None else " · KL off (beta 0)")
 
 
 class MarkCheckpoints(TrainerCallback):

@@ -25,7 +25,7 @@ import sys
 import warnings
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 # Importing this module means training is about to start, so transformers comes in at the top
 # (the callbacks subclass its TrainerCallback); the stage imports this module only when it trains.
@@ -177,16 +177,27 @@ def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, An
 # -- callbacks ----------------------------------------------------------------------------------
 
 
-class TrainingProgress(TrainerCallback):
-    """A rich progress bar with the latest training loss (main process only)."""
+def show_loss(logs: dict[str, Any]) -> str | None:
+    """What sft's bar shows from trl's log: the training loss."""
+    return f"loss {float(logs['loss']):.4f}" if "loss" in logs else None
 
-    def __init__(self, label: str = "sft: training") -> None:
+
+class TrainingProgress(TrainerCallback):
+    """A rich progress bar with the latest of trl's logged numbers (main process only): `show` picks
+    them (default: the training loss). When stderr is not a terminal (a log file, CI), no bar: one
+    plain line per logging step."""
+
+    def __init__(self, label: str = "sft: training",
+                 show: Callable[[dict[str, Any]], str | None] = show_loss) -> None:
         self.label = label
+        self.show = show
         self.progress = None
         self.task = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
+        from ladder.progress import live
+
+        if not state.is_world_process_zero or not live():
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -204,8 +215,16 @@ class TrainingProgress(TrainerCallback):
             self.progress.update(self.task, completed=state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress and logs and "loss" in logs:
-            self.progress.update(self.task, loss=f"loss {float(logs['loss']):.4f}")
+        text = self.show(logs) if logs else None
+        if text is None:
+            return
+        if self.progress:
+            self.progress.update(self.task, loss=text)
+        elif state.is_world_process_zero:
+            from ladder.progress import console
+
+            console.print(f"{self.label}: step {state.global_step}/{state.max_steps} · {text}", highlight=False,
+                          markup=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress:

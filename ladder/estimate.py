@@ -1,0 +1,127 @@
+"""How much training a config implies, before it starts: optimizer steps, and a rough time.
+
+The steps are exact (the same arithmetic the stages give trl). The time is not: it is a measured
+rate of ladder-tiny on 2 CPU cores, scaled by the batch. For any other model it is only a floor —
+a 0.5B-weight model trains hundreds of times slower on a CPU, and a GPU changes everything — so
+`ladder check` says which rate it used and calls it rough. The point is to catch the config that
+would train for an hour when the researcher expected a minute (SST-2's 67k train rows at batch
+16 are 4,210 sft steps), not to schedule a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from ladder.types import Guard
+
+SFT_SECONDS_PER_STEP = {True: 0.33, False: 0.18}
+"""Seconds per sft step of ladder-tiny at batch 16 on 2 CPU cores, with test curves (the default)
+and without: 23 min for SST-2's 4,210 steps (issue 16), and 22.4 s for 125 steps with `curves:
+false` (docs/benchmarks.md, the sft rung)."""
+RL_SECONDS_PER_ROLLOUT = 58.0 / (50 * 8 * 8)
+"""Seconds per rollout of ladder-tiny's GRPO on 2 CPU cores: the quickstart rung, 50 steps × 8
+prompts × 8 generations in 58 s (docs/benchmarks.md), best-of-N included."""
+LONG_STEPS = 1000
+"""More optimizer steps than this is flagged before the stage starts: a first look rarely needs
+them, and at ladder-tiny's rate it is already several minutes."""
+TINY = "ladder-tiny"
+
+
+def training_plan(stage: Any, task: Any, model: Any, base_dir: Path | None = None) -> dict[str, Any]:
+    """What `ladder check` adds to a stage's entry: {"training": {steps, seconds, text, warning?}};
+    {} for a stage that does not train. `model` is the stage's BackendConfig."""
+    est = training_estimate(stage, task, model, base_dir)
+    if est is None:
+        return {}
+    guard = long_training_guard(stage.name, est)
+    return {"training": {**est, "text": describe(stage.name, est), **({"warning": guard.message} if guard else {})}}
+
+
+def long_training(plan: Any, stages: list[Any], finished: Callable[[Any, Any], Any] | None = None) -> list[Guard]:
+    """The long_training warnings for the stages a run is about to train (said at run start);
+    `finished(plan, stage)`, when given, is the stage's earlier result: a finished stage trains nothing."""
+    guards = []
+    for stage in stages:
+        est = training_estimate(stage, plan.task, plan.model_config(stage, planning=True), plan.experiment.base_dir)
+        guard = long_training_guard(stage.name, est) if est else None
+        if guard and (finished is None or finished(plan, stage) is None):
+            guards.append(guard)
+    return guards
+
+
+def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None = None) -> dict[str, Any] | None:
+    """For an sft or rl stage: {steps, how, seconds, basis, long} (steps None when they depend on
+    a data file an earlier stage writes; seconds None on OpenAI's servers). None for other stages."""
+    kind = getattr(stage, "type", None)
+    name = str(getattr(model, "name", ""))
+    tiny = name == TINY or Path(name).name == TINY
+    if kind == "sft":
+        openai = stage.route == "openai" or (stage.route == "auto" and model.backend == "openai")
+        rows = _rows(stage, task, base_dir)
+        batch = stage.batch_size or 16
+        epochs = stage.epochs or 1.0
+        if openai:
+            return {"steps": None, "rows": rows, "how": f"{rows:,} rows" if rows is not None else str(stage.data),
+                    "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time",
+                    "long": False}
+        per_step = batch * stage.gradient_accumulation_steps
+        steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
+        how = (f"max_steps {stage.max_steps}" if stage.max_steps else
+               f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None else
+               f"{rows:,} rows ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
+        rate = SFT_SECONDS_PER_STEP[bool(stage.curves)] * per_step / 16
+        basis = f"{rate:.2f} s/step: ladder-tiny on 2 CPU cores" + ("" if stage.curves else ", curves off")
+    elif kind == "rl":
+        steps = stage.steps
+        rollouts = steps * stage.prompts_per_step * stage.generations
+        how = f"{stage.prompts_per_step} prompts × {stage.generations} generations a step: {rollouts:,} rollouts"
+        rate = rollouts / steps * RL_SECONDS_PER_ROLLOUT
+        basis = f"{rate:.2f} s/step: ladder-tiny's GRPO on 2 CPU cores"
+    else:
+        return None
+    seconds = None if steps is None else steps * rate
+    if not tiny and seconds is not None:
+        basis += f"; {name or 'this model'} is larger: a floor, likely far more on a CPU"
+    return {"steps": steps, "how": how, "seconds": seconds, "basis": basis, "tiny": tiny,
+            "long": steps is not None and steps > LONG_STEPS}
+
+
+def describe(stage_name: str, est: dict[str, Any]) -> str:
+    """'sft: 4,210 training steps (67,349 rows ÷ batch 16 × 1 epoch), ≈ 23 min (rough: 0.33 s/step: …)'"""
+    steps = "training" if est["steps"] is None else f"{est['steps']:,} training steps"
+    time = "" if est["seconds"] is None else \
+        f", ≈ {duration(est['seconds'])}" + ("" if est.get("tiny") else " or more")
+    return f"{stage_name}: {steps} ({est['how']}){time} (rough: {est['basis']})"
+
+
+def long_training_guard(stage_name: str, est: dict[str, Any]) -> Guard | None:
+    """A warning for a stage that trains more than LONG_STEPS steps, said before it starts."""
+    if not est.get("long"):
+        return None
+    time = f" (≈ {duration(est['seconds'])} at ladder-tiny's CPU rate, more for a larger model)" \
+        if est.get("seconds") is not None else ""
+    return Guard("long_training", "warn",
+                 f"stage {stage_name} trains {est['steps']:,} steps ({est['how']}){time}: for a first look set "
+                 f"max_steps (e.g. 500) or fewer epochs, or subsample the train file", float(est["steps"]))
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _rows(stage: Any, task: Any, base_dir: Path | None) -> int | None:
+    data = getattr(stage, "data", None)
+    if data is None:
+        return len(task.examples("train"))
+    path = Path(data) if Path(data).is_absolute() or base_dir is None else base_dir / data
+    if not path.is_file():  # written by an earlier stage of the run (best_of_n's export)
+        return None
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
