@@ -48,33 +48,72 @@ def disagreeing(points: Sequence[Point]) -> set[str]:
     return {e for e, scores in seen.items() if len(scores) > 1}
 
 
+def _groups(xy) -> list[list[int]]:
+    """Points sharing one spot (identical texts), in order of first appearance."""
+    groups: dict[tuple[float, float], list[int]] = {}
+    for i, (x, y) in enumerate(xy):
+        groups.setdefault((float(x), float(y)), []).append(i)
+    return list(groups.values())
+
+
+def _step(xy):
+    """The sunflower spacing, the same on both axes (the map keeps x and y at one scale)."""
+    import numpy as np
+
+    span = float(np.max(xy.max(axis=0) - xy.min(axis=0))) if len(xy) else 0.0
+    return (span if span > 0 else 1.0) * SPREAD
+
+
 def spread(points: Sequence[Point], xy):
     """Identical spots become sunflower discs, best scores at the centre (so a disc reads as a
     proportion of right and wrong). Distinct spots do not move."""
     import numpy as np
 
     xy = np.asarray(xy, dtype=float)
-    out = xy.copy()
-    span = xy.max(axis=0) - xy.min(axis=0) if len(xy) else np.ones(2)
-    span = np.where(span > 0, span, 1.0) * SPREAD
+    out, step = xy.copy(), _step(xy)
     stages = {s: k for k, s in enumerate(dict.fromkeys(p.stage for p in points))}
-    groups: dict[tuple[float, float], list[int]] = {}
-    for i, (x, y) in enumerate(xy):
-        groups.setdefault((x, y), []).append(i)
-    for members in groups.values():
+    for members in _groups(xy):
         if len(members) < 2:
             continue
         members.sort(key=lambda i: (-(points[i].score if points[i].score is not None else -math.inf),
                                     stages[points[i].stage], points[i].example, points[i].index))
         for j, i in enumerate(members):
             r = math.sqrt(j + 0.5) if j else 0.0
-            out[i] += span * (r * math.cos(j * GOLDEN), r * math.sin(j * GOLDEN))
+            out[i] += step * np.array([r * math.cos(j * GOLDEN), r * math.sin(j * GOLDEN)])
+    return out
+
+
+def spots(points: Sequence[Point], xy, most: int = 20) -> list[dict[str, Any]]:
+    """Labels for the big discs: the text its points share and how many they are, placed above it."""
+    import numpy as np
+
+    xy = np.asarray(xy, dtype=float)
+    step, least = _step(xy), max(5, len(points) // 100)
+    out = []
+    for members in sorted(_groups(xy), key=len, reverse=True)[:most]:
+        if len(members) < least:
+            break
+        texts = {points[i].completion for i in members}
+        text = texts.pop() if len(texts) == 1 else None
+        if text is None:
+            prompts = {points[i].prompt for i in members}
+            text = prompts.pop() if len(prompts) == 1 else None
+        if text is None:
+            continue
+        text = " ".join(text.split())
+        text = (text[:40] + "…") if len(text) > 40 else text
+        x, y = xy[members[0]]
+        out.append({"x": float(x), "y": float(y + step * math.sqrt(len(members)) + step),
+                    "text": f"“{text or '(empty)'}” · {len(members):,}"})
     return out
 
 
 def data(points: Sequence[Point], xy) -> dict[str, Any]:
-    """What the page's script works from: examples once (prompt, gold, disagree) and the points as columns."""
+    """What the page's script works from: examples once (prompt, gold, disagree) and the points as
+    columns, at their spread-out spots (`xy` are the map's: identical texts share one)."""
     from collections import Counter
+
+    import numpy as np
 
     from plotly.colors import qualitative
 
@@ -90,6 +129,8 @@ def data(points: Sequence[Point], xy) -> dict[str, Any]:
             examples[p.example] = len(ex)
             ex.append([p.example, p.prompt, p.label, int(p.example in split), label_index.get(p.label, -1)])
     stage_index = {s: k for k, s in enumerate(stages)}
+    named = spots(points, xy)  # before spreading: a disc is the points that share a spot
+    xy = spread(points, np.asarray(xy, dtype=float))
     scores = [p.score for p in points if p.score is not None]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
     lo, hi = min(lo, 0.0), max(hi, 1.0) if hi <= 1 else hi  # a 0–1 metric keeps the 0–1 scale
@@ -97,7 +138,7 @@ def data(points: Sequence[Point], xy) -> dict[str, Any]:
         "stages": stages, "palette": [palette[k % len(palette)] for k in range(len(stages))],
         "symbols": [SYMBOLS[k % len(SYMBOLS)] for k in range(len(stages))],
         "labels": labels, "labelColours": [palette[i % len(palette)] for i in range(len(labels))],
-        "scale": SCORE_SCALE, "lo": lo, "hi": hi, "ex": ex,
+        "scale": SCORE_SCALE, "lo": lo, "hi": hi, "ex": ex, "spots": named,
         "p": {"s": [stage_index[p.stage] for p in points], "e": [examples[p.example] for p in points],
               "i": [p.index for p in points], "n": [p.samples for p in points], "k": [int(p.kept) for p in points],
               "c": [p.completion for p in points], "sc": [p.score for p in points],
@@ -111,7 +152,7 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
     (shown while colouring by label) and a last trace that rings the pinned point."""
     import plotly.graph_objects as go
 
-    d = d or data(points, spread(points, xy))
+    d = d or data(points, xy)
     p = d["p"]
     scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
     fig = go.Figure()
@@ -131,8 +172,13 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
     fig.update_layout(
         title=dict(text=html.escape(title, quote=False), x=0.01, y=0.98, yanchor="top", font=dict(size=14)),
         template="plotly_white", height=720, hovermode="closest", uirevision="atlas",
-        xaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False),
-        yaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False),
+        xaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False, constrain="domain"),
+        # One scale on both axes: UMAP distances are the same in every direction, and discs stay round.
+        yaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False, scaleanchor="x",
+                   scaleratio=1, constrain="domain"),
+        annotations=[dict(x=a["x"], y=a["y"], text=html.escape(a["text"], quote=False), showarrow=False,
+                          yanchor="bottom", font=dict(size=12, color="#333"), bgcolor="rgba(255,255,255,0.7)")
+                     for a in d["spots"]],
         # The legend (stage shapes) goes below the map, leaving the right edge to the colour bar.
         legend=dict(itemsizing="constant", orientation="h", x=0, y=-0.02, yanchor="top"),
         hoverlabel=dict(align="left"), margin=dict(l=10, r=10, t=50, b=10))
@@ -141,7 +187,7 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
 
 def fragment(points: Sequence[Point], xy, title: str) -> str:
     """The atlas for a page that already loads plotly.js: map, panel, data and script."""
-    d = data(points, spread(points, xy))
+    d = data(points, xy)
     fig = figure(points, xy, title, d)
     uid = "atlas-" + hashlib.sha1(json.dumps(d["p"]["x"][:50] + [title]).encode()).hexdigest()[:10]
     plot = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"{uid}-map", default_width="100%",
@@ -170,8 +216,9 @@ def page(points: Sequence[Point], xy, title: str) -> str:
 
 PANEL = """<style>
 .la-atlas {{ display: flex; gap: 14px; align-items: flex-start; flex-wrap: wrap; }}
-.la-map {{ flex: 1 1 640px; min-width: 0; }}
-.la-side {{ flex: 0 0 340px; max-width: 100%; font-size: 13px; }}
+/* The panel comes first in the page, so the map is drawn at its final width, and is shown second. */
+.la-map {{ flex: 1 1 640px; min-width: 0; order: 1; }}
+.la-side {{ flex: 0 0 340px; order: 2; max-width: 100%; font-size: 13px; }}
 .la-side fieldset {{ border: 1px solid #ddd; border-radius: 4px; margin: 0 0 8px; padding: 4px 8px 6px; }}
 .la-side legend {{ font-weight: 600; padding: 0 4px; }}
 .la-side label {{ display: inline-block; margin-right: 10px; white-space: nowrap; }}
@@ -188,7 +235,6 @@ PANEL = """<style>
 .la-pin button {{ float: right; }}
 </style>
 <div class="la-atlas" id="{uid}">
-<div class="la-map">{plot}</div>
 <aside class="la-side">
 <fieldset><legend>Colour by</legend>
 <label><input type="radio" name="colour" value="score" checked> score</label>
@@ -206,6 +252,7 @@ PANEL = """<style>
 <div class="la-pin"><span class="la-hint">Click a point to pin its full prompt, completion, score, stage
 and finish reason here.</span></div>
 </aside>
+<div class="la-map">{plot}</div>
 </div>
 <script type="application/json" id="{uid}-data">{data}</script>
 <script>{script}</script>"""
