@@ -228,18 +228,64 @@ def test_help_does_not_import_the_heavy_libraries():
     assert "climb" in out.stdout and "atlas" in out.stdout and "report" in out.stdout
 
 
+def test_plotly_js_is_inlined_once_in_atlas_and_report(finished):
+    from plotly.offline import get_plotlyjs
+
+    from ladder import report
+
+    bundle = get_plotlyjs()
+    signature = bundle[:200]  # the bundle's licence header and opening: once in the bundle itself
+    assert bundle.count(signature) == 1
+    page = atlas.write(finished).read_text()
+    assert page.count(signature) == 1 and "la-pin" in page
+    whole = report.write(finished).read_text()
+    assert whole.count(signature) == 1  # the report's own copy; the atlas inside reuses it
+    assert "la-pin" in whole and whole.index(signature) < whole.index("class=\"la-atlas\"")
+    assert len(whole) < len(bundle) + 400_000  # one plotly.js plus the data of 120 points
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium not installed (Debian: apt-get install -y chromium; `make setup` does)")
-def test_atlas_page_opens_offline_and_recolours(finished, tmp_path):
+                    reason="chromium not installed (Debian: apt-get install -y chromium; `make browser` does)")
+def test_atlas_page_filters_and_pins_in_a_browser(finished, tmp_path):
     pytest.importorskip("websocket", reason="pip install websocket-client (the dev extra has it)")
-    from scripts.check_report import check_page, click
+    from scripts.check_report import check_page
 
     out = subprocess.run([sys.executable, "-m", "ladder.cli", "atlas", str(finished)], capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     assert out.returncode == 0, out.stderr
     page = finished / "atlas.html"
     assert out.stdout.strip() == str(page)
-    seen = check_page(page, tmp_path / "atlas.png", then=click("colour: score"))
+    points = atlas.load_points(finished)
+    split = atlas_page.disagreeing(points)
+    seen = check_page(page, tmp_path / "atlas.png")
     assert seen.errors == [] and seen.requests == []
-    assert seen.page["drawn"] == 1 and seen.page["points"] == 80
-    assert seen.page["colorbars"] == 1  # the score button switched the colouring
+    assert seen.page["drawn"] == 1 and seen.page["points"] == len(points) == 120 and seen.page["colorbars"] == 1
+
+    def look(js):
+        got = check_page(page, None, then="(() => { const root = document.querySelector('.la-atlas');"
+                                          f"const set = (sel, v) => {{ const i = root.querySelector(sel); i.checked = v;"
+                                          "i.dispatchEvent(new Event('change', {bubbles: true})); };" + js + "})()")
+        assert got.errors == [] and got.requests == []
+        return got.page
+
+    wrong = look("set('input[name=correct][value=wrong]', true);")
+    assert wrong["points"] == sum(p.score == 0 for p in points) > 0
+    assert wrong["colorbars"] == 1
+    disagree = look("set('input[name=disagree]', true);")
+    assert disagree["points"] == sum(p.example in split for p in points) > 0
+    one_stage = look("set('input[name=stage][value=\"0\"]', false); set('input[name=stage][value=\"2\"]', false);")
+    assert one_stage["points"] == sum(p.stage == "few_shot" for p in points) == 40
+    by_stage = look("set('input[name=colour][value=stage]', true);")
+    assert by_stage["colorbars"] == 0 and by_stage["points"] == 120
+    # A click on a point (plotly's click event) pins its full text in the panel.
+    pinned = check_page(page, tmp_path / "pinned.png", then=(
+        "(() => { const gd = document.querySelector('.la-map .js-plotly-plot');"
+        "gd.emit('plotly_click', {points: [{curveNumber: 2, customdata: 100}]});"
+        "document.querySelectorAll('h1, h2').forEach(h => h.remove());"
+        "const h = document.createElement('h2'); h.textContent = document.querySelector('.la-pin').textContent;"
+        "document.body.appendChild(h); })()"))
+    assert pinned.errors == []
+    text = pinned.page["headings"][0]
+    p = points[100]
+    assert p.stage == "best_of_n" and p.prompt in text and "finish reason" in text and "sample" in text
+    assert "This example in each stage" in text and "zero_shot" in text and "few_shot" in text
