@@ -64,56 +64,71 @@ def _step(xy):
     return (span if span > 0 else 1.0) * SPREAD
 
 
-def spread(points: Sequence[Point], xy):
-    """Identical spots become sunflower discs, best scores at the centre (so a disc reads as a
-    proportion of right and wrong). Distinct spots do not move."""
+def _apart(centres, radii, pad: float, rounds: int = 300):
+    """Push overlapping discs apart until none overlaps (or `rounds` run out): few distinct answers
+    (a classification task) can land two big discs on one another."""
+    import numpy as np
+
+    c = centres.copy()
+    for _ in range(rounds):
+        diff = c[:, None, :] - c[None, :, :]
+        dist = np.linalg.norm(diff, axis=2)
+        need = radii[:, None] + radii[None, :] + pad
+        overlap = np.where(np.eye(len(c), dtype=bool), 0.0, np.maximum(need - dist, 0.0))
+        if not overlap.any():
+            break
+        unit = diff / np.maximum(dist, 1e-12)[..., None]  # centres are distinct spots, never equal
+        c += 0.5 * (overlap[..., None] * unit).sum(axis=1)
+    return c
+
+
+def layout(points: Sequence[Point], xy, most: int = 300):
+    """(each point's spot on the page, labels for the big discs). Identical spots become sunflower
+    discs, best scores at the centre (a disc reads as a proportion of right and wrong), area
+    growing with the count; the `most` biggest discs are pushed apart where they overlap."""
     import numpy as np
 
     xy = np.asarray(xy, dtype=float)
     out, step = xy.copy(), _step(xy)
     stages = {s: k for k, s in enumerate(dict.fromkeys(p.stage for p in points))}
-    for members in _groups(xy):
-        if len(members) < 2:
-            continue
+    groups = sorted((g for g in _groups(xy) if len(g) > 1), key=len, reverse=True)[:most]
+    if groups:
+        centres = np.array([xy[g[0]] for g in groups])
+        radii = np.array([step * math.sqrt(len(g)) for g in groups])
+        moved = _apart(centres, radii, 2 * step)
+    labels, least = [], max(5, len(points) // 100)
+    for n, members in enumerate(groups):
         members.sort(key=lambda i: (-(points[i].score if points[i].score is not None else -math.inf),
                                     stages[points[i].stage], points[i].example, points[i].index))
         for j, i in enumerate(members):
             r = math.sqrt(j + 0.5) if j else 0.0
-            out[i] += step * np.array([r * math.cos(j * GOLDEN), r * math.sin(j * GOLDEN)])
-    return out
+            out[i] = moved[n] + step * np.array([r * math.cos(j * GOLDEN), r * math.sin(j * GOLDEN)])
+        text = _shared(points, members)
+        if len(members) >= least and text is not None and len(labels) < 20:
+            labels.append({"x": float(moved[n][0]), "y": float(moved[n][1] + radii[n] + step),
+                           "text": f"“{text or '(empty)'}” · {len(members):,}"})
+    return out, labels
 
 
-def spots(points: Sequence[Point], xy, most: int = 20) -> list[dict[str, Any]]:
-    """Labels for the big discs: the text its points share and how many they are, placed above it."""
-    import numpy as np
+def spread(points: Sequence[Point], xy):
+    """Each point's spot on the page (see `layout`)."""
+    return layout(points, xy)[0]
 
-    xy = np.asarray(xy, dtype=float)
-    step, least = _step(xy), max(5, len(points) // 100)
-    out = []
-    for members in sorted(_groups(xy), key=len, reverse=True)[:most]:
-        if len(members) < least:
-            break
-        texts = {points[i].completion for i in members}
-        text = texts.pop() if len(texts) == 1 else None
-        if text is None:
-            prompts = {points[i].prompt for i in members}
-            text = prompts.pop() if len(prompts) == 1 else None
-        if text is None:
-            continue
-        text = " ".join(text.split())
-        text = (text[:40] + "…") if len(text) > 40 else text
-        x, y = xy[members[0]]
-        out.append({"x": float(x), "y": float(y + step * math.sqrt(len(members)) + step),
-                    "text": f"“{text or '(empty)'}” · {len(members):,}"})
-    return out
+
+def _shared(points: Sequence[Point], members: list[int]) -> str | None:
+    """The text a disc's points share (their completion, else their prompt), cut for a label."""
+    for text_of in (lambda p: p.completion, lambda p: p.prompt):
+        texts = {text_of(points[i]) for i in members}
+        if len(texts) == 1:
+            text = " ".join(texts.pop().split())
+            return (text[:40] + "…") if len(text) > 40 else text
+    return None
 
 
 def data(points: Sequence[Point], xy) -> dict[str, Any]:
     """What the page's script works from: examples once (prompt, gold, disagree) and the points as
     columns, at their spread-out spots (`xy` are the map's: identical texts share one)."""
     from collections import Counter
-
-    import numpy as np
 
     from plotly.colors import qualitative
 
@@ -129,8 +144,7 @@ def data(points: Sequence[Point], xy) -> dict[str, Any]:
             examples[p.example] = len(ex)
             ex.append([p.example, p.prompt, p.label, int(p.example in split), label_index.get(p.label, -1)])
     stage_index = {s: k for k, s in enumerate(stages)}
-    named = spots(points, xy)  # before spreading: a disc is the points that share a spot
-    xy = spread(points, np.asarray(xy, dtype=float))
+    xy, named = layout(points, xy)
     scores = [p.score for p in points if p.score is not None]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
     lo, hi = min(lo, 0.0), max(hi, 1.0) if hi <= 1 else hi  # a 0–1 metric keeps the 0–1 scale
@@ -160,7 +174,7 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
         idx = [j for j, s in enumerate(p["s"]) if s == k]
         fig.add_trace(scatter(
             x=[p["x"][j] for j in idx], y=[p["y"][j] for j in idx], customdata=idx, mode="markers", name=stage,
-            legendgroup="stages", hoverinfo="text",
+            legendgroup=f"stage{k}", showlegend=False, hoverinfo="text",
             marker=dict(size=7, opacity=0.8, line=dict(width=0), symbol=d["symbols"][k],
                         color=[math.nan if p["sc"][j] is None else p["sc"][j] for j in idx], colorscale=d["scale"], cmin=d["lo"], cmax=d["hi"],
                         showscale=k == 0, colorbar=dict(title=dict(text="score"), thickness=14, len=0.6))))
@@ -169,6 +183,11 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
                                  marker=dict(size=8, color=colour), legendgroup="labels"))
     fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="pinned", showlegend=False, hoverinfo="skip",
                              marker=dict(size=18, symbol="circle-open", color="#111", line=dict(width=2.5))))
+    # The stages' legend: grey shapes (a stage trace's own legend swatch would show its first
+    # point's score colour); a click on one still hides its stage, through the legend group.
+    for k, stage in enumerate(d["stages"]):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=stage, legendgroup=f"stage{k}",
+                                 hoverinfo="skip", marker=dict(size=9, color="#666", symbol=d["symbols"][k])))
     fig.update_layout(
         title=dict(text=html.escape(title, quote=False), x=0.01, y=0.98, yanchor="top", font=dict(size=14)),
         template="plotly_white", height=720, hovermode="closest", uirevision="atlas",
@@ -262,7 +281,8 @@ SCRIPT = r"""
   const root = document.getElementById('__ID__'), gd = document.getElementById('__ID__-map');
   const D = JSON.parse(document.getElementById('__ID__-data').textContent), P = D.p;
   const S = D.stages.length, L = D.labels.length, N = P.x.length;
-  const stageTraces = [...Array(S).keys()], labelTraces = [...Array(L).keys()].map(i => S + i), pinTrace = S + L;
+  const stageTraces = [...Array(S).keys()], labelTraces = [...Array(L).keys()].map(i => S + i), pinTrace = S + L,
+    shapeTraces = stageTraces.map(t => S + L + 1 + t);
   const byStage = stageTraces.map(() => []), kept = {};
   for (let j = 0; j < N; j++) {
     byStage[P.s[j]].push(j);
@@ -299,6 +319,7 @@ SCRIPT = r"""
       if (bar && idx.length > 0) bar = false;
     }
     Plotly.restyle(gd, u, stageTraces);
+    Plotly.restyle(gd, {'marker.color': stageTraces.map(t => c.colour === 'stage' ? D.palette[t] : '#666')}, shapeTraces);
     if (L) Plotly.restyle(gd, {visible: labelTraces.map(() => c.colour === 'label')}, labelTraces);
     root.querySelector('.la-count').textContent = `${shown.toLocaleString('en')} of ${N.toLocaleString('en')} points shown`;
     root.dataset.shown = shown;

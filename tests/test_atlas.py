@@ -152,7 +152,9 @@ def test_figure_starts_coloured_by_score_with_one_colour_bar():
     pts = _pts(5) + [Point("few_shot", "x", 0, "q", "x" * 1000, None, "neg", "error")]
     fig = atlas_page.figure(pts, np.arange(2 * len(pts), dtype=float).reshape(-1, 2), "t")
     names = [t.name for t in fig.data]
-    assert names[:2] == ["zero_shot", "few_shot"] and names[-1] == "pinned"
+    assert names[:2] == ["zero_shot", "few_shot"] and names[-3:] == ["pinned", "zero_shot", "few_shot"]
+    assert [t.showlegend for t in fig.data[:2]] == [False, False]  # grey shapes stand in the legend
+    assert [t.legendgroup for t in fig.data[-2:]] == [t.legendgroup for t in fig.data[:2]]
     assert sum(1 for t in fig.data if t.name.startswith("gold: ")) == 4
     assert [len(t.x) for t in fig.data[:2]] == [5, 6]
     assert list(fig.data[0].marker.color) == [p.score for p in pts[:5]]
