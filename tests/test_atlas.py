@@ -265,7 +265,7 @@ def test_atlas_page_filters_and_pins_in_a_browser(finished, tmp_path):
 
     def look(js):
         got = check_page(page, None, then="(() => { const root = document.querySelector('.la-atlas');"
-                                          f"const set = (sel, v) => {{ const i = root.querySelector(sel); i.checked = v;"
+                                          "const set = (sel, v) => { const i = root.querySelector(sel); i.checked = v;"
                                           "i.dispatchEvent(new Event('change', {bubbles: true})); };" + js + "})()")
         assert got.errors == [] and got.requests == []
         return got.page
