@@ -57,6 +57,12 @@ def test_all_samples_plots_every_sample(finished):
     assert sum(p.kept for p in bon) == 40  # one selected sample per example
 
 
+def test_unknown_text_mode_is_refused_before_reading_anything(tmp_path):
+    with pytest.raises(LadderError, match="--text") as err:
+        atlas.build(tmp_path, text="words")
+    assert "completion" in err.value.render() and not list(tmp_path.iterdir())
+
+
 def _records(folder, stage):
     from ladder.store import read_jsonl
 
