@@ -1,13 +1,17 @@
-"""Sample atlas: every sample of every stage as one point on a 2-D map, in one offline HTML file.
+"""Sample atlas: the samples of every stage as points on a 2-D map, in one offline HTML page.
 
-    samples.jsonl (each stage in summary.csv) → embedding → UMAP → plotly scatter
+    samples.jsonl (each stage in summary.csv) → embedding → UMAP → plotly scatter + filter panel
 
-By default a point is placed by its completion, with its prompt beside it at half weight: points
-cluster by what was written and spread within a cluster by what was asked (`--text`).
+Balanced by default: one point per test example and stage, the sample the stage kept (best_of_n:
+the `selected` one), so a stage that draws N samples per example does not fill the map with its
+own points; `--all-samples` plots every sample. A point is placed by its completion (`--text`:
+completion, prompt, or both — completion with its prompt beside it at half weight). Identical
+texts share one spot, spread into a small disc whose area grows with their count.
 
-Reading numbers alone hides *what* the model writes; the atlas shows it: clusters of similar
-completions, which stage writes them, whether they score. Hover a point for its prompt excerpt,
-completion, score, stage and finish reason; buttons recolour by stage, score or gold label.
+Points are coloured by score (by stage or gold label on request), and each stage keeps its marker
+shape. The panel beside the map filters by stage, correct / not correct and "stages disagree"
+(examples whose stages scored differently); a click pins a sample's full prompt, completion,
+score, stage and finish reason, with what the other stages answered (ladder/atlas_page.py).
 
 Embedders (`--embed`):
   tfidf          default, no model: TF-IDF over words and word pairs, TruncatedSVD to 64 dims.
@@ -16,17 +20,16 @@ Embedders (`--embed`):
                  (default: the experiment's own model). Semantic, slower.
   openai:MODEL   an OpenAI-compatible embeddings endpoint (OPENAI_API_KEY, OPENAI_BASE_URL), e.g.
                  openai:text-embedding-3-small, or a vLLM/TEI server's model.
-The file is self-contained (plotly.js inlined), so it opens offline and can be mailed around.
+atlas.html is self-contained (plotly.js inlined once), so it opens offline and can be mailed
+around; inside report.html the atlas reuses the report's copy of plotly.js.
 """
 
 from __future__ import annotations
 
-import html
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 from ladder.evidence import load_results
 from ladder.errors import LadderError
@@ -35,17 +38,11 @@ from ladder.store import atomic_write, read_jsonl
 from ladder.types import Record
 
 TextMode = Literal["both", "completion", "prompt"]
-WEBGL_ABOVE = 20_000
-"""Points beyond which the scatter is drawn with WebGL: SVG stays smooth up to about this many,
-and needs no GPU (headless browsers and some remote desktops have none)."""
+TEXT_MODES = ("completion", "prompt", "both")
 BRUTE_KNN = 50_000
 """Up to this many points, exact neighbours by brute force (see `reduce`)."""
 PROMPT_WEIGHT = 0.5
 """Weight of the prompt beside the completion in `--text both` (distances: a quarter as much)."""
-SYMBOLS = ["circle", "diamond", "square", "triangle-up", "cross", "x", "star", "pentagon", "hexagon"]
-"""Each stage keeps its marker shape in every colouring, so coloured by score it is still told apart."""
-MAX_LABELS = 12
-"""Label colours are for K-way tasks; free-form targets beyond this many share one 'other' colour."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +55,20 @@ class Point:
     """The last user turn: what was asked, without instruction and shots."""
     completion: str
     score: float | None
+    """This sample's score."""
     label: str
     finish: str
+    kept: bool = True
+    """The sample the stage kept for its number (best_of_n: `selected`; a one-sample stage: its sample)."""
+    samples: int = 1
+    """How many samples the stage drew for this example."""
+    example_score: float | None = None
+    """The example's score in this stage (best_of_n: its selected sample's): what "stages disagree" compares."""
 
 
-def load_points(folder: Path, stages: Sequence[str] | None = None) -> list[Point]:
-    """Every sample of every stage in the experiment's table (or just `stages`)."""
+def load_points(folder: Path, stages: Sequence[str] | None = None, *, all_samples: bool = False) -> list[Point]:
+    """One point per example and stage of the experiment's table (or just `stages`): the sample the
+    stage kept, else its first. With `all_samples`, every sample."""
     results = load_results(folder)
     if not results:
         raise LadderError("no finished stages here", where=str(folder),
@@ -78,16 +83,49 @@ def load_points(folder: Path, stages: Sequence[str] | None = None) -> list[Point
             if old is None or old.error or not rec.error:  # a retry's success wins
                 latest[rec.id] = rec
         for rec in latest.values():
+            if not rec.samples:
+                continue
             prompt = rec.user_prompt()
+            kept = rec.selected if isinstance(rec.selected, int) and 0 <= rec.selected < len(rec.samples) else 0
+            example_score = None if rec.score is None else float(rec.score)
             for i, s in enumerate(rec.samples):
-                score = s.get("score", rec.score)
+                if not all_samples and i != kept:
+                    continue
+                score = s.get("score", rec.score if len(rec.samples) == 1 else None)
                 points.append(Point(r.stage, str(rec.id), i, prompt, s.get("text", ""),
                                     None if score is None else float(score),
-                                    "" if rec.target is None else str(rec.target), s.get("finish_reason", "")))
+                                    "" if rec.target is None else str(rec.target), s.get("finish_reason", ""),
+                                    kept=i == kept, samples=len(rec.samples), example_score=example_score))
     if not points:
         raise LadderError("the selected stages have no samples", where=str(folder),
                           fix="check --stage names against the table (`ladder compare`)")
     return points
+
+
+def keys(points: Sequence[Point], text: TextMode) -> list[tuple[str, ...]]:
+    """What places each point: equal keys get one spot on the map."""
+    if text == "prompt":
+        return [(p.prompt,) for p in points]
+    if text == "completion":
+        return [(p.completion,) for p in points]
+    return [(p.completion, p.prompt) for p in points]
+
+
+def place(points: Sequence[Point], how: str = "tfidf", text: TextMode = "completion", *,
+          default_model: str | None = None, seed: int = 0):
+    """Each point's spot on the 2-D map, an (n, 2) array. Each distinct text is embedded and
+    mapped once, so identical texts share a spot exactly (the page spreads them into a disc);
+    UMAP on many exact duplicates would instead scatter them at random over a blob."""
+    import numpy as np
+
+    ks = keys(points, text)
+    first: dict[tuple[str, ...], int] = {}
+    for i, k in enumerate(ks):
+        first.setdefault(k, i)
+    distinct = [points[i] for i in first.values()]
+    xy = reduce(vectors(distinct, how, text, default_model=default_model, seed=seed), seed)
+    row = {k: j for j, k in enumerate(first)}
+    return np.asarray(xy, dtype=float)[[row[k] for k in ks]]
 
 
 def vectors(points: Sequence[Point], how: str, text: TextMode, *, default_model: str | None = None,
@@ -250,118 +288,44 @@ def _knn(x, k: int):
 
 
 # ---------------------------------------------------------------------------------------------
-# Figure
-
-
-def figure(points: Sequence[Point], xy, title: str):
-    """The scatter: one trace per stage, plus buttons that recolour by stage, score or label."""
-    import numpy as np
-    import plotly.graph_objects as go
-    from plotly.colors import qualitative
-
-    palette = qualitative.Plotly + qualitative.D3
-    stages = list(dict.fromkeys(p.stage for p in points))
-    labels = [label for label, _ in _top(p.label for p in points)]
-    label_color = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-    scores = [p.score for p in points if p.score is not None]
-    lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
-    scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
-    # Identical samples (the same answer to the same prompt in two stages) land on one spot; a
-    # jitter of half a percent of the map shows there are several without moving clusters.
-    rng = np.random.default_rng(0)
-    xy = xy + rng.normal(0, 0.005, xy.shape) * (xy.max(axis=0) - xy.min(axis=0) + 1e-9)
-    fig = go.Figure()
-    by_stage: dict[str, list[int]] = {s: [] for s in stages}
-    for i, p in enumerate(points):
-        by_stage[p.stage].append(i)
-    colours: dict[str, list[Any]] = {"stage": [], "score": [], "label": []}
-    for k, stage in enumerate(stages):
-        idx = by_stage[stage]
-        fig.add_trace(scatter(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=stage, legendgroup="stages",
-            hovertext=[hover(points[i]) for i in idx], hoverinfo="text",
-            marker=dict(size=6, opacity=0.75, color=palette[k % len(palette)], line=dict(width=0),
-                        symbol=SYMBOLS[k % len(SYMBOLS)])))
-        colours["stage"].append(palette[k % len(palette)])
-        colours["score"].append([points[i].score if points[i].score is not None else math.nan for i in idx])
-        colours["label"].append([label_color.get(points[i].label, "#999999") for i in idx])
-    # Empty traces carry the label legend, shown only while colouring by label.
-    for label in labels:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"label: {label}", visible=False,
-                                 marker=dict(size=8, color=label_color[label]), legendgroup="labels"))
-    n_stage, n_label = len(stages), len(labels)
-
-    def mode(name: str) -> dict[str, Any]:
-        return dict(label=f"colour: {name}", method="restyle", args=[{
-            "marker.color": colours[name] + [label_color[lb] for lb in labels],
-            "marker.colorscale": ["Viridis"] * (n_stage + n_label),
-            "marker.cmin": [lo] * (n_stage + n_label), "marker.cmax": [hi] * (n_stage + n_label),
-            # One colour bar (on the first trace) explains the score colours.
-            "marker.showscale": [name == "score" and k == 0 for k in range(n_stage)] + [False] * n_label,
-            "visible": [True] * n_stage + [name == "label"] * n_label,
-        }])
-
-    fig.update_layout(
-        title=dict(text=title, x=0.01, y=0.98, yanchor="top"), template="plotly_white", height=720,
-        hovermode="closest", xaxis=dict(showticklabels=False, title=None, zeroline=False),
-        yaxis=dict(showticklabels=False, title=None, zeroline=False),
-        # The legend goes below the map, leaving the right edge to the score colour bar.
-        legend=dict(itemsizing="constant", orientation="h", x=0, y=-0.02, yanchor="top"),
-        margin=dict(l=20, r=20, t=100, b=20),
-        updatemenus=[dict(type="buttons", direction="right", x=0, xanchor="left", y=1.02, yanchor="bottom",
-                          buttons=[mode("stage"), mode("score"), mode("label")])])
-    return fig
-
-
-def _top(values) -> list[tuple[str, int]]:
-    from collections import Counter
-
-    return Counter(values).most_common(MAX_LABELS)
-
-
-def hover(p: Point) -> str:
-    score = "n/a" if p.score is None else f"{p.score:.3g}"
-    return (f"<b>{_esc(p.stage)}</b> · score {score} · {_esc(p.finish)} · example {_esc(p.example)}"
-            f"{f' #{p.index}' if p.index else ''}<br><b>prompt</b> {_wrap(p.prompt, 200)}"
-            f"<br><b>completion</b> {_wrap(p.completion, 400)}<br><b>label</b> {_esc(p.label)}")
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-def _wrap(text: str, limit: int, width: int = 90) -> str:
-    """Cut to `limit` characters and break lines for the hover box (plotly does not wrap)."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return "<br>".join(_esc(text[i:i + width]) for i in range(0, len(text), width)) or "<i>(empty)</i>"
-
-
-# ---------------------------------------------------------------------------------------------
 # The command
 
 
-def build(folder: Path, *, how: str = "tfidf", text: TextMode = "both", stages: Sequence[str] | None = None,
-          seed: int = 0):
-    """The atlas figure of an experiment folder (for `ladder atlas` and the report)."""
+def build(folder: Path, *, how: str = "tfidf", text: TextMode = "completion",
+          stages: Sequence[str] | None = None, all_samples: bool = False, seed: int = 0):
+    """(points, their map spots, a title) of an experiment folder, for `ladder atlas` and the report."""
     import yaml
 
-    points = load_points(folder, stages)
+    if text not in TEXT_MODES:
+        raise LadderError(f"--text {text} is not one of {', '.join(TEXT_MODES)}", field="--text",
+                          fix="write --text completion (default), --text prompt or --text both")
+    points = load_points(folder, stages, all_samples=all_samples)
     config = folder / "experiment.yaml"
     model = (yaml.safe_load(config.read_text()) or {}).get("model", {}) if config.exists() else {}
     default_model = model.get("name") if model.get("backend", "hf") == "hf" else None
-    xy = reduce(vectors(points, how, text, default_model=default_model, seed=seed), seed)
+    xy = place(points, how, text, default_model=default_model, seed=seed)
     what = {"both": "completion (+ prompt at half weight)", "completion": "completion", "prompt": "prompt"}[text]
-    title = (f"{folder.name}: {len(points):,} samples · {how} embedding of each {what} · "
-             f"{'UMAP' if len(points) >= 16 else 'PCA'} to 2-D")
-    return figure(points, xy, title)
+    distinct = len(set(keys(points, text)))
+    which = "every sample" if all_samples else "one per example and stage"
+    title = (f"{folder.name}: {len(points):,} points ({which}) · {distinct:,} distinct {what} texts · "
+             f"{how} embedding · {'UMAP' if distinct >= 16 else 'PCA'} to 2-D")
+    return points, xy, title
+
+
+def fragment(folder: Path, **kwargs) -> str:
+    """The atlas as an HTML fragment for a page that already loads plotly.js (the report)."""
+    from ladder.atlas_page import fragment as html_fragment
+
+    return html_fragment(*build(folder, **kwargs))
 
 
 def write(folder: Path, out: Path | None = None, **kwargs) -> Path:
-    fig = build(folder, **kwargs)
+    """atlas.html: the fragment in a page of its own, with plotly.js inlined once."""
+    from ladder.atlas_page import page
+
+    body = page(*build(folder, **kwargs))
     out = out or folder / "atlas.html"
     with progress_bar("atlas: writing the page", total=1) as advance:
-        atomic_write(out, fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False}))
+        atomic_write(out, body)
         advance(1)
     return out

@@ -340,20 +340,25 @@ def log(results: Results,
 @app.command()
 def atlas(results: Results, embed: Embed = "tfidf",
           text: Annotated[str, typer.Option(
-              metavar="both|completion|prompt",
-              help="What to embed: both (prompt + completion), completion or prompt.")] = "both",
+              metavar="completion|prompt|both",
+              help="What places a point: completion (default: same answers cluster), prompt (same question, "
+                   "one spot: compare stages per example) or both (completion, prompt beside it at half weight).")
+          ] = "completion",
+          all_samples: Annotated[bool, typer.Option(
+              "--all-samples", metavar="", help="Plot every sample (best_of_n: all N per example). Default: one point per "
+                                    "example and stage, the sample the stage kept (best_of_n: the selected one).")
+          ] = False,
           stage: Annotated[Optional[list[str]], typer.Option(
-              metavar="STAGE", help="Only this stage (repeatable; default: all).")] = None,
+              metavar="NAME", help="Only this stage (repeat for several; default: every stage in the table).")] = None,
           out: Annotated[Optional[Path], typer.Option(
               metavar="FILE", help="Output file (default: <results>/atlas.html).")] = None,
-          seed: Annotated[int, typer.Option(
-              metavar="INT", help="Random seed of the embedding and the UMAP layout: the same seed, the same map.")] = 0):
-    """Map every sample of every stage to 2-D (embedding + UMAP) in one offline HTML page."""
+          seed: Annotated[int, typer.Option(metavar="INT", help="Seed of the SVD and UMAP layout: the same seed, the same map.")
+                          ] = 0):
+    """Map the samples of every stage to 2-D (embedding + UMAP) in one offline HTML page, coloured by
+    score, with filters (stage, correct, stages disagree) and click-to-pin full text."""
     from ladder.atlas import write
 
-    if text not in ("both", "completion", "prompt"):
-        raise LadderError(f"--text {text} is not one of both, completion, prompt", field="--text")
-    path = write(results, out, how=embed, text=text, stages=stage, seed=seed)
+    path = write(results, out, how=embed, text=text, stages=stage, all_samples=all_samples, seed=seed)
     print(path)
 
 

@@ -295,7 +295,7 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
         from ladder import atlas as atlas_mod
 
         try:
-            atlas_part = _div(atlas_mod.build(folder, how=embed))
+            atlas_part = atlas_mod.fragment(folder, how=embed)  # uses the page's plotly.js
         except LadderError as exc:  # e.g. stages without samples: the rest of the report still stands
             atlas_part = f"<p>No atlas: {_e(exc.render())}</p>"
     name = manifest.get("experiment") or folder.name

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
-from ladder import atlas
+from ladder import atlas, atlas_page
 from ladder.atlas import Point
 from ladder.config import load_experiment
 from ladder.errors import LadderError
@@ -26,21 +26,48 @@ pytest.importorskip("umap", reason="pip install umap-learn (a dependency of ladd
 
 @pytest.fixture
 def finished(tmp_path):
-    stages = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}]
+    stages = [{"type": "zero_shot"}, {"type": "few_shot", "k": 2}, {"type": "best_of_n", "n": 3, "scorer": "metric"}]
     exp = load_experiment(experiment(tmp_path, "unused", stages=stages, model=ORACLE))
     run_experiment(exp)
     return exp.results_path
 
 
-def test_points_are_every_sample_of_every_stage(finished):
+def test_one_point_per_example_and_stage_by_default(finished):
     points = atlas.load_points(finished)
-    assert len(points) == 80 and {p.stage for p in points} == {"zero_shot", "few_shot"}
+    assert len(points) == 3 * 40 and {p.stage for p in points} == {"zero_shot", "few_shot", "best_of_n"}
+    assert len({(p.stage, p.example) for p in points}) == len(points)  # balanced: no stage has more
     p = next(p for p in points if p.stage == "few_shot")
     assert p.prompt.startswith("Review: the meal") and p.completion == p.label and p.score == 1.0
-    assert p.finish == "eos"
+    assert p.finish == "eos" and p.kept and p.samples == 1
+    bon = [p for p in points if p.stage == "best_of_n"]
+    assert all(p.samples == 3 and p.kept for p in bon)
+    # best_of_n's point is the sample the record says it selected.
+    records = {r["id"]: r for r in _records(finished, "best_of_n")}
+    assert all(p.index == records[p.example]["selected"] for p in bon)
     assert len(atlas.load_points(finished, ["few_shot"])) == 40
     with pytest.raises(LadderError, match="no finished stages"):
         atlas.load_points(finished / "nowhere")
+
+
+def test_all_samples_plots_every_sample(finished):
+    points = atlas.load_points(finished, all_samples=True)
+    assert len(points) == 40 + 40 + 3 * 40
+    bon = [p for p in points if p.stage == "best_of_n"]
+    assert sorted(p.index for p in bon if p.example == bon[0].example) == [0, 1, 2]
+    assert sum(p.kept for p in bon) == 40  # one selected sample per example
+
+
+def test_unknown_text_mode_is_refused_before_reading_anything(tmp_path):
+    with pytest.raises(LadderError, match="--text") as err:
+        atlas.build(tmp_path, text="words")
+    assert "completion" in err.value.render() and not list(tmp_path.iterdir())
+
+
+def _records(folder, stage):
+    from ladder.store import read_jsonl
+
+    (run,) = [d for d in (folder / stage).iterdir() if (d / "samples.jsonl").exists()]
+    return read_jsonl(run / "samples.jsonl")
 
 
 def test_tfidf_embedding_embeds_each_distinct_text_once():
@@ -75,21 +102,86 @@ def test_reduce_small_and_umap_paths():
     assert np.linalg.norm(a - b) > 3 * spread  # the two blobs stay apart
 
 
-def test_figure_traces_buttons_and_escaped_hover():
-    pts = [Point("zero_shot", "1", 0, "q <b>bold</b>", "<script>x</script>", 0.0, "neg", "length"),
-           Point("few_shot", "1", 0, "q", "fine", 1.0, "pos", "eos"),
-           Point("few_shot", "2", 1, "q", "x" * 1000, None, "neg", "error")]
-    fig = atlas.figure(pts, np.array([[0, 0], [1, 1], [2, 2]], dtype=float), "t")
+def _pts(n_examples=20, stages=("zero_shot", "few_shot")):
+    """Each example: its own six-word prompt; stage k answers example i with one of three words."""
+    words = ["positive", "negative", "neutral"]
+    return [Point(stage, str(i), 0, " ".join(f"w{i}x{j}" for j in range(6)), words[(i + k) % 3],
+                  float((i + k) % 3 == 0), words[i % 3], "eos", example_score=float((i + k) % 3 == 0))
+            for k, stage in enumerate(stages) for i in range(n_examples)]
+
+
+def test_text_mode_decides_what_shares_a_spot():
+    pts = _pts()
+    by_prompt = atlas.place(pts, "tfidf", "prompt")
+    same_example = [(i, i + 20) for i in range(20)]  # zero_shot's and few_shot's point of one example
+    assert all(np.allclose(by_prompt[i], by_prompt[j]) for i, j in same_example)
+    assert len({tuple(np.round(r, 6)) for r in by_prompt}) == 20
+    by_completion = atlas.place(pts, "tfidf", "completion")
+    assert not any(np.allclose(by_completion[i], by_completion[j]) for i, j in same_example)  # answers differ
+    assert len({tuple(np.round(r, 6)) for r in by_completion}) == 3  # one spot per distinct answer
+    same_answer = [(i, j) for i in range(40) for j in range(40) if pts[i].completion == pts[j].completion]
+    assert all(np.allclose(by_completion[i], by_completion[j]) for i, j in same_answer)
+    both = atlas.place(pts, "tfidf", "both")
+    assert len({tuple(np.round(r, 6)) for r in both}) == 40
+
+
+def test_identical_spots_spread_into_a_disc_best_scores_inside():
+    from ladder.atlas_page import spread
+
+    pts = _pts()
+    xy = np.array([[0.0, 0.0]] * 30 + [[10.0, 10.0]] * 10)
+    out = spread(pts, xy)
+    assert len({tuple(r) for r in out}) == 40  # no two points on one spot
+    assert np.allclose(out[30:].mean(axis=0), [10, 10], atol=0.5) and np.abs(out[:30]).max() < 1
+    r = np.linalg.norm(out[:30], axis=1)
+    right = [i for i in range(30) if pts[i].score == 1.0]
+    wrong = [i for i in range(30) if pts[i].score == 0.0]
+    assert r[right].max() <= r[wrong].min()  # a disc reads as a share of right and wrong
+
+
+def test_data_flags_correct_and_disagreeing_examples():
+    from ladder.atlas_page import correct, data, disagreeing
+
+    pts = _pts(6) + [Point("rl", "9", 0, "q", "a", None, "x", "error")]
+    assert correct(1.0) == 1 and correct(0.5) == 0 and correct(None) is None
+    # Stage k is right on example i when (i + k) % 3 == 0: both wrong (they agree) when i % 3 == 1.
+    assert disagreeing(pts) == {"0", "2", "3", "5"}
+    same = [Point(s, "1", 0, "q", "a", 1.0, "a", "eos", example_score=1.0) for s in ("a", "b")]
+    assert disagreeing(same) == set()
+    d = data(pts, np.zeros((len(pts), 2)))
+    assert d["stages"] == ["zero_shot", "few_shot", "rl"] and len(d["ex"]) == 7
+    assert [e[3] for e in d["ex"]] == [1, 0, 1, 1, 0, 1, 0]
+    assert d["p"]["ok"][-1] is None and d["p"]["ok"][0] == 1 and d["p"]["ok"][1] == 0
+
+
+def test_figure_starts_coloured_by_score_with_one_colour_bar():
+    pts = _pts(5) + [Point("few_shot", "x", 0, "q", "x" * 1000, None, "neg", "error")]
+    fig = atlas_page.figure(pts, np.arange(2 * len(pts), dtype=float).reshape(-1, 2), "t")
     names = [t.name for t in fig.data]
-    assert names == ["zero_shot", "few_shot", "label: neg", "label: pos"]
-    buttons = fig.layout.updatemenus[0].buttons
-    assert [b.label for b in buttons] == ["colour: stage", "colour: score", "colour: label"]
-    for b in buttons:
-        assert all(len(v) == len(fig.data) for v in b.args[0].values())
-    assert buttons[1].args[0]["marker.color"][1] == [1.0, None] or np.isnan(buttons[1].args[0]["marker.color"][1][1])
-    hover = fig.data[0].hovertext[0]
-    assert "&lt;script&gt;" in hover and "<script>" not in hover and "&lt;b&gt;bold" in hover
-    assert len(fig.data[1].hovertext[1]) < 700 and "…" in fig.data[1].hovertext[1]
+    assert names[:2] == ["zero_shot", "few_shot"] and names[-3:] == ["pinned", "zero_shot", "few_shot"]
+    assert [t.showlegend for t in fig.data[:2]] == [False, False]  # grey shapes stand in the legend
+    assert [t.legendgroup for t in fig.data[-2:]] == [t.legendgroup for t in fig.data[:2]]
+    assert sum(1 for t in fig.data if t.name.startswith("gold: ")) == 4
+    assert [len(t.x) for t in fig.data[:2]] == [5, 6]
+    assert list(fig.data[0].marker.color) == [p.score for p in pts[:5]]
+    assert np.isnan(fig.data[1].marker.color[-1])  # unscored: no colour on the scale
+    assert [bool(t.marker.showscale) for t in fig.data[:2]] == [True, False]
+    assert fig.data[0].marker.symbol != fig.data[1].marker.symbol  # stages told apart by shape
+    assert list(fig.data[1].customdata) == list(range(5, 11))  # points into the page's data
+
+
+def test_fragment_has_the_panel_and_safe_data():
+    pts = _pts(4) + [Point("few_shot", "x", 0, "q </script><b>", "<script>alert(1)</script>", 0.0, "neg", "eos")]
+    html = atlas_page.fragment(pts, np.zeros((len(pts), 2)), "t")
+    for control in ("name=\"colour\" value=\"score\" checked", "name='stage' value='0' checked",
+                    "name='stage' value='1' checked", "name=\"correct\" value=\"wrong\"",
+                    "name=\"disagree\"", "class=\"la-pin\"", "plotly_click"):
+        assert control in html, control
+    assert "<script>alert(1)" not in html and "</script><b>" not in html  # escaped inside the JSON
+    blob = html.split('-data">', 1)[1].split("</script>", 1)[0]
+    d = json.loads(blob)
+    assert d["p"]["c"][-1] == "<script>alert(1)</script>" and len(d["p"]["x"]) == len(pts)
+    assert "plotly.js v" not in html  # the fragment relies on the page's plotly.js
 
 
 def test_hf_embedding_of_a_local_model(random_model):
@@ -144,18 +236,64 @@ def test_help_does_not_import_the_heavy_libraries():
     assert "climb" in out.stdout and "atlas" in out.stdout and "report" in out.stdout
 
 
+def test_plotly_js_is_inlined_once_in_atlas_and_report(finished):
+    from plotly.offline import get_plotlyjs
+
+    from ladder import report
+
+    bundle = get_plotlyjs()
+    signature = bundle[:200]  # the bundle's licence header and opening: once in the bundle itself
+    assert bundle.count(signature) == 1
+    page = atlas.write(finished).read_text()
+    assert page.count(signature) == 1 and "la-pin" in page
+    whole = report.write(finished).read_text()
+    assert whole.count(signature) == 1  # the report's own copy; the atlas inside reuses it
+    assert "la-pin" in whole and whole.index(signature) < whole.index("class=\"la-atlas\"")
+    assert len(whole) < len(bundle) + 400_000  # one plotly.js plus the data of 120 points
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium not installed (Debian: apt-get install -y chromium; `make setup` does)")
-def test_atlas_page_opens_offline_and_recolours(finished, tmp_path):
+                    reason="chromium not installed (Debian: apt-get install -y chromium; `make browser` does)")
+def test_atlas_page_filters_and_pins_in_a_browser(finished, tmp_path):
     pytest.importorskip("websocket", reason="pip install websocket-client (the dev extra has it)")
-    from scripts.check_report import check_page, click
+    from scripts.check_report import check_page
 
     out = subprocess.run([sys.executable, "-m", "ladder.cli", "atlas", str(finished)], capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     assert out.returncode == 0, out.stderr
     page = finished / "atlas.html"
     assert out.stdout.strip() == str(page)
-    seen = check_page(page, tmp_path / "atlas.png", then=click("colour: score"))
+    points = atlas.load_points(finished)
+    split = atlas_page.disagreeing(points)
+    seen = check_page(page, tmp_path / "atlas.png")
     assert seen.errors == [] and seen.requests == []
-    assert seen.page["drawn"] == 1 and seen.page["points"] == 80
-    assert seen.page["colorbars"] == 1  # the score button switched the colouring
+    assert seen.page["drawn"] == 1 and seen.page["points"] == len(points) == 120 and seen.page["colorbars"] == 1
+
+    def look(js):
+        got = check_page(page, None, then="(() => { const root = document.querySelector('.la-atlas');"
+                                          "const set = (sel, v) => { const i = root.querySelector(sel); i.checked = v;"
+                                          "i.dispatchEvent(new Event('change', {bubbles: true})); };" + js + "})()")
+        assert got.errors == [] and got.requests == []
+        return got.page
+
+    wrong = look("set('input[name=correct][value=wrong]', true);")
+    assert wrong["points"] == sum(p.score == 0 for p in points) > 0
+    assert wrong["colorbars"] == 1
+    disagree = look("set('input[name=disagree]', true);")
+    assert disagree["points"] == sum(p.example in split for p in points) > 0
+    one_stage = look("set('input[name=stage][value=\"0\"]', false); set('input[name=stage][value=\"2\"]', false);")
+    assert one_stage["points"] == sum(p.stage == "few_shot" for p in points) == 40
+    by_stage = look("set('input[name=colour][value=stage]', true);")
+    assert by_stage["colorbars"] == 0 and by_stage["points"] == 120
+    # A click on a point (plotly's click event) pins its full text in the panel.
+    pinned = check_page(page, tmp_path / "pinned.png", then=(
+        "(() => { const gd = document.querySelector('.la-map .js-plotly-plot');"
+        "gd.emit('plotly_click', {points: [{curveNumber: 2, customdata: 100}]});"
+        "document.querySelectorAll('h1, h2').forEach(h => h.remove());"
+        "const h = document.createElement('h2'); h.textContent = document.querySelector('.la-pin').textContent;"
+        "document.body.appendChild(h); })()"))
+    assert pinned.errors == []
+    text = pinned.page["headings"][0]
+    p = points[100]
+    assert p.stage == "best_of_n" and p.prompt in text and "finish reason" in text and "sample" in text
+    assert "This example in each stage" in text and "zero_shot" in text and "few_shot" in text
