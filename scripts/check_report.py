@@ -47,7 +47,7 @@ PROBE = """(() => {
     height: document.documentElement.scrollHeight,
     // Each figure's x axes: a curve over training steps must be linear (layout.meta.curve_kind).
     axes: plots.map(p => ({title: ((p.layout.title || {}).text || ''), kind: (p.layout.meta || {}).curve_kind || null,
-                           x: Object.keys(p._fullLayout || {}).filter(k => /^xaxis\d*$/.test(k)).sort()
+                           x: Object.keys(p._fullLayout || {}).filter(k => /^xaxis\\d*$/.test(k)).sort()
                                 .map(k => p._fullLayout[k].type)})),
     // Content wider than its box hides behind a scrollbar (the table's flags column once did).
     clipped: [...document.querySelectorAll('.wide')].filter(e => e.scrollWidth > e.clientWidth + 1).length,

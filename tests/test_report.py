@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -134,7 +135,7 @@ chromium = pytest.mark.skipif(shutil.which("chromium") is None,
 @chromium
 def test_report_renders_in_a_browser_without_errors(finished, tmp_path):
     pytest.importorskip("websocket", reason="pip install websocket-client (the dev extra has it)")
-    from scripts.check_report import check_page
+    from scripts.check_report import check_report
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-m", "ladder.cli", "report", str(finished)], capture_output=True,
@@ -142,15 +143,87 @@ def test_report_renders_in_a_browser_without_errors(finished, tmp_path):
     assert out.returncode == 0, out.stderr
     page = finished / "report.html"
     shot = tmp_path / "report.png"
-    seen = check_page(page, shot)
-    assert seen.errors == [] and seen.requests == []
+    seen, problems = check_report(page, finished, shot)
+    assert problems == [] and seen.errors == [] and seen.requests == []
     # stage chart + best_of_n's curve, sft's train and eval curves, rl's curve + the atlas, all drawn
     assert seen.page["plots"] == seen.page["drawn"] == 6
     assert seen.page["rows"] == 5 and seen.page["points"] >= 5 * 40
-    assert {"Stages", "Next steps", "Guard warnings", "Curves", "Sample atlas"} <= set(seen.page["headings"])
+    assert {"Stages", "Next steps", "Guard warnings", "Curves", "Samples", "Sample atlas"} <= set(seen.page["headings"])
+    assert seen.inspected["all"]["total"] == 40  # the sample browser: one row per test example
     assert shot.stat().st_size > 50_000  # a real picture, not a blank page
     if os.environ.get("LADDER_SHOTS"):  # keep the screenshot for a person to look at
         shutil.copy(shot, os.environ["LADDER_SHOTS"])
+
+
+@chromium
+def test_sample_browser_filters_match_the_samples_on_disk(tmp_path):
+    """250 examples (three pages), stages that disagree and change: every filter's count in the
+    browser equals the count made from samples.jsonl, and a training curve's step axis is linear.
+    Then a record is taken out of a stage's samples.jsonl: the same page must now fail the check."""
+    pytest.importorskip("websocket", reason="pip install websocket-client (the dev extra has it)")
+    from scripts.check_report import check_report
+
+    folder = browser_folder(tmp_path)
+    page = write(folder, atlas=False)
+    seen, problems = check_report(page, folder)
+    assert problems == []
+    got = seen.inspected
+    assert got["all"] == {"total": 250, "rows": 100, "stages": ["zero_shot", "best_of_n", "rl"]}
+    assert 100 < got["wrong"]["total"] < 250 and 0 < got["disagree"]["total"] < 250
+    assert 0 < got["changed:0:2"]["total"] < 250
+    (step_fig,) = [f for f in seen.page["axes"] if f["kind"] == "step"]
+    assert step_fig["x"] == ["linear"]  # steps 1 … 60 spanned ≥ 16×: once drawn on a log axis
+    samples = next((folder / "rl").glob("*/samples.jsonl"))
+    lines = samples.read_text().splitlines()
+    bad = next(i for i, line in enumerate(lines) if json.loads(line)["score"] == 0.0)
+    samples.write_text("\n".join(lines[:bad] + lines[bad + 1:]) + "\n")
+    _, problems = check_report(page, folder)
+    assert any(p.startswith("sample browser, filter") for p in problems), problems
+
+
+def browser_folder(tmp_path, n: int = 250):
+    """A finished experiment, written directly: zero_shot, an oracle best_of_n with 4 samples an
+    example (one selected), and rl with 60 steps of noisy reward and a best-of-N baseline."""
+    import random
+
+    from ladder.store import JsonlWriter, write_json
+    from ladder.table import write_summary
+    from ladder.types import MetricValue, StageResult
+
+    rng = random.Random(0)
+    labels = ["positive", "negative", "neutral"]
+    folder = tmp_path / "exp"
+    results = []
+    for stage, p in (("zero_shot", 0.5), ("best_of_n", 0.8), ("rl", 0.6)):
+        records = []
+        for i in range(n):
+            target = labels[i % 3]
+            k = 4 if stage == "best_of_n" else 1
+            answers = [target if rng.random() < p else labels[(i + 1) % 3] for _ in range(k)]
+            samples = [{"text": f" {a}</script>", "finish_reason": "eos", "score": float(a == target), "extracted": a}
+                       for a in answers]
+            rec = {"id": f"ex{i}", "target": target, "prompt": [{"role": "user", "content": f"Review: number {i}"}],
+                   "score": samples[0]["score"], "error": False, "samples": samples}
+            if stage == "best_of_n":
+                best = max(range(k), key=lambda j: samples[j]["score"])
+                rec.update(score=samples[best]["score"], selected=best, answer=answers[best])
+            records.append(rec)
+        with JsonlWriter(folder / stage / "r1" / "samples.jsonl") as out:
+            out.write(records)
+        m = sum(r["score"] for r in records) / n
+        extra = {}
+        if stage == "rl":
+            extra = {"curves": {"rl_reward": {"x": list(range(1, 61)), "xlabel": "step", "ylabel": "reward",
+                                              "y": {"reward (mean over rollouts)": [rng.random() for _ in range(60)]}}},
+                     "baseline": {"label": "best-of-4, same reward", "oracle": True,
+                                  "metric": {"value": 0.8, "ci_low": 0.75, "ci_high": 0.85, "n": n}, "diff": None}}
+        result = StageResult(stage, stage, "r1", "choice", MetricValue(m, m - 0.05, m + 0.05, n), [],
+                             {"errors": 0, "chance": 1 / 3, "majority": 1 / 3}, extra, oracle=stage == "best_of_n")
+        write_json(folder / stage / "r1" / "metrics.json", result.to_dict())
+        results.append(result)
+    (folder / "experiment.yaml").write_text("name: exp\n")
+    write_summary(folder, results)
+    return folder
 
 
 def test_report_table_marks_oracles_and_shows_chance(tmp_path):
