@@ -238,3 +238,110 @@ def test_report_table_marks_oracles_and_shows_chance(tmp_path):
     assert "an upper bound" in page and "<td>0.250 / 0.500</td><td>12%</td>" in page
     plain = table_html(read_summary(results_folder(tmp_path / "b", {"zero_shot": ("zero_shot", scores(0.5))})))
     assert "(oracle)" not in plain and "chance" not in plain
+
+
+# ---------------------------------------------------------------------------------------------
+# How curves and the stage chart are drawn
+
+
+def test_step_axes_are_linear_and_only_n_is_log():
+    from ladder.report import curve_figure
+    from ladder.types import Curve
+
+    steps = curve_figure("sft", Curve("loss", list(range(5, 101, 5)), {"train": [1 / s for s in range(5, 101, 5)]},
+                                      "step", "step", "loss"))
+    assert steps.layout.xaxis.type == "linear" and steps.layout.meta == {"curve_kind": "step"}
+    bon = curve_figure("best_of_n", Curve("curve", [1, 2, 4, 8, 16, 32], {"metric": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]},
+                                          "n", "k"))
+    assert bon.layout.xaxis.type == "log" and list(bon.layout.xaxis.ticktext) == ["1", "2", "4", "8", "16", "32"]
+    # Results written before curves were typed: the kind is read from the x label.
+    (old,) = curves_of({"history": {"step": [10, 200, 400], "loss": [2.0, 1.0, 0.5]}})
+    assert old.kind == "step" and curve_figure("sft", old).layout.xaxis.type == "linear"
+    (old_n,) = curves_of(SHAPES["best_of_n"])
+    assert old_n.kind == "n"
+
+
+def test_rl_reward_is_smoothed_and_counts_start_at_zero():
+    from ladder.report import curve_figure
+    from ladder.report_curves import EMA_ALPHA, ema
+    from ladder.types import Curve
+
+    noisy = [0.2, 0.8] * 15
+    fig = curve_figure("rl", Curve("rl_reward", list(range(30)), {"reward (mean over rollouts)": noisy}, "step", "step"))
+    raw, smooth = fig.data
+    assert raw.opacity < 1 and list(raw.y) == noisy
+    assert smooth.name.endswith(f"EMA α={EMA_ALPHA:g}") and list(smooth.y) == ema(noisy)
+    assert max(smooth.y[10:]) - min(smooth.y[10:]) < 0.2  # the EMA is far steadier than the raw ±0.3
+    assert ema([1.0, None, 0.0], 0.5) == [1.0, None, 0.5]
+    short = curve_figure("rl", Curve("rl_reward", [0, 1, 2], {"reward": [0.1, 0.5, 0.2]}, "step", "step"))
+    assert len(short.data) == 1  # three points: nothing to smooth
+    tokens = curve_figure("rl", Curve("rl_length", [0, 1, 2], {"completion tokens (mean)": [2.1, 2.3, 2.0]}, "step",
+                                      "step", "tokens"))
+    assert tokens.layout.yaxis.rangemode == "tozero"
+    score = curve_figure("sft", Curve("m", [0, 1], {"choice": [0.5, 0.6]}, "step", "step", "score"))
+    assert score.layout.yaxis.rangemode is None
+
+
+def test_identical_series_are_drawn_once_and_named_together():
+    from ladder.report import curve_figure
+    from ladder.types import Curve
+
+    fig = curve_figure("sft", Curve("test_metric", [0, 10, 20], {"choice": [0.3, 0.5, 0.6], "stopped": [1, 1, 1],
+                                                                  "target ranks first": [0.3, 0.5, 0.6]}, "step", "step"))
+    assert [t.name for t in fig.data] == ["choice = target ranks first (coincide)", "stopped"]
+    near = curve_figure("x", Curve("c", [0, 1], {"a": [0.3, 0.5], "b": [0.3, 0.51]}, "step", "step"))
+    assert [t.name for t in near.data] == ["a", "b"]
+
+
+def test_a_chance_line_already_drawn_is_not_labelled_twice():
+    extra = {"curves": {"test_loss": {"x": [0, 10], "y": {"test": [1.5, 0.9]}, "xlabel": "step",
+                                      "hlines": {"chance −log(1/3)": math.log(3)}}},
+             "choice_loss": {"chance_loss": math.log(3)}, "other_chance_loss": 2.0}
+    (curve,) = curves_of(extra)
+    assert curve.hlines == {"other_chance_loss": 2.0, "chance −log(1/3)": math.log(3)}
+
+
+def test_stage_chart_shows_baselines_chance_and_oracles(tmp_path):
+    from ladder.report import stage_chart
+    from ladder.table import read_summary
+
+    folder = browser_folder(tmp_path, n=30)
+    fig = stage_chart(read_summary(folder))
+    bar = fig.data[0]
+    assert list(bar.x) == ["zero_shot", "best_of_n (oracle)", "rl", "↳ best-of-4, same reward (oracle)"]
+    assert list(bar.marker.pattern.shape) == ["", "/", "", "/"]  # oracles hatched
+    assert bar.insidetextanchor == "start"  # value labels at the foot, clear of the CI whiskers
+    (chance,) = fig.layout.shapes
+    assert abs(chance.y0 - 1 / 3) < 1e-3 and "chance 0.333" in fig.layout.annotations[0].text
+
+
+def test_table_leaves_out_repeated_columns():
+    from ladder.report import table_html
+
+    row = {k: "" for k in ("ci_low", "ci_high", "chance", "stop_hit_rate", "baseline", "flags")}
+    rows = [{**row, "stage": "zero_shot", "type": "zero_shot", "metric": "choice", "value": 0.5, "n": 10,
+             "errors": 0, "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0, "seconds": 1}]
+    page = table_html(rows)
+    assert "<th>type</th>" not in page and "<th>metric</th>" not in page and "<th>choice [95% CI]</th>" in page
+    page = table_html(rows + [{**rows[0], "stage": "few_shot_max", "type": "few_shot", "metric": "exact"}])
+    assert "few_shot_max <span class='type'>few_shot</span>" in page and "<th>metric</th>" in page
+
+
+def test_browser_data_marks_answers_and_keeps_html_inert(tmp_path):
+    from ladder.evidence import Evidence
+    from ladder.report_samples import browser_data, samples_html
+
+    folder = browser_folder(tmp_path, n=12)
+    ev = Evidence.load(folder)
+    data = browser_data(ev)
+    S = data["strings"]
+    assert [s["name"] for s in data["stages"]] == ["zero_shot", "best_of_n", "rl"] and len(data["rows"]) == 12
+    bon = next((folder / "best_of_n").glob("*/samples.jsonl")).read_text().splitlines()
+    for row, line in zip(data["rows"], bon):
+        d = json.loads(line)
+        cell = row["cells"][1]
+        assert row["id"] == d["id"] and cell["k"] == d["selected"] and S[cell["a"]] == d["answer"]
+        assert len(cell["n"]) == 4 and cell["w"] == (d["score"] < 1)
+    page = samples_html(ev)
+    assert "</script> " not in page.split("id='sample-data'>")[1].split("</script>")[0]
+    assert "<\\/script>" in page  # a completion's "</script>" cannot end the data element
