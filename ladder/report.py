@@ -92,7 +92,9 @@ def table_html(rows: list[dict[str, Any]]) -> str:
     head = ["stage", *(["metric"] if mixed else []), value_head, "n",
             *(["chance / majority", "unparsed"] if k_way else []), "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
             "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
-    out = ["<table class='stages'><thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    # Long headings on two lines: a heading's one-line width would set its column's.
+    out = ["<table class='stages'><thead><tr>",
+           *(f"<th>{'<br>'.join(_e(part) for part in _two_lines(h))}</th>" for h in head), "</tr></thead><tbody>"]
     for r in rows:
         value = "n/a" if r["value"] == "" else _e(num(r["value"])) + (
             f" <span class='ci'>[{num(r['ci_low'])}, {num(r['ci_high'])}]</span>" if r["ci_low"] != "" else "")
@@ -100,7 +102,7 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         cells = [r["n"]]
         if k_way:
             cells += [chance_text(r), "" if r.get("unparsed") in ("", None) else f"{r['unparsed']:.0%}"]
-        out.append(f"<tr><td>{_e(stage_label(r))}{kind}</td>" + (f"<td>{_e(r['metric'])}</td>" if mixed else "")
+        out.append(f"<tr{' class=oracle' if _oracle(r) else ''}><td>{_e(stage_label(r))}{kind}</td>" + (f"<td>{_e(r['metric'])}</td>" if mixed else "")
                    + f"<td class='num'>{value}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells))
         for key in ("diff_prev", "diff_zero"):
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, key)]
@@ -120,6 +122,14 @@ def table_html(rows: list[dict[str, Any]]) -> str:
     if any(r.get("oracle") or "(oracle)" in str(r.get("baseline")) for r in rows):
         out.append(f"<p class='note'>{_e(ORACLE_NOTE)}</p>")
     return "".join(out)
+
+
+def _two_lines(heading: str) -> list[str]:
+    """'Δ prev [95% CI]' → ['Δ prev', '[95% CI]']; 'tokens in/out' → ['tokens', 'in/out']."""
+    if " [" in heading:
+        head, _, rest = heading.partition(" [")
+        return [head, "[" + rest]
+    return heading.split(" ", 1) if len(heading) > 8 and " " in heading else [heading]
 
 
 def _diff_html(text: str) -> str:
@@ -216,7 +226,7 @@ body {{ font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin
 h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }}
 .meta {{ color: #666; }}
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }}
-th, td {{ padding: 4px 7px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }}
+th, td {{ padding: 4px 6px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }}
 th:first-child, td:first-child, td.flags, table.climb td {{ text-align: left; }}
 table.climb td, td.flags {{ white-space: normal; }}
 .wide {{ overflow-x: auto; }}
@@ -224,8 +234,9 @@ td.up {{ color: #0a7a32; font-weight: 600; }} td.down {{ color: #b3261e; font-we
 td.flags {{ color: #9a6700; }} td.stop {{ color: #0a7a32; font-weight: 600; }}
 .rule {{ color: #888; font-size: 12px; }} .warnings li {{ margin-bottom: 4px; }}
 .plot {{ margin: 8px 0; }}
-td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; }} .type {{ color: #888; font-size: 11px; }} td.flags {{ min-width: 8em; max-width: 28em; }}
+table.stages th, td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; font-size: 12px; }} .type {{ color: #888; font-size: 11px; }} td.flags {{ min-width: 8em; max-width: 28em; }}
 tr.baseline td {{ color: #555; font-style: italic; }}
+tr.oracle td {{ background: repeating-linear-gradient(135deg, #f4f8fc 0 6px, #e8f0f8 6px 8px); }}
 .samples .controls {{ display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 8px 0; }}
 .samples .count {{ font-weight: 600; }}
 .sample-table {{ max-height: 640px; overflow: auto; border: 1px solid #eee; }}

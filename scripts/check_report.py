@@ -306,7 +306,7 @@ def browse(evaluate: Callable[[str], Any], stages: int, query: str, page_size: i
     for a in range(stages):
         for b in range(a + 1, stages):
             look(f"changed:{a}:{b}", "changed", a, b)
-    look("reset", "all")
+    look("reset", "all", 0, max(stages - 1, 0))
     return seen
 
 
