@@ -211,6 +211,7 @@ def _problems(events: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 BROWSE = """((f, a, b, q) => {
   const root = document.getElementById('samples');
   if (!root) return null;
+  const t0 = performance.now();
   document.getElementById('sf-a').value = String(a);
   document.getElementById('sf-b').value = String(b);
   document.getElementById('sf-a').dispatchEvent(new Event('change'));
@@ -222,8 +223,13 @@ BROWSE = """((f, a, b, q) => {
   radio.checked = true;
   radio.dispatchEvent(new Event('change'));
   return JSON.stringify({total: +root.dataset.total, rows: root.querySelectorAll('tbody tr').length,
+                         ms: Math.round(performance.now() - t0),
                          stages: [...document.getElementById('sf-a').options].map(o => o.textContent)});
 })"""
+
+
+SLOW_MS = 1500
+"""Setting a filter (four redraws: two selects, the search box, the radio) must feel immediate."""
 
 
 def _answer(d: dict[str, Any]) -> str:
@@ -332,6 +338,8 @@ def check_report(page: Path, folder: Path | None = None, screenshot: Path | None
             got = seen.get(key) or {}
             if got.get("total") != n:
                 problems.append(f"sample browser, filter {key}: shows {got.get('total')} examples, samples.jsonl has {n}")
+            elif got.get("ms", 0) > SLOW_MS:
+                problems.append(f"sample browser, filter {key}: took {got['ms']} ms (over {SLOW_MS})")
             elif got.get("rows") != min(n, 100):
                 problems.append(f"sample browser, filter {key}: {got.get('rows')} rows on the page for {n} examples")
         if examples and seen["all"].get("stages") != stages:
