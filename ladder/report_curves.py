@@ -139,7 +139,16 @@ def stage_curves(r: StageResult) -> list[Curve]:
             c.hlines = {**guessed.hlines, **c.hlines}
             guessed = c
         out.append(guessed)
-    return (out + list(typed.values()))[:MAX_CURVES]
+    out = (out + list(typed.values()))[:MAX_CURVES]
+    # A line the stage labelled itself (sft: "chance −log(1/3)") keeps that label on every curve
+    # it is found on, not a key name ("chance_loss") on some of them.
+    declared = {round(v, 6): k for c in r.curves for k, v in c.hlines.items()}
+    for c in out:
+        relabelled: dict[str, float] = {}
+        for k, v in c.hlines.items():
+            relabelled.setdefault(declared.get(round(v, 6), k), v)
+        c.hlines = relabelled
+    return out
 
 
 def _guess(name: str, value: Any) -> Curve | None:

@@ -346,3 +346,17 @@ def test_browser_data_marks_answers_and_keeps_html_inert(tmp_path):
     page = samples_html(ev)
     assert "</script> " not in page.split("id='sample-data'>")[1].split("</script>")[0]
     assert "<\\/script>" in page  # a completion's "</script>" cannot end the data element
+
+
+def test_a_stage_labels_its_chance_line_once_for_all_its_curves():
+    from ladder.report_curves import stage_curves
+    from ladder.types import MetricValue, StageResult
+
+    extra = {"curves": {"train_loss": [[5, 2.1], [10, 1.6]],
+                        "test_loss": {"x": [0, 10], "y": {"test": [1.5, 0.9]}, "xlabel": "step",
+                                      "hlines": {"chance −log(1/3)": math.log(3)}}},
+             "choice_loss": {"chance_loss": math.log(3)}}
+    r = StageResult("sft", "sft", "r", "choice", MetricValue(0.5, 0.4, 0.6, 10), extra=extra)
+    train, test = stage_curves(r)
+    assert train.hlines == test.hlines == {"chance −log(1/3)": math.log(3)}
+    assert train.kind == test.kind == "step"
