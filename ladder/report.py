@@ -11,7 +11,6 @@ ladder/report_samples.py.
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -102,7 +101,8 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         cells = [r["n"]]
         if k_way:
             cells += [chance_text(r), "" if r.get("unparsed") in ("", None) else f"{r['unparsed']:.0%}"]
-        out.append(f"<tr{' class=oracle' if _oracle(r) else ''}><td>{_e(stage_label(r))}{kind}</td>" + (f"<td>{_e(r['metric'])}</td>" if mixed else "")
+        out.append(f"<tr{' class=oracle' if _oracle(r) else ''}><td>{_e(stage_label(r))}{kind}</td>"
+                   + (f"<td>{_e(r['metric'])}</td>" if mixed else "")
                    + f"<td class='num'>{value}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells))
         for key in ("diff_prev", "diff_zero"):
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, key)]
@@ -117,7 +117,8 @@ def table_html(rows: list[dict[str, Any]]) -> str:
             out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td>" +
                        (f"<td>{_e(base['metric'])}</td>" if mixed else "") +
                        f"<td class='num'>{value}</td><td>{_e(base['n'])}</td>" + "<td></td>" * (2 * k_way) +
-                       f"<td class='num {cls}'>{_diff_html(diff_text(base, 'diff_prev'))}</td>" + "<td></td>" * 7 + "</tr>")
+                       f"<td class='num {cls}'>{_diff_html(diff_text(base, 'diff_prev'))}</td>"
+                       + "<td></td>" * 7 + "</tr>")
     out.append("</tbody></table>")
     if any(r.get("oracle") or "(oracle)" in str(r.get("baseline")) for r in rows):
         out.append(f"<p class='note'>{_e(ORACLE_NOTE)}</p>")
@@ -234,14 +235,16 @@ td.up {{ color: #0a7a32; font-weight: 600; }} td.down {{ color: #b3261e; font-we
 td.flags {{ color: #9a6700; }} td.stop {{ color: #0a7a32; font-weight: 600; }}
 .rule {{ color: #888; font-size: 12px; }} .warnings li {{ margin-bottom: 4px; }}
 .plot {{ margin: 8px 0; }}
-table.stages th, td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; font-size: 12px; }} .type {{ color: #888; font-size: 11px; }} td.flags {{ min-width: 8em; max-width: 28em; }}
+table.stages th, td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; font-size: 12px; }}
+.type {{ color: #888; font-size: 11px; }} td.flags {{ min-width: 8em; max-width: 28em; }}
 tr.baseline td {{ color: #555; font-style: italic; }}
 tr.oracle td {{ background: repeating-linear-gradient(135deg, #f4f8fc 0 6px, #e8f0f8 6px 8px); }}
 .samples .controls {{ display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 8px 0; }}
 .samples .count {{ font-weight: 600; }}
 .sample-table {{ max-height: 640px; overflow: auto; border: 1px solid #eee; }}
 table.samples {{ width: 100%; }} table.samples th {{ position: sticky; top: 0; background: #fafafa; }}
-table.samples td, table.samples th {{ text-align: left; }} table.samples td.input {{ white-space: normal; min-width: 16em; }}
+table.samples td, table.samples th {{ text-align: left; }}
+table.samples td.input {{ white-space: normal; min-width: 16em; }}
 td.cell {{ cursor: pointer; }} td.cell:hover {{ outline: 1px solid #888; }}
 td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ color: #666; font-size: 11px; }}
 .detail {{ border: 1px solid #ccc; padding: 8px 12px; margin-top: 8px; background: #fcfcfc; }}

@@ -144,7 +144,8 @@ SCRIPT = """<script>
   const S = D.strings, root = document.getElementById('samples');
   const $ = id => document.getElementById(id);
   let shown = [], page = 0;
-  const esc = s => String(s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[c]);
+  const ENT = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
+  const esc = s => String(s).replace(/[&<>"']/g, c => ENT[c]);
   const fmt = v => v === null || v === undefined ? '—' : (Math.round(v * 1000) / 1000).toString();
   function keep(row, f, a, b, q) {
     const cells = row.cells.filter(c => c);
@@ -189,7 +190,8 @@ SCRIPT = """<script>
       '</pre></div>').join('');
     const samples = c.n.map((s, i) => '<tr' + (i === c.k ? ' class="selected"' : '') + '><td>' +
       (i === c.k ? '★ ' : '') + i + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
-      s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : K[m + 1] === 'extracted' ? S[v] : v) + '</td>').join('') +
+      s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : K[m + 1] === 'extracted' ? S[v] : v) +
+        '</td>').join('') +
       '</tr>').join('');
     const box = $('sf-detail');
     box.hidden = false;

@@ -337,7 +337,8 @@ def check_report(page: Path, folder: Path | None = None, screenshot: Path | None
                 continue
             got = seen.get(key) or {}
             if got.get("total") != n:
-                problems.append(f"sample browser, filter {key}: shows {got.get('total')} examples, samples.jsonl has {n}")
+                problems.append(f"sample browser, filter {key}: shows {got.get('total')} examples, "
+                                f"samples.jsonl has {n}")
             elif got.get("ms", 0) > SLOW_MS:
                 problems.append(f"sample browser, filter {key}: took {got['ms']} ms (over {SLOW_MS})")
             elif got.get("rows") != min(n, 100):

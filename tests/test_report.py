@@ -268,7 +268,8 @@ def test_rl_reward_is_smoothed_and_counts_start_at_zero():
     from ladder.types import Curve
 
     noisy = [0.2, 0.8] * 15
-    fig = curve_figure("rl", Curve("rl_reward", list(range(30)), {"reward (mean over rollouts)": noisy}, "step", "step"))
+    fig = curve_figure("rl", Curve("rl_reward", list(range(30)), {"reward (mean over rollouts)": noisy},
+                                   "step", "step"))
     raw, smooth = fig.data
     assert raw.opacity < 1 and list(raw.y) == noisy
     assert smooth.name.endswith(f"EMA α={EMA_ALPHA:g}") and list(smooth.y) == ema(noisy)
@@ -287,8 +288,8 @@ def test_identical_series_are_drawn_once_and_named_together():
     from ladder.report import curve_figure
     from ladder.types import Curve
 
-    fig = curve_figure("sft", Curve("test_metric", [0, 10, 20], {"choice": [0.3, 0.5, 0.6], "stopped": [1, 1, 1],
-                                                                  "target ranks first": [0.3, 0.5, 0.6]}, "step", "step"))
+    series = {"choice": [0.3, 0.5, 0.6], "stopped": [1, 1, 1], "target ranks first": [0.3, 0.5, 0.6]}
+    fig = curve_figure("sft", Curve("test_metric", [0, 10, 20], series, "step", "step"))
     assert [t.name for t in fig.data] == ["choice = target ranks first (coincide)", "stopped"]
     near = curve_figure("x", Curve("c", [0, 1], {"a": [0.3, 0.5], "b": [0.3, 0.51]}, "step", "step"))
     assert [t.name for t in near.data] == ["a", "b"]
