@@ -57,13 +57,16 @@ def stage_chart(rows: list[dict[str, Any]]):
         hoverinfo="text", showlegend=False))
     chance = [r["chance"] for r in rows if r["metric"] == main and r.get("chance") not in ("", None)]
     if chance:
-        fig.add_hline(y=sum(chance) / len(chance), line_dash="dash", line_color="firebrick",
-                      annotation_text=f"chance {sum(chance) / len(chance):.3f}", annotation_position="top left")
+        # Labelled in the right margin: inside the plot the label would sit on a bar.
+        level = sum(chance) / len(chance)
+        fig.add_hline(y=level, line_dash="dash", line_color="firebrick")
+        fig.add_annotation(text=f"chance<br>{level:.3f}", x=1, xref="paper", xanchor="left", y=level,
+                           showarrow=False, font=dict(color="firebrick"))
     if any(b["oracle"] for b in bars):
         fig.add_annotation(text="hatched: oracle — reads the test answers (an upper bound)", showarrow=False,
                            xref="paper", yref="paper", x=1, y=1.08, xanchor="right", font=dict(color="#555"))
     fig.update_layout(title=f"{main} by stage, with 95% CIs", template="plotly_white", height=380,
-                      yaxis_title=main, yaxis_rangemode="tozero", margin=dict(l=50, r=20, t=60, b=40))
+                      yaxis_title=main, yaxis_rangemode="tozero", margin=dict(l=50, r=70, t=60, b=40))
     return fig
 
 

@@ -314,7 +314,7 @@ def test_stage_chart_shows_baselines_chance_and_oracles(tmp_path):
     assert list(bar.marker.pattern.shape) == ["", "/", "", "/"]  # oracles hatched
     assert bar.insidetextanchor == "start"  # value labels at the foot, clear of the CI whiskers
     (chance,) = fig.layout.shapes
-    assert abs(chance.y0 - 1 / 3) < 1e-3 and "chance 0.333" in fig.layout.annotations[0].text
+    assert abs(chance.y0 - 1 / 3) < 1e-3 and "chance<br>0.333" in fig.layout.annotations[0].text
 
 
 def test_table_leaves_out_repeated_columns():
