@@ -239,7 +239,7 @@ td.flags {{ color: #9a6700; }} td.stop {{ color: #0a7a32; font-weight: 600; }}
 .rule {{ color: #888; font-size: 12px; }} .warnings li {{ margin-bottom: 4px; }}
 .plot {{ margin: 8px 0; }}
 table.stages th, td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; font-size: 12px; }}
-.type {{ color: #888; font-size: 11px; }} td.flags {{ min-width: 8em; max-width: 28em; }}
+.type {{ color: #888; font-size: 11px; }} td.flags:not(:empty) {{ min-width: 8em; max-width: 28em; }}
 tr.baseline td {{ color: #555; font-style: italic; }}
 tr.oracle td {{ background: repeating-linear-gradient(135deg, #f4f8fc 0 6px, #e8f0f8 6px 8px); }}
 .samples .controls {{ display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 8px 0; }}
