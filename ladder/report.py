@@ -4,32 +4,14 @@ The page has the stage table with CIs and paired differences, a chart of the sta
 record, the next steps, every guard warning, each stage's curves and the sample atlas. plotly.js
 is inlined once, so the page opens offline.
 
-Curves come from each stage's metrics.json `extra`. The preferred shape (best_of_n, sft and rl
-write this):
-
-    extra["curves"] = {
-        "reward_vs_n": {"x": [1, 2, 4, 8], "y": {"selector": [...], "metric": [...]},
-                        "xlabel": "N", "ylabel": "score"},
-        "loss": {"x": [0, 10, 20], "y": {"train": [...], "test": [...]}, "xlabel": "step",
-                 "ylabel": "loss", "hlines": {"chance −log(1/K)": 1.0986}},
-    }
-
-`y` may also be a single list. Anything else in `extra` that looks like a curve is drawn too,
-up to two levels deep (what best_of_n and sft write today is of these kinds):
-  - a list of points: [{"k": 1, "selector": 0.3, "kl_bound": 0.0}, ...] (x from x/k/n/step/epoch/...);
-  - a dict of equal-length number lists: {"step": [...], "loss": [...], "accuracy": [...]};
-  - a list of [x, y] pairs: [[10, 2.1], [20, 1.7]]; or a plain list of numbers (x = index).
-A number in `extra`, or one level down, whose key names "chance" (e.g. "chance_loss": 1.0986)
-becomes a dashed line on that stage's loss curves. Series are split into panels by kind (loss /
-kl / the rest), so a loss and an accuracy never share an axis.
+Curves are found and drawn by ladder/report_curves.py; the sample browser is
+ladder/report_samples.py.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,175 +19,59 @@ from ladder.advice import next_steps
 from ladder.errors import LadderError
 from ladder.evidence import Evidence
 from ladder.progress import progress_bar
+from ladder.report_curves import Curve, curve_figure, curves_of, stage_curves  # noqa: F401 - public here
 from ladder.store import atomic_write, read_json
 from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, stage_label, table_rows
-
-X_KEYS = ("x", "k", "n", "step", "steps", "epoch", "iteration", "iter", "round")
-MAX_CURVES = 24
-"""Per stage: more is almost certainly not a set of curves but some other list data."""
-
-
-@dataclass
-class Curve:
-    name: str
-    x: list[float]
-    series: dict[str, list[float]]
-    xlabel: str = ""
-    ylabel: str = ""
-    hlines: dict[str, float] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# Finding curves in `extra`
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _numbers(v: Any) -> bool:
-    return isinstance(v, list) and len(v) >= 2 and all(_num(e) or e is None for e in v) and any(_num(e) for e in v)
-
-
-def _from_columns(name: str, cols: dict[str, list], xlabel: str = "", ylabel: str = "") -> Curve | None:
-    lists = {k: v for k, v in cols.items() if _numbers(v)}
-    lengths = {len(v) for v in lists.values()}
-    if not lists or len(lengths) != 1:
-        return None
-    xkey = next((k for k in X_KEYS if k in lists), None)
-    series = {k: v for k, v in lists.items() if k not in X_KEYS}  # an epoch beside a step is an axis too
-    if not series:
-        return None
-    x = lists[xkey] if xkey else list(range(lengths.pop()))
-    return Curve(name, x, series, xlabel or (xkey or "index"), ylabel)
-
-
-def _from_spec(name: str, spec: dict[str, Any]) -> Curve | None:
-    """The documented shape: {"x": [...], "y": [...] | {series: [...]}, xlabel, ylabel, hlines}."""
-    y = spec.get("y")
-    series = y if isinstance(y, dict) else {spec.get("ylabel") or name: y}
-    curve = _from_columns(name, {"x": spec.get("x"), **series}, spec.get("xlabel", ""), spec.get("ylabel", ""))
-    if curve is None and isinstance(spec.get("points"), list):
-        curve = _from_points(name, spec["points"])
-    if curve is not None:
-        curve.hlines = {k: float(v) for k, v in (spec.get("hlines") or {}).items() if _num(v)}
-    return curve
-
-
-def _from_points(name: str, points: list) -> Curve | None:
-    if len(points) < 2 or not all(isinstance(p, dict) for p in points):
-        return None
-    keys = [k for k in points[0] if all(_num(p.get(k)) or p.get(k) is None for p in points)]
-    return _from_columns(name, {POINT_LABELS.get(k, k): [p.get(k) for p in points] for k in keys})
-
-
-POINT_LABELS = {"kl_bound": "KL upper bound log k − (k−1)/k", "kl_pool": "KL over the sample pool (exact)"}
-"""Readable series names for keys of best_of_n's curve points: the bound must read as a bound."""
-
-
-def curves_of(extra: dict[str, Any]) -> list[Curve]:
-    """Every curve-like entry of a metrics.json `extra` (see the module docstring)."""
-    out: list[Curve] = []
-    specs = extra.get("curves")
-    if isinstance(specs, dict):
-        for name, spec in specs.items():
-            curve = _from_spec(name, spec) if isinstance(spec, dict) else None
-            if curve is None and isinstance(spec, (dict, list)):
-                curve = _guess(name, spec)
-            if curve is not None:
-                out.append(curve)
-
-    def walk(node: dict[str, Any], prefix: str, depth: int) -> None:
-        for key, value in node.items():
-            if key == "curves" and not prefix:
-                continue
-            name = f"{prefix}{key}"
-            curve = _guess(name, value)
-            if curve is not None:
-                out.append(curve)
-            elif isinstance(value, dict) and depth < 2:
-                walk(value, f"{name}.", depth + 1)
-
-    walk(extra, "", 1)
-    # e.g. extra["chance_loss"] or extra["choice_loss"]["chance_loss"] (what sft writes)
-    nested = [(k, v) for d in extra.values() if isinstance(d, dict) for k, v in d.items()]
-    chance = {k: float(v) for k, v in [*extra.items(), *nested] if _num(v) and "chance" in k.lower()}
-    for curve in out:
-        if any("loss" in s.lower() for s in [curve.name, *curve.series]):
-            curve.hlines = {**chance, **curve.hlines}
-    return out[:MAX_CURVES]
-
-
-def _guess(name: str, value: Any) -> Curve | None:
-    if isinstance(value, list):
-        short = name.rsplit(".", 1)[-1]
-        if _numbers(value):  # a lone list of steps or Ns is an axis, not a curve
-            return None if short in X_KEYS else Curve(name, list(range(len(value))), {short: value}, "index")
-        if len(value) >= 2 and all(isinstance(p, list) and len(p) == 2 and all(map(_num, p)) for p in value):
-            return Curve(name, [p[0] for p in value], {short: [p[1] for p in value]}, "step")  # [[step, loss], ...]
-        return _from_points(name, value)
-    if isinstance(value, dict):
-        if "x" in value and "y" in value:
-            return _from_spec(name, value)
-        return _from_columns(name, value)
-    return None
-
-
-def _kind(series: str) -> str:
-    s = series.lower()
-    return "loss" if "loss" in s else "kl" if "kl" in s else "value"
-
-
-def curve_figure(stage: str, curve: Curve):
-    """One figure per curve; series of different kinds (loss, kl, other) get side-by-side panels."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    groups: dict[str, list[str]] = {}
-    for s in curve.series:
-        groups.setdefault(_kind(s), []).append(s)
-    kinds = list(groups)
-    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=kinds if len(kinds) > 1 else None)
-    xs = [v for v in curve.x if _num(v)]
-    log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 16  # e.g. N = 1 … 100
-    for col, kind in enumerate(kinds, start=1):
-        for s in groups[kind]:
-            fig.add_trace(go.Scatter(x=curve.x, y=curve.series[s], mode="lines+markers", name=s), row=1, col=col)
-        if kind == "loss" or len(kinds) == 1:
-            for label, y in curve.hlines.items():
-                fig.add_hline(y=y, line_dash="dash", line_color="firebrick", annotation_text=html.escape(label),
-                              annotation_position="top left", row=1, col=col)
-        # On a log axis plotly labels minor ticks too (2, 3, … 9 per decade); label only the x values.
-        ticks = dict(tickvals=xs, ticktext=[f"{v:g}" for v in xs]) if log_x and len(xs) <= 16 else {}
-        fig.update_xaxes(title_text=curve.xlabel, type="log" if log_x else None, row=1, col=col, **ticks)
-    if len(kinds) == 1 and curve.ylabel:
-        fig.update_yaxes(title_text=curve.ylabel)
-    fig.update_layout(title=f"{stage}: {curve.name}", template="plotly_white", height=360,
-                      margin=dict(l=50, r=20, t=60, b=40))
-    return fig
-
 
 # ---------------------------------------------------------------------------------------------
 # The page
 
 
 def stage_chart(rows: list[dict[str, Any]]):
+    """The stages' values as bars with 95% CI whiskers; a stage's baseline (rl: best-of-N, same
+    reward) as its own bar after it; chance as a dashed line. Oracle bars are hatched and lighter."""
     import plotly.graph_objects as go
 
     main = rows[0]["metric"] if rows else ""
     # One metric per chart: a reward_model row's pairwise accuracy is not on the task's scale.
-    ok = [r for r in rows if r["value"] != "" and r["metric"] == main]
-    lo = [r["value"] - r["ci_low"] if r["ci_low"] != "" else 0 for r in ok]
-    hi = [r["ci_high"] - r["value"] if r["ci_high"] != "" else 0 for r in ok]
-    fig = go.Figure(go.Bar(x=[r["stage"] for r in ok], y=[r["value"] for r in ok],
-                           error_y=dict(type="data", array=hi, arrayminus=lo, visible=True),
-                           text=[f"{r['value']:.3f}" for r in ok], textposition="inside",
-                           hovertext=[f"{r['stage']}: {r['value']:.3f} [{r['ci_low']}, {r['ci_high']}], n={r['n']}"
-                                      for r in ok], hoverinfo="text"))
-    metric = ok[0]["metric"] if ok else ""
-    fig.update_layout(title=f"{metric} by stage, with 95% CIs", template="plotly_white", height=360,
-                      yaxis_title=metric, margin=dict(l=50, r=20, t=60, b=40))
+    bars = []
+    for r in rows:
+        if r["metric"] != main:
+            continue
+        if r["value"] != "":
+            bars.append({**r, "label": stage_label(r), "oracle": _oracle(r)})
+        base = baseline_row(r)
+        if base and base["value"] != "":
+            bars.append({**base, "label": base["stage"].strip(), "oracle": "(oracle)" in str(r.get("baseline"))})
+    lo = [b["value"] - b["ci_low"] if b["ci_low"] != "" else 0 for b in bars]
+    hi = [b["ci_high"] - b["value"] if b["ci_high"] != "" else 0 for b in bars]
+    fig = go.Figure(go.Bar(
+        x=[b["label"] for b in bars], y=[b["value"] for b in bars],
+        marker=dict(color=["#9ecae1" if b["oracle"] else "#3182bd" for b in bars],
+                    pattern=dict(shape=["/" if b["oracle"] else "" for b in bars], fgcolor="#3182bd")),
+        error_y=dict(type="data", array=hi, arrayminus=lo, visible=True, color="#333"),
+        # At the foot of the bar: a label at the top sits under the CI whisker.
+        text=[f"{b['value']:.3f}" for b in bars], textposition="inside", insidetextanchor="start",
+        textfont=dict(color=["#08306b" if b["oracle"] else "white" for b in bars]),
+        hovertext=[f"{b['label']}: {b['value']:.3f} [{b['ci_low']}, {b['ci_high']}], n={b['n']}" for b in bars],
+        hoverinfo="text", showlegend=False))
+    chance = [r["chance"] for r in rows if r["metric"] == main and r.get("chance") not in ("", None)]
+    if chance:
+        # Labelled in the right margin: inside the plot the label would sit on a bar.
+        level = sum(chance) / len(chance)
+        fig.add_hline(y=level, line_dash="dash", line_color="firebrick")
+        fig.add_annotation(text=f"chance<br>{level:.3f}", x=1, xref="paper", xanchor="left", y=level,
+                           showarrow=False, font=dict(color="firebrick"))
+    if any(b["oracle"] for b in bars):
+        fig.add_annotation(text="hatched: oracle — reads the test answers (an upper bound)", showarrow=False,
+                           xref="paper", yref="paper", x=1, y=1.08, xanchor="right", font=dict(color="#555"))
+    fig.update_layout(title=f"{main} by stage, with 95% CIs", template="plotly_white", height=380,
+                      yaxis_title=main, yaxis_rangemode="tozero", margin=dict(l=50, r=70, t=60, b=40))
     return fig
+
+
+def _oracle(row: dict[str, Any]) -> bool:
+    return row.get("oracle") in (True, "True", "true")
 
 
 def _div(fig) -> str:
@@ -219,33 +85,61 @@ def _e(x: Any) -> str:
 
 def table_html(rows: list[dict[str, Any]]) -> str:
     k_way = any(r.get("chance") not in ("", None) for r in rows)
-    head = ["stage", "type", "metric", "value [95% CI]", "n", *(["chance / majority", "unparsed"] if k_way else []),
-            "Δ prev [95% CI]", "Δ zero_shot [95% CI]", "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
-    out = ["<table class='stages'><thead><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    # Columns that would repeat themselves are left out so the table fits a 1400 px page: the
+    # metric when every row has the same one (it heads the value column instead), and the type,
+    # shown small beside a stage only where it differs from the name (few_shot_max: few_shot).
+    metrics = {r["metric"] for r in rows}
+    mixed = len(metrics) > 1
+    value_head = f"{'value' if mixed else next(iter(metrics), 'value')} [95% CI]"
+    head = ["stage", *(["metric"] if mixed else []), value_head, "n",
+            *(["chance / majority", "unparsed"] if k_way else []), "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
+            "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
+    # Long headings on two lines: a heading's one-line width would set its column's.
+    out = ["<table class='stages'><thead><tr>",
+           *(f"<th>{'<br>'.join(_e(part) for part in _two_lines(h))}</th>" for h in head), "</tr></thead><tbody>"]
     for r in rows:
-        value = "n/a" if r["value"] == "" else num(r["value"]) + (
-            f" [{num(r['ci_low'])}, {num(r['ci_high'])}]" if r["ci_low"] != "" else "")
-        cells = [stage_label(r), r["type"], r["metric"], value, r["n"]]
+        value = "n/a" if r["value"] == "" else _e(num(r["value"])) + (
+            f" <span class='ci'>[{num(r['ci_low'])}, {num(r['ci_high'])}]</span>" if r["ci_low"] != "" else "")
+        kind = f" <span class='type'>{_e(r['type'])}</span>" if r["type"] != r["stage"] else ""
+        cells = [r["n"]]
         if k_way:
             cells += [chance_text(r), "" if r.get("unparsed") in ("", None) else f"{r['unparsed']:.0%}"]
-        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells))
+        out.append(f"<tr{' class=oracle' if _oracle(r) else ''}><td>{_e(stage_label(r))}{kind}</td>"
+                   + (f"<td>{_e(r['metric'])}</td>" if mixed else "")
+                   + f"<td class='num'>{value}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells))
         for key in ("diff_prev", "diff_zero"):
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, key)]
-            out.append(f"<td class='{cls}'>{_e(diff_text(r, key))}</td>")
+            out.append(f"<td class='num {cls}'>{_diff_html(diff_text(r, key))}</td>")
         stop = "" if r["stop_hit_rate"] == "" else f"{r['stop_hit_rate']:.0%}"
         cells = [r["errors"], stop, f"{r['prompt_tokens']}/{r['completion_tokens']}", r["cost_usd"], r["seconds"]]
         out.append("".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='flags'>{_e(r['flags'])}</td></tr>")
         base = baseline_row(r)
         if base:  # e.g. rl's best-of-N with the same reward, right under it
-            value = f"{num(base['value'])} [{num(base['ci_low'])}, {num(base['ci_high'])}]"
+            value = f"{num(base['value'])} <span class='ci'>[{num(base['ci_low'])}, {num(base['ci_high'])}]</span>"
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(base, "diff_prev")]
-            out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td><td></td><td>{_e(base['metric'])}</td>"
-                       f"<td>{_e(value)}</td><td>{_e(base['n'])}</td>" + "<td></td>" * (2 * k_way) +
-                       f"<td class='{cls}'>{_e(diff_text(base, 'diff_prev'))}</td>" + "<td></td>" * 7 + "</tr>")
+            out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td>" +
+                       (f"<td>{_e(base['metric'])}</td>" if mixed else "") +
+                       f"<td class='num'>{value}</td><td>{_e(base['n'])}</td>" + "<td></td>" * (2 * k_way) +
+                       f"<td class='num {cls}'>{_diff_html(diff_text(base, 'diff_prev'))}</td>"
+                       + "<td></td>" * 7 + "</tr>")
     out.append("</tbody></table>")
     if any(r.get("oracle") or "(oracle)" in str(r.get("baseline")) for r in rows):
         out.append(f"<p class='note'>{_e(ORACLE_NOTE)}</p>")
     return "".join(out)
+
+
+def _two_lines(heading: str) -> list[str]:
+    """'Δ prev [95% CI]' → ['Δ prev', '[95% CI]']; 'tokens in/out' → ['tokens', 'in/out']."""
+    if " [" in heading:
+        head, _, rest = heading.partition(" [")
+        return [head, "[" + rest]
+    return heading.split(" ", 1) if len(heading) > 8 and " " in heading else [heading]
+
+
+def _diff_html(text: str) -> str:
+    """'+0.330 [+0.277, +0.383]' with its CI in a span that may wrap under the value as a whole."""
+    head, sep, ci = text.partition(" [")
+    return _e(head) + (f" <span class='ci'>[{_e(ci)}</span>" if sep else "")
 
 
 def warnings_html(ev: Evidence) -> str:
@@ -273,7 +167,7 @@ def climb_html(climb: dict[str, Any] | None) -> str:
 
 def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     """The report page's HTML."""
-    from plotly.offline import get_plotlyjs
+    from ladder.report_samples import samples_html
 
     if not (folder / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(folder),
@@ -288,7 +182,7 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
         advance(1)
         curves = []
         for r in ev.results:
-            curves += [f"<div class='plot'>{_div(curve_figure(r.stage, c))}</div>" for c in curves_of(r.extra)]
+            curves += [f"<div class='plot'>{_div(curve_figure(r.stage, c))}</div>" for c in stage_curves(r)]
             advance(1)
     atlas_part = "<p>Left out (<code>--no-atlas</code>); <code>ladder atlas</code> draws it.</p>"
     if atlas:
@@ -306,10 +200,18 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     steps_html = "".join(f"<li>{_e(s.text)} <span class='rule'>{_e(s.rule)}</span></li>" for s in steps) or \
         "<li>Nothing flagged — read some samples before deciding to climb further.</li>"
     return PAGE.format(
-        title=_e(name), plotly=get_plotlyjs(), name=_e(name), description=_e(description),
+        title=_e(name), plotly=_plotly_script(), name=_e(name), description=_e(description),
         meta=" · ".join(_e(m) for m in meta), table=table_html(rows), chart=chart, climb=climb_html(ev.climb),
-        steps=steps_html, warnings=warnings_html(ev),
+        steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev),
         curves="".join(curves) or "<p>No stage recorded curves (best_of_n, sft and rl do).</p>", atlas=atlas_part)
+
+
+def _plotly_script() -> str:
+    """plotly.js, inlined once for the whole page (the atlas part reuses it): the one place it is
+    included, so the page opens offline without carrying it twice."""
+    from plotly.offline import get_plotlyjs
+
+    return f"<script>{get_plotlyjs()}</script>"
 
 
 def write(folder: Path, out: Path | None = None, **kwargs: Any) -> Path:
@@ -328,7 +230,7 @@ body {{ font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin
 h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }}
 .meta {{ color: #666; }}
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }}
-th, td {{ padding: 4px 10px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }}
+th, td {{ padding: 4px 6px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }}
 th:first-child, td:first-child, td.flags, table.climb td {{ text-align: left; }}
 table.climb td, td.flags {{ white-space: normal; }}
 .wide {{ overflow-x: auto; }}
@@ -336,8 +238,23 @@ td.up {{ color: #0a7a32; font-weight: 600; }} td.down {{ color: #b3261e; font-we
 td.flags {{ color: #9a6700; }} td.stop {{ color: #0a7a32; font-weight: 600; }}
 .rule {{ color: #888; font-size: 12px; }} .warnings li {{ margin-bottom: 4px; }}
 .plot {{ margin: 8px 0; }}
+table.stages th, td.num {{ white-space: normal; }} .ci {{ white-space: nowrap; font-size: 12px; }}
+.type {{ color: #888; font-size: 11px; }} td.flags:not(:empty) {{ min-width: 8em; max-width: 28em; }}
+tr.baseline td {{ color: #555; font-style: italic; }}
+tr.oracle td {{ background: repeating-linear-gradient(135deg, #f4f8fc 0 6px, #e8f0f8 6px 8px); }}
+.samples .controls {{ display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 8px 0; }}
+.samples .count {{ font-weight: 600; }}
+.sample-table {{ max-height: 640px; overflow: auto; border: 1px solid #eee; }}
+table.samples {{ width: 100%; }} table.samples th {{ position: sticky; top: 0; background: #fafafa; }}
+table.samples td, table.samples th {{ text-align: left; }}
+table.samples td.input {{ white-space: normal; min-width: 16em; }}
+td.cell {{ cursor: pointer; }} td.cell:hover {{ outline: 1px solid #888; }}
+td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ color: #666; font-size: 11px; }}
+.detail {{ border: 1px solid #ccc; padding: 8px 12px; margin-top: 8px; background: #fcfcfc; }}
+.detail pre {{ white-space: pre-wrap; margin: 2px 0 6px; font-size: 12px; }}
+.detail td {{ text-align: left; vertical-align: top; }} tr.selected td {{ background: #fff4c2; font-weight: 600; }}
 </style>
-<script>{plotly}</script>
+{plotly}
 </head><body>
 <h1>{name}</h1>
 <p>{description}</p>
@@ -347,6 +264,7 @@ td.flags {{ color: #9a6700; }} td.stop {{ color: #0a7a32; font-weight: 600; }}
 <section><h2>Next steps</h2><ul>{steps}</ul></section>
 <section><h2>Guard warnings</h2>{warnings}</section>
 <section><h2>Curves</h2>{curves}</section>
+<section><h2>Samples</h2>{samples}</section>
 <section><h2>Sample atlas</h2>{atlas}</section>
 </body></html>
 """
