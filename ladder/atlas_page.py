@@ -15,9 +15,10 @@ import hashlib
 import html
 import json
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ladder.atlas import Point
+if TYPE_CHECKING:  # annotations only: atlas.py imports this module
+    from ladder.atlas import Point
 
 WEBGL_ABOVE = 20_000
 """Points beyond which the scatter is drawn with WebGL: SVG stays smooth up to about this many,

@@ -144,20 +144,11 @@ class Cache:
         """Write (and take back) one row: a read-only mount, a full disk or a damaged file shows
         now, before a run touches its results folder, not after its first paid call."""
         def probe() -> None:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?)", (_PROBE, "null"))
-                self._db.execute("DELETE FROM calls WHERE key = ?", (_PROBE,))
-                self._db.execute("SELECT key FROM calls LIMIT 1").fetchall()
-                self._db.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                self._rollback()
-                if _damaged(exc):
-                    raise
-                raise self._error("write", exc) from None
+            self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?)", (_PROBE, "null"))
+            self._db.execute("DELETE FROM calls WHERE key = ?", (_PROBE,))
+            self._db.execute("SELECT key FROM calls LIMIT 1").fetchall()
 
-        with self._lock:
-            self._guarded(probe)
+        self._write(probe, begin="BEGIN IMMEDIATE")
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
@@ -179,10 +170,15 @@ class Cache:
             return
         rows = [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()]
 
-        def write() -> None:
+        self._write(lambda: self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?)", rows))
+
+    def _write(self, body: Callable[[], Any], begin: str = "BEGIN") -> None:
+        """`body` in one transaction. A damaged file is re-raised for `_guarded` to move aside; any
+        other failure (a full disk, a read-only mount) is rolled back and said plainly."""
+        def transaction() -> None:
             try:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?)", rows)
+                self._db.execute(begin)
+                body()
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self._rollback()
@@ -191,7 +187,7 @@ class Cache:
                 raise self._error("write", exc) from None
 
         with self._lock:
-            self._guarded(write)
+            self._guarded(transaction)
 
     def __len__(self) -> int:
         with self._lock:

@@ -28,13 +28,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ladder.config import StageConfig
 from ladder.errors import ConfigError, DataError
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
-from ladder.training import check_trainer_args, report_targets, tracking_args
+from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.types import Guard, StageResult
@@ -44,7 +43,7 @@ OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_siz
                       "save_steps", "report_to", "disable_tqdm", "eval_strategy"}
 
 
-class RewardModelConfig(StageConfig):
+class RewardModelConfig(TrainingStageConfig):
     type: Literal["reward_model"] = "reward_model"
     data: str | dict[str, str]
     """Preference pairs: one JSONL file (split into train and held-out test by `test_size`, seeded)
@@ -76,17 +75,6 @@ class RewardModelConfig(StageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
 
-    report_to: list[str] = Field(default_factory=list)
-    """Where trl also sends its training logs: transformers' `report_to` integrations
-    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
-    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
-    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
-    not what is trained, so a finished stage is reused as it is."""
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _report_to(cls, v: Any) -> list[str]:
-        return report_targets(v)
 
     @field_validator("trainer_args")
     @classmethod

@@ -31,7 +31,6 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, field_validator
 
 from ladder.backends.base import CallStats
-from ladder.config import StageConfig
 from ladder.errors import ConfigError, LadderError
 from ladder.metrics import Metric
 from ladder.progress import console
@@ -41,7 +40,7 @@ from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_jsonl, write_json
-from ladder.training import check_trainer_args, report_targets, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args, trained_model
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
@@ -55,7 +54,7 @@ OWNED_TRAINER_KEYS = {
 }
 
 
-class RLConfig(StageConfig):
+class RLConfig(TrainingStageConfig):
     type: Literal["rl"] = "rl"
     algorithm: Literal["grpo", "rloo"] = "grpo"
     """grpo: trl GRPOTrainer (advantage = reward minus the mean of its prompt's group, scaled by
@@ -98,17 +97,6 @@ class RLConfig(StageConfig):
     """More trl GRPOConfig / RLOOConfig keys, e.g. {num_iterations: 2, epsilon: 0.2,
     loss_type: dr_grpo, scale_rewards: none, warmup_steps: 5}."""
 
-    report_to: list[str] = Field(default_factory=list)
-    """Where trl also sends its training logs: transformers' `report_to` integrations
-    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
-    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
-    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
-    not what is trained, so a finished stage is reused as it is."""
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _report_to(cls, v: Any) -> list[str]:
-        return report_targets(v)
 
     @field_validator("trainer_args")
     @classmethod

@@ -34,14 +34,13 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import Backend, CallStats, generate, logprobs
-from ladder.config import StageConfig
 from ladder.errors import ConfigError, DataError, LadderError
 from ladder.guards import pct_apart
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
-from ladder.training import check_trainer_args, report_targets, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args, trained_model
 from ladder.training.choices import chance_label, chance_loss, choice_loss, choice_queries
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -57,7 +56,7 @@ OWNED_TRAINER_KEYS = {
 }
 
 
-class SFTConfig(StageConfig):
+class SFTConfig(TrainingStageConfig):
     type: Literal["sft"] = "sft"
     route: Literal["auto", "local", "openai"] = "auto"
     """local: trl on an hf model; openai: the fine-tuning API; auto: openai when the stage's model
@@ -110,17 +109,6 @@ class SFTConfig(StageConfig):
     poll_interval: float = Field(15.0, gt=0)
     """openai: seconds between two looks at the job's status."""
 
-    report_to: list[str] = Field(default_factory=list)
-    """local: Where trl also sends its training logs: transformers' `report_to` integrations
-    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
-    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
-    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
-    not what is trained, so a finished stage is reused as it is."""
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _report_to(cls, v: Any) -> list[str]:
-        return report_targets(v)
 
     @field_validator("trainer_args")
     @classmethod

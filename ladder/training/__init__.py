@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from pydantic import Field, field_validator
+
+from ladder.config import StageConfig
+
 
 def trained_model(ctx: Any, **update: Any) -> Any:
     """The backend of a model a stage trained: the stage's own model config with `update` (e.g. the
@@ -45,6 +49,22 @@ def check_trainer_args(v: dict[str, Any], owned: set[str], trl_configs: Iterable
         if unknown:
             raise ValueError(f"unknown trl {'/'.join(names)} key(s) {', '.join(unknown)}")
     return v
+
+
+class TrainingStageConfig(StageConfig):
+    """Keys every training stage (sft, rl, reward_model) has beside its own."""
+
+    report_to: list[str] = Field(default_factory=list)
+    """Where trl also sends its training logs: transformers' `report_to` integrations
+    (wandb, tensorboard, mlflow, trackio, ...; "all": every one installed), each configured as
+    usual (WANDB_PROJECT, ...). ladder keeps its own curves either way. TensorBoard logs go to this
+    stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
+    not what is trained, so a finished stage is reused as it is. (sft's openai route refuses it.)"""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> list[str]:
+        return report_targets(v)
 
 
 def report_targets(v: Any) -> list[str]:
