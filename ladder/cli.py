@@ -90,10 +90,10 @@ def check(config: Config, set: Sets = None,
 
     from ladder.config import load_experiment
     from ladder.progress import stdout_console
-    from ladder.runner import check as plan
+    from ladder.runner import estimate_run
 
     exp = load_experiment(config, set or [])
-    out = plan(exp)
+    out = estimate_run(exp)
     if as_json:
         print(json.dumps(out, indent=2))
         return

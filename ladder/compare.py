@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ladder.config import GuardsConfig
 from ladder.stats import paired_diff
 from ladder.store import read_json, read_jsonl, records_digest
 from ladder.table import num
@@ -30,7 +31,6 @@ CHANCE_GUARDS = ("chance_loss", "baseline_loss")
 """Guard names (level warn) that mean: SFT's test loss is not below chance, −log(1/K)."""
 WELL_ABOVE = 0.05
 """A gain this large (with its CI above 0) is worth acting on."""
-DEFAULT_MIN_N = 300
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Evidence:
 
     @property
     def min_n(self) -> int:
-        return int((self.config.get("guards") or {}).get("min_n", DEFAULT_MIN_N))
+        return int((self.config.get("guards") or {}).get("min_n", GuardsConfig().min_n))
 
 
 _SCORES: dict[tuple[str, int, int], dict[str, float]] = {}
