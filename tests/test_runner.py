@@ -177,6 +177,7 @@ class ProducesModel(Stage):
     """Stands in for sft: 'produces' a model (an existing folder) for later stages."""
 
     Config = ProducesModelConfig
+    produces_model = True
 
     def run(self, ctx):
         result = ZeroShot(ctx.stage).run(ctx)
