@@ -8,13 +8,10 @@ import platform
 import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ladder.config import StageConfig
-from ladder.errors import LadderError
-
-if TYPE_CHECKING:
-    from ladder.runner import PreparedRun
+from ladder.config import Experiment
+from ladder.types import Example
 
 
 @functools.cache
@@ -35,8 +32,9 @@ def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
     return versions, sha
 
 
-def manifest(plan: PreparedRun) -> dict[str, Any]:
-    exp = plan.experiment
+def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | None]) -> dict[str, Any]:
+    """manifest.json's content; `run_ids`: each stage's run id, None for one not decided yet (its
+    model comes from a stage that has not run)."""
     versions, sha = _provenance(str(exp.base_dir))
     cfg = exp.config
     return {
@@ -46,15 +44,8 @@ def manifest(plan: PreparedRun) -> dict[str, Any]:
         "versions": versions,
         "git_sha": sha,
         "seed": cfg.seed,
-        "subsample": {"n": len(plan.examples), "seed": exp.seed_for(cfg.subsample.seed),
-                      "ids": [ex.id for ex in plan.examples]},
+        "subsample": {"n": len(examples), "seed": exp.seed_for(cfg.subsample.seed),
+                      "ids": [ex.id for ex in examples]},
         "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
-                   {"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
+                   {"name": s.name, "type": s.type, "run_id": run_ids.get(s.name)} for s in exp.stages],
     }
-
-
-def _run_id_or_none(plan: PreparedRun, stage: StageConfig) -> str | None:
-    try:
-        return plan.resolve(stage).run_id
-    except LadderError:  # decided once the stage it takes its model from has run
-        return None

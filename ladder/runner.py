@@ -235,7 +235,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
     folder = exp.results_path
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
-        write_json(folder / "manifest.json", manifest(plan))
+        write_json(folder / "manifest.json", _manifest(plan))
         for guard in plan.guards:
             _say(guard)
         cache = Cache(exp.config.cache_dir)
@@ -253,7 +253,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                     plan.record(stage, result)
                     results.append(result)
                     write_summary(folder, results)
-                    write_json(folder / "manifest.json", manifest(plan))
+                    write_json(folder / "manifest.json", _manifest(plan))
                 if after is not None and not after(stage, result):
                     break
         finally:
@@ -366,6 +366,18 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
         if guard.level == "warn" and guard.name != "subsample":
             _say(guard)
     return result
+
+
+def _manifest(plan: PreparedRun) -> dict[str, Any]:
+    return manifest(plan.experiment, plan.examples,
+                    {s.name: _run_id_or_none(plan, s) for s in plan.experiment.stages if not s.skip})
+
+
+def _run_id_or_none(plan: PreparedRun, stage: StageConfig) -> str | None:
+    try:
+        return plan.resolve(stage).run_id
+    except LadderError:  # decided once the stage it takes its model from has run
+        return None
 
 
 def _drop_if_empty(run_dir: Path) -> None:

@@ -9,14 +9,15 @@ is read from the YAML file's folder (`resolve_path`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
 from ladder.config.schema import ExperimentConfig, GenerationConfig, StageConfig
 
-if TYPE_CHECKING:
-    from ladder.backends.base import BackendConfig
+# Model sections are typed BaseModel here: each is a `ladder.backends.base.BackendConfig` subclass,
+# and importing that module (which imports this package) would make a circle.
+BackendConfig = BaseModel
 
 
 def resolve_path(value: str | Path, base_dir: Path) -> Path:

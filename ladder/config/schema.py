@@ -5,19 +5,19 @@ documented once, under the field. The sections that name an implementation (`mod
 `metric.type`, `stages[].type`) are validated in a second pass by that implementation's own
 `Config` class (see `ladder.config.validate`) — which is what lets a plugin bring its own keys.
 
-This module imports nothing of ladder's but pydantic and the templates: a plugin's Config can
+This module imports nothing of ladder's but the templates: a plugin's Config can
 subclass `Section` or `StageConfig` without pulling in the loader or the validator.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import string
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from ladder.templates import fields, is_jinja, template_fields  # noqa: F401 (template_fields: re-exported)
 
 
 class Section(BaseModel):
@@ -175,16 +175,12 @@ class TaskConfig(Section):
     @field_validator("template")
     @classmethod
     def _template_parses(cls, v: str) -> str:
-        from ladder.templates import fields
-
         fields(v)
         return v
 
     @field_validator("instruction")
     @classmethod
     def _instruction_parses(cls, v: str) -> str:
-        from ladder.templates import fields, is_jinja
-
         if is_jinja(v):  # plain instructions are literal text, braces and all
             fields(v)
         return v
@@ -221,22 +217,6 @@ def target_key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-@functools.lru_cache(maxsize=256)  # asked once per data row: parse each template once
-def template_fields(template: str) -> tuple[str, ...]:
-    """The {field} names a template uses; a ValueError for a malformed template."""
-    names = []
-    try:
-        for _, name, _, _ in string.Formatter().parse(template):
-            if name is not None:
-                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                    raise ValueError(f"placeholder '{{{name}}}' must be a plain column name")
-                names.append(name)
-    except ValueError as exc:
-        raise ValueError(f"malformed template ({exc}); use {{field}} for columns and "
-                         f"{{{{ }}}} for literal braces") from None
-    return tuple(names)
 
 
 class StageConfig(Section):
