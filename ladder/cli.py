@@ -160,7 +160,7 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
           as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False):
     """Validate the config and data and print what a run would do, without generating anything."""
     from ladder.config import load_experiment
-    from ladder.runner import check as plan
+    from ladder.runner import estimate_run as plan
     from ladder.variants import load_variants
 
     variants = load_variants(config, set or [], variant)  # every variant validated, none run

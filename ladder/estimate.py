@@ -44,7 +44,7 @@ def long_training(plan: Any, stages: list[Any], finished: Callable[[Any, Any], A
     `finished(plan, stage)`, when given, is the stage's earlier result: a finished stage trains nothing."""
     guards = []
     for stage in stages:
-        est = training_estimate(stage, plan.task, plan.model_config(stage, planning=True), plan.experiment.base_dir)
+        est = training_estimate(stage, plan.task, plan.resolve(stage, planning=True).model, plan.experiment.base_dir)
         guard = long_training_guard(stage.name, est) if est else None
         if guard and (finished is None or finished(plan, stage) is None):
             guards.append(guard)

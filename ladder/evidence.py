@@ -21,8 +21,6 @@ from ladder.stats import num, paired_diff
 from ladder.store import read_json, read_jsonl, records_digest
 from ladder.types import Guard, MetricValue, Record, StageResult
 
-DEFAULT_MIN_N = 300
-
 
 def stage_class(type_name: str) -> Any:
     """The Stage class registered for a result's type, or None when it no longer imports (a
@@ -84,7 +82,9 @@ class Evidence:
 
     @property
     def min_n(self) -> int:
-        return int((self.config.get("guards") or {}).get("min_n", DEFAULT_MIN_N))
+        from ladder.config import GuardsConfig
+
+        return int((self.config.get("guards") or {}).get("min_n", GuardsConfig().min_n))
 
 
 _SCORES: dict[tuple[str, int, int], dict[str, float]] = {}

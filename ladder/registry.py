@@ -48,9 +48,6 @@ class Registry:
     def names(self) -> list[str]:
         return sorted({**self._plugins(), **self._targets})
 
-    def register(self, name: str, target: str) -> None:
-        self._targets[name] = target
-
     def get(self, name: str, *, field: str | None = None) -> Any:
         if ":" in name:
             return import_object(name, field=field)

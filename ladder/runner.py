@@ -4,34 +4,36 @@ Everything that can fail on bad input (data, fields, metric, model names) is che
 `prepare()` before the first byte is written under results/. Each stage's folder is named by a
 hash of everything that determines its output, so the same config lands in the same folder and a
 finished stage (metrics.json present) is not run again.
+
+Each stage is resolved once (`PreparedRun.resolve` → `ResolvedStage`): its model with `from_stage`
+replaced by what that stage produced, its generation, the metric, its run id and folder. The
+stage gets that through its context and merges no config sections itself.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import platform
 import shutil
-import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 import yaml
 
-from ladder.backends.base import Backend, BackendConfig, BackendPool
+from ladder.backends.base import BackendPool
 from ladder.backends.batch import check_costs
 from ladder.cache import Cache, cache_key
 from ladder.evidence import flag_damaged, samples_mismatch
-from ladder.config import Experiment, StageConfig, nested_from_stage
+from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
 from ladder.guards import subsample
+from ladder.manifest import manifest
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
-from ladder.registry import BACKENDS, STAGES
+from ladder.registry import STAGES
+from ladder.resolved import ResolvedStage
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
 from ladder.table import write_summary
@@ -40,53 +42,66 @@ from ladder.types import Example, Guard, StageResult
 
 
 @dataclass
-class Plan:
+class PreparedRun:
+    """An experiment made ready to run: its task loaded, test subsample drawn, metric built, each
+    stage's configured model and generation resolved, and the models checked; then, as stages
+    finish, what they produced for later ones. Built by `prepare()` before anything is written."""
+
     experiment: Experiment
     task: TaskLike
     examples: list[Example]
     guards: list[Guard]
     metric: Metric
     pool: BackendPool
+    configured: dict[str, ResolvedStage]
+    """Each stage as configured (stage name → its model with `from_stage` not yet replaced, and
+    its generation), resolved once; `resolve()` completes it when the stage is about to run."""
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model: backend config keys,
     reward_model: ...}), for `from_stage`."""
     _digests: dict[Any, str] = field(default_factory=dict, repr=False)
     """Content digests already computed in this run (run ids are asked after every stage)."""
 
-    def model_config(self, stage: StageConfig, planning: bool = False) -> BackendConfig:
-        """The stage's model, with `from_stage` replaced by what that stage produced. When
-        planning (`ladder check`), a model not produced yet is stood in for by the base model."""
-        cfg = self.experiment.stage_model(stage)
-        if cfg.from_stage is None:
-            return cfg
-        produced = self.produced.get(cfg.from_stage, {}).get("model")
-        if produced is None:
-            if planning:
-                return cfg.model_copy(update={"from_stage": None})
-            raise LadderError(f"stage '{stage.name}' uses the model of stage '{cfg.from_stage}', "
-                              f"which has not produced one in this run or an earlier one of this config",
-                              field=f"stages.{stage.name}.model.from_stage",
-                              fix=f"run '{cfg.from_stage}' first (drop --only, or include it)")
-        merged = {**cfg.model_dump(), **produced, "from_stage": None}
-        return BACKENDS.get(merged["backend"]).Config(**merged)
-
-    def backend(self, stage: StageConfig, planning: bool = False) -> Backend:
-        return self.pool.get(self.model_config(stage, planning))
+    def resolve(self, stage: StageConfig, planning: bool = False) -> ResolvedStage:
+        """The stage with its model's `from_stage` replaced by what that stage produced, and its run
+        id and folder. When planning (`ladder check`), a model not produced yet is stood in for by
+        the configured model, and there is no run id."""
+        configured = self.configured.get(stage.name)
+        if configured is None or configured.config != stage:  # a variant of a stage (tests, what-ifs)
+            configured = configure(self.experiment, stage)
+        model = configured.model
+        if configured.from_stage is not None:
+            made = self.produced.get(configured.from_stage, {}).get("model")
+            if made is not None:
+                model = backend_config(model.model_dump(), {**made, "from_stage": None})
+            elif planning:
+                model = model.model_copy(update={"from_stage": None})
+            else:
+                raise LadderError(f"stage '{stage.name}' uses the model of stage '{configured.from_stage}', "
+                                  f"which has not produced one in this run or an earlier one of this config",
+                                  field=f"stages.{stage.name}.model.from_stage",
+                                  fix=f"run '{configured.from_stage}' first (drop --only, or include it)")
+        resolved = replace(configured, model=model)
+        if planning:
+            return resolved
+        run_id = self._run_id(resolved)
+        return replace(resolved, run_id=run_id,
+                       run_dir=self.experiment.results_path / stage.name / run_id)
 
     def record(self, stage: StageConfig, result: StageResult) -> None:
         self.produced[stage.name] = {k: result.extra[k] for k in PRODUCTS if result.extra.get(k)}
 
-    def run_id(self, stage: StageConfig) -> str:
-        exp = self.experiment
+    def _run_id(self, resolved: ResolvedStage) -> str:
+        stage = resolved.config
         payload = {
             # `skip` only says whether the stage runs, not what it outputs, and `report_to` (training
             # stages) only where their logs also go: leave both out of the id.
             "stage": stage.model_dump(mode="json", exclude={"skip", "report_to"}),
-            "model": self.backend(stage).fingerprint,
-            "model_config": self.model_config(stage).model_dump(mode="json"),
-            "generation": exp.stage_generation(stage).model_dump(mode="json"),
-            "task": exp.config.task.model_dump(mode="json"),
-            "metric": exp.metric.model_dump(mode="json"),
+            "model": self.pool.get(resolved.model).fingerprint,
+            "model_config": resolved.model.model_dump(mode="json"),
+            "generation": resolved.generation.model_dump(mode="json"),
+            "task": self.experiment.config.task.model_dump(mode="json"),
+            "metric": resolved.metric.model_dump(mode="json"),
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).
@@ -115,8 +130,7 @@ class Plan:
                         {"examples": [ex.fingerprint for ex in self.task.examples("train")]})
                 out["train split"] = self._digests[TRAIN_SPLIT]
             else:
-                path = Path(name).expanduser()
-                out[name] = self._path_digest(path if path.is_absolute() else self.experiment.base_dir / path)
+                out[name] = self._path_digest(self.experiment.path(name))
         return out
 
     def _path_digest(self, path: Path) -> str:
@@ -141,53 +155,59 @@ class Plan:
         self._digests[key] = h.hexdigest()
         return self._digests[key]
 
-    def context(self, stage: StageConfig, cache: Cache | None, run_dir, run_id: str) -> StageContext:
-        exp = self.experiment
-        return StageContext(experiment=exp, stage=stage, task=self.task, examples=self.examples,
-                            metric=self.metric, backend=self.backend(stage, planning=cache is None),
-                            gen=exp.stage_generation(stage), cache=cache, run_dir=run_dir, run_id=run_id,
-                            pool=self.pool, produced=self.produced)
+    def context(self, resolved: ResolvedStage, cache: Cache | None) -> StageContext:
+        return StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
+                            examples=self.examples, metric=self.metric, backend=self.pool.get(resolved.model),
+                            gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
+                            run_id=resolved.run_id, pool=self.pool, produced=self.produced,
+                            resolved=resolved)
 
 
 PRODUCTS = ("model", "reward_model")
 """Keys of a StageResult's `extra` that later stages can use by naming the stage (`from_stage`)."""
 
 
-def prepare(exp: Experiment) -> Plan:
+def configure(exp: Experiment, stage: StageConfig) -> ResolvedStage:
+    """The stage as configured: its model (`from_stage` still named) and generation, merged once."""
+    model = exp.stage_model(stage)
+    return ResolvedStage(stage, model, model.from_stage, exp.stage_generation(stage), exp.metric)
+
+
+def prepare(exp: Experiment) -> PreparedRun:
     cfg = exp.config
     where = str(exp.source) if exp.source else "<config>"
     task = load_task(cfg.task, exp.base_dir, cfg.seed, where)
-    seed = cfg.seed if cfg.subsample.seed is None else cfg.subsample.seed
-    examples, guards = subsample(task.examples("test"), cfg.subsample.n, seed, cfg.guards)
+    examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
+                                 cfg.guards)
     metric = build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:
-        if stage.skip:
-            continue
-        # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
-        # bad one stops the run before the results folder is touched and before any model loads.
-        STAGES.get(stage.type).check_inputs(stage, task)
+        if not stage.skip:
+            # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
+            # bad one stops the run before the results folder is touched and before any model loads.
+            STAGES.get(stage.type).check_inputs(stage, task)
+    configured = {}
     for stage in exp.stages:
-        model = exp.stage_model(stage)
-        if model.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
-            pool.get(model).preflight()
-            pool.get(model).check_generation(exp.stage_generation(stage))
-    return Plan(exp, task, examples, guards, metric, pool)
+        resolved = configured[stage.name] = configure(exp, stage)
+        if resolved.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
+            pool.get(resolved.model).preflight()
+            pool.get(resolved.model).check_generation(resolved.generation)
+    return PreparedRun(exp, task, examples, guards, metric, pool, configured)
 
 
-def preflight_run(plan: Plan, only: list[str] | None) -> None:
+def preflight_run(plan: PreparedRun, only: list[str] | None) -> None:
     """What can fail only when a run starts, checked before its results folder is touched: the
     model-call cache can be written (a damaged one is replaced here), and each remote model a
     stage still has to call answers and accepts the key (one free request)."""
     exp = plan.experiment
     probed: set[int] = set()
     for stage in exp.stages:
-        if stage.skip or (only and stage.name not in only) or exp.stage_model(stage).from_stage is not None:
+        if stage.skip or (only and stage.name not in only) or plan.configured[stage.name].from_stage is not None:
             continue
         finished = _finished(plan, stage)
         if finished is not None and not finished.stats.get("errors"):
             continue  # answered from results: a re-run of a finished experiment calls nothing
-        backend = plan.backend(stage)
+        backend = plan.pool.get(plan.configured[stage.name].model)
         if id(backend) not in probed:
             probed.add(id(backend))
             backend.probe()
@@ -218,7 +238,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
     folder = exp.results_path
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
-        write_json(folder / "manifest.json", manifest(plan))
+        write_json(folder / "manifest.json", _manifest(plan))
         for guard in plan.guards:
             _say(guard)
         for guard in long_training(plan, [s for s in exp.stages if not s.skip and (not only or s.name in only)],
@@ -239,7 +259,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                     plan.record(stage, result)
                     results.append(result)
                     write_summary(folder, results)
-                    write_json(folder / "manifest.json", manifest(plan))
+                    write_json(folder / "manifest.json", _manifest(plan))
                 if after is not None and not after(stage, result):
                     break
         finally:
@@ -248,7 +268,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
     return results
 
 
-def _reusable(plan: Plan, only: list[str]) -> dict[str, StageResult]:
+def _reusable(plan: PreparedRun, only: list[str]) -> dict[str, StageResult]:
     """Finished results of the stages `--only` leaves out, looked up before anything is written,
     so a stage in --only whose `from_stage` has no model fails now, not after the results folder
     was rewritten for a run that cannot happen."""
@@ -263,7 +283,7 @@ def _reusable(plan: Plan, only: list[str]) -> dict[str, StageResult]:
                 reused[stage.name] = result
                 plan.record(stage, result)
             continue
-        upstream = exp.stage_model(stage).from_stage
+        upstream = plan.configured[stage.name].from_stage
         if upstream is not None and upstream not in only and "model" not in plan.produced.get(upstream, {}):
             raise LadderError(f"stage '{stage.name}' uses the model of stage '{upstream}', which --only "
                               f"leaves out and which has no finished result for this config in "
@@ -273,10 +293,10 @@ def _reusable(plan: Plan, only: list[str]) -> dict[str, StageResult]:
     return reused
 
 
-def _finished(plan: Plan, stage: StageConfig) -> StageResult | None:
+def _finished(plan: PreparedRun, stage: StageConfig) -> StageResult | None:
     """A stage's result from an earlier run of the same config, if there is one."""
     try:
-        path = plan.experiment.results_path / stage.name / plan.run_id(stage) / "metrics.json"
+        path = plan.resolve(stage).run_dir / "metrics.json"
     except LadderError:  # its model comes from a stage that has not run
         return None
     if not path.exists():
@@ -294,10 +314,10 @@ def _marked(stage: StageConfig, result: StageResult) -> StageResult:
     return result
 
 
-def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
+def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResult:
     exp = plan.experiment
-    run_id = plan.run_id(stage)
-    run_dir = exp.results_path / stage.name / run_id
+    resolved = plan.resolve(stage)
+    run_dir = resolved.run_dir
     done = run_dir / "metrics.json"
     if done.exists():
         result = _marked(stage, StageResult.from_dict(read_json(done)))
@@ -317,20 +337,16 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
             console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats['errors']} examples that "
                           f"failed earlier", highlight=False)
     impl = STAGES.get(stage.type)(stage)
-    ctx = plan.context(stage, cache, run_dir, run_id)
+    ctx = plan.context(resolved, cache)
     if ctx.metric.needs_probabilities and ctx.backend.rl_policy:
         # The config check catches `from_stage: <rl stage>`; this catches a path to an RL model.
-        raise LadderError(f"stage '{stage.name}' evaluates an RL-trained policy ({ctx.backend.config.name}), "
-                          f"and metric '{ctx.metric.name}' reads its token probabilities as if they were "
-                          f"calibrated; RL sharpens them toward what the reward liked, so only its top-1 "
-                          f"answers mean anything", field="metric",
-                          fix="use a top-1 metric (choice, exact_match, ...), or read probabilities from "
-                              "the model before RL")
+        message, fix = rl_probability_problem(stage.name, ctx.metric.name, resolved.model.name)
+        raise LadderError(message, field="metric", fix=fix)
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
-                                        "model": plan.model_config(stage).model_dump(mode="json"),
-                                        "generation": ctx.gen.model_dump(mode="json")})
+                                        "model": resolved.model.model_dump(mode="json"),
+                                        "generation": resolved.generation.model_dump(mode="json")})
     try:
         result = impl.run(ctx)
     except BaseException:
@@ -358,6 +374,18 @@ def run_stage(plan: Plan, stage: StageConfig, cache: Cache) -> StageResult:
     return result
 
 
+def _manifest(plan: PreparedRun) -> dict[str, Any]:
+    return manifest(plan.experiment, plan.examples,
+                    {s.name: _run_id_or_none(plan, s) for s in plan.experiment.stages if not s.skip})
+
+
+def _run_id_or_none(plan: PreparedRun, stage: StageConfig) -> str | None:
+    try:
+        return plan.resolve(stage).run_id
+    except LadderError:  # decided once the stage it takes its model from has run
+        return None
+
+
 def _drop_if_empty(run_dir: Path) -> None:
     """A stage that failed before it recorded one example leaves no folder behind (only its
     stage.json and an empty samples.jsonl would be in it); anything more is kept to resume from."""
@@ -377,60 +405,16 @@ def _say(guard: Guard) -> None:
     console.print(f"[{color}]{guard.level}[/{color}] {guard.name}: {guard.message}")
 
 
-@functools.cache
-def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
-    """Package versions and the git sha: fixed for a process, and manifest.json is rewritten after
-    every stage, so look them up once."""
-    versions = {}
-    for pkg in ("ladder", "torch", "transformers", "datasets", "peft", "trl", "openai", "anthropic"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=folder).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        sha = None
-    return versions, sha
-
-
-def manifest(plan: Plan) -> dict[str, Any]:
-    exp = plan.experiment
-    versions, sha = _provenance(str(exp.base_dir))
-    cfg = exp.config
-    return {
-        "experiment": cfg.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "versions": versions,
-        "git_sha": sha,
-        "seed": cfg.seed,
-        "subsample": {"n": len(plan.examples), "seed": cfg.seed if cfg.subsample.seed is None
-                      else cfg.subsample.seed, "ids": [ex.id for ex in plan.examples],
-                      # Parallel to ids: each example's content digest, for `ladder compare` across experiments.
-                      "content": [ex.content[:16] for ex in plan.examples]},
-        "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
-                   {"name": s.name, "type": s.type, "run_id": _run_id_or_none(plan, s)} for s in exp.stages],
-    }
-
-
-def _run_id_or_none(plan: Plan, stage: StageConfig) -> str | None:
-    try:
-        return plan.run_id(stage)
-    except LadderError:  # decided once the stage it takes its model from has run
-        return None
-
-
-def check(exp: Experiment) -> dict[str, Any]:
-    """What a run would do, without generating: examples, samples and tokens per stage."""
+def estimate_run(exp: Experiment) -> dict[str, Any]:
+    """What a run would do, without generating (`ladder check`): examples, samples, tokens and
+    cost per stage."""
     plan = prepare(exp)
     stages = []
     for stage in exp.stages:
         if stage.skip:
             stages.append({"stage": stage.name, "type": stage.type, "skipped": stage.skip})
             continue
-        ctx = plan.context(stage, cache=None, run_dir=None, run_id="")
+        ctx = plan.context(plan.resolve(stage, planning=True), cache=None)
         impl = STAGES.get(stage.type)(stage)
         prompts, _ = impl.prompts(ctx)
         backend, gen = ctx.backend, ctx.gen

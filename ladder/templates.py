@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from typing import Any, Sequence
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -80,13 +81,27 @@ def render(template: str, variables: dict[str, Any], choices: Sequence[str] | No
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=256)  # asked once per data row: parse each template once
+def template_fields(template: str) -> tuple[str, ...]:
+    """The {field} names a template uses; a ValueError for a malformed template."""
+    names = []
+    try:
+        for _, name, _, _ in string.Formatter().parse(template):
+            if name is not None:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    raise ValueError(f"placeholder '{{{name}}}' must be a plain column name")
+                names.append(name)
+    except ValueError as exc:
+        raise ValueError(f"malformed template ({exc}); use {{field}} for columns and "
+                         f"{{{{ }}}} for literal braces") from None
+    return tuple(names)
+
+
 def fields(template: str) -> tuple[str, ...]:
     """The row fields a template of either kind names (`choices` included); a ValueError naming
     the problem for a malformed one. Checked against the data before anything is written."""
     if is_jinja(template):
         return jinja_fields(template)
-    from ladder.config import template_fields
-
     try:
         return template_fields(template)
     except ValueError as exc:

@@ -18,7 +18,7 @@ from ladder.backends.base import Backend, BackendConfig
 from ladder.climb import climb, decide
 from ladder.config import EscalateConfig, StageConfig, load_experiment
 from ladder.errors import ConfigError, LadderError
-from ladder.runner import check, prepare, run_experiment
+from ladder.runner import estimate_run, prepare, run_experiment
 from ladder.types import MetricValue, Sample, StageResult
 from tests.conftest import LABELS, REPO, WORDS, experiment
 
@@ -103,7 +103,7 @@ def test_skip_is_recorded_and_honoured_by_run(tmp_path):
     assert not (tmp_path / "results/t/few_shot").exists()
     manifest = json.loads((tmp_path / "results/t/manifest.json").read_text())
     assert manifest["stages"][1] == {"name": "few_shot", "type": "few_shot", "skipped": "shots not written yet"}
-    planned = check(exp)["stages"]
+    planned = estimate_run(exp)["stages"]
     assert planned[1] == {"stage": "few_shot", "type": "few_shot", "skipped": "shots not written yet"}
     assert planned[2]["examples"] == 40
 
@@ -112,8 +112,9 @@ def test_skip_is_not_part_of_the_run_id(tmp_path):
     """Un-skipping a rung later must find results from before it was skipped (and vice versa)."""
     plan = prepare(load_experiment(oracle_experiment(tmp_path)))
     stage = plan.experiment.stages[1]
-    assert plan.run_id(stage.model_copy(update={"skip": "later"})) == plan.run_id(stage)
-    assert plan.run_id(stage.model_copy(update={"k": 3})) != plan.run_id(stage)
+    run_id = plan.resolve(stage).run_id
+    assert plan.resolve(stage.model_copy(update={"skip": "later"})).run_id == run_id
+    assert plan.resolve(stage.model_copy(update={"k": 3})).run_id != run_id
 
 
 def test_only_climbs_just_the_named_rungs(tmp_path):

@@ -336,7 +336,7 @@ def test_run_ids_cover_what_each_stage_reads(tmp_path):
 
     def ids():
         plan = prepare(load_experiment(path))
-        return {s.name: plan.run_id(s) for s in plan.experiment.stages}
+        return {s.name: plan.resolve(s).run_id for s in plan.experiment.stages}
 
     before = ids()
     assert ids() == before  # nothing changed, nothing moves

@@ -46,12 +46,6 @@ class CallStats:
     cached: int = 0
     generated: int = 0
     errors: int = 0
-    seconds: float = 0.0
-
-    def add(self, other: CallStats) -> None:
-        self.cached += other.cached
-        self.generated += other.generated
-        self.errors += other.errors
 
 
 class Backend:

@@ -18,6 +18,7 @@ from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
 from ladder.progress import progress_bar
+from ladder.resolved import ResolvedStage
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
@@ -52,6 +53,9 @@ class StageContext:
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model, reward_model}): how a
     scorer's `from_stage:` finds a trained reward model."""
+    resolved: ResolvedStage | None = None
+    """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
+    metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
 
 
 @dataclass(frozen=True)

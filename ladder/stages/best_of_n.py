@@ -166,7 +166,7 @@ class BestOfN(ZeroShot):
             add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)
         from ladder.scorers.pm import pm_guards
 
-        guards += pm_guards(scorer, ctx, "the selection", ctx.experiment.stage_model(ctx.stage).from_stage)
+        guards += pm_guards(scorer, ctx, "the selection", ctx.resolved.from_stage)
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
                                 "greedy answer, so selection buys nothing; leave the stage's default "
@@ -224,7 +224,7 @@ class BestOfN(ZeroShot):
                                 "an sft stage trained on it is evaluated on what it trained on; use "
                                 "export.split: train", float(len(pool))))
         else:
-            seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+            seed = ctx.experiment.seed_for(cfg.seed)
             n = len(ctx.examples) if cfg.examples is None else cfg.examples
             train, _ = subsample(ctx.task.examples("train"), n, seed, ctx.experiment.config.guards)
             prompts = [Prompt(ex, ctx.task.render(ex)) for ex in train]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from ladder.config import TaskConfig, target_key
+from ladder.config import TaskConfig, resolve_path, target_key
 from ladder.errors import DataError
 from ladder.templates import LETTERS, fields, is_jinja, render
 from ladder.types import Example, Message
@@ -68,9 +68,7 @@ class Task:
 
     def _resolve(self, value: str, field: str = "task.data") -> tuple[str, str | None]:
         """(path or hub id, builder) for one data entry; relative paths from the YAML's folder."""
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.base_dir / path
+        path = resolve_path(value, self.base_dir)
         if path.exists():
             if path.is_dir():
                 return str(path), None

@@ -11,7 +11,7 @@ from ladder.backends.base import CallStats, generate
 from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment
 from ladder.errors import BackendError
-from ladder.runner import check, run_experiment
+from ladder.runner import estimate_run, run_experiment
 from ladder.store import read_jsonl
 from ladder.testing.fake_api import FakeAPIServer
 from ladder.types import Message
@@ -139,7 +139,7 @@ def test_samples_are_committed_one_by_one_and_errors_are_not_cached(capsys):
 def test_check_counts_a_prompt_once_per_sample(tmp_path):
     def plan(n):
         path = api_experiment(tmp_path, "anthropic", "http://127.0.0.1:9", generation={"n": n, "max_tokens": 10})
-        return check(load_experiment(path))["stages"][0]
+        return estimate_run(load_experiment(path))["stages"][0]
 
     one, four = plan(1), plan(4)
     assert four["prompt_tokens"] == 4 * one["prompt_tokens"]  # one request per sample

@@ -15,7 +15,7 @@ from ladder.backends.openai import OpenAIBackend, OpenAIConfig
 from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment
 from ladder.errors import BackendError
-from ladder.runner import check, run_experiment
+from ladder.runner import estimate_run, run_experiment
 from ladder.store import read_jsonl
 from ladder.testing.fake_api import FakeAPIServer
 from ladder.types import Message
@@ -127,7 +127,7 @@ def test_prices_table_snapshots_and_overrides():
 def test_check_prices_the_plan_with_prompts_paid_once_per_request(tmp_path):
     def plan(n):
         path = api_experiment(tmp_path, "openai", "http://127.0.0.1:9", generation={"n": n, "max_tokens": 10})
-        return check(load_experiment(path))["stages"][0]
+        return estimate_run(load_experiment(path))["stages"][0]
 
     one, four = plan(1), plan(4)
     assert four["prompt_tokens"] == one["prompt_tokens"] > 0  # n=4 from one request: the prompt is paid once

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ladder.cache import Cache
@@ -22,7 +24,8 @@ FIELD = "stages.best_of_n.scorer"
 def ctx(tmp_path):
     exp = load_experiment(experiment(tmp_path, "unused", stages=[{"type": "best_of_n"}], model=POLICY))
     plan = prepare(exp)
-    return plan.context(exp.stages[0], Cache(tmp_path / "cache"), tmp_path / "run", "r")
+    resolved = replace(plan.resolve(exp.stages[0], planning=True), run_dir=tmp_path / "run", run_id="r")
+    return plan.context(resolved, Cache(tmp_path / "cache"))
 
 
 def seq_model(tmp_path_factory, random_model, num_labels: int, **config):

@@ -261,7 +261,7 @@ def test_a_failed_judge_is_an_error_retried_on_rerun_never_a_fallback(tmp_path, 
 
 
 def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monkeypatch):
-    from ladder.runner import check
+    from ladder.runner import estimate_run
     from ladder.testing.fake_api import FakeAPIServer, count_tokens
     from tests.backends.api_support import KEY, KEY_ENV
 
@@ -285,7 +285,7 @@ def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monk
         table = (tmp_path / "results/t/summary.csv").read_text()
         assert str(round(bon.stats["cost_usd"], 6)) in table
 
-        plan = check(exp)
+        plan = estimate_run(exp)
         est = plan["stages"][0]
         assert est["scorer"]["calls"] == 40 * 4 and est["scorer"]["cost_usd"] > 0
         assert est["cost_usd"] == pytest.approx(est["scorer"]["cost_usd"])

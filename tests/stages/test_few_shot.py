@@ -15,7 +15,7 @@ def plan_and_ctx(tmp_path, model, stage, max_tokens=16, n_train=400):
     path = experiment(tmp_path, model, n_train=n_train, stages=[stage], generation={"max_tokens": max_tokens})
     exp = load_experiment(path)
     plan = prepare(exp)
-    return plan, plan.context(exp.stages[0], cache=None, run_dir=None, run_id="")
+    return plan, plan.context(plan.resolve(exp.stages[0], planning=True), cache=None)
 
 
 def test_k_max_packs_whole_examples_up_to_the_window(tmp_path, random_model):

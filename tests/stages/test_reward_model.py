@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -127,7 +128,8 @@ def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_p
 
     exp = load_experiment(path)
     plan = prepare(exp)
-    ctx = plan.context(exp.stages[0], Cache(tmp_path / "cache"), tmp_path / "run", "r")
+    resolved = replace(plan.resolve(exp.stages[0], planning=True), run_dir=tmp_path / "run", run_id="r")
+    ctx = plan.context(resolved, Cache(tmp_path / "cache"))
     scorer = build_scorer({"type": "pm", "model": rm.extra["reward_model"]["name"]}, ctx)
     run_dir = tmp_path / "results" / "t" / "reward_model" / rm.run_id
     held_out = {r["id"]: r for r in read_jsonl(run_dir / "samples.jsonl")}

@@ -263,7 +263,7 @@ def test_openai_job_failure_is_reported_with_its_reason(tmp_path, monkeypatch):
 def test_train_rows_are_rendered_like_the_prompting_stages(tmp_path, random_model):
     path = experiment(tmp_path, random_model, stages=[{"type": "sft"}])
     plan = prepare(load_experiment(path))
-    ctx = plan.context(plan.experiment.stages[0], cache=None, run_dir=None, run_id="")
+    ctx = plan.context(plan.resolve(plan.experiment.stages[0], planning=True), cache=None)
     rows, guards = training_rows(ctx, ctx.stage)
     train = plan.task.examples("train")
     assert len(rows) == len(train)

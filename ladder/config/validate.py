@@ -1,0 +1,184 @@
+"""A raw config dict → an `Experiment`, or one ConfigError listing every problem found.
+
+Two passes: the top-level schema (`ExperimentConfig`), then each section that names an
+implementation (`metric.type`, `model.backend`, `stages[].type`) by that implementation's own
+Config class, found through the registries. Then the checks across stages: names unique,
+`from_stage` naming an earlier stage that produces what is asked of it, a stage's own metric
+check (`Stage.check_metric`), and the rule that no probability metric reads an RL policy.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from ladder.config.experiment import Experiment, merge_model
+from ladder.config.prose import ConfigSource, dotted_key
+from ladder.config.schema import ExperimentConfig, GenerationConfig, StageConfig
+from ladder.errors import ConfigError
+
+
+def rl_probability_problem(stage: str, metric: str, model: str | None = None) -> tuple[str, str]:
+    """(message, fix) of the rule that a metric reading token probabilities (`needs_probabilities`)
+    is refused on a policy the rl stage trained. Applied twice, with the same words: when the config
+    is checked (an rl stage, or a stage whose `from_stage` is one) and when a stage starts (a model
+    path that leads to an RL policy's folder, which its marker file says)."""
+    return (f"stage '{stage}' evaluates an RL-trained policy{f' ({model})' if model else ''}, and metric "
+            f"'{metric}' reads its token probabilities as if they were calibrated. RL sharpens a policy's "
+            f"probabilities toward what the reward liked, so only its top-1 answers mean anything",
+            "use a top-1 metric (choice, exact_match, ...), or read probabilities from the model before RL")
+
+
+def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
+             overrides: Sequence[str] = ()) -> Experiment:
+    """The experiment `raw` describes. `source` is its YAML file and `root` that file's node tree
+    (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
+    they set point at the command line)."""
+    from ladder.registry import BACKENDS, METRICS, STAGES
+
+    src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
+    errors: list[str] = []
+
+    def check(cls: type[BaseModel], data: Any, prefix: tuple) -> BaseModel | None:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            errors.extend(src.describe(exc, cls, prefix))
+            return None
+
+    def lookup(registry, name: Any, loc: tuple):
+        if not isinstance(name, str):
+            errors.append(src.error(loc, f"must be a name, got {name!r}",
+                                    f"use one of: {', '.join(registry.names())}"))
+            return None
+        try:
+            return registry.get(name, field=dotted_key(loc))
+        except ConfigError as exc:
+            errors.append(src.error(loc, exc.message, exc.fix))
+            return None
+
+    config = check(ExperimentConfig, raw, ())
+    if config is None:
+        raise ConfigError(" ".join(errors))
+
+    # Per-example choices (choices_field) count; a custom task's are only known once it has run.
+    task_choices = config.task.choices or config.task.choices_field
+    metric_raw = config.metric or ("choice" if task_choices else "exact_match")
+    if isinstance(metric_raw, str):
+        metric_raw = {"type": metric_raw}
+    metric = None
+    metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
+    if metric_cls is not None:
+        metric = check(metric_cls.Config, metric_raw, ("metric",))
+        if metric is not None and metric_cls.needs_probabilities and not task_choices \
+                and not config.task.custom:
+            errors.append(src.error(("metric", "type"),
+                                    f"metric '{metric.type}' reads the model's probabilities of the answer "
+                                    f"choices, and the task has no `choices`",
+                                    "list the answers under task.choices (or name a column of per-example "
+                                    "choices with task.choices_field), or use a text metric"))
+    probability_metric = metric_cls is not None and metric_cls.needs_probabilities
+
+    model = None
+    backend_cls = lookup(BACKENDS, config.model.get("backend", "hf"), ("model", "backend"))
+    if backend_cls is not None:
+        model = check(backend_cls.Config, {"backend": "hf", **config.model}, ("model",))
+
+    stages: list[StageConfig] = []
+    seen: dict[str, int] = {}
+    classes: dict[str, type] = {}
+    for i, stage_raw in enumerate(config.stages):
+        if not isinstance(stage_raw, dict) or "type" not in stage_raw:
+            errors.append(src.error(("stages", i), "each stage needs a `type`",
+                                    f"write e.g. '- type: zero_shot' (types: {', '.join(STAGES.names())})"))
+            continue
+        stage_cls = lookup(STAGES, stage_raw["type"], ("stages", i, "type"))
+        if stage_cls is None:
+            continue
+        stage = check(stage_cls.Config, stage_raw, ("stages", i))
+        if stage is None:
+            continue
+        name = stage.name or stage.type
+        problem = stage_cls.check_metric(stage, metric_cls) if metric_cls is not None else None
+        if problem:  # e.g. best_of_n's select: majority
+            errors.append(src.error(("stages", i, problem[0]), *problem[1:]))
+        if name in seen:
+            errors.append(src.error(("stages", i, "name"),
+                                    f"stage name '{name}' is used twice (also stages.{seen[name]})",
+                                    "give repeated stage types distinct `name:` values"))
+        upstream = (stage.model or {}).get("from_stage")
+        problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
+        if problem:
+            errors.append(src.error(("stages", i, "model", "from_stage"), *problem))
+        for key, named in nested_from_stage(stage_raw):
+            # A scorer's `from_stage:` (pm) names an earlier stage that trained a reward model.
+            why = ("is not an earlier stage" if named not in seen else
+                   "did not train a reward model" if not classes[named].produces_reward_model
+                   else f"is skipped ({stages[seen[named]].skip})" if stages[seen[named]].skip else None)
+            if why:
+                rms = [n for n, c in classes.items() if c.produces_reward_model]
+                errors.append(src.error(("stages", i, *key), f"stage '{named}' {why}",
+                                        f"name an earlier reward_model stage ({', '.join(rms) or 'none yet'})"))
+        from_rl = upstream in seen and stages[seen[upstream]].type == "rl"  # its model is an RL policy
+        if probability_metric and (stage.type == "rl" or from_rl):
+            # Refused before anything runs: the number would look meaningful and be wrong.
+            errors.append(src.error(("stages", i, "type" if stage.type == "rl" else "model"),
+                                    *rl_probability_problem(name, metric_raw.get("type"))))
+        seen[name] = i
+        classes[name] = stage_cls
+        stages.append(stage.model_copy(update={"name": name}))
+        if stage.generation:
+            check(GenerationConfig, {**config.generation.model_dump(), **stage.generation},
+                  ("stages", i, "generation"))
+        if stage.model and model is not None:
+            # Checked now like the top-level model (typos, strict types), not when the stage starts.
+            merged = merge_model(model.model_dump(), stage.model)
+            stage_backend = lookup(BACKENDS, merged.get("backend", "hf"), ("stages", i, "model", "backend"))
+            if stage_backend is not None:
+                check(stage_backend.Config, merged, ("stages", i, "model"))
+
+    if errors:
+        raise ConfigError(" ".join(errors))
+    return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
+
+
+def nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """(key path, stage name) of every `from_stage` inside a stage's config but its own `model:`."""
+    out: list[tuple[tuple, str]] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k == "from_stage" and path and isinstance(v, str):
+                out.append(((*path, k), v))
+            elif not (k == "model" and not path):
+                out += nested_from_stage(v, (*path, k))
+    elif isinstance(raw, list):
+        for j, v in enumerate(raw):
+            out += nested_from_stage(v, (*path, j))
+    return out
+
+
+def _from_stage_problem(upstream: Any, stage: StageConfig, i: int, seen: dict[str, int],
+                        classes: dict[str, type], earlier: list[StageConfig],
+                        raw_stages: list[Any]) -> tuple[str, str] | None:
+    """(message, fix) when `model.from_stage` cannot supply this stage a model, else None."""
+    if upstream is None:
+        return None
+    trainers = [n for n, cls in classes.items() if cls.produces_model]
+    hint = f"earlier stages that train a model: {', '.join(trainers)}" if trainers else \
+        "put a training stage such as sft before this one"
+    if upstream not in seen:
+        later = [s.get("name") or s.get("type") for s in raw_stages[i + 1:] if isinstance(s, dict)]
+        where = "comes after this stage" if upstream in later else "is not a stage of this experiment"
+        return f"stage '{upstream}' {where}, so it has no model to give", f"name an earlier stage ({hint})"
+    source = earlier[seen[upstream]]
+    if not classes[upstream].produces_model:
+        return (f"stage '{upstream}' is a {source.type} stage, which evaluates a model but does not "
+                f"produce one", f"name a stage that trains a model ({hint}), or drop from_stage")
+    if source.skip and not stage.skip:
+        # A skipped stage never runs, so even an earlier run's model is not picked up.
+        return (f"stage '{upstream}' is skipped ({source.skip}), so it produces no model for this stage",
+                f"remove `skip:` from stage '{upstream}', or skip this stage too")
+    return None

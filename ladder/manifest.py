@@ -1,0 +1,53 @@
+"""manifest.json: what a results folder was computed with (versions, git sha, seeds, the test
+subsample's ids and each stage's run id), rewritten after every stage."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ladder.config import Experiment
+from ladder.types import Example
+
+
+@functools.cache
+def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
+    """Package versions and the git sha: fixed for a process, and manifest.json is rewritten after
+    every stage, so look them up once."""
+    versions = {}
+    for pkg in ("ladder", "torch", "transformers", "datasets", "peft", "trl", "openai", "anthropic"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=folder).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    return versions, sha
+
+
+def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | None]) -> dict[str, Any]:
+    """manifest.json's content; `run_ids`: each stage's run id, None for one not decided yet (its
+    model comes from a stage that has not run)."""
+    versions, sha = _provenance(str(exp.base_dir))
+    cfg = exp.config
+    return {
+        "experiment": cfg.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_sha": sha,
+        "seed": cfg.seed,
+        "subsample": {"n": len(examples), "seed": exp.seed_for(cfg.subsample.seed),
+                      "ids": [ex.id for ex in examples],
+                      # Parallel to ids: each example's content digest, for `ladder compare` across experiments.
+                      "content": [ex.content[:16] for ex in examples]},
+        "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
+                   {"name": s.name, "type": s.type, "run_id": run_ids.get(s.name)} for s in exp.stages],
+    }
