@@ -23,16 +23,16 @@ def _plan(tmp_path, model, **kw):
 def test_steps_are_what_the_stage_gives_trl(tmp_path, random_model):
     exp, plan = _plan(tmp_path, random_model, n_train=100)
     sft, rl = exp.stages[1], exp.stages[2]
-    est = training_estimate(sft, plan.task, plan.model_config(sft, planning=True), exp.base_dir)
+    est = training_estimate(sft, plan.task, plan.resolve(sft, planning=True).model, exp.base_dir)
     assert est["steps"] == 7 and "100 rows ÷ batch 16 × 1 epoch" in est["how"]  # ceil(100 / 16)
     assert not est["long"] and est["seconds"] > 0 and "floor" in est["basis"]  # not ladder-tiny: a floor
-    model = plan.model_config(sft, planning=True)
+    model = plan.resolve(sft, planning=True).model
     assert training_estimate(sft.model_copy(update={"epochs": 3.0, "batch_size": 8}), plan.task, model)["steps"] \
         == 39  # ceil(100 / 8) × 3
     assert training_estimate(sft.model_copy(update={"max_steps": 5}), plan.task, model)["steps"] == 5
-    est = training_estimate(rl, plan.task, plan.model_config(rl, planning=True))
+    est = training_estimate(rl, plan.task, plan.resolve(rl, planning=True).model)
     assert est["steps"] == 30 and "1,920 rollouts" in est["how"]  # 30 × 8 prompts × 8 generations
-    assert training_estimate(exp.stages[0], plan.task, plan.model_config(exp.stages[0])) is None
+    assert training_estimate(exp.stages[0], plan.task, plan.resolve(exp.stages[0], planning=True).model) is None
     assert not long_training(plan, exp.stages)
 
 
@@ -60,10 +60,10 @@ def test_a_large_train_split_is_flagged_by_check_and_at_run_start(tmp_path, rand
 def test_sft_data_written_by_an_earlier_stage_has_no_step_count_yet(tmp_path, random_model):
     exp, plan = _plan(tmp_path, random_model)
     sft = exp.stages[1].model_copy(update={"data": "results/t/best_of_n/sft.jsonl"})
-    est = training_estimate(sft, plan.task, plan.model_config(sft, planning=True), exp.base_dir)
+    est = training_estimate(sft, plan.task, plan.resolve(sft, planning=True).model, exp.base_dir)
     assert est["steps"] is None and est["seconds"] is None and "written by an earlier stage" in est["how"]
     write_jsonl(tmp_path / sft.data, [{"prompt": r["text"], "completion": r["label"]} for r in make_rows(40)])
-    assert training_estimate(sft, plan.task, plan.model_config(sft, planning=True), exp.base_dir)["steps"] == 3
+    assert training_estimate(sft, plan.task, plan.resolve(sft, planning=True).model, exp.base_dir)["steps"] == 3
 
 
 def test_run_warns_before_the_long_stage_starts(tmp_path, random_model, monkeypatch):

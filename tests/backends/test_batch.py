@@ -17,7 +17,7 @@ from ladder.cache import Cache
 from ladder.config import GenerationConfig, load_experiment
 from ladder.errors import BackendError
 from ladder.registry import BACKENDS
-from ladder.runner import check
+from ladder.runner import estimate_run as check
 from ladder.store import read_jsonl
 from ladder.testing.fake_api import FakeAPIServer
 from ladder.types import Message
