@@ -97,7 +97,7 @@ class FewShot(Stage):
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         cfg: FewShotConfig = self.config
-        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        seed = ctx.experiment.seed_for(cfg.seed)
         fixed = cfg.examples is not None or cfg.shots == "fixed"  # the same shots for every example
         if cfg.examples is not None:
             yaml_shots = [ctx.task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")

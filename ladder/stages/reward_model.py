@@ -33,6 +33,7 @@ from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
+from ladder.config import resolve_path
 from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -99,7 +100,7 @@ class RewardModel(Stage):
         """Called by the runner before anything is written: the pair files exist and parse."""
         files = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data.values())
         for f in files:  # relative paths are read from the YAML file's folder, as the task's data
-            read_pairs(_path(getattr(task, "base_dir", Path.cwd()), f), f"stages.{cfg.name}.data")
+            read_pairs(resolve_path(f, getattr(task, "base_dir", Path.cwd())), f"stages.{cfg.name}.data")
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         return [], []  # it asks the policy nothing
@@ -109,7 +110,7 @@ class RewardModel(Stage):
         field = f"stages.{ctx.stage.name}"
         local_hf(ctx, "the reward_model stage")
         started = time.perf_counter()
-        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        seed = ctx.experiment.seed_for(cfg.seed)
         train, test = self.pairs(ctx, seed)
         chat = ctx.backend.uses_chat_template
         tok = ctx.backend.tokenizer
@@ -167,7 +168,7 @@ class RewardModel(Stage):
         field = f"stages.{ctx.stage.name}.data"
         base = ctx.experiment.base_dir
         if isinstance(cfg.data, str):
-            rows = read_pairs(_path(base, cfg.data), field)
+            rows = read_pairs(resolve_path(cfg.data, base), field)
             random.Random(seed).shuffle(rows)
             cut = max(1, round(len(rows) * cfg.test_size))
             test, train = rows[:cut], rows[cut:]
@@ -176,8 +177,8 @@ class RewardModel(Stage):
             if unknown or "train" not in cfg.data or "test" not in cfg.data:
                 raise ConfigError("data must be one file or {train: ..., test: ...}", field=field,
                                   fix="name the train and test files of the pairs")
-            train = read_pairs(_path(base, cfg.data["train"]), field + ".train")
-            test = read_pairs(_path(base, cfg.data["test"]), field + ".test")
+            train = read_pairs(resolve_path(cfg.data["train"], base), field + ".train")
+            test = read_pairs(resolve_path(cfg.data["test"], base), field + ".test")
         if cfg.max_train and len(train) > cfg.max_train:
             train = random.Random(seed).sample(train, cfg.max_train)
         if cfg.max_test and len(test) > cfg.max_test:
@@ -203,11 +204,6 @@ class RewardModel(Stage):
 
 
 # -- data ----------------------------------------------------------------------------------------
-
-
-def _path(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
 
 
 def read_pairs(path: Path, field: str) -> list[dict[str, Any]]:

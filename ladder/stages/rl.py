@@ -267,7 +267,7 @@ class RL(Stage):
         from ladder.training.rl_local import RLSpec
 
         cfg: RLConfig = self.config
-        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        seed = ctx.experiment.seed_for(cfg.seed)
         lr = cfg.learning_rate or (2e-5 if cfg.method == "lora" else 1e-6)
         trainer = {
             "learning_rate": lr, "beta": cfg.beta, "num_generations": cfg.generations,

@@ -28,7 +28,6 @@ import math
 import shlex
 import subprocess
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
@@ -252,7 +251,7 @@ class SFT(Stage):
         total = cfg.max_steps or max(1, math.ceil(per_epoch * epochs))
         eval_steps = cfg.eval_steps or max(1, math.ceil(total / 4))
         lr = cfg.learning_rate if cfg.learning_rate is not None else (5e-3 if cfg.method == "lora" else 1e-3)
-        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        seed = ctx.experiment.seed_for(cfg.seed)
         trainer = {
             "learning_rate": lr, "per_device_train_batch_size": batch, "per_device_eval_batch_size": batch,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "num_train_epochs": epochs,
@@ -327,7 +326,7 @@ def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], met
 def training_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], list[Guard]]:
     """The supervised examples, and a guard when any of them is a test prompt."""
     if cfg.data:
-        rows = read_sft_file(_resolve(ctx, cfg.data), field=f"stages.{ctx.stage.name}.data")
+        rows = read_sft_file(ctx.experiment.path(cfg.data), field=f"stages.{ctx.stage.name}.data")
     else:
         rows = [TrainRow(ctx.task.render(ex), ex.target) for ex in ctx.task.examples("train")]
     if not rows:
@@ -343,11 +342,6 @@ def training_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], li
 
 def _key(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages])
-
-
-def _resolve(ctx: StageContext, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else ctx.experiment.base_dir / path
 
 
 # -- guards --------------------------------------------------------------------------------------

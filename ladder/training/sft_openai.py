@@ -57,7 +57,7 @@ def finetune(ctx: Any, cfg: Any, rows: list[Any]) -> tuple[Backend, dict[str, An
         hyper = {"n_epochs": int(cfg.epochs) if cfg.epochs else "auto",
                  "batch_size": cfg.batch_size or "auto",
                  "learning_rate_multiplier": cfg.learning_rate_multiplier}
-        seed = ctx.experiment.config.seed if cfg.seed is None else cfg.seed
+        seed = ctx.experiment.seed_for(cfg.seed)
         job = client.fine_tuning.jobs.create(
             model=backend.config.name, training_file=state["file_id"], seed=seed,
             method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
