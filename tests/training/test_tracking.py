@@ -37,7 +37,8 @@ def test_the_stages_accept_report_to():
 def test_report_to_reaches_the_trainer_arguments(tmp_path, monkeypatch):
     monkeypatch.setattr("ladder.stages.sft.trl_row", lambda row, base, chat: {"prompt": "p", "completion": "c"})
     ex = Example("test-0", {"text": "x"}, "positive")
-    ctx = SimpleNamespace(run_dir=tmp_path, examples=[ex], experiment=SimpleNamespace(config=SimpleNamespace(seed=0),
+    ctx = SimpleNamespace(run_dir=tmp_path, examples=[ex], experiment=SimpleNamespace(
+                              config=SimpleNamespace(seed=0), seed_for=lambda seed: 0 if seed is None else seed,
                           metric=SimpleNamespace(model_dump=lambda mode=None: {})),
                           task=SimpleNamespace(render=lambda ex: [Message("user", "x")]),
                           gen=SimpleNamespace(max_tokens=4, stop=None,
@@ -83,7 +84,7 @@ def test_report_to_does_not_change_the_run_id(tmp_path):
     stages = [{"type": "sft", "name": "s", "route": "local"}]
     quiet = load_experiment(experiment(tmp_path, "ladder-tiny", stages=stages))
     loud = load_experiment(experiment(tmp_path, "ladder-tiny", stages=[{**stages[0], "report_to": ["wandb"]}]))
-    assert prepare(quiet).run_id(quiet.stages[0]) == prepare(loud).run_id(loud.stages[0])
+    assert prepare(quiet).resolve(quiet.stages[0]).run_id == prepare(loud).resolve(loud.stages[0]).run_id
     with pytest.raises(ConfigError, match="report_to"):
         load_experiment(experiment(tmp_path, "ladder-tiny", stages=[{"type": "sft", "route": "openai",
                                                                       "report_to": "wandb"}]))
