@@ -59,19 +59,9 @@ INSTRUCTION = "Classify the sentiment of the review. Answer with exactly one wor
 
 def build_random_model(folder: Path) -> Path:
     """scripts/bench_hf.py's ~28M-parameter random Llama, with room for 2k-token prompts."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from bench_hf import build_random_model as build  # scripts/ is on sys.path when run as a script
 
-    tiny = BUILTIN_MODELS["ladder-tiny"]
-    cfg = LlamaConfig(vocab_size=1024, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096,
-                      tie_word_embeddings=True, eos_token_id=1, pad_token_id=0, bos_token_id=None)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(folder)
-    tok = AutoTokenizer.from_pretrained(tiny)
-    tok.model_max_length = 4096
-    tok.save_pretrained(folder)
-    return folder
+    return build(folder, context=4096)
 
 
 def few_shot_prompts(backend: HFBackend, count: int, lo: int, hi: int, seed: int = 0) -> list[list[Message]]:

@@ -60,18 +60,21 @@ from ladder.types import Message  # noqa: E402
 INSTRUCTION = "Classify the sentiment of the review. Answer with exactly one word: positive, negative or neutral."
 
 
-def build_random_model(folder: Path) -> Path:
-    """A ~28M-parameter Llama with random weights and ladder-tiny's tokenizer and chat template."""
+def build_random_model(folder: Path, context: int = 512) -> Path:
+    """A ~28M-parameter Llama with random weights and ladder-tiny's tokenizer and chat template,
+    taking prompts of up to `context` tokens (scripts/bench_bon_prefix.py asks for 4096)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tiny = BUILTIN_MODELS["ladder-tiny"]
     cfg = LlamaConfig(vocab_size=1024, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=512,
+                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=context,
                       tie_word_embeddings=True, eos_token_id=1, pad_token_id=0, bos_token_id=None)
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny).save_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tok.model_max_length = max(context, tok.model_max_length or 0)
+    tok.save_pretrained(folder)
     return folder
 
 
