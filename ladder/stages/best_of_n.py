@@ -153,24 +153,30 @@ class BestOfN(ZeroShot):
         return estimate_scorer(cfg.scorer, ctx, [p.example for p in prompts], count * cfg.n, ctx.gen.max_tokens)
 
     def run(self, ctx: StageContext) -> StageResult:
+        """Sample N per test prompt and keep one: the scorer's best, or (select: majority) the most
+        common extracted answer. A majority vote reads each sample's `extracted` (what the metric
+        read out of the completion), never ex.target: not an oracle (see reads_test_targets)."""
         cfg: BestOfNConfig = self.config
-        if cfg.select == "majority":
-            return self._run_majority(ctx)
-        scorer = build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")  # fails before sampling
+        vote = cfg.select == "majority"
+        # The scorer is built before sampling so a bad one fails before any generation is paid for.
+        scorer = None if vote else build_scorer(cfg.scorer, ctx, field=f"stages.{cfg.name}.scorer")
         prompts, guards = self.prompts(ctx)
         started = time.perf_counter()
         got = self._collect(ctx, scorer, prompts)
-        extra, more = report(got.records, cfg.n, scorer, oracle=self.reads_test_targets(cfg))
-        guards += more
-        if ctx.metric.extracts:  # majority@k beside best-of-k, from the same pool
-            add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)
-        from ladder.scorers.pm import pm_guards
+        if vote:
+            extra, more = majority_report(got.records, cfg.n, ctx.experiment.config.seed)
+        else:
+            extra, more = report(got.records, cfg.n, scorer, oracle=self.reads_test_targets(cfg))
+            if ctx.metric.extracts:  # majority@k beside best-of-k, from the same pool
+                add_majority(extra, got.records, cfg.n, ctx.experiment.config.seed)
+            from ladder.scorers.pm import pm_guards
 
-        guards += pm_guards(scorer, ctx, "the selection", ctx.resolved.from_stage)
+            more += pm_guards(scorer, ctx, "the selection", ctx.resolved.from_stage)
+        guards += more
         if ctx.gen.temperature == 0 and cfg.n > 1:
             guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
-                                "greedy answer, so selection buys nothing; leave the stage's default "
-                                "temperature 1 (or 0.8 with top_p 0.95)", 0.0))
+                                f"greedy answer, so {'a vote' if vote else 'selection'} buys nothing; leave the "
+                                "stage's default temperature 1 (or 0.8 with top_p 0.95)", 0.0))
         if cfg.export is not None:
             extra["export"], export_guards = self._export(ctx, scorer, got.records)
             guards += export_guards
@@ -190,29 +196,6 @@ class BestOfN(ZeroShot):
         """scorer None: select by majority vote."""
         record = majority_records if scorer is None else partial(records, scorer=scorer)
         return collect(ctx, prompts, record, batch=max(1, SCORE_BATCH // self.config.n), path=path)
-
-    def _run_majority(self, ctx: StageContext) -> StageResult:
-        """select: majority. Kept apart from the scorer path: nothing here scores for selection.
-        Oracle declaration: this path reads only each sample's `extracted` (what the metric read out
-        of the completion, never ex.target), so it is NOT an oracle; whatever marks stages that read
-        targets must say False when cfg.select == "majority"."""
-        cfg: BestOfNConfig = self.config
-        prompts, guards = self.prompts(ctx)
-        started = time.perf_counter()
-        got = self._collect(ctx, None, prompts)
-        extra, more = majority_report(got.records, cfg.n, ctx.experiment.config.seed)
-        guards += more
-        if ctx.gen.temperature == 0 and cfg.n > 1:
-            guards.append(Guard("best_of_n", "warn", f"temperature 0 makes all {cfg.n} samples the same "
-                                "greedy answer, so a vote buys nothing; leave the stage's default "
-                                "temperature 1 (or 0.8 with top_p 0.95)", 0.0))
-        if cfg.export is not None:
-            extra["export"], export_guards = self._export(ctx, None, got.records)
-            guards += export_guards
-        result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
-        result.stats["resumed_examples"] = got.resumed
-        result.extra.update(extra)
-        return result
 
     def _export(self, ctx: StageContext, scorer: Metric | None, test_records: list[dict[str, Any]]
                 ) -> tuple[dict[str, Any], list[Guard]]:
