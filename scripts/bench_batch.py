@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -44,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.bench_api import server_stats, start_server  # noqa: E402
-from scripts.bench_cache import THINGS, WORDS  # noqa: E402
+from scripts.bench_cache import WORDS, write_reviews  # noqa: E402
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku"}
 
@@ -55,13 +54,7 @@ def configure(url: str, **changes) -> None:
 
 
 def write_experiment(folder: Path, url: str, provider: str, examples: int, batch: bool, tag: str) -> Path:
-    rng = random.Random(0)
-    rows = []
-    for i in range(examples):
-        label = rng.choice(sorted(WORDS))
-        rows.append({"text": f"review {i}: the {rng.choice(THINGS)} was {rng.choice(WORDS[label])}", "label": label})
-    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:50]))
+    write_reviews(folder, examples)
     exp = {
         "name": tag,
         "results_dir": str(folder / "results"),

@@ -47,7 +47,8 @@ WORDS = {"positive": "great lovely superb friendly fresh".split(), "negative": "
 THINGS = "soup service room view price table dessert wine bread staff speaker blender".split()
 
 
-def write_experiment(folder: Path, url: str, examples: int) -> Path:
+def write_reviews(folder: Path, examples: int) -> None:
+    """test.jsonl with `examples` seeded reviews and train.jsonl with the first 50 (bench_batch uses it too)."""
     rng = random.Random(0)
     rows = []
     for i in range(examples):
@@ -55,6 +56,10 @@ def write_experiment(folder: Path, url: str, examples: int) -> Path:
         rows.append({"text": f"review {i}: the {rng.choice(THINGS)} was {rng.choice(WORDS[label])}", "label": label})
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:50]))
+
+
+def write_experiment(folder: Path, url: str, examples: int) -> Path:
+    write_reviews(folder, examples)
     exp = {
         "name": "bench_cache",
         "results_dir": str(folder / "results"),
