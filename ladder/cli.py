@@ -200,8 +200,9 @@ def _print_plan(out: dict, head: str = "") -> None:
             continue
         # Both prices: the list price and the batch API's (model.batch: true); * marks the one paid.
         batch = s.get("cost_usd_batch")
-        scorer = s["scorer"]["cost_usd"] if s.get("scorer") else 0.0
-        standard = s.get("cost_usd_standard", s["cost_usd"] - scorer) + scorer
+        sc = s.get("scorer") or {}
+        scorer = sc.get("cost_usd", 0.0)  # what the scorer pays (its own batch price on batch: true)
+        standard = s.get("cost_usd_standard", s["cost_usd"] - scorer) + sc.get("cost_usd_standard", scorer)
         table.add_row(s["stage"], s["model"], str(s["examples"]), str(s["samples"]), f"{s['prompt_tokens']:,}",
                       f"{s['max_output_tokens']:,}", f"{standard:.4f}" + ("" if s.get("batch") else "*"),
                       "—" if batch is None else f"{batch + scorer:.4f}" + ("*" if s.get("batch") else ""))

@@ -112,8 +112,12 @@ class JudgeScorer(Scorer):
                     if sample else 0) + completion_tokens
         prompt_tokens = round(per_call * calls) * judge.backend.prompt_copies(gen.n)
         output = calls * gen.n * gen.max_tokens
+        from ladder.backends.batch import check_costs
+
+        # A judge on `batch: true` pays the batch price, as the stage's own model does.
+        costs = check_costs(judge.backend, judge.backend.estimate_cost(prompt_tokens, output))
         return {"scorer": f"judge ({judge.backend.config.name})", "calls": calls, "prompt_tokens": prompt_tokens,
-                "max_output_tokens": output, "cost_usd": judge.backend.estimate_cost(prompt_tokens, output)}
+                "max_output_tokens": output, **costs}
 
     def messages(self, ex: Example, completion: str) -> tuple[Message, ...]:
         user = self.fill(self.template, ex, completion, criteria=self.config.criteria,

@@ -290,3 +290,26 @@ def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monk
         assert est["scorer"]["calls"] == 40 * 4 and est["scorer"]["cost_usd"] > 0
         assert est["cost_usd"] == pytest.approx(est["scorer"]["cost_usd"])
         assert est["scorer"]["cost_usd"] >= bon.stats["scorer_cost_usd"]  # an estimate is an upper bound
+
+
+def test_a_batch_judge_is_estimated_at_its_batch_price(tmp_path, monkeypatch):
+    """`ladder check` prices a judge on `batch: true` as the run will pay it: half the list price."""
+    from ladder.runner import estimate_run
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY, KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeAPIServer(responder=_yes_for_positive) as srv:
+        costs = {}
+        for batch in (False, True):
+            judge = _api_judge(srv)
+            judge["model"]["batch"] = batch
+            path = experiment(tmp_path / str(batch), "unused", model=POLICY,
+                              stages=[{"type": "best_of_n", "n": 4, "scorer": judge}])
+            est = estimate_run(load_experiment(path))["stages"][0]
+            costs[batch] = est
+        standard, batched = costs[False]["scorer"], costs[True]["scorer"]
+        assert standard["cost_usd"] > 0 and standard["cost_usd"] == standard["cost_usd_standard"]
+        assert batched["cost_usd_standard"] == pytest.approx(standard["cost_usd"])
+        assert batched["cost_usd"] == pytest.approx(standard["cost_usd"] * 0.5)
+        assert costs[True]["cost_usd"] == pytest.approx(batched["cost_usd"])  # the run's total pays the batch price
