@@ -35,6 +35,7 @@ from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
 from ladder.config import resolve_path
 from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args
+from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.types import Guard, StageResult
@@ -68,7 +69,7 @@ class RewardModelConfig(TrainingStageConfig):
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
     batch_size: int = Field(16, ge=1)
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step (under `launch:`, split over the processes)."""
     max_length: int = Field(512, ge=8)
     """Longest side of a pair in tokens; longer pairs are left out of training and test (counted)."""
     seed: int | None = None
@@ -109,6 +110,7 @@ class RewardModel(Stage):
         cfg: RewardModelConfig = self.config
         field = f"stages.{ctx.stage.name}"
         local_hf(ctx, "the reward_model stage")
+        check_launcher(cfg.launch, f"{field}.launch")
         started = time.perf_counter()
         seed = ctx.experiment.seed_for(cfg.seed)
         train, test = self.pairs(ctx, seed)
@@ -126,11 +128,21 @@ class RewardModel(Stage):
         if training_finished(model_dir):
             console.print(f"[bold]{ctx.stage.name}[/bold] reward model trained earlier ({model_dir}): scoring it")
         else:
-            from ladder.training.reward_local import train as rm_train
-
             spec = self.spec(ctx, seed, max_length)
-            write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
-            rm_train(spec, [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train])
+            rows = [{"chosen": p["chosen"], "rejected": p["rejected"]} for p in train]
+            if cfg.launch is None:
+                from ladder.training.reward_local import train as rm_train
+
+                write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
+                rm_train(spec, rows)
+            else:  # the ranks read the pairs and the spec from the run folder
+                from ladder.training.launch import run_launched
+
+                spec = spec.model_copy(update={"pairs_file": str(ctx.run_dir / "reward_pairs.json")})
+                write_json(ctx.run_dir / "reward_pairs.json", rows)
+                write_json(ctx.run_dir / "reward_spec.json", spec.model_dump(mode="json"))
+                run_launched(cfg.launch, "ladder.training.reward_local", ctx.run_dir / "reward_spec.json",
+                             f"{field}.launch", label=f"[bold]{ctx.stage.name}[/bold] training")
         summary = read_marker(model_dir)
         from ladder.scorers.pm import record_format
 

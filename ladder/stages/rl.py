@@ -15,6 +15,12 @@ The harness makes it safe to try:
 
 Start from the experiment's model or a finetuned one (`model: {from_stage: sft}`); the trained
 model serves later stages the same way (`from_stage: rl`). LoRA by default.
+
+Past one device: `launch:` trains in child processes (accelerate, torchrun) while this process
+keeps the reward and serves it to them (ladder/training/remote.py), so best-of-N, the judge's
+cache and costs, rollouts.jsonl and the hacking checks are the same as without it; and trl's vLLM
+rollouts (`trainer_args: {use_vllm: true, vllm_mode: server | colocate}`) are checked before any
+sampling (see `check_vllm`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_jsonl, write_json
 from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args, trained_model
+from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
@@ -101,8 +108,16 @@ class RLConfig(TrainingStageConfig):
     @field_validator("trainer_args")
     @classmethod
     def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["GRPOConfig", "RLOOConfig"], "learning_rate, beta, "
-                                  "generations, steps, max_completion_length, report_to, ...")
+        v = check_trainer_args(v, OWNED_TRAINER_KEYS, ["GRPOConfig", "RLOOConfig"], "learning_rate, beta, "
+                               "generations, steps, max_completion_length, report_to, ...")
+        vllm = sorted(k for k in v if k.startswith("vllm_"))
+        if vllm and v.get("use_vllm") is not True:
+            raise ValueError(f"{', '.join(vllm)} only appl{'ies' if len(vllm) == 1 else 'y'} with use_vllm: true "
+                             f"(trl would ignore {'it' if len(vllm) == 1 else 'them'})")
+        if v.get("vllm_mode", "colocate") not in ("server", "colocate"):
+            raise ValueError(f"vllm_mode must be server (a `trl vllm-serve` process on GPUs of its own) or "
+                             f"colocate (vLLM inside each training process), not {v['vllm_mode']!r}")
+        return v
 
 
 class RL(Stage):
@@ -131,6 +146,9 @@ class RL(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RLConfig = self.config
         local_hf(ctx, "the rl stage")
+        check_launcher(cfg.launch, f"stages.{ctx.stage.name}.launch")
+        check_vllm(cfg.trainer_args, f"stages.{ctx.stage.name}.trainer_args",
+                   getattr(ctx.backend, "path", ctx.backend.config.name))
         reward = build_scorer(cfg.reward, ctx, field=f"stages.{ctx.stage.name}.reward")  # fails before any sampling
         train = ctx.task.examples("train")
         if not train:
@@ -228,13 +246,14 @@ class RL(Stage):
         if training_finished(model_dir):
             console.print(f"[bold]{ctx.stage.name}[/bold] policy trained earlier ({model_dir}): evaluating it")
         else:
-            from ladder.training.rl_local import train as rl_train
-
             spec = self.spec(ctx, base)
-            write_json(ctx.run_dir / "rl_spec.json", spec.model_dump(mode="json"))
             keep_rollouts_until_checkpoint(ctx.run_dir)
             chat = base.uses_chat_template
             prompts = [trl_row(TrainRow(ctx.task.render(ex), ""), base, chat)["prompt"] for ex in train]
+            if cfg.launch is not None:  # the ranks read the prompts from the run folder
+                spec = spec.model_copy(update={"prompts_file": str(ctx.run_dir / "rl_prompts.json")})
+                write_json(ctx.run_dir / "rl_prompts.json", prompts)
+            write_json(ctx.run_dir / "rl_spec.json", spec.model_dump(mode="json"))
 
             def score(indices: Sequence[int], texts: Sequence[str]) -> tuple[list[float], list[float]]:
                 scores = reward.score_batch([train[i] for i in indices], texts)
@@ -246,7 +265,12 @@ class RL(Stage):
                                           "from the newest checkpoint")
                 return [s.value for s in scores], [s.meta.get("cost_usd", 0.0) for s in scores]
 
-            rl_train(spec, prompts, score)
+            if cfg.launch is None:
+                from ladder.training.rl_local import train as rl_train
+
+                rl_train(spec, prompts, score)
+            else:
+                launched(ctx, cfg.launch, spec, score)
         summary = read_marker(model_dir)
         trained = trained_model(ctx, name=str(model_dir), revision=None)
         log = summary.get("log", [])
@@ -278,11 +302,76 @@ class RL(Stage):
             "save_total_limit": 2, "disable_tqdm": True, **tracking_args(cfg.report_to, ctx.run_dir),
             **cfg.trainer_args,
         }
+        if trainer.get("use_vllm") and ctx.gen.stop and isinstance(trainer.get("generation_kwargs") or {}, dict):
+            # vLLM's sampling stops at the stop strings (trl passes generation_kwargs to SamplingParams), so
+            # the tokens trained on end where the rewarded text ends; trl's hf generate takes no stop strings.
+            trainer["generation_kwargs"] = {"stop": list(ctx.gen.stop), **(trainer.get("generation_kwargs") or {})}
         run = ctx.run_dir
         return RLSpec(model=base.config.model_dump(mode="json"), algorithm=cfg.algorithm, method=cfg.method,
                       lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None,
                       trainer=trainer, output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()),
                       rollouts_file=str(run / "rollouts.jsonl"), stop=list(ctx.gen.stop or []))
+
+
+def launched(ctx: StageContext, launch: str, spec: Any, score: Any) -> None:
+    """Train under the launcher while this process serves the reward: every rank's completions are
+    scored here and written to rollouts.jsonl, as in-process training does."""
+    from ladder.training.launch import run_launched
+    from ladder.training.remote import RewardServer
+    from ladder.training.rl_local import Rollouts
+
+    with RewardServer(Rollouts(ctx.run_dir / "rollouts.jsonl", score)) as server:
+        try:
+            run_launched(launch, "ladder.training.rl_local", ctx.run_dir / "rl_spec.json",
+                         f"stages.{ctx.stage.name}.launch", env=server.env, serve=server.serve,
+                         label=f"[bold]{ctx.stage.name}[/bold] training")
+        except LadderError:
+            if server.error is not None:  # the reward failed (e.g. the judge stopped answering): say that
+                raise server.error from None
+            raise
+
+
+def check_vllm(trainer_args: dict[str, Any], field: str, model: str) -> None:
+    """trl's vLLM rollouts (`use_vllm: true`), checked before any sampling or training: the vllm package
+    and a CUDA GPU are there, and in server mode the server answers."""
+    if not trainer_args.get("use_vllm"):
+        return
+    import importlib.util
+
+    import torch
+
+    missing = [what for what, ok in (("CUDA GPU", torch.cuda.is_available()),
+                                     ("vllm package", importlib.util.find_spec("vllm") is not None)) if not ok]
+    if missing:
+        raise ConfigError(f"use_vllm: true samples the rollouts with vLLM, which needs a CUDA GPU and the vllm "
+                          f"package; here there is no {' and no '.join(missing)}", field=field,
+                          fix="run on a GPU machine with vllm installed (pip install 'trl[vllm]'), or drop "
+                              "use_vllm to sample the rollouts with transformers (slower)")
+    if trainer_args.get("vllm_mode", "colocate") == "server":
+        probe_vllm_server(trainer_args, field, model)
+
+
+def probe_vllm_server(trainer_args: dict[str, Any], field: str, model: str, timeout: float = 5.0) -> None:
+    """GET <server>/health/ — the URL trl's VLLMClient checks — so a server that is not up is one
+    clear error now, not a trainer traceback after the best-of-N run."""
+    import urllib.error
+    import urllib.request
+
+    base = trainer_args.get("vllm_server_base_url") or \
+        f"http://{trainer_args.get('vllm_server_host', '0.0.0.0')}:{trainer_args.get('vllm_server_port', 8000)}"
+    try:
+        with urllib.request.urlopen(f"{base.rstrip('/')}/health/", timeout=timeout) as r:
+            if r.status == 200:
+                return
+            why = f"it answered HTTP {r.status}"
+    except urllib.error.HTTPError as exc:
+        why = f"it answered HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        why = str(getattr(exc, "reason", exc))
+    raise ConfigError(f"the vLLM server at {base} does not answer ({why})", field=field,
+                      fix=f"start it first on GPUs the training does not use, e.g. `CUDA_VISIBLE_DEVICES=7 trl "
+                          f"vllm-serve --model {model} --port {trainer_args.get('vllm_server_port', 8000)}`, "
+                          f"or set vllm_server_base_url / vllm_server_host and vllm_server_port to where it runs")
 
 
 def keep_rollouts_until_checkpoint(run_dir: Any) -> None:

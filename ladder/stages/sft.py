@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
-import subprocess
 from dataclasses import replace
 from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import Backend, CallStats, generate, logprobs
-from ladder.errors import ConfigError, DataError, LadderError
+from ladder.errors import ConfigError, DataError
 from ladder.guards import pct_apart
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
@@ -100,9 +98,6 @@ class SFTConfig(TrainingStageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """local: more trl SFTConfig / transformers TrainingArguments keys, e.g. {warmup_steps: 10,
     weight_decay: 0.01, lr_scheduler_type: cosine, deepspeed: ds.json}."""
-    launch: str | None = None
-    """local: train in child processes started by this command, e.g. 'accelerate launch
-    --config_file fsdp.yaml' (multi-GPU, DeepSpeed, FSDP). Unset: train in this process."""
     suffix: str | None = Field(None, max_length=64)
     """openai: text put into the fine-tuned model's name."""
     poll_interval: float = Field(15.0, gt=0)
@@ -281,13 +276,10 @@ class SFT(Stage):
 
             train(spec)
             return
-        command = [*shlex.split(cfg.launch), "-m", "ladder.training.sft_local", str(ctx.run_dir / "train_spec.json")]
-        console.print(f"[bold]{ctx.stage.name}[/bold] training under: {shlex.join(command)}", highlight=False)
-        code = subprocess.run(command).returncode
-        if code != 0:
-            raise LadderError(f"training under '{cfg.launch}' failed (exit code {code})",
-                              field=f"stages.{ctx.stage.name}.launch",
-                              fix="see the output above; re-running resumes from the last checkpoint")
+        from ladder.training.launch import run_launched
+
+        run_launched(cfg.launch, "ladder.training.sft_local", ctx.run_dir / "train_spec.json",
+                     f"stages.{ctx.stage.name}.launch", label=f"[bold]{ctx.stage.name}[/bold] training")
 
 
 def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:

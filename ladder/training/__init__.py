@@ -6,6 +6,8 @@ sft_local.py     trl SFTTrainer (+ peft LoRA), also runnable as a script under `
 sft_openai.py    the OpenAI files + fine-tuning jobs API
 rl_local.py      trl GRPOTrainer / RLOOTrainer on any ladder scorer's reward
 reward_local.py  trl RewardTrainer on preference pairs
+launch.py        `launch:` — training in child processes under accelerate/torchrun, for every training stage
+remote.py        rl's reward served from the stage's process to launched ranks over a local socket
 lora.py          LoraSettings, the `lora:` section of every training stage
 rows.py          supervised rows (TrainRow): data files, trl's format, the chat-template check
 choices.py       the loss over the answer choices and its chance level
@@ -61,10 +63,23 @@ class TrainingStageConfig(StageConfig):
     stage's run folder (<run_id>/tensorboard). Not part of the run id: it changes where logs go,
     not what is trained, so a finished stage is reused as it is. (sft's openai route refuses it.)"""
 
+    launch: str | None = None
+    """local: train in child processes started by this command, e.g. 'accelerate launch --config_file
+    fsdp.yaml' or 'torchrun --nproc_per_node 8' (multi-GPU, DeepSpeed, FSDP); each runs
+    `<launch> -m ladder.training.<sft|rl|reward>_local <run>/<spec>.json`. Unset: train in this process.
+    (rl: every rank must run on this machine — the reward is served from this process.)"""
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to(cls, v: Any) -> list[str]:
         return report_targets(v)
+
+    @field_validator("launch")
+    @classmethod
+    def _launch(cls, v: str | None) -> str | None:
+        from ladder.training.launch import check_launch
+
+        return check_launch(v)
 
 
 def report_targets(v: Any) -> list[str]:

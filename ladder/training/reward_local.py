@@ -3,16 +3,24 @@
 A sequence-classification head with one output on a local backbone, trained with the
 Bradley-Terry loss −log σ(r_chosen − r_rejected). The final model (LoRA merged) is saved as a
 plain AutoModelForSequenceClassification folder, which the pm scorer loads.
+
+Under the stage's `launch:` every rank runs `python -m ladder.training.reward_local
+<run>/reward_spec.json` and reads the pairs from the spec's pairs_file; `batch_size` stays the pairs
+per optimizer step (each of N ranks takes 1/N); only the main process writes the model folder.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from ladder.config import Section
+from ladder.store import read_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.marker import write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint
@@ -33,6 +41,8 @@ class RewardSpec(Section):
     """Checkpoints go here."""
     model_dir: str
     """The final merged model goes here."""
+    pairs_file: str | None = None
+    """JSON list of the training pairs (written for a launched run; in-process training is handed them)."""
 
 
 def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -48,6 +58,11 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     base, path, tokenizer = load_base(spec.model)
 
     args = dict(spec.trainer)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the launcher
+    if args["per_device_train_batch_size"] % world:
+        raise SystemExit(f"batch_size {args['per_device_train_batch_size']} does not split evenly over {world} "
+                         f"processes: make it a multiple of {world}")
+    args["per_device_train_batch_size"] //= world
     hardware_args(args, base, RewardConfig)
     config = RewardConfig(output_dir=spec.output_dir, **args)
 
@@ -67,12 +82,32 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     log = [{"step": h["step"], "loss": h["loss"], **({"accuracy": h["accuracy"]} if "accuracy" in h else {})}
            for h in state.log_history if "loss" in h]
     summary = {"steps": state.global_step, "resumed_from": resume.name if resume else None, "log": log,
-               "train_pairs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
+               "train_pairs": len(rows), "processes": trainer.accelerator.num_processes,
+               "seconds": round(time.perf_counter() - started, 2)}
     model_dir = Path(spec.model_dir)
-    model = trainer.model
-    if spec.method == "lora":
-        model = model.merge_and_unload()
-    model.save_pretrained(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    write_marker(model_dir, {**summary, "policy": "reward_model"})  # last: marks training as finished
+    if spec.method == "full":
+        trainer.save_model(str(model_dir))  # on every rank: gathers sharded weights (ZeRO-3, FSDP); rank 0 writes
+    elif trainer.is_world_process_zero():  # under DDP every rank holds the same weights
+        trainer.model.merge_and_unload().save_pretrained(str(model_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(model_dir))
+        write_marker(model_dir, {**summary, "policy": "reward_model"})  # last: marks training as finished
+    trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m ladder.training.reward_local SPEC.json — what the reward_model stage's `launch:` runs."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m ladder.training.reward_local <run_dir>/reward_spec.json")
+    spec = RewardSpec(**read_json(Path(argv[0])))
+    if spec.pairs_file is None:
+        raise SystemExit(f"{argv[0]} names no pairs_file")
+    summary = train(spec, read_json(Path(spec.pairs_file)))
+    if os.environ.get("RANK", "0") == "0":  # one summary line, not one per rank
+        print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
+
+
+if __name__ == "__main__":
+    main()

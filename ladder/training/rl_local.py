@@ -7,10 +7,19 @@ policy exactly as it selects samples in best_of_n. Every rollout is appended to 
 guessed from the reward curve. Checkpoints go to `output_dir` and a re-run resumes from the
 newest; the final model (LoRA merged) is saved as a plain folder marked as an RL policy, and so
 is every checkpoint (ladder_training.json with `policy: rl`), so none of them passes for a base model.
+
+Under a launcher (the stage's `launch:`) every rank runs `python -m ladder.training.rl_local
+<run>/rl_spec.json`: the prompts come from the spec's prompts_file, and each rank's reward function
+asks the stage's process (ladder/training/remote.py), which scores every rank's completions and
+writes all of them to rollouts.jsonl. `prompts_per_step` stays the number per optimizer step: each
+of N ranks samples 1/N of it. Only the main process writes checkpoint markers and the final model.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +28,7 @@ from typing import Any, Callable, Literal, Sequence
 from transformers import TrainerCallback
 
 from ladder.config import Section
-from ladder.store import JsonlWriter
+from ladder.store import JsonlWriter, read_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.marker import rl_marker, write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
@@ -55,11 +64,14 @@ class RLSpec(Section):
     """One JSON line per sampled completion."""
     stop: list[str] = []
     """Completions are cut at the first stop string before they are rewarded, as evaluation cuts them."""
+    prompts_file: str | None = None
+    """JSON list of the trl prompts (written for a launched run; in-process training is handed them)."""
 
 
-def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
+def train(spec: RLSpec, prompts: list[Any], reward: Reward | Any) -> dict[str, Any]:
     """Train on `prompts` (trl prompts: message lists or plain strings), resuming from the newest
-    checkpoint; save the merged model; return the summary also written to model/ladder_training.json."""
+    checkpoint; save the merged model; return the summary also written to model/ladder_training.json.
+    `reward`: a Reward, or (a launched rank) a remote.RemoteRollouts that rewards and logs in the stage."""
     import datasets
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -77,12 +89,16 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward) -> dict[str, Any]:
     tokenizer.padding_side = "left"
 
     args = dict(spec.trainer)
+    args["per_device_train_batch_size"] = per_process(args["per_device_train_batch_size"])
     dtype = hardware_args(args, base, TrlConfig)
     config = TrlConfig(output_dir=spec.output_dir, **args)
 
     lora = peft_config(spec)
 
-    rollouts = RolloutLog(Path(spec.rollouts_file), reward, spec.stop)
+    from ladder.training.remote import RemoteRollouts
+
+    sink = reward if isinstance(reward, RemoteRollouts) else Rollouts(Path(spec.rollouts_file), reward)
+    rollouts = RolloutLog(sink, spec.stop)
     rows = [{"prompt": p, "ex_index": i} for i, p in enumerate(prompts)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # trl's advice to install vLLM/liger on CPU runs
@@ -135,32 +151,68 @@ class MarkCheckpoints(TrainerCallback):
             write_marker(folder, rl_marker(self.algorithm, checkpoint=True, step=state.global_step))
 
 
-class RolloutLog:
-    """The reward function trl calls: cuts each completion at the stop strings, rewards it through
-    the stage's scorer and appends it to rollouts.jsonl with the optimizer step it belongs to."""
+class Rollouts:
+    """Rewards a batch of rollouts through the stage's scorer and appends them to rollouts.jsonl
+    with the optimizer step they belong to — in the stage's process, whichever rank sampled them."""
 
-    def __init__(self, path: Path, reward: Reward, stop: Sequence[str]):
+    def __init__(self, path: Path, reward: Reward):
         self.path = path
         self.reward = reward
+
+    def __call__(self, indices: Sequence[int], texts: Sequence[str], step: int, tokens: Sequence[int]) -> list[float]:
+        got = self.reward(indices, texts)
+        values, costs = got if isinstance(got, tuple) else (got, [0.0] * len(texts))
+        values = [float(v) for v in values]
+        with JsonlWriter(self.path) as out:
+            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": n, **({"cost": c} if c else {})}
+                       for i, t, v, c, n in zip(indices, texts, values, costs, tokens)])
+        return values
+
+
+class RolloutLog:
+    """The reward function trl calls (on each rank, with that rank's completions): cuts each
+    completion at the stop strings and hands it to `sink` (Rollouts, or RemoteRollouts under launch)."""
+
+    def __init__(self, sink: Callable[[Sequence[int], Sequence[str], int, Sequence[int]], list[float]],
+                 stop: Sequence[str]):
+        self.sink = sink
         self.stop = list(stop)
         self.__name__ = "reward"  # trl names the logged metric after the function
 
     def __call__(self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]],
                  ex_index: list[int], trainer_state: Any, **_: Any) -> list[float]:
         texts = [self.cut(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
-        got = self.reward(ex_index, texts)
-        values, costs = got if isinstance(got, tuple) else (got, [0.0] * len(texts))
-        values = [float(v) for v in values]
         step = trainer_state.global_step + 1  # rollouts are sampled for the step about to be taken
-        with JsonlWriter(self.path) as out:
-            out.write([{"step": step, "example": i, "text": t, "reward": v, "tokens": len(ids),
-                        **({"cost": c} if c else {})}
-                       for i, t, v, c, ids in zip(ex_index, texts, values, costs, completion_ids)])
-        return values
+        return self.sink(list(ex_index), texts, step, [len(ids) for ids in completion_ids])
 
     def cut(self, text: str) -> str:
         ends = [text.find(s) for s in self.stop if s in text]
         return text[:min(ends)] if ends else text
+
+
+def per_process(total: int) -> int:
+    """A launched rank's share of the completions per step (WORLD_SIZE ranks, set by the launcher):
+    `prompts_per_step` means the same per optimizer step however many processes train."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if total % world:
+        raise SystemExit(f"prompts_per_step × generations = {total} completions per step do not split evenly "
+                         f"over {world} processes: make it a multiple of {world}")
+    return total // world
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m ladder.training.rl_local SPEC.json — what the rl stage's `launch:` runs in each process."""
+    from ladder.training.remote import RemoteRollouts
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m ladder.training.rl_local <run_dir>/rl_spec.json")
+    spec = RLSpec(**read_json(Path(argv[0])))
+    if spec.prompts_file is None:
+        raise SystemExit(f"{argv[0]} names no prompts_file")
+    summary = train(spec, read_json(Path(spec.prompts_file)), RemoteRollouts())
+    if os.environ.get("RANK", "0") == "0":  # one summary line, not one per rank
+        print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
 
 
 def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, Any]:
@@ -174,5 +226,10 @@ def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, An
         "log": steps,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
+        "processes": trainer.accelerator.num_processes,
         "seconds": round(seconds, 2),
     }
+
+
+if __name__ == "__main__":
+    main()

@@ -144,3 +144,17 @@ def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_p
         assert rejected.meta["reward"] == pytest.approx(rec["rejected_reward"], abs=1e-5)
         wins.append(1.0 if chosen.value > rejected.value else 0.5 if chosen.value == rejected.value else 0.0)
     assert sum(wins) / len(wins) == pytest.approx(rm.metric.value)
+
+
+@pytest.mark.slow
+def test_reward_model_under_accelerate_launch_with_two_processes(tmp_path):
+    from tests.stages.test_rl import TWO_PROCESSES
+
+    write_pairs(tmp_path / "pairs.jsonl", synthetic_pairs(40, seed=3))
+    stages = [{"type": "reward_model", "data": "pairs.jsonl", "max_steps": 2, "batch_size": 4, "launch": TWO_PROCESSES}]
+    rm = run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages)))[0]
+    assert rm.metric_name == "pairwise_accuracy" and rm.metric.n == 8  # scored in the stage's process
+    training = rm.extra["training"]
+    assert training["processes"] == 2 and training["steps"] == 2 and training["train_pairs"] == 32
+    run = next((tmp_path / "results" / "t" / "reward_model").iterdir())
+    assert (run / "reward_pairs.json").exists() and (run / "model" / "model.safetensors").exists()

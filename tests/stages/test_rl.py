@@ -194,3 +194,38 @@ def test_collapse_guard_and_pearson():
     assert collapse_guard([{"reward": 0.5}]).level == "info"
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert pearson([1, 1, 1], [1, 2, 3]) is None
+
+
+# `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate 1.15 runs several CPU
+# processes only under mpirun; ladder refuses that command line). --multi_gpu is torchrun underneath,
+# and with no GPU visible trl trains on the CPU over gloo: two real ranks, as on two GPUs.
+TWO_PROCESSES = "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no " \
+                "--dynamo_backend no"
+
+
+@pytest.mark.slow
+def test_rl_under_accelerate_launch_with_two_processes(tmp_path):
+    tiny = {**TINY, "steps": 2}
+    stages = [{"type": "rl", **tiny, "launch": TWO_PROCESSES}]
+    rl = run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=6, stages=stages)))[-1]
+    run = rl_dir(tmp_path)
+    marker = read_json(run / "model" / "ladder_training.json")
+    assert marker["policy"] == "rl" and marker["processes"] == 2 and marker["steps"] == 2
+    checkpoints = list((run / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints and all(read_json(c / "ladder_training.json")["policy"] == "rl" for c in checkpoints)
+    # Both ranks' completions were rewarded in the stage's process and logged once each: the step's
+    # prompts_per_step × generations, split over the two ranks, not doubled by them.
+    rollouts = read_jsonl(run / "rollouts.jsonl")
+    assert len(rollouts) == 2 * tiny["generations"] * tiny["prompts_per_step"]
+    assert sorted({r["step"] for r in rollouts}) == [1, 2]
+    rewards = rl.extra["curves"]["rl_reward"]["y"]["reward (mean over rollouts)"]
+    for step, logged in zip([1, 2], rewards):  # trl's logged mean is over both ranks' rewards
+        mine = [r["reward"] for r in rollouts if r["step"] == step]
+        assert logged == pytest.approx(sum(mine) / len(mine))
+    # Best-of-N ran before training and the hacking checks read the launched run's rollouts.
+    assert rl.extra["best_of_n"]["n"] == tiny["generations"] and rl.extra["best_of_n"]["diff"]["n"] == 6
+    assert rl.extra["training"]["late_rollouts"]["samples"] > 0
+    assert {"versus_best_of_n", "reward_collapse", "rl_probabilities"} <= {g.name for g in rl.guards}
+    with open(tmp_path / "results" / "t" / "summary.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["stage"] == "rl")
+    assert row["baseline"].startswith(f"best-of-{tiny['generations']}") and int(row["n"]) == 6
