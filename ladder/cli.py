@@ -215,6 +215,12 @@ def _print_plan(out: dict, head: str = "") -> None:
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    for s in out["stages"]:  # few_shot `shots: fixed`: what the provider's prompt cache takes off
+        if s.get("cost_usd_cached") is not None:
+            console.print(f"  {s['stage']}: its prompts share their first ~{s['prefix_tokens']:,} tokens; with the "
+                          f"provider's prompt cache (each later request reads them) the stage costs about "
+                          f"${s['cost_usd_cached']:.4f} instead of ${s['cost_usd']:.4f} — a floor: caches "
+                          f"expire, and some models cache only longer prefixes", highlight=False)
     for s in out["stages"]:  # sft/rl: how many optimizer steps the config implies, and a rough time
         if s.get("training"):
             console.print(f"  {s['training']['text']}", highlight=False)

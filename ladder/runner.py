@@ -23,6 +23,7 @@ import yaml
 
 from ladder.backends.base import BackendPool
 from ladder.backends.batch import check_costs
+from ladder.backends.prices import cached_estimate
 from ladder.cache import Cache, cache_key
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
@@ -427,12 +428,16 @@ def estimate_run(exp: Experiment) -> dict[str, Any]:
             "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
         }
         entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
+        if not entry["batch"] and hasattr(backend, "price"):  # shared prefixes read from the prompt cache
+            entry.update(cached_estimate(backend, [p.messages for p in prompts], gen.n, gen.max_tokens) or {})
         entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
         if scorer is not None:
             entry["scorer"] = scorer
             entry["cost_usd"] += scorer["cost_usd"]
+            if "cost_usd_cached" in entry:
+                entry["cost_usd_cached"] += scorer["cost_usd"]
         stages.append(entry)
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,

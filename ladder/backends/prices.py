@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 from pydantic import Field
 
 from ladder.config import Section
+from ladder.types import Message
 
 PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
 # Dated snapshots and aliases price like their family: gpt-4o-mini-2024-07-18, claude-3-5-haiku-latest.
@@ -41,3 +43,37 @@ def model_entry(name: str) -> dict[str, float] | None:
         return table[name]
     family = _SNAPSHOT.sub("", name)
     return table.get(family)
+
+
+# Prompt caching's smallest cacheable prefix, and OpenAI's cache block: OpenAI caches 1024 tokens,
+# then each further 128; Anthropic caches the prefix up to its breakpoint from 1024 tokens on
+# (2048-4096 for some models: then this estimate is too low — it is the floor, said as such).
+CACHE_MIN, CACHE_BLOCK = 1024, 128
+
+
+def cached_estimate(backend: object, prompts: Sequence[Sequence[Message]], n: int, max_tokens: int) -> dict | None:
+    """`ladder check`'s cost of prompts that share a marked prefix (few_shot `shots: fixed`) when
+    the provider's prompt cache serves it: the first request misses (OpenAI) or writes the prefix
+    (Anthropic, at the cache-write price), every later one reads it at the cached-input price — the
+    order ladder sends them in. None when no prompt is marked or the model has no cached price.
+    A floor: a provider may evict the cache or need a longer prefix than CACHE_MIN."""
+    price = backend.price()  # type: ignore[attr-defined]
+    marks = [next((i for i, m in enumerate(p) if m.cache), None) for p in prompts]
+    if price is None or price.cached_input is None or not prompts or None in marks:
+        return None
+    anthropic = getattr(backend, "provider", "") == "anthropic"
+    copies = backend.prompt_copies(n)  # type: ignore[attr-defined]
+    total, first_prefix = 0.0, None
+    for j, (messages, mark) in enumerate(zip(prompts, marks)):
+        tokens = backend.count_tokens(messages)  # type: ignore[attr-defined]
+        prefix = backend.count_tokens(messages[:mark + 1])  # type: ignore[attr-defined,operator]
+        first_prefix = prefix if first_prefix is None else first_prefix
+        cached = 0 if prefix < CACHE_MIN else (prefix if anthropic else
+                                               CACHE_MIN + (prefix - CACHE_MIN) // CACHE_BLOCK * CACHE_BLOCK)
+        for c in range(copies):
+            if j == 0 and c == 0:  # nothing cached yet: Anthropic writes the prefix, OpenAI just reads it
+                total += backend.cost(tokens, 0, written=cached if anthropic else 0)  # type: ignore[attr-defined]
+            else:
+                total += backend.cost(tokens, 0, cached=cached)  # type: ignore[attr-defined]
+    total += backend.cost(0, len(prompts) * n * max_tokens)  # type: ignore[attr-defined]
+    return {"cost_usd_cached": total, "prefix_tokens": first_prefix}

@@ -97,3 +97,58 @@ def test_prompts_without_a_shared_prefix_read_nothing():
         stats = srv.stats()
     assert all(row[0].cached_tokens == 0 for row in out) and stats["cached_tokens"] == 0
     assert stats["cache_write_tokens"] == 0  # no breakpoint, nothing written
+
+
+def test_check_prices_fixed_shots_with_the_prompt_cache(tmp_path, capsys):
+    """`ladder check` on few_shot `shots: fixed` against Anthropic: beside the list price, the cost
+    when the first request writes the shared prefix and the others read it (hand-computed from
+    the backend's own token counts), and the CLI says it is a floor. Per-example shots: no line."""
+    import yaml
+
+    from ladder.cli import app
+    from ladder.config import load_experiment
+    from ladder.runner import estimate_run
+    from typer.testing import CliRunner
+
+    train = [{"text": " ".join(f"word{i}x{j}" for j in range(60)), "label": "yes"} for i in range(200)]
+    test = [{"text": f"question {i}", "label": "yes"} for i in range(20)]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(f'{{"text": "{r["text"]}", "label": "yes"}}\n' for r in rows))
+    price = {"input": 3.0, "output": 15.0, "cached_input": 0.3, "cache_write": 3.75}
+    ests = {}
+    for shots in ("fixed", "per_example"):
+        config = {"name": "c", "results_dir": str(tmp_path / "results"),
+                  "task": {"data": {"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")},
+                           "target": "label", "template": "{text}", "choices": ["yes", "no"]},
+                  "model": {"backend": "anthropic", "name": "claude-x", "api_key_env": KEY_ENV,
+                            "base_url": "http://127.0.0.1:9", "price": price},
+                  "generation": {"max_tokens": 4},
+                  "stages": [{"type": "few_shot", "k": 8, "shots": shots}]}
+        path = tmp_path / f"{shots}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        ests[shots] = (path, estimate_run(load_experiment(path))["stages"][0])
+    path, est = ests["fixed"]
+    assert "cost_usd_cached" not in ests["per_example"][1]
+
+    from ladder.runner import prepare
+    from ladder.stages.few_shot import FewShot
+
+    exp = load_experiment(path)
+    plan = prepare(exp)
+    ctx = plan.context(plan.resolve(exp.stages[0], planning=True), cache=None)
+    prompts = [p.messages for p in FewShot(exp.stages[0]).prompts(ctx)[0]]
+    b = AnthropicBackend(AnthropicConfig(name="claude-x", api_key_env=KEY_ENV, base_url="http://127.0.0.1:9",
+                                         price=Price(**price)))
+    prefix = b.count_tokens(prompts[0][:-1])
+    assert prefix >= 1024 and est["prefix_tokens"] == prefix
+    tokens = [b.count_tokens(p) for p in prompts]
+    by_hand = ((tokens[0] - prefix) * 3.0 + prefix * 3.75
+               + sum((t - prefix) * 3.0 + prefix * 0.3 for t in tokens[1:]) + 20 * 4 * 15.0) / 1e6
+    assert est["cost_usd_cached"] == pytest.approx(by_hand)
+    assert est["cost_usd"] == pytest.approx((sum(tokens) * 3.0 + 20 * 4 * 15.0) / 1e6)
+    assert est["cost_usd_cached"] < 0.2 * est["cost_usd"]
+
+    out = CliRunner().invoke(app, ["check", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert f"${est['cost_usd_cached']:.4f} instead of ${est['cost_usd']:.4f}" in text and "a floor" in text
