@@ -5,7 +5,8 @@ rate of ladder-tiny on 2 CPU cores, scaled by the batch. For any other model it 
 a 0.5B-weight model trains hundreds of times slower on a CPU, and a GPU changes everything — so
 `ladder check` says which rate it used and calls it rough. The point is to catch the config that
 would train for an hour when the researcher expected a minute (SST-2's 67k train rows at batch
-16 are 4,210 sft steps), not to schedule a cluster.
+16 are 4,210 sft steps with `train_subsample: all`), not to schedule a cluster. The rows counted
+are those the stage trains on: its `train_subsample` of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from ladder.errors import LadderError
 from ladder.types import Guard
 
 SFT_SECONDS_PER_STEP = {True: 0.33, False: 0.18}
@@ -59,24 +61,32 @@ def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None =
     tiny = name == TINY or Path(name).name == TINY
     if kind == "sft":
         openai = stage.route == "openai" or (stage.route == "auto" and model.backend == "openai")
-        rows = _rows(stage, task, base_dir)
+        total = _rows(stage, task, base_dir)
+        rows = _subsampled(stage, total)
         batch = stage.batch_size or 16
         epochs = stage.epochs or 1.0
         if openai:
-            return {"steps": None, "rows": rows, "how": f"{rows:,} rows" if rows is not None else str(stage.data),
+            return {"steps": None, "rows": rows, "how": _of(rows, total) if rows is not None else str(stage.data),
                     "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time",
                     "long": False}
         per_step = batch * stage.gradient_accumulation_steps
         steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
         how = (f"max_steps {stage.max_steps}" if stage.max_steps else
                f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None else
-               f"{rows:,} rows ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
+               f"{_of(rows, total)} ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
         rate = SFT_SECONDS_PER_STEP[bool(stage.curves)] * per_step / 16
         basis = f"{rate:.2f} s/step: ladder-tiny on 2 CPU cores" + ("" if stage.curves else ", curves off")
     elif kind == "rl":
         steps = stage.steps
         rollouts = steps * stage.prompts_per_step * stage.generations
         how = f"{stage.prompts_per_step} prompts × {stage.generations} generations a step: {rollouts:,} rollouts"
+        try:
+            total = _rows(stage, task, base_dir)
+        except LadderError:  # no train split: the stage says so when it runs
+            total = None
+        used = _subsampled(stage, total)
+        if used != total:
+            how += f"; prompts from {_of(used, total, 'train prompts')}"
         rate = rollouts / steps * RL_SECONDS_PER_ROLLOUT
         basis = f"{rate:.2f} s/step: ladder-tiny's GRPO on 2 CPU cores"
     else:
@@ -89,7 +99,8 @@ def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None =
 
 
 def describe(stage_name: str, est: dict[str, Any]) -> str:
-    """'sft: 4,210 training steps (67,349 rows ÷ batch 16 × 1 epoch), ≈ 23 min (rough: 0.33 s/step: …)'"""
+    """'sft: 250 training steps (train_subsample: 4,000 of 67,349 rows ÷ batch 16 × 1 epoch), ≈ 82 s
+    (rough: 0.33 s/step: …)'"""
     steps = "training" if est["steps"] is None else f"{est['steps']:,} training steps"
     time = "" if est["seconds"] is None else \
         f", ≈ {duration(est['seconds'])}" + ("" if est.get("tiny") else " or more")
@@ -104,7 +115,7 @@ def long_training_guard(stage_name: str, est: dict[str, Any]) -> Guard | None:
         if est.get("seconds") is not None else ""
     return Guard("long_training", "warn",
                  f"stage {stage_name} trains {est['steps']:,} steps ({est['how']}){time}: for a first look set "
-                 f"max_steps (e.g. 500) or fewer epochs, or subsample the train file", float(est["steps"]))
+                 f"max_steps (e.g. 500) or fewer epochs, or a smaller train_subsample", float(est["steps"]))
 
 
 def duration(seconds: float) -> str:
@@ -113,6 +124,17 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _subsampled(stage: Any, rows: int | None) -> int | None:
+    """The rows a training stage uses of `rows`: its `train_subsample` of them."""
+    n = getattr(stage, "train_subsample", "all")
+    return rows if rows is None or n == "all" else min(rows, n)
+
+
+def _of(used: int, total: int | None, what: str = "rows") -> str:
+    """'train_subsample: 4,000 of 67,349 rows' when the subsample leaves rows out, else '2,000 rows'."""
+    return f"{used:,} {what}" if total is None or used == total else f"train_subsample: {used:,} of {total:,} {what}"
 
 
 def _rows(stage: Any, task: Any, base_dir: Path | None) -> int | None:

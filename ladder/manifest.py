@@ -1,5 +1,6 @@
 """manifest.json: what a results folder was computed with (versions, git sha, seeds, the test
-subsample's ids and each stage's run id), rewritten after every stage."""
+subsample's ids, each stage's run id and the training rows each training stage used), rewritten
+after every stage."""
 
 from __future__ import annotations
 
@@ -32,9 +33,12 @@ def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
     return versions, sha
 
 
-def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | None]) -> dict[str, Any]:
+def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | None],
+             train_subsamples: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """manifest.json's content; `run_ids`: each stage's run id, None for one not decided yet (its
-    model comes from a stage that has not run)."""
+    model comes from a stage that has not run); `train_subsamples`: the training rows each finished
+    training stage used (its `train_subsample` setting, rows there were, rows used, seed, digest)."""
+    trained = train_subsamples or {}
     versions, sha = _provenance(str(exp.base_dir))
     cfg = exp.config
     return {
@@ -49,5 +53,6 @@ def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | 
                       # Parallel to ids: each example's content digest, for `ladder compare` across experiments.
                       "content": [ex.content[:16] for ex in examples]},
         "stages": [{"name": s.name, "type": s.type, "skipped": s.skip} if s.skip else
-                   {"name": s.name, "type": s.type, "run_id": run_ids.get(s.name)} for s in exp.stages],
+                   {"name": s.name, "type": s.type, "run_id": run_ids.get(s.name),
+                    **({"train_subsample": trained[s.name]} if s.name in trained else {})} for s in exp.stages],
     }

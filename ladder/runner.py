@@ -60,6 +60,9 @@ class PreparedRun:
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model: backend config keys,
     reward_model: ...}), for `from_stage`."""
+    train_subsamples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The training rows each finished training stage used (stage name → its `train_subsample`
+    record: rows there were, rows used, seed, digest), for manifest.json."""
     _digests: dict[Any, str] = field(default_factory=dict, repr=False)
     """Content digests already computed in this run (run ids are asked after every stage)."""
 
@@ -91,13 +94,16 @@ class PreparedRun:
 
     def record(self, stage: StageConfig, result: StageResult) -> None:
         self.produced[stage.name] = {k: result.extra[k] for k in PRODUCTS if result.extra.get(k)}
+        if result.extra.get("train_subsample"):
+            self.train_subsamples[stage.name] = result.extra["train_subsample"]
 
     def _run_id(self, resolved: ResolvedStage) -> str:
         stage = resolved.config
         payload = {
-            # `skip` only says whether the stage runs, not what it outputs, and `report_to` (training
-            # stages) only where their logs also go: leave both out of the id.
-            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to"}),
+            # `skip` only says whether the stage runs, not what it outputs, `report_to` (training
+            # stages) only where their logs also go and `save_every_minutes` only when checkpoints
+            # are written: leave them out of the id.
+            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to", "save_every_minutes"}),
             "model": self.pool.get(resolved.model).fingerprint,
             "model_config": resolved.model.model_dump(mode="json"),
             "generation": resolved.generation.model_dump(mode="json"),
@@ -377,7 +383,8 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
 
 def _manifest(plan: PreparedRun) -> dict[str, Any]:
     return manifest(plan.experiment, plan.examples,
-                    {s.name: _run_id_or_none(plan, s) for s in plan.experiment.stages if not s.skip})
+                    {s.name: _run_id_or_none(plan, s) for s in plan.experiment.stages if not s.skip},
+                    plan.train_subsamples)
 
 
 def _run_id_or_none(plan: PreparedRun, stage: StageConfig) -> str | None:

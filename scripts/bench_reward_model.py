@@ -48,8 +48,7 @@ def main() -> None:
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench_rm_"))
     stage = {"type": "reward_model", "data": a.data, "test_size": a.test_size, "max_test": a.max_test,
              "epochs": a.epochs, "learning_rate": a.lr, "method": a.method, "max_length": a.max_length}
-    if a.max_train:
-        stage["max_train"] = a.max_train
+    stage["train_subsample"] = a.max_train or "all"  # the stage's default is 4,000 pairs; the bench's is all
     # An experiment needs a task; the project's own sentiment data stands in (nothing is asked of it).
     exp = {"name": "bench_reward_model", "results_dir": str(out / "results"), "cache_dir": str(out / "cache"),
            "task": {"data": {"train": str(ROOT / "data/sentiment/train.jsonl"),

@@ -11,7 +11,7 @@ from ladder.runner import prepare
 from tests.conftest import experiment, make_rows, write_jsonl
 from tests.test_cli import ladder
 
-STAGES = [{"type": "zero_shot"}, {"type": "sft"}, {"type": "rl", "steps": 30}]
+STAGES = [{"type": "zero_shot"}, {"type": "sft", "train_subsample": "all"}, {"type": "rl", "steps": 30}]
 
 
 def _plan(tmp_path, model, **kw):
@@ -45,6 +45,8 @@ def test_a_large_train_split_is_flagged_by_check_and_at_run_start(tmp_path, rand
     assert [g.name for g in guards] == ["long_training"] and f"{steps:,} steps" in guards[0].message
     assert "max_steps" in guards[0].message  # says what to do about it
     assert not long_training(plan, exp.stages, finished=lambda plan, stage: "done earlier")  # trains nothing
+    # By default the stage trains on a 4,000-row train_subsample: 250 steps, nothing to warn about.
+    assert not long_training(plan, [exp.stages[1].model_copy(update={"train_subsample": 4000})])
 
     out = ladder("check", tmp_path / "exp.yaml", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -74,7 +76,8 @@ def test_run_warns_before_the_long_stage_starts(tmp_path, random_model, monkeypa
     import ladder.runner
     from ladder.runner import run_experiment
 
-    path = experiment(tmp_path, random_model, n_train=20_000, n_test=20, stages=[{"type": "zero_shot"}, {"type": "sft"}])
+    path = experiment(tmp_path, random_model, n_train=20_000, n_test=20,
+                      stages=[{"type": "zero_shot"}, {"type": "sft", "train_subsample": "all"}])
     said = io.StringIO()
     monkeypatch.setattr(ladder.runner, "console", Console(file=said, width=300, soft_wrap=True))
     ran = []

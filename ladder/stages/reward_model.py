@@ -34,7 +34,7 @@ from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
 from ladder.config import resolve_path
-from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args
+from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -54,8 +54,6 @@ class RewardModelConfig(TrainingStageConfig):
     """Share of a single file held out for the accuracy."""
     max_test: int | None = Field(1000, ge=1)
     """At most this many held-out pairs are scored (300–1,000 pin accuracy to about ±3–5 points)."""
-    max_train: int | None = Field(None, ge=1)
-    """At most this many training pairs (a seeded draw); default all."""
     method: Literal["lora", "full"] = "full"
     """full trains every weight (right for small backbones); lora trains adapters plus the new
     score head (for billion-weight backbones)."""
@@ -114,6 +112,8 @@ class RewardModel(Stage):
         started = time.perf_counter()
         seed = ctx.experiment.seed_for(cfg.seed)
         train, test = self.pairs(ctx, seed)
+        train, drawn, subsampled = draw_train(train, cfg, seed, lambda p: [p["chosen"], p["rejected"]],
+                                              "training pairs")
         chat = ctx.backend.uses_chat_template
         tok = ctx.backend.tokenizer
         # Never past the backbone's context window: positions beyond it were never trained.
@@ -150,7 +150,7 @@ class RewardModel(Stage):
         records = score_pairs(ctx.run_dir / "samples.jsonl", str(model_dir), test, chat, max_length)
         metric = mean_ci([r["score"] for r in records])
         calib = calibration(records)
-        guards = [accuracy_guard(metric), calibration_guard(calib)]
+        guards = [accuracy_guard(metric), calibration_guard(calib), *subsampled]
         if dropped_train or dropped_test:
             guards.append(Guard("max_length", "info", f"{dropped_train} training and {dropped_test} held-out pairs "
                                 f"are longer than max_length {max_length} tokens and were left out",
@@ -166,7 +166,7 @@ class RewardModel(Stage):
             stats={"examples": len(records), "samples": 0, "errors": 0, "train_pairs": len(train),
                    "test_pairs": len(test), "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
                    "seconds": round(time.perf_counter() - started, 3)},
-            extra={"reward_model": {"name": str(model_dir)},
+            extra={"reward_model": {"name": str(model_dir)}, "train_subsample": drawn,
                    "training": {k: v for k, v in summary.items() if k != "log"},
                    "mean_margin": sum(margins) / len(margins), "calibration": calib,
                    "curves": {"rm_train": {"x": [p["step"] for p in log],
@@ -191,8 +191,6 @@ class RewardModel(Stage):
                                   fix="name the train and test files of the pairs")
             train = read_pairs(resolve_path(cfg.data["train"], base), field + ".train")
             test = read_pairs(resolve_path(cfg.data["test"], base), field + ".test")
-        if cfg.max_train and len(train) > cfg.max_train:
-            train = random.Random(seed).sample(train, cfg.max_train)
         if cfg.max_test and len(test) > cfg.max_test:
             test = random.Random(seed + 1).sample(test, cfg.max_test)
         if not train:
@@ -212,7 +210,8 @@ class RewardModel(Stage):
                      "max_steps": cfg.max_steps or -1, "seed": seed, "data_seed": seed, "max_length": max_length,
                      "logging_steps": 5, "save_strategy": "steps", "save_steps": 200, "save_total_limit": 2,
                      "disable_tqdm": True, **tracking_args(cfg.report_to, run), **cfg.trainer_args},
-            output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()))
+            output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()),
+            save_every_minutes=cfg.save_every_minutes)
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from ladder.stages.best_of_n import SCORE_BATCH, records, report, scorer_cost
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci, paired_diff
 from ladder.store import atomic_write, read_jsonl, write_json
-from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -154,12 +154,15 @@ class RL(Stage):
         if not train:
             raise ConfigError("the rl stage trains on the train split, and it is empty", field="task.data",
                               fix="give the task a train split")
+        # Its prompts: the stage's train_subsample of them (steps × prompts_per_step are drawn from these).
+        train, drawn, subsampled = draw_train(train, cfg, ctx.experiment.seed_for(cfg.seed),
+                                              lambda ex: ex.fingerprint, "train prompts")
         prompts, _ = self.prompts(ctx)
         from ladder.scorers.pm import PMScorer, pm_guards
 
         # The reward's PM failing its held-out test, or one the starting policy was already trained against.
         guards: list[Guard] = pm_guards(reward, ctx, "the reward (and the best-of-N baseline's selection)",
-                                        ctx.experiment.stage_model(ctx.stage).from_stage)
+                                        ctx.experiment.stage_model(ctx.stage).from_stage) + subsampled
         if isinstance(reward, PMScorer):
             guards.append(Guard("pm_trained_against", "warn", "the reward curve is scored by the PM this policy "
                                 "was trained against, beside best-of-N lines scored by the same PM: RL optimises "
@@ -201,6 +204,7 @@ class RL(Stage):
                                    "metrics on this model are refused"))
         result.extra.update(extra)
         result.stats["train_examples"] = len(train)
+        result.extra["train_subsample"] = drawn
         return result
 
     # -- best-of-N with the same reward --------------------------------------------------------
@@ -310,7 +314,8 @@ class RL(Stage):
         return RLSpec(model=base.config.model_dump(mode="json"), algorithm=cfg.algorithm, method=cfg.method,
                       lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None,
                       trainer=trainer, output_dir=str(run / "checkpoints"), model_dir=str((run / "model").resolve()),
-                      rollouts_file=str(run / "rollouts.jsonl"), stop=list(ctx.gen.stop or []))
+                      rollouts_file=str(run / "rollouts.jsonl"), stop=list(ctx.gen.stop or []),
+                      save_every_minutes=cfg.save_every_minutes)
 
 
 def launched(ctx: StageContext, launch: str, spec: Any, score: Any) -> None:

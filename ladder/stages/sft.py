@@ -37,7 +37,7 @@ from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
-from ladder.training import TrainingStageConfig, check_trainer_args, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
 from ladder.training.choices import chance_label, chance_loss, choice_loss, choice_queries
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
@@ -160,7 +160,7 @@ class SFT(Stage):
         return "openai" if isinstance(ctx.backend, OpenAIBackend) else "local"
 
     def run(self, ctx: StageContext) -> StageResult:
-        rows, guards = training_rows(ctx, self.config)
+        rows, drawn, guards = drawn_rows(ctx, self.config)
         if self.route(ctx) == "openai":
             from ladder.training.sft_openai import finetune
 
@@ -182,6 +182,7 @@ class SFT(Stage):
         if info:
             result.extra["choice_loss"] = info
         result.stats["train_examples"] = len(rows)
+        result.extra["train_subsample"] = drawn
         return result
 
     # -- local route ------------------------------------------------------------------------------
@@ -265,7 +266,8 @@ class SFT(Stage):
             eval_file=str(run / "eval.jsonl") if curve else None, output_dir=str(run / "checkpoints"),
             model_dir=str((run / "model").resolve()), curves_file=str(run / "curves.jsonl"),
             method=cfg.method, trainer=trainer, curve=curve,
-            lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None)
+            lora=cfg.lora.peft_kwargs() if cfg.method == "lora" else None,
+            save_every_minutes=cfg.save_every_minutes)
         write_json(run / "train_spec.json", spec.model_dump(mode="json"))
         return spec
 
@@ -316,20 +318,31 @@ def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], met
 
 
 def training_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], list[Guard]]:
-    """The supervised examples, and a guard when any of them is a test prompt."""
+    """The supervised examples (the stage's `train_subsample` of them), and guards: rows left out by
+    the subsample, any of them a test prompt."""
+    rows, _, guards = drawn_rows(ctx, cfg)
+    return rows, guards
+
+
+def drawn_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], dict[str, Any], list[Guard]]:
+    """training_rows, plus the record of the `train_subsample` draw (for metrics.json and the manifest)."""
+    seed = ctx.experiment.seed_for(cfg.seed)
     if cfg.data:
         rows = read_sft_file(ctx.experiment.path(cfg.data), field=f"stages.{ctx.stage.name}.data")
+        rows, drawn, guards = draw_train(rows, cfg, seed, lambda r: [_key(r.prompt), r.completion], "training rows")
     else:
-        rows = [TrainRow(ctx.task.render(ex), ex.target) for ex in ctx.task.examples("train")]
+        examples, drawn, guards = draw_train(ctx.task.examples("train"), cfg, seed, lambda ex: ex.fingerprint)
+        rows = [TrainRow(ctx.task.render(ex), ex.target) for ex in examples]
     if not rows:
         raise DataError("no training examples", field=f"stages.{ctx.stage.name}.data",
                         fix="give the task a non-empty train split, or point data: at a file with rows")
     test = {_key(ctx.task.render(ex)) for ex in ctx.examples}
     leaked = sum(_key(r.prompt) in test for r in rows)
-    guards = [Guard("train_test_overlap", "warn",
-                    f"{leaked} training prompts are also test prompts: the test score overstates what "
-                    f"the model learned; train on the train split only", float(leaked))] if leaked else []
-    return rows, guards
+    if leaked:
+        guards.append(Guard("train_test_overlap", "warn",
+                            f"{leaked} training prompts are also test prompts: the test score overstates what "
+                            f"the model learned; train on the train split only", float(leaked)))
+    return rows, drawn, guards
 
 
 def _key(messages: Sequence[Message]) -> str:

@@ -24,6 +24,7 @@ from ladder.store import read_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.marker import write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint
+from ladder.training.timed_save import timed_save
 
 
 class RewardSpec(Section):
@@ -43,6 +44,8 @@ class RewardSpec(Section):
     """The final merged model goes here."""
     pairs_file: str | None = None
     """JSON list of the training pairs (written for a launched run; in-process training is handed them)."""
+    save_every_minutes: float | None = None
+    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -72,7 +75,8 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
         warnings.simplefilter("ignore")  # "some weights were newly initialized": the score head, as intended
         trainer = RewardTrainer(model=path, args=config, train_dataset=Dataset.from_list(rows),
                                 processing_class=tokenizer, peft_config=lora,
-                                callbacks=[TrainingProgress("reward_model: training")])
+                                callbacks=[TrainingProgress("reward_model: training"),
+                                           *timed_save(spec.save_every_minutes)])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     resume = last_checkpoint(Path(spec.output_dir))

@@ -32,6 +32,7 @@ from ladder.store import JsonlWriter, read_json
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.marker import rl_marker, write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
+from ladder.training.timed_save import timed_save
 
 Reward = Callable[[Sequence[int], Sequence[str]], "list[float] | tuple[list[float], list[float]]"]
 """(indices into the training examples, completion texts) → one reward per completion, or (rewards,
@@ -66,6 +67,8 @@ class RLSpec(Section):
     """Completions are cut at the first stop string before they are rewarded, as evaluation cuts them."""
     prompts_file: str | None = None
     """JSON list of the trl prompts (written for a launched run; in-process training is handed them)."""
+    save_every_minutes: float | None = None
+    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: RLSpec, prompts: list[Any], reward: Reward | Any) -> dict[str, Any]:
@@ -106,7 +109,7 @@ def train(spec: RLSpec, prompts: list[Any], reward: Reward | Any) -> dict[str, A
         trainer = Trainer(model=path, reward_funcs=rollouts, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=lora,
                           callbacks=[TrainingProgress(f"rl ({spec.algorithm}): training", show=show_reward),
-                                     MarkCheckpoints(spec.algorithm)])
+                                     MarkCheckpoints(spec.algorithm), *timed_save(spec.save_every_minutes)])
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
 

@@ -10,7 +10,8 @@ it, so the same code runs on a CPU, one GPU, or many (DDP, DeepSpeed, FSDP). Onl
 writes files.
 
 What lands in the run folder:
-  checkpoints/checkpoint-N/    trainer state; an interrupted run resumes from the newest complete one
+  checkpoints/checkpoint-N/    trainer state, every save_steps and every save_every_minutes; an
+                               interrupted run resumes from the newest complete one
   curves.jsonl                 one line per evaluation (step 0 included): test loss, task metric,
                                loss over the answer choices, share of samples that stopped
   model/                       the final model (LoRA merged in) with its tokenizer: a plain
@@ -37,6 +38,7 @@ from ladder.store import JsonlWriter, read_json, read_jsonl
 from ladder.training import hardware_args, load_base, peft_config
 from ladder.training.choices import choice_loss, choice_queries
 from ladder.training.marker import write_marker
+from ladder.training.timed_save import timed_save
 from ladder.types import Example, Message, Sample
 
 
@@ -76,6 +78,8 @@ class TrainSpec(Section):
     """trl SFTConfig arguments (output_dir excluded)."""
     curve: CurveSpec | None = None
     """Score the model on the test examples at each evaluation; None: test loss only."""
+    save_every_minutes: float | None = None
+    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
@@ -101,7 +105,7 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         model=path, args=config, processing_class=tokenizer, peft_config=lora,
         train_dataset=Dataset.from_list(read_jsonl(Path(spec.train_file))),
         eval_dataset=Dataset.from_list(read_jsonl(Path(spec.eval_file))) if spec.eval_file else None,
-        callbacks=[c for c in (curve, TrainingProgress()) if c] + list(callbacks))
+        callbacks=[c for c in (curve, TrainingProgress()) if c] + timed_save(spec.save_every_minutes) + list(callbacks))
     # Our own bar (rich, with the loss) replaces transformers' tqdm bar and its raw log printing.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
