@@ -2,7 +2,8 @@
 
 One SQLite file (WAL mode) holds every sample and log-probability ever computed, keyed by a hash
 of (backend, model fingerprint, full request, sample index). Each finished call is committed at
-once, so a killed run loses only calls that were in flight, and a re-run of a finished
+once (the API backends commit the responses of one event-loop turn together, before the next
+turn), so a killed run loses only calls that were in flight, and a re-run of a finished
 experiment sends nothing. Failed calls are never stored: a re-run retries exactly those.
 
 The cache only saves work, it never decides a result: a damaged database (a crash of the disk or

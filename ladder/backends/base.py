@@ -7,6 +7,9 @@ A backend implements two uncached primitives:
   that job is finished — so the cache can commit it before the next one (a killed run then
   resumes from the last finished job, not the last finished batch). A backend that gets a job's
   samples from separate calls may report them piecewise: `on_done(job_number, samples, indices)`.
+  A backend whose reports arrive in bursts (the API backends: many responses in one turn of the
+  event loop) hands them over together with `report_all(on_done, reports)`: the cache commits
+  them in one transaction instead of one each.
 - `continuation_logprobs(prompts, continuations)`: summed log-probability of each continuation.
 
 `generate()` and `logprobs()` below put the cache around them: keys are per sample index, so
@@ -160,9 +163,9 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
         elif on_prompt_done:
             on_prompt_done(p, results[p])
 
-    def on_done(j: int, samples: list[Sample], indices: Sequence[int] | None = None) -> None:
+    def record(j: int, samples: list[Sample], indices: Sequence[int] | None, fresh: dict[str, Any],
+               finished: list[int]) -> None:
         p, job = owners[j], jobs[j]
-        fresh = {}
         for i, sample in zip(job.indices if indices is None else indices, samples):
             results[p][i] = sample
             if sample.finish_reason == "error":
@@ -170,9 +173,23 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
             else:
                 stats.generated += 1
                 fresh[keys[p][i]] = sample.to_dict()
-        cache.put_many(fresh)
         if on_prompt_done and all(s is not None for s in results[p]):
-            on_prompt_done(p, results[p])
+            finished.append(p)
+
+    def on_done(j: int, samples: list[Sample], indices: Sequence[int] | None = None) -> None:
+        many([(j, samples, indices)])
+
+    def many(reports: Sequence[tuple[int, list[Sample], Sequence[int] | None]]) -> None:
+        # One commit for all of them, then the callbacks: a prompt is reported done once cached.
+        fresh: dict[str, Any] = {}
+        finished: list[int] = []
+        for j, samples, indices in reports:
+            record(j, samples, indices, fresh, finished)
+        cache.put_many(fresh)
+        for p in finished:
+            on_prompt_done(p, results[p])  # type: ignore[misc]  (finished is empty without it)
+
+    on_done.many = many  # type: ignore[attr-defined]  (read by report_all)
 
     if jobs:
         backend.state_dir = getattr(cache, "folder", None)
@@ -181,6 +198,28 @@ def generate(backend: Backend, cache: Cache, prompts: list[Sequence[Message]], g
     if missing:  # a backend bug, not a user error: say which prompts were never answered
         raise RuntimeError(f"backend {backend.config.backend} returned no sample for prompts {missing[:5]}")
     return results  # type: ignore[return-value]
+
+
+def report_all(on_done: Callable[..., None], reports: Sequence[tuple[int, list[Sample], Sequence[int] | None]]) -> None:
+    """Hand several `(job_number, samples, indices)` reports to `on_done` at once: generate()'s
+    on_done commits them to the cache in one transaction; any other callable gets them one by one."""
+    many = getattr(on_done, "many", None)
+    if many is not None:
+        many(reports)
+        return
+    for j, samples, indices in reports:
+        on_done(j, samples, indices)
+
+
+def shifted(on_done: Callable[..., None], by: int) -> Callable[..., None]:
+    """`on_done` for a sample() call whose job numbers start at `by` (its `many` shifted too)."""
+    def shift(j: int, *rest: Any) -> None:
+        on_done(j + by, *rest)
+
+    many = getattr(on_done, "many", None)
+    if many is not None:
+        shift.many = lambda reports: many([(j + by, *rest) for j, *rest in reports])  # type: ignore[attr-defined]
+    return shift
 
 
 def logprobs(backend: Backend, cache: Cache, prompts: list[Sequence[Message]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import subprocess
 import sys
 
@@ -212,3 +213,29 @@ def test_concurrency_is_the_number_in_flight():
         generate(backend(srv, concurrency=150, timeout=10.0), Cache(None), prompts, GenerationConfig())
         stats = srv.stats()
     assert stats["max_in_flight"] == 150 and stats["successes"] == 300  # past the SDK's 100 kept-alive
+
+
+def test_a_burst_of_responses_is_committed_together_before_it_is_reported(tmp_path):
+    # 64 requests answered at once: their rows go to the cache in a few transactions, not 64, and
+    # each prompt is reported done only once its sample is in the cache.
+    class Counting(Cache):
+        commits = 0
+
+        def put_many(self, items):
+            Counting.commits += bool(items)
+            super().put_many(items)
+
+    cache = Counting(tmp_path)
+    prompts = [[Message("user", f"q{i}")] for i in range(64)]
+    reported = []
+
+    def on_prompt_done(p, samples):
+        assert len(cache) > len(reported)  # this prompt's sample is committed already
+        reported.append(p)
+
+    with FakeAPIServer(latency=0.3, responder=lambda r, i: "ok") as srv:
+        out = generate(backend(srv, concurrency=64), cache, prompts, GenerationConfig(),
+                       on_prompt_done=on_prompt_done)
+    assert sorted(reported) == list(range(64)) and len(cache) == 64 and [s.text for (s,) in out] == ["ok"] * 64
+    assert Counting.commits < 32
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # the run's gc.freeze() is undone
