@@ -89,7 +89,8 @@ def import_training_stack() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def ladder_worker(folder: Path, method: str, curves: bool, test_n: int, zero_shot: bool = True) -> dict:
+def ladder_worker(folder: Path, method: str, curves: bool, test_n: int, zero_shot: bool = True,
+                  curve_examples: str | None = None) -> dict:
     import_training_stack()
     import transformers
 
@@ -121,6 +122,8 @@ def ladder_worker(folder: Path, method: str, curves: bool, test_n: int, zero_sho
            "metric": "choice", "model": {"backend": "hf", "name": "ladder-tiny"},
            "generation": {"max_tokens": 8, "temperature": 0}, "subsample": {"n": test_n},
            "stages": [{"type": "zero_shot"}] * zero_shot + [{"type": "sft", "method": method, "curves": curves}]}
+    if curve_examples:
+        exp["stages"][-1]["curve_examples"] = curve_examples if curve_examples == "all" else int(curve_examples)
     path = folder / "exp.yaml"
     path.write_text(json.dumps(exp))
     result = run_experiment(load_experiment(path, []))[-1]
@@ -244,6 +247,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--sft-alone", action="store_true",
                    help="no zero_shot before sft: the curve's step 0 generates its own answers")
+    p.add_argument("--curve-examples", help="the sft stage's curve_examples (a number or all; default: its default)")
     p.add_argument("--worker", choices=["ladder", "ladder-nocurves", "raw"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--test-ids", help=argparse.SUPPRESS)
@@ -253,7 +257,8 @@ def main() -> None:
         if a.worker == "raw":
             out = raw_worker(folder, a.method, json.loads(Path(a.test_ids).read_text()))
         else:
-            out = ladder_worker(folder, a.method, a.worker == "ladder", a.test_n, zero_shot=not a.sft_alone)
+            out = ladder_worker(folder, a.method, a.worker == "ladder", a.test_n, zero_shot=not a.sft_alone,
+                                curve_examples=a.curve_examples)
         out["load"] = os.getloadavg()[0]
         print(json.dumps(out))
         return
@@ -268,7 +273,8 @@ def main() -> None:
                 folder = Path(tmp) / f"{who}-{rep}"
                 folder.mkdir()
                 r = spawn(["--worker", who, "--folder", str(folder), "--method", a.method, "--test-n", str(a.test_n),
-                           "--test-ids", str(ids_file)] + ["--sft-alone"] * a.sft_alone)
+                           "--test-ids", str(ids_file)] + ["--sft-alone"] * a.sft_alone
+                          + (["--curve-examples", a.curve_examples] if a.curve_examples else []))
                 runs[who].append(r)
                 if who != "raw":
                     same = read_rows(Path(r["train_file"])) == raw_rows()
@@ -294,6 +300,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"method={a.method} repeats={a.repeats} cores={os.cpu_count()} torch threads={os.environ['OMP_NUM_THREADS']} "
           f"{'sft alone' if a.sft_alone else 'zero_shot first (untimed)'} "
+          f"curve_examples={a.curve_examples or 'default'} "
           f"load_avg={' '.join(f'{x:.2f}' for x in load)}")
     print(f"ratios ladder/raw: same work (curves off) {nocurves:.3f}; training {training:.3f}; "
           f"default (curves on) {stage:.3f}")
