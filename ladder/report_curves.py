@@ -17,7 +17,9 @@ up to two levels deep (results written before curves were typed):
   - a dict of equal-length number lists: {"step": [...], "loss": [...], "accuracy": [...]};
   - a list of [x, y] pairs: [[10, 2.1], [20, 1.7]]; or a plain list of numbers (x = index).
 A number in `extra`, or one level down, whose key names "chance" (e.g. "chance_loss": 1.0986)
-becomes a dashed line on that stage's loss curves (unless a line at that height is already drawn).
+becomes a dashed line on that stage's loss curves (unless a line at that height is already drawn),
+except on a curve whose spec declares its own `hlines` (even none): it gets exactly those. (sft's
+chance is chance for the loss over the answer choices, not for its train loss.)
 
 How they are drawn: x is linear over training steps and logarithmic only over N (kind "n", when
 it spans ≥ 16×); series of different kinds (loss / kl / the rest) get side-by-side panels; series
@@ -95,7 +97,9 @@ def curves_of(extra: dict[str, Any]) -> list[Curve]:
     """Every curve-like entry of a metrics.json `extra` (see the module docstring)."""
     out: list[Curve] = []
     specs = extra.get("curves")
+    declared: set[str] = set()  # curves that say which reference lines they have
     if isinstance(specs, dict):
+        declared = {name for name, spec in specs.items() if isinstance(spec, dict) and "hlines" in spec}
         for name, spec in specs.items():
             curve = _from_spec(name, spec) if isinstance(spec, dict) else None
             if curve is None and isinstance(spec, (dict, list)):
@@ -119,7 +123,7 @@ def curves_of(extra: dict[str, Any]) -> list[Curve]:
     nested = [(k, v) for d in extra.values() if isinstance(d, dict) for k, v in d.items()]
     chance = {k: float(v) for k, v in [*extra.items(), *nested] if _num(v) and "chance" in k.lower()}
     for curve in out:
-        if any("loss" in s.lower() for s in [curve.name, *curve.series]):
+        if curve.name not in declared and any("loss" in s.lower() for s in [curve.name, *curve.series]):
             # A line the curve already declares at that height keeps its own label: two labels on
             # one line overprint each other.
             extra_lines = {k: v for k, v in chance.items()

@@ -300,7 +300,12 @@ def test_a_chance_line_already_drawn_is_not_labelled_twice():
                                       "hlines": {"chance −log(1/3)": math.log(3)}}},
              "choice_loss": {"chance_loss": math.log(3)}, "other_chance_loss": 2.0}
     (curve,) = curves_of(extra)
-    assert curve.hlines == {"other_chance_loss": 2.0, "chance −log(1/3)": math.log(3)}
+    # A curve that declares its reference lines gets exactly those (sft: chance belongs to the loss
+    # over the choices, not to every loss); an undeclared loss curve gets every chance number.
+    assert curve.hlines == {"chance −log(1/3)": math.log(3)}
+    del extra["curves"]["test_loss"]["hlines"]
+    (curve,) = curves_of(extra)
+    assert curve.hlines == {"chance_loss": math.log(3), "other_chance_loss": 2.0}
 
 
 def test_stage_chart_shows_baselines_chance_and_oracles(tmp_path):

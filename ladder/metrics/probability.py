@@ -13,7 +13,7 @@ liked — so ladder refuses these metrics on RL policies (`needs_probabilities`)
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from ladder.errors import LadderError
 from ladder.metrics import Metric, MetricConfig
@@ -80,3 +80,21 @@ class ChoiceProb(Metric):
         p = math.exp(logprobs[choices.index(ex.target)] - norm)
         return Score(hit if self.config.score == "accuracy" else p, extracted=best,
                      meta={"top1": hit, "p_target": p})
+
+
+def probability_scores_with(metric: Metric, examples: Sequence[Example], prompts: Sequence[Sequence[Any]],
+                            logprobs: Callable[[list, list], list[float]],
+                            token_counts: Callable[[list[str]], list[int]]) -> list[Score]:
+    """A probability metric's score of each example from one batched log-probability call:
+    `logprobs(prompts, continuations)` (the stage's cached call, or sft's curve on the weights in
+    memory) and, for normalize: tokens, `token_counts(continuations)`."""
+    conts = [metric.continuations(ex) for ex in examples]
+    flat = [x for c in conts for x in c]
+    lps = logprobs([p for p, c in zip(prompts, conts) for _ in c], flat)
+    counts = token_counts(flat) if getattr(metric.config, "normalize", None) == "tokens" else None
+    out, i = [], 0
+    for ex, c in zip(examples, conts):
+        extra = {"token_counts": counts[i:i + len(c)]} if counts is not None else {}
+        out.append(metric.score_logprobs(ex, lps[i:i + len(c)], **extra))
+        i += len(c)
+    return out

@@ -248,18 +248,11 @@ def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Sco
         raise LadderError(f"metric '{ctx.metric.name}' reads the model's probabilities of the answers, "
                           f"and the {ctx.backend.config.backend} backend gives none", field="metric",
                           fix="use it with an hf model, or use a text metric such as choice")
-    conts = [ctx.metric.continuations(p.example) for p in prompts]
-    flat = [x for c in conts for x in c]
-    lps = logprobs(ctx.backend, ctx.cache, [p.messages for p, c in zip(prompts, conts) for _ in c], flat)
-    # choice_prob with normalize: tokens divides by each continuation's length in tokens.
-    counts = ctx.backend.continuation_token_counts(flat) \
-        if getattr(ctx.metric.config, "normalize", None) == "tokens" else None
-    out, i = [], 0
-    for p, c in zip(prompts, conts):
-        extra = {"token_counts": counts[i:i + len(c)]} if counts is not None else {}
-        out.append(ctx.metric.score_logprobs(p.example, lps[i:i + len(c)], **extra))
-        i += len(c)
-    return out
+    from ladder.metrics.probability import probability_scores_with
+
+    return probability_scores_with(ctx.metric, [p.example for p in prompts], [p.messages for p in prompts],
+                                   lambda qp, qc: logprobs(ctx.backend, ctx.cache, qp, qc),
+                                   ctx.backend.continuation_token_counts)
 
 
 def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],

@@ -9,8 +9,12 @@ Two routes:
   local    trl SFTTrainer on an hf model, LoRA (peft) by default or all weights (`method: full`).
            Checkpoints in the run folder, resumed after an interruption; the test loss, the task
            metric and the loss over the answer choices are measured at step 0 and at every
-           evaluation; the final model is saved with LoRA merged in, so the hf backend (and any
-           later stage, via `model: {from_stage: sft}`) loads it as a plain model folder.
+           evaluation (the curves); the final model is saved with LoRA merged in, so the hf backend
+           (and any later stage, via `model: {from_stage: sft}`) loads it as a plain model folder.
+           The curves cost little beyond training: step 0's answers come through the cache (what
+           zero_shot already asked the same model), the final point's from the stage's own final
+           evaluation, and a large test subsample is measured on a seeded draw of it
+           (`curve_examples`).
   openai   the fine-tuning API: upload the chat JSONL, create a job, poll it (a re-run polls the
            recorded job instead of starting another), then evaluate the fine-tuned model.
 The route follows the experiment's model (openai → openai, hf → local) unless `route:` says.
@@ -25,8 +29,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import replace
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +39,7 @@ from ladder.backends.base import Backend, CallStats, generate, logprobs
 from ladder.errors import ConfigError, DataError
 from ladder.guards import pct_apart
 from ladder.progress import console
-from ladder.stages import Prompt, Stage, StageContext, evaluate
+from ladder.stages import Prompt, Stage, StageContext, evaluate, probability_scores
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
 from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
@@ -51,6 +56,11 @@ OWNED_TRAINER_KEYS = {
     "eval_steps", "save_strategy", "save_steps", "logging_steps", "max_length", "gradient_checkpointing",
     "activation_checkpointing", "completion_only_loss", "report_to", "disable_tqdm",
 }
+
+CURVE_EXAMPLES = 100
+"""Default number of test examples a curve point measures when the test subsample is larger:
+each point costs a test-loss pass, greedy samples and a pass over the answer choices on them. With
+100 the quickstart's sft stage takes 1.15× raw trl's time, with all 300 1.53× (docs/benchmarks.md)."""
 
 
 class SFTConfig(TrainingStageConfig):
@@ -88,9 +98,14 @@ class SFTConfig(TrainingStageConfig):
     save_steps: int | None = Field(None, ge=1)
     """local: checkpoint every this many steps (the newest two are kept); default: eval_steps."""
     curves: bool = True
-    """local: measure the curves at all. Each point generates on `curve_examples` test examples."""
-    curve_examples: int | None = Field(None, ge=1)
-    """local: how many of the test subsample each curve point uses; default all of them."""
+    """local: measure the curves at all. Each point generates on `curve_examples` test examples;
+    step 0's answers come through the cache and the final point is the stage's final evaluation."""
+    curve_examples: Annotated[int, Field(ge=1)] | Literal["all"] | None = None
+    """local: how many of the test subsample each curve point measures: a random draw seeded by the
+    experiment seed, kept in the subsample's order, named in the curves' legend (e.g. "choice (100
+    of 300 test examples)"); `all`: the whole subsample. Default: 100, or all of them when the
+    subsample is smaller. A share measured on 100 examples is only good to about ±0.1 (95% CI):
+    enough for the trend; the stage's own number is always measured on the whole subsample."""
     max_length: int = Field(1024, ge=8)
     """local: longest training sequence in tokens (prompt + completion); longer ones are cut."""
     gradient_checkpointing: bool = False
@@ -161,7 +176,8 @@ class SFT(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         rows, drawn, guards = drawn_rows(ctx, self.config)
-        if self.route(ctx) == "openai":
+        local = self.route(ctx) == "local"
+        if not local:
             from ladder.training.sft_openai import finetune
 
             try:
@@ -178,6 +194,8 @@ class SFT(Stage):
         result = evaluate(tctx, prompts, guards)
         chance, info = chance_guard(tctx, prompts)
         result.guards += [chance, termination_guard(tctx, prompts)]
+        if local:  # after the final evaluation and the guards: the curve's last point reuses their answers
+            extra["curves"] = self.curves(tctx, prompts)
         result.extra.update(extra)
         if info:
             result.extra["choice_loss"] = info
@@ -207,18 +225,36 @@ class SFT(Stage):
             spec = self.train_spec(ctx, rows, base)
             self.train(ctx, spec)
         summary = read_marker(model_dir)
-        from ladder.training.sft_local import read_curves
-
-        curves = read_curves(ctx.run_dir / "curves.jsonl")
         trained = trained_model(ctx, name=str(model_dir), revision=None)
         extra = {"model": {"backend": "hf", "name": str(model_dir)},
                  "training": {"route": "local", "method": cfg.method, "train_examples": len(rows),
-                              **{k: v for k, v in summary.items() if k != "train_loss"}},
-                 "curves": curve_specs(curves, summary.get("train_loss", []), ctx.metric.name,
-                                       curve_examples(ctx, cfg))}
+                              **{k: v for k, v in summary.items() if k != "train_loss"}}}
+        if cfg.curves:
+            extra["training"]["curve_examples"] = {"n": len(curve_examples(ctx, cfg)), "of": len(ctx.examples),
+                                                   "seed": curve_seed(ctx)}
         if summary.get("resumed_from"):
             guards.append(Guard("resumed", "info", f"training resumed from {summary['resumed_from']}"))
         return trained, extra, guards
+
+    def curves(self, tctx: StageContext, prompts: Sequence[Prompt]) -> dict[str, Any]:
+        """The curves of a local run, once the trained model (`tctx.backend`) has been evaluated:
+        the trainer wrote every point's test loss and the generated part of all but the last; the
+        last point's metric, stop rate and choice loss are the final evaluation's, read back through
+        the cache (a re-run of a model trained earlier gets the same complete curve)."""
+        from ladder.training.sft_local import read_curves
+
+        cfg: SFTConfig = self.config
+        summary = read_marker((tctx.run_dir / "model").resolve())
+        points = read_curves(tctx.run_dir / "curves.jsonl") if cfg.curves else []
+        examples = curve_examples(tctx, cfg)
+        if points:
+            steps = summary.get("steps", points[-1]["step"])
+            last = next((p for p in points if p["step"] == steps), None)
+            if last is None:  # no evaluation at the last step was recorded: the loss is unknown
+                last = {"step": steps, "epoch": summary.get("epochs"), "test_loss": None}
+                points.append(last)
+            last.update(curve_point(tctx, _of(prompts, examples)))
+        return curve_specs(points, summary.get("train_loss", []), tctx.metric.name, examples, len(tctx.examples))
 
     def train_spec(self, ctx: StageContext, rows: list[TrainRow], base: Any) -> Any:
         """Write the data files and the TrainSpec into the run folder."""
@@ -232,14 +268,21 @@ class SFT(Stage):
         examples = curve_examples(ctx, cfg)
         curve = None
         if cfg.curves:
-            test = [TrainRow(ctx.task.render(ex), ex.target) for ex in examples]
+            prompts = _of(self.prompts(ctx)[0], examples)
+            test = [TrainRow(p.messages, p.example.target) for p in prompts]
             atomic_write(run / "eval.jsonl", "".join(json.dumps(trl_row(r, base, chat)) + "\n" for r in test))
+            # Step 0 is the base model: its answers are what zero_shot asked it (greedy, same
+            # prompts), so they come from the cache; whatever is missing is generated once, here.
+            loaded = getattr(base, "_model", None) is not None
+            step0 = curve_point(ctx, prompts)
+            if not loaded:  # the trainer loads its own copy: do not hold a second one while it trains
+                base._model = None
             curve = CurveSpec(
                 examples=[{"id": ex.id, "fields": ex.fields, "target": ex.target, "choices": ex.choices}
                           for ex in examples],
                 prompts=[[m.to_dict() for m in r.prompt] for r in test],
                 metric=ctx.experiment.metric.model_dump(mode="json"),
-                generation=ctx.gen.model_copy(update={"temperature": 0.0, "n": 1}).model_dump(mode="json"))
+                generation=greedy(ctx.gen).model_dump(mode="json"), step0=step0)
 
         batch = cfg.batch_size or 16
         epochs = cfg.epochs or 1.0
@@ -284,32 +327,90 @@ class SFT(Stage):
                      f"stages.{ctx.stage.name}.launch", label=f"[bold]{ctx.stage.name}[/bold] training")
 
 
+def curve_seed(ctx: StageContext) -> int:
+    """Seed of the curve's draw from the test subsample: the experiment's (not the stage's training
+    seed), so variants that train differently are measured on the same examples."""
+    return ctx.experiment.seed_for(None)
+
+
 def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:
-    """The test examples the training curves are measured on."""
-    return ctx.examples[:cfg.curve_examples] if cfg.curve_examples else ctx.examples
+    """The test examples the training curves are measured on: `curve_examples` of the subsample
+    (default CURVE_EXAMPLES), a seeded random draw kept in the subsample's order."""
+    n = cfg.curve_examples or CURVE_EXAMPLES
+    examples = list(ctx.examples)
+    if n == "all" or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(curve_seed(ctx)).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def _of(prompts: Sequence[Prompt], examples: Sequence[Example]) -> list[Prompt]:
+    """The prompts of `examples`, in their order."""
+    by_id = {p.example.id: p for p in prompts}
+    return [by_id[ex.id] for ex in examples]
+
+
+def greedy(gen: Any) -> Any:
+    """The curve's and the termination guard's generation settings: one greedy sample."""
+    return gen.model_copy(update={"temperature": 0.0, "n": 1})
+
+
+def curve_point(ctx: StageContext, prompts: Sequence[Prompt]) -> dict[str, Any]:
+    """The generated part of a curve point for `ctx.backend`'s model, through the cache: greedy
+    samples scored by the task metric, the share that stopped (EOS or a stop), the loss over the
+    answer choices, and how many samples the cache answered. Step 0 (the base model) and the final
+    point (the trained model, just evaluated) are measured here; the points in between by the
+    trainer, on the weights in memory."""
+    stats = CallStats()
+    samples = [s[0] for s in generate(ctx.backend, ctx.cache, [p.messages for p in prompts], greedy(ctx.gen), stats)]
+    ctx.calls.cached += stats.cached
+    ctx.calls.generated += stats.generated
+    ctx.calls.errors += stats.errors
+    done = [(p, s) for p, s in zip(prompts, samples) if s.finish_reason != "error"]
+    if ctx.metric.needs_probabilities:  # scored from the model's probabilities, not the text
+        scores = [s.value for s in probability_scores(ctx, [p for p, _ in done])]
+    else:
+        scores = [ctx.metric.score(p.example, s.text).value for p, s in done]
+    out: dict[str, Any] = {"metric": _mean(scores), "stop_rate": _mean([s.finish_reason in ("eos", "stop")
+                                                                        for _, s in done])}
+    examples = [p.example for p in prompts]
+    if examples and all(ex.choices for ex in examples) and ctx.backend.supports_logprobs:
+        qp, qc = choice_queries([p.messages for p in prompts], examples)
+        out.update(choice_loss(logprobs(ctx.backend, ctx.cache, qp, qc), examples))
+    out["samples"] = {"cached": stats.cached, "generated": stats.generated}
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(float(x) for x in xs) / len(xs) if xs else float("nan")
 
 
 def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], metric: str,
-                examples: Sequence[Example] = ()) -> dict[str, Any]:
-    """The curves in the shape `ladder report` draws: the losses on one chart (with chance, when
-    the curve's examples have choices), the scores on another — they can disagree, which is why
-    both are kept."""
+                examples: Sequence[Example] = (), of: int | None = None) -> dict[str, Any]:
+    """The curves in the shape `ladder report` draws: the losses on one chart (with chance for the
+    loss over the choices, when the curve's examples have them), the scores on another — they can
+    disagree, which is why both are kept. `of`: the size of the test subsample the curve's examples
+    were drawn from; the legend names the draw when it is a part of it.
+
+    Every spec declares its reference lines (`hlines`, maybe none): chance belongs to the loss over
+    the answer choices only, not to the loss over the whole completion or the train loss."""
     out: dict[str, Any] = {
         "train_loss": {"x": [s for s, _ in train_loss], "y": {"train": [v for _, v in train_loss]},
-                       "xlabel": "step", "ylabel": "loss"}}
+                       "xlabel": "step", "ylabel": "loss", "hlines": {}}}
     if not points:  # curves: false
         return out
+    part = f" ({len(examples)} of {of} test examples)" if of and examples and len(examples) < of else ""
     steps = [p["step"] for p in points]
-    test = {"test": [p["test_loss"] for p in points]}
-    if "choice_loss" in points[0]:
-        test["test over choices"] = [p["choice_loss"] for p in points]
-    out["test_loss"] = {"x": steps, "y": test, "xlabel": "step", "ylabel": "loss"}
-    out["test_metric"] = {"x": steps, "y": {metric: [p["metric"] for p in points],
-                                            "stopped (EOS or stop)": [p["stop_rate"] for p in points]},
-                          "xlabel": "step", "ylabel": "score"}
+    test = {f"test{part}": [p["test_loss"] for p in points]}
+    if any("choice_loss" in p for p in points):
+        test["test over choices"] = [p.get("choice_loss") for p in points]
+    out["test_loss"] = {"x": steps, "y": test, "xlabel": "step", "ylabel": "loss", "hlines": {}}
+    out["test_metric"] = {"x": steps, "y": {f"{metric}{part}": [p.get("metric") for p in points],
+                                            "stopped (EOS or stop)": [p.get("stop_rate") for p in points]},
+                          "xlabel": "step", "ylabel": "score", "hlines": {}}
     chance = chance_loss(examples)
     if chance is not None:
-        out["test_loss"]["hlines"] = {f"chance {chance_label(examples)}": chance}
+        out["test_loss"]["hlines"] = {f"chance {chance_label(examples)} (loss over choices)": chance}
         out["test_metric"]["y"]["target ranks first"] = [p.get("choice_accuracy") for p in points]
     return out
 
@@ -379,7 +480,7 @@ def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, d
 def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:
     """Share of greedy samples that end on EOS or a stop before max_tokens. With a greedy n=1
     evaluation these are the samples just evaluated (the cache answers)."""
-    gen = ctx.gen.model_copy(update={"temperature": 0.0, "n": 1})
+    gen = greedy(ctx.gen)
     samples = [s[0] for s in generate(ctx.backend, ctx.cache, [p.messages for p in prompts], gen, CallStats())]
     done = [s for s in samples if s.finish_reason != "error"]
     rate = sum(s.finish_reason in ("eos", "stop") for s in done) / len(done) if done else float("nan")

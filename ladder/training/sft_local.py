@@ -13,7 +13,10 @@ What lands in the run folder:
   checkpoints/checkpoint-N/    trainer state, every save_steps and every save_every_minutes; an
                                interrupted run resumes from the newest complete one
   curves.jsonl                 one line per evaluation (step 0 included): test loss, task metric,
-                               loss over the answer choices, share of samples that stopped
+                               loss over the answer choices, share of samples that stopped. Step
+                               0's generated part is the stage's (`CurveSpec.step0`, through its
+                               cache); the last line has the test loss only: the stage measures the
+                               rest on the final model in its own evaluation
   model/                       the final model (LoRA merged in) with its tokenizer: a plain
                                AutoModelForCausalLM folder the hf backend loads like any other
   model/ladder_training.json   written last: its presence means training finished
@@ -53,6 +56,9 @@ class CurveSpec(Section):
     """The task metric's config (type + options)."""
     generation: dict[str, Any]
     """Generation settings of the curve's greedy samples."""
+    step0: dict[str, Any] | None = None
+    """The base model's metric, stop rate and choice loss on these examples, measured by the stage
+    through its cache (zero_shot's answers); None: measured here at step 0 like any other point."""
 
 
 class TrainSpec(Section):
@@ -117,6 +123,7 @@ def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         trainer.evaluate()  # step 0: the base model's test loss and metric, before any update
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if curve and curve.last_step != trainer.state.global_step:
+        curve.final = True
         trainer.evaluate()  # the curve ends on the final weights, whatever eval_steps was
 
     summary = _summary(trainer, resume, time.perf_counter() - started)
@@ -242,7 +249,11 @@ class CurveCallback(TrainerCallback):
 
     Generation and scoring are the hf backend's own code (same rendering, same EOS handling as the
     final evaluation), pointed at the model in memory. Every process computes (so DeepSpeed ZeRO-3
-    can gather weights in lockstep); only the main one writes."""
+    can gather weights in lockstep); only the main one writes.
+
+    Two points generate nothing here: step 0 takes the stage's measurement of the base model
+    (`CurveSpec.step0`, answered by the cache), and the final step records the test loss only —
+    the stage evaluates the final model right after training and completes the point from that."""
 
     def __init__(self, spec: TrainSpec, base: HFConfig):
         from ladder.registry import METRICS
@@ -256,14 +267,21 @@ class CurveCallback(TrainerCallback):
         self.metric = metric_cls(metric_cls.Config(**spec.curve.metric))
         self.gen = GenerationConfig(**spec.curve.generation)
         self.backend = LiveBackend(base)
+        self.step0 = spec.curve.step0
         self.trainer: Any = None
         self.last_step: int | None = None
+        self.final = False
+        """Set before the evaluation after training: the stage measures the final model itself."""
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+        step = state.global_step
+        point = {"step": step, "epoch": round(state.epoch or 0.0, 4),
                  "test_loss": (metrics or {}).get("eval_loss")}
-        point.update(self.measure())
-        self.last_step = state.global_step
+        if step == 0:
+            point.update(self.step0 if self.step0 is not None else self.measure())
+        elif not (self.final or step >= state.max_steps):
+            point.update(self.measure())
+        self.last_step = step
         if state.is_world_process_zero:
             with JsonlWriter(self.path) as out:
                 out.write([point])
@@ -289,7 +307,15 @@ class CurveCallback(TrainerCallback):
 
     def _scores(self) -> dict[str, Any]:
         samples = sample_all(self.backend, self.prompts, self.gen)
-        out = {"metric": _mean([self.metric.score(ex, s.text).value for ex, s in zip(self.examples, samples)]),
+        if self.metric.needs_probabilities:  # choice_prob reads the weights' probabilities, not the text
+            from ladder.metrics.probability import probability_scores_with
+
+            scores = probability_scores_with(self.metric, self.examples, self.prompts,
+                                             self.backend.continuation_logprobs,
+                                             self.backend.continuation_token_counts)
+        else:
+            scores = [self.metric.score(ex, s.text) for ex, s in zip(self.examples, samples)]
+        out = {"metric": _mean([s.value for s in scores]),
                "stop_rate": _mean([s.finish_reason in ("eos", "stop") for s in samples])}
         if all(ex.choices for ex in self.examples):
             lps = self.backend.continuation_logprobs(*choice_queries(self.prompts, self.examples))
@@ -327,6 +353,8 @@ def describe_point(p: dict[str, Any]) -> str:
     parts = [f"sft: step {p['step']}"]
     if p.get("test_loss") is not None:
         parts.append(f"test loss {p['test_loss']:.4f}")
+    if p.get("metric") is None:  # the final step: the stage's evaluation follows
+        return " · ".join(parts)
     parts.append(f"metric {p['metric']:.3f}")
     if p.get("choice_loss") is not None:
         parts.append(f"choice loss {p['choice_loss']:.4f}")

@@ -66,9 +66,12 @@ def test_lora_run_lowers_loss_merges_and_feeds_later_stages(tmp_path, random_mod
     curves = saved["extra"]["curves"]
     test_loss, test_metric = curves["test_loss"], curves["test_metric"]
     assert test_loss["x"] == test_metric["x"] == [0, 3, 6]  # step 0 is the base model, before any update
-    assert test_loss["y"]["test"][-1] < test_loss["y"]["test"][0]
-    assert len(test_loss["y"]["test over choices"]) == 3 and len(test_metric["y"]["choice"]) == 3
-    assert test_loss["hlines"] == {"chance −log(1/3)": pytest.approx(math.log(3))}
+    test = test_loss["y"]["test (12 of 24 test examples)"]
+    assert test[-1] < test[0]
+    assert len(test_loss["y"]["test over choices"]) == 3
+    assert len(test_metric["y"]["choice (12 of 24 test examples)"]) == 3  # the legend names the draw
+    assert test_loss["hlines"] == {"chance −log(1/3) (loss over choices)": pytest.approx(math.log(3))}
+    assert curves["train_loss"]["hlines"] == {}  # chance is for the loss over the choices only
     assert curves["train_loss"]["x"] == [1, 2, 3, 4, 5, 6]
     assert [p["step"] for p in read_jsonl(run_dir / "curves.jsonl")] == [0, 3, 6]
 
@@ -329,4 +332,121 @@ def test_chance_loss_uses_each_examples_own_k(tmp_path):
     points = [{"step": 0, "test_loss": 1.0, "metric": 0.5, "stop_rate": 1.0, "choice_loss": 1.0}]
     curves = curve_specs(points, [], "choice", examples)
     assert list(curves["test_loss"]["hlines"].values()) == [pytest.approx(chance)]
-    assert "hlines" not in curve_specs(points, [], "choice", [Example("z", {}, "t")])["test_loss"]
+    assert curve_specs(points, [], "choice", [Example("z", {}, "t")])["test_loss"]["hlines"] == {}
+
+
+# -- curves that cost less than training ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_curves_take_step_0_from_the_cache_and_the_last_point_from_the_final_evaluation(
+        tmp_path, random_model, monkeypatch):
+    """After zero_shot, step 0's greedy answers are cache hits; the trainer generates only at the
+    evaluations in between (not at step 0, not at the last step); the last point is the stage's
+    final evaluation on the curve's examples; a re-run over the model trained earlier gets the
+    same complete curve without training or generating in the trainer."""
+    import random
+
+    import ladder.training.sft_local as sft_local
+
+    generated_at: list[int] = []
+    original = sft_local.CurveCallback.measure
+
+    def counting(self):
+        generated_at.append(self.trainer.state.global_step)
+        return original(self)
+
+    monkeypatch.setattr(sft_local.CurveCallback, "measure", counting)
+    stages = [{"type": "zero_shot"},
+              {"type": "sft", **FAST, "method": "full", "max_steps": 4, "eval_steps": 2, "curve_examples": 10}]
+    results, _ = run(tmp_path, random_model, stages, n_test=24)
+    sft = results[1]
+    run_dir = tmp_path / "results" / "t" / "sft" / sft.run_id
+    assert generated_at == [2]  # old behaviour: [0, 2, 4]
+
+    # The curve's examples: a seeded draw of 10 of the 24, in the subsample's order, recorded.
+    spec = read_json(run_dir / "train_spec.json")["curve"]
+    ids = [f"test-{i}" for i in range(24)]  # the whole test split, in its order
+    draw = [ids[i] for i in sorted(random.Random(0).sample(range(24), 10))]
+    assert [e["id"] for e in spec["examples"]] == draw != ids[:10]
+    assert sft.extra["training"]["curve_examples"] == {"n": 10, "of": 24, "seed": 0}
+
+    lines = read_jsonl(run_dir / "curves.jsonl")
+    assert [p["step"] for p in lines] == [0, 2, 4]
+    assert lines[0]["samples"] == {"cached": 10, "generated": 0}  # zero_shot's answers
+    assert "metric" in lines[1] and "metric" not in lines[2]  # the trainer's last point: test loss only
+
+    curves = sft.extra["curves"]
+    metric = curves["test_metric"]["y"]["choice (10 of 24 test examples)"]
+    assert len(metric) == 3 and None not in metric
+    # The last point is the final evaluation's answers on those 10 examples: the same scores.
+    scores = {r["id"]: r["score"] for r in read_jsonl(run_dir / "samples.jsonl")}
+    assert metric[-1] == pytest.approx(sum(scores[i] for i in draw) / 10)
+    assert None not in curves["test_loss"]["y"]["test over choices"]
+    assert len(curves["test_loss"]["y"]["test (10 of 24 test examples)"]) == 3
+
+    # Re-run with the model trained earlier: nothing trains or generates, the curve is whole again.
+    (run_dir / "metrics.json").unlink()
+    (run_dir / "samples.jsonl").unlink()
+    generated_at.clear()
+    again, _ = run(tmp_path, random_model, stages, n_test=24)
+    assert generated_at == [] and again[1].extra["curves"] == curves
+
+
+@pytest.mark.slow
+def test_curve_step_0_generates_once_without_zero_shot_and_greedily_for_a_sampling_stage(tmp_path, random_model):
+    """Alone, the stage generates step 0's answers itself (once, through the cache); with
+    temperature 1 in the stage's generation the final point is still greedy (the termination
+    guard's greedy answers, so the final point generates nothing new)."""
+    stages = [{"type": "sft", **FAST, "max_steps": 2, "eval_steps": 1, "curve_examples": "all",
+               "generation": {"temperature": 1.0}}]
+    results, _ = run(tmp_path, random_model, stages, n_test=8)
+    run_dir = tmp_path / "results" / "t" / "sft" / results[0].run_id
+    lines = read_jsonl(run_dir / "curves.jsonl")
+    assert lines[0]["samples"] == {"cached": 0, "generated": 8}
+    assert results[0].extra["training"]["curve_examples"] == {"n": 8, "of": 8, "seed": 0}
+    assert "choice" in results[0].extra["curves"]["test_metric"]["y"]  # the whole subsample: no note
+    # The final point's samples are the greedy ones the termination guard asked for.
+    final = results[0].extra["curves"]["test_metric"]["y"]["stopped (EOS or stop)"][-1]
+    assert final == pytest.approx(guard(results[0], "termination").value)
+
+
+def test_curve_examples_are_a_seeded_draw_in_subsample_order(tmp_path, random_model):
+    import random
+
+    from ladder.stages.sft import CURVE_EXAMPLES, curve_examples
+
+    path = experiment(tmp_path, random_model, stages=[{"type": "sft"}], n_test=40)
+    plan = prepare(load_experiment(path))
+    ctx = plan.context(plan.resolve(plan.experiment.stages[0], planning=True), cache=None)
+    assert CURVE_EXAMPLES >= 40 and curve_examples(ctx, SFTConfig()) == ctx.examples  # small: all of them
+    assert curve_examples(ctx, SFTConfig(curve_examples="all")) == ctx.examples
+    ten = curve_examples(ctx, SFTConfig(curve_examples=10))
+    keep = sorted(random.Random(0).sample(range(40), 10))
+    assert ten == [ctx.examples[i] for i in keep] and ten != ctx.examples[:10]
+    assert curve_examples(ctx, SFTConfig(curve_examples=10, seed=5)) == ten  # the experiment's seed, not training's
+    other = prepare(load_experiment(experiment(tmp_path, random_model, stages=[{"type": "sft"}], n_test=40, seed=3)))
+    octx = other.context(other.resolve(other.experiment.stages[0], planning=True), cache=None)
+    assert [e.id for e in curve_examples(octx, SFTConfig(curve_examples=10))] != [e.id for e in ten]
+    with pytest.raises(ValueError):
+        SFTConfig(curve_examples=0)
+
+
+def test_curve_legend_names_the_draw_and_chance_stays_off_the_train_loss():
+    from ladder.report_curves import stage_curves
+    from ladder.stages.sft import curve_specs
+    from ladder.types import MetricValue, StageResult
+
+    three = ("positive", "negative", "neutral")
+    examples = [Example(str(i), {}, "positive", three) for i in range(100)]
+    points = [{"step": s, "test_loss": 1.0, "metric": 0.5, "stop_rate": 1.0, "choice_loss": 0.9,
+               "choice_accuracy": 0.5} for s in (0, 5)]
+    specs = curve_specs(points, [[1, 2.0], [2, 1.5]], "choice", examples, 300)
+    assert set(specs["test_metric"]["y"]) == {"choice (100 of 300 test examples)", "stopped (EOS or stop)",
+                                              "target ranks first"}
+    extra = {"curves": specs, "choice_loss": {"choice_loss": 0.9, "chance_loss": math.log(3)}}
+    r = StageResult("sft", "sft", "r", "choice", MetricValue(0.5, 0.4, 0.6, 300), extra=extra)
+    curves = {c.name: c for c in stage_curves(r)}
+    assert curves["train_loss"].hlines == {}  # the report's guess from extra.choice_loss stays off it
+    assert curves["test_loss"].hlines == {"chance −log(1/3) (loss over choices)": pytest.approx(math.log(3))}
+    assert curves["test_metric"].hlines == {}
