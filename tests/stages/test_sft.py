@@ -450,3 +450,18 @@ def test_curve_legend_names_the_draw_and_chance_stays_off_the_train_loss():
     assert curves["train_loss"].hlines == {}  # the report's guess from extra.choice_loss stays off it
     assert curves["test_loss"].hlines == {"chance −log(1/3) (loss over choices)": pytest.approx(math.log(3))}
     assert curves["test_metric"].hlines == {}
+
+
+@pytest.mark.slow
+def test_curves_of_a_probability_metric_are_read_from_the_weights(tmp_path, random_model):
+    """metric: choice_prob reads the model's probabilities, not a completion: the point the trainer
+    measures between the ends scores it from the weights in memory (it raised TypeError), and the
+    curve's metric line has a value at every point, each a probability."""
+    stages = [{"type": "sft", **FAST, "method": "full", "max_steps": 4, "eval_steps": 2, "curve_examples": 6}]
+    results, _ = run(tmp_path, random_model, stages, n_test=12, metric={"type": "choice_prob"})
+    sft = results[0]
+    run_dir = tmp_path / "results" / "t" / "sft" / sft.run_id
+    lines = read_jsonl(run_dir / "curves.jsonl")
+    assert [p["step"] for p in lines] == [0, 2, 4] and 0.0 < lines[1]["metric"] < 1.0
+    (line,) = [v for k, v in sft.extra["curves"]["test_metric"]["y"].items() if k.startswith("choice_prob")]
+    assert len(line) == 3 and all(0.0 < v < 1.0 for v in line)
