@@ -98,3 +98,17 @@ def run_launched(launch: str, module: str, spec: Path, field: str, *, env: Mappi
                 how = f"killed by signal {-code}"
         raise LadderError(f"training under '{launch}' failed ({how})", field=field,
                           fix="see the output above; re-running resumes from the last checkpoint")
+
+
+def rank_main(argv: list[str], module: str, spec_name: str, run: Callable[[Path], dict],
+              leave_out: str) -> None:
+    """The body of `python -m ladder.training.<module> <run>/<spec_name>` in each launched rank:
+    check the command line, train (`run(spec_path)` returns the summary), and print the summary
+    once — from rank 0, not once per rank — without its long `leave_out` list."""
+    import json
+
+    if len(argv) != 1:
+        raise SystemExit(f"usage: python -m ladder.training.{module} <run_dir>/{spec_name}")
+    summary = run(Path(argv[0]))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({k: v for k, v in summary.items() if k != leave_out}))

@@ -11,7 +11,6 @@ per optimizer step (each of N ranks takes 1/N); only the main process writes the
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -102,15 +101,15 @@ def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """python -m ladder.training.reward_local SPEC.json — what the reward_model stage's `launch:` runs."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m ladder.training.reward_local <run_dir>/reward_spec.json")
-    spec = RewardSpec(**read_json(Path(argv[0])))
-    if spec.pairs_file is None:
-        raise SystemExit(f"{argv[0]} names no pairs_file")
-    summary = train(spec, read_json(Path(spec.pairs_file)))
-    if os.environ.get("RANK", "0") == "0":  # one summary line, not one per rank
-        print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
+    from ladder.training.launch import rank_main
+
+    def run(path: Path) -> dict[str, Any]:
+        spec = RewardSpec(**read_json(path))
+        if spec.pairs_file is None:
+            raise SystemExit(f"{path} names no pairs_file")
+        return train(spec, read_json(Path(spec.pairs_file)))
+
+    rank_main(sys.argv[1:] if argv is None else argv, "reward_local", "reward_spec.json", run, leave_out="log")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ of N ranks samples 1/N of it. Only the main process writes checkpoint markers an
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -207,15 +206,15 @@ def main(argv: list[str] | None = None) -> None:
     """python -m ladder.training.rl_local SPEC.json — what the rl stage's `launch:` runs in each process."""
     from ladder.training.remote import RemoteRollouts
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m ladder.training.rl_local <run_dir>/rl_spec.json")
-    spec = RLSpec(**read_json(Path(argv[0])))
-    if spec.prompts_file is None:
-        raise SystemExit(f"{argv[0]} names no prompts_file")
-    summary = train(spec, read_json(Path(spec.prompts_file)), RemoteRollouts())
-    if os.environ.get("RANK", "0") == "0":  # one summary line, not one per rank
-        print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
+    from ladder.training.launch import rank_main
+
+    def run(path: Path) -> dict[str, Any]:
+        spec = RLSpec(**read_json(path))
+        if spec.prompts_file is None:
+            raise SystemExit(f"{path} names no prompts_file")
+        return train(spec, read_json(Path(spec.prompts_file)), RemoteRollouts())
+
+    rank_main(sys.argv[1:] if argv is None else argv, "rl_local", "rl_spec.json", run, leave_out="log")
 
 
 def _summary(trainer: Any, resumed: Path | None, seconds: float) -> dict[str, Any]:

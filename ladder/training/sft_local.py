@@ -24,7 +24,6 @@ What lands in the run folder:
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 import time
@@ -374,12 +373,10 @@ def _mean(xs: Sequence[float]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     """python -m ladder.training.sft_local SPEC.json — what `launch:` runs in each process."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m ladder.training.sft_local <run_dir>/train_spec.json")
-    spec = TrainSpec(**read_json(Path(argv[0])))
-    summary = train(spec)
-    print(json.dumps({k: v for k, v in summary.items() if k != "train_loss"}))
+    from ladder.training.launch import rank_main
+
+    rank_main(sys.argv[1:] if argv is None else argv, "sft_local", "train_spec.json",
+              lambda path: train(TrainSpec(**read_json(path))), leave_out="train_loss")
 
 
 if __name__ == "__main__":
