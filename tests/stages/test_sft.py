@@ -141,30 +141,11 @@ def test_chance_loss_guard(tmp_path, random_model, lr, level):
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, random_model, monkeypatch):
-    from ladder.training.sft_local import TrainingProgress
+    from tests.training.interrupt import interrupted_then_resumed
 
     stages = [{"type": "sft", **FAST, "max_steps": 4, "save_steps": 1, "curves": False}]
-    original = TrainingProgress.on_save
-
-    def killed_after_second_checkpoint(self, args, state, control, **kw):
-        if state.global_step == 2:
-            raise KeyboardInterrupt
-        return original(self, args, state, control, **kw)
-
-    monkeypatch.setattr(TrainingProgress, "on_save", killed_after_second_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, random_model, stages, n_test=8)
-    monkeypatch.setattr(TrainingProgress, "on_save", original)
-
-    steps_run = []
-    step_end = TrainingProgress.on_step_end
-
-    def counting(self, args, state, control, **kw):
-        steps_run.append(state.global_step)
-        return step_end(self, args, state, control, **kw)
-
-    monkeypatch.setattr(TrainingProgress, "on_step_end", counting)
-    results, _ = run(tmp_path, random_model, stages, n_test=8)
+    (results, _), steps_run = interrupted_then_resumed(
+        monkeypatch, lambda: run(tmp_path, random_model, stages, n_test=8), step=2)
     training = results[0].extra["training"]
     assert training["resumed_from"] == "checkpoint-2"
     assert steps_run == [3, 4] and training["steps"] == 4

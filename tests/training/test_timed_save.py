@@ -3,7 +3,6 @@ step-based ones, so an interrupted stage resumes near where it stopped."""
 
 from __future__ import annotations
 
-import csv
 from types import SimpleNamespace
 
 import pytest
@@ -55,36 +54,24 @@ def checkpoints(run_dir) -> list[str]:
 @pytest.mark.slow
 def test_sft_interrupted_before_its_first_step_checkpoint_resumes_from_a_timed_one(tmp_path, random_model,
                                                                                    monkeypatch):
-    from ladder.training.sft_local import TrainingProgress
+    from tests.training.interrupt import interrupted_then_resumed
 
     # Step-based checkpoints only at the end (step 4); a timed one after every step (each takes
     # longer than 0.6 ms).
     stages = [{"type": "sft", "batch_size": 8, "learning_rate": 1e-2, "max_steps": 4, "save_steps": 4,
                "curves": False, "save_every_minutes": 1e-5}]
     path = experiment(tmp_path, random_model, n_test=8, stages=stages)
-    original = TrainingProgress.on_save
+    seen = []
 
-    def killed_after_step_2(self, args, state, control, **kw):
-        if state.global_step == 2:
-            raise KeyboardInterrupt
-        return original(self, args, state, control, **kw)
+    def run():
+        if seen:  # the re-run: what the interrupted one left
+            run_dir = next((tmp_path / "results" / "t" / "sft").iterdir())
+            assert checkpoints(run_dir) == ["checkpoint-1", "checkpoint-2"]  # before the first step-based one
+        seen.append(1)
+        return run_experiment(load_experiment(path))[0]
 
-    monkeypatch.setattr(TrainingProgress, "on_save", killed_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(load_experiment(path))
-    monkeypatch.setattr(TrainingProgress, "on_save", original)
+    result, steps_run = interrupted_then_resumed(monkeypatch, run, step=2)
     run_dir = next((tmp_path / "results" / "t" / "sft").iterdir())
-    assert checkpoints(run_dir) == ["checkpoint-1", "checkpoint-2"]  # before the first step-based one
-
-    steps_run = []
-    step_end = TrainingProgress.on_step_end
-
-    def counting(self, args, state, control, **kw):
-        steps_run.append(state.global_step)
-        return step_end(self, args, state, control, **kw)
-
-    monkeypatch.setattr(TrainingProgress, "on_step_end", counting)
-    result = run_experiment(load_experiment(path))[0]
     assert result.extra["training"]["resumed_from"] == "checkpoint-2" and steps_run == [3, 4]
     # Rotation (save_total_limit 2) drops the oldest, never the newest.
     assert checkpoints(run_dir) == ["checkpoint-3", "checkpoint-4"]
