@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ladder.errors import ConfigError, DataError
 from ladder.progress import console
@@ -75,6 +75,18 @@ class RewardModelConfig(TrainingStageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _max_train_is_train_subsample(cls, data: Any) -> Any:
+        # `max_train` was this stage's own name for what every training stage now calls
+        # `train_subsample`; configs that use it still work (null meant every pair: "all").
+        if isinstance(data, dict) and "max_train" in data:
+            data = dict(data)
+            value = data.pop("max_train")
+            if "train_subsample" in data:
+                raise ValueError("max_train is the older name of train_subsample: keep only train_subsample")
+            data["train_subsample"] = "all" if value is None else value
+        return data
 
     @field_validator("trainer_args")
     @classmethod

@@ -158,3 +158,12 @@ def test_reward_model_under_accelerate_launch_with_two_processes(tmp_path):
     assert training["processes"] == 2 and training["steps"] == 2 and training["train_pairs"] == 32
     run = next((tmp_path / "results" / "t" / "reward_model").iterdir())
     assert (run / "reward_pairs.json").exists() and (run / "model" / "model.safetensors").exists()
+
+
+def test_max_train_is_the_older_name_of_train_subsample():
+    from ladder.stages.reward_model import RewardModelConfig
+
+    assert RewardModelConfig(name="rm", data="p.jsonl", max_train=50).train_subsample == 50
+    assert RewardModelConfig(name="rm", data="p.jsonl", max_train=None).train_subsample == "all"
+    with pytest.raises(ValueError, match="keep only train_subsample"):
+        RewardModelConfig(name="rm", data="p.jsonl", max_train=50, train_subsample=10)
