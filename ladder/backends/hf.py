@@ -210,20 +210,27 @@ class HFBackend(Backend):
             if gen.stop:
                 kwargs.update(stop_strings=list(gen.stop), tokenizer=self.tokenizer)
             with torch.inference_mode():
-                out = None
-                if m > 1 and self.config.shared_prefix:
-                    out = self._generate_shared_prefix(enc, m, kwargs)
-                if out is None and m > 1 and not gen.temperature > 0:
-                    # generate() refuses greedy num_return_sequences > 1: repeat the rows instead.
-                    out = self.model.generate(**{k: v.repeat_interleave(m, dim=0) for k, v in enc.items()},
-                                              **{**kwargs, "num_return_sequences": 1})
-                if out is None:
-                    out = self.model.generate(**enc, **kwargs)
+                out = self._generate(enc, m, kwargs)
             new = out[:, enc["input_ids"].shape[1]:].tolist()
             prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
             for row, j in enumerate(batch):
                 samples = [self._finish(new[row * m + s], gen, eos, prompt_lens[row]) for s in range(m)]
                 on_done(j, samples)
+
+    def _generate(self, enc: dict[str, Any], m: int, kwargs: dict[str, Any]):
+        """generate() for one batch of `sample`: m samples of each (left-padded) prompt in `enc`,
+        prompt-major; the token ids, prompt included. A subclass may watch the call (the training
+        curves take the first step's logits from it, sft_local.LiveBackend)."""
+        out = None
+        if m > 1 and self.config.shared_prefix:
+            out = self._generate_shared_prefix(enc, m, kwargs)
+        if out is None and m > 1 and not kwargs.get("do_sample"):
+            # generate() refuses greedy num_return_sequences > 1: repeat the rows instead.
+            out = self.model.generate(**{k: v.repeat_interleave(m, dim=0) for k, v in enc.items()},
+                                      **{**kwargs, "num_return_sequences": 1})
+        if out is None:
+            out = self.model.generate(**enc, **kwargs)
+        return out
 
     def _generate_shared_prefix(self, enc: dict[str, Any], m: int, kwargs: dict[str, Any]):
         """generate() for m samples of each prompt in `enc`, reading each prompt once: one forward
@@ -283,12 +290,7 @@ class HFBackend(Backend):
         import torch
 
         tok = self.tokenizer
-        special = not self.uses_chat_template
-        rows = []
-        for messages, cont in zip(prompts, continuations):
-            p = tok(self.render(messages), add_special_tokens=special)["input_ids"]
-            c = tok(cont, add_special_tokens=False)["input_ids"]
-            rows.append((p, c))
+        rows = self._continuation_rows(prompts, continuations)
         out: list[float] = [0.0] * len(rows)
         # One-token continuations (answer choices mostly are) need only their prompt's forward pass,
         # which the K choices of a question share: K times less compute for the chance-loss guard,
@@ -315,6 +317,15 @@ class HFBackend(Backend):
                 lp = logp[r, p_len - 1:p_len - 1 + c_len].gather(-1, target[:, None]).sum()
                 out[i] = float(lp)
         return out
+
+    def _continuation_rows(self, prompts: list[Sequence[Message]],
+                           continuations: list[str]) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, continuation ids) per pair, as continuation_logprobs scores them."""
+        tok = self.tokenizer
+        special = not self.uses_chat_template
+        return [(tok(self.render(messages), add_special_tokens=special)["input_ids"],
+                 tok(cont, add_special_tokens=False)["input_ids"])
+                for messages, cont in zip(prompts, continuations)]
 
     def continuation_token_counts(self, continuations: list[str]) -> list[int]:
         # Tokenised alone, exactly as continuation_logprobs tokenises them.

@@ -305,7 +305,16 @@ class CurveCallback(TrainerCallback):
                     model.train(was_training)
 
     def _scores(self) -> dict[str, Any]:
-        samples = sample_all(self.backend, self.prompts, self.gen)
+        queries = choice_queries(self.prompts, self.examples) \
+            if all(ex.choices for ex in self.examples) else None
+        # One-token choices are scored from the greedy generation's first step (the next-token
+        # distribution after each prompt) rather than a second forward pass over the same prompts.
+        self.backend.first_steps = {} if queries else None
+        try:
+            samples = sample_all(self.backend, self.prompts, self.gen)
+            lps = self.backend.first_step_logprobs(*queries) if self.backend.first_steps else None
+        finally:
+            self.backend.first_steps = None
         if self.metric.needs_probabilities:  # choice_prob reads the weights' probabilities, not the text
             from ladder.metrics.probability import probability_scores_with
 
@@ -316,8 +325,9 @@ class CurveCallback(TrainerCallback):
             scores = [self.metric.score(ex, s.text) for ex, s in zip(self.examples, samples)]
         out = {"metric": _mean([s.value for s in scores]),
                "stop_rate": _mean([s.finish_reason in ("eos", "stop") for s in samples])}
-        if all(ex.choices for ex in self.examples):
-            lps = self.backend.continuation_logprobs(*choice_queries(self.prompts, self.examples))
+        if queries:
+            if lps is None:  # a choice of several tokens, or a generation that could not be watched
+                lps = self.backend.continuation_logprobs(*queries)
             out.update(choice_loss(lps, self.examples))
         return out
 
@@ -329,10 +339,58 @@ class LiveBackend(HFBackend):
     def __init__(self, config: HFConfig):
         super().__init__(config)
         self.live: Any = None
+        self.first_steps: dict[tuple[int, ...], Any] | None = None
+        """While a dict, `sample` fills it: for each prompt generated greedily once, the
+        log-probabilities of its next token (generate()'s first step), keyed by the prompt's ids."""
 
     @property
     def model(self):
         return self.live
+
+    def _generate(self, enc: dict[str, Any], m: int, kwargs: dict[str, Any]):
+        """The hf backend's generate(), watched: the logits of its first forward pass (the prompt's,
+        left-padded, so the last position is the next token's) are kept, one row per prompt. The
+        call itself is unchanged, so are the samples. Left empty where the watch does not fit: the
+        caller then scores the choices with its own forward pass."""
+        if self.first_steps is None or m != 1 or self.tokenizer.padding_side != "left":
+            return super()._generate(enc, m, kwargs)
+        import torch
+
+        # A peft model's generate() runs its base model's: watch the module that generate() calls.
+        module = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        first: list[Any] = []
+
+        def watch(_module, _args, output):
+            logits = getattr(output, "logits", None)
+            if not first and logits is not None:
+                first.append(logits[:, -1].float())
+
+        handle = module.register_forward_hook(watch)
+        try:
+            out = super()._generate(enc, m, kwargs)
+        finally:
+            handle.remove()
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if first and first[0].shape[0] == ids.shape[0]:
+            logp = torch.log_softmax(first[0], dim=-1)
+            for r in range(ids.shape[0]):
+                self.first_steps[tuple(ids[r][mask[r].bool()].tolist())] = logp[r]
+        return out
+
+    def first_step_logprobs(self, prompts: list[Sequence[Message]],
+                            continuations: list[str]) -> list[float] | None:
+        """continuation_logprobs from the first steps kept by the last `sample`, when every
+        continuation is one token after a prompt that was generated; else None."""
+        import torch
+
+        if not self.first_steps or not prompts:
+            return None
+        rows = self._continuation_rows(prompts, continuations)
+        if any(len(c) != 1 or tuple(p) not in self.first_steps for p, c in rows):
+            return None
+        # Only the wanted tokens leave the device.
+        picked = torch.stack([self.first_steps[tuple(p)][c[0]] for p, c in rows])
+        return [float(v) for v in picked.tolist()]
 
 
 def sample_all(backend: HFBackend, prompts: list[list[Message]], gen: GenerationConfig) -> list[Sample]:

@@ -375,6 +375,68 @@ def test_curves_take_step_0_from_the_cache_and_the_last_point_from_the_final_eva
 
 
 @pytest.mark.slow
+def test_curve_choice_loss_comes_from_the_greedy_generation_first_step(tmp_path, random_model, monkeypatch):
+    """With one-token choices, the mid-run point's choice loss and accuracy are read from the
+    greedy generation's first step: the same as a separate forward pass over the prompts
+    (continuation_logprobs, right-padded) within float rounding, and that pass is no longer made."""
+    import ladder.training.sft_local as sft_local
+    from ladder.backends.hf import HFBackend
+    from ladder.training.choices import choice_loss, choice_queries
+
+    forward_passes: list[int] = []
+    original_next = HFBackend._next_token_logprobs
+
+    def counting_next(self, rows, which, out):
+        forward_passes.append(len(which))
+        return original_next(self, rows, which, out)
+
+    monkeypatch.setattr(HFBackend, "_next_token_logprobs", counting_next)
+    compared: list[tuple[dict, dict, list[str]]] = []
+    original_scores = sft_local.CurveCallback._scores
+
+    def checked(self):
+        forward_passes.clear()
+        new = original_scores(self)
+        assert forward_passes == []  # no second pass over the curve's prompts
+        queries = choice_queries(self.prompts, self.examples)
+        old = choice_loss(self.backend.continuation_logprobs(*queries), self.examples)
+        assert forward_passes == [len(queries[0])]  # the old path, for comparison, does make it
+        self.backend.first_steps = {}
+        try:
+            watched = sft_local.sample_all(self.backend, self.prompts, self.gen)
+            assert len(self.backend.first_steps) == len({tuple(map(str, p)) for p in self.prompts})
+        finally:
+            self.backend.first_steps = None
+        plain = sft_local.sample_all(self.backend, self.prompts, self.gen)
+        compared.append((new, old, [(a.text, a.finish_reason, b.text, b.finish_reason)
+                                    for a, b in zip(watched, plain)]))
+        return new
+
+    monkeypatch.setattr(sft_local.CurveCallback, "_scores", checked)
+    stages = [{"type": "sft", **FAST, "method": "lora", "max_steps": 4, "eval_steps": 2,
+               "curve_examples": 10}]
+    # One-token choices (this tokenizer splits "negative" and "neutral"): single letters.
+    letter = dict(zip(LABELS, "xyz"))
+    task = {"data": {"train": "data/train.jsonl", "test": "data/test.jsonl"}, "target": "label",
+            "instruction": "Classify the sentiment of the review.", "template": "Review: {text}",
+            "choices": list("xyz")}
+    path = experiment(tmp_path, random_model, stages=stages, n_test=24, task=task)
+    for name, n, seed in (("train", 60, 1), ("test", 24, 2)):
+        write_jsonl(tmp_path / "data" / f"{name}.jsonl",
+                    [{**r, "label": letter[r["label"]]} for r in make_rows(n, seed=seed)])
+    results = run_experiment(load_experiment(path))
+    assert len(compared) == 1  # step 2; step 0 and the last step generate nothing in the trainer
+    new, old, samples = compared[0]
+    assert new["choice_loss"] == pytest.approx(old["choice_loss"], abs=1e-4)
+    assert new["choice_accuracy"] == pytest.approx(old["choice_accuracy"], abs=1e-4)
+    run_dir = tmp_path / "results" / "t" / "sft" / results[0].run_id
+    point = [p for p in read_jsonl(run_dir / "curves.jsonl") if p["step"] == 2][0]
+    assert point["choice_loss"] == new["choice_loss"]
+    # The watched generation's samples are the plain one's: greedy, unchanged.
+    assert len(samples) == 10 and all(a == c and r == q for a, r, c, q in samples)
+
+
+@pytest.mark.slow
 def test_curve_step_0_generates_once_without_zero_shot_and_greedily_for_a_sampling_stage(tmp_path, random_model):
     """Alone, the stage generates step 0's answers itself (once, through the cache); with
     temperature 1 in the stage's generation the final point is still greedy (the termination
