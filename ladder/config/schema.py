@@ -38,6 +38,26 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")  # generated names r
 no leading '.' or '-' (which would escape the results folder, hide the folder or read as an option)."""
 
 
+def count_or_all(v: int | str) -> int | str:
+    """A how-many field that also takes "all" (subsample.n, train_subsample): at least 1."""
+    if isinstance(v, int) and v < 1:
+        raise ValueError("must be at least 1 (or 'all')")
+    return v
+
+
+def older_name(data: Any, old: str, new: str, convert: Any) -> Any:
+    """A before-validator's body for a renamed key: `old: x` is read as `new: convert(x)`, so configs
+    written with the older name still work; both given and disagreeing is refused."""
+    if not (isinstance(data, dict) and old in data):
+        return data
+    data = dict(data)
+    value = convert(data.pop(old))
+    if new in data and data[new] != value:
+        raise ValueError(f"{old} is the older name of {new} and contradicts {new}: {data[new]}; keep only {new}")
+    data[new] = value
+    return data
+
+
 def check_name(value: str | None) -> str | None:
     """A name that is one safe folder name, or an error saying which characters are allowed."""
     if value is not None and not NAME_PATTERN.fullmatch(value):
@@ -107,9 +127,7 @@ class SubsampleConfig(Section):
     @field_validator("n")
     @classmethod
     def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("must be at least 1 (or 'all')")
-        return v
+        return count_or_all(v)
 
 
 class GuardsConfig(Section):

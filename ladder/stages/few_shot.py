@@ -26,8 +26,15 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from ladder.config import StageConfig
+from ladder.config.schema import older_name
 from ladder.stages import Prompt, Stage, StageContext
 from ladder.types import Example, Guard, Message
+
+
+def _resample_to_shots(resample: Any) -> str:
+    if not isinstance(resample, bool):
+        raise ValueError("resample must be true or false (better: shots: per_example or fixed)")
+    return "per_example" if resample else "fixed"
 
 
 class FewShotConfig(StageConfig):
@@ -49,17 +56,7 @@ class FewShotConfig(StageConfig):
     @classmethod
     def _resample_is_shots(cls, data: Any) -> Any:
         # `resample: false` was the older spelling of `shots: fixed`; configs that use it still work.
-        if isinstance(data, dict) and "resample" in data:
-            data = dict(data)
-            resample = data.pop("resample")
-            if not isinstance(resample, bool):
-                raise ValueError("resample must be true or false (better: shots: per_example or fixed)")
-            shots = "per_example" if resample else "fixed"
-            if data.get("shots", shots) != shots:
-                raise ValueError(f"resample: {str(resample).lower()} contradicts shots: {data['shots']}; "
-                                 f"keep only `shots`")
-            data["shots"] = shots
-        return data
+        return older_name(data, "resample", "shots", _resample_to_shots)
 
     @field_validator("k")
     @classmethod

@@ -34,6 +34,7 @@ from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
 from ladder.config import resolve_path
+from ladder.config.schema import older_name
 from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
@@ -80,13 +81,7 @@ class RewardModelConfig(TrainingStageConfig):
     def _max_train_is_train_subsample(cls, data: Any) -> Any:
         # `max_train` was this stage's own name for what every training stage now calls
         # `train_subsample`; configs that use it still work (null meant every pair: "all").
-        if isinstance(data, dict) and "max_train" in data:
-            data = dict(data)
-            value = data.pop("max_train")
-            if "train_subsample" in data:
-                raise ValueError("max_train is the older name of train_subsample: keep only train_subsample")
-            data["train_subsample"] = "all" if value is None else value
-        return data
+        return older_name(data, "max_train", "train_subsample", lambda v: "all" if v is None else v)
 
     @field_validator("trainer_args")
     @classmethod

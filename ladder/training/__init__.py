@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar
 from pydantic import Field, field_validator
 
 from ladder.config import StageConfig
+from ladder.config.schema import count_or_all
 from ladder.types import Guard
 
 T = TypeVar("T")
@@ -114,9 +115,7 @@ class TrainingStageConfig(StageConfig):
     @field_validator("train_subsample")
     @classmethod
     def _train_subsample(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("must be at least 1 (or 'all')")
-        return v
+        return count_or_all(v)
 
 
 def draw_train(items: Sequence[T], cfg: TrainingStageConfig, seed: int, content: Callable[[T], Any],
