@@ -18,13 +18,16 @@ from typing import Any, Callable
 from ladder.errors import LadderError
 from ladder.types import Guard
 
-SFT_SECONDS_PER_STEP = {True: 0.33, False: 0.18}
-"""Seconds per sft step of ladder-tiny at batch 16 on 2 CPU cores, with test curves (the default)
-and without: 23 min for SST-2's 4,210 steps (issue 16), and 22.4 s for 125 steps with `curves:
-false` (docs/benchmarks.md, the sft rung)."""
-RL_SECONDS_PER_ROLLOUT = 58.0 / (50 * 8 * 8)
-"""Seconds per rollout of ladder-tiny's GRPO on 2 CPU cores: the quickstart rung, 50 steps × 8
-prompts × 8 generations in 58 s (docs/benchmarks.md), best-of-N included."""
+SFT_SECONDS_PER_STEP = {True: 0.62, False: 0.54}
+"""Seconds per sft step of ladder-tiny at batch 16 on 2 CPU cores, the whole stage (training,
+checkpoints, the saved model, the final evaluation), with test curves (the default) and without:
+the quickstart's sft took 77.2 s for 125 steps on an idle machine (2026-11-28), and bench_sft
+measured the stage 13% shorter with `curves: false`. Longer rows cost more: on SST-2 (4,000 rows,
+250 steps) the same stage took 245 s, about 1 s/step — so the estimate is a floor."""
+RL_SECONDS_PER_ROLLOUT = 127.0 / (50 * 8 * 8)
+"""Seconds per rollout of ladder-tiny's GRPO on 2 CPU cores, the whole stage: the quickstart rung,
+50 steps × 8 prompts × 8 generations, best-of-N and the final evaluation included, in 127 s on an
+idle machine (2026-11-28)."""
 LONG_STEPS = 1000
 """More optimizer steps than this is flagged before the stage starts: a first look rarely needs
 them, and at ladder-tiny's rate it is already several minutes."""
@@ -100,7 +103,7 @@ def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None =
 
 def describe(stage_name: str, est: dict[str, Any]) -> str:
     """'sft: 250 training steps (train_subsample: 4,000 of 67,349 rows ÷ batch 16 × 1 epoch), ≈ 82 s
-    (rough: 0.33 s/step: …)'"""
+    (rough: 0.62 s/step: …)'"""
     steps = "training" if est["steps"] is None else f"{est['steps']:,} training steps"
     time = "" if est["seconds"] is None else \
         f", ≈ {duration(est['seconds'])}" + ("" if est.get("tiny") else " or more")

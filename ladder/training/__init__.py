@@ -86,7 +86,7 @@ class TrainingStageConfig(StageConfig):
     training pairs — drawn at random with the stage's seed, kept in data order, the same rows on
     every re-run; "all": every row. Default 4,000: enough to see whether training helps at all (at
     batch 16 that is 250 sft steps, a few minutes for a small model), where a big train split makes
-    the first look wait (SST-2's 67,349 rows: 4,210 steps, 23 minutes even for ladder-tiny on 2 CPU
+    the first look wait (SST-2's 67,349 rows: 4,210 steps, over 40 minutes even for ladder-tiny on 2 CPU
     cores, hours for a real model). When rows are left out the `train_subsample` guard says how
     many; metrics.json and manifest.json record the rows there were, the rows used, the seed and a
     digest of them. Part of the run id: it changes what is trained. For the final number set it
