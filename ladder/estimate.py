@@ -102,7 +102,7 @@ def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None =
 
 
 def describe(stage_name: str, est: dict[str, Any]) -> str:
-    """'sft: 250 training steps (train_subsample: 4,000 of 67,349 rows ÷ batch 16 × 1 epoch), ≈ 82 s
+    """'sft: 250 training steps (train_subsample: 4,000 of 67,349 rows ÷ batch 16 × 1 epoch), ≈ 2 min
     (rough: 0.62 s/step: …)'"""
     steps = "training" if est["steps"] is None else f"{est['steps']:,} training steps"
     time = "" if est["seconds"] is None else \
