@@ -123,7 +123,7 @@ def place(points: Sequence[Point], how: str = "tfidf", text: TextMode = "complet
     for i, k in enumerate(ks):
         first.setdefault(k, i)
     distinct = [points[i] for i in first.values()]
-    xy = reduce(vectors(distinct, how, text, default_model=default_model, seed=seed), seed)
+    xy = distinct_spots(reduce(vectors(distinct, how, text, default_model=default_model, seed=seed), seed))
     row = {k: j for j, k in enumerate(first)}
     return np.asarray(xy, dtype=float)[[row[k] for k in ks]]
 
@@ -187,10 +187,11 @@ def _tfidf(texts: list[str], seed: int):
         x = vec.fit_transform(texts)
     except ValueError:  # every text empty: nothing to tell apart
         return np.zeros((len(texts), 2), dtype=np.float32)
-    k = min(64, x.shape[1] - 1, x.shape[0] - 1)
-    if k < 2:
+    # Few texts or few words: keep every dimension. Truncating below the rank would merge texts
+    # (three one-word answers need three dimensions; an SVD to two stacks two of them).
+    if x.shape[0] <= 64 or x.shape[1] <= 64:
         return x.toarray()
-    return TruncatedSVD(k, random_state=seed).fit_transform(x).astype(np.float32)
+    return TruncatedSVD(64, random_state=seed).fit_transform(x).astype(np.float32)
 
 
 def _hf(texts: list[str], name: str, batch: int = 32):
@@ -245,6 +246,31 @@ def _openai(texts: list[str], model: str, batch: int = 256):
 
 # ---------------------------------------------------------------------------------------------
 # 2-D map
+
+
+def distinct_spots(xy, *, eps: float = 1e-6):
+    """`xy` (one row per distinct text) with no two rows on one spot. A 2-D projection can map two
+    different texts to the same point (three one-word answers are three orthogonal vectors; any
+    two-dimensional view of them may stack two), and the page would then draw them as one disc
+    under no label. Rows closer than `eps` of the map's span are set around their shared spot on a
+    small circle; the page's layout then pushes the discs apart."""
+    import numpy as np
+
+    xy = np.array(xy, dtype=float)
+    if len(xy) < 2:
+        return xy
+    span = float(np.max(xy.max(axis=0) - xy.min(axis=0)))
+    scale = span if span > 0 else 1.0
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(xy / (eps * scale)):
+        cells.setdefault((round(x), round(y)), []).append(i)
+    for members in cells.values():
+        if len(members) > 1:
+            centre = xy[members].mean(axis=0)
+            for j, i in enumerate(members):
+                angle = 2 * np.pi * j / len(members)
+                xy[i] = centre + 0.05 * scale * np.array([np.cos(angle), np.sin(angle)])
+    return xy
 
 
 def reduce(x, seed: int = 0, neighbours: int = 15):

@@ -42,15 +42,23 @@ Wide = Annotated[bool, typer.Option("--wide", metavar="", help="Also print each 
 
 def _version(value: bool) -> None:
     if value:
-        from ladder import __version__
+        import platform
 
+        from ladder import __version__
+        from ladder.manifest import PACKAGES, package_versions
+
+        # The set a result depends on, as manifest.json records it: what a bug report should quote.
+        found = package_versions()
         print(f"ladder {__version__}")
+        print(f"python {platform.python_version()}")
+        for pkg in PACKAGES[1:]:
+            print(f"{pkg} {found.get(pkg, 'not installed')}")
         raise typer.Exit()
 
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
-                                                help="Print ladder's version and exit.")] = False) -> None:
+                                                help="Print the versions of ladder, Python and the packages a result depends on, and exit.")] = False) -> None:
     """Take an LLM research idea up a ladder of methods, cheapest first."""
 
 

@@ -15,16 +15,26 @@ from ladder.config import Experiment
 from ladder.types import Example
 
 
-@functools.cache
-def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
-    """Package versions and the git sha: fixed for a process, and manifest.json is rewritten after
-    every stage, so look them up once."""
+PACKAGES = ("ladder", "torch", "transformers", "datasets", "peft", "trl", "openai", "anthropic")
+"""The packages whose versions decide a result, in manifest.json and `ladder --version`."""
+
+
+def package_versions() -> dict[str, str]:
+    """The installed versions of PACKAGES (read from package metadata: nothing is imported)."""
     versions = {}
-    for pkg in ("ladder", "torch", "transformers", "datasets", "peft", "trl", "openai", "anthropic"):
+    for pkg in PACKAGES:
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
+    return versions
+
+
+@functools.cache
+def _provenance(folder: str) -> tuple[dict[str, str], str | None]:
+    """Package versions and the git sha: fixed for a process, and manifest.json is rewritten after
+    every stage, so look them up once."""
+    versions = package_versions()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=folder).stdout.strip() or None

@@ -125,6 +125,26 @@ def test_text_mode_decides_what_shares_a_spot():
     assert len({tuple(np.round(r, 6)) for r in both}) == 40
 
 
+def test_every_distinct_answer_gets_its_own_labelled_spot():
+    # The quickstart's three answers, in its proportions (1,800 points over 6 stages): a 2-D view
+    # of three one-word TF-IDF vectors once stacked "positive" and "neutral" into one unlabelled
+    # disc, hiding the main error (neutral answered as positive).
+    counts = {"positive": 1003, "negative": 497, "neutral": 300}
+    pts = [Point("zero_shot", f"{word}{i}", 0, f"review {word} {i}", word, 1.0, word, "eos")
+           for word, n in counts.items() for i in range(n)]
+    xy = atlas.place(pts, "tfidf", "completion")
+    assert len({tuple(r) for r in xy}) == 3  # three spots, one per answer
+    _, labels = atlas_page.layout(pts, xy)
+    assert sorted(label["text"] for label in labels) == sorted(f"“{w}” · {n:,}" for w, n in counts.items())
+
+
+def test_distinct_spots_separates_stacked_rows_and_keeps_the_rest():
+    xy = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1e-9]])
+    out = atlas.distinct_spots(xy)
+    assert len({tuple(r) for r in out}) == 4 and np.allclose(out[2], [1.0, 1.0])
+    assert len({tuple(r) for r in atlas.distinct_spots(np.zeros((5, 2)))}) == 5  # all on one spot
+
+
 def test_identical_spots_spread_into_a_disc_best_scores_inside():
     from ladder.atlas_page import spread
 

@@ -40,8 +40,17 @@ def test_help_reads_like_a_command_line(name):
     assert f"{name} [OPTIONS]" in usage
 
 
-def test_version_prints_the_package_version():
+def test_version_prints_ladder_python_and_the_packages_a_result_depends_on():
+    import platform
+    from importlib.metadata import version
+
     out = subprocess.run([sys.executable, "-m", "ladder.cli", "--version"], capture_output=True, text=True,
                          env=ENV, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"ladder {ladder.__version__}"
+    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
+    assert lines["ladder"] == ladder.__version__ and lines["python"] == platform.python_version()
+    for pkg in ("torch", "transformers", "trl", "openai", "anthropic"):
+        assert lines[pkg] == version(pkg)
+    assert "torch" not in subprocess.run(  # read from package metadata: nothing heavy is imported
+        [sys.executable, "-X", "importtime", "-m", "ladder.cli", "--version"], capture_output=True, text=True,
+        env=ENV, timeout=60).stderr

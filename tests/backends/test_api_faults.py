@@ -378,13 +378,14 @@ def test_connection_failures_after_a_success_are_retried_not_fatal(name):
     b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{port}",
                                                      api_key_env=KEY_ENV, **FAST, max_retries=1))
     sdk = b.sdk()
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1)
-    except ConnectionRefusedError as refused:
-        try:
-            raise sdk.APIConnectionError(request=None) from refused
-        except sdk.APIConnectionError as e:
-            exc = e
+    # The SDK's own exception from a real refused connection (its constructor's arguments change
+    # between SDK versions: openai 3.x reads request.headers, so request=None no longer builds one).
+    client = (sdk.OpenAI if name == "openai" else sdk.Anthropic)(
+        api_key="sk-test", base_url=f"http://127.0.0.1:{port}", max_retries=0, timeout=5)
+    with pytest.raises(sdk.APIConnectionError) as raised:
+        client.models.list()
+    exc = raised.value
+    assert isinstance(exc.__cause__ or exc.__context__, Exception)
     tally = _Tally(ok=1)
     assert b._failure(exc, tally, KEY).retry
     with pytest.raises(BackendError, match="connection was refused"):
