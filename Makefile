@@ -1,6 +1,7 @@
 # The two commands of the README. Both do all the set-up they need, in the active Python.
 #   make quickstart   installs ladder (and a CPU torch if none is installed), runs the quickstart
 #   make test         installs ladder with its test and training extras, runs the whole test suite
+# Both install the locked versions (constraints.txt); `make test-latest` tries the newest allowed.
 PYTHON ?= python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -8,13 +9,33 @@ export TOKENIZERS_PARALLELISM ?= false
 # and tiny-model training runs several times slower (measured: sft 272 s vs 41 s on 2 cores).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup browser quickstart test
+# The lock: the exact package set the suite last passed with (scripts/lock.py writes it). Used when
+# the running Python is the one it was made with (its first line); otherwise the ranges in
+# pyproject.toml decide, and setup says so.
+LOCK := constraints.txt
+LOCK_PY := $(shell sed -n '1s/^\# python \([0-9.]*\).*/\1/p' $(LOCK) 2>/dev/null)
+
+.PHONY: setup setup-latest browser quickstart test test-latest lock
 
 setup:
 	@# A torch already present (e.g. a CUDA build) is kept; otherwise pin 2.13.0, whose CPU wheel
 	@# these machines carry locally (an unpinned torch from PyPI pulls ~4 GB of CUDA libraries).
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
-	@$(PYTHON) -m pip install -q -e ".[train,dev]"
+	@if $(PYTHON) -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$(LOCK_PY)')"; then \
+	  $(PYTHON) -m pip install -q -e ".[train,dev]" -c $(LOCK); \
+	else \
+	  echo "note: $(LOCK) was made with python $(LOCK_PY); installing the newest versions pyproject.toml allows"; \
+	  $(PYTHON) -m pip install -q -e ".[train,dev]"; \
+	fi
+
+# The newest versions pyproject.toml allows (not the lock): the early warning for the next drift.
+# Not in CI. When it passes, `make lock` records the new set.
+setup-latest:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
+	@# torch stays as installed: an eager upgrade would swap a CPU build for ~4 GB of CUDA wheels.
+	@$(PYTHON) -c "import torch; print('torch==' + torch.__version__)" > .torch-pin.txt
+	@$(PYTHON) -m pip install -q -U --upgrade-strategy eager -e ".[train,dev]" -c .torch-pin.txt
+	@rm -f .torch-pin.txt
 
 # The report is checked in a real headless browser; Debian's chromium (root + apt needed).
 browser:
@@ -26,3 +47,9 @@ quickstart: setup
 
 test: setup browser
 	$(PYTHON) -m pytest -q
+
+test-latest: setup-latest browser
+	$(PYTHON) -m pytest -q
+
+lock:
+	$(PYTHON) scripts/lock.py
