@@ -133,6 +133,31 @@ def _show(folder: Path, title: str, wide: bool = False) -> None:
 
 
 @app.command()
+def init(data: Annotated[str, typer.Argument(metavar="DATA", help="A CSV/TSV/JSONL/Parquet file, a folder with train/test "
+                                                                   "files, or a Hugging Face hub data set id.")],
+         out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="The YAML to write.")] = Path("exp.yaml"),
+         target: Annotated[Optional[str], typer.Option(metavar="COLUMN", help="The gold-answer column (default: guessed).")] = None,
+         field: Annotated[Optional[str], typer.Option(metavar="COLUMN", help="The column the model is shown (default: guessed).")] = None,
+         labels: Annotated[Optional[str], typer.Option(metavar="VALUE=WORD,...",
+                                                       help="Words for class ids, e.g. 0=negative,1=positive.")] = None,
+         instruction: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The system prompt (default: written from the task).")] = None,
+         model: Annotated[Optional[str], typer.Option(metavar="SPEC", help="hf:NAME, openai:NAME, anthropic:NAME or a "
+                                                                          "model folder (default: ladder-tiny, offline).")] = None,
+         yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Take every guess without asking.")] = False,
+         force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False):
+    """Write a first experiment YAML from a data file: target, choices, template and instruction guessed
+    (asked on a terminal), every line commented; then `ladder check` and `ladder run` it."""
+    from ladder.init import run_init
+
+    ask = None
+    if not yes and sys.stdin.isatty():
+        def ask(question: str, default: str) -> str:
+            return typer.prompt(question, default=default, show_default=True)
+    run_init(data, out, cwd=Path.cwd(), force=force, ask=ask, target=target, field_=field, labels=labels,
+             instruction=instruction, model=model)
+
+
+@app.command()
 def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None, wide: Wide = False):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
 
