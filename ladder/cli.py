@@ -78,6 +78,8 @@ class _Command(TyperCommand):
         for p in params:  # a repeatable argument (compare's folders) shows its item type, not list[Path]
             if isinstance(p, TyperArgument) and p.nargs != 1:
                 p.display_type_rich = lambda ctx, _p=p: f"<{_p._bare_type(_p.type_descriptor.annotation.__args__[0]).lower()}>"
+            elif isinstance(p, TyperArgument) and p.metavar:  # DATA, KEY: the metavar and help say it
+                p.display_type_rich = lambda ctx: ""
         return params
 
 
@@ -155,6 +157,21 @@ def init(data: Annotated[str, typer.Argument(metavar="DATA", help="A CSV/TSV/JSO
             return typer.prompt(question, default=default, show_default=True)
     run_init(data, out, cwd=Path.cwd(), force=force, ask=ask, target=target, field_=field, labels=labels,
              instruction=instruction, model=model)
+
+
+@app.command(name="help")
+def help_(key: Annotated[str, typer.Argument(metavar="KEY", help="A config key as the YAML writes it: task.target, "
+                                                                "generation.max_tokens, learning_rate, ...")]):
+    """Print a config key's type, default and meaning (docs/reference.md has them all)."""
+    from rich.markup import escape
+
+    from ladder.progress import stdout_console
+    from ladder.reference import explain
+
+    console = stdout_console()
+    for e in explain(key):
+        console.print(f"[bold]{escape(e.path)}[/bold]  {escape(e.type)}, default {escape(e.default)}", highlight=False)
+        console.print(f"  {escape(e.doc or '(no description)')}", highlight=False)
 
 
 @app.command()
