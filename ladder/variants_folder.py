@@ -110,7 +110,8 @@ def markdown(table: list[dict[str, Any]], baseline: str) -> str:
         lines.append("| " + " | ".join([
             stage_label(r), ("★ " if r.get("best") is True else "") + r["variant"], str(r["metric"]), _value(r),
             str(r["n"]), diff_text(r, "diff_zero"),
-            "(baseline)" if r["variant"] == baseline else diff_text(r, "diff_base"),
+            "(baseline)" if r["variant"] == baseline else "identical outputs"
+            if r.get("diff_base_mde") == 0 and r.get("diff_base") == 0 else diff_text(r, "diff_base"),
             "" if mde in ("", None) else f"±{float(mde):.3f}", "" if p in ("", None) else f"{float(p):.3g}",
             str(r.get("flags", ""))]) + " |")
     return "\n".join(lines) + "\n"
