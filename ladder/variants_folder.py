@@ -32,9 +32,10 @@ def combined_info(folder: Path) -> tuple[list[str], str] | None:
         info = read_json(folder / "variants.json")
         return list(info["variants"]), info["baseline"]
     with open(folder / "summary.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and "variant" not in rows[0]:
-        return None
+        reader = csv.DictReader(f)
+        if "variant" not in (reader.fieldnames or []):  # a plain experiment with a stage called "variants"
+            return None
+        rows = list(reader)
     names = list(dict.fromkeys(r["variant"] for r in rows))
     names += [p.name for p in sorted((folder / "variants").iterdir()) if p.is_dir() and p.name not in names]
     return (names, names[0]) if names else None

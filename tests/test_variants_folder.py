@@ -48,6 +48,20 @@ def test_compare_prints_every_variant(ran):
     assert "b: " in out.stdout  # next steps say which variant they are about
 
 
+def test_compare_two_variants_folders_pairs_every_variant(ran, tmp_path):
+    """Two variants experiments (here a copy of one): each variant's stage pairs with its namesake,
+    its samples found under variants/<variant>/ and its examples' contents in that variant's manifest."""
+    folder, cache = ran
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    out = ladder("compare", folder, copy, cache=cache)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for v in VARIANTS:
+        for stage in ("zero_shot", "best_of_n"):
+            line = next(ln for ln in out.stdout.splitlines() if f"│ {v}/{stage} " in ln)
+            assert "│       12 │" in line and "0 / 0" in line  # 12 paired examples, none unmatched
+
+
 def test_report_and_atlas_show_every_variant(ran):
     folder, cache = ran
     out = ladder("report", folder, "--no-atlas", cache=cache)
