@@ -16,8 +16,10 @@ variant.
 Layout: each variant is an ordinary experiment folder at results/<exp>/variants/<variant>/ (its
 own summary.csv, stages, run ids); results/<exp>/summary.csv is the combined table: one row per
 variant and stage with a `variant` column and the paired difference from the baseline variant's
-same stage (`diff_base*`), on the example ids both scored. With more than one comparison per
-stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
+same stage (`diff_base*`, with its MDE), on the example ids both scored, and `best` (a stage's
+best variant when its lead over every other survives Holm); results/<exp>/variants.json names the
+baseline and the variants (ladder/variants_folder.py reads the folder back whole). With more
+than one comparison per stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
 says so): the comparisons of a stage are ordered by p-value and the i-th (from 0) of m gets a
 (1 − 0.05/(m − i)) interval, the standard step-down Holm levels; `diff_base_p_holm` is Holm's
 adjusted p-value (max over earlier ranks of min(1, (m − j)·p_(j))).
@@ -303,7 +305,8 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
     """One row per finished variant and stage (summary.csv's columns, `variant` first, then the
     diff_base columns), from whatever variants have results under folder/variants/."""
     from ladder.evidence import Evidence
-    from ladder.table import _round, table_rows
+    from ladder.table import BASELINE, _round, table_rows
+    from ladder.variants_folder import best_variants
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -314,9 +317,6 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
         ev = Evidence.load(sub)
         rows[name] = table_rows(ev)
         scores[name] = {r.stage: ev.scores(r) for r in ev.results}
-    from ladder.table import BASELINE
-    from ladder.variants_folder import best_variants
-
     diffs = variant_diffs(scores, baseline)
     best = best_variants(scores, {(name, r["stage"]): r["value"] for name, stage_rows in rows.items()
                                   for r in stage_rows})
@@ -334,14 +334,11 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
 
 
 def write_combined(folder: Path, names: list[str], baseline: str) -> list[dict[str, Any]]:
-    from ladder.store import atomic_write
-    from ladder.table import COLUMNS
+    from ladder.store import atomic_write, write_json
+    from ladder.table import BASELINE, COLUMNS
 
     rows = combined_rows(folder, names, baseline)
     buf = io.StringIO()
-    from ladder.store import write_json
-    from ladder.table import BASELINE
-
     writer = csv.DictWriter(buf, fieldnames=["variant", *(c for c in COLUMNS if c not in BASELINE), *DIFF_BASE,
                                              *BEST], lineterminator="\n")
     writer.writeheader()
