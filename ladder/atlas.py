@@ -69,16 +69,24 @@ class Point:
 def load_points(folder: Path, stages: Sequence[str] | None = None, *, all_samples: bool = False) -> list[Point]:
     """One point per example and stage of the experiment's table (or just `stages`): the sample the
     stage kept, else its first. With `all_samples`, every sample."""
-    results = load_results(folder)
+    from ladder.errors import NothingMeasured
+    from ladder.variants_folder import combined_info, flat_evidence
+
+    if combined_info(folder):  # a variants experiment: every variant's stages, labelled <variant>/<stage>
+        ev = flat_evidence(folder)
+        results, base = ev.results, ev.folder
+    else:
+        results, base = load_results(folder), folder
     if not results:
-        raise LadderError("no finished stages here", where=str(folder),
-                          fix="pass an experiment folder such as results/quickstart, after `ladder run`")
+        raise NothingMeasured("no finished stages here", where=str(folder),
+                              fix="pass an experiment folder such as results/quickstart, after `ladder run`")
     points = []
     for r in results:
-        if stages and r.stage not in stages:
+        # --stage zero_shot takes every variant's zero_shot; --stage a/zero_shot one variant's.
+        if stages and r.stage not in stages and r.stage.split("/", 1)[-1] not in stages:
             continue
         latest: dict[str, Record] = {}
-        for rec in map(Record.from_dict, read_jsonl(folder / r.stage / r.run_id / "samples.jsonl")):
+        for rec in map(Record.from_dict, read_jsonl(base / r.stage / r.run_id / "samples.jsonl")):
             old = latest.get(rec.id)
             if old is None or old.error or not rec.error:  # a retry's success wins
                 latest[rec.id] = rec
@@ -96,6 +104,9 @@ def load_points(folder: Path, stages: Sequence[str] | None = None, *, all_sample
                                     None if score is None else float(score),
                                     "" if rec.target is None else str(rec.target), s.get("finish_reason", ""),
                                     kept=i == kept, samples=len(rec.samples), example_score=example_score))
+    if not points and not stages:
+        raise NothingMeasured("no stage recorded a sample", where=str(folder),
+                              fix="re-run the experiment (`ladder run`): stages whose requests all failed are retried")
     if not points:
         raise LadderError("the selected stages have no samples", where=str(folder),
                           fix="check --stage names against the table (`ladder compare`)")
@@ -327,6 +338,8 @@ def build(folder: Path, *, how: str = "tfidf", text: TextMode = "completion",
                           fix="write --text completion (default), --text prompt or --text both")
     points = load_points(folder, stages, all_samples=all_samples)
     config = folder / "experiment.yaml"
+    if not config.exists() and points and "/" in points[0].stage:  # a variants folder: the first variant's
+        config = folder / "variants" / points[0].stage.split("/", 1)[0] / "experiment.yaml"
     model = (yaml.safe_load(config.read_text()) or {}).get("model", {}) if config.exists() else {}
     default_model = model.get("name") if model.get("backend", "hf") == "hf" else None
     xy = place(points, how, text, default_model=default_model, seed=seed)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from ladder.errors import LadderError
+from ladder.errors import LadderError, NothingMeasured
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take an LLM research idea up a ladder of methods, cheapest first: "
@@ -216,6 +216,8 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
     variants = load_variants(config, set or [], variant)  # every variant validated, none run
     if variants:
         plans = {v.name: plan(v.experiment) for v in variants}
+        for out in plans.values():  # every variant is measured on the same subsample
+            out["power"] = _planned_power(out.get("subsample_n", 0))
         if as_json:
             print(json.dumps(plans, indent=2))
             return
@@ -313,6 +315,22 @@ def compare(results: Annotated[list[Path], typer.Argument(
         if not (results[0] / "summary.csv").exists():
             raise LadderError("no summary.csv here", where=str(results[0]),
                               fix="pass an experiment folder such as results/quickstart, after `ladder run`")
+        from ladder.variants_folder import combined_info
+
+        if combined_info(results[0]):  # a variants experiment: the combined table, every variant
+            from ladder.advice import print_next_steps
+            from ladder.variants import print_combined
+            from ladder.variants_folder import rows, steps
+
+            table, baseline = rows(results[0])
+            print_combined(table, baseline, f"{results[0]}  baseline: {baseline}")
+            print_next_steps(steps(results[0]))
+            return
+        from ladder.evidence import Evidence
+
+        if not Evidence.load(results[0]).results:  # an empty table is not a result
+            raise NothingMeasured("summary.csv lists no finished stage", where=str(results[0]),
+                                  fix="run the experiment's stages first (`ladder run EXP.yaml`)")
         _show(results[0], str(results[0]), wide=wide)
         return
     from ladder.compare import compare as pair_up
@@ -383,6 +401,9 @@ def log(results: Results,
     from ladder.store import read_jsonl
 
     entries = read_jsonl(results / LOG)
+    if not entries and (results / "summary.csv").exists():  # an experiment folder, nothing logged
+        raise NothingMeasured(f"the research log ({LOG}) is empty", where=str(results),
+                              fix="`ladder run` and `ladder climb` write one entry each")
     if not entries:
         raise LadderError(f"no research log ({LOG}) here", where=str(results),
                           fix="pass an experiment folder such as results/quickstart; `ladder run` and "

@@ -54,8 +54,8 @@ def samples_path(folder: Path, row: dict[str, Any]) -> Path:
     """A row's samples.jsonl: <stage>/<run_id>/, or under its variant's folder when it has one."""
     plain = folder / row["stage"] / row["run_id"] / "samples.jsonl"
     variant = row.get("variant")
-    if variant and not plain.exists() and (folder / variant / row["stage"] / row["run_id"]).exists():
-        return folder / variant / row["stage"] / row["run_id"] / "samples.jsonl"
+    if variant and not plain.exists():  # a variants experiment: results/<exp>/variants/<variant>/
+        return folder / "variants" / variant / row["stage"] / row["run_id"] / "samples.jsonl"
     return plain
 
 
@@ -72,7 +72,14 @@ def load_side(folder: Path, unpaired: bool = False) -> Side:
     if not (folder / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(folder),
                           fix="pass experiment folders such as results/quickstart, after `ladder run`")
-    manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
+    from ladder.variants_folder import combined_info, finished
+
+    info = combined_info(folder)
+    if info and finished(folder, info[0]):  # every variant has the same subsample: read the first's
+        folder_m = folder / "variants" / finished(folder, info[0])[0]
+    else:
+        folder_m = folder
+    manifest = read_json(folder_m / "manifest.json") if (folder_m / "manifest.json").exists() else {}
     sub = manifest.get("subsample") or {}
     if "content" not in sub and unpaired:
         content = None
@@ -86,7 +93,7 @@ def load_side(folder: Path, unpaired: bool = False) -> Side:
         content = dict(zip(map(str, sub["ids"]), sub["content"]))
     seen: set[str] = set()
     dups = {c for c in (content or {}).values() if c in seen or seen.add(c)}
-    cfg = yaml.safe_load((folder / "experiment.yaml").read_text()) if (folder / "experiment.yaml").exists() else {}
+    cfg = yaml.safe_load((folder_m / "experiment.yaml").read_text()) if (folder_m / "experiment.yaml").exists() else {}
     return Side(folder, {label(r): r for r in read_summary(folder)}, content, (cfg or {}).get("metric"), dups)
 
 

@@ -130,13 +130,24 @@ def record(folder: Path, command: str, overrides: list[str], outcome: str | None
     from ladder.evidence import Evidence
     from ladder.table import markdown, table_rows
 
-    ev = Evidence.load(folder)
-    rows = table_rows(ev)
-    table_md = markdown(rows, ev.results) if rows else "(no stage finished)\n"
+    from ladder import variants_folder
+
+    if variants_folder.combined_info(folder):  # a variants run: the combined table, every variant's advice
+        names, baseline = variants_folder.combined_info(folder)
+        ev = variants_folder.flat_evidence(folder)  # stages labelled <variant>/<stage>
+        from ladder.variants import combined_rows
+
+        rows = combined_rows(folder, names, baseline)
+        table_md = variants_folder.markdown(rows, baseline) if rows else "(no stage finished)\n"
+        steps = [s.text for s in variants_folder.steps(folder)]
+    else:
+        ev = Evidence.load(folder)
+        rows = table_rows(ev)
+        table_md = markdown(rows, ev.results) if rows else "(no stage finished)\n"
+        steps = [s.text for s in next_steps(ev)]
     warnings = list(dict.fromkeys(f"{g.name}: {g.message}" for r in ev.results for g in r.guards
                                   if g.level == "warn"))
-    append(folder, entry(folder, command, overrides, rows, table_md, warnings,
-                         [s.text for s in next_steps(ev)], outcome))
+    append(folder, entry(folder, command, overrides, rows, table_md, warnings, steps, outcome))
 
 
 def _code(item: dict[str, Any]) -> str:

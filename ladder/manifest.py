@@ -66,3 +66,23 @@ def manifest(exp: Experiment, examples: list[Example], run_ids: dict[str, str | 
                    {"name": s.name, "type": s.type, "run_id": run_ids.get(s.name),
                     **({"train_subsample": trained[s.name]} if s.name in trained else {})} for s in exp.stages],
     }
+
+
+EXAMPLES = "examples.jsonl"
+"""results/<exp>/examples.jsonl: the test subsample's examples (id, fields, target, choices), one a
+line in subsample order, so `ladder.load` gives each sample its example's data fields and not only
+the rendered prompt. Rewritten only when the subsample's contents change."""
+
+
+def write_examples(folder: Any, examples: list[Example]) -> None:
+    import json
+    from pathlib import Path
+
+    from ladder.store import atomic_write
+
+    text = "".join(json.dumps({"id": ex.id, "fields": ex.fields, "target": ex.target,
+                               "choices": None if ex.choices is None else list(ex.choices)},
+                              ensure_ascii=False, default=repr) + "\n" for ex in examples)
+    path = Path(folder) / EXAMPLES
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        atomic_write(path, text)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ladder.advice import next_steps
-from ladder.errors import LadderError
+from ladder.errors import LadderError, NothingMeasured
 from ladder.evidence import Evidence
 from ladder.progress import progress_bar
 from ladder.report_curves import Curve, curve_figure, curves_of, stage_curves  # noqa: F401 - public here
@@ -90,10 +90,11 @@ def table_html(rows: list[dict[str, Any]]) -> str:
     # shown small beside a stage only where it differs from the name (few_shot_max: few_shot).
     metrics = {r["metric"] for r in rows}
     mixed = len(metrics) > 1
+    variants = any("diff_base" in r for r in rows)  # a variants experiment's combined rows
     value_head = f"{'value' if mixed else next(iter(metrics), 'value')} [95% CI]"
     head = ["stage", *(["metric"] if mixed else []), value_head, "n",
             *(["chance / majority", "unparsed"] if k_way else []), "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
-            "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
+            *(["Δ baseline variant [95% CI]", "MDE"] if variants else []), "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
     # Long headings on two lines: a heading's one-line width would set its column's.
     out = ["<table class='stages'><thead><tr>",
            *(f"<th>{'<br>'.join(_e(part) for part in _two_lines(h))}</th>" for h in head), "</tr></thead><tbody>"]
@@ -110,6 +111,11 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         for key in ("diff_prev", "diff_zero"):
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, key)]
             out.append(f"<td class='num {cls}'>{_diff_html(diff_text(r, key))}</td>")
+        if variants:
+            cls = {1: "up", -1: "down", 0: ""}[diff_sign(r, "diff_base")]
+            mde = r.get("diff_base_mde")
+            out.append(f"<td class='num {cls}'>{_diff_html(diff_text(r, 'diff_base'))}</td>"
+                       f"<td>{'' if mde in ('', None) else '±' + num(mde)}</td>")
         stop = "" if r["stop_hit_rate"] == "" else f"{r['stop_hit_rate']:.0%}"
         cells = [r["errors"], stop, f"{r['prompt_tokens']}/{r['completion_tokens']}", r["cost_usd"], r["seconds"]]
         out.append("".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='flags'>{_e(r['flags'])}</td></tr>")
@@ -172,11 +178,24 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     if not (folder / "summary.csv").exists():
         raise LadderError("no summary.csv here", where=str(folder),
                           fix="pass an experiment folder such as results/quickstart, after `ladder run`")
-    ev = Evidence.load(folder)
-    rows = table_rows(ev)
-    manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
+    from ladder import variants_folder
+
+    info = variants_folder.combined_info(folder)
+    if info:  # a variants experiment: every variant's rows, labelled <variant>/<stage>
+        combined, baseline = variants_folder.rows(folder)  # NothingMeasured when none finished
+        rows = [{**r, "stage": ("★ " if r["best"] else "") + f"{r['variant']}/{r['stage']}"} for r in combined]
+        ev = variants_folder.flat_evidence(folder)
+        first = folder / "variants" / variants_folder.finished(folder, info[0])[0]
+        manifest = read_json(first / "manifest.json") if (first / "manifest.json").exists() else {}
+    else:
+        ev = Evidence.load(folder)
+        if not ev.results:  # an empty page is not a result
+            raise NothingMeasured("summary.csv lists no finished stage", where=str(folder),
+                                  fix="run the experiment's stages first (`ladder run EXP.yaml`)")
+        rows = table_rows(ev)
+        manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
     with progress_bar("report: tables and curves", total=len(ev.results) + 2) as advance:
-        steps = next_steps(ev)
+        steps = variants_folder.steps(folder) if info else next_steps(ev)
         advance(1)
         chart = _div(stage_chart(rows))
         advance(1)
@@ -192,9 +211,10 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
             atlas_part = atlas_mod.fragment(folder, how=embed)  # uses the page's plotly.js
         except LadderError as exc:  # e.g. stages without samples: the rest of the report still stands
             atlas_part = f"<p>No atlas: {_e(exc.render())}</p>"
-    name = manifest.get("experiment") or folder.name
+    name = folder.name if info else manifest.get("experiment") or folder.name
     description = str(ev.config.get("description") or "")
-    meta = [f"{len(ev.results)} stages", f"n = {manifest.get('subsample', {}).get('n', '?')} test examples "
+    meta = [f"{len(ev.results)} stages" + (f" in {len(variants_folder.finished(folder, info[0]))} variants "
+                                           f"(baseline {info[1]})" if info else ""), f"n = {manifest.get('subsample', {}).get('n', '?')} test examples "
             f"(seed {manifest.get('subsample', {}).get('seed', '?')})", f"git {manifest.get('git_sha') or '—'}",
             f"report {time.strftime('%Y-%m-%d %H:%M')}"]
     steps_html = "".join(f"<li>{_e(s.text)} <span class='rule'>{_e(s.rule)}</span></li>" for s in steps) or \

@@ -28,7 +28,7 @@ from ladder.cache import Cache, cache_key
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
 from ladder.guards import subsample
-from ladder.manifest import manifest
+from ladder.manifest import manifest, write_examples
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
 from ladder.errors import LadderError
@@ -246,6 +246,7 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
     with ExperimentLock(folder):
         atomic_write(folder / "experiment.yaml", yaml.safe_dump(exp.resolved(), sort_keys=False))
         write_json(folder / "manifest.json", _manifest(plan))
+        write_examples(folder, plan.examples)  # the test examples' data fields, for ladder.load
         for guard in plan.guards:
             _say(guard)
         for guard in long_training(plan, [s for s in exp.stages if not s.skip and (not only or s.name in only)],

@@ -16,8 +16,10 @@ variant.
 Layout: each variant is an ordinary experiment folder at results/<exp>/variants/<variant>/ (its
 own summary.csv, stages, run ids); results/<exp>/summary.csv is the combined table: one row per
 variant and stage with a `variant` column and the paired difference from the baseline variant's
-same stage (`diff_base*`), on the example ids both scored. With more than one comparison per
-stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
+same stage (`diff_base*`, with its MDE), on the example ids both scored, and `best` (a stage's
+best variant when its lead over every other survives Holm); results/<exp>/variants.json names the
+baseline and the variants (ladder/variants_folder.py reads the folder back whole). With more
+than one comparison per stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
 says so): the comparisons of a stage are ordered by p-value and the i-th (from 0) of m gets a
 (1 − 0.05/(m − i)) interval, the standard step-down Holm levels; `diff_base_p_holm` is Holm's
 adjusted p-value (max over earlier ranks of min(1, (m − j)·p_(j))).
@@ -48,8 +50,12 @@ FIXED = ("seed", "subsample", "task.data", "task.hub_config", "task.test_split",
          "task.target", "task.target_map", "task.id_field", "task.custom", "name", "results_dir",
          "cache_dir", *VARIANT_KEYS)
 ALPHA = 0.05
-DIFF_BASE = ["diff_base", "diff_base_ci_low", "diff_base_ci_high", "diff_base_n", "diff_base_p",
+DIFF_BASE = ["diff_base", "diff_base_ci_low", "diff_base_ci_high", "diff_base_n", "diff_base_mde", "diff_base_p",
              "diff_base_p_holm", "diff_base_adjust"]
+BEST = ["best", "best_p_holm"]
+"""`best`: True on the variant with the highest value of its stage when its lead over every other
+variant is significant after Holm (ladder/variants_folder.py); `best_p_holm`: the largest of those
+Holm-adjusted p-values (on the best row only)."""
 
 
 @dataclass
@@ -249,6 +255,20 @@ def _interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, floa
     return mean - half, mean + half
 
 
+def level_mde(sd: float, n: int, alpha: float) -> float:
+    """The smallest difference a comparison at level `alpha` (its Holm level) detects at 80% power:
+    (z_{1−α/2} + z_{0.8})·sd/√n (ladder/power.py at α = 0.05). 0 when every per-example difference
+    is 0 (identical outputs), so "too small to detect" (Δ inside ±MDE > 0) and "no difference at
+    all" (MDE 0) read apart."""
+    from statistics import NormalDist
+
+    from ladder.power import Z80
+
+    if n < 2 or math.isnan(sd):
+        return float("nan")
+    return (NormalDist().inv_cdf(1 - alpha / 2) + Z80) * sd / math.sqrt(n)
+
+
 def variant_diffs(scores: dict[str, dict[str, dict[str, float]]], baseline: str,
                   alpha: float = ALPHA) -> dict[tuple[str, str], dict[str, Any]]:
     """Paired differences from the baseline variant, per stage: `scores` is variant -> stage ->
@@ -274,7 +294,8 @@ def variant_diffs(scores: dict[str, dict[str, dict[str, float]]], baseline: str,
         for (variant, n, mean, sd, p), p_adj, level in zip(comps, adjusted, levels):
             lo, hi = _interval(mean, sd, n, level)
             out[(variant, stage)] = {"diff_base": mean, "diff_base_ci_low": lo, "diff_base_ci_high": hi,
-                                     "diff_base_n": n, "diff_base_p": p,
+                                     "diff_base_n": n, "diff_base_mde": level_mde(sd, n, level),
+                                     "diff_base_p": p,
                                      "diff_base_p_holm": p_adj if m > 1 else "",
                                      "diff_base_adjust": "holm" if m > 1 else ""}
     return out
@@ -284,7 +305,8 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
     """One row per finished variant and stage (summary.csv's columns, `variant` first, then the
     diff_base columns), from whatever variants have results under folder/variants/."""
     from ladder.evidence import Evidence
-    from ladder.table import _round, table_rows
+    from ladder.table import BASELINE, _round, table_rows
+    from ladder.variants_folder import best_variants
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -296,41 +318,54 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
         rows[name] = table_rows(ev)
         scores[name] = {r.stage: ev.scores(r) for r in ev.results}
     diffs = variant_diffs(scores, baseline)
+    best = best_variants(scores, {(name, r["stage"]): r["value"] for name, stage_rows in rows.items()
+                                  for r in stage_rows})
     out = []
     for name, stage_rows in rows.items():
         for row in stage_rows:
             d = diffs.get((name, row["stage"]), {})
-            out.append({"variant": name, **row, **{k: _round(d.get(k, ""), 6) for k in DIFF_BASE}})
+            b = best.get(row["stage"])
+            # One family of baseline columns here: diff_base_* (the baseline *variant*). A stage's own
+            # baseline line (rl's best-of-N, BASELINE) stays in the variant's own summary.csv.
+            out.append({"variant": name, **{k: v for k, v in row.items() if k not in BASELINE},
+                        **{k: _round(d.get(k, ""), 6) for k in DIFF_BASE},
+                        "best": bool(b and b[0] == name), "best_p_holm": _round(b[1], 6) if b and b[0] == name else ""})
     return out
 
 
 def write_combined(folder: Path, names: list[str], baseline: str) -> list[dict[str, Any]]:
-    from ladder.store import atomic_write
-    from ladder.table import COLUMNS
+    from ladder.store import atomic_write, write_json
+    from ladder.table import BASELINE, COLUMNS
 
     rows = combined_rows(folder, names, baseline)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["variant", *COLUMNS, *DIFF_BASE], lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=["variant", *(c for c in COLUMNS if c not in BASELINE), *DIFF_BASE,
+                                             *BEST], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "summary.csv", buf.getvalue())
+    # What `ladder compare/report/atlas/log` and ladder.load need to read the folder back whole.
+    write_json(folder / "variants.json", {"baseline": baseline, "variants": names})
     return rows
 
 
 def print_combined(rows: list[dict[str, Any]], baseline: str, title: str) -> None:
-    """The combined table, grouped by stage: each variant's value and its difference from the
-    baseline variant on the same examples."""
+    """The combined table, grouped by stage: each variant's value, its own Δ zero_shot (within the
+    variant), and its difference from the baseline variant on the same examples with that
+    difference's MDE; ★ marks a stage's best variant when its lead over every other is significant
+    after Holm."""
     from rich.table import Table
 
     from ladder.progress import stdout_console
-    from ladder.table import ORACLE_NOTE, _is_oracle, _value, diff_sign, diff_text
+    from ladder.table import ORACLE_NOTE, _is_oracle, _value, diff_sign, diff_text, num
 
     console = stdout_console()
     holm_used = any(r.get("diff_base_adjust") == "holm" for r in rows)
     table = Table(title=title, title_justify="left")
     for col, justify in (("stage", "left"), ("variant", "left"), ("metric", "left"), ("value [95% CI]", "right"),
-                         ("n", "right"), (f"Δ baseline [{'Holm-adj. ' if holm_used else ''}95% CI]", "right"),
+                         ("n", "right"), ("Δ zero_shot [95% CI]", "right"),
+                         (f"Δ baseline [{'Holm-adj. ' if holm_used else ''}95% CI]", "right"), ("MDE", "right"),
                          ("p" + (" (Holm)" if holm_used else ""), "right"), ("flags", "left")):
         table.add_column(col, justify=justify, no_wrap=col != "flags")
     stages = list(dict.fromkeys(r["stage"] for r in rows))
@@ -339,17 +374,30 @@ def print_combined(rows: list[dict[str, Any]], baseline: str, title: str) -> Non
         for j, row in enumerate(group):
             style = {1: "green", -1: "red", 0: ""}[diff_sign(row, "diff_base")]
             text = diff_text(row, "diff_base") if row["variant"] != baseline else "(baseline)"
+            if row["variant"] != baseline and row.get("diff_base_mde") == 0 and row.get("diff_base") == 0:
+                text = "identical outputs"  # every per-example difference is 0: not "too small to detect"
             p = row.get("diff_base_p_holm") if holm_used else row.get("diff_base_p")
+            mde = row.get("diff_base_mde")
+            zero = {1: "green", -1: "red", 0: ""}[diff_sign(row, "diff_zero")]
             label = f"{stage} [magenta](oracle)[/magenta]" if _is_oracle(row) else stage
-            table.add_row(label if j == 0 else "", row["variant"], row["metric"], _value(row), str(row["n"]),
+            best = row.get("best") in (True, "True", "true")
+            table.add_row(label if j == 0 else "", ("★ " if best else "") + row["variant"], row["metric"], _value(row),
+                          str(row["n"]), f"[{zero}]{diff_text(row, 'diff_zero')}[/{zero}]" if zero
+                          else diff_text(row, "diff_zero"),
                           f"[{style}]{text}[/{style}]" if style else text,
+                          "" if mde in ("", None) or (isinstance(mde, float) and math.isnan(mde)) else f"±{num(mde)}",
                           "" if p in ("", None) or (isinstance(p, float) and math.isnan(p)) else f"{float(p):.3g}",
                           f"[yellow]{row['flags']}[/yellow]" if row.get("flags") else "",
                           end_section=j == len(group) - 1 and s_i < len(stages) - 1)
     console.print(table)
     console.print(f"Δ baseline: each variant minus {baseline} on the same examples (paired t)"
                   + ("; intervals and p-values Holm-adjusted for the comparisons of each stage with the "
-                     "baseline (step-down levels 0.05/(m−i))" if holm_used else ""), highlight=False)
+                     "baseline (step-down levels 0.05/(m−i))" if holm_used else "")
+                  + ". MDE: the smallest Δ baseline that comparison detects at 80% power; a Δ inside ±MDE is "
+                    "too small to detect, not shown absent. Δ zero_shot: within the variant.", highlight=False)
+    if any(r.get("best") in (True, "True", "true") for r in rows):
+        console.print("★ the stage's best variant: its lead over every other variant is significant "
+                      "(paired t, Holm-adjusted over those comparisons, α = 0.05)", highlight=False)
     if any(_is_oracle(r) for r in rows):
         console.print(f"[magenta](oracle)[/magenta]{ORACLE_NOTE.removeprefix('(oracle)')}", highlight=False)
 

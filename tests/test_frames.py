@@ -56,3 +56,30 @@ def test_without_pandas_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(LadderError, match=r"pip install 'ladder\[data\]'"):
         ladder.load(tmp_path)
+
+
+def test_samples_carry_the_answer_the_data_fields_and_the_kept_sample(tmp_path, monkeypatch):
+    """What analysis needs beside the prompt: the metric's extracted answer, the example's own data
+    fields, and which sample each stage kept (best_of_n: its selected one)."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    stages = [{"type": "zero_shot"}, {"type": "best_of_n", "n": 3}]
+    with FakeAPIServer(responder=lambda req, i: f"I would say {varied(req, i)}, overall.") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, stages=stages, subsample={"n": 12})
+        run_experiment(load_experiment(path))
+    folder = tmp_path / "results" / "t"
+    sa = ladder.load(folder).samples
+    # the answer is what the metric parsed, not the completion
+    assert (sa.answer != sa.completion).all() and set(sa.answer) <= {"positive", "negative", "neutral"}
+    assert all(a in c for a, c in zip(sa.answer, sa.completion))
+    # the data fields of each example, as in the test file (not only the rendered prompt)
+    rows = {r["text"]: r for r in read_jsonl(tmp_path / "data" / "test.jsonl")}
+    assert "text" in sa.columns and "fields" in sa.columns
+    for _, s in sa.iterrows():
+        assert s.prompt == f"Review: {s.text}" and s.fields["text"] == s.text
+        assert rows[s.text]["label"] == s.target
+    # one kept sample per example and stage: best_of_n's selected one, zero_shot's only one
+    assert sa.groupby(["stage", "example_id"]).kept.sum().eq(1).all()
+    bon = sa[sa.stage == "best_of_n"]
+    assert (bon.kept == bon.selected.astype(bool)).all()
+    assert sa[sa.stage == "zero_shot"].kept.all()
+    assert bon[bon.kept].score.tolist() == bon[bon.kept].example_score.tolist()

@@ -146,3 +146,21 @@ def test_the_shipped_variants_config_expands_to_six_paired_variants():
     # what decides the examples is the same everywhere
     assert len({(v.experiment.config.seed, v.experiment.config.subsample.n) for v in variants}) == 1
     assert [s.type for s in variants[0].experiment.stages] == ["zero_shot", "best_of_n"]
+
+
+def test_check_on_the_shipped_variants_config_plans_every_variant_with_its_power():
+    """`ladder check configs/variants.yaml` (it raised KeyError 'power'): each variant's plan, with
+    the power line, exit 0; --json carries each variant's power too."""
+    import json
+
+    from tests.conftest import REPO
+    from tests.test_cli import ladder
+
+    out = ladder("check", REPO / "configs" / "variants.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("config and data OK") == 6
+    assert out.stdout.count("power: with n=200 paired examples") == 6
+    out = ladder("check", REPO / "configs" / "variants.yaml", "--variant", "terse,temperature=0.7", "--json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)["terse,temperature=0.7"]
+    assert plan["power"]["n"] == 200 and plan["power"]["mde"] == pytest.approx(0.099, abs=1e-3)
