@@ -241,11 +241,11 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[
 
 
 def _interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
-    from scipy import stats
+    from ladder.stats import t_quantile  # the Δ columns' own t: one way for every paired interval
 
     if n < 2 or math.isnan(sd):
         return float("nan"), float("nan")
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_quantile(n - 1, alpha) * sd / math.sqrt(n)
     return mean - half, mean + half
 
 

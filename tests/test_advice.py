@@ -11,7 +11,7 @@ import pytest
 
 from ladder import advice, evidence
 from ladder.evidence import Evidence
-from ladder.stats import Z95, paired_diff
+from ladder.stats import Z95, paired_diff, t95
 from ladder.store import JsonlWriter, records_digest, write_json
 from ladder.table import read_summary, write_summary
 from ladder.types import Guard, MetricValue, StageResult
@@ -20,13 +20,13 @@ from ladder.types import Guard, MetricValue, StageResult
 def test_paired_diff_matches_hand_computation():
     a, b = [1, 0, 1, 1, 0], [0, 0, 1, 0, 0]
     # d = [1, 0, 0, 1, 0]: mean 0.4, sd = sqrt((2·0.6² + 3·0.4²)/4) = sqrt(0.3), t(df=4) = 2.776
-    half = 2.776 * math.sqrt(0.3) / math.sqrt(5)
+    half = 2.7764451051977987 * math.sqrt(0.3) / math.sqrt(5)  # t(0.975, 4) to double precision
     d = paired_diff(a, b)
     assert d.n == 5 and abs(d.value - 0.4) < 1e-12
     assert abs(d.ci_low - (0.4 - half)) < 1e-12 and abs(d.ci_high - (0.4 + half)) < 1e-12
 
 
-def test_paired_diff_large_n_uses_normal_quantile_and_beats_unpaired():
+def test_paired_diff_large_n_uses_t_quantile_and_beats_unpaired():
     rng = random.Random(0)
     base = [rng.random() for _ in range(400)]
     a = [x + 0.05 + rng.gauss(0, 0.02) for x in base]  # a shares b's per-example difficulty
@@ -34,7 +34,7 @@ def test_paired_diff_large_n_uses_normal_quantile_and_beats_unpaired():
     diffs = [x - y for x, y in zip(a, base)]
     mean = sum(diffs) / 400
     sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 399)
-    assert abs(d.ci_high - (mean + Z95 * sd / 20)) < 1e-12
+    assert abs(d.ci_high - (mean + t95(399) * sd / 20)) < 1e-12 and t95(399) > Z95  # Student t, not z
     assert d.ci_low > 0.04 and d.ci_high - d.ci_low < 0.01  # unpaired CIs of width ~0.06 would overlap
 
 
@@ -249,8 +249,8 @@ def test_identical_stages_print_zero_not_negative_zero(tmp_path):
     zero = scores(0.5)
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "again": ("zero_shot", list(zero))})
     md = (folder / "summary.md").read_text()
-    assert "-0.000" not in md and "| 0.000 [0.000, 0.000] |" in md
-    assert advice.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "0.000 [0.000, 0.000], n=300"
+    assert "-0.000" not in md and "| identical outputs |" in md  # not a zero-width "0.000 [0.000, 0.000]"
+    assert advice.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "identical outputs, n=300"
     assert advice.describe(MetricValue(-0.0004, -0.02, 0.01, 300)) == "0.000 [-0.020, +0.010], n=300"
 
 
