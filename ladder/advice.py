@@ -19,7 +19,8 @@ from ladder.stats import num
 from ladder.types import Guard, StageResult
 
 CHANCE_GUARDS = ("chance_loss",)
-"""Guard names (level warn) that mean: SFT's test loss is not below chance, −log(1/K)."""
+"""Guard names (level warn) that mean: SFT's test loss is not clearly below chance, −log(1/K), or not
+below the label distribution's entropy (what learning only the labels' shares reaches)."""
 WELL_ABOVE = 0.05
 """A gain this large (with its CI above 0) is worth acting on."""
 
@@ -124,12 +125,15 @@ def _others(ev: Evidence, ref: StageResult) -> list[StageResult]:
 
 
 def loss_above_chance(ev: Evidence) -> list[Step]:
-    """An sft stage's test loss is not below chance level −log(1/K) (a chance-loss guard warns)."""
+    """An sft stage's test loss is not clearly below chance level −log(1/K), or not below the label
+    distribution's entropy (a chance-loss guard warns)."""
     hit = _guards(ev, CHANCE_GUARDS)
     if not hit:
         return []
-    return [Step("loss_above_chance", f"{_stages(hit)}: the test loss did not get below chance level — "
-                                      f"raise the learning rate or train more epochs (look at the loss "
+    return [Step("loss_above_chance", f"{_stages(hit)}: the test loss did not get clearly below chance level "
+                                      f"or the label distribution's entropy (what a model that learned only "
+                                      f"how often each label occurs reaches) — check the train split's label "
+                                      f"balance, raise the learning rate or train more epochs (look at the loss "
                                       f"curve in `ladder report`: flat means too low a rate, rising "
                                       f"means too high).")]
 
