@@ -147,7 +147,7 @@ def _two_lines(heading: str) -> list[str]:
 
 
 def _diff_html(text: str) -> str:
-    """'+0.330 [+0.277, +0.383]' with its CI in a span that may wrap under the value as a whole."""
+    """'+0.330 [+0.277, +0.384]' with its CI in a span that may wrap under the value as a whole."""
     head, sep, ci = text.partition(" [")
     return _e(head) + (f" <span class='ci'>[{_e(ci)}</span>" if sep else "")
 
