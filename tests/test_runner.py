@@ -251,8 +251,8 @@ def test_k_way_rows_show_chance_majority_and_unparsed_through_the_cli(tmp_path):
         assert row["oracle"] == "False"
     assert sum(odd) / len(test) > 0.05  # the data makes the guard fire
     assert "chance / maj." in out.stdout and "0.333 /" in out.stdout
-    # Two stages with identical outputs: their difference is 0, never printed as -0.000.
-    assert "-0.000" not in out.stdout and "0.000 [0.000, 0.000]" in out.stdout
+    # Two stages with identical outputs: said so, never a zero-width "0.000 [0.000, 0.000]" nor -0.000.
+    assert "-0.000" not in out.stdout and "identical outputs" in out.stdout and "0.000 [0.000, 0.000]" not in out.stdout
 
 
 class PairsStage(Stage):
