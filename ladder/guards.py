@@ -108,11 +108,12 @@ def choice_baselines(records: Sequence[Mapping[str, Any]], examples: Sequence[Ex
     below = not math.isnan(metric.ci_high) and metric.ci_high < chance
     if below:
         guards.append(below_chance_guard(metric, chance, majority, unparsed, parsed, len(answers), fix))
-    distinct = {a for a, _, _ in graded_rows}
-    constant = len(graded_rows) > 1 and len(distinct) == 1 and answers[0]
+    distinct = {a for a, ok, _ in graded_rows if ok}  # unparsed answers aside: one label everywhere else is collapse too
+    constant = len(parsed) > 1 and len(distinct) == 1
     if constant or (not below and not math.isnan(metric.ci_high) and metric.ci_high <= majority):
-        why = (f"every answer is {next(iter(distinct))!r} ({len(graded_rows)} of {len(graded_rows)}), so "
-               f"{metric.value:.3f} is only that answer's share of the targets (the majority class is "
+        rest = f"; the other {len(answers) - len(parsed)} are unparsed" if len(parsed) < len(answers) else ""
+        why = (f"every answer is {next(iter(distinct))!r} ({len(parsed)} of {len(answers)}{rest}), so "
+               f"{metric.value:.3f} is at most that answer's share of the targets (the majority class is "
                f"{majority:.3f}): the model does not tell the examples apart" if constant else
                f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}] does not clear the majority "
                f"class's share {majority:.3f}: always answering the commonest label does as well")
