@@ -19,7 +19,8 @@ from ladder.stats import num
 from ladder.types import Guard, StageResult
 
 CHANCE_GUARDS = ("chance_loss",)
-"""Guard names (level warn) that mean: SFT's test loss is not below chance, −log(1/K)."""
+"""Guard names (level warn) that mean: SFT's test loss is not clearly below chance, −log(1/K), or not
+below the label distribution's entropy (what learning only the labels' shares reaches)."""
 WELL_ABOVE = 0.05
 """A gain this large (with its CI above 0) is worth acting on."""
 
@@ -124,14 +125,57 @@ def _others(ev: Evidence, ref: StageResult) -> list[StageResult]:
 
 
 def loss_above_chance(ev: Evidence) -> list[Step]:
-    """An sft stage's test loss is not below chance level −log(1/K) (a chance-loss guard warns)."""
+    """An sft stage's test loss is not clearly below chance level −log(1/K), or not below the label
+    distribution's entropy (a chance-loss guard warns)."""
     hit = _guards(ev, CHANCE_GUARDS)
     if not hit:
         return []
-    return [Step("loss_above_chance", f"{_stages(hit)}: the test loss did not get below chance level — "
-                                      f"raise the learning rate or train more epochs (look at the loss "
+    return [Step("loss_above_chance", f"{_stages(hit)}: the test loss did not get clearly below chance level "
+                                      f"or the label distribution's entropy (what a model that learned only "
+                                      f"how often each label occurs reaches) — check the train split's label "
+                                      f"balance, raise the learning rate or train more epochs (look at the loss "
                                       f"curve in `ladder report`: flat means too low a rate, rising "
                                       f"means too high).")]
+
+
+def no_better_than_majority(ev: Evidence) -> list[Step]:
+    """A K-way stage does no better than always answering the majority class, or gives one answer to
+    every example (a `no_better_than_majority` guard warns)."""
+    hit = _guards(ev, ("no_better_than_majority",))
+    if not hit:
+        return []
+    majority = max(g.value for _, g in hit if g.value is not None)
+    return [Step("no_better_than_majority", f"{_stages(hit)}: no better than always answering the majority "
+                 f"class ({majority:.3f}) — a gain over a rung that sat below it is not learning. Read the "
+                 f"answers (`ladder atlas`): one answer to everything means a collapsed model (for a trained "
+                 f"stage check the train split's label balance, the learning rate and the epochs; for a "
+                 f"prompt, the instruction and the shots' labels).")]
+
+
+def unread_answers(ev: Evidence) -> list[Step]:
+    """A K-way stage sits below chance, or many of its answers are none of the choices: the guard's
+    own diagnosis (wrong answers, or answers that were not read) and the fix that fits the stage."""
+    below = _guards(ev, ("below_chance",))
+    said = {r.stage for r, _ in below}
+    unparsed = [(r, g) for r, g in _guards(ev, ("unparsed",)) if r.stage not in said]  # below_chance says it
+    return [Step(g.name, f"{r.stage}: {g.message}.") for r, g in [*below, *unparsed]]
+
+
+HANDLED = {DAMAGED, "stop_hit", "context", *CHANCE_GUARDS, "no_better_than_majority", "below_chance", "unparsed",
+           "errors"}
+"""Warning guards a rule above reacts to; every other warning is passed on by `other_warnings`."""
+
+
+def other_warnings(ev: Evidence) -> list[Step]:
+    """Any warning guard no other rule reacts to: its own message, once, naming its stages — a
+    table with warnings never ends in "nothing flagged"."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for r in ev.results:
+        for g in r.guards:
+            small = g.name == "subsample" and g.value is not None and g.value < ev.min_n  # evaluate_more's
+            if g.level == "warn" and g.name not in HANDLED and not small:
+                seen.setdefault((g.name, g.message), []).append(r.stage)
+    return [Step(name, f"{', '.join(dict.fromkeys(stages))}: {message}.") for (name, message), stages in seen.items()]
 
 
 def _best(found: list[StageResult]) -> StageResult | None:
@@ -271,8 +315,9 @@ MIN_EFFECT = 0.005
 
 
 RULES: list[Rule] = [damaged_samples, retry_errors, stop_hits_low, evaluate_more, context_trimmed, few_shot_worse,
-                     loss_above_chance, rl_below_best_of_n, distil_best_of_n, best_of_n_before_rl,
-                     no_rung_helps, underpowered, target_not_reached]
+                     loss_above_chance, unread_answers, no_better_than_majority, rl_below_best_of_n,
+                     distil_best_of_n, best_of_n_before_rl, no_rung_helps, underpowered, target_not_reached,
+                     other_warnings]
 
 
 def next_steps(ev: Evidence) -> list[Step]:

@@ -19,8 +19,8 @@ KL from the base policy: log k − (k−1)/k is only an upper bound (Beirami et 
 when no two samples are alike; a policy that repeats itself (2 distinct answers in 32) is far
 below it. So beside the bound the curve reports `kl_pool`: the exact KL(best-of-k ‖ base) where
 the base is the prompt's pool itself — each distinct text with probability count / N — and
-best-of-k draws k samples from it and keeps the best under the same (score, -index) order,
-averaged over prompts. A plug-in estimate: a pool that missed the policy's rare outputs sees less.
+best-of-k draws k samples from it and keeps the best, equal scores going to the first drawn (the
+stage's rule, in the order of the draws), averaged over prompts. A plug-in estimate: a pool that missed the policy's rare outputs sees less.
 """
 
 from __future__ import annotations
@@ -82,17 +82,28 @@ def kl_best_of_k(k: int) -> float:
 def kl_pool(texts: Sequence[str], scores: Sequence[float], k: int) -> float:
     """Exact KL(best-of-k ‖ pool) in nats, the pool of N samples being the base distribution over
     its distinct texts (count / N each). Best-of-k draws k samples from the pool independently and
-    keeps the best by (score, -index), the selector's order: the r-th smallest of N is kept with
-    probability (r/N)^k − ((r−1)/N)^k. Repeated texts pool their probability on both sides."""
+    keeps the best, ties going to the one drawn first — the stage's rule (the first sample of equal
+    scores), applied to the order of the draws, not to the pool's own index. So a score level with
+    `below` samples under it and `tied` samples at it holds the kept sample with probability
+    ((below + tied)/N)^k − (below/N)^k, shared equally by its tied samples (the first draw to land
+    on the level is any of them alike). Repeated texts pool their probability on both sides."""
     n = len(scores)
     if n == 0:
         return 0.0
     base: dict[str, int] = {}
     for t in texts:
         base[t] = base.get(t, 0) + 1
+    levels: dict[float, list[int]] = {}
+    for i, s in enumerate(scores):
+        levels.setdefault(s, []).append(i)
     picked: dict[str, float] = {}
-    for r, i in enumerate(selection_order(scores), start=1):
-        picked[texts[i]] = picked.get(texts[i], 0.0) + (r / n) ** k - ((r - 1) / n) ** k
+    below = 0
+    for s in sorted(levels):
+        tied = levels[s]
+        share = (((below + len(tied)) / n) ** k - (below / n) ** k) / len(tied)
+        for i in tied:
+            picked[texts[i]] = picked.get(texts[i], 0.0) + share
+        below += len(tied)
     kl = sum(q * math.log(q * n / base[t]) for t, q in picked.items() if q > 0)
     return max(kl, 0.0)  # rounding can leave -1e-17 where the two are equal
 

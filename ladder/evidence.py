@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ladder.stats import num, paired_diff
+from ladder.stats import IDENTICAL, identical, num, paired_diff
 from ladder.store import read_json, read_jsonl, records_digest
 from ladder.types import Guard, MetricValue, Record, StageResult
 
@@ -179,5 +179,7 @@ def describe(d: MetricValue) -> str:
     """'+0.120 [+0.050, +0.190], n=300' — a difference as the tables print it."""
     if d.n == 0:
         return "n/a (no common examples)"
+    if identical(d.value, d.ci_low, d.ci_high):
+        return f"{IDENTICAL}, n={d.n}"
     ci = "" if math.isnan(d.ci_low) else f" [{num(d.ci_low, True)}, {num(d.ci_high, True)}]"
     return f"{num(d.value, True)}{ci}, n={d.n}"

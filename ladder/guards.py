@@ -76,34 +76,73 @@ UNPARSED_WARN = 0.05
 
 
 def choice_baselines(records: Sequence[Mapping[str, Any]], examples: Sequence[Example],
-                     metric: MetricValue) -> tuple[dict[str, float], list[Guard]]:
+                     metric: MetricValue, sampling: bool = False) -> tuple[dict[str, float], list[Guard]]:
     """What a K-way number must be read against, over the examples it scored: chance (mean 1/K_i,
     each example's own K), the majority class's share of their targets, and the share of graded
     answers that are none of the example's choices (best_of_n: the selected one; else every sample).
-    Guards: `below_chance` when the CI is wholly under chance, `unparsed` above UNPARSED_WARN."""
+    Guards: `below_chance` when the CI is wholly under chance (diagnosed: wrong answers, or answers
+    that were not read — then the accuracy among parsed answers says which), `no_better_than_majority`
+    when the CI does not clear the majority class's share or one answer was given to every example,
+    `unparsed` above UNPARSED_WARN. `sampling`: the stage samples at temperature > 0, where the fix
+    for unread answers is the sampling, not max_tokens."""
     by_id = {ex.id: ex for ex in examples}
     scored = [(rec, by_id[rec["id"]]) for rec in records if rec["id"] in by_id and by_id[rec["id"]].choices]
     if not scored:
         return {}, []
-    answers: list[bool] = []  # per graded answer: is it one of the choices?
+    graded_rows: list[tuple[Any, bool, float]] = []  # per graded answer: (answer, one of the choices?, score)
     for rec, ex in scored:
         rows = rec["samples"]
         graded = [rows[rec["selected"]]] if rec.get("selected") is not None else [r for r in rows if "score" in r]
-        answers += [r.get("extracted") in ex.choices for r in graded]
+        graded_rows += [(r.get("extracted"), r.get("extracted") in ex.choices, float(r.get("score") or 0.0))
+                        for r in graded]
+    answers = [ok for _, ok, _ in graded_rows]
     chance = sum(1 / len(ex.choices) for _, ex in scored) / len(scored)
     majority = Counter(ex.target for _, ex in scored).most_common(1)[0][1] / len(scored)
     unparsed = answers.count(False) / len(answers) if answers else 0.0
     stats = {"chance": chance, "majority": majority, "unparsed": unparsed}
+    parsed = [score for _, ok, score in graded_rows if ok]
+    fix = ("lower the temperature (or top_p) or ask for a stricter answer format (\"answer with exactly one of "
+           "...\") — this stage samples, and sampled answers wander off the format" if sampling else
+           "tighten the instruction (\"answer with exactly one of ...\"), lower max_tokens or add a stop sequence")
     guards = []
-    if not math.isnan(metric.ci_high) and metric.ci_high < chance:
-        guards.append(Guard("below_chance", "warn", f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}] "
-                            f"is below chance ({chance:.3f}, 1/K per example; the majority class is "
-                            f"{majority:.3f}): the model is systematically wrong — read the answers in "
-                            f"samples.jsonl; a label mapping or prompt problem is likelier than a weak model",
-                            chance))
+    below = not math.isnan(metric.ci_high) and metric.ci_high < chance
+    if below:
+        guards.append(below_chance_guard(metric, chance, majority, unparsed, parsed, len(answers), fix))
+    distinct = {a for a, ok, _ in graded_rows if ok}  # unparsed answers aside: one label everywhere else is collapse too
+    constant = len(parsed) > 1 and len(distinct) == 1
+    if constant or (not below and not math.isnan(metric.ci_high) and metric.ci_high <= majority):
+        rest = f"; the other {len(answers) - len(parsed)} are unparsed" if len(parsed) < len(answers) else ""
+        why = (f"every answer is {next(iter(distinct))!r} ({len(parsed)} of {len(answers)}{rest}), so "
+               f"{metric.value:.3f} is at most that answer's share of the targets (the majority class is "
+               f"{majority:.3f}): the model does not tell the examples apart" if constant else
+               f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}] does not clear the majority "
+               f"class's share {majority:.3f}: always answering the commonest label does as well")
+        guards.append(Guard("no_better_than_majority", "warn", f"{why} — read the answers in samples.jsonl "
+                            f"and compare rungs against {majority:.3f}, not chance ({chance:.3f})", majority))
     if unparsed > UNPARSED_WARN:
         guards.append(Guard("unparsed", "warn", f"{answers.count(False)} of {len(answers)} answers "
-                            f"({unparsed:.0%}) are none of the choices and score 0: tighten the instruction "
-                            f"(\"answer with exactly one of ...\"), lower max_tokens or add a stop sequence; "
-                            f"read them in samples.jsonl (extracted: null)", unparsed))
+                            f"({unparsed:.0%}) are none of the choices and score 0: {fix}; read them in "
+                            f"samples.jsonl (extracted: null)", unparsed))
     return stats, guards
+
+
+def below_chance_guard(metric: MetricValue, chance: float, majority: float, unparsed: float,
+                       parsed: Sequence[float], graded: int, fix: str) -> Guard:
+    """Why a K-way score sits under chance, from the numbers: answers that were read but wrong (a
+    label mapping or prompt problem), or answers that were not read at all (unparsed ones score 0).
+    The accuracy among parsed answers decides: unless its own CI is wholly under chance, the
+    unparsed share explains the score (0.47 among parsed answers at chance 0.5 is not "wrong")."""
+    from ladder.stats import mean_ci
+
+    head = (f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}] is below chance ({chance:.3f}, "
+            f"1/K per example; the majority class is {majority:.3f})")
+    acc = mean_ci(parsed)
+    if unparsed > UNPARSED_WARN and (not parsed or math.isnan(acc.ci_high) or acc.ci_high >= chance):
+        among = (f"among the {len(parsed)} parsed answers the accuracy is {acc.value:.3f} [{acc.ci_low:.3f}, "
+                 f"{acc.ci_high:.3f}], not below chance" if parsed else "no answer was one of the choices")
+        return Guard("below_chance", "warn", f"{head} because {unparsed:.0%} of {graded} answers are none "
+                     f"of the choices and score 0; {among}: the answers are not being read, not wrong — "
+                     f"{fix}", chance)
+    read = f" (among the {len(parsed)} parsed answers: {acc.value:.3f})" if parsed and unparsed > 0 else ""
+    return Guard("below_chance", "warn", f"{head}{read}: the model is systematically wrong — read the answers "
+                 f"in samples.jsonl; a label mapping or prompt problem is likelier than a weak model", chance)

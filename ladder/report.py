@@ -29,7 +29,8 @@ from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff
 
 def stage_chart(rows: list[dict[str, Any]]):
     """The stages' values as bars with 95% CI whiskers; a stage's baseline (rl: best-of-N, same
-    reward) as its own bar after it; chance as a dashed line. Oracle bars are hatched and lighter."""
+    reward) as its own bar after it; chance as a dashed line, the majority class's share as a dotted
+    one. Oracle bars are hatched and lighter."""
     import plotly.graph_objects as go
 
     main = rows[0]["metric"] if rows else ""
@@ -55,13 +56,22 @@ def stage_chart(rows: list[dict[str, Any]]):
         textfont=dict(color=["#08306b" if b["oracle"] else "white" for b in bars]),
         hovertext=[f"{b['label']}: {b['value']:.3f} [{b['ci_low']}, {b['ci_high']}], n={b['n']}" for b in bars],
         hoverinfo="text", showlegend=False))
-    chance = [r["chance"] for r in rows if r["metric"] == main and r.get("chance") not in ("", None)]
-    if chance:
-        # Labelled in the right margin: inside the plot the label would sit on a bar.
-        level = sum(chance) / len(chance)
-        fig.add_hline(y=level, line_dash="dash", line_color="firebrick")
-        fig.add_annotation(text=f"chance<br>{level:.3f}", x=1, xref="paper", xanchor="left", y=level,
-                           showarrow=False, font=dict(color="firebrick"))
+    # Chance (1/K) and, beside it, the majority class's share: a model answering the commonest label
+    # to everything scores the latter, so a bar at that line has learned nothing either.
+    lines = {}
+    for key, name, color, dash in (("chance", "chance", "firebrick", "dash"),
+                                   ("majority", "majority class", "darkorange", "dot")):
+        levels = [r[key] for r in rows if r["metric"] == main and r.get(key) not in ("", None)]
+        if levels:
+            lines[key] = (name, color, dash, sum(levels) / len(levels))
+    for key, (name, color, dash, level) in lines.items():
+        fig.add_hline(y=level, line_dash=dash, line_color=color)
+        # Labelled in the right margin (inside the plot the label would sit on a bar); when both
+        # lines are drawn, the upper one's label goes above its line and the lower one's below.
+        other = [v[3] for k, v in lines.items() if k != key]
+        anchor = "middle" if not other else "bottom" if level >= other[0] else "top"
+        fig.add_annotation(text=f"{name}<br>{level:.3f}", x=1, xref="paper", xanchor="left", y=level,
+                           yanchor=anchor, showarrow=False, font=dict(color=color))
     if any(b["oracle"] for b in bars):
         fig.add_annotation(text="hatched: oracle — reads the test answers (an upper bound)", showarrow=False,
                            xref="paper", yref="paper", x=1, y=1.08, xanchor="right", font=dict(color="#555"))
@@ -143,7 +153,7 @@ def _two_lines(heading: str) -> list[str]:
 
 
 def _diff_html(text: str) -> str:
-    """'+0.330 [+0.277, +0.383]' with its CI in a span that may wrap under the value as a whole."""
+    """'+0.330 [+0.277, +0.384]' with its CI in a span that may wrap under the value as a whole."""
     head, sep, ci = text.partition(" [")
     return _e(head) + (f" <span class='ci'>[{_e(ci)}</span>" if sep else "")
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Sequence
 
 from ladder.types import MetricValue
 
 Z95 = 1.959963984540054
-# Two-sided 95% Student-t quantiles for small samples (df → t); beyond 30 the normal is close.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(df: int, alpha: float = 0.05) -> float:
+    """The two-sided (1 − alpha) Student-t critical value with df degrees of freedom, from scipy:
+    every paired interval (Δ columns, Holm-adjusted variant intervals, Welch) uses this one."""
+    from scipy import stats  # heavy: imported when an interval is first computed
+
+    return float(stats.t.ppf(1 - alpha / 2, df))
 
 
 def t95(df: int) -> float:
-    if df > 30:
-        return Z95
-    return _T95[max(k for k in _T95 if k <= df)]
+    """The two-sided 95% Student-t critical value (1.968 at df 299, not the normal's 1.960)."""
+    return t_quantile(df, 0.05)
 
 
 def wilson(successes: float, n: int) -> tuple[float, float]:
@@ -66,6 +72,19 @@ def paired_diff(a: Sequence[float], b: Sequence[float]) -> MetricValue:
     if len(a) != len(b):
         raise ValueError(f"paired_diff needs equal lengths, got {len(a)} and {len(b)}")
     return t_interval([x - y for x, y in zip(a, b)])
+
+
+IDENTICAL = "identical outputs"
+"""What a paired difference prints when every per-example difference is 0."""
+
+
+def identical(value: object, ci_low: object, ci_high: object) -> bool:
+    """Whether a paired difference is all zeros: mean 0 with a zero-width interval, which a t
+    interval gives only when every per-example difference is 0 (sd 0)."""
+    try:
+        return float(value) == float(ci_low) == float(ci_high) == 0.0
+    except (TypeError, ValueError):
+        return False
 
 
 def num(x: float, signed: bool = False) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladder.guards import UNPARSED_WARN
-from ladder.stats import num  # noqa: F401 - where report and tests have always imported it from
+from ladder.stats import IDENTICAL, identical, num  # noqa: F401 - num: where report and tests have always imported it from
 from ladder.store import atomic_write
 from ladder.types import StageResult
 
@@ -175,9 +175,12 @@ def chance_text(row: dict[str, Any]) -> str:
 
 
 def diff_text(row: dict[str, Any], key: str) -> str:
-    """'+0.120 [+0.050, +0.190]' or '' when the row has no such comparison."""
+    """'+0.120 [+0.050, +0.190]' or '' when the row has no such comparison; IDENTICAL when every
+    per-example difference is 0 (a zero-width '0.000 [0.000, 0.000]' would read as a measurement)."""
     if row.get(key) in ("", None):
         return ""
+    if identical(row.get(key), row.get(key + "_ci_low"), row.get(key + "_ci_high")):
+        return IDENTICAL
     ci = f" [{num(row[key + '_ci_low'], True)}, {num(row[key + '_ci_high'], True)}]" \
         if row.get(key + "_ci_low") != "" else ""
     return f"{num(row[key], True)}{ci}"

@@ -22,7 +22,9 @@ baseline and the variants (ladder/variants_folder.py reads the folder back whole
 than one comparison per stage (more than two variants) the intervals and p-values are Holm-adjusted (`diff_base_adjust`
 says so): the comparisons of a stage are ordered by p-value and the i-th (from 0) of m gets a
 (1 − 0.05/(m − i)) interval, the standard step-down Holm levels; `diff_base_p_holm` is Holm's
-adjusted p-value (max over earlier ranks of min(1, (m − j)·p_(j))).
+adjusted p-value (max over earlier ranks of min(1, (m − j)·p_(j))). m counts distinct (run, baseline
+run) pairs: variants holding the same run (a sweep over a later stage repeats the earlier runs) share
+one result, and one holding the baseline's own run is no comparison (`diff_base_adjust`: same run).
 
 Variants cannot change the test examples (data, target, subsample, seed): they would no longer be
 paired, so such an override is refused. Variants run one after another in this process; model
@@ -247,11 +249,11 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[
 
 
 def _interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
-    from scipy import stats
+    from ladder.stats import t_quantile  # the Δ columns' own t: one way for every paired interval
 
     if n < 2 or math.isnan(sd):
         return float("nan"), float("nan")
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_quantile(n - 1, alpha) * sd / math.sqrt(n)
     return mean - half, mean + half
 
 
@@ -270,34 +272,55 @@ def level_mde(sd: float, n: int, alpha: float) -> float:
 
 
 def variant_diffs(scores: dict[str, dict[str, dict[str, float]]], baseline: str,
-                  alpha: float = ALPHA) -> dict[tuple[str, str], dict[str, Any]]:
+                  alpha: float = ALPHA, runs: dict[str, dict[str, str]] | None = None
+                  ) -> dict[tuple[str, str], dict[str, Any]]:
     """Paired differences from the baseline variant, per stage: `scores` is variant -> stage ->
     example id -> score. Returns (variant, stage) -> the DIFF_BASE columns (none for the baseline
     itself, or a stage the baseline lacks). Each difference is taken over the example ids both
-    scored; with more than one comparison of a stage its intervals and p-values are Holm-adjusted."""
+    scored; with more than one comparison of a stage its intervals and p-values are Holm-adjusted.
+
+    `runs` (variant -> stage -> run id) says which variants hold the same run: a sweep over a later
+    stage repeats the unchanged earlier runs in every variant. Holm counts each distinct (run,
+    baseline run) pair once, and every variant holding it shares its one adjusted result; a variant
+    whose run *is* the baseline's is no comparison (its columns say `same run`, no p, not in m)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     stages = list(dict.fromkeys(s for by_stage in scores.values() for s in by_stage))
     base = scores.get(baseline, {})
+    runs = runs or {}
     for stage in stages:
         if stage not in base:
             continue
-        comps = []
+        base_run = runs.get(baseline, {}).get(stage)
+        comps: dict[Any, tuple] = {}  # distinct run -> (n, mean, sd, p); without run ids each variant is its own
+        holders: dict[Any, list[str]] = {}
         for variant, by_stage in scores.items():
             if variant == baseline or stage not in by_stage:
                 continue
-            a, b = by_stage[stage], base[stage]
-            common = [i for i in a if i in b]
-            d = [a[i] - b[i] for i in common]
-            comps.append((variant, len(d), *(t_p_value(d) if d else (float("nan"),) * 3)))
-        m = len(comps)
-        adjusted, levels = holm([c[4] for c in comps], alpha) if m > 1 else ([c[4] for c in comps], [alpha] * m)
-        for (variant, n, mean, sd, p), p_adj, level in zip(comps, adjusted, levels):
+            run = runs.get(variant, {}).get(stage)
+            if run is not None and run == base_run:
+                out[(variant, stage)] = {"diff_base": 0.0, "diff_base_ci_low": 0.0, "diff_base_ci_high": 0.0,
+                                         "diff_base_n": len(base[stage]), "diff_base_p": "",
+                                         "diff_base_p_holm": "", "diff_base_adjust": "same run"}
+                continue
+            key = ("run", run) if run is not None else ("variant", variant)
+            holders.setdefault(key, []).append(variant)
+            if key not in comps:
+                a, b = by_stage[stage], base[stage]
+                d = [a[i] - b[i] for i in a if i in b]
+                comps[key] = (len(d), *(t_p_value(d) if d else (float("nan"),) * 3))
+        keys = list(comps)
+        m = len(keys)
+        ps = [comps[k][3] for k in keys]
+        adjusted, levels = holm(ps, alpha) if m > 1 else (ps, [alpha] * m)
+        for key, p_adj, level in zip(keys, adjusted, levels):
+            n, mean, sd, p = comps[key]
             lo, hi = _interval(mean, sd, n, level)
-            out[(variant, stage)] = {"diff_base": mean, "diff_base_ci_low": lo, "diff_base_ci_high": hi,
-                                     "diff_base_n": n, "diff_base_mde": level_mde(sd, n, level),
-                                     "diff_base_p": p,
-                                     "diff_base_p_holm": p_adj if m > 1 else "",
-                                     "diff_base_adjust": "holm" if m > 1 else ""}
+            for variant in holders[key]:
+                out[(variant, stage)] = {"diff_base": mean, "diff_base_ci_low": lo, "diff_base_ci_high": hi,
+                                         "diff_base_n": n, "diff_base_mde": level_mde(sd, n, level),
+                                         "diff_base_p": p,
+                                         "diff_base_p_holm": p_adj if m > 1 else "",
+                                         "diff_base_adjust": "holm" if m > 1 else ""}
     return out
 
 
@@ -310,6 +333,7 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, dict[str, str]] = {}  # the same run in several variants is one comparison (Holm)
     for name in names:
         sub = folder / "variants" / name
         if not (sub / "summary.csv").exists():
@@ -317,7 +341,8 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
         ev = Evidence.load(sub)
         rows[name] = table_rows(ev)
         scores[name] = {r.stage: ev.scores(r) for r in ev.results}
-    diffs = variant_diffs(scores, baseline)
+        runs[name] = {r.stage: r.run_id for r in ev.results}
+    diffs = variant_diffs(scores, baseline, runs=runs)
     best = best_variants(scores, {(name, r["stage"]): r["value"] for name, stage_rows in rows.items()
                                   for r in stage_rows})
     out = []

@@ -11,7 +11,7 @@ import pytest
 
 from ladder import advice, evidence
 from ladder.evidence import Evidence
-from ladder.stats import Z95, paired_diff
+from ladder.stats import Z95, paired_diff, t95
 from ladder.store import JsonlWriter, records_digest, write_json
 from ladder.table import read_summary, write_summary
 from ladder.types import Guard, MetricValue, StageResult
@@ -20,13 +20,13 @@ from ladder.types import Guard, MetricValue, StageResult
 def test_paired_diff_matches_hand_computation():
     a, b = [1, 0, 1, 1, 0], [0, 0, 1, 0, 0]
     # d = [1, 0, 0, 1, 0]: mean 0.4, sd = sqrt((2·0.6² + 3·0.4²)/4) = sqrt(0.3), t(df=4) = 2.776
-    half = 2.776 * math.sqrt(0.3) / math.sqrt(5)
+    half = 2.7764451051977987 * math.sqrt(0.3) / math.sqrt(5)  # t(0.975, 4) to double precision
     d = paired_diff(a, b)
     assert d.n == 5 and abs(d.value - 0.4) < 1e-12
     assert abs(d.ci_low - (0.4 - half)) < 1e-12 and abs(d.ci_high - (0.4 + half)) < 1e-12
 
 
-def test_paired_diff_large_n_uses_normal_quantile_and_beats_unpaired():
+def test_paired_diff_large_n_uses_t_quantile_and_beats_unpaired():
     rng = random.Random(0)
     base = [rng.random() for _ in range(400)]
     a = [x + 0.05 + rng.gauss(0, 0.02) for x in base]  # a shares b's per-example difficulty
@@ -34,7 +34,7 @@ def test_paired_diff_large_n_uses_normal_quantile_and_beats_unpaired():
     diffs = [x - y for x, y in zip(a, base)]
     mean = sum(diffs) / 400
     sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 399)
-    assert abs(d.ci_high - (mean + Z95 * sd / 20)) < 1e-12
+    assert abs(d.ci_high - (mean + t95(399) * sd / 20)) < 1e-12 and t95(399) > Z95  # Student t, not z
     assert d.ci_low > 0.04 and d.ci_high - d.ci_low < 0.01  # unpaired CIs of width ~0.06 would overlap
 
 
@@ -249,8 +249,8 @@ def test_identical_stages_print_zero_not_negative_zero(tmp_path):
     zero = scores(0.5)
     folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "again": ("zero_shot", list(zero))})
     md = (folder / "summary.md").read_text()
-    assert "-0.000" not in md and "| 0.000 [0.000, 0.000] |" in md
-    assert advice.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "0.000 [0.000, 0.000], n=300"
+    assert "-0.000" not in md and "| identical outputs |" in md  # not a zero-width "0.000 [0.000, 0.000]"
+    assert advice.describe(MetricValue(-0.0, -0.0, -0.0, 300)) == "identical outputs, n=300"
     assert advice.describe(MetricValue(-0.0004, -0.02, 0.01, 300)) == "0.000 [-0.020, +0.010], n=300"
 
 
@@ -313,3 +313,45 @@ def test_underpowered(tmp_path):
         assert f"you need n ≈ {n_needed(sd_of(d), d.value):,}" in step.text
     clear = {"zero_shot": ("zero_shot", scores(0.3)), "few_shot": ("few_shot", [1.0] * 300)}
     assert advice.underpowered(ev_of(tmp_path / "clear", clear)) == []
+
+
+def test_no_better_than_majority(tmp_path):
+    collapsed = Guard("no_better_than_majority", "warn", "every answer is 'positive' (300 of 300), ...", 0.55)
+    stages = {"zero_shot": ("zero_shot", scores(0.45)), "sft": ("sft", scores(0.55, seed=2), [collapsed])}
+    folder = results_folder(tmp_path, stages)
+    (step,) = advice.no_better_than_majority(Evidence.load(folder))
+    assert step.text.startswith("sft: no better than always answering the majority class (0.550)")
+    assert "nothing flagged" not in (folder / "summary.md").read_text()
+
+
+def test_unread_answers(tmp_path):
+    """A table whose flags say "below_chance; unparsed" never ends in "nothing flagged": the advice
+    repeats the guard's diagnosis and fix (once per stage: below_chance already names the unparsed)."""
+    below = Guard("below_chance", "warn", "0.320 [0.240, 0.420] is below chance (0.500 ...) because 32% of 300 "
+                  "answers are none of the choices ... lower the temperature (or top_p)", 0.5)
+    unparsed = Guard("unparsed", "warn", "96 of 300 answers (32%) are none of the choices and score 0: lower the "
+                     "temperature", 0.32)
+    stages = {"zero_shot": ("zero_shot", scores(0.5)), "best_of_n": ("best_of_n", scores(0.32), [below, unparsed]),
+              "few_shot": ("few_shot", scores(0.5, seed=3), [unparsed])}
+    folder = results_folder(tmp_path, stages)
+    assert read_summary(folder)[1]["flags"] == "below_chance; unparsed"
+    steps = advice.unread_answers(Evidence.load(folder))
+    assert [(s.rule, s.text.split(":")[0]) for s in steps] == [("below_chance", "best_of_n"), ("unparsed", "few_shot")]
+    assert "lower the temperature" in steps[0].text
+    md = (folder / "summary.md").read_text()
+    assert "nothing flagged" not in md and "_(below_chance)_" in md
+
+
+def test_other_warnings(tmp_path):
+    """Every warning guard gets a step: one no rule knows is passed on with its message."""
+    odd = Guard("template_eos", "warn", "the chat template never emits EOS", 1.0)
+    big = Guard("subsample", "warn", "evaluating 5000 examples: more than you need", 5000.0)
+    stages = {"zero_shot": ("zero_shot", scores(0.5), [odd, big]), "few_shot": ("few_shot", scores(0.5), [big])}
+    folder = results_folder(tmp_path, stages)
+    steps = advice.other_warnings(Evidence.load(folder))
+    assert [s.text for s in steps] == ["zero_shot: the chat template never emits EOS.",
+                                       "zero_shot, few_shot: evaluating 5000 examples: more than you need."]
+    assert "nothing flagged" not in (folder / "summary.md").read_text()
+    # A small subsample is evaluate_more's: not said twice.
+    small = Guard("subsample", "warn", "evaluating 40 examples", 40.0)
+    assert advice.other_warnings(ev_of(tmp_path / "b", {"zero_shot": ("zero_shot", scores(0.5, n=40), [small])})) == []

@@ -77,12 +77,59 @@ def test_choice_baselines_use_each_examples_own_k():
 
 
 def test_choice_baselines_flag_below_chance_and_read_the_selected_sample():
-    examples = [ex(i, "a", ("a", "b")) for i in range(20)]
+    examples = [ex(i, "ab"[i % 2], ("a", "b")) for i in range(20)]
     # best_of_n: the selected sample is the graded answer, not the unparsed others in its pool.
-    records = [rec(i, None, "b", None, selected=1) for i in range(20)]
+    records = [rec(i, None, "ba"[i % 2], None, selected=1) for i in range(20)]
     stats, guards = choice_baselines(records, examples, MetricValue(0.1, 0.03, 0.3, 20))
-    assert stats == {"chance": 0.5, "majority": 1.0, "unparsed": 0.0}
+    assert stats == {"chance": 0.5, "majority": 0.5, "unparsed": 0.0}
     assert [g.name for g in guards] == ["below_chance"] and "below chance (0.500" in guards[0].message
     _, fine = choice_baselines(records, examples, MetricValue(0.4, 0.2, 0.6, 20))
     assert fine == []
     assert choice_baselines(records, [ex(i, "a", None) for i in range(20)], MetricValue(0.4, 0.2, 0.6, 20)) == ({}, [])
+
+
+def scored(i: int, answer: str | None, target: str) -> dict:
+    return {"id": f"e{i}", "samples": [{"text": "", "score": float(answer == target), "extracted": answer}]}
+
+
+def test_a_constant_answer_is_no_better_than_the_majority_class():
+    """SST-2 after sft with defaults: "positive" 300/300 scores 0.550, the majority share; its CI
+    reaches above 0.550, so only the constant answer gives it away."""
+    targets = ["positive"] * 165 + ["negative"] * 135
+    examples = [ex(i, t, ("negative", "positive")) for i, t in enumerate(targets)]
+    records = [scored(i, "positive", t) for i, t in enumerate(targets)]
+    stats, guards = choice_baselines(records, examples, MetricValue(0.55, 0.493, 0.606, 300))
+    assert stats["majority"] == pytest.approx(0.55)
+    (g,) = guards
+    assert g.name == "no_better_than_majority" and g.level == "warn"
+    assert "every answer is 'positive' (300 of 300)" in g.message and "0.550" in g.message
+    # Not constant, but the CI's upper end does not clear the majority share: flagged too.
+    varied = [scored(i, "negative" if i % 10 == 0 else "positive", t) for i, t in enumerate(targets)]
+    _, guards = choice_baselines(varied, examples, MetricValue(0.52, 0.46, 0.55, 300))
+    assert [g.name for g in guards] == ["no_better_than_majority"] and "does not clear" in guards[0].message
+    # Clearly above the majority share: nothing to say.
+    assert choice_baselines(varied, examples, MetricValue(0.7, 0.65, 0.75, 300))[1] == []
+
+
+def test_below_chance_from_unparsed_answers_blames_the_sampling_not_the_labels():
+    """majority_of_8 at temperature 1: 32% unparsed score 0, the parsed answers are right 47% of the
+    time (chance 0.5): the score sits below chance because answers are not read, not because they
+    are wrong — and the fix for a sampling stage is the sampling, not max_tokens."""
+    examples = [ex(i, "ab"[i % 2], ("a", "b")) for i in range(100)]
+    answers = [None if i < 32 else ("ab"[i % 2] if (i - 32) % 68 < 32 else "ba"[i % 2]) for i in range(100)]
+    records = [scored(i, a, "ab"[i % 2]) for i, a in enumerate(answers)]
+    parsed = [float(a == "ab"[i % 2]) for i, a in enumerate(answers) if a is not None]
+    assert len(parsed) == 68 and sum(parsed) == 32  # 0.47 among the parsed
+    _, guards = choice_baselines(records, examples, MetricValue(0.32, 0.24, 0.42, 100), sampling=True)
+    below = next(g for g in guards if g.name == "below_chance")
+    assert "32% of 100 answers are none of the choices" in below.message and "0.471" in below.message
+    assert "lower the temperature" in below.message and "label mapping" not in below.message
+    unparsed = next(g for g in guards if g.name == "unparsed")
+    assert "lower the temperature" in unparsed.message and "max_tokens" not in unparsed.message
+    # A greedy stage with the same numbers gets the greedy fix.
+    _, greedy = choice_baselines(records, examples, MetricValue(0.32, 0.24, 0.42, 100))
+    assert "max_tokens" in next(g for g in greedy if g.name == "below_chance").message
+    # Parsed answers that are wrong: that is the label mapping or the prompt.
+    wrong = [scored(i, "ba"[i % 2], "ab"[i % 2]) for i in range(100)]
+    _, guards = choice_baselines(wrong, examples, MetricValue(0.1, 0.05, 0.18, 100), sampling=True)
+    assert "label mapping" in next(g for g in guards if g.name == "below_chance").message

@@ -318,8 +318,11 @@ def test_stage_chart_shows_baselines_chance_and_oracles(tmp_path):
     assert list(bar.x) == ["zero_shot", "best_of_n (oracle)", "rl", "↳ best-of-4, same reward (oracle)"]
     assert list(bar.marker.pattern.shape) == ["", "/", "", "/"]  # oracles hatched
     assert bar.insidetextanchor == "start"  # value labels at the foot, clear of the CI whiskers
-    (chance,) = fig.layout.shapes
+    chance, majority = fig.layout.shapes  # the majority class's share beside chance
     assert abs(chance.y0 - 1 / 3) < 1e-3 and "chance<br>0.333" in fig.layout.annotations[0].text
+    want = float(read_summary(folder)[0]["majority"])
+    assert abs(majority.y0 - want) < 1e-9 and majority.line.dash == "dot"
+    assert fig.layout.annotations[1].text == f"majority class<br>{want:.3f}"
 
 
 def test_table_leaves_out_repeated_columns():

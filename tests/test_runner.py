@@ -23,7 +23,7 @@ from ladder.config import StageConfig
 from ladder.runner import run_experiment
 from ladder.stages import Stage
 from ladder.stages.zero_shot import ZeroShot
-from ladder.store import ExperimentLock, JsonlWriter, read_jsonl
+from ladder.store import ExperimentLock, JsonlWriter, read_json, read_jsonl
 from tests.backends.api_support import ENV as API_ENV
 from tests.backends.api_support import ServerProcess, api_experiment, outcome
 from ladder.types import Guard, MetricValue, Products, Sample, StageResult
@@ -235,7 +235,8 @@ class Mumbler(Backend):
 
 def test_k_way_rows_show_chance_majority_and_unparsed_through_the_cli(tmp_path):
     path = experiment(tmp_path, "unused", model={"backend": "tests.test_runner:Mumbler", "name": "mumbler"},
-                      stages=[{"type": "zero_shot"}, {"type": "zero_shot", "name": "again"}])
+                      stages=[{"type": "zero_shot"}, {"type": "zero_shot", "name": "again"},
+                              {"type": "best_of_n", "n": 2, "select": "majority"}])
     out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -250,9 +251,16 @@ def test_k_way_rows_show_chance_majority_and_unparsed_through_the_cli(tmp_path):
         assert ("unparsed" in row["flags"]) == (sum(odd) / len(test) > 0.05)
         assert row["oracle"] == "False"
     assert sum(odd) / len(test) > 0.05  # the data makes the guard fire
+    # 'neutral' wherever an answer was read: no better than the majority class, whatever its CI says.
+    assert all("no_better_than_majority" in row["flags"] for row in rows)
+    # The fix for unread answers fits the stage: the greedy one's max_tokens, the sampling one's temperature.
+    saved = {r["stage"]: read_json(tmp_path / "results/t" / r["stage"] / r["run_id"] / "metrics.json") for r in rows}
+    said = {s: next(g["message"] for g in m["guards"] if g["name"] == "unparsed") for s, m in saved.items()}
+    assert "max_tokens" in said["zero_shot"] and "temperature" not in said["zero_shot"]
+    assert "lower the temperature" in said["best_of_n"] and "max_tokens" not in said["best_of_n"]
     assert "chance / maj." in out.stdout and "0.333 /" in out.stdout
-    # Two stages with identical outputs: their difference is 0, never printed as -0.000.
-    assert "-0.000" not in out.stdout and "0.000 [0.000, 0.000]" in out.stdout
+    # Two stages with identical outputs: said so, never a zero-width "0.000 [0.000, 0.000]" nor -0.000.
+    assert "-0.000" not in out.stdout and "identical outputs" in out.stdout and "0.000 [0.000, 0.000]" not in out.stdout
 
 
 class PairsStage(Stage):

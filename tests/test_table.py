@@ -111,3 +111,29 @@ def test_unparsed_without_chance_is_still_shown(width):
         row["chance"] = row["majority"] = ""
     text = render(width, table_rows=table_rows)
     assert "2%" in text and "chance" not in text.replace("unparsed", "")
+
+
+def test_all_zero_differences_say_identical_outputs(tmp_path):
+    """A Δ whose per-example differences are all 0 is not a zero-width measurement: every table
+    (terminal, summary.md, report) says "identical outputs"; a real difference keeps its interval."""
+    import io
+
+    from rich.console import Console
+
+    from ladder.report import table_html
+    from ladder.table import read_summary
+    from tests.test_advice import results_folder, scores
+
+    zero = scores(0.5)
+    folder = results_folder(tmp_path, {"zero_shot": ("zero_shot", zero), "few_shot": ("few_shot", list(zero)),
+                                       "best_of_n": ("best_of_n", scores(0.9, seed=1))})
+    rows = read_summary(folder)
+    assert diff_text(rows[1], "diff_zero") == "identical outputs" == diff_text(rows[1], "diff_prev")
+    assert diff_text(rows[2], "diff_prev").startswith("+") and "[" in diff_text(rows[2], "diff_prev")
+    md = (folder / "summary.md").read_text()
+    assert "identical outputs" in md and "0.000 [0.000, 0.000]" not in md and "+0.000 [+0.000, +0.000]" not in md
+    page = table_html(rows)
+    assert "identical outputs" in page and "[+0.000, +0.000]" not in page
+    buf = io.StringIO()
+    print_table(rows, "t", console=Console(file=buf, width=200))
+    assert "identical outputs" in buf.getvalue() and "[+0.000, +0.000]" not in buf.getvalue()

@@ -164,3 +164,48 @@ def test_check_on_the_shipped_variants_config_plans_every_variant_with_its_power
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)["terse,temperature=0.7"]
     assert plan["power"]["n"] == 200 and plan["power"]["mde"] == pytest.approx(0.099, abs=1e-3)
+
+
+def test_holm_counts_each_distinct_run_pair_once():
+    """A sweep over a later stage repeats the unchanged zero_shot run in every variant: each
+    distinct (run, baseline run) pair is one comparison in Holm's m, its copies share one adjusted
+    result, and a variant holding the baseline's own run is no comparison at all."""
+    x = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 1.0}
+    y = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 0.0}
+    distinct = variant_diffs({"base": {"s": BASE}, "x": {"s": x}, "y": {"s": y}}, "base")
+    scores = {"base": {"s": BASE}, "x,lr=1": {"s": x}, "x,lr=2": {"s": x}, "y,lr=1": {"s": y},
+              "y,lr=2": {"s": y}, "base,lr=2": {"s": dict(BASE)}}
+    runs = {"base": {"s": "rb"}, "x,lr=1": {"s": "rx"}, "x,lr=2": {"s": "rx"}, "y,lr=1": {"s": "ry"},
+            "y,lr=2": {"s": "ry"}, "base,lr=2": {"s": "rb"}}
+    out = variant_diffs(scores, "base", runs=runs)
+    for copy, one in (("x,lr=1", "x"), ("x,lr=2", "x"), ("y,lr=1", "y"), ("y,lr=2", "y")):
+        assert out[(copy, "s")] == distinct[(one, "s")]  # m = 2, not 5; copies ranked alike
+    same = out[("base,lr=2", "s")]
+    assert same["diff_base_adjust"] == "same run" and same["diff_base_p"] == "" and same["diff_base_p_holm"] == ""
+    # Only one distinct comparison left: nothing to adjust, though four variants hold it.
+    alone = variant_diffs({k: scores[k] for k in ("base", "x,lr=1", "x,lr=2", "base,lr=2")}, "base", runs=runs)
+    assert alone[("x,lr=1", "s")]["diff_base_adjust"] == "" == alone[("x,lr=2", "s")]["diff_base_p_holm"]
+
+
+def test_combined_table_reads_run_ids_for_holm(tmp_path):
+    """combined_rows passes each variant's run ids, so the copies on disk share one result."""
+    from ladder.store import JsonlWriter, write_json
+    from ladder.table import write_summary
+    from ladder.types import MetricValue, StageResult
+    from ladder.variants import combined_rows
+
+    x = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 1.0}
+    y = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 0.0}
+    held = {"base": (BASE, "rb"), "x1": (x, "rx"), "x2": (x, "rx"), "y1": (y, "ry"), "b2": (BASE, "rb")}
+    for name, (sc, run) in held.items():
+        folder = tmp_path / "variants" / name
+        with JsonlWriter(folder / "zero_shot" / run / "samples.jsonl") as out:
+            out.write([{"id": i, "score": v, "samples": []} for i, v in sc.items()])
+        m = sum(sc.values()) / len(sc)
+        result = StageResult("zero_shot", "zero_shot", run, "choice", MetricValue(m, 0.0, 1.0, len(sc)), [], {})
+        write_json(folder / "zero_shot" / run / "metrics.json", result.to_dict())
+        write_summary(folder, [result])
+    rows = {r["variant"]: r for r in combined_rows(tmp_path, list(held), "base")}
+    assert rows["x1"]["diff_base_p_holm"] == rows["x2"]["diff_base_p_holm"] == pytest.approx(2 * 0.3739, abs=1e-3)
+    assert rows["x1"]["diff_base_ci_low"] == rows["x2"]["diff_base_ci_low"]
+    assert rows["b2"]["diff_base_adjust"] == "same run" and rows["b2"]["diff_base_p"] == ""

@@ -264,7 +264,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
               *extra_guards]
     k_way: dict[str, float] = {}
     if ctx.metric.k_way:  # chance, majority class and unparsed answers beside the value
-        k_way, more = choice_baselines(records, ctx.examples, metric)
+        k_way, more = choice_baselines(records, ctx.examples, metric, sampling=ctx.gen.temperature > 0)
         guards += more
     if errors:
         guards.append(Guard("errors", "warn", f"{len(errors)} examples failed after all retries and "

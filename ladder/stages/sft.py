@@ -19,8 +19,9 @@ Two routes:
            recorded job instead of starting another), then evaluate the fine-tuned model.
 The route follows the experiment's model (openai → openai, hf → local) unless `route:` says.
 
-Guards: the loss over the answer choices must end below chance, −log(1/K) (it can disagree with
-accuracy, so both are reported), and the finetuned model's greedy samples must end on EOS or a
+Guards: the loss over the answer choices must end clearly below chance, −log(1/K), and below the
+label distribution's entropy (what learning only the labels' shares reaches) — it can disagree with
+accuracy, so both are reported — and the finetuned model's greedy samples must end on EOS or a
 stop rather than run into max_tokens — a model that never learned to stop wastes every token after
 its answer.
 """
@@ -43,7 +44,8 @@ from ladder.stages import Prompt, Stage, StageContext, evaluate, probability_sco
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
 from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
-from ladder.training.choices import chance_label, chance_loss, choice_loss, choice_queries
+from ladder.training.choices import (chance_label, chance_loss, choice_loss, choice_losses, choice_queries,
+                                     prior_losses)
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
@@ -454,7 +456,13 @@ def _key(messages: Sequence[Message]) -> str:
 
 
 def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, dict[str, float] | None]:
-    """The finetuned model's test loss over the answer choices against chance, −log(1/K)."""
+    """The finetuned model's test loss over the answer choices against chance, −log(1/K), and
+    against the label distribution's entropy (what a model that learned only the labels' shares
+    scores). Each is beaten only with a margin: the 95% CI of the per-example paired difference
+    wholly below 0 — 0.688 against chance 0.693 is no pass, and neither is 0.688 against an
+    entropy of 0.687 (a majority-class model on SST-2)."""
+    from ladder.stats import paired_diff
+
     examples = [p.example for p in prompts]
     if not examples or not all(ex.choices for ex in examples):
         return Guard("chance_loss", "info", "the task has no answer choices, so there is no chance-level "
@@ -463,18 +471,33 @@ def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, d
         return Guard("chance_loss", "info", f"the {ctx.backend.config.backend} backend gives no "
                      f"log-probabilities of given answers, so the loss over the choices is not measured"), None
     qp, qc = choice_queries([p.messages for p in prompts], examples)
-    info = choice_loss(logprobs(ctx.backend, ctx.cache, qp, qc), examples)
+    losses, hits = choice_losses(logprobs(ctx.backend, ctx.cache, qp, qc), examples)
+    loss = sum(losses) / len(losses)
+    info = {"choice_loss": loss, "choice_accuracy": sum(hits) / len(hits)}
     chance = chance_loss(examples)  # each example's own K: per-example choices differ in number
     info["chance_loss"] = chance
-    loss = info["choice_loss"]
-    label = chance_label(examples)
-    if loss < chance:
-        return Guard("chance_loss", "ok", f"test loss over the choices {loss:.3f} is below chance "
-                     f"{label} = {chance:.3f} (the target ranks first {info['choice_accuracy']:.0%})",
+    refs = [(f"chance {chance_label(examples)} = {chance:.3f}",
+             paired_diff(losses, [math.log(len(ex.choices)) for ex in examples]))]
+    prior = prior_losses(examples)
+    if prior is not None:
+        info["label_entropy"] = sum(prior) / len(prior)
+        refs.append((f"the label distribution's entropy {info['label_entropy']:.3f}", paired_diff(losses, prior)))
+    said, beaten = [], []
+    for name, d in refs:
+        margin = (f"by {-d.value:.3f} (95% CI {-d.ci_high:.3f} to {-d.ci_low:.3f})" if not math.isnan(d.ci_high)
+                  else f"by {-d.value:.3f} (no CI from {d.n} example)")
+        won = not math.isnan(d.ci_high) and d.ci_high < 0
+        beaten.append(won)
+        said.append(f"{'below' if won else 'not clearly below'} {name} {margin}" if won or d.value < 0
+                    else f"not below {name}")
+    what = f"test loss over the choices {loss:.3f} is " + "; ".join(said)
+    if all(beaten):
+        return Guard("chance_loss", "ok", f"{what} (the target ranks first {info['choice_accuracy']:.0%})",
                      loss), info
-    return Guard("chance_loss", "warn", f"test loss over the choices is {loss:.3f}, not below chance "
-                 f"{label} = {chance:.3f}: the finetuned model has not learned the task; check the "
-                 f"data, raise learning_rate or epochs", loss), info
+    why = ("a model that learned only how often each label occurs scores as much: it has not learned the task"
+           if beaten[0] else "the finetuned model has not learned the task")
+    return Guard("chance_loss", "warn", f"{what}: {why}; check the data (label balance), raise learning_rate "
+                 f"or epochs", loss), info
 
 
 def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:

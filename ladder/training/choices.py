@@ -23,6 +23,12 @@ def choice_queries(prompts: Sequence[Sequence[Message]],
 def choice_loss(lps: Sequence[float], examples: Sequence[Example]) -> dict[str, float]:
     """Mean −log p(target) with p normalised over the choices (chance: log K), and how often the
     target is the most likely choice. `lps` are log-probabilities in choice_queries' order."""
+    losses, hits = choice_losses(lps, examples)
+    return {"choice_loss": sum(losses) / len(losses), "choice_accuracy": sum(hits) / len(hits)}
+
+
+def choice_losses(lps: Sequence[float], examples: Sequence[Example]) -> tuple[list[float], list[float]]:
+    """Per example: −log p(target) over its choices, and 1.0 where the target is the likeliest."""
     losses, hits, i = [], [], 0
     for ex in examples:
         k = len(ex.choices or ())
@@ -33,7 +39,23 @@ def choice_loss(lps: Sequence[float], examples: Sequence[Example]) -> dict[str, 
         t = ex.choices.index(ex.target)
         losses.append(norm - row[t])
         hits.append(float(row[t] == top))
-    return {"choice_loss": sum(losses) / len(losses), "choice_accuracy": sum(hits) / len(hits)}
+    return losses, hits
+
+
+def prior_losses(examples: Sequence[Example]) -> list[float] | None:
+    """Per example, −log of its target's share among the examples' targets: the loss of a model that
+    learned only how often each label occurs. Their mean is the label distribution's entropy (0.687
+    on SST-2's 55/45 split, just under chance log 2 = 0.693). None unless every example has the same
+    choices (labels, not per-example answers) and the targets take at least two values (with one,
+    the prior's loss is 0 and no model can beat it: there is nothing to tell apart)."""
+    if not examples or not all(ex.choices for ex in examples) or len({tuple(sorted(ex.choices)) for ex in examples}) > 1:
+        return None
+    share: dict[str, int] = {}
+    for ex in examples:
+        share[ex.target] = share.get(ex.target, 0) + 1
+    if len(share) < 2:
+        return None
+    return [-math.log(share[ex.target] / len(examples)) for ex in examples]
 
 
 def chance_loss(examples: Sequence[Example]) -> float | None:

@@ -66,11 +66,12 @@ def test_weights_ks_and_kl():
 
 def kl_by_enumeration(texts, scores, k):
     """KL(best-of-k ‖ pool) by listing every ordered k-tuple of draws from the pool (with
-    replacement, each of probability N^-k) and keeping the selector's pick, first of ties."""
+    replacement, each of probability N^-k) and keeping the selector's pick: of equal scores, the first drawn."""
     n = len(texts)
     picked = {}
     for draw in itertools.product(range(n), repeat=k):
-        best = max(draw, key=lambda i: (scores[i], -i))
+        top = max(scores[i] for i in draw)
+        best = next(i for i in draw if scores[i] == top)  # ties: the first drawn, as the stage keeps them
         picked[texts[best]] = picked.get(texts[best], 0) + 1 / n ** k
     base = {t: texts.count(t) / n for t in set(texts)}
     return sum(q * math.log(q / base[t]) for t, q in picked.items())
@@ -87,6 +88,10 @@ def test_exact_pool_kl_matches_enumeration_and_stays_under_the_bound():
             want = kl_by_enumeration(texts, scores, k)
             assert kl_pool(texts, scores, k) == pytest.approx(want, abs=1e-12)
             assert want <= kl_best_of_k(k) + 1e-12
+    # Ties between different texts: the first drawn is kept, so equal scores leave the pool as it is.
+    assert kl_pool(["A", "B"], [1.0, 1.0], 2) == pytest.approx(0.0, abs=1e-12)
+    assert kl_pool(list("abcdefgh"), [1.0] * 8, 8) == pytest.approx(0.0, abs=1e-12)
+    assert kl_pool(list("abcdefgh"), [1.0] * 8, 2) == pytest.approx(kl_by_enumeration(list("abcdefgh"), [1.0] * 8, 2), abs=1e-12)
     # All distinct, best-of-k from a pool of N: the discrete bound log N at most, always under the analytic bound.
     assert kl_pool(list("abcdefgh"), list(range(8)), 1) == pytest.approx(0.0, abs=1e-12)
     # Two answers in 32 samples, the better one half the pool: the best of 32 is it almost surely,

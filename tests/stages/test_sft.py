@@ -80,7 +80,10 @@ def test_lora_run_lowers_loss_merges_and_feeds_later_stages(tmp_path, random_mod
     info = saved["extra"]["choice_loss"]
     assert info["chance_loss"] == pytest.approx(math.log(3))
     assert chance["value"] == pytest.approx(info["choice_loss"])
-    assert chance["level"] == ("ok" if info["choice_loss"] < math.log(3) else "warn")
+    if info["choice_loss"] >= min(math.log(3), info.get("label_entropy", math.inf)):  # ok needs both, by a margin
+        assert chance["level"] == "warn"
+    if chance["level"] == "ok":
+        assert info["choice_loss"] < min(math.log(3), info.get("label_entropy", math.inf))
     assert ("chance_loss" in rows[1]["flags"]) == (chance["level"] == "warn")
     assert any(g["name"] == "termination" for g in saved["guards"])
 
@@ -286,6 +289,57 @@ def test_config_accepts_trainer_args_and_documents_every_field():
         assert after.strip().startswith('"""'), name
 
 
+def _chance_guard_with(tmp_path, examples, prob):
+    """sft's chance guard over `examples`, the finetuned model giving choice c after the prompt of
+    example e the log-probability log prob(e.id, c) (normalised over the choices by the guard)."""
+    from types import SimpleNamespace
+
+    from ladder.cache import Cache
+    from ladder.stages import Prompt
+    from ladder.stages.sft import chance_guard
+
+    def lps(prompts, conts):
+        return [math.log(prob(p[0].content, c)) for p, c in zip(prompts, conts)]
+
+    backend = SimpleNamespace(config=SimpleNamespace(backend="fake"), fingerprint="fake", supports_logprobs=True,
+                              continuation_logprobs=lps)
+    ctx = SimpleNamespace(backend=backend, cache=Cache(tmp_path / "cache"))
+    return chance_guard(ctx, [Prompt(ex, [Message("user", ex.id)]) for ex in examples])
+
+
+def test_chance_loss_against_the_label_entropy_with_a_margin(tmp_path):
+    """SST-2 after sft with defaults: 55% positive, and a model that learned only that (p(positive)
+    = 0.56 everywhere) has loss 0.688 — under chance log 2 = 0.693, at the labels' entropy 0.688.
+    Not "ok": it beat uniform chance only, and the message says which it beat, with its margin."""
+    two = ("negative", "positive")
+    examples = [Example(f"e{i}", {}, "positive" if i < 165 else "negative", two) for i in range(300)]
+    g, info = _chance_guard_with(tmp_path, examples, lambda e, c: {"positive": 0.56, "negative": 0.44}[c])
+    entropy = -(0.55 * math.log(0.55) + 0.45 * math.log(0.45))
+    assert info["label_entropy"] == pytest.approx(entropy) and abs(info["choice_loss"] - 0.6884) < 1e-3
+    assert g.level == "warn", g.message
+    assert "not clearly below chance −log(1/2) = 0.693 by 0.005 (95% CI" in g.message
+    assert "not below the label distribution's entropy 0.688" in g.message
+    # 80/20 labels, the model learned the 80/20 shares and nothing else: loss 0.500, clearly under
+    # chance 0.693, exactly the entropy — beating chance alone is not learning the task.
+    skewed = [Example(f"s{i}", {}, "positive" if i < 240 else "negative", two) for i in range(300)]
+    g, info = _chance_guard_with(tmp_path / "s", skewed, lambda e, c: {"positive": 0.8, "negative": 0.2}[c])
+    assert g.level == "warn" and info["choice_loss"] == pytest.approx(info["label_entropy"])
+    assert "is below chance −log(1/2) = 0.693 by 0.193 (95% CI" in g.message
+    assert "not below the label distribution's entropy 0.500" in g.message and "only how often each label" in g.message
+    # A model that tells the examples apart (0.8 on the target) beats both, each with its margin.
+    target = {ex.id: ex.target for ex in examples}
+    g, info = _chance_guard_with(tmp_path / "b", examples, lambda e, c: 0.8 if c == target[e] else 0.2)
+    assert g.level == "ok", g.message
+    assert "below chance −log(1/2) = 0.693 by 0.470" in g.message and "below the label distribution's entropy" in g.message
+    # Exactly chance: no margin at all.
+    mixed = [Example(f"m{i}", {}, "ab"[i % 2], ("a", "b")) for i in range(40)]
+    g, _ = _chance_guard_with(tmp_path / "c", mixed, lambda e, c: 0.5)
+    assert g.level == "warn" and "not below chance" in g.message
+    # One label in the test set: no label distribution to beat, chance only.
+    g, info = _chance_guard_with(tmp_path / "d", examples[:165], lambda e, c: 0.8 if c == "positive" else 0.2)
+    assert g.level == "ok" and "label_entropy" not in info
+
+
 def test_chance_loss_uses_each_examples_own_k(tmp_path):
     """Per-example choices (2 here, 4 there): chance is the mean of log K_i over the examples
     evaluated, not log K of the first example — which would call this model worse than chance."""
@@ -296,7 +350,7 @@ def test_chance_loss_uses_each_examples_own_k(tmp_path):
     from ladder.stages.sft import chance_guard, curve_specs
 
     two, four = ("yes", "no"), ("a", "b", "c", "d")
-    examples = [Example("x", {}, "yes", two), Example("y", {}, "a", four)]
+    examples = [Example(f"{x}{i}", {}, t, c) for i in range(10) for x, t, c in (("x", "yes", two), ("y", "a", four))]
     # The target gets 0.55 of 2 and 0.3 of 4: a little better than chance on both.
     probs = {"yes": 0.55, "no": 0.45, "a": 0.3, "b": 0.7 / 3, "c": 0.7 / 3, "d": 0.7 / 3}
     backend = SimpleNamespace(config=SimpleNamespace(backend="fake"), fingerprint="fake", supports_logprobs=True,
@@ -309,6 +363,7 @@ def test_chance_loss_uses_each_examples_own_k(tmp_path):
     assert info["choice_loss"] == pytest.approx((-math.log(0.55) - math.log(0.3)) / 2)
     assert info["choice_loss"] > math.log(2)  # above the first example's chance...
     assert guard.level == "ok" and "mean −log(1/K)" in guard.message  # ...but below the examples' chance
+    assert "label_entropy" not in info  # per-example choices: no label distribution to compare with
     # The curve's chance line is drawn from the examples' own choices (the task has none).
     points = [{"step": 0, "test_loss": 1.0, "metric": 0.5, "stop_rate": 1.0, "choice_loss": 1.0}]
     curves = curve_specs(points, [], "choice", examples)
