@@ -34,6 +34,14 @@ MAX_SHOTS = 10
 GEN_KEYS = ("temperature", "top_p", "max_tokens", "n")
 
 
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
 class BudgetExceeded(LadderError):
     """A run whose worst-case cost would take the session past its budget."""
 
@@ -117,6 +125,8 @@ class Playground:
         self.n = max(1, n)
         self._all = {ex.id: ex for ex in self.plan.examples}
         self._test: dict[str, Example] | None = None
+        self.filter = ""
+        """Shown rows must contain this text (the page's filter box)."""
         self.messages: dict[str, str] = {}
         """Free rows: id → the message typed."""
         self.order = self._draw(0)
@@ -124,7 +134,8 @@ class Playground:
         self.cells: dict[tuple[str, str], Cell] = {}
         self._lock = threading.Lock()
         self._backends: dict[str, Any] = {}
-        self._model_locks: dict[str, threading.Lock] = {}
+        self._model_locks: dict[str, Any] = {}
+        self._probed: set[str] = set()
         self.log = SessionLog.open(self.exp.results_path / "playground", session, resume)
         if self.log.restored:
             self._restore(self.log.restored)
@@ -259,14 +270,22 @@ class Playground:
         except Exception as exc:  # a pydantic ValidationError: say it plainly, never a traceback
             raise LadderError(f"model {model_label(col.model)}: {str(exc).splitlines()[-1] if str(exc) else exc}",
                               field="model", fix="write the model as the YAML's `model:` takes it") from None
+        from ladder.backends.api import APIBackend
+
         backend = BACKENDS.get(config.backend)(config)
         backend.preflight()
         backend.check_generation(self.generation(col))
-        backend.probe()
+        # One live check per server and key, not per model: a second model on the same server is
+        # not another round trip before its first cell.
+        server = json.dumps([config.backend, getattr(config, "base_url", None), getattr(config, "api_key_env", None)])
+        if server not in self._probed:
+            backend.probe()
+            self._probed.add(server)
         with self._lock:
-            self._backends[key] = backend
-            self._model_locks[key] = threading.Lock()
-        return backend
+            self._backends.setdefault(key, backend)
+            # A local model is not safe to drive from two threads; an API backend is (its own loop per call).
+            self._model_locks.setdefault(key, threading.Lock() if not isinstance(backend, APIBackend) else _NoLock())
+        return self._backends[key]
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -319,9 +338,7 @@ class Playground:
                       cost=0.0 if cached[p] else sum(s.cost for s in ok), seconds=time.perf_counter() - started,
                       cached=cached[p]))
 
-        key = json.dumps(col.model, sort_keys=True)
-        # One run at a time per model instance: a local model is not safe to drive from two threads.
-        with self._model_locks[key]:
+        with self._model_locks[json.dumps(col.model, sort_keys=True)]:
             try:
                 generate(backend, self.cache, prompts, gen, CallStats(), done)
             except Exception as exc:  # the rows not yet answered show why; the other columns go on
