@@ -328,7 +328,8 @@ def variants(config: Config, set: Sets = None):
 def log(results: Results,
         last: Annotated[Optional[int], typer.Option(metavar="N", help="Only the last N entries.")] = None,
         as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the entries as JSON lines.")] = False):
-    """Print the experiment's research log: every run and climb, with its config diff and table."""
+    """Print the experiment's research log: every run and climb, with its config diff and table, then its
+    playground sessions (`ladder play` / `ladder try`)."""
     from ladder.history import LOG, render
     from ladder.store import read_jsonl
 
