@@ -14,7 +14,8 @@ page's keyboard shortcuts), each checked against what the server and the files s
    unpinned one's (fake-lazy repeats the last shot's answer);
 4. save the pinned column as a variant (s): the YAML keeps its comments, loads, and
    `ladder run exp.yaml --variant NAME` scores the page's rows exactly as the page did;
-5. throughout: no console error, no failed or refused request, no request anywhere but the
+5. chat: two turns to two models side by side, each answering in its own conversation;
+6. throughout: no console error, no failed or refused request, no request anywhere but the
    playground itself; the API key appears nowhere in the page, its requests or the session log;
    a request without the token gets 403.
 
@@ -202,7 +203,21 @@ def check(screenshot: Path | None, timeout: float) -> None:
             if {i: scored.get(i) for i in page_scores} != page_scores:
                 raise Failed(f"ladder run scored the page's rows {scored} differently from the page {page_scores}")
 
-            # 5. no console error, no failed request, nothing fetched elsewhere, no key anywhere
+            # 5. chat: one message to two models side by side, then a second turn
+            key(dt, "c", "KeyC")
+            type_into("chat-models", "fake-good, fake-lazy")
+            for turn in ("Review: a superb meal", "Review: and a rude waiter"):
+                ev("document.getElementById('chat-input').focus()")
+                dt.call("Input.insertText", text=turn)
+                key(dt, "Enter", "Enter")
+                wait("the chat replies", lambda s, t=turn: ev(
+                    "document.querySelectorAll('#turns .replies').length") == (1 if "superb" in t else 2))
+            replies = ev("[...document.querySelectorAll('#turns .reply')].map(r => r.textContent)")
+            if replies != ["openai:fake-goodpositive", "openai:fake-lazyneutral",
+                           "openai:fake-goodnegative", "openai:fake-lazyneutral"]:
+                raise Failed(f"chat replies: {replies}")
+
+            # 6. no console error, no failed request, nothing fetched elsewhere, no key anywhere
             dt.call("Runtime.evaluate", expression="1")
             problems = network_problems(dt.events, root)
             if problems:

@@ -198,6 +198,12 @@ class Playground:
         base = {"backend": self.exp.model.backend, **base}
         if spec is None:
             return base
+        if isinstance(spec, str) and spec.lstrip().startswith("{"):
+            try:
+                spec = json.loads(spec)
+            except json.JSONDecodeError as exc:
+                raise LadderError(f"model {spec}: not a JSON mapping ({exc})", field="model",
+                                  fix='write e.g. {"backend": "openai", "name": "gpt-4o-mini"}') from None
         if isinstance(spec, str):
             backend, sep, name = spec.partition(":")
             if sep and backend in ("hf", "openai", "anthropic"):
@@ -398,15 +404,17 @@ class Playground:
                 out[rid] = cell.score
         return out
 
-    def chat(self, system: str, turns: list[dict[str, str]], models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """One reply from each model to the same conversation (system prompt + turns), side by side,
-        through the same cache; a model that fails gets its error, the others still answer."""
+    def chat(self, system: str, turns: list[list[dict[str, str]]], models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The next reply of each model in its own conversation (system prompt + `turns[i]`, its
+        own earlier answers among them), side by side, through the same cache; a model that fails
+        gets its error, the others still answer."""
         from ladder.backends.base import generate
 
-        messages = ([Message("system", system)] if system else []) + [Message(t["role"], t["content"]) for t in turns]
-        replies: dict[str, dict[str, Any]] = {}
+        got: list[dict[str, Any]] = [{} for _ in models]
 
-        def one(spec: dict[str, Any]) -> None:
+        def one(i: int, spec: dict[str, Any], history: list[dict[str, str]]) -> None:
+            replies = got[i]
+            messages = ([Message("system", system)] if system else []) + [Message(t["role"], t["content"]) for t in history]
             col = Column(system, "", spec)
             label = model_label(spec)
             try:
@@ -424,10 +432,12 @@ class Playground:
             except Exception as exc:
                 replies[label] = {"error": exc.render() if isinstance(exc, LadderError) else f"{type(exc).__name__}: {exc}"}
 
-        threads = [threading.Thread(target=one, args=(spec,)) for spec in models]
+        threads = [threading.Thread(target=one, args=(i, spec, history))
+                   for i, (spec, history) in enumerate(zip(models, turns))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        replies = {k: v for reply in got for k, v in reply.items()}  # in the models' order
         self.log.write({"kind": "chat", "system": system, "turns": turns, "replies": replies})
         return replies

@@ -176,8 +176,12 @@ def build_app(pg: Playground, token: str, opened: str) -> Any:
         data = await body(req)
         try:
             specs = [pg.model_spec(m if m not in ("", None) else None) for m in data.get("models") or [None]]
-            turns = [{"role": t["role"], "content": str(t["content"])} for t in data.get("turns") or []
-                     if t.get("role") in ("user", "assistant")]
+            # `threads`: each model's own conversation; `turns`: one conversation sent to every model.
+            threads = data.get("threads") or [data.get("turns") or []] * len(specs)
+            turns = [[{"role": t["role"], "content": str(t["content"])} for t in thread
+                      if t.get("role") in ("user", "assistant")] for thread in threads]
+            if len(turns) != len(specs):
+                raise ValueError(f"{len(turns)} conversations for {len(specs)} models")
         except Exception as exc:
             return problem(exc)
         replies = await asyncio.to_thread(pg.chat, str(data.get("system") or ""), turns, specs)

@@ -101,6 +101,12 @@ def test_chat_answers_from_every_model_and_a_free_message_is_a_row(page):
                                          "models": ["fake-good", "fake-lazy", '{"backend": "nope", "name": "x"}']}).json()
     assert out["replies"]["openai:fake-good"]["text"] == "positive"
     assert out["replies"]["openai:fake-lazy"]["text"] == "neutral"
+    assert "unknown" in out["replies"]["nope:x"]["error"] or "nope" in out["replies"]["nope:x"]["error"]
+    threads = [[{"role": "user", "content": "rude"}, {"role": "assistant", "content": "negative"},
+                {"role": "user", "content": "and?"}], [{"role": "user", "content": "hi"}]]
+    two = client.post("/api/chat", json={"models": ["fake-lazy", "fake-good"], "threads": threads}).json()
+    assert list(two["replies"]) == ["openai:fake-lazy", "openai:fake-good"]
+    assert two["replies"]["openai:fake-lazy"]["text"] == "negative"  # it saw its own earlier answer
     state = client.post("/api/rows", json={"message": "the soup was lovely"}).json()
     assert state["rows"][0] == {"id": "msg-1", "text": "the soup was lovely", "target": None, "message": True}
     cells = [x for x in run(client) if x["type"] == "cell"]

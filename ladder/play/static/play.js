@@ -157,25 +157,31 @@ async function saveVariant() {
 }
 
 async function sendChat() {
+  // Each model keeps its own conversation: the same user turns, its own earlier answers.
   const text = $("chat-input").value.trim();
   if (!text) return;
+  const models = $("chat-models").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const names = models.length ? models : [""];
+  const key = JSON.stringify(names);
+  if (chatTurns.key !== key) chatTurns = Object.assign([], {key: key, threads: names.map(() => [])});
+  chatTurns.threads.forEach((t) => t.push({role: "user", content: text}));
   chatTurns.push({role: "user", content: text});
   $("chat-input").value = "";
-  const models = $("chat-models").value.split(",").map((s) => s.trim()).filter(Boolean);
-  drawChat(null);
+  drawChat();
   try {
-    const out = await api("/api/chat", {system: $("instruction").value, turns: chatTurns, models: models});
+    const out = await api("/api/chat", {system: $("instruction").value, models: names, threads: chatTurns.threads});
     S.spent = out.spent; $("spent").textContent = S.spent.toFixed(4);
-    const first = Object.values(out.replies)[0];
-    if (first && first.text != null) chatTurns.push({role: "assistant", content: first.text});
-    drawChat(out.replies);
+    const replies = Object.values(out.replies);
+    chatTurns.threads.forEach((t, i) => { const r = replies[i]; if (r && r.text != null) t.push({role: "assistant", content: r.text}); });
+    chatTurns.push({role: "replies", replies: out.replies});
+    drawChat();
   } catch (e) { banner(e.message, "error"); }
 }
-function drawChat(replies) {
-  let html = chatTurns.map((t) => `<div class="turn"><b>${t.role}</b>: ${esc(t.content)}</div>`).join("");
-  if (replies) html += `<div class="replies">` + Object.entries(replies).map(([m, r]) =>
-    `<div class="reply"><b>${esc(m)}</b><br>${r.error ? "error: " + esc(r.error) : esc(r.text)}</div>`).join("") + "</div>";
-  $("turns").innerHTML = html;
+function drawChat() {
+  $("turns").innerHTML = chatTurns.map((t) => t.role === "user"
+    ? `<div class="turn"><b>you</b>: ${esc(t.content)}</div>`
+    : `<div class="replies">` + Object.entries(t.replies).map(([m, r]) =>
+        `<div class="reply"><b>${esc(m)}</b><br>${r.error ? "error: " + esc(r.error) : esc(r.text)}</div>`).join("") + "</div>").join("");
 }
 
 document.addEventListener("click", (e) => {
