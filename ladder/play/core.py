@@ -194,8 +194,11 @@ class Playground:
     def model_spec(self, spec: str | dict[str, Any] | None = None) -> dict[str, Any]:
         """The YAML's model keys for `spec`: a bare name keeps the experiment's backend (as the
         YAML's `models:` list does); a mapping is a full `model:` section."""
-        base = self.exp.model.model_dump(mode="json", exclude_defaults=True)
-        base = {"backend": self.exp.model.backend, **base}
+        model = self.exp.model
+        fields = type(model).model_fields
+        # The keys that differ from their defaults (plus backend and name): what a YAML would write.
+        base = {k: v for k, v in model.model_dump(mode="json").items()
+                if k in ("backend", "name") or (k in fields and v != fields[k].default and v is not None)}
         if spec is None:
             return base
         if isinstance(spec, str) and spec.lstrip().startswith("{"):

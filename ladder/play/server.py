@@ -199,7 +199,13 @@ def serve(config: Path, sets: list[str], *, n: int, budget: float, port: int, ho
     """Open the playground and serve it until Ctrl-C. `ready(url)` is called once it listens."""
     import socket
 
-    import uvicorn
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise LadderError(f"`ladder play` needs the web server packages, and {exc.name} is not installed",
+                          fix="pip install 'starlette>=0.37' 'uvicorn>=0.29' (dependencies of ladder since the "
+                              "playground; `pip install -e .` installs them), or use `ladder try` in the terminal") from None
 
     from ladder.play.variant import digest
 

@@ -25,10 +25,15 @@ def parse_shots(pg: Playground, text: str | None) -> list[dict[str, Any]]:
 
 def columns(pg: Playground, instruction: str | None, template: str | None, models: Sequence[str],
             shots: list[dict[str, Any]], generation: dict[str, Any]) -> list[Column]:
+    """Per model: the YAML's prompt, then (when anything was edited) the edited version beside it,
+    so the change is seen on the same rows; the edited column is the last of its model."""
     base = pg.base_column()
     specs = [pg.model_spec(m) for m in models] or [base.model]
+    edited = instruction is not None or template is not None or shots or generation
     out = []
     for spec in specs:
+        if edited:
+            out.append(pg.add_column(Column(base.instruction, base.template, spec)))
         col = Column(base.instruction if instruction is None else instruction,
                      base.template if template is None else template, spec, dict(generation), shots)
         out.append(pg.add_column(col))
@@ -112,7 +117,7 @@ def try_command(config: Path, sets: list[str], instruction: str | None, template
     run_all(pg, cols, rows)
     show(pg, cols, rows)
     if save_variant:
-        col = cols[0]
+        col = cols[-1]  # the edited version (the only column when nothing was edited)
         bad = [pg.cells[(r, col.id)].error for r in rows if (r, col.id) in pg.cells and pg.cells[(r, col.id)].error]
         if bad:
             raise LadderError(f"not saved: {len(bad)} of {len(rows)} cells failed, e.g. {bad[0]}",
@@ -121,5 +126,10 @@ def try_command(config: Path, sets: list[str], instruction: str | None, template
         pg.log.write({"kind": "variant", "name": save_variant, "column": col.id})
         print(f"saved variant {save_variant} in {config}: `ladder run {config} --variant {save_variant}` "
               f"evaluates it on the whole subsample")
-    if not any(c.score is not None or not c.error for c in pg.cells.values()):
-        raise LadderError("every cell failed, so nothing was measured", fix="see the errors in the table above")
+    dead = [c for c in cols if all(pg.cells[(r, c.id)].error for r in rows if (r, c.id) in pg.cells)]
+    if dead:  # printed above with the other columns' answers; the exit status tells a script
+        c = dead[0]
+        why = next(pg.cells[(r, c.id)].error for r in rows if (r, c.id) in pg.cells)
+        raise LadderError(f"column {c.label} {model_label(c.model)} failed on every row"
+                          + (f" (and {len(dead) - 1} more columns)" if len(dead) > 1 else "") + f": {why}",
+                          fix="see its cells in the table above; the other columns' answers are printed and logged")

@@ -52,15 +52,19 @@ def test_saved_variant_is_what_ladder_run_scores_on_the_same_rows(tmp_path, srv)
     entry = raw["variants"]["pinned"]
     assert entry["task.instruction"] == "Label the review." and entry["stages"][0]["type"] == "few_shot"
     assert [s["label"] for s in entry["stages"][0]["examples"]] == ["positive", "negative"]
-    play = {c["row"]: c["score"] for c in cells(tmp_path / "results" / "t")}
-    assert len(play) == 10 and 0 < sum(play.values()) < 10  # the pinned shots changed some answers
+    got = cells(tmp_path / "results" / "t")
+    play = {c["row"]: c["score"] for c in got if c["label"] == "v1"}
+    base = {c["row"]: c["score"] for c in got if c["label"] == "v0"}  # the YAML's prompt, beside it
+    assert len(play) == len(base) == 10 and play != base  # the pinned shots changed some answers
 
     run = ladder("run", str(cfg), "--variant", "pinned")
     assert run.returncode == 0, run.stderr
     (samples,) = (tmp_path / "results" / "t" / "variants" / "pinned" / "few_shot").glob("*/samples.jsonl")
     scored = {rec["id"]: rec["score"] for rec in read_jsonl(samples)}
     assert len(scored) == 30 and {r: scored[r] for r in play} == play
-    assert srv.stats()["successes"] == 30  # the 10 playground rows came from the cache: the same requests
+    # 20 from try (the YAML's prompt and the pinned one), then only the 20 rows try did not show: the
+    # 10 playground rows came from the cache, so the run sent the very same requests
+    assert srv.stats()["successes"] == 40
 
 
 def test_save_refuses_a_yaml_changed_on_disk_and_writes_nothing(tmp_path, srv):
@@ -88,10 +92,11 @@ def test_save_adds_to_an_existing_variants_block(tmp_path, srv):
 def test_bad_inputs_each_say_what_and_keep_the_other_columns(tmp_path, srv):
     cfg = fake_experiment(tmp_path, srv.base_url)
     r = ladder("try", str(cfg), "--template", "Review: {nosuch}", "--n", "3")
-    assert r.returncode == 2 and "nosuch" in r.stdout and "every cell failed" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 2 and "failed on every row" in r.stderr and "nosuch" in r.stderr, r.stdout + r.stderr
+    assert "positive ✓" in r.stdout  # the YAML's prompt beside it still ran
     down = json.dumps({"backend": "openai", "name": "gone", "base_url": "http://127.0.0.1:9/v1", "api_key_env": None})
     r = ladder("try", str(cfg), "--model", "fake-good", "--model", down, "--n", "3")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 2 and "failed on every row" in r.stderr, r.stderr
     assert "positive" in r.stdout or "negative" in r.stdout
     assert "127.0.0.1:9" in r.stdout and "error" in r.stdout  # its cells say why
     r = ladder("try", str(cfg), "--model", "fake-lazy", "--n", "3", "--budget", "0.000001")
