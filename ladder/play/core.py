@@ -111,6 +111,7 @@ class Playground:
         from ladder.config import load_experiment
         from ladder.play.log import SessionLog
         from ladder.runner import prepare
+        from ladder.stages import few_shot  # noqa: F401  (imported now, not on the first run: ~0.3 s)
 
         self.path = Path(config)
         self.sets = list(sets)
