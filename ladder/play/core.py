@@ -221,6 +221,7 @@ class Playground:
                               field="shots", fix=f"unpin some (keep at most {MAX_SHOTS})")
         for s in col.shots:
             self.example(s["id"])  # an unknown id is refused here, not on the first run
+        self._checked(col)
         with self._lock:
             if col.id not in self.columns:
                 # A label per prompt version, in order of appearance: v0 is the YAML's own prompt.
@@ -230,6 +231,22 @@ class Playground:
                 self.log.write({"kind": "column", "column": col.id, "label": col.label, "version": col.version,
                                 "spec": col.spec()})
         return self.columns[col.id]
+
+    def _checked(self, col: Column) -> None:
+        """Settings and model keys that cannot work are refused when the column is made (one clear
+        line, never a traceback); whether the model answers is seen when it runs."""
+        from pydantic import ValidationError
+
+        from ladder.config.experiment import backend_config
+
+        for what, check in (("generation", lambda: self.generation(col)), ("model", lambda: backend_config(col.model))):
+            try:
+                check()
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise LadderError(f"{what}.{where}: {first['msg']}", field=f"{what}.{where}",
+                                  fix="correct it in the column's settings") from None
 
     def generation(self, col: Column):
         from ladder.config import GenerationConfig

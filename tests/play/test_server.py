@@ -134,3 +134,12 @@ def test_the_hf_backend_works_in_the_page(tmp_path):
     cells = [x for x in run(client) if x["type"] == "cell"]
     assert len(cells) == 6 and all(not c["error"] and c["score"] is not None for c in cells), cells
     assert all(c["cost"] == 0 for c in cells)  # a local model
+
+
+def test_a_column_with_impossible_settings_is_refused_in_one_line(page):
+    client, pg, _ = page
+    res = client.post("/api/column", json={"generation": {"temperature": 7}})
+    assert res.status_code == 400 and "generation.temperature" in res.json()["error"]
+    res = client.post("/api/column", json={"model": {"backend": "openai", "name": "x", "concurrency": 0}})
+    assert res.status_code == 400 and "model.concurrency" in res.json()["error"]
+    assert len(pg.columns) == 1 and client.get("/api/state").status_code == 200
