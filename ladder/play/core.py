@@ -401,9 +401,7 @@ class Playground:
     def _restore(self, lines: list[dict[str, Any]]) -> None:
         for line in lines:
             kind = line.get("kind")
-            if kind == "session":
-                self.n = line.get("n", self.n)
-            elif kind == "column":
+            if kind == "column":
                 col = Column.from_spec(line["spec"], line.get("label", ""))
                 self.columns.setdefault(col.id, col)
             elif kind == "message":
@@ -414,7 +412,7 @@ class Playground:
                 self.cells[(cell.row, cell.column)] = cell
                 self.spent += cell.cost
 
-    # -- numbers and chat ------------------------------------------------------------------------
+    # -- numbers ------------------------------------------------------------------------
 
     def scores(self, column_id: str, rows: Sequence[str] | None = None) -> dict[str, float]:
         """Row id → score of the column's scored cells among `rows` (default: the shown rows)."""
@@ -424,41 +422,3 @@ class Playground:
             if cell is not None and cell.score is not None:
                 out[rid] = cell.score
         return out
-
-    def chat(self, system: str, turns: list[list[dict[str, str]]], models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The next reply of each model in its own conversation (system prompt + `turns[i]`, its
-        own earlier answers among them), side by side, through the same cache; a model that fails
-        gets its error, the others still answer."""
-        from ladder.backends.base import generate
-
-        got: list[dict[str, Any]] = [{} for _ in models]
-
-        def one(i: int, spec: dict[str, Any], history: list[dict[str, str]]) -> None:
-            replies = got[i]
-            messages = ([Message("system", system)] if system else []) + [Message(t["role"], t["content"]) for t in history]
-            col = Column(system, "", spec)
-            label = model_label(spec)
-            try:
-                backend = self.backend(col)
-                gen = self.generation(col).model_copy(update={"n": 1})
-                self.check_budget(backend, [messages], gen)
-                with self._model_locks[json.dumps(col.model, sort_keys=True)]:
-                    (sample,), = generate(backend, self.cache, [messages], gen)
-                if sample.finish_reason == "error":
-                    replies[label] = {"error": sample.error or "the call failed"}
-                else:
-                    with self._lock:
-                        self.spent += sample.cost
-                    replies[label] = {"text": sample.text, "cost": sample.cost}
-            except Exception as exc:
-                replies[label] = {"error": exc.render() if isinstance(exc, LadderError) else f"{type(exc).__name__}: {exc}"}
-
-        threads = [threading.Thread(target=one, args=(i, spec, history))
-                   for i, (spec, history) in enumerate(zip(models, turns))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        replies = {k: v for reply in got for k, v in reply.items()}  # in the models' order
-        self.log.write({"kind": "chat", "system": system, "turns": turns, "replies": replies})
-        return replies

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ladder.errors import LadderError
+from ladder.play.chat import chat as chat_with
 from ladder.play.core import Column, Playground, model_label
 from ladder.play.numbers import column_metric, paired
 
@@ -184,7 +185,7 @@ def build_app(pg: Playground, token: str, opened: str) -> Any:
                 raise ValueError(f"{len(turns)} conversations for {len(specs)} models")
         except Exception as exc:
             return problem(exc)
-        replies = await asyncio.to_thread(pg.chat, str(data.get("system") or ""), turns, specs)
+        replies = await asyncio.to_thread(chat_with, pg, str(data.get("system") or ""), turns, specs)
         return JSONResponse({"replies": replies, "spent": round(pg.spent, 6)})
 
     routes = [Route("/", page), Route("/static/{name}", page), Route("/api/state", get_state),
