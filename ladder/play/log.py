@@ -69,7 +69,8 @@ def render_sessions(items: list[dict[str, Any]]) -> str:
     out = ["", "## Playground sessions", ""]
     for s in items:
         out.append(f"- {s['session']} ({s['started']} → {s['last']}): {s['cells']} cells, "
-                   f"{len(s['versions'])} prompt versions ({', '.join(s['versions'])}), models "
+                   f"{len(s['versions'])} prompt version{'s' if len(s['versions']) != 1 else ''} ({', '.join(s['versions'])}), "
+                   f"model{'s' if len(s['models']) != 1 else ''} "
                    f"{', '.join(s['models'])}, ${s['cost']:.4f}"
                    + (f", {s['chats']} chat turns" if s['chats'] else "")
                    + (f"; saved as variants {', '.join(s['variants'])}" if s['variants'] else "")
