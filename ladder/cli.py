@@ -328,26 +328,28 @@ def variants(config: Config, set: Sets = None):
 def log(results: Results,
         last: Annotated[Optional[int], typer.Option(metavar="N", help="Only the last N entries.")] = None,
         as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the entries as JSON lines.")] = False):
-    """Print the experiment's research log: every run and climb, with its config diff and table, then its
-    playground sessions (`ladder play` / `ladder try`)."""
+    """Print the experiment's research log: every run and climb, with its config diff and table."""
+    from ladder import history
+    from ladder.play.log import print_sessions, sessions
+
+    played = sessions(results)  # playground sessions (rung 0): after the runs, or alone before any run
+    if played and not (results / history.LOG).exists():
+        print_sessions(played, as_json)
+        return
     from ladder.history import LOG, render
     from ladder.store import read_jsonl
 
-    from ladder.play.log import render_sessions, sessions
-
     entries = read_jsonl(results / LOG)
-    played = sessions(results)  # playground sessions (rung 0) are listed after the runs
-    if not entries and not played:
+    if not entries:
         raise LadderError(f"no research log ({LOG}) here", where=str(results),
                           fix="pass an experiment folder such as results/quickstart; `ladder run` and "
-                              "`ladder climb` write one entry each (`ladder play` / `ladder try` a playground session)")
+                              "`ladder climb` write one entry each")
     start = max(0, len(entries) - last) if last else 0
     if as_json:
         print("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries[start:]), end="")
-        print("".join(json.dumps({"playground": s}, ensure_ascii=False) + "\n" for s in played), end="")
     else:
-        print(render(entries[start:], start + 1) if entries else "", end="")
-        print(render_sessions(played), end="")
+        print(render(entries[start:], start + 1), end="")
+    print_sessions(played, as_json)
 
 
 @app.command()

@@ -76,3 +76,10 @@ def render_sessions(items: list[dict[str, Any]]) -> str:
                    + (f"; saved as variants {', '.join(s['variants'])}" if s['variants'] else "")
                    + f" — {s['path']}")
     return "\n".join(out) + "\n"
+
+
+def print_sessions(items: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print("".join(json.dumps({"playground": s}, ensure_ascii=False) + "\n" for s in items), end="")
+    else:
+        print(render_sessions(items), end="")
