@@ -1,4 +1,4 @@
-"""`ladder run | check | compare | climb | atlas | report` — the command line.
+"""`ladder run | check | compare | climb | atlas | report | try | play` — the command line.
 
 Only light modules are imported here; the runner (and through it torch) is imported inside the
 commands, so `ladder --help` stays instant.
@@ -397,6 +397,13 @@ def log(results: Results,
         last: Annotated[Optional[int], typer.Option(metavar="N", help="Only the last N entries.")] = None,
         as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the entries as JSON lines.")] = False):
     """Print the experiment's research log: every run and climb, with its config diff and table."""
+    from ladder import history
+    from ladder.play.log import print_sessions, sessions
+
+    played = sessions(results)  # playground sessions (rung 0): after the runs, or alone before any run
+    if played and not (results / history.LOG).exists():
+        print_sessions(played, as_json)
+        return
     from ladder.history import LOG, render
     from ladder.store import read_jsonl
 
@@ -413,6 +420,7 @@ def log(results: Results,
         print("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries[start:]), end="")
     else:
         print(render(entries[start:], start + 1), end="")
+    print_sessions(played, as_json)
 
 
 @app.command()
@@ -449,6 +457,62 @@ def report(results: Results, embed: Embed = "tfidf",
     from ladder.report import write
 
     print(write(results, out, atlas=not no_atlas, embed=embed))
+
+
+Budget = Annotated[float, typer.Option(metavar="USD", help="Refuse a run that could take the session's spend past this.")]
+Rows = Annotated[int, typer.Option("--n", metavar="N", help="Rows shown: the first N of the test subsample in an "
+                                                           "order drawn with the experiment's seed.")]
+Models = Annotated[Optional[list[str]], typer.Option(
+    "--model", metavar="MODEL", help="A column's model (repeatable): a name on the experiment's backend, "
+                                     "BACKEND:NAME (hf, openai, anthropic) or the YAML's `model:` mapping as JSON.")]
+
+
+def _model_arg(text: str) -> Any:
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LadderError(f"--model {text}: not a JSON mapping ({exc})", field="--model",
+                              fix='write e.g. --model \'{"backend": "openai", "name": "gpt-4o-mini"}\'') from None
+    return text
+
+
+@app.command("try")
+def try_(config: Config, set: Sets = None,
+         instruction: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The instruction (system prompt) to try.")] = None,
+         template: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The user-turn template, e.g. 'Review: {text}'.")] = None,
+         model: Models = None, n: Rows = 10,
+         shots: Annotated[Optional[str], typer.Option(metavar="ID,ID", help="Pin these rows as shots (gold answer, or ID=ANSWER).")] = None,
+         message: Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="A free message as a row instead of the data (repeatable).")] = None,
+         temperature: Annotated[Optional[float], typer.Option(metavar="T", help="Sampling temperature.")] = None,
+         top_p: Annotated[Optional[float], typer.Option(metavar="P", help="Nucleus sampling top_p.")] = None,
+         max_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Most new tokens per sample.")] = None,
+         samples: Annotated[Optional[int], typer.Option(metavar="N", help="Samples per cell (to see diversity).")] = None,
+         save_variant: Annotated[Optional[str], typer.Option(metavar="NAME", help="Write the column into the YAML as "
+                                                             "variants.NAME, for `ladder run --variant NAME`.")] = None,
+         budget: Budget = 1.0):
+    """Rung 0 from the terminal: the test rows under a prompt and models, side by side, with the
+    metric (n, 95% CI) per column; every call cached and logged to results/<exp>/playground/."""
+    from ladder.play.terminal import try_command
+
+    gen = {k: v for k, v in dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=samples).items()
+           if v is not None}
+    try_command(config, set or [], instruction, template, [_model_arg(m) for m in model or []], n, shots,
+                message or [], gen, save_variant, budget)
+
+
+@app.command()
+def play(config: Config, set: Sets = None, n: Rows = 20, budget: Budget = 1.0,
+         port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: a free one).")] = 0,
+         host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind; anything but 127.0.0.1 lets other "
+                                                                "machines reach the page (with the token).")] = "127.0.0.1",
+         no_browser: Annotated[bool, typer.Option("--no-browser", metavar="", help="Print the URL, do not open it.")] = False,
+         new: Annotated[bool, typer.Option("--new", metavar="", help="Start a new session (default: reopen the last).")] = False):
+    """Rung 0: a local web page to try prompts and models on the test rows side by side, pin shots,
+    chat, and save a column as a variant. Every request must carry the token in the printed URL."""
+    from ladder.play.server import serve
+
+    serve(config, set or [], n=n, budget=budget, port=port, host=host, browser=not no_browser, new=new)
 
 
 def _interruptible(command):
