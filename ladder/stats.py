@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 from ladder.types import MetricValue
 
@@ -92,3 +92,71 @@ def num(x: float, signed: bool = False) -> str:
     zero is 0.000, not a negative number."""
     text = f"{x:+.3f}" if signed else f"{x:.3f}"
     return "0.000" if text in ("-0.000", "+0.000") else text
+
+
+def t_p_value(d: list[float]) -> tuple[float, float, float]:
+    """(mean, sd, two-sided p of mean = 0) of the paired differences, Student t with n−1 df."""
+    from scipy import stats
+
+    n = len(d)
+    mean = sum(d) / n
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if sd == 0:
+        return mean, 0.0, 1.0 if mean == 0 else 0.0
+    return mean, sd, float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(pvalues: list[float], alpha: float = 0.05) -> tuple[list[float], list[float]]:
+    """Holm's step-down adjustment of m p-values: (adjusted p-values, per-comparison alpha for
+    its interval), both in the input order. The comparison ranked i-th smallest (from 0) gets
+    alpha / (m − i); its adjusted p is the running max of min(1, (m − j)·p_(j)), j ≤ i.
+    NaN p-values (fewer than two pairs) rank last and stay NaN."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: (math.isnan(pvalues[i]), pvalues[i]))
+    adjusted, level = [float("nan")] * m, [alpha] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        level[i] = alpha / (m - rank)
+        if math.isnan(pvalues[i]):
+            continue
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted, level
+
+
+def best_variants(scores: dict[str, dict[str, dict[str, float]]],
+                  values: dict[tuple[str, str], Any], alpha: float = 0.05) -> dict[str, tuple[str, float]]:
+    """stage -> (best variant, its largest Holm-adjusted p) for each stage whose highest-valued
+    variant leads every other variant significantly: paired t of best − other on the examples both
+    scored, Holm over those comparisons, every adjusted p < alpha and every mean > 0 (Holm rejects
+    all m hypotheses exactly when the largest adjusted p is below alpha). A tie for the top, or a
+    stage with one variant, marks nothing."""
+    out: dict[str, tuple[str, float]] = {}
+    stages = list(dict.fromkeys(s for by_stage in scores.values() for s in by_stage))
+    for stage in stages:
+        vals = {v: values.get((v, stage)) for v in scores if stage in scores[v]}
+        vals = {v: x for v, x in vals.items() if isinstance(x, (int, float)) and not math.isnan(x)}
+        if len(vals) < 2:
+            continue
+        top = max(vals.values())
+        leaders = [v for v, x in vals.items() if x == top]
+        if len(leaders) > 1:
+            continue
+        best = leaders[0]
+        means, ps = [], []
+        for other in vals:
+            if other == best:
+                continue
+            a, b = scores[best][stage], scores[other][stage]
+            d = [a[i] - b[i] for i in a if i in b]
+            mean, _, p = t_p_value(d) if len(d) > 1 else (float("nan"),) * 3
+            means.append(mean)
+            ps.append(p)
+        if any(math.isnan(p) for p in ps) or any(not m > 0 for m in means):
+            continue
+        adjusted = holm(ps, alpha)[0] if len(ps) > 1 else ps
+        if max(adjusted) < alpha:
+            out[stage] = (best, max(adjusted))
+    return out

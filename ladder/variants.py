@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ladder.errors import ConfigError, LadderError
+from ladder.stats import holm, t_p_value  # re-exported: the combined table's tests
 
 VARIANT_KEYS = ("variants", "sweep", "models", "baseline")
 # What decides the test examples: a variant changing one would not be paired with the others.
@@ -56,7 +57,7 @@ DIFF_BASE = ["diff_base", "diff_base_ci_low", "diff_base_ci_high", "diff_base_n"
              "diff_base_p_holm", "diff_base_adjust"]
 BEST = ["best", "best_p_holm"]
 """`best`: True on the variant with the highest value of its stage when its lead over every other
-variant is significant after Holm (ladder/variants_folder.py); `best_p_holm`: the largest of those
+variant is significant after Holm (ladder/stats.py: best_variants); `best_p_holm`: the largest of those
 Holm-adjusted p-values (on the best row only)."""
 
 
@@ -216,38 +217,6 @@ def run_variants(variants: list[Variant], only: list[str] | None = None, climb: 
 # The combined table
 
 
-def t_p_value(d: list[float]) -> tuple[float, float, float]:
-    """(mean, sd, two-sided p of mean = 0) of the paired differences, Student t with n−1 df."""
-    from scipy import stats
-
-    n = len(d)
-    mean = sum(d) / n
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    if sd == 0:
-        return mean, 0.0, 1.0 if mean == 0 else 0.0
-    return mean, sd, float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-
-
-def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[float]]:
-    """Holm's step-down adjustment of m p-values: (adjusted p-values, per-comparison alpha for
-    its interval), both in the input order. The comparison ranked i-th smallest (from 0) gets
-    alpha / (m − i); its adjusted p is the running max of min(1, (m − j)·p_(j)), j ≤ i.
-    NaN p-values (fewer than two pairs) rank last and stay NaN."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: (math.isnan(pvalues[i]), pvalues[i]))
-    adjusted, level = [float("nan")] * m, [alpha] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        level[i] = alpha / (m - rank)
-        if math.isnan(pvalues[i]):
-            continue
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted, level
-
-
 def _interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
     from ladder.stats import t_quantile  # the Δ columns' own t: one way for every paired interval
 
@@ -329,7 +298,7 @@ def combined_rows(folder: Path, names: list[str], baseline: str) -> list[dict[st
     diff_base columns), from whatever variants have results under folder/variants/."""
     from ladder.evidence import Evidence
     from ladder.table import BASELINE, _round, table_rows
-    from ladder.variants_folder import best_variants
+    from ladder.stats import best_variants
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
     rows: dict[str, list[dict[str, Any]]] = {}

@@ -13,7 +13,6 @@ variants finished a stage is "nothing measured" (exit 1), never an empty table.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
@@ -118,39 +117,3 @@ def markdown(table: list[dict[str, Any]], baseline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_variants(scores: dict[str, dict[str, dict[str, float]]],
-                  values: dict[tuple[str, str], Any], alpha: float = 0.05) -> dict[str, tuple[str, float]]:
-    """stage -> (best variant, its largest Holm-adjusted p) for each stage whose highest-valued
-    variant leads every other variant significantly: paired t of best − other on the examples both
-    scored, Holm over those comparisons, every adjusted p < alpha and every mean > 0 (Holm rejects
-    all m hypotheses exactly when the largest adjusted p is below alpha). A tie for the top, or a
-    stage with one variant, marks nothing."""
-    from ladder.variants import holm, t_p_value
-
-    out: dict[str, tuple[str, float]] = {}
-    stages = list(dict.fromkeys(s for by_stage in scores.values() for s in by_stage))
-    for stage in stages:
-        vals = {v: values.get((v, stage)) for v in scores if stage in scores[v]}
-        vals = {v: x for v, x in vals.items() if isinstance(x, (int, float)) and not math.isnan(x)}
-        if len(vals) < 2:
-            continue
-        top = max(vals.values())
-        leaders = [v for v, x in vals.items() if x == top]
-        if len(leaders) > 1:
-            continue
-        best = leaders[0]
-        means, ps = [], []
-        for other in vals:
-            if other == best:
-                continue
-            a, b = scores[best][stage], scores[other][stage]
-            d = [a[i] - b[i] for i in a if i in b]
-            mean, _, p = t_p_value(d) if len(d) > 1 else (float("nan"),) * 3
-            means.append(mean)
-            ps.append(p)
-        if any(math.isnan(p) for p in ps) or any(not m > 0 for m in means):
-            continue
-        adjusted = holm(ps, alpha)[0] if len(ps) > 1 else ps
-        if max(adjusted) < alpha:
-            out[stage] = (best, max(adjusted))
-    return out

@@ -180,7 +180,7 @@ def test_mde_tells_too_small_to_detect_from_no_difference():
 
 
 def test_best_variant_is_marked_only_when_its_lead_survives_holm():
-    from ladder.variants_folder import best_variants
+    from ladder.stats import best_variants
 
     rng = random.Random(0)
     ids = [str(i) for i in range(200)]
