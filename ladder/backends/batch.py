@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ladder.backends.http import api_message, scrub
+from ladder.backends.http import api_message, scrub, scrub_samples
 from ladder.backends.prices import model_entry, price_table
 from ladder.cache import default_cache_dir
 from ladder.errors import BackendError
@@ -190,7 +190,7 @@ def _run(api: _Provider, folder: Path, by_id: dict[str, list[Request]], gen: Gen
                 kind, value = results.get(c) or ("error", f"batch job {e.job_id} ended ({status}) without a "
                                                           f"result for this request")
                 for r in by_id[c]:
-                    samples = _samples(backend, kind, value, r, gen, factor)
+                    samples = scrub_samples(_samples(backend, kind, value, r, gen, factor), api.key)
                     if samples[0].finish_reason == "error":
                         reason = samples[0].error or "error"
                         failed[reason[:120]] = failed.get(reason[:120], 0) + len(samples)

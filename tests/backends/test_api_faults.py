@@ -3,9 +3,11 @@ counted on the server side, with the real SDK clients over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -370,23 +372,34 @@ def test_a_failed_tls_handshake_is_a_configuration_error(name):
     assert "use http:// for a server without TLS" in e.value.render() and KEY not in e.value.render()
 
 
-@pytest.mark.parametrize("name", BACKEND_NAMES)
-def test_connection_failures_after_a_success_are_retried_not_fatal(name):
-    # A server that answered once and then went away is a transient fault: retried, then an
-    # error sample — never the configuration error a wrong URL gets.
-    port = closed_port()
-    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{port}",
-                                                     api_key_env=KEY_ENV, **FAST, max_retries=1))
-    sdk = b.sdk()
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1)
-    except ConnectionRefusedError as refused:
+def refused(b) -> Exception:
+    """What the backend's own SDK client raises when a request meets a closed port."""
+    async def post():
+        client = b.client(KEY)
         try:
-            raise sdk.APIConnectionError(request=None) from refused
-        except sdk.APIConnectionError as e:
-            exc = e
-    tally = _Tally(ok=1)
-    assert b._failure(exc, tally, KEY).retry
+            await client.post(b.path, body={}, cast_to=bytes)
+        except Exception as e:  # noqa: BLE001 - the exception is the point
+            return e
+        finally:
+            await client.close()
+
+    return asyncio.run(post())
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_connection_failures_after_a_success_are_retried_not_fatal(name, transport):
+    # A server that answered once and then went away is a transient fault: retried, then an
+    # error sample — never the configuration error a wrong URL gets. Its reason says "refused"
+    # (aiohttp's transport raised a connect timeout, which was reported as "ConnectTimeout").
+    if transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        pytest.skip("aiohttp not installed")
+    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{closed_port()}",
+                                                     api_key_env=KEY_ENV, **FAST, max_retries=1,
+                                                     http_client=transport))
+    exc = refused(b)
+    failure = b._failure(exc, _Tally(ok=1), KEY)
+    assert failure.retry and failure.reason == "connection refused", failure.reason
     with pytest.raises(BackendError, match="connection was refused"):
         b._failure(exc, _Tally(), KEY)
 
@@ -405,3 +418,87 @@ def test_max_retry_seconds_bounds_each_request_against_a_server_that_stays_down(
     for (s,) in out:
         assert s.finish_reason == "error" and s.error.startswith("HTTP 500")
         assert "max_retry_seconds is 1" in s.error
+
+
+# ---------------------------------------------------------------------------------------------
+# A server that fails everything stops the stage early, skips the stages on its model, prints no NaN
+
+
+def test_an_all_5xx_server_stops_the_stage_after_a_run_of_failures_and_skips_its_later_stages(tmp_path):
+    # Today: every one of the 40 examples is retried to the end (3 attempts each), and few_shot on
+    # the same model repeats it all: 240 requests; at n=300 and defaults that was 471 s a stage.
+    with ServerProcess(tmp_path, "--fault-500", "1.0") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 2, "concurrency": 4},
+                              stages=[{"type": "zero_shot"}, {"type": "few_shot", "k": 2}])
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        stats = srv.stats()
+    err = " ".join(out.stderr.split())
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in err and "scored no example (n=0)" in err and "HTTP 500" in err
+    assert "zero_shot (40 examples failed after all retries" in err
+    assert re.search(r"\b2[0-3] requests in a row failed on server errors", err)
+    assert "few_shot skipped: the server failed 20 requests in a row" in err
+    # 20 requests failed in a row (and the ≤ 3 others in flight then), 3 attempts each; few_shot sent nothing.
+    assert stats["requests"] <= (20 + 3) * 3, stats["requests"]
+    rows = records(tmp_path)
+    assert len(rows) == 40 and all(r["error"] for r in rows)
+    assert sum("not sent: the server failed 20 requests in a row" in r["samples"][0]["error"] for r in rows) >= 40 - 23
+    assert not (tmp_path / "results/t/few_shot").exists()
+    # No "nan" anywhere: not in what the run printed, nor in a file it wrote (issue 22.16).
+    written = [f.read_text() for f in (tmp_path / "results").rglob("*") if f.is_file()]
+    assert not [t for t in (out.stdout, out.stderr, *written) if re.search(r"\bnan\b", t, re.IGNORECASE)], \
+        re.findall(r".{60}\bnan\b.{20}", out.stdout + out.stderr, re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_max_retry_seconds_bounds_a_request_the_server_accepts_and_never_answers(name):
+    # Today one attempt waits the whole `timeout` (20 s here) although max_retry_seconds is 1.
+    with FakeAPIServer(faults={"timeout": 1.0}, timeout_hold=60) as srv:
+        b = make(name, srv, timeout=20, max_retries=5, max_retry_seconds=1.0)
+        start = time.perf_counter()
+        ((s,),) = generate(b, Cache(None), [[Message("user", "q")]], GenerationConfig())
+        took = time.perf_counter() - start
+    assert took < 10, f"took {took:.1f} s"
+    assert s.finish_reason == "error" and "max_retry_seconds (1 s)" in s.error
+
+
+def echo_key(req, index: int) -> str:
+    """A server that echoes the request's credentials in a normal answer (a debugging proxy, a
+    misconfigured gateway)."""
+    return f"{sentiment(req, index)} (request authorised by Authorization: Bearer {KEY}; x-api-key {KEY})"
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_key_the_server_echoes_in_an_answer_reaches_neither_samples_nor_cache(tmp_path, monkeypatch, name, batch):
+    monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
+    with FakeAPIServer(responder=echo_key) as srv:
+        path = api_experiment(tmp_path, name, srv.base_url, model={"batch": batch, "batch_poll_interval": 0.05},
+                              generation={"max_tokens": 32})
+        (result,) = run_experiment(load_experiment(path))
+    assert result.metric.n == 40 and result.metric.value > 0.5  # the answers are still read
+    rows = records(tmp_path)
+    assert all("Bearer ***" in r["samples"][0]["text"] for r in rows)
+    assert leaks(tmp_path / "results", tmp_path / "cache") == []
+
+
+def test_a_judge_at_a_closed_port_stops_the_run_before_anything_is_written_naming_its_field(tmp_path):
+    # Today: zero_shot runs and writes its results, then best_of_n fails on the judge, naming
+    # `model.base_url` (the policy's field, which is fine) instead of the judge's own.
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ServerProcess(tmp_path) as srv:
+        judge = {"type": "judge", "template": "{completion}",
+                 "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+        path = api_experiment(tmp_path, "openai", srv.base_url,
+                              stages=[{"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}])
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        done = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        sent = srv.stats()["requests"]
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2 and "Traceback" not in text, text
+    assert "field 'stages.best_of_n.scorer.model.base_url'" in text and "connection was refused" in text, text
+    assert "correct the host and port in stages.best_of_n.scorer.model.base_url" in text
+    assert sent == 0 and not (tmp_path / "results").exists()
