@@ -61,3 +61,40 @@ def check(prefix: str, fn: Any, *args: Any) -> Any:
         return fn(*args)
     except LadderError as exc:
         raise named(exc, prefix) from None
+
+
+def reachability(exp: Experiment) -> tuple[list[dict[str, Any]], LadderError | None]:
+    """`ladder check`'s live look: the free probe request of every remote model the experiment
+    calls (stage models and judges), each server once. Returns one row per model ({model, url,
+    field, status: reachable | unreachable | not probed, message}) and the first failure's error."""
+    from ladder.backends.base import Backend, BackendPool
+
+    rows: list[dict[str, Any]] = []
+    first: LadderError | None = None
+    seen: set[int] = set()
+    pool = BackendPool()
+    try:
+        for stage in exp.stages:
+            if stage.skip:
+                continue
+            model = exp.stage_model(stage)
+            own = [("", model)] if getattr(model, "from_stage", None) is None else []
+            for prefix, config in [*own, *scorer_models(exp, stage)]:
+                backend = pool.get(config)
+                if id(backend) in seen or type(backend).probe is Backend.probe:  # local: nothing to reach
+                    continue
+                seen.add(id(backend))
+                row = {"model": config.name, "url": getattr(config, "base_url", None) or f"the {config.backend} API",
+                       "field": prefix + "model", "status": "reachable", "message": ""}
+                try:
+                    check(prefix, backend.probe)
+                except LadderError as exc:
+                    if (exc.field or "").endswith("api_key_env"):  # no key here: the probe cannot be sent
+                        row.update(status="not probed", message=exc.message)
+                    else:
+                        row.update(status="unreachable", message=exc.render())
+                        first = first or exc
+                rows.append(row)
+    finally:
+        pool.close()
+    return rows, first

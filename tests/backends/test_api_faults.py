@@ -502,3 +502,29 @@ def test_a_judge_at_a_closed_port_stops_the_run_before_anything_is_written_namin
     assert "field 'stages.best_of_n.scorer.model.base_url'" in text and "connection was refused" in text, text
     assert "correct the host and port in stages.best_of_n.scorer.model.base_url" in text
     assert sent == 0 and not (tmp_path / "results").exists()
+
+
+def test_check_probes_every_server_the_run_calls_and_offline_skips_it(tmp_path):
+    # Today `ladder check` against a closed port says "config and data OK" and exits 0.
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ServerProcess(tmp_path) as srv:
+        judge = {"type": "judge", "template": "{completion}",
+                 "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+        path = api_experiment(tmp_path, "openai", srv.base_url,
+                              stages=[{"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}])
+
+        def check(*extra):
+            return subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path), *extra], env=ENV,
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+        live = check()
+        offline = check("--offline")
+        sent = srv.stats()["requests"]
+    out = " ".join(live.stdout.split())
+    err = " ".join(live.stderr.split())
+    assert live.returncode == 2 and "Traceback" not in err, live.stderr
+    assert f"reachable: gpt-4o-mini at {srv.base_url} (model)" in out
+    assert f"unreachable: judge at {url} (stages.best_of_n.scorer.model)" in out
+    assert "field 'stages.best_of_n.scorer.model.base_url'" in err and "connection was refused" in err
+    assert offline.returncode == 0 and "reachable" not in offline.stdout, offline.stderr
+    assert sent == 0  # the probe is the free model list, never a completion

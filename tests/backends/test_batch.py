@@ -127,7 +127,7 @@ def test_batch_price_in_samples_and_in_check_both_prices(tmp_path):
         assert stage["cost_usd_batch"] == pytest.approx(0.5 * stage["cost_usd_standard"])
         assert stage["cost_usd"] == stage["cost_usd_batch" if batch else "cost_usd_standard"]
         assert stage["batch"] is batch
-    out = subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path)], env=ENV, cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path), "--offline"], env=ENV, cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "batch cost $" in out.stdout and f"{stage['cost_usd_batch']:.4f}*" in out.stdout
