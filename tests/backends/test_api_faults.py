@@ -269,8 +269,12 @@ def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in err and "scored no example (n=0)" in err and "HTTP 500" in err
     assert "zero_shot (40 examples failed after all retries" in err and "run the same command again" in err
+    # No "nan" printed ("choice = nan n=0") nor written ("nan% of samples ended on a stop").
+    assert not re.search(r"\bnan\b", out.stdout + out.stderr, re.IGNORECASE), out.stderr
+    assert "zero_shot choice has no value (no example scored) n=0" in err
     (run_dir,) = (tmp_path / "results/t/zero_shot").iterdir()
     text = (run_dir / "metrics.json").read_text()
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE), text
     assert "NaN" not in text and json.loads(text)["metric"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
     from ladder.evidence import load_results  # and the readers cope with the nulls
     (back,) = load_results(tmp_path / "results/t")
