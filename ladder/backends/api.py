@@ -100,11 +100,11 @@ class APIConfig(BackendConfig):
     most requests come back 429."""
     max_retries: int = Field(6, ge=0, le=100)
     """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
-    before it is recorded as an error (a re-run retries only those)."""
+    before it is recorded as an error (a re-run retries only those): max_retries + 1 attempts."""
     max_retry_seconds: float = Field(300.0, gt=0)
-    """Longest time one request may spend retrying, in seconds, counted from its first attempt:
-    no new attempt starts after it (even with retries left), and the request is recorded as an
-    error that a re-run retries. Bounds a stage against a server that stays down."""
+    """Longest time one request may take, in seconds, attempts and waits included, counted from its
+    first attempt: no new attempt starts after it (even with retries left), one in flight is cut
+    off at it, and the request is recorded as an error that a re-run retries."""
     timeout: float = Field(120.0, gt=0)
     """Seconds to wait for one response before counting the attempt as timed out."""
     backoff: float = Field(1.0, ge=0)
