@@ -207,30 +207,46 @@ def _log(folder: Path, command: str, overrides: list[str], outcome: str | None =
 
 @app.command()
 def check(config: Config, set: Sets = None, variant: VariantOpt = None,
-          as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False):
-    """Validate the config and data and print what a run would do, without generating anything."""
+          as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False,
+          offline: Annotated[bool, typer.Option("--offline", metavar="",
+                                                help="Send no request: skip the look at each API server.")] = False):
+    """Validate the config and data and print what a run would do, without generating anything.
+    Each API server the run would call (stage models and judges) gets one free request (the model
+    list) unless --offline: a server that cannot be reached exits 2."""
     from ladder.config import load_experiment
+    from ladder.reach import reachability
     from ladder.runner import estimate_run as plan
     from ladder.variants import load_variants
 
+    failures = []
+
+    def reach(out: dict, exp: Any) -> dict:
+        if not offline:
+            out["reachable"], failed = reachability(exp)
+            failures.append(failed)
+        return out
+
     variants = load_variants(config, set or [], variant)  # every variant validated, none run
     if variants:
-        plans = {v.name: plan(v.experiment) for v in variants}
+        plans = {v.name: reach(plan(v.experiment), v.experiment) for v in variants}
         for out in plans.values():  # every variant is measured on the same subsample
             out["power"] = _planned_power(out.get("subsample_n", 0))
         if as_json:
             print(json.dumps(plans, indent=2))
-            return
-        for name, out in plans.items():
-            _print_plan(out, f"variant {name}: ")
-        return
-    exp = load_experiment(config, set or [])
-    out = plan(exp)
-    out["power"] = _planned_power(out.get("subsample_n", 0))
-    if as_json:
-        print(json.dumps(out, indent=2))
-        return
-    _print_plan(out)
+        else:
+            for name, out in plans.items():
+                _print_plan(out, f"variant {name}: ")
+    else:
+        exp = load_experiment(config, set or [])
+        out = reach(plan(exp), exp)
+        out["power"] = _planned_power(out.get("subsample_n", 0))
+        if as_json:
+            print(json.dumps(out, indent=2))
+        else:
+            _print_plan(out)
+    failed = next((f for f in failures if f is not None), None)
+    if failed is not None:
+        raise failed
 
 
 def _print_plan(out: dict, head: str = "") -> None:
@@ -242,6 +258,9 @@ def _print_plan(out: dict, head: str = "") -> None:
     console.print(f"{head}[bold]{out['experiment']}[/bold] → {out['results']}: config and data OK")
     for g in out["guards"]:
         console.print(f"  {g['level']} {g['name']}: {g['message']}")
+    for r in out.get("reachable", ()):  # absent with --offline
+        said = f": {r['message']}" if r["message"] and r["status"] == "not probed" else ""
+        console.print(f"  {r['status']}: {r['model']} at {r['url']} ({r['field']}){said}", highlight=False)
     table = Table(title_justify="left")
     for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $",
                 "batch cost $"):

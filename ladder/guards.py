@@ -59,6 +59,8 @@ def pct_apart(x: float, ref: float) -> tuple[str, str]:
 
 def stop_guard(samples: Sequence[Sample], stops: Sequence[str], threshold: float) -> Guard:
     rate = stop_hit_rate(samples)
+    if math.isnan(rate):  # every request failed ("nan%" was printed); the errors guard flags that
+        return Guard("stop_hit", "ok", "no sample finished (every request failed), so no stop rate", None)
     if stops and rate < threshold:
         shown, limit = pct_apart(rate, threshold)
         return Guard("stop_hit", "warn",

@@ -31,6 +31,7 @@ from ladder.guards import subsample
 from ladder.manifest import manifest, write_examples
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
+from ladder.reach import check, scorer_models
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
@@ -199,25 +200,32 @@ def prepare(exp: Experiment) -> PreparedRun:
         if resolved.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
             pool.get(resolved.model).preflight()
             pool.get(resolved.model).check_generation(resolved.generation)
+        if not stage.skip:  # a judge's own model (scorer / reward), named by its own field
+            for prefix, model in scorer_models(exp, stage):
+                check(prefix, pool.get(model).preflight)
     return PreparedRun(exp, task, examples, guards, metric, pool, configured)
 
 
 def preflight_run(plan: PreparedRun, only: list[str] | None) -> None:
     """What can fail only when a run starts, checked before its results folder is touched: the
     model-call cache can be written (a damaged one is replaced here), and each remote model a
-    stage still has to call answers and accepts the key (one free request)."""
+    stage still has to call (its own, and a judge scorer's or reward's) answers and accepts the key
+    (one free request)."""
     exp = plan.experiment
     probed: set[int] = set()
     for stage in exp.stages:
-        if stage.skip or (only and stage.name not in only) or plan.configured[stage.name].from_stage is not None:
+        if stage.skip or (only and stage.name not in only):
             continue
         finished = _finished(plan, stage)
         if finished is not None and not finished.stats.get("errors"):
             continue  # answered from results: a re-run of a finished experiment calls nothing
-        backend = plan.pool.get(plan.configured[stage.name].model)
-        if id(backend) not in probed:
-            probed.add(id(backend))
-            backend.probe()
+        resolved = plan.configured[stage.name]  # a model still to be trained cannot be probed yet
+        own = [("", resolved.model)] if resolved.from_stage is None else []
+        for prefix, model in [*own, *scorer_models(exp, stage)]:
+            backend = plan.pool.get(model)
+            if id(backend) not in probed:
+                probed.add(id(backend))
+                check(prefix, backend.probe)
     cache = Cache(exp.config.cache_dir)
     try:
         cache.check_writable()
@@ -261,6 +269,10 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
                     result = None
                 elif only and stage.name not in only:
                     result = reused.get(stage.name)
+                elif _server_down(plan, stage):
+                    console.print(f"[bold]{stage.name}[/bold] skipped: {_server_down(plan, stage)}; its "
+                                  f"model is the same, so it would only fail the same way", highlight=False)
+                    result = None
                 else:
                     result = run_stage(plan, stage, cache)
                 if result is not None:
@@ -274,6 +286,15 @@ def run_experiment(exp: Experiment, only: list[str] | None = None,
             cache.close()
             plan.pool.close()
     return results
+
+
+def _server_down(plan: PreparedRun, stage: StageConfig) -> str | None:
+    """Why the stage's API server counts as down in this run (an earlier stage met DOWN_AFTER server
+    errors in a row on the same model), or None."""
+    resolved = plan.configured[stage.name]
+    if resolved.from_stage is not None:
+        return None
+    return getattr(plan.pool.get(resolved.model), "down", None)
 
 
 def _reusable(plan: PreparedRun, only: list[str]) -> dict[str, StageResult]:
@@ -371,8 +392,9 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
     resumed = result.stats.get("resumed_examples", 0)
-    console.print(f"[bold]{stage.name}[/bold] {result.metric_name} = {m.value:.3f} "
-                  f"[{m.ci_low:.3f}, {m.ci_high:.3f}] n={m.n} · {ctx.calls.generated} generated, "
+    # n=0 (every request failed) has no value: say so rather than print "nan".
+    value = (f"= {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.n else "has no value (no example scored)")
+    console.print(f"[bold]{stage.name}[/bold] {result.metric_name} {value} n={m.n} · {ctx.calls.generated} generated, "
                   f"{ctx.calls.cached} from cache" + (f", {resumed} examples resumed from samples.jsonl"
                                                       if resumed else "")
                   + f" · {result.stats['seconds']:.1f} s", highlight=False)

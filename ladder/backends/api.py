@@ -9,9 +9,11 @@ to read the answer; everything else lives here:
   100k tasks. One SDK client, created once per `sample()` call, serves every request.
 - Retries are ours (the SDK's max_retries is 0): exponential backoff with jitter on 429, 408,
   409, 5xx, timeouts, dropped connections and malformed bodies, honouring Retry-After /
-  retry-after-ms, for at most max_retries attempts and max_retry_seconds. A request that still
+  retry-after-ms, for at most max_retries + 1 attempts and max_retry_seconds in all (attempts
+  included: a server that never answers cannot hold a request longer). A request that still
   fails becomes Sample(finish_reason="error"), which the cache never stores, so a re-run retries
-  exactly those. 401/403/404 stop the stage at once.
+  exactly those. 401/403/404 stop the stage at once; DOWN_AFTER requests in a row failed on
+  server errors stop sending (the server is down) and the runner skips later stages on the model.
 - A URL no request can reach is a configuration error, not a transient one: before the results
   folder is touched, `probe()` sends one free request (the model list) and a refused connection,
   an unknown host, a URL without http:// or a failed TLS handshake stops the run (exit 2) with
@@ -32,7 +34,8 @@ to read the answer; everything else lives here:
   once per process, not per stage, prices once per backend, and the garbage collector skips the
   objects that existed before the run (gc.freeze) while it lasts.
 - The API key is read from the environment variable the config names, and never written
-  anywhere: error texts are scrubbed of it before they become Samples or messages.
+  anywhere: error texts are scrubbed of it before they become Samples or messages, and so are
+  answers (a server that echoes the request's key or Authorization header).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from typing import Any, Callable, Literal, Sequence
 from pydantic import ConfigDict, Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job, report_all, shifted
-from ladder.backends.http import api_message, retry_after, run_sync, scrub, setup_problem
+from ladder.backends.http import api_message, retry_after, run_sync, scrub, scrub_samples, setup_problem
 from ladder.backends.prices import PRICES, Price, model_entry
 from ladder.config import GenerationConfig, check_env_name
 from ladder.errors import BackendError
@@ -67,6 +70,11 @@ FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use t
                 404: "the model or endpoint does not exist"}
 PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
+DOWN_AFTER = 20
+"""This many requests in a row that failed after all their retries on server-side errors (5xx,
+timeouts, dropped connections, malformed bodies; not 429) mean the server is down: the stage sends
+nothing more (the rest become error samples a re-run retries) and later stages on this model are
+skipped. A dead server otherwise cost every stage n × (max_retries + 1) requests and minutes each."""
 
 
 class APIConfig(BackendConfig):
@@ -92,11 +100,11 @@ class APIConfig(BackendConfig):
     most requests come back 429."""
     max_retries: int = Field(6, ge=0, le=100)
     """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
-    before it is recorded as an error (a re-run retries only those)."""
+    before it is recorded as an error (a re-run retries only those): max_retries + 1 attempts."""
     max_retry_seconds: float = Field(300.0, gt=0)
-    """Longest time one request may spend retrying, in seconds, counted from its first attempt:
-    no new attempt starts after it (even with retries left), and the request is recorded as an
-    error that a re-run retries. Bounds a stage against a server that stays down."""
+    """Longest time one request may take, in seconds, attempts and waits included, counted from its
+    first attempt: no new attempt starts after it (even with retries left), one in flight is cut
+    off at it, and the request is recorded as an error that a re-run retries."""
     timeout: float = Field(120.0, gt=0)
     """Seconds to wait for one response before counting the attempt as timed out."""
     backoff: float = Field(1.0, ge=0)
@@ -140,9 +148,9 @@ class Failure(Exception):
     """One attempt failed. `retry` says whether another attempt may succeed; `wait` is the
     server's Retry-After in seconds, if it sent one."""
 
-    def __init__(self, reason: str, retry: bool, wait: float | None = None):
+    def __init__(self, reason: str, retry: bool, wait: float | None = None, server: bool = True):
         super().__init__(reason)
-        self.reason, self.retry, self.wait = reason, retry, wait
+        self.reason, self.retry, self.wait, self.server = reason, retry, wait, server
 
 
 class APIBackend(Backend):
@@ -161,6 +169,10 @@ class APIBackend(Backend):
     """The free model-list endpoint `probe()` asks, relative to the client's base URL."""
 
     config: APIConfig
+
+    down: str | None = None
+    """Set (to why) once DOWN_AFTER requests in a row failed on server errors: nothing more is sent
+    through this backend, and the runner skips the later stages that use it."""
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -376,7 +388,11 @@ class APIBackend(Backend):
 
         async def worker() -> None:
             for request in queue:
-                samples = await self._with_retries(client, request, gen, key, tally)
+                if self.down:  # the server failed DOWN_AFTER requests in a row: send nothing more
+                    samples = [Sample(text="", finish_reason="error", error=f"not sent: {self.down}")
+                               for _ in request.indices]
+                else:
+                    samples = await self._with_retries(client, request, gen, key, tally)
                 done.append((request.job, samples, request.indices))
                 if len(done) == 1:
                     # Responses come in bursts: this one waits for the rest of this turn of the event
@@ -407,12 +423,22 @@ class APIBackend(Backend):
         started = time.monotonic()
         for attempt in range(cfg.max_retries + 1):
             try:
-                raw = await client.post(self.path, body=request.body, cast_to=bytes)
+                # max_retry_seconds bounds the whole request, attempts included: a server that accepts
+                # the connection and never answers would otherwise hold it max_retry_seconds + timeout.
+                # wait_for (a task per call) only when the deadline comes before the SDK's own timeout.
+                left = cfg.max_retry_seconds - (time.monotonic() - started)
+                post = client.post(self.path, body=request.body, cast_to=bytes)
                 try:
-                    samples = self.parse(json.loads(raw), request, gen)
+                    raw = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
+                except asyncio.TimeoutError:
+                    raise Failure(f"no answer within max_retry_seconds ({cfg.max_retry_seconds:g} s)",
+                                  retry=False) from None
+                try:
+                    samples = scrub_samples(self.parse(json.loads(raw), request, gen), key)
                 except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                     raise Failure(f"malformed response body ({type(exc).__name__})", retry=True) from None
                 tally.ok += 1
+                tally.down_run = 0
                 return samples
             except Failure as failure:
                 fail = failure
@@ -422,14 +448,20 @@ class APIBackend(Backend):
                 break
             delay = self._delay(attempt, fail.wait)
             if time.monotonic() - started + delay > cfg.max_retry_seconds:
-                tally.errors[fail.reason] += 1
                 error = (f"{fail.reason} (after {attempt + 1} attempts in {time.monotonic() - started:.0f} s; "
                          f"max_retry_seconds is {cfg.max_retry_seconds:g})")
-                return [Sample(text="", finish_reason="error", error=error) for _ in request.indices]
+                return self._failed(request, fail, error, tally)
             await asyncio.sleep(delay)
+        return self._failed(request, fail, _attempts(fail.reason, attempt), tally)
+
+    def _failed(self, request: Request, fail: Failure, error: str, tally: _Tally) -> list[Sample]:
+        """The error samples of a request that failed after all retries, counted towards DOWN_AFTER."""
         tally.errors[fail.reason] += 1
-        return [Sample(text="", finish_reason="error", error=_attempts(fail.reason, attempt))
-                for _ in request.indices]
+        tally.down_run = tally.down_run + 1 if fail.server else 0
+        if tally.down_run >= DOWN_AFTER and not self.down:
+            self.down = (f"the server failed {tally.down_run} requests in a row after all retries "
+                         f"(last: {fail.reason}), so the rest of the stage was not sent")
+        return [Sample(text="", finish_reason="error", error=error) for _ in request.indices]
 
     def _failure(self, exc: Exception, tally: _Tally, key: str) -> Failure:
         """Sort an SDK exception into retry or give up; raise BackendError when no request can work."""
@@ -442,6 +474,7 @@ class APIBackend(Backend):
                                    field="model", fix=f"check model.name ('{self.config.name}'), "
                                    f"model.base_url and the key in ${self.config.api_key_env}") from None
             retry = status in RETRY_STATUS or status >= 500
+            server = status >= 500 or status in (408, 409)
             if not retry:
                 tally.rejected += 1
                 if tally.rejected >= GIVE_UP_AFTER and tally.ok == 0:
@@ -449,7 +482,7 @@ class APIBackend(Backend):
                                        f"({reason})", field="model",
                                        fix="fix the request settings the message names (model, "
                                            "generation) and run again") from None
-            return Failure(reason, retry, retry_after(exc.response.headers))
+            return Failure(reason, retry, retry_after(exc.response.headers), server=server)
         # aiohttp's transport reports a refused connection or an unknown host as a connect timeout
         # (APITimeoutError, a subclass of APIConnectionError): the exception's cause decides.
         setup = isinstance(exc, sdk.APIConnectionError) and setup_problem(exc) is not None
@@ -458,6 +491,9 @@ class APIBackend(Backend):
         if isinstance(exc, sdk.APIConnectionError):  # refused, reset, dropped before the answer
             if tally.ok == 0:  # nothing has got through yet: a wrong URL is not worth retrying
                 self._unreachable(exc, key)
+            if setup:  # said as what it is: aiohttp's transport reports a refusal as a connect timeout
+                kind = setup_problem(exc)[0]
+                return Failure("connection refused" if kind == "refused" else f"connection failed ({kind})", retry=True)
             cause = exc.__cause__ or exc.__context__
             return Failure(f"connection failed ({type(cause or exc).__name__})", retry=True)
         raise exc  # not an API failure: a bug, keep the traceback
@@ -475,6 +511,8 @@ class _Tally:
 
     ok: int = 0
     rejected: int = 0
+    down_run: int = 0
+    """Requests in a row that failed on server errors after all retries (DOWN_AFTER)."""
     errors: Counter = field(default_factory=Counter)
 
     def report(self, provider: str) -> None:
@@ -486,6 +524,11 @@ class _Tally:
         common = "; ".join(f"{reason} (×{n})" for reason, n in self.errors.most_common(3))
         console.print(f"[yellow]warn[/yellow] {provider}: {total} requests failed after all retries: "
                       f"{common}. They are not cached; a re-run retries only those.", highlight=False)
+        if self.down_run >= DOWN_AFTER:
+            console.print(f"[yellow]warn[/yellow] {provider}: {self.down_run} requests in a row failed on "
+                          f"server errors, so the rest of the stage was not sent and later stages on this "
+                          f"model are skipped; run the same command again once the server answers",
+                          highlight=False)
 
 
 def _attempts(reason: str, attempt: int) -> str:

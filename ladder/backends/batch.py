@@ -22,6 +22,9 @@ APIBackend.sample() hands its requests here instead of sending them one by one:
 4. A line that failed, or that a job left unfinished because it expired or was cancelled, becomes
    an error sample, which is never cached: the finished lines are kept and a re-run resubmits
    exactly the others, in a new job. A collected job's ledger moves to batches/done/.
+5. A job the server no longer knows (a 404 on polling: deleted, a restarted server) can never end:
+   its requests go out once more, in a new job whose ledger names the lost one (`resubmit_of`;
+   the lost job's ledger moves to done/ as "gone"). A resubmitted job lost again ends as errors.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ladder.backends.http import api_message, scrub
+from ladder.backends.http import api_message, scrub, scrub_samples
 from ladder.backends.prices import model_entry, price_table
 from ladder.cache import default_cache_dir
 from ladder.errors import BackendError
@@ -165,41 +168,73 @@ def _run(api: _Provider, folder: Path, by_id: dict[str, list[Request]], gen: Gen
                           f"({len(mine)} of its requests still wanted; ledger {e.path})", highlight=False)
     unsubmitted = {e.path.name: e for e in entries if not e.job_id}
     fresh = sorted(c for c in by_id if c not in claimed)
-    for chunk in _chunks(fresh, by_id, cfg.batch_max_requests):
-        name = f"{backend.provider}-{hashlib.sha256(' '.join(chunk).encode()).hexdigest()[:16]}.json"
-        e = unsubmitted.pop(name, None) or Entry(folder / name, {
-            "provider": backend.provider, "server": _server(backend), "model": cfg.name,
-            "custom_ids": chunk, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        e.save()  # before any call: a kill after the upload finds the file id here
-        api.submit(e, [(c, by_id[c][0].body) for c in chunk])  # records the job id the moment it exists
-        active.append(e)
-        claimed.update((c, e) for c in chunk)
-        console.print(f"[bold]batch[/bold] {backend.provider} batch job {e.job_id} submitted "
-                      f"({len(chunk)} requests, batch price); its id is in {e.path}, so after Ctrl-C "
-                      f"or a crash the same command resumes it", highlight=False, soft_wrap=True)
+    active += _submit(api, folder, fresh, by_id, claimed, unsubmitted)
     for stale in unsubmitted.values():  # never became a job (killed before the create call)
         stale.path.unlink(missing_ok=True)
 
     factor = price_factor(backend) or 1.0
     failed: dict[str, int] = {}
-    for e, job, results in _wait(api, active, cfg.batch_poll_interval):
-        status = api.status(job)
-        for c in e.data["custom_ids"]:
-            if claimed.get(c) is not e:
+    while active:
+        lost: dict[str, str] = {}  # custom_id -> id of the job the server no longer knows
+        for e, job, results in _wait(api, active, cfg.batch_poll_interval):
+            status = api.status(job)
+            mine = [c for c in e.data["custom_ids"] if claimed.get(c) is e]
+            if job is None and not e.data.get("resubmit_of"):
+                # A 404 on polling: the server forgot the job (deleted, another account's, a restarted
+                # server). Waiting cannot end it, so its requests go out once more, in a new job; a
+                # resubmitted job that is lost too ends as errors (a re-run tries them afresh).
+                lost.update((c, e.job_id) for c in mine)
+                e.done("gone: its requests were resubmitted")
                 continue
-            kind, value = results.get(c) or ("error", f"batch job {e.job_id} ended ({status}) without a "
-                                                      f"result for this request")
-            for r in by_id[c]:
-                samples = _samples(backend, kind, value, r, gen, factor)
-                if samples[0].finish_reason == "error":
-                    reason = samples[0].error or "error"
-                    failed[reason[:120]] = failed.get(reason[:120], 0) + len(samples)
-                on_done(r.job, samples, r.indices)
-        e.done(status)
+            for c in mine:
+                kind, value = results.get(c) or ("error", f"batch job {e.job_id} ended ({status}) without a "
+                                                          f"result for this request")
+                for r in by_id[c]:
+                    samples = scrub_samples(_samples(backend, kind, value, r, gen, factor), api.key)
+                    if samples[0].finish_reason == "error":
+                        reason = samples[0].error or "error"
+                        failed[reason[:120]] = failed.get(reason[:120], 0) + len(samples)
+                    on_done(r.job, samples, r.indices)
+            e.done(status)
+        active = []
+        if lost:
+            jobs = sorted(set(lost.values()))
+            console.print(f"[yellow]warn[/yellow] {backend.provider} batch: the server no longer knows job(s) "
+                          f"{', '.join(jobs)} (HTTP 404); resubmitting their {len(lost)} requests once",
+                          highlight=False, soft_wrap=True)
+            active = _submit(api, folder, sorted(lost), by_id, claimed, {}, lost=lost)
     if failed:
         common = "; ".join(f"{k} (×{n})" for k, n in sorted(failed.items(), key=lambda kv: -kv[1])[:3])
         console.print(f"[yellow]warn[/yellow] {backend.provider} batch: {sum(failed.values())} samples failed: "
                       f"{common}. They are not cached; a re-run resubmits only those.", highlight=False)
+
+
+def _submit(api: _Provider, folder: Path, ids: list[str], by_id: dict[str, list[Request]],
+            claimed: dict[str, Entry], unsubmitted: dict[str, Entry],
+            lost: dict[str, str] | None = None) -> list[Entry]:
+    """Send `ids` as new jobs, each recorded in its ledger file before any call; returns their entries.
+    `lost` (custom_id -> job id) marks a resubmission: each new job records the lost jobs it replaces."""
+    from ladder.progress import console
+
+    backend, cfg = api.backend, api.backend.config
+    out = []
+    for chunk in _chunks(ids, by_id, cfg.batch_max_requests):
+        # A resubmission gets its own ledger name: the lost job's file (now in done/) keeps its record.
+        resubmit_of = sorted({lost[c] for c in chunk}) if lost else []
+        salt = " ".join(chunk) + "".join(f" lost:{j}" for j in resubmit_of)
+        name = f"{backend.provider}-{hashlib.sha256(salt.encode()).hexdigest()[:16]}.json"
+        e = unsubmitted.pop(name, None) or Entry(folder / name, {
+            "provider": backend.provider, "server": _server(backend), "model": cfg.name,
+            "custom_ids": chunk, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"resubmit_of": resubmit_of} if resubmit_of else {})})
+        e.save()  # before any call: a kill after the upload finds the file id here
+        api.submit(e, [(c, by_id[c][0].body) for c in chunk])  # records the job id the moment it exists
+        out.append(e)
+        claimed.update((c, e) for c in chunk)
+        console.print(f"[bold]batch[/bold] {backend.provider} batch job {e.job_id} submitted "
+                      f"({len(chunk)} requests, batch price); its id is in {e.path}, so after Ctrl-C "
+                      f"or a crash the same command resumes it", highlight=False, soft_wrap=True)
+    return out
 
 
 def _chunks(ids: list[str], by_id: dict[str, list[Request]], most: int) -> list[list[str]]:
@@ -266,11 +301,16 @@ class _Provider:
         self.client = cls(api_key=self.key, base_url=cfg.base_url, timeout=cfg.timeout,
                           max_retries=cfg.max_retries)
 
-    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, gone_ok: bool = False, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) with its failures as BackendErrors; with `gone_ok`, a 404 (the server
+        no longer knows the job: deleted, expired from its records, another account's, a restarted
+        server) returns None instead, so the caller can resubmit the job's requests."""
         name = self.backend.provider
         try:
             return fn(*args, **kwargs)
         except self.sdk.APIStatusError as exc:
+            if gone_ok and exc.status_code == 404:
+                return None
             raise BackendError(f"{name} batch API: {what} answered HTTP {exc.status_code}: "
                                f"{scrub(api_message(exc), self.key)}", field="model.batch",
                                fix="check model.name, model.base_url (a server without a batch API answers "
@@ -283,10 +323,8 @@ class _Provider:
                                    "are resumed, not sent again") from None
 
     def retrieve(self, e: Entry) -> Any:
-        try:
-            return self._retrieve(e.job_id)
-        except self.sdk.NotFoundError:  # deleted, or another account's: its lines are resubmitted
-            return None
+        """The job, or None when the server no longer knows it (its requests are resubmitted)."""
+        return self._retrieve(e.job_id)
 
 
 class _OpenAI(_Provider):
@@ -303,7 +341,7 @@ class _OpenAI(_Provider):
         e.save(job_id=job.id)
 
     def _retrieve(self, job_id: str) -> Any:
-        return self.call(f"polling batch {job_id}", self.client.batches.retrieve, job_id)
+        return self.call(f"polling batch {job_id}", self.client.batches.retrieve, job_id, gone_ok=True)
 
     def status(self, job: Any) -> str:
         return "gone" if job is None else job.status
@@ -352,7 +390,8 @@ class _Anthropic(_Provider):
         e.save(job_id=job.id)
 
     def _retrieve(self, job_id: str) -> Any:
-        return self.call(f"polling message batch {job_id}", self.client.messages.batches.retrieve, job_id)
+        return self.call(f"polling message batch {job_id}", self.client.messages.batches.retrieve, job_id,
+                         gone_ok=True)
 
     def status(self, job: Any) -> str:
         if job is None:

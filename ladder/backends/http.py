@@ -11,7 +11,10 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
-from typing import Any, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Coroutine, Mapping
+
+if TYPE_CHECKING:
+    from ladder.types import Sample
 
 # Strings shaped like provider keys, scrubbed from error texts even when they are not our key.
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
@@ -87,3 +90,17 @@ def scrub(text: str, secret: str) -> str:
     if secret and len(secret) >= 4:
         text = text.replace(secret, "***")
     return _KEY_LIKE.sub("***", text)
+
+
+def scrub_samples(samples: list[Sample], secret: str) -> list[Sample]:
+    """`samples` with the API key masked in their text: a server that echoes the request (its key or
+    its Authorization header, "Bearer <key>") in a normal answer must not put the key into the cache
+    or samples.jsonl. Only the key itself is masked here, not key-shaped strings a model may write."""
+    if not secret or secret == "none" or len(secret) < 4:
+        return samples
+    if not any(secret in s.text or secret in (s.error or "") for s in samples):
+        return samples
+    import dataclasses
+
+    return [dataclasses.replace(s, text=s.text.replace(secret, "***"),
+                                error=s.error and s.error.replace(secret, "***")) for s in samples]

@@ -7,7 +7,8 @@ still cannot be parsed scores `failure_score`, is marked `parsed: false` in its 
 is counted by the stage, which warns about it: a judge that rambles is a broken scorer, not noise.
 A judge call that fails after all retries is no verdict at all: its Score carries `error`, the
 stage records the example as an error (retried on re-run), and nothing is selected or rewarded by it.
-Each call's cost is on its Score's meta (`cost_usd`) and counts in the stage's cost.
+Each call's cost and tokens are on its Score's meta (`cost_usd`, `prompt_tokens`,
+`completion_tokens`) and count in the stage's cost and tokens.
 """
 
 from __future__ import annotations
@@ -131,13 +132,17 @@ class JudgeScorer(Scorer):
         verdicts = {ask: self.verdict(samples) for ask, samples in zip(unique, answers)}
         # What each judge call cost, on the first completion that asked it (repeats asked nothing):
         # the stage adds it to its cost. A cached verdict keeps its price, as a cached sample does.
-        costs = {ask: sum(s.cost for s in samples) for ask, samples in zip(unique, answers)}
-        self.cost_usd += sum(costs.values())
+        # Its tokens go with it, so the stage's tokens columns count the judge's as its cost does.
+        costs = {ask: {"cost_usd": sum(s.cost for s in samples),
+                       "prompt_tokens": sum(s.prompt_tokens for s in samples),
+                       "completion_tokens": sum(s.completion_tokens for s in samples)}
+                 for ask, samples in zip(unique, answers)}
+        self.cost_usd += sum(c["cost_usd"] for c in costs.values())
         out = []
         for ask in asks:
             score = verdicts[ask]
             if ask in costs:
-                score = replace(score, meta={**score.meta, "cost_usd": costs.pop(ask)})
+                score = replace(score, meta={**score.meta, **costs.pop(ask)})
             out.append(score)
         return out
 

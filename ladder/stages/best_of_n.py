@@ -188,6 +188,9 @@ class BestOfN(ZeroShot):
         # Every model call the stage made costs: the judge's verdicts, and the export's samples.
         result.stats["scorer_cost_usd"] = scorer_cost(got.records)
         result.stats["cost_usd"] += result.stats["scorer_cost_usd"] + extra.get("export", {}).get("cost_usd", 0.0)
+        for kind, n in scorer_tokens(got.records).items():  # the judge's tokens, as its cost above
+            result.stats[f"scorer_{kind}"] = n
+            result.stats[kind] += n
         result.extra.update(extra)
         return result
 
@@ -338,6 +341,12 @@ def scorer_cost(recs: list[dict[str, Any]]) -> float:
     """USD the scorer's model calls cost for these records (a judge puts each call's price on the
     first completion that asked it; local scorers cost nothing)."""
     return sum(row.get("selector_meta", {}).get("cost_usd", 0.0) for rec in recs for row in rec["samples"])
+
+
+def scorer_tokens(recs: list[dict[str, Any]]) -> dict[str, int]:
+    """Prompt and completion tokens of the scorer's model calls for these records (as scorer_cost)."""
+    meta = [row.get("selector_meta", {}) for rec in recs for row in rec["samples"]]
+    return {kind: sum(int(m.get(kind, 0)) for m in meta) for kind in ("prompt_tokens", "completion_tokens")}
 
 
 def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:

@@ -3,9 +3,11 @@ counted on the server side, with the real SDK clients over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -267,8 +269,12 @@ def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in err and "scored no example (n=0)" in err and "HTTP 500" in err
     assert "zero_shot (40 examples failed after all retries" in err and "run the same command again" in err
+    # No "nan" printed ("choice = nan n=0") nor written ("nan% of samples ended on a stop").
+    assert not re.search(r"\bnan\b", out.stdout + out.stderr, re.IGNORECASE), out.stderr
+    assert "zero_shot choice has no value (no example scored) n=0" in err
     (run_dir,) = (tmp_path / "results/t/zero_shot").iterdir()
     text = (run_dir / "metrics.json").read_text()
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE), text
     assert "NaN" not in text and json.loads(text)["metric"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
     from ladder.evidence import load_results  # and the readers cope with the nulls
     (back,) = load_results(tmp_path / "results/t")
@@ -370,24 +376,34 @@ def test_a_failed_tls_handshake_is_a_configuration_error(name):
     assert "use http:// for a server without TLS" in e.value.render() and KEY not in e.value.render()
 
 
+def refused(b) -> Exception:
+    """What the backend's own SDK client raises when a request meets a closed port."""
+    async def post():
+        client = b.client(KEY)
+        try:
+            await client.post(b.path, body={}, cast_to=bytes)
+        except Exception as e:  # noqa: BLE001 - the exception is the point
+            return e
+        finally:
+            await client.close()
+
+    return asyncio.run(post())
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize("name", BACKEND_NAMES)
-def test_connection_failures_after_a_success_are_retried_not_fatal(name):
+def test_connection_failures_after_a_success_are_retried_not_fatal(name, transport):
     # A server that answered once and then went away is a transient fault: retried, then an
-    # error sample — never the configuration error a wrong URL gets.
-    port = closed_port()
-    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{port}",
-                                                     api_key_env=KEY_ENV, **FAST, max_retries=1))
-    sdk = b.sdk()
-    # The SDK's own exception from a real refused connection (its constructor's arguments change
-    # between SDK versions: openai 3.x reads request.headers, so request=None no longer builds one).
-    client = (sdk.OpenAI if name == "openai" else sdk.Anthropic)(
-        api_key="sk-test", base_url=f"http://127.0.0.1:{port}", max_retries=0, timeout=5)
-    with pytest.raises(sdk.APIConnectionError) as raised:
-        client.models.list()
-    exc = raised.value
-    assert isinstance(exc.__cause__ or exc.__context__, Exception)
-    tally = _Tally(ok=1)
-    assert b._failure(exc, tally, KEY).retry
+    # error sample — never the configuration error a wrong URL gets. Its reason says "refused"
+    # (aiohttp's transport raised a connect timeout, which was reported as "ConnectTimeout").
+    if transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        pytest.skip("aiohttp not installed")
+    b = BACKENDS.get(name)(BACKENDS.get(name).Config(name="m", base_url=f"http://127.0.0.1:{closed_port()}",
+                                                     api_key_env=KEY_ENV, **FAST, max_retries=1,
+                                                     http_client=transport))
+    exc = refused(b)
+    failure = b._failure(exc, _Tally(ok=1), KEY)
+    assert failure.retry and failure.reason == "connection refused", failure.reason
     with pytest.raises(BackendError, match="connection was refused"):
         b._failure(exc, _Tally(), KEY)
 
@@ -406,3 +422,113 @@ def test_max_retry_seconds_bounds_each_request_against_a_server_that_stays_down(
     for (s,) in out:
         assert s.finish_reason == "error" and s.error.startswith("HTTP 500")
         assert "max_retry_seconds is 1" in s.error
+
+
+# ---------------------------------------------------------------------------------------------
+# A server that fails everything stops the stage early, skips the stages on its model, prints no NaN
+
+
+def test_an_all_5xx_server_stops_the_stage_after_a_run_of_failures_and_skips_its_later_stages(tmp_path):
+    # Today: every one of the 40 examples is retried to the end (3 attempts each), and few_shot on
+    # the same model repeats it all: 240 requests; at n=300 and defaults that was 471 s a stage.
+    with ServerProcess(tmp_path, "--fault-500", "1.0") as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 2, "concurrency": 4},
+                              stages=[{"type": "zero_shot"}, {"type": "few_shot", "k": 2}])
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        stats = srv.stats()
+    err = " ".join(out.stderr.split())
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in err and "scored no example (n=0)" in err and "HTTP 500" in err
+    assert "zero_shot (40 examples failed after all retries" in err
+    assert re.search(r"\b2[0-3] requests in a row failed on server errors", err)
+    assert "few_shot skipped: the server failed 20 requests in a row" in err
+    # 20 requests failed in a row (and the ≤ 3 others in flight then), 3 attempts each; few_shot sent nothing.
+    assert stats["requests"] <= (20 + 3) * 3, stats["requests"]
+    rows = records(tmp_path)
+    assert len(rows) == 40 and all(r["error"] for r in rows)
+    assert sum("not sent: the server failed 20 requests in a row" in r["samples"][0]["error"] for r in rows) >= 40 - 23
+    assert not (tmp_path / "results/t/few_shot").exists()
+    # No "nan" anywhere: not in what the run printed, nor in a file it wrote (issue 22.16).
+    written = [f.read_text() for f in (tmp_path / "results").rglob("*") if f.is_file()]
+    assert not [t for t in (out.stdout, out.stderr, *written) if re.search(r"\bnan\b", t, re.IGNORECASE)], \
+        re.findall(r".{60}\bnan\b.{20}", out.stdout + out.stderr, re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_max_retry_seconds_bounds_a_request_the_server_accepts_and_never_answers(name):
+    # Today one attempt waits the whole `timeout` (20 s here) although max_retry_seconds is 1.
+    with FakeAPIServer(faults={"timeout": 1.0}, timeout_hold=60) as srv:
+        b = make(name, srv, timeout=20, max_retries=5, max_retry_seconds=1.0)
+        start = time.perf_counter()
+        ((s,),) = generate(b, Cache(None), [[Message("user", "q")]], GenerationConfig())
+        took = time.perf_counter() - start
+    assert took < 10, f"took {took:.1f} s"
+    assert s.finish_reason == "error" and "max_retry_seconds (1 s)" in s.error
+
+
+def echo_key(req, index: int) -> str:
+    """A server that echoes the request's credentials in a normal answer (a debugging proxy, a
+    misconfigured gateway)."""
+    return f"{sentiment(req, index)} (request authorised by Authorization: Bearer {KEY}; x-api-key {KEY})"
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_key_the_server_echoes_in_an_answer_reaches_neither_samples_nor_cache(tmp_path, monkeypatch, name, batch):
+    monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
+    with FakeAPIServer(responder=echo_key) as srv:
+        path = api_experiment(tmp_path, name, srv.base_url, model={"batch": batch, "batch_poll_interval": 0.05},
+                              generation={"max_tokens": 32})
+        (result,) = run_experiment(load_experiment(path))
+    assert result.metric.n == 40 and result.metric.value > 0.5  # the answers are still read
+    rows = records(tmp_path)
+    assert all("Bearer ***" in r["samples"][0]["text"] for r in rows)
+    assert leaks(tmp_path / "results", tmp_path / "cache") == []
+
+
+def test_a_judge_at_a_closed_port_stops_the_run_before_anything_is_written_naming_its_field(tmp_path):
+    # Today: zero_shot runs and writes its results, then best_of_n fails on the judge, naming
+    # `model.base_url` (the policy's field, which is fine) instead of the judge's own.
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ServerProcess(tmp_path) as srv:
+        judge = {"type": "judge", "template": "{completion}",
+                 "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+        path = api_experiment(tmp_path, "openai", srv.base_url,
+                              stages=[{"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}])
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        done = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        sent = srv.stats()["requests"]
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2 and "Traceback" not in text, text
+    assert "field 'stages.best_of_n.scorer.model.base_url'" in text and "connection was refused" in text, text
+    assert "correct the host and port in stages.best_of_n.scorer.model.base_url" in text
+    assert sent == 0 and not (tmp_path / "results").exists()
+
+
+def test_check_probes_every_server_the_run_calls_and_offline_skips_it(tmp_path):
+    # Today `ladder check` against a closed port says "config and data OK" and exits 0.
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ServerProcess(tmp_path) as srv:
+        judge = {"type": "judge", "template": "{completion}",
+                 "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+        path = api_experiment(tmp_path, "openai", srv.base_url,
+                              stages=[{"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}])
+
+        def check(*extra):
+            return subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path), *extra], env=ENV,
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+        live = check()
+        offline = check("--offline")
+        sent = srv.stats()["requests"]
+    out = " ".join(live.stdout.split())
+    err = " ".join(live.stderr.split())
+    assert live.returncode == 2 and "Traceback" not in err, live.stderr
+    assert f"reachable: gpt-4o-mini at {srv.base_url} (model)" in out
+    assert f"unreachable: judge at {url} (stages.best_of_n.scorer.model)" in out
+    assert "field 'stages.best_of_n.scorer.model.base_url'" in err and "connection was refused" in err
+    assert offline.returncode == 0 and "reachable" not in offline.stdout, offline.stderr
+    assert sent == 0  # the probe is the free model list, never a completion

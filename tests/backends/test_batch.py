@@ -127,7 +127,7 @@ def test_batch_price_in_samples_and_in_check_both_prices(tmp_path):
         assert stage["cost_usd_batch"] == pytest.approx(0.5 * stage["cost_usd_standard"])
         assert stage["cost_usd"] == stage["cost_usd_batch" if batch else "cost_usd_standard"]
         assert stage["batch"] is batch
-    out = subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path)], env=ENV, cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path), "--offline"], env=ENV, cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "batch cost $" in out.stdout and f"{stage['cost_usd_batch']:.4f}*" in out.stdout
@@ -183,3 +183,45 @@ def test_a_server_without_a_batch_api_is_a_clear_error_and_leaves_no_job_recorde
     text = str(err.value)
     assert "batch API" in text and "HTTP 404" in text and "batch: false" in err.value.fix and KEY not in text
     assert not [f for f in (tmp_path / "c" / "batches").glob("*.json") if "job_id" in f.read_text()]
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_job_the_restarted_server_no_longer_knows_is_resubmitted_once_and_the_stage_ends(tmp_path, name):
+    # Today: the 404 on polling became a BackendError before the lost-job branch, so every re-run
+    # exited 2 ("polling batch … answered HTTP 404") and the stage could never finish.
+    env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+    ledger = tmp_path / "cache" / "batches"
+    with ServerProcess(tmp_path, "--batch-seconds", "60") as srv:
+        path = api_experiment(tmp_path, name, srv.base_url,
+                              model={"batch": True, "batch_poll_interval": 0.1, "batch_max_requests": 15})
+        cmd = [sys.executable, "-m", "ladder.cli", "run", str(path)]
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if len([f for f in ledger.glob("*.json") if "job_id" in f.read_text()]) == 3:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        port = srv.base_url.rsplit(":", 1)[1]
+    (tmp_path / "port").unlink()
+    # The same address, a fresh server: it has never heard of the three recorded jobs.
+    with ServerProcess(tmp_path, "--port", port) as srv:
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        stats = srv.stats()
+    assert done.returncode == 0, done.stderr
+    assert "no longer knows" in done.stderr and "resubmitting their 40 requests once" in done.stderr
+    assert stats["batch"]["jobs_created"][name] == 3 and stats["batch"]["lines_submitted"][name] == 40
+    assert stats["unique_succeeded"] == 40 and stats["requests_after_success"] == 0
+    rows = read_jsonl(next((tmp_path / "results/t/zero_shot").iterdir()) / "samples.jsonl")
+    assert len(rows) == 40 and not [r for r in rows if r["error"]]
+    # Recorded: the lost jobs' ledgers say so, and the new jobs name the ones they replace.
+    records = [json.loads(f.read_text()) for f in (ledger / "done").glob("*.json")]
+    lost = [r for r in records if r["status"].startswith("gone")]
+    again = [r for r in records if r.get("resubmit_of")]
+    assert len(lost) == 3 and len(again) == 3
+    assert sorted(j for r in again for j in r["resubmit_of"]) == sorted(r["job_id"] for r in lost)
+    assert sorted(c for r in again for c in r["custom_ids"]) == sorted(c for r in lost for c in r["custom_ids"])
+    assert not list(ledger.glob("*.json"))
+

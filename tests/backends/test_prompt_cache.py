@@ -148,7 +148,7 @@ def test_check_prices_fixed_shots_with_the_prompt_cache(tmp_path, capsys):
     assert est["cost_usd"] == pytest.approx((sum(tokens) * 3.0 + 20 * 4 * 15.0) / 1e6)
     assert est["cost_usd_cached"] < 0.2 * est["cost_usd"]
 
-    out = CliRunner().invoke(app, ["check", str(path)], env={"COLUMNS": "200"})
+    out = CliRunner().invoke(app, ["check", str(path), "--offline"], env={"COLUMNS": "200"})  # port 9: no server
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
     assert f"${est['cost_usd_cached']:.4f} instead of ${est['cost_usd']:.4f}" in text and "a floor" in text

@@ -318,3 +318,26 @@ def test_a_batch_judge_is_estimated_at_its_batch_price(tmp_path, monkeypatch):
         assert batched["cost_usd_standard"] == pytest.approx(standard["cost_usd"])
         assert batched["cost_usd"] == pytest.approx(standard["cost_usd"] * 0.5)
         assert costs[True]["cost_usd"] == pytest.approx(batched["cost_usd"])  # the run's total pays the batch price
+
+
+def test_judge_tokens_count_in_the_stage_tokens_as_its_cost_does(tmp_path, monkeypatch):
+    # Today the judge's calls are in cost_usd but not in prompt_tokens / completion_tokens.
+    import csv
+
+    from ladder.testing.fake_api import FakeAPIServer, count_tokens
+    from tests.backends.api_support import KEY, KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeAPIServer(responder=_yes_for_positive) as srv:
+        (bon,), _ = run(tmp_path, [{"type": "best_of_n", "n": 4, "scorer": _api_judge(srv)}])
+    recs = samples_of(tmp_path, bon)
+    asked = {s["text"] for r in recs for s in r["samples"]}  # the judge sees only the completion, once each
+    own_prompt = sum(s.get("prompt_tokens", 0) for r in recs for s in r["samples"])
+    own_completion = sum(s.get("completion_tokens", 0) for r in recs for s in r["samples"])
+    # Each call: system + user turn in ("Grade." and the one-word completion), one word ("Yes"/"No") out.
+    assert bon.stats["scorer_prompt_tokens"] == len(asked) * (count_tokens("Grade.") + 1)
+    assert bon.stats["scorer_completion_tokens"] == len(asked)
+    assert bon.stats["prompt_tokens"] == own_prompt + bon.stats["scorer_prompt_tokens"]
+    assert bon.stats["completion_tokens"] == own_completion + bon.stats["scorer_completion_tokens"]
+    (row,) = csv.DictReader((tmp_path / "results/t/summary.csv").open())
+    assert int(row["prompt_tokens"]) == bon.stats["prompt_tokens"] > own_prompt
