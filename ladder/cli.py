@@ -151,11 +151,11 @@ def init(data: Annotated[str, typer.Argument(metavar="DATA", help="A CSV/TSV/JSO
     (asked on a terminal), every line commented; then `ladder check` and `ladder run` it."""
     from ladder.init import run_init
 
-    ask = None
-    if not yes and sys.stdin.isatty():
-        def ask(question: str, default: str) -> str:
-            return typer.prompt(question, default=default, show_default=True)
-    run_init(data, out, cwd=Path.cwd(), force=force, ask=ask, target=target, field_=field, labels=labels,
+    def ask(question: str, default: str) -> str:
+        return typer.prompt(question, default=default, show_default=True)
+
+    interactive = not yes and sys.stdin.isatty()
+    run_init(data, out, cwd=Path.cwd(), force=force, ask=ask if interactive else None, target=target, field_=field, labels=labels,
              instruction=instruction, model=model)
 
 
