@@ -30,6 +30,7 @@ from ladder.config import Experiment, StageConfig, backend_config, nested_from_s
 from ladder.guards import subsample
 from ladder.manifest import manifest
 from ladder.metrics import Metric, build_metric
+from ladder.metrics.judged import build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
 from ladder.progress import console
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
@@ -52,7 +53,8 @@ class PreparedRun:
     task: TaskLike
     examples: list[Example]
     guards: list[Guard]
-    metric: Metric
+    metric: Metric | None
+    """The task metric; None when it is a scorer (a judge...), built per stage by `context()`."""
     pool: BackendPool
     configured: dict[str, ResolvedStage]
     """Each stage as configured (stage name → its model with `from_stage` not yet replaced, and
@@ -63,6 +65,8 @@ class PreparedRun:
     train_subsamples: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The training rows each finished training stage used (stage name → its `train_subsample`
     record: rows there were, rows used, seed, digest), for manifest.json."""
+    _scorer_metric: tuple[Any, Metric] | None = field(default=None, repr=False)
+    """(cache, metric) of a scorer metric built already: one judge for every stage of a run."""
     _digests: dict[Any, str] = field(default_factory=dict, repr=False)
     """Content digests already computed in this run (run ids are asked after every stage)."""
 
@@ -163,11 +167,18 @@ class PreparedRun:
         return self._digests[key]
 
     def context(self, resolved: ResolvedStage, cache: Cache | None) -> StageContext:
-        return StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
-                            examples=self.examples, metric=self.metric, backend=self.pool.get(resolved.model),
-                            gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
-                            run_id=resolved.run_id, pool=self.pool, produced=self.produced,
-                            resolved=resolved)
+        ctx = StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
+                           examples=self.examples, metric=self.metric, backend=self.pool.get(resolved.model),
+                           gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
+                           run_id=resolved.run_id, pool=self.pool, produced=self.produced,
+                           resolved=resolved)
+        if self.metric is None and not STAGES.get(resolved.config.type).produces_reward_model:
+            # A scorer as the task metric needs the context (backend pool, cache). A reward_model
+            # stage scores pairs, not the task, and may be what trains the metric's PM.
+            if self._scorer_metric is None or self._scorer_metric[0] is not cache:
+                self._scorer_metric = (cache, build_task_metric(self.experiment.metric, ctx))
+            ctx.metric = self._scorer_metric[1]
+        return ctx
 
 
 PRODUCTS = ("model", "reward_model")
@@ -186,7 +197,8 @@ def prepare(exp: Experiment) -> PreparedRun:
     task = load_task(cfg.task, exp.base_dir, cfg.seed, where)
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
                                  cfg.guards)
-    metric = build_metric(exp.metric)
+    check_open_ended(exp, task)
+    metric = None if is_scorer_type(exp.metric.type) else build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:
         if not stage.skip:
@@ -308,16 +320,19 @@ def _finished(plan: PreparedRun, stage: StageConfig) -> StageResult | None:
         return None
     if not path.exists():
         return None
-    result = _marked(stage, StageResult.from_dict(read_json(path)))
+    result = _marked(stage, StageResult.from_dict(read_json(path)), plan.experiment.metric)
     if flag_damaged(plan.experiment.results_path, result):  # reused as it is, but not silently
         _say(result.guards[-1])
     return result
 
 
-def _marked(stage: StageConfig, result: StageResult) -> StageResult:
+def _marked(stage: StageConfig, result: StageResult, metric: Any) -> StageResult:
     """The result with its stage's oracle flag, decided by the stage class from the config (a
     metrics.json written before the flag existed gets it too)."""
     result.oracle = STAGES.get(stage.type).reads_test_targets(stage)
+    result.selected_by_metric = selected_by_metric(stage, metric)
+    if result.selected_by_metric:
+        result.oracle = False  # `scorer: metric` on a judged task reads no gold answer
     return result
 
 
@@ -327,7 +342,7 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     run_dir = resolved.run_dir
     done = run_dir / "metrics.json"
     if done.exists():
-        result = _marked(stage, StageResult.from_dict(read_json(done)))
+        result = _marked(stage, StageResult.from_dict(read_json(done)), exp.metric)
         damaged = samples_mismatch(exp.results_path, result)
         if damaged:
             # Re-scored from scratch (the generations come from the model-call cache): an edited
@@ -366,11 +381,12 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     # The subsample's guards describe the test examples; a stage measured on other data
     # (reward_model's held-out pairs) does not inherit them.
     result.guards = [*(plan.guards if impl.evaluates_test_subsample else ()), *result.guards]
-    _marked(stage, result)
+    _marked(stage, result, exp.metric)
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
     resumed = result.stats.get("resumed_examples", 0)
-    console.print(f"[bold]{stage.name}[/bold] {result.metric_name} = {m.value:.3f} "
+    mark = " (selected by the metric)" if result.selected_by_metric else ""
+    console.print(f"[bold]{stage.name}[/bold]{mark} {result.metric_name} = {m.value:.3f} "
                   f"[{m.ci_low:.3f}, {m.ci_high:.3f}] n={m.n} · {ctx.calls.generated} generated, "
                   f"{ctx.calls.cached} from cache" + (f", {resumed} examples resumed from samples.jsonl"
                                                       if resumed else "")

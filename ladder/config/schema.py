@@ -151,8 +151,10 @@ class TaskConfig(Section):
     """Split that is evaluated. When the data has only one split it is divided with `test_size`."""
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     """Share held out for test when the data has a single split (seeded by the experiment seed)."""
-    target: str = "target"
-    """Column holding the gold answer."""
+    target: str | None = "target"
+    """Column holding the gold answer. null — or left out when the data has no `target` column —
+    makes the task open-ended: no gold answers, scored by a judged metric (judge, classifier, pm,
+    python)."""
     target_map: dict[str, str] | None = None
     """Maps raw target values to answer text, e.g. {0: negative, 1: positive}."""
 

@@ -38,6 +38,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
     they set point at the command line)."""
     from ladder.registry import BACKENDS, METRICS, STAGES
+    from ladder.metrics.judged import is_scorer_type, judged_metric_problems, metric_from_stage_problem
+    from ladder.scorers import SCORERS
 
     src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
     errors: list[str] = []
@@ -70,9 +72,13 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     if isinstance(metric_raw, str):
         metric_raw = {"type": metric_raw}
     metric = None
-    metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
+    if is_scorer_type(metric_raw.get("type")):  # a judge, classifier or pm as the task metric
+        metric_cls = lookup(SCORERS, metric_raw["type"], ("metric", "type"))
+    else:
+        metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
     if metric_cls is not None:
         metric = check(metric_cls.Config, metric_raw, ("metric",))
+        errors.extend(src.error(*problem) for problem in judged_metric_problems(metric, config, metric_raw))
         if metric is not None and metric_cls.needs_probabilities and not task_choices \
                 and not config.task.custom:
             errors.append(src.error(("metric", "type"),
@@ -140,6 +146,11 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
             if stage_backend is not None:
                 check(stage_backend.Config, merged, ("stages", i, "model"))
 
+    for key, named in nested_from_stage(metric_raw, ("metric",)):
+        # A PM metric trained in this experiment: its reward_model stage must run before any stage it scores.
+        problem = metric_from_stage_problem(named, stages, classes)
+        if problem:
+            errors.append(src.error(key, *problem))
     if errors:
         raise ConfigError(" ".join(errors))
     return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))

@@ -55,6 +55,8 @@ class MetricScorerConfig(Section):
 class Scorer(Metric):
     """Base of the scorers that run a model: they implement `score_batch`; `score` is one item."""
 
+    batched = True
+
     def __init__(self, config: BaseModel, ctx: StageContext):
         super().__init__(config)
         self.task = ctx.task

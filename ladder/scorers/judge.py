@@ -131,13 +131,16 @@ class JudgeScorer(Scorer):
         verdicts = {ask: self.verdict(samples) for ask, samples in zip(unique, answers)}
         # What each judge call cost, on the first completion that asked it (repeats asked nothing):
         # the stage adds it to its cost. A cached verdict keeps its price, as a cached sample does.
-        costs = {ask: sum(s.cost for s in samples) for ask, samples in zip(unique, answers)}
-        self.cost_usd += sum(costs.values())
+        costs = {ask: {"cost_usd": sum(s.cost for s in samples),
+                       "prompt_tokens": sum(s.prompt_tokens for s in samples),
+                       "completion_tokens": sum(s.completion_tokens for s in samples)}
+                 for ask, samples in zip(unique, answers)}
+        self.cost_usd += sum(c["cost_usd"] for c in costs.values())
         out = []
         for ask in asks:
             score = verdicts[ask]
             if ask in costs:
-                score = replace(score, meta={**score.meta, "cost_usd": costs.pop(ask)})
+                score = replace(score, meta={**score.meta, **costs.pop(ask)})
             out.append(score)
         return out
 

@@ -1,0 +1,184 @@
+"""Judged metrics: a scorer (judge, classifier, pm, python) as the number a task is measured by.
+
+A behaviour with no gold answer — politeness, refusals, harmlessness — is measured by an automatic
+proxy. The proxies are ladder's scorers (ladder/scorers): the same object that picks best_of_n's
+sample and rewards rl scores the row when the YAML names it as `metric:` — one implementation, so
+a judge's verdict means the same thing in every role. This module holds what the metric role adds:
+
+- which metric types compare with a gold target (refused on an open-ended task, one without
+  `task.target`), and which are scorers built with the stage's context (`build_task_metric`);
+- the samples' judge spend and unparsed verdicts, summed into the row (`judged_stats`), and the
+  warning above UNPARSED_WARN;
+- whether a row was picked or trained by the very scorer that scores it (`selected_by_metric`): its
+  number is then optimistic, since the judge's own noise was selected for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from pydantic import BaseModel
+
+from ladder.guards import UNPARSED_WARN
+from ladder.types import Guard
+
+if TYPE_CHECKING:
+    from ladder.metrics import Metric
+    from ladder.stages import StageContext
+
+JUDGED = ("judge", "classifier", "pm", "python")
+"""The metric types that need no gold answer (named in the fix when a task has none)."""
+
+
+def is_scorer_type(name: Any) -> bool:
+    """A metric type served by a model-based scorer (judge, classifier, pm, a 'module:attr' one)."""
+    from ladder.scorers import SCORERS
+
+    return isinstance(name, str) and (name in SCORERS.names() or ":" in name)
+
+
+def metric_class(name: str) -> type:
+    """The class behind a task metric type: a metric, or a scorer (ladder.scorers)."""
+    from ladder.registry import METRICS
+    from ladder.scorers import scorer_class
+
+    return scorer_class(name) if is_scorer_type(name) else METRICS.get(name, field="metric.type")
+
+
+def compares_with_target(config: BaseModel) -> bool:
+    """Whether this metric compares completions with a gold target: every metric type but python
+    (the user's function decides), and a scorer whose template names {target}."""
+    if config.type == "python":
+        return False
+    return metric_class(config.type).reads_targets(config)
+
+
+def build_task_metric(config: BaseModel, ctx: StageContext, field: str = "metric") -> Metric:
+    """The task metric of a stage: plain metrics need nothing but their config; a scorer (a judge's
+    backend, a classifier's weights) is built with the stage's context, like best_of_n's `scorer:`."""
+    from ladder.metrics import build_metric
+    from ladder.scorers import build_scorer
+
+    if not is_scorer_type(config.type):
+        return build_metric(config)
+    return build_scorer(config, ctx, field=field)
+
+
+def spec_config(spec: Any, metric: BaseModel) -> BaseModel | None:
+    """A scorer spec as its validated config, `metric` standing in for `scorer: metric`."""
+    from ladder.scorers import parse_scorer
+
+    if spec is None:
+        return None
+    config = parse_scorer(spec)
+    return metric if config.type == "metric" else config
+
+
+def same_scorer(spec: Any, metric: BaseModel) -> bool:
+    """Whether a best_of_n scorer / rl reward spec is the scorer `metric` is (the same config)."""
+    config = spec_config(spec, metric)
+    return config is not None and config.model_dump(mode="json") == metric.model_dump(mode="json")
+
+
+def selected_by_metric(stage: BaseModel, metric: BaseModel) -> bool:
+    """Whether the stage picks (best_of_n's scorer) or trains on (rl's reward) the very scorer that
+    scores its row, on a metric that needs no gold answer (one that does makes the row an oracle,
+    its own mark). Such a row is optimistic: it selected for the judge's own noise."""
+    from ladder.registry import STAGES
+
+    spec = STAGES.get(stage.type).selects_by(stage)
+    return spec is not None and not compares_with_target(metric) and same_scorer(spec, metric)
+
+
+def judged_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the metric's own model calls added to these records' samples: USD, tokens, and the share
+    of verdicts that did not parse (`unparsed`). Empty for a metric that calls no model."""
+    metas = [row["score_meta"] for rec in records for row in rec["samples"] if "score" in row and "score_meta" in row]
+    if not metas:
+        return {}
+    out: dict[str, Any] = {
+        "metric_cost_usd": sum(m.get("cost_usd", 0.0) for m in metas),
+        "metric_prompt_tokens": sum(m.get("prompt_tokens", 0) for m in metas),
+        "metric_completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
+    }
+    parsed = [m["parsed"] for m in metas if "parsed" in m]
+    if parsed:
+        out["unparsed"] = parsed.count(False) / len(parsed)
+        out["unparsed_count"] = parsed.count(False)
+    return out
+
+
+def judged_guards(stats: Mapping[str, Any], name: str) -> list[Guard]:
+    """The unparsed-verdict warning: a judge that rambles is a broken metric, not noise."""
+    share = stats.get("unparsed")
+    if share is None or share <= UNPARSED_WARN:
+        return []
+    return [Guard("unparsed", "warn", f"{stats['unparsed_count']} of the {name} metric's verdicts ({share:.0%}) "
+                  f"could not be parsed and scored its failure_score: read score_meta.verdict in samples.jsonl, "
+                  f"then make the judge's instruction stricter or give it more generation.max_tokens", share)]
+
+
+def open_ended_problem(metric: BaseModel, why: str) -> tuple[str, str] | None:
+    """(message, fix) when a metric that compares with a gold target scores an open-ended task."""
+    if not compares_with_target(metric):
+        return None
+    return (f"the task is open-ended ({why}), and metric '{metric.type}' compares each completion with "
+            f"a gold target, which no example has",
+            f"score a behaviour instead: metric: {{type: judge, criteria: \"...\", model: {{...}}}}, or "
+            f"{', '.join(JUDGED[1:])} (the same specs best_of_n's `scorer:` takes); or name the gold "
+            f"column with task.target")
+
+
+def check_open_ended(exp: Any, task: Any) -> None:
+    """At prepare, once the data is read (before anything is written): an open-ended task found
+    there (no `task.target` and no `target` column) refuses a metric that compares with targets."""
+    from ladder.errors import ConfigError
+
+    if not getattr(task, "open_ended", False):
+        return
+    why = ("task.target is null" if exp.config.task.target is None else
+           f"task.target is not set and its data has no '{exp.config.task.target}' column")
+    problem = open_ended_problem(exp.metric, why)
+    if problem:
+        raise ConfigError(problem[0], where=str(exp.source) if exp.source else None, field="metric",
+                          fix=problem[1])
+
+
+def judged_metric_problems(metric: BaseModel | None, config: Any, raw: dict[str, Any]
+                           ) -> list[tuple[tuple, str, str]]:
+    """(key path, message, fix) of what is wrong with a valid metric config on this experiment, for
+    the config check: a target metric on a task with `target: null`, a judge with no model."""
+    if metric is None:
+        return []
+    out = []
+    if config.task.target is None and not config.task.custom:
+        problem = open_ended_problem(metric, "task.target is null")
+        if problem:
+            out.append((("metric", "type"), *problem))
+    if metric.type == "judge" and metric.model is None:
+        # As a selector a judge may default to the stage's model; as the metric it must not: the row's
+        # number would change with every stage's model (and rl trains that very model to please it).
+        out.append((("metric", "model"), "a judge as the task metric needs its own model: the judge must be "
+                    "the same for every stage, whatever model a stage evaluates",
+                    "name it, e.g. metric: {type: judge, ..., model: {backend: openai, name: gpt-4o-mini}} "
+                    "(model: {backend: hf, name: ladder-tiny} for an offline judge)"))
+    return out
+
+
+def metric_from_stage_problem(named: str, stages: Sequence[Any], classes: Mapping[str, type]
+                              ) -> tuple[str, str] | None:
+    """(message, fix) when the metric's `from_stage:` (a PM trained in this experiment) cannot score
+    the rows: no such reward_model stage, or a stage the metric scores runs before it."""
+    rms = [n for n, c in classes.items() if c.produces_reward_model]
+    by_name = {s.name: i for i, s in enumerate(stages)}
+    if named not in by_name or not classes[named].produces_reward_model:
+        why = "is not a stage of this experiment" if named not in by_name else "did not train a reward model"
+        return (f"the metric's PM comes from stage '{named}', which {why}",
+                f"name a reward_model stage ({', '.join(rms) or 'add one as the first stage'}), or give the "
+                f"PM's folder as metric.model")
+    before = [s.name for s in stages[:by_name[named]] if not s.skip and not classes[s.name].produces_reward_model]
+    if before:
+        return (f"the metric's PM is trained by stage '{named}', which runs after {', '.join(before)}: "
+                f"those stages would have no metric to be scored by",
+                f"move stage '{named}' to the top of `stages:`")
+    return None
