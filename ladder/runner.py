@@ -65,8 +65,8 @@ class PreparedRun:
     train_subsamples: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The training rows each finished training stage used (stage name → its `train_subsample`
     record: rows there were, rows used, seed, digest), for manifest.json."""
-    _scorer_metric: tuple[Any, Metric] | None = field(default=None, repr=False)
-    """(cache, metric) of a scorer metric built already: one judge for every stage of a run."""
+    _scorer_metric: tuple[Any, Metric, dict[str, Metric]] | None = field(default=None, repr=False)
+    """(cache, metric, further metrics) built already: one judge for every stage of a run."""
     _digests: dict[Any, str] = field(default_factory=dict, repr=False)
     """Content digests already computed in this run (run ids are asked after every stage)."""
 
@@ -113,6 +113,9 @@ class PreparedRun:
             "generation": resolved.generation.model_dump(mode="json"),
             "task": self.experiment.config.task.model_dump(mode="json"),
             "metric": resolved.metric.model_dump(mode="json"),
+            # Further metrics (`metrics:`) are columns of the row: adding one gives a new folder.
+            **({"metrics": {k: v.model_dump(mode="json") for k, v in self.experiment.extra_metrics.items()}}
+               if self.experiment.extra_metrics else {}),
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).
@@ -172,12 +175,16 @@ class PreparedRun:
                            gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
                            run_id=resolved.run_id, pool=self.pool, produced=self.produced,
                            resolved=resolved)
-        if self.metric is None and not STAGES.get(resolved.config.type).produces_reward_model:
+        exp = self.experiment
+        if (self.metric is None or exp.extra_metrics) and not STAGES.get(resolved.config.type).produces_reward_model:
             # A scorer as the task metric needs the context (backend pool, cache). A reward_model
             # stage scores pairs, not the task, and may be what trains the metric's PM.
             if self._scorer_metric is None or self._scorer_metric[0] is not cache:
-                self._scorer_metric = (cache, build_task_metric(self.experiment.metric, ctx))
-            ctx.metric = self._scorer_metric[1]
+                extra = {name: build_task_metric(spec, ctx, field=f"metrics.{name}")
+                         for name, spec in exp.extra_metrics.items()}
+                metric = self.metric or build_task_metric(exp.metric, ctx)
+                self._scorer_metric = (cache, metric, extra)
+            _, ctx.metric, ctx.extra_metrics = self._scorer_metric
         return ctx
 
 

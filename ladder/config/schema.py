@@ -294,8 +294,14 @@ class ExperimentConfig(Section):
     task: TaskConfig
     """What to evaluate: data, prompt and answers."""
     metric: dict[str, Any] | str | None = None
-    """How to score a completion: a metric type or {type: ..., options}. Defaults to `choice`
-    for tasks with choices, else `exact_match`."""
+    """How to score a completion: a metric type or {type: ..., options} — also a scorer as
+    best_of_n's `scorer:` takes it ({type: judge | classifier | pm | python, ...}), which needs no
+    gold answer. Defaults to `choice` for tasks with choices, else `exact_match`."""
+    metrics: list[dict[str, Any] | str] | dict[str, dict[str, Any] | str] | None = None
+    """Several metrics per row, instead of `metric:`: a list of specs, or a name -> spec mapping
+    (names become summary.csv columns). The first is the row's value (climb's target, the Δ
+    columns); each other one lands beside it as <name>, <name>_ci_low, <name>_ci_high — e.g. a
+    second, held-out judge for a row selected by the first."""
     model: dict[str, Any] = Field(default_factory=lambda: {"backend": "hf", "name": "ladder-tiny"})
     """Default model for every stage: {backend: hf|openai|anthropic, name: ..., options}."""
     generation: GenerationConfig = GenerationConfig()

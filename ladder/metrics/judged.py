@@ -144,8 +144,7 @@ def check_open_ended(exp: Any, task: Any) -> None:
                           fix=problem[1])
 
 
-def judged_metric_problems(metric: BaseModel | None, config: Any, raw: dict[str, Any]
-                           ) -> list[tuple[tuple, str, str]]:
+def judged_metric_problems(metric: BaseModel | None, config: Any) -> list[tuple[tuple, str, str]]:
     """(key path, message, fix) of what is wrong with a valid metric config on this experiment, for
     the config check: a target metric on a task with `target: null`, a judge with no model."""
     if metric is None:
@@ -154,13 +153,13 @@ def judged_metric_problems(metric: BaseModel | None, config: Any, raw: dict[str,
     if config.task.target is None and not config.task.custom:
         problem = open_ended_problem(metric, "task.target is null")
         if problem:
-            out.append((("metric", "type"), *problem))
+            out.append((("type",), *problem))
     if metric.type == "judge" and metric.model is None:
         # As a selector a judge may default to the stage's model; as the metric it must not: the row's
         # number would change with every stage's model (and rl trains that very model to please it).
-        out.append((("metric", "model"), "a judge as the task metric needs its own model: the judge must be "
+        out.append((("model",), "a judge as the task metric needs its own model: the judge must be "
                     "the same for every stage, whatever model a stage evaluates",
-                    "name it, e.g. metric: {type: judge, ..., model: {backend: openai, name: gpt-4o-mini}} "
+                    "name it, e.g. {type: judge, ..., model: {backend: openai, name: gpt-4o-mini}} "
                     "(model: {backend: hf, name: ladder-tiny} for an offline judge)"))
     return out
 

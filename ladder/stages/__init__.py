@@ -57,6 +57,9 @@ class StageContext:
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model, reward_model}): how a
     scorer's `from_stage:` finds a trained reward model."""
+    extra_metrics: dict[str, Metric] = field(default_factory=dict)
+    """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
+    the row carries their means beside its value (StageResult.extra["metrics"])."""
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
@@ -243,8 +246,34 @@ def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequen
         return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
     ok = [(p.example, s.text) for p, ss in zip(prompts, samples) for s in ss if s.finish_reason != "error"]
     scores = iter(ctx.metric.score_batch([ex for ex, _ in ok], [t for _, t in ok]))
-    return [metric_record(ctx, p, ss, scores=[next(scores) for s in ss if s.finish_reason != "error"])
+    recs = [metric_record(ctx, p, ss, scores=[next(scores) for s in ss if s.finish_reason != "error"])
             for p, ss in zip(prompts, samples)]
+    if ctx.extra_metrics:
+        add_extra_metrics(ctx, prompts, recs)
+    return recs
+
+
+def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[dict[str, Any]]) -> None:
+    """Score every scored sample by each further metric (`metrics:`): the sample's `metrics` holds
+    {name: score}, the record's `metrics` their mean over its samples (a selecting stage replaces
+    it with its selected sample's). A further judge's failed call makes the example an error too."""
+    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
+    for name, metric in ctx.extra_metrics.items():
+        for (_, row), score in zip(rows, metric.score_batch([ex for ex, _ in rows], [r["text"] for _, r in rows])):
+            if score.error is not None:
+                row["metric_errors"] = {**row.get("metric_errors", {}), name: score.error}
+            else:
+                row.setdefault("metrics", {})[name] = score.value
+            if score.meta:
+                row.setdefault("metrics_meta", {})[name] = score.meta
+    for rec in recs:
+        scored = [row for row in rec["samples"] if "score" in row]
+        failed = [e for row in scored for e in row.get("metric_errors", {}).values()]
+        if failed and not rec["error"]:
+            rec.update(score=None, error=True, metric_error=failed[0])
+        elif scored and not rec["error"]:
+            rec["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
+                              for name in ctx.extra_metrics}
 
 
 def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None,
@@ -309,7 +338,11 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         guards.append(Guard("errors", "warn", f"{len(errors)} examples failed after all retries and "
                             f"are not in n; re-run to retry only those", float(len(errors))))
     judged = judged_stats(records)
-    guards += judged_guards(judged, ctx.metric.name)
+    name = ctx.experiment.metric_label or ctx.metric.name
+    guards += judged_guards(judged, name)
+    extra = {}
+    if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
+        extra["metrics"] = {k: mean_ci([r["metrics"][k] for r in records]).to_dict() for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
     stats = {
         "examples": len(records),
@@ -332,4 +365,4 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         **judged,
     }
     return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
-                       metric_name=ctx.metric.name, metric=metric, guards=guards, stats=stats)
+                       metric_name=name, metric=metric, guards=guards, stats=stats, extra=extra)

@@ -267,6 +267,8 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             best = ok[select([rec["samples"][i]["selector"] for i in ok])]
             rec.update(score=rec["samples"][best]["score"], selected=best,
                        selector=rec["samples"][best]["selector"])
+            if "metrics" in rec:  # the further metrics (`metrics:`) of the selected sample, too
+                rec["metrics"] = rec["samples"][best]["metrics"]
     return recs
 
 
@@ -284,6 +286,8 @@ def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[lis
         best = ok[majority(answers)]
         pick = rec["samples"][best]
         rec.update(score=pick["score"], selected=best, selector=pick["selector"], answer=pick["extracted"])
+        if "metrics" in rec:
+            rec["metrics"] = pick["metrics"]
     return recs
 
 
