@@ -161,3 +161,43 @@ def test_two_judges_as_metrics_give_both_columns_in_summary_and_load(tmp_path, s
     assert table["terse_ci_low"] and table["terse_ci_high"]
     frame = ladder.load(tmp_path / "results" / "j").stages
     assert frame["terse"].iloc[0] == pytest.approx(terse) and "terse_ci_low" in frame.columns
+
+
+def write_with_replies(tmp_path, server, stages):
+    path = write(tmp_path, judge_spec(server), stages)
+    rows = [{"prompt": f"Write a short note number {i}.", "reply": f"Note {i}: hello."} for i in range(30)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_few_shot_on_an_open_ended_task_shows_answers_from_a_named_column(tmp_path, server):
+    from ladder.errors import ConfigError
+
+    path = write_with_replies(tmp_path, server, [{"type": "few_shot", "k": 2, "answer_field": "reply"}])
+    (row,) = run_experiment(load_experiment(path))
+    for rec in samples(tmp_path, row):
+        shown = [m["content"] for m in rec["prompt"] if m["role"] == "assistant"]
+        assert len(shown) == 2 and all(s.startswith("Note ") for s in shown)
+        assert all("hello" not in m["content"] for m in rec["prompt"] if m["role"] == "user")
+    # Without a column or YAML shots there is nothing to show: a clear error, nothing written.
+    path = write_with_replies(tmp_path / "x", server, [{"type": "few_shot", "k": 2}]) \
+        if (tmp_path / "x").mkdir() is None else None
+    with pytest.raises(ConfigError, match="answer_field") as err:
+        run_experiment(load_experiment(path))
+    assert "examples:" in err.value.fix and not (tmp_path / "x" / "results").exists()
+
+
+def test_few_shot_yaml_examples_take_their_answer_key(tmp_path, server):
+    shots = [{"prompt": "Say hi.", "answer": "Hi there!"}]
+    (row,) = run_experiment(load_experiment(write(tmp_path, judge_spec(server), [{"type": "few_shot", "examples": shots}])))
+    rec = samples(tmp_path, row)[0]
+    assert [m["content"] for m in rec["prompt"] if m["role"] == "assistant"] == ["Hi there!"]
+
+
+def test_sft_on_an_open_ended_task_needs_a_completion_column_or_an_export(tmp_path, server):
+    from ladder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="open-ended") as err:
+        run_experiment(load_experiment(write(tmp_path, judge_spec(server), [{"type": "sft"}])))
+    assert "completion_field" in err.value.fix and "export" in err.value.fix
+    assert not (tmp_path / "results").exists()
