@@ -30,7 +30,8 @@ from ladder.config import Experiment, StageConfig, backend_config, nested_from_s
 from ladder.guards import subsample
 from ladder.manifest import manifest
 from ladder.metrics import Metric, build_metric
-from ladder.metrics.judged import build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
+from ladder.scorers import estimate_scorer
+from ladder.metrics.judged import add_estimates, build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
 from ladder.progress import console
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
@@ -463,6 +464,11 @@ def estimate_run(exp: Experiment) -> dict[str, Any]:
         entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
+        if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
+            for spec in (exp.metric, *exp.extra_metrics.values()):
+                if is_scorer_type(spec.type):
+                    scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [p.example for p in prompts],
+                                                                   samples, gen.max_tokens))
         if scorer is not None:
             entry["scorer"] = scorer
             entry["cost_usd"] += scorer["cost_usd"]

@@ -181,3 +181,14 @@ def metric_from_stage_problem(named: str, stages: Sequence[Any], classes: Mappin
                 f"those stages would have no metric to be scored by",
                 f"move stage '{named}' to the top of `stages:`")
     return None
+
+
+def add_estimates(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two scorer estimates of one stage (`ladder check`) as one: a best_of_n judge and the metric's."""
+    if a is None or b is None:
+        return a or b
+    out = {**a, "scorer": f"{a['scorer']} + {b['scorer']}"}
+    for key in ("calls", "prompt_tokens", "max_output_tokens", "cost_usd", "cost_usd_standard", "cost_usd_batch"):
+        if key in a or key in b:
+            out[key] = (a.get(key) or 0) + (b.get(key) or 0)
+    return out

@@ -201,3 +201,16 @@ def test_sft_on_an_open_ended_task_needs_a_completion_column_or_an_export(tmp_pa
         run_experiment(load_experiment(write(tmp_path, judge_spec(server), [{"type": "sft"}])))
     assert "completion_field" in err.value.fix and "export" in err.value.fix
     assert not (tmp_path / "results").exists()
+
+
+def test_ladder_check_prices_the_judge_metric(tmp_path, server):
+    from ladder.runner import estimate_run
+
+    stages = [{"type": "zero_shot"}, {"type": "best_of_n", "n": 4, "scorer": judge_spec(server, name="judge-b")}]
+    plan = estimate_run(load_experiment(write(tmp_path, judge_spec(server), stages)))
+    zero, bon = plan["stages"]
+    assert zero["scorer"]["calls"] == 15 and zero["scorer"]["cost_usd"] > 0
+    assert zero["cost_usd"] == pytest.approx(zero["scorer"]["cost_usd"])  # the policy is free
+    # best_of_n: its own judge on every sample, and the metric's judge on every sample too.
+    assert bon["scorer"]["calls"] == 15 * 4 * 2
+    assert not (tmp_path / "results").exists()
