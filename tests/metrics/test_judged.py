@@ -214,3 +214,16 @@ def test_ladder_check_prices_the_judge_metric(tmp_path, server):
     # best_of_n: its own judge on every sample, and the metric's judge on every sample too.
     assert bon["scorer"]["calls"] == 15 * 4 * 2
     assert not (tmp_path / "results").exists()
+
+
+def test_advice_asks_for_a_held_out_metric_and_shows_it_beside_the_selecting_one(tmp_path, server):
+    stages = [{"type": "best_of_n", "n": 4, "scorer": judge_spec(server)}]
+    run_experiment(load_experiment(write(tmp_path, judge_spec(server), stages)))
+    md = (tmp_path / "results" / "j" / "summary.md").read_text()
+    assert "selected by its own metric" in md and "held-out metric: list it under `metrics:`" in md
+    metrics = {"polite": judge_spec(server), "held_out": judge_spec(server, name="judge-b")}
+    run_experiment(load_experiment(write(tmp_path / "b" if (tmp_path / "b").mkdir() is None else None,
+                                         stages=[{"type": "best_of_n", "n": 4, "scorer": judge_spec(server)}],
+                                         metrics=metrics)))
+    md = (tmp_path / "b" / "results" / "j" / "summary.md").read_text()
+    assert "held-out held_out" in md and "polite" in md
