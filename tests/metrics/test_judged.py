@@ -161,6 +161,16 @@ def test_two_judges_as_metrics_give_both_columns_in_summary_and_load(tmp_path, s
     assert table["terse_ci_low"] and table["terse_ci_high"]
     frame = ladder.load(tmp_path / "results" / "j").stages
     assert frame["terse"].iloc[0] == pytest.approx(terse) and "terse_ci_low" in frame.columns
+    # The report's table has its column, and the sample browser each sample's score by it.
+    from ladder.evidence import Evidence
+    from ladder.report import build
+    from ladder.report_samples import browser_data
+
+    page = build(tmp_path / "results" / "j", atlas=False)
+    assert "<th>terse<br>[95% CI]</th>" in page and f"{terse:.3f}" in page
+    data = browser_data(Evidence.load(tmp_path / "results" / "j", [row]))
+    assert data["sample_keys"][-1] == "terse"
+    assert {c["n"][0][-1] for r in data["rows"] for c in r["cells"]} <= {0.0, 1.0}
 
 
 def write_with_replies(tmp_path, server, stages):
