@@ -313,3 +313,20 @@ def test_underpowered(tmp_path):
         assert f"you need n ≈ {n_needed(sd_of(d), d.value):,}" in step.text
     clear = {"zero_shot": ("zero_shot", scores(0.3)), "few_shot": ("few_shot", [1.0] * 300)}
     assert advice.underpowered(ev_of(tmp_path / "clear", clear)) == []
+
+
+def test_selected_by_metric(tmp_path):
+    # A best_of_n row picked by the judge that scores it: optimistic. Without a second metric the
+    # step asks for one; with one (`metrics:`) it shows the two side by side.
+    stages = {"zero_shot": ("zero_shot", scores(0.4)), "best_of_n": ("best_of_n", scores(0.8))}
+    ev = ev_of(tmp_path, stages)
+    ev.results[1].selected_by_metric = True
+    (step,) = advice.selected_by_metric(ev)
+    assert "best_of_n was selected by its own metric" in step.text and "`metrics:`" in step.text
+    held = {"metrics": {"held_out": {"value": 0.55, "ci_low": 0.5, "ci_high": 0.6, "n": 300}}}
+    ev = ev_of(tmp_path / "b", {**stages, "best_of_n": ("best_of_n", scores(0.8), [], {}, held)})
+    ev.results[1].selected_by_metric = True
+    (step,) = advice.selected_by_metric(ev)
+    assert "held-out held_out 0.550 [0.500, 0.600]" in step.text
+    ev.results[1].selected_by_metric = False
+    assert advice.selected_by_metric(ev) == []
