@@ -279,8 +279,9 @@ def selected_by_metric(ev: Evidence) -> list[Step]:
                                                                    if v.get("ci_low") is not None else "")
                              for k, v in held.items() if v.get("value") is not None)
             out.append(Step("selected_by_metric", f"{r.stage} was selected by its own metric: {r.metric_name} "
-                            f"{num(m.value)} [{num(m.ci_low)}, {num(m.ci_high)}] is optimistic; {side} is the "
-                            f"number to trust — a gap between them is the judge's noise that selection bought."))
+                            f"{num(m.value)} [{num(m.ci_low)}, {num(m.ci_high)}] is optimistic (the metric's own "
+                            f"noise was selected for); beside it, {side}, which did not select it — judge the rung "
+                            f"by the held-out metric's gain over the other rows."))
         else:
             out.append(Step("selected_by_metric", f"{r.stage} was selected by its own metric ({r.metric_name} "
                             f"{num(m.value)}), so that number is optimistic — the metric's own noise was selected "
