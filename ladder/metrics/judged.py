@@ -93,13 +93,16 @@ def selected_by_metric(stage: BaseModel, metric: BaseModel) -> bool:
 def judged_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What the metric's own model calls added to these records' samples: USD, tokens, and the share
     of verdicts that did not parse (`unparsed`). Empty for a metric that calls no model."""
-    metas = [row["score_meta"] for rec in records for row in rec["samples"] if "score" in row and "score_meta" in row]
-    if not metas:
+    rows = [row for rec in records for row in rec["samples"] if "score" in row]
+    metas = [row["score_meta"] for row in rows if "score_meta" in row]
+    # The further metrics' (`metrics:`) calls are spend of the row too.
+    spend = metas + [m for row in rows for m in (row.get("metrics_meta") or {}).values()]
+    if not spend:
         return {}
     out: dict[str, Any] = {
-        "metric_cost_usd": sum(m.get("cost_usd", 0.0) for m in metas),
-        "metric_prompt_tokens": sum(m.get("prompt_tokens", 0) for m in metas),
-        "metric_completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
+        "metric_cost_usd": sum(m.get("cost_usd", 0.0) for m in spend),
+        "metric_prompt_tokens": sum(m.get("prompt_tokens", 0) for m in spend),
+        "metric_completion_tokens": sum(m.get("completion_tokens", 0) for m in spend),
     }
     parsed = [m["parsed"] for m in metas if "parsed" in m]
     if parsed:

@@ -264,7 +264,7 @@ def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[d
                 row["metric_errors"] = {**row.get("metric_errors", {}), name: score.error}
             else:
                 row.setdefault("metrics", {})[name] = score.value
-            if score.meta:
+            if score.meta and metric.batched:
                 row.setdefault("metrics_meta", {})[name] = score.meta
     for rec in recs:
         scored = [row for row in rec["samples"] if "score" in row]
@@ -290,7 +290,7 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Sco
         row = s.to_dict()
         if s.finish_reason != "error":
             score = prob or (next(given) if given is not None else ctx.metric.score(p.example, s.text))
-            if score.meta:  # a judge's verdict, whether it parsed, what the call cost
+            if score.meta and ctx.metric.batched:  # a judge's verdict, whether it parsed, what the call cost
                 row["score_meta"] = score.meta
             if score.error is not None:
                 # A judge call that failed is no verdict: the example is an error, retried on re-run.

@@ -159,6 +159,8 @@ def test_two_judges_as_metrics_give_both_columns_in_summary_and_load(tmp_path, s
     table = summary(tmp_path)["zero_shot"]
     assert float(table["terse"]) == pytest.approx(terse)
     assert table["terse_ci_low"] and table["terse_ci_high"]
+    # Both judges' calls are spend of the row: one call per distinct completion each.
+    assert row.stats["metric_completion_tokens"] == 2 * len(set(texts)) and row.stats["cost_usd"] > 0
     frame = ladder.load(tmp_path / "results" / "j").stages
     assert frame["terse"].iloc[0] == pytest.approx(terse) and "terse_ci_low" in frame.columns
     # The report's table has its column, and the sample browser each sample's score by it.
