@@ -33,13 +33,13 @@ from ladder.metrics import Metric, build_metric
 from ladder.scorers import estimate_scorer
 from ladder.metrics.judged import add_estimates, build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
 from ladder.progress import console
-from ladder.errors import LadderError
+from ladder.errors import ConfigError, LadderError
 from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
-from ladder.table import write_summary
+from ladder.table import COLUMNS, write_summary
 from ladder.tasks import TaskLike, load_task
 from ladder.types import Example, Guard, StageResult
 
@@ -206,6 +206,10 @@ def prepare(exp: Experiment) -> PreparedRun:
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
                                  cfg.guards)
     check_open_ended(exp, task)
+    taken = [n for n in exp.extra_metrics if n in COLUMNS]
+    if taken:  # its summary.csv columns would overwrite the table's own
+        raise ConfigError(f"metric name '{taken[0]}' is a summary.csv column already", where=where,
+                          field=f"metrics.{taken[0]}", fix="give it another name in the `metrics:` mapping")
     metric = None if is_scorer_type(exp.metric.type) else build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:

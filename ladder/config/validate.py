@@ -38,8 +38,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
     they set point at the command line)."""
     from ladder.registry import BACKENDS, METRICS, STAGES
-    from ladder.metrics.judged import is_scorer_type, judged_metric_problems, metric_from_stage_problem
-    from ladder.scorers import SCORERS
+    from ladder.config.judged import is_scorer_type, judged_metric_problems, metric_from_stage_problem
+    from ladder.registry import SCORERS
 
     src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
     errors: list[str] = []
@@ -180,8 +180,6 @@ def metric_entries(config: ExperimentConfig, errors: list[str], src: ConfigSourc
                    ) -> list[tuple[str, dict[str, Any], tuple]]:
     """(name, raw spec, key path) of each entry of `metrics:` (a list, or a name → spec mapping); a
     list entry is named after its type (a python metric: its function). Empty without `metrics:`."""
-    from ladder.table import COLUMNS
-
     if config.metrics is None:
         return []
     if config.metric is not None:
@@ -198,9 +196,8 @@ def metric_entries(config: ExperimentConfig, errors: list[str], src: ConfigSourc
             continue
         name = str(key) if isinstance(config.metrics, dict) else \
             str(spec.get("function", "")).rpartition(":")[2] or str(spec.get("type"))
-        if name in COLUMNS or any(name == n for n, _, _ in out):
-            errors.append(src.error(("metrics", key), f"metric name '{name}' is {'taken' if name in COLUMNS else 'used twice'}"
-                                    + (" by a summary.csv column" if name in COLUMNS else ""),
+        if any(name == n for n, _, _ in out):  # (a name a summary.csv column has: refused by the runner)
+            errors.append(src.error(("metrics", key), f"metric name '{name}' is used twice",
                                     "write `metrics:` as a mapping of distinct names, e.g. {polite: {...}, terse: {...}}"))
             continue
         out.append((name, spec, ("metrics", key)))

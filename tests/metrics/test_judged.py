@@ -239,3 +239,12 @@ def test_advice_asks_for_a_held_out_metric_and_shows_it_beside_the_selecting_one
                                          metrics=metrics)))
     md = (tmp_path / "b" / "results" / "j" / "summary.md").read_text()
     assert "held-out held_out" in md and "polite" in md
+
+
+def test_a_metric_named_like_a_summary_column_is_refused_before_anything_is_written(tmp_path, server):
+    from ladder.errors import ConfigError
+
+    metrics = {"polite": judge_spec(server), "value": judge_spec(server, name="judge-b")}
+    with pytest.raises(ConfigError, match="'value' is a summary.csv column"):
+        run_experiment(load_experiment(write(tmp_path, metrics=metrics)))
+    assert not (tmp_path / "results").exists()
