@@ -134,6 +134,10 @@ def test_best_of_n_selected_by_the_metric_is_marked_and_a_different_judge_is_not
     assert table["by_other"]["selected_by_metric"] == "False"
     md = (tmp_path / "results" / "j" / "summary.md").read_text()
     assert "by_metric (selected by the metric)" in md and "by_other (selected" not in md
+    from ladder.report import build
+
+    page = build(tmp_path / "results" / "j", atlas=False)
+    assert "by_metric (selected by the metric)" in page and "by_other (selected" not in page
 
 
 def test_climb_never_stops_on_a_row_selected_by_the_metric(tmp_path, server):
