@@ -252,3 +252,15 @@ def test_a_metric_named_like_a_summary_column_is_refused_before_anything_is_writ
     with pytest.raises(ConfigError, match="'value' is a summary.csv column"):
         run_experiment(load_experiment(write(tmp_path, metrics=metrics)))
     assert not (tmp_path / "results").exists()
+
+
+def test_sft_on_an_open_ended_task_trains_on_the_named_completion_column(tmp_path, server):
+    from ladder.runner import prepare
+    from ladder.stages.sft import drawn_rows
+
+    exp = load_experiment(write_with_replies(tmp_path, server, [{"type": "sft", "completion_field": "reply"}]))
+    plan = prepare(exp)
+    ctx = plan.context(plan.resolve(exp.stages[0], planning=True), cache=None)
+    rows, _, _ = drawn_rows(ctx, exp.stages[0])
+    train = {ex.fields["prompt"]: ex.fields["reply"] for ex in plan.task.examples("train")}
+    assert rows and all(r.completion == train[r.prompt[-1].content] for r in rows)
