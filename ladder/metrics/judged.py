@@ -5,8 +5,8 @@ proxy. The proxies are ladder's scorers (ladder/scorers): the same object that p
 sample and rewards rl scores the row when the YAML names it as `metric:` — one implementation, so
 a judge's verdict means the same thing in every role. This module holds what the metric role adds:
 
-- which metric types compare with a gold target (refused on an open-ended task, one without
-  `task.target`), and which are scorers built with the stage's context (`build_task_metric`);
+- a scorer metric built with the stage's context (`build_task_metric`); which metric types compare
+  with a gold target (refused on an open-ended task) is ladder/config/judged.py's, for the config check;
 - the samples' judge spend and unparsed verdicts, summed into the row (`judged_stats`), and the
   warning above UNPARSED_WARN;
 - whether a row was picked or trained by the very scorer that scores it (`selected_by_metric`): its
