@@ -310,6 +310,30 @@ def underpowered(ev: Evidence) -> list[Step]:
                                  "calling these rungs equal.")]
 
 
+def selected_by_metric(ev: Evidence) -> list[Step]:
+    """A row was picked or trained by the very scorer that scores it: its number is optimistic."""
+    out = []
+    for r in ev.results:
+        if not r.selected_by_metric:
+            continue
+        m = r.metric
+        held = r.extra.get("metrics") or {}
+        if held:  # the held-out metrics beside the selecting one, side by side
+            side = "; ".join(f"held-out {k} {num(v['value'])}" + (f" [{num(v['ci_low'])}, {num(v['ci_high'])}]"
+                                                                   if v.get("ci_low") is not None else "")
+                             for k, v in held.items() if v.get("value") is not None)
+            out.append(Step("selected_by_metric", f"{r.stage} was selected by its own metric: {r.metric_name} "
+                            f"{num(m.value)} [{num(m.ci_low)}, {num(m.ci_high)}] is optimistic (the metric's own "
+                            f"noise was selected for); beside it, {side}, which did not select it — judge the rung "
+                            f"by the held-out metric's gain over the other rows."))
+        else:
+            out.append(Step("selected_by_metric", f"{r.stage} was selected by its own metric ({r.metric_name} "
+                            f"{num(m.value)}), so that number is optimistic — the metric's own noise was selected "
+                            f"for. Score it with a second, held-out metric: list it under `metrics:` (e.g. a "
+                            f"different judge model or criteria) and compare the two side by side."))
+    return out
+
+
 MIN_EFFECT = 0.005
 """Below this an observed difference is called ~0: no n is quoted for detecting it."""
 
@@ -317,7 +341,7 @@ MIN_EFFECT = 0.005
 RULES: list[Rule] = [damaged_samples, retry_errors, stop_hits_low, evaluate_more, context_trimmed, few_shot_worse,
                      loss_above_chance, unread_answers, no_better_than_majority, rl_below_best_of_n,
                      distil_best_of_n, best_of_n_before_rl, no_rung_helps, underpowered, target_not_reached,
-                     other_warnings]
+                     selected_by_metric, other_warnings]
 
 
 def next_steps(ev: Evidence) -> list[Step]:

@@ -86,12 +86,15 @@ def decide(stage: StageConfig, result: StageResult | None, esc: EscalateConfig,
         raise RuntimeError(f"stage {stage.name} ran but gave no result")
     m = result.metric
     got = getattr(m, esc.by)
-    oracle = result.oracle or STAGES.get(stage.type).reads_test_targets(stage)
+    oracle = result.oracle or (STAGES.get(stage.type).reads_test_targets(stage) and not result.selected_by_metric)
     nums = dict(value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n, oracle=oracle)
     shown = f"{result.metric_name} {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}], n={m.n}"
-    if not math.isnan(got) and got >= esc.target and oracle:
+    if not math.isnan(got) and got >= esc.target and (oracle or result.selected_by_metric):
         why = (f"{esc.by} {got:.3f} ≥ target {esc.target:g} ({shown}), but this rung is an oracle — it reads "
-               f"the test answers to pick its output — so this is an upper bound, not an answer")
+               f"the test answers to pick its output — so this is an upper bound, not an answer") if oracle else (
+               f"{esc.by} {got:.3f} ≥ target {esc.target:g} ({shown}), but this rung was selected by the metric "
+               f"that scores it — the metric's own noise was selected for — so the number is optimistic; "
+               f"score it with a second, held-out metric (`metrics:`)")
         if stage.name == until:
             return Rung(stage.name, stage.type, "until", f"{why}; stopping here as --until {until} asks", **nums)
         return Rung(stage.name, stage.type, "go_on", f"{why}: on to the next rung", **nums)

@@ -78,6 +78,13 @@ METRICS = Registry("metric type", "ladder.metrics", {
     "choice_prob": "ladder.metrics.probability:ChoiceProb",
 })
 
+SCORERS = Registry("scorer type", "ladder.scorers", {
+    "classifier": "ladder.scorers.classifier:ClassifierScorer",
+    "judge": "ladder.scorers.judge:JudgeScorer",
+    "pm": "ladder.scorers.pm:PMScorer",
+})
+"""Scorers that run a model (ladder/scorers): best_of_n's `scorer:`, rl's `reward:`, and task metrics."""
+
 BACKENDS = Registry("backend", "ladder.backends", {
     "hf": "ladder.backends.hf:HFBackend",
     "openai": "ladder.backends.openai:OpenAIBackend",

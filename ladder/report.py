@@ -21,7 +21,7 @@ from ladder.evidence import Evidence
 from ladder.progress import progress_bar
 from ladder.report_curves import Curve, curve_figure, curves_of, stage_curves  # noqa: F401 - public here
 from ladder.store import atomic_write, read_json
-from ladder.table import ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, stage_label, table_rows
+from ladder.table import COLUMNS, ORACLE_NOTE, baseline_row, chance_text, diff_sign, diff_text, num, stage_label, table_rows
 
 # ---------------------------------------------------------------------------------------------
 # The page
@@ -102,7 +102,9 @@ def table_html(rows: list[dict[str, Any]]) -> str:
     mixed = len(metrics) > 1
     variants = any("diff_base" in r for r in rows)  # a variants experiment's combined rows
     value_head = f"{'value' if mixed else next(iter(metrics), 'value')} [95% CI]"
-    head = ["stage", *(["metric"] if mixed else []), value_head, "n",
+    # Further metrics (`metrics:`), each beside the value with its CI.
+    extra = [k for k in (rows[0] if rows else {}) if k not in COLUMNS and f"{k}_ci_low" in rows[0]]
+    head = ["stage", *(["metric"] if mixed else []), value_head, *(f"{k} [95% CI]" for k in extra), "n",
             *(["chance / majority", "unparsed"] if k_way else []), "Δ prev [95% CI]", "Δ zero_shot [95% CI]",
             *(["Δ baseline variant [95% CI]", "MDE"] if variants else []), "errors", "stop-hit", "tokens in/out", "cost $", "s", "flags"]
     # Long headings on two lines: a heading's one-line width would set its column's.
@@ -113,6 +115,10 @@ def table_html(rows: list[dict[str, Any]]) -> str:
             f" <span class='ci'>[{num(r['ci_low'])}, {num(r['ci_high'])}]</span>" if r["ci_low"] != "" else "")
         kind = f" <span class='type'>{_e(r['type'])}</span>" if r["type"] != r["stage"] else ""
         cells = [r["n"]]
+        for k in extra:
+            out_cell = "" if r[k] == "" else num(r[k]) + (
+                f" [{num(r[k + '_ci_low'])}, {num(r[k + '_ci_high'])}]" if r[k + "_ci_low"] != "" else "")
+            cells.insert(len(cells) - 1, out_cell)
         if k_way:
             cells += [chance_text(r), "" if r.get("unparsed") in ("", None) else f"{r['unparsed']:.0%}"]
         out.append(f"<tr{' class=oracle' if _oracle(r) else ''}><td>{_e(stage_label(r))}{kind}</td>"
@@ -135,7 +141,8 @@ def table_html(rows: list[dict[str, Any]]) -> str:
             cls = {1: "up", -1: "down", 0: ""}[diff_sign(base, "diff_prev")]
             out.append(f"<tr class='baseline'><td>{_e(base['stage'])}</td>" +
                        (f"<td>{_e(base['metric'])}</td>" if mixed else "") +
-                       f"<td class='num'>{value}</td><td>{_e(base['n'])}</td>" + "<td></td>" * (2 * k_way) +
+                       f"<td class='num'>{value}</td>" + "<td></td>" * len(extra) + f"<td>{_e(base['n'])}</td>"
+                       + "<td></td>" * (2 * k_way) +
                        f"<td class='num {cls}'>{_diff_html(diff_text(base, 'diff_prev'))}</td>"
                        + "<td></td>" * 7 + "</tr>")
     out.append("</tbody></table>")

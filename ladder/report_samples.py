@@ -66,20 +66,22 @@ def _score(v: Any) -> float | None:
 SAMPLE_KEYS = ("finish_reason", "score", "extracted", "selector", "error", "completion_tokens")
 
 
-def _sample(s: dict[str, Any], strings: _Strings) -> list[Any]:
-    """[text, *SAMPLE_KEYS] of one sample: strings interned, numbers rounded."""
+def _sample(s: dict[str, Any], strings: _Strings, extra: list[str] = ()) -> list[Any]:
+    """[text, *SAMPLE_KEYS, *extra] of one sample: strings interned, numbers rounded; `extra` the
+    further metrics of `metrics:`, each sample's score by them."""
     out: list[Any] = [strings(s.get("text"))]
     for k in SAMPLE_KEYS:
         v = s.get(k)
         out.append(v if k in ("finish_reason", "error") else _score(v) if k != "extracted"
                    else None if v is None else strings(v))
-    return out
+    return out + [_score((s.get("metrics") or {}).get(name)) for name in extra]
 
 
 def browser_data(ev: Evidence) -> dict[str, Any]:
     """Everything the browser shows, as JSON-ready lists (see the JavaScript below for the shape)."""
     strings = _Strings()
     stages, rows, order = [], {}, []
+    extra = list(dict.fromkeys(n for r in ev.results for n in (r.extra.get("metrics") or {})))
     for r in ev.results:
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"
         if not path.exists():
@@ -93,12 +95,12 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
                 rows[key] = {"id": key, "input": strings(rec.user_prompt()), "target": strings(_text(rec.target)),
                              "cells": {}}
                 order.append(key)
-            samples = [_sample(s, strings) for s in rec.samples]
+            samples = [_sample(s, strings, extra) for s in rec.samples]
             rows[key]["cells"][col] = {
                 "a": strings(answer_of(rec)), "s": _score(rec.score), "w": wrong(rec), "e": rec.error,
                 "p": [[m.get("role", ""), strings(m.get("content", ""))] for m in rec.prompt],
                 "n": samples, "k": rec.selected if isinstance(rec.selected, int) else None}
-    return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE, "sample_keys": ["text", *SAMPLE_KEYS],
+    return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE, "sample_keys": ["text", *SAMPLE_KEYS, *extra],
             "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))]} for k in order]}
 
 

@@ -30,15 +30,17 @@ from ladder.config import Experiment, StageConfig, backend_config, nested_from_s
 from ladder.guards import subsample
 from ladder.manifest import manifest, write_examples
 from ladder.metrics import Metric, build_metric
+from ladder.scorers import estimate_scorer
+from ladder.metrics.judged import add_estimates, build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
 from ladder.progress import console
 from ladder.reach import check, scorer_models
-from ladder.errors import LadderError
+from ladder.errors import ConfigError, LadderError
 from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
-from ladder.table import write_summary
+from ladder.table import COLUMNS, write_summary
 from ladder.tasks import TaskLike, load_task
 from ladder.types import Example, Guard, StageResult
 
@@ -53,7 +55,8 @@ class PreparedRun:
     task: TaskLike
     examples: list[Example]
     guards: list[Guard]
-    metric: Metric
+    metric: Metric | None
+    """The task metric; None when it is a scorer (a judge...), built per stage by `context()`."""
     pool: BackendPool
     configured: dict[str, ResolvedStage]
     """Each stage as configured (stage name → its model with `from_stage` not yet replaced, and
@@ -64,6 +67,8 @@ class PreparedRun:
     train_subsamples: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The training rows each finished training stage used (stage name → its `train_subsample`
     record: rows there were, rows used, seed, digest), for manifest.json."""
+    _scorer_metric: tuple[Any, Metric, dict[str, Metric]] | None = field(default=None, repr=False)
+    """(cache, metric, further metrics) built already: one judge for every stage of a run."""
     _digests: dict[Any, str] = field(default_factory=dict, repr=False)
     """Content digests already computed in this run (run ids are asked after every stage)."""
 
@@ -110,6 +115,9 @@ class PreparedRun:
             "generation": resolved.generation.model_dump(mode="json"),
             "task": self.experiment.config.task.model_dump(mode="json"),
             "metric": resolved.metric.model_dump(mode="json"),
+            # Further metrics (`metrics:`) are columns of the row: adding one gives a new folder.
+            **({"metrics": {k: v.model_dump(mode="json") for k, v in self.experiment.extra_metrics.items()}}
+               if self.experiment.extra_metrics else {}),
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).
@@ -164,11 +172,22 @@ class PreparedRun:
         return self._digests[key]
 
     def context(self, resolved: ResolvedStage, cache: Cache | None) -> StageContext:
-        return StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
-                            examples=self.examples, metric=self.metric, backend=self.pool.get(resolved.model),
-                            gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
-                            run_id=resolved.run_id, pool=self.pool, produced=self.produced,
-                            resolved=resolved)
+        ctx = StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
+                           examples=self.examples, metric=self.metric, backend=self.pool.get(resolved.model),
+                           gen=resolved.generation, cache=cache, run_dir=resolved.run_dir,
+                           run_id=resolved.run_id, pool=self.pool, produced=self.produced,
+                           resolved=resolved)
+        exp = self.experiment
+        if (self.metric is None or exp.extra_metrics) and not STAGES.get(resolved.config.type).produces_reward_model:
+            # A scorer as the task metric needs the context (backend pool, cache). A reward_model
+            # stage scores pairs, not the task, and may be what trains the metric's PM.
+            if self._scorer_metric is None or self._scorer_metric[0] is not cache:
+                extra = {name: build_task_metric(spec, ctx, field=f"metrics.{name}")
+                         for name, spec in exp.extra_metrics.items()}
+                metric = self.metric or build_task_metric(exp.metric, ctx)
+                self._scorer_metric = (cache, metric, extra)
+            _, ctx.metric, ctx.extra_metrics = self._scorer_metric
+        return ctx
 
 
 PRODUCTS = ("model", "reward_model")
@@ -187,7 +206,12 @@ def prepare(exp: Experiment) -> PreparedRun:
     task = load_task(cfg.task, exp.base_dir, cfg.seed, where)
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
                                  cfg.guards)
-    metric = build_metric(exp.metric)
+    check_open_ended(exp, task)
+    taken = [n for n in exp.extra_metrics if n in COLUMNS]
+    if taken:  # its summary.csv columns would overwrite the table's own
+        raise ConfigError(f"metric name '{taken[0]}' is a summary.csv column already", where=where,
+                          field=f"metrics.{taken[0]}", fix="give it another name in the `metrics:` mapping")
+    metric = None if is_scorer_type(exp.metric.type) else build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:
         if not stage.skip:
@@ -330,16 +354,19 @@ def _finished(plan: PreparedRun, stage: StageConfig) -> StageResult | None:
         return None
     if not path.exists():
         return None
-    result = _marked(stage, StageResult.from_dict(read_json(path)))
+    result = _marked(stage, StageResult.from_dict(read_json(path)), plan.experiment.metric)
     if flag_damaged(plan.experiment.results_path, result):  # reused as it is, but not silently
         _say(result.guards[-1])
     return result
 
 
-def _marked(stage: StageConfig, result: StageResult) -> StageResult:
+def _marked(stage: StageConfig, result: StageResult, metric: Any) -> StageResult:
     """The result with its stage's oracle flag, decided by the stage class from the config (a
     metrics.json written before the flag existed gets it too)."""
     result.oracle = STAGES.get(stage.type).reads_test_targets(stage)
+    result.selected_by_metric = selected_by_metric(stage, metric)
+    if result.selected_by_metric:
+        result.oracle = False  # `scorer: metric` on a judged task reads no gold answer
     return result
 
 
@@ -349,7 +376,7 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     run_dir = resolved.run_dir
     done = run_dir / "metrics.json"
     if done.exists():
-        result = _marked(stage, StageResult.from_dict(read_json(done)))
+        result = _marked(stage, StageResult.from_dict(read_json(done)), exp.metric)
         damaged = samples_mismatch(exp.results_path, result)
         if damaged:
             # Re-scored from scratch (the generations come from the model-call cache): an edited
@@ -388,13 +415,14 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     # The subsample's guards describe the test examples; a stage measured on other data
     # (reward_model's held-out pairs) does not inherit them.
     result.guards = [*(plan.guards if impl.evaluates_test_subsample else ()), *result.guards]
-    _marked(stage, result)
+    _marked(stage, result, exp.metric)
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
     resumed = result.stats.get("resumed_examples", 0)
     # n=0 (every request failed) has no value: say so rather than print "nan".
     value = (f"= {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.n else "has no value (no example scored)")
-    console.print(f"[bold]{stage.name}[/bold] {result.metric_name} {value} n={m.n} · {ctx.calls.generated} generated, "
+    mark = " (selected by the metric)" if result.selected_by_metric else ""
+    console.print(f"[bold]{stage.name}[/bold]{mark} {result.metric_name} {value} n={m.n} · {ctx.calls.generated} generated, "
                   f"{ctx.calls.cached} from cache" + (f", {resumed} examples resumed from samples.jsonl"
                                                       if resumed else "")
                   + f" · {result.stats['seconds']:.1f} s", highlight=False)
@@ -463,6 +491,11 @@ def estimate_run(exp: Experiment) -> dict[str, Any]:
         entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
+        if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
+            for spec in (exp.metric, *exp.extra_metrics.values()):
+                if is_scorer_type(spec.type):
+                    scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [p.example for p in prompts],
+                                                                   samples, gen.max_tokens))
         if scorer is not None:
             entry["scorer"] = scorer
             entry["cost_usd"] += scorer["cost_usd"]

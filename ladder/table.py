@@ -31,7 +31,10 @@ BASELINE = ["baseline", "baseline_value", "baseline_ci_low", "baseline_ci_high",
 K_WAY = ["chance", "majority", "unparsed"]
 COLUMNS = ["stage", "type", "metric", "value", "ci_low", "ci_high", "n", *DIFFS, *BASELINE, "errors",
            "stop_hit_rate", "prompt_tokens", "completion_tokens", "cost_usd", "seconds", "flags", "checks",
-           "oracle", *K_WAY, "run_id"]
+           "oracle", "selected_by_metric", *K_WAY, "judge_tokens", "run_id"]
+# `selected_by_metric`: best_of_n's scorer or rl's reward is the very scorer that scores the row
+# (optimistic); `judge_tokens`: tokens the metric's own model calls (a judge's) took, in and out.
+# A row's further metrics (`metrics:`) follow run_id as <name>, <name>_ci_low, <name>_ci_high.
 ORACLE_NOTE = ("(oracle): reads the test examples' gold answers to pick its output — an upper bound, "
                "not a method you can deploy")
 # Checks every stage has, shown in their own columns (n, stop-hit): not repeated under "checks".
@@ -55,9 +58,27 @@ def row_of(r: StageResult) -> dict[str, Any]:
         "checks": "; ".join(f"{g.name} ok" for g in r.guards if g.level == "ok" and g.name not in _ALWAYS),
         "run_id": r.run_id,
         "oracle": r.oracle,
+        "selected_by_metric": r.selected_by_metric,
+        "judge_tokens": s["metric_prompt_tokens"] + s["metric_completion_tokens"] if "metric_prompt_tokens" in s else "",
         **{k: _round(s.get(k), 6) for k in K_WAY},
+        **extra_metric_cells(r),
         **baseline_of(r),
     }
+
+
+def extra_metric_cells(r: StageResult) -> dict[str, Any]:
+    """The row's further metrics (`metrics:` after the first): <name>, <name>_ci_low, <name>_ci_high."""
+    out: dict[str, Any] = {}
+    for name, m in (r.extra.get("metrics") or {}).items():
+        out.update({name: _round(m.get("value"), 6), f"{name}_ci_low": _round(m.get("ci_low"), 6),
+                    f"{name}_ci_high": _round(m.get("ci_high"), 6)})
+    return out
+
+
+def extra_metric_columns(results: list[StageResult]) -> list[str]:
+    """The summary.csv columns of every further metric any row has, in the order they are declared."""
+    names = dict.fromkeys(n for r in results for n in (r.extra.get("metrics") or {}))
+    return [c for n in names for c in (n, f"{n}_ci_low", f"{n}_ci_high")]
 
 
 def baseline_of(r: StageResult) -> dict[str, Any]:
@@ -100,7 +121,8 @@ def table_rows(ev: Evidence) -> list[dict[str, Any]]:
     from ladder.power import mde_columns
 
     diffs = paired_columns(ev)
-    return [{**dict.fromkeys(COLUMNS, ""), **row_of(r),
+    extra = extra_metric_columns(ev.results)
+    return [{**dict.fromkeys(COLUMNS + extra, ""), **row_of(r),
              **{k: _round(v) for k, v in {**diffs[r.stage], **mde_columns(diffs[r.stage])}.items()}}
             for r in ev.results]
 
@@ -112,7 +134,7 @@ def write_summary(folder: Path, results: list[StageResult]) -> None:
     ev = Evidence.load(folder, results)
     rows = table_rows(ev)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS + extra_metric_columns(results), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(folder / "summary.csv", buf.getvalue())
@@ -162,8 +184,18 @@ def _is_oracle(row: dict[str, Any]) -> bool:
 
 
 def stage_label(row: dict[str, Any]) -> str:
-    """The stage's name, with '(oracle)' after it when the row is an upper bound."""
-    return f"{row['stage']} (oracle)" if _is_oracle(row) else row["stage"]
+    """The stage's name, with '(oracle)' after it when the row is an upper bound, '(selected by the
+    metric)' when the scorer that picked or trained it is the one that scores it."""
+    if _is_oracle(row):
+        return f"{row['stage']} (oracle)"
+    return f"{row['stage']} {SELECTED_NOTE}" if _is_selected(row) else row["stage"]
+
+
+SELECTED_NOTE = "(selected by the metric)"
+
+
+def _is_selected(row: dict[str, Any]) -> bool:
+    return row.get("selected_by_metric") in (True, "True", "true")
 
 
 def chance_text(row: dict[str, Any]) -> str:
@@ -207,6 +239,7 @@ def read_summary(folder: Path) -> list[dict[str, Any]]:
         for key in FLOATS:  # older summaries lack the diff columns
             row[key] = float(row[key]) if row.get(key) not in ("", None) else ""
         row["oracle"] = _is_oracle(row)
+        row["selected_by_metric"] = _is_selected(row)
     return rows
 
 
@@ -282,7 +315,8 @@ def _stage_table(rows: list[dict[str, Any]], title: str, *, multi_metric: bool, 
     notes: list[str] = []
     k_notes: list[tuple[str, str]] = []
     for row in rows:
-        stage = f"{row['stage']} [magenta](oracle)[/magenta]" if _is_oracle(row) else row["stage"]
+        stage = f"{row['stage']} [magenta](oracle)[/magenta]" if _is_oracle(row) else \
+            f"{row['stage']} [magenta]{SELECTED_NOTE}[/magenta]" if _is_selected(row) else row["stage"]
         flag_text = f"[yellow]{row['flags']}[/yellow]" if row["flags"] else ""
         if row.get("checks"):
             flag_text += ("; " if flag_text else "") + f"[green]{row['checks']}[/green]"

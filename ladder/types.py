@@ -34,7 +34,8 @@ class Example:
 
     id: str
     fields: dict[str, Any]
-    target: str
+    target: str | None
+    """The gold answer; None on an open-ended task (no `task.target`), scored by a judged metric."""
     choices: tuple[str, ...] | None = None
 
     @cached_property
@@ -287,6 +288,9 @@ class StageResult:
     oracle: bool = False
     """The stage read the test examples' gold answers to pick its output (Stage.reads_test_targets):
     an upper bound, not a method."""
+    selected_by_metric: bool = False
+    """The stage picked its output (best_of_n's scorer) or trained (rl's reward) by the very scorer
+    that scores its row: optimistic, as the metric's own noise was selected for."""
 
     # Typed views of `extra`, where metrics.json has always kept them (so every metrics.json, old
     # or new, reads back the same): stages set them through these, the table, report, advice and
@@ -347,6 +351,7 @@ class StageResult:
             "stats": self.stats,
             "extra": self.extra,
             "oracle": self.oracle,
+            **({"selected_by_metric": True} if self.selected_by_metric else {}),
         }
 
     @classmethod
@@ -361,6 +366,7 @@ class StageResult:
             stats=d.get("stats", {}),
             extra=d.get("extra", {}),
             oracle=bool(d.get("oracle", False)),
+            selected_by_metric=bool(d.get("selected_by_metric", False)),
         )
 
 

@@ -355,3 +355,20 @@ def test_other_warnings(tmp_path):
     # A small subsample is evaluate_more's: not said twice.
     small = Guard("subsample", "warn", "evaluating 40 examples", 40.0)
     assert advice.other_warnings(ev_of(tmp_path / "b", {"zero_shot": ("zero_shot", scores(0.5, n=40), [small])})) == []
+
+
+def test_selected_by_metric(tmp_path):
+    # A best_of_n row picked by the judge that scores it: optimistic. Without a second metric the
+    # step asks for one; with one (`metrics:`) it shows the two side by side.
+    stages = {"zero_shot": ("zero_shot", scores(0.4)), "best_of_n": ("best_of_n", scores(0.8))}
+    ev = ev_of(tmp_path, stages)
+    ev.results[1].selected_by_metric = True
+    (step,) = advice.selected_by_metric(ev)
+    assert "best_of_n was selected by its own metric" in step.text and "`metrics:`" in step.text
+    held = {"metrics": {"held_out": {"value": 0.55, "ci_low": 0.5, "ci_high": 0.6, "n": 300}}}
+    ev = ev_of(tmp_path / "b", {**stages, "best_of_n": ("best_of_n", scores(0.8), [], {}, held)})
+    ev.results[1].selected_by_metric = True
+    (step,) = advice.selected_by_metric(ev)
+    assert "held-out held_out 0.550 [0.500, 0.600]" in step.text
+    ev.results[1].selected_by_metric = False
+    assert advice.selected_by_metric(ev) == []

@@ -58,6 +58,10 @@ class Experiment:
         self.stages = stages
         self.source = source
         self.raw = raw
+        self.metric_label: str | None = None
+        """The first metric's name when `metrics:` is a mapping (else the metric's own name)."""
+        self.extra_metrics: dict[str, BaseModel] = {}
+        """The further metrics of `metrics:` (name -> config): columns beside the row's value."""
 
     @property
     def base_dir(self) -> Path:
@@ -95,6 +99,10 @@ class Experiment:
         """The full config with defaults filled in: what experiment.yaml records."""
         out = self.config.model_dump(mode="json")
         out["metric"] = self.metric.model_dump(mode="json")
+        if self.extra_metrics:
+            out["metric"] = None  # `metrics:` holds it, first
+            out["metrics"] = {self.metric_label or self.metric.type: out["metric"],
+                              **{k: v.model_dump(mode="json") for k, v in self.extra_metrics.items()}}
         out["model"] = self.model.model_dump(mode="json")
         out["stages"] = [s.model_dump(mode="json") for s in self.stages]
         return out

@@ -151,8 +151,10 @@ class TaskConfig(Section):
     """Split that is evaluated. When the data has only one split it is divided with `test_size`."""
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     """Share held out for test when the data has a single split (seeded by the experiment seed)."""
-    target: str = "target"
-    """Column holding the gold answer."""
+    target: str | None = "target"
+    """Column holding the gold answer. null — or left out when the data has no `target` column —
+    makes the task open-ended: no gold answers, scored by a judged metric (judge, classifier, pm,
+    python)."""
     target_map: dict[str, str] | None = None
     """Maps raw target values to answer text, e.g. {0: negative, 1: positive}."""
 
@@ -292,8 +294,14 @@ class ExperimentConfig(Section):
     task: TaskConfig
     """What to evaluate: data, prompt and answers."""
     metric: dict[str, Any] | str | None = None
-    """How to score a completion: a metric type or {type: ..., options}. Defaults to `choice`
-    for tasks with choices, else `exact_match`."""
+    """How to score a completion: a metric type or {type: ..., options} — also a scorer as
+    best_of_n's `scorer:` takes it ({type: judge | classifier | pm | python, ...}), which needs no
+    gold answer. Defaults to `choice` for tasks with choices, else `exact_match`."""
+    metrics: list[dict[str, Any] | str] | dict[str, dict[str, Any] | str] | None = None
+    """Several metrics per row, instead of `metric:`: a list of specs, or a name -> spec mapping
+    (names become summary.csv columns). The first is the row's value (climb's target, the Δ
+    columns); each other one lands beside it as <name>, <name>_ci_low, <name>_ci_high — e.g. a
+    second, held-out judge for a row selected by the first."""
     model: dict[str, Any] = Field(default_factory=lambda: {"backend": "hf", "name": "ladder-tiny"})
     """Default model for every stage: {backend: hf|openai|anthropic, name: ..., options}."""
     generation: GenerationConfig = GenerationConfig()

@@ -38,6 +38,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
     they set point at the command line)."""
     from ladder.registry import BACKENDS, METRICS, STAGES
+    from ladder.config.judged import is_scorer_type, judged_metric_problems, metric_from_stage_problem
+    from ladder.registry import SCORERS
 
     src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
     errors: list[str] = []
@@ -66,20 +68,42 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
 
     # Per-example choices (choices_field) count; a custom task's are only known once it has run.
     task_choices = config.task.choices or config.task.choices_field
-    metric_raw = config.metric or ("choice" if task_choices else "exact_match")
-    if isinstance(metric_raw, str):
-        metric_raw = {"type": metric_raw}
-    metric = None
-    metric_cls = lookup(METRICS, metric_raw.get("type"), ("metric", "type"))
-    if metric_cls is not None:
-        metric = check(metric_cls.Config, metric_raw, ("metric",))
+    def check_metric(metric_raw: dict[str, Any], loc: tuple) -> tuple[Any, Any]:
+        """(config, class) of one metric spec, its problems added to `errors`."""
+        if is_scorer_type(metric_raw.get("type")):  # a judge, classifier or pm as the task metric
+            metric_cls = lookup(SCORERS, metric_raw["type"], (*loc, "type"))
+        else:
+            metric_cls = lookup(METRICS, metric_raw.get("type"), (*loc, "type"))
+        if metric_cls is None:
+            return None, None
+        metric = check(metric_cls.Config, metric_raw, loc)
+        errors.extend(src.error((*loc, *key), *rest) for key, *rest in judged_metric_problems(metric, config))
         if metric is not None and metric_cls.needs_probabilities and not task_choices \
                 and not config.task.custom:
-            errors.append(src.error(("metric", "type"),
+            errors.append(src.error((*loc, "type"),
                                     f"metric '{metric.type}' reads the model's probabilities of the answer "
                                     f"choices, and the task has no `choices`",
                                     "list the answers under task.choices (or name a column of per-example "
                                     "choices with task.choices_field), or use a text metric"))
+        return metric, metric_cls
+
+    named = metric_entries(config, errors, src)
+    if named:  # `metrics:`: the first is the row's value, the others are columns beside it
+        (primary, metric_raw, loc), *others = named
+    else:
+        primary, others, loc = None, [], ("metric",)
+        metric_raw = config.metric or ("choice" if task_choices else "exact_match")
+        if isinstance(metric_raw, str):
+            metric_raw = {"type": metric_raw}
+    metric, metric_cls = check_metric(metric_raw, loc)
+    extra_metrics: dict[str, Any] = {}
+    for name, raw_spec, other_loc in others:
+        other, other_cls = check_metric(raw_spec, other_loc)
+        if other_cls is not None and other_cls.needs_probabilities:
+            errors.append(src.error((*other_loc, "type"), f"metric '{name}' reads the model's probabilities; "
+                                    "only the first metric may", "put it first, or use a text metric"))
+        if other is not None:
+            extra_metrics[name] = other
     probability_metric = metric_cls is not None and metric_cls.needs_probabilities
 
     model = None
@@ -140,9 +164,46 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
             if stage_backend is not None:
                 check(stage_backend.Config, merged, ("stages", i, "model"))
 
+    for key, named in nested_from_stage(metric_raw, ("metric",)):
+        # A PM metric trained in this experiment: its reward_model stage must run before any stage it scores.
+        problem = metric_from_stage_problem(named, stages, classes)
+        if problem:
+            errors.append(src.error(key, *problem))
     if errors:
         raise ConfigError(" ".join(errors))
-    return Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
+    exp = Experiment(config, metric, model, stages, source, copy.deepcopy(raw))
+    exp.metric_label, exp.extra_metrics = primary, extra_metrics
+    return exp
+
+
+def metric_entries(config: ExperimentConfig, errors: list[str], src: ConfigSource
+                   ) -> list[tuple[str, dict[str, Any], tuple]]:
+    """(name, raw spec, key path) of each entry of `metrics:` (a list, or a name → spec mapping); a
+    list entry is named after its type (a python metric: its function). Empty without `metrics:`."""
+    if config.metrics is None:
+        return []
+    if config.metric is not None:
+        errors.append(src.error(("metrics",), "both `metric:` and `metrics:` are given",
+                                "keep one: `metrics:` lists the first (the row's value) and the others"))
+        return []
+    items = list(config.metrics.items()) if isinstance(config.metrics, dict) else list(enumerate(config.metrics))
+    out: list[tuple[str, dict[str, Any], tuple]] = []
+    for key, spec in items:
+        spec = {"type": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict):
+            errors.append(src.error(("metrics", key), "a metric is a type name or a mapping with `type:`",
+                                    "write e.g. {type: judge, criteria: ..., model: {...}}"))
+            continue
+        name = str(key) if isinstance(config.metrics, dict) else \
+            str(spec.get("function", "")).rpartition(":")[2] or str(spec.get("type"))
+        if any(name == n for n, _, _ in out):  # (a name a summary.csv column has: refused by the runner)
+            errors.append(src.error(("metrics", key), f"metric name '{name}' is used twice",
+                                    "write `metrics:` as a mapping of distinct names, e.g. {polite: {...}, terse: {...}}"))
+            continue
+        out.append((name, spec, ("metrics", key)))
+    if not out and not errors:
+        errors.append(src.error(("metrics",), "`metrics:` lists no metric", "list at least one, or use `metric:`"))
+    return out
 
 
 def nested_from_stage(raw: Any, path: tuple = ()) -> list[tuple[tuple, str]]:

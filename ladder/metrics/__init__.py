@@ -51,6 +51,9 @@ class Metric:
     #: K-way metrics (the answer is one of the example's choices): their rows show chance (1/K per
     #: example), the majority-class share and how many answers were none of the choices.
     k_way = False
+    #: True when scoring runs a model (a judge, classifier, PM): the evaluation then scores many
+    #: completions in one `score_batch` call (concurrent, cached) instead of one at a time.
+    batched = False
 
     @classmethod
     def reads_targets(cls, config: BaseModel) -> bool:

@@ -24,17 +24,12 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 from ladder.config import Section, template_fields
 from ladder.errors import ConfigError, LadderError
 from ladder.metrics import Metric
-from ladder.registry import METRICS, Registry
+from ladder.registry import METRICS, SCORERS, Registry  # noqa: F401 (SCORERS: re-exported)
 from ladder.types import Example, Score
 
 if TYPE_CHECKING:
     from ladder.stages import StageContext
 
-SCORERS = Registry("scorer type", "ladder.scorers", {
-    "classifier": "ladder.scorers.classifier:ClassifierScorer",
-    "judge": "ladder.scorers.judge:JudgeScorer",
-    "pm": "ladder.scorers.pm:PMScorer",
-})
 
 
 def _parses(template: str) -> str:
@@ -54,6 +49,8 @@ class MetricScorerConfig(Section):
 
 class Scorer(Metric):
     """Base of the scorers that run a model: they implement `score_batch`; `score` is one item."""
+
+    batched = True
 
     def __init__(self, config: BaseModel, ctx: StageContext):
         super().__init__(config)

@@ -17,6 +17,7 @@ from ladder.cache import Cache
 from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
+from ladder.metrics.judged import judged_guards, judged_stats
 from ladder.progress import progress_bar
 from ladder.resolved import ResolvedStage
 from ladder.stats import mean_ci
@@ -31,6 +32,9 @@ TRAIN_SPLIT = ":train:"
 
 PROBABILITY_BATCH = 64
 """Prompts recorded at a time when the metric reads probabilities (one batched forward pass)."""
+
+SCORE_BATCH = 256
+"""Prompts recorded at a time when the metric runs a model (a judge: one concurrent batch of calls)."""
 
 
 @dataclass
@@ -53,6 +57,9 @@ class StageContext:
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What finished stages produced for later ones (stage name → {model, reward_model}): how a
     scorer's `from_stage:` finds a trained reward model."""
+    extra_metrics: dict[str, Metric] = field(default_factory=dict)
+    """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
+    the row carries their means beside its value (StageResult.extra["metrics"])."""
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
@@ -126,6 +133,13 @@ class Stage:
         return False
 
     @classmethod
+    def selects_by(cls, config: StageConfig) -> Any:
+        """The scorer spec that picks this stage's output (best_of_n's scorer) or trains it (rl's
+        reward), or None. When it is the task metric's own spec the row is marked
+        `selected_by_metric`: optimistic, since the metric's own noise was selected for."""
+        return None
+
+    @classmethod
     def reads(cls, cfg: StageConfig) -> list[str]:
         """What the stage's output depends on beyond its config and the test subsample: TRAIN_SPLIT
         (the task's train split) and the data files or folders its config names (as written there,
@@ -158,7 +172,9 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     started = time.perf_counter()
     # A probability metric scores a batch of prompts in one log-probability pass, so record many
     # at a time (the generations are cached; a kill loses only scoring work).
-    got = collect(ctx, prompts, batch=PROBABILITY_BATCH if ctx.metric.needs_probabilities else 1)
+    # A metric that runs a model (a judge) scores many completions in one concurrent, cached call.
+    batch = PROBABILITY_BATCH if ctx.metric.needs_probabilities else SCORE_BATCH if ctx.metric.batched else 1
+    got = collect(ctx, prompts, batch=batch)
     result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
     result.stats["resumed_examples"] = got.resumed
     return result
@@ -217,28 +233,80 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
 
 
 def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
-    probs = probability_scores(ctx, prompts) if ctx.metric.needs_probabilities else [None] * len(prompts)
-    return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
+    return metric_records(ctx, prompts, samples)
 
 
-def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None) -> dict[str, Any]:
+def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequence[list[Sample]]
+                   ) -> list[dict[str, Any]]:
+    """samples.jsonl lines for these prompts, every sample scored by the task metric. A metric that
+    runs a model (a judge) gets every completion here in one `score_batch` call, which asks its
+    model concurrently through the cache, as generation does."""
+    if ctx.metric.needs_probabilities:
+        probs = probability_scores(ctx, prompts)
+        return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
+    ok = [(p.example, s.text) for p, ss in zip(prompts, samples) for s in ss if s.finish_reason != "error"]
+    scores = iter(ctx.metric.score_batch([ex for ex, _ in ok], [t for _, t in ok]))
+    recs = [metric_record(ctx, p, ss, scores=[next(scores) for s in ss if s.finish_reason != "error"])
+            for p, ss in zip(prompts, samples)]
+    if ctx.extra_metrics:
+        add_extra_metrics(ctx, prompts, recs)
+    return recs
+
+
+def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[dict[str, Any]]) -> None:
+    """Score every scored sample by each further metric (`metrics:`): the sample's `metrics` holds
+    {name: score}, the record's `metrics` their mean over its samples (a selecting stage replaces
+    it with its selected sample's). A further judge's failed call makes the example an error too."""
+    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
+    for name, metric in ctx.extra_metrics.items():
+        for (_, row), score in zip(rows, metric.score_batch([ex for ex, _ in rows], [r["text"] for _, r in rows])):
+            if score.error is not None:
+                row["metric_errors"] = {**row.get("metric_errors", {}), name: score.error}
+            else:
+                row.setdefault("metrics", {})[name] = score.value
+            if score.meta and metric.batched:
+                row.setdefault("metrics_meta", {})[name] = score.meta
+    for rec in recs:
+        scored = [row for row in rec["samples"] if "score" in row]
+        failed = [e for row in scored for e in row.get("metric_errors", {}).values()]
+        if failed and not rec["error"]:
+            rec.update(score=None, error=True, metric_error=failed[0])
+        elif scored and not rec["error"]:
+            rec["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
+                              for name in ctx.extra_metrics}
+
+
+def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None,
+                  scores: Sequence[Score] | None = None) -> dict[str, Any]:
     """One samples.jsonl line: the prompt, and each sample with its task-metric score (`prob`: a
-    probability metric's score of the prompt, when the caller batched it)."""
+    probability metric's score of the prompt, when the caller batched it; `scores`: each
+    non-failed sample's score, when the caller batched them)."""
     rows = []
     if prob is None and ctx.metric.needs_probabilities:
         prob = probability_scores(ctx, [p])[0]
+    given = iter(scores) if scores is not None else None
+    failed = None
     for s in samples:
         row = s.to_dict()
         if s.finish_reason != "error":
-            score = prob or ctx.metric.score(p.example, s.text)
-            row.update(score=score.value, extracted=score.extracted)
+            score = prob or (next(given) if given is not None else ctx.metric.score(p.example, s.text))
+            if score.meta and ctx.metric.batched:  # a judge's verdict, whether it parsed, what the call cost
+                row["score_meta"] = score.meta
+            if score.error is not None:
+                # A judge call that failed is no verdict: the example is an error, retried on re-run.
+                row["score_error"] = failed = score.error
+            else:
+                row.update(score=score.value, extracted=score.extracted)
         rows.append(row)
-    ok = [r["score"] for r in rows if "score" in r]
+    ok = [r["score"] for r in rows if "score" in r] if failed is None else []
     # Built as a Record (the type of a samples.jsonl line) and stored as its dict: a selecting
     # stage (best_of_n) adds its selection to the dict before it is written.
-    return Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
-                  samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
-                  info=dict(p.info)).to_dict()
+    rec = Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
+                 samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
+                 info=dict(p.info)).to_dict()
+    if failed is not None:
+        rec["metric_error"] = failed
+    return rec
 
 
 def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
@@ -269,6 +337,12 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     if errors:
         guards.append(Guard("errors", "warn", f"{len(errors)} examples failed after all retries and "
                             f"are not in n; re-run to retry only those", float(len(errors))))
+    judged = judged_stats(records)
+    name = ctx.experiment.metric_label or ctx.metric.name
+    guards += judged_guards(judged, name)
+    extra = {}
+    if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
+        extra["metrics"] = {k: mean_ci([r["metrics"][k] for r in records]).to_dict() for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
     stats = {
         "examples": len(records),
@@ -282,11 +356,13 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         "completion_tokens": sum(s.completion_tokens for s in samples),
         "cached_tokens": sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
         "mean_prompt_tokens": prompt_tokens / len(samples) if samples else 0.0,
-        "cost_usd": sum(s.cost for s in samples),
+        # The metric's own model calls (a judge's verdicts) are spend of the stage too.
+        "cost_usd": sum(s.cost for s in samples) + judged.get("metric_cost_usd", 0.0),
         "seconds": round(seconds, 3),
         "cached_samples": ctx.calls.cached,
         "generated_samples": ctx.calls.generated,
         **k_way,
+        **judged,
     }
     return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
-                       metric_name=ctx.metric.name, metric=metric, guards=guards, stats=stats)
+                       metric_name=name, metric=metric, guards=guards, stats=stats, extra=extra)

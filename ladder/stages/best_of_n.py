@@ -39,7 +39,7 @@ from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
 from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
-from ladder.stages import Collected, Prompt, StageContext, collect, metric_record, summarize
+from ladder.stages import Collected, Prompt, StageContext, collect, metric_records, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
 from ladder.store import atomic_write
@@ -121,6 +121,10 @@ class BestOfN(ZeroShot):
     def reads_test_targets(cls, config: BestOfNConfig) -> bool:
         # The selector picks among the test examples' samples; a majority vote reads no target.
         return config.select != "majority" and reads_targets(config.scorer)
+
+    @classmethod
+    def selects_by(cls, config: BestOfNConfig) -> Any:
+        return None if config.select == "majority" else config.scorer
 
     @classmethod
     def reads(cls, cfg: BestOfNConfig) -> list[str]:
@@ -235,7 +239,7 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             scorer: Metric) -> list[dict[str, Any]]:
     """samples.jsonl lines: every sample with its task metric (`score`) and selector score
     (`selector`); the record's `score` is the selected sample's metric, `selected` its index."""
-    recs = [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+    recs = metric_records(ctx, prompts, samples)
     rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
     if scorer is ctx.metric:  # the oracle: the metric already is the selector
         for _, row in rows:
@@ -252,6 +256,8 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             if s.extracted is not None:
                 row["selector_extracted"] = s.extracted
     for rec in recs:
+        if rec.get("metric_error"):
+            continue  # the task metric's own call failed: an error already, retried on re-run
         failed = [row["selector_error"] for row in rec["samples"] if "selector_error" in row]
         if failed:
             # A scorer call that failed is no verdict: selecting among the rest (or falling back to
@@ -264,13 +270,15 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             best = ok[select([rec["samples"][i]["selector"] for i in ok])]
             rec.update(score=rec["samples"][best]["score"], selected=best,
                        selector=rec["samples"][best]["selector"])
+            if "metrics" in rec:  # the further metrics (`metrics:`) of the selected sample, too
+                rec["metrics"] = rec["samples"][best]["metrics"]
     return recs
 
 
 def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
     """samples.jsonl lines for select: majority: each sample's `selector` is the share of the pool
     that voted for its answer; the record's `selected` is the majority pick, `answer` its answer."""
-    recs = [metric_record(ctx, p, s) for p, s in zip(prompts, samples)]
+    recs = metric_records(ctx, prompts, samples)
     for rec in recs:
         ok = [i for i, row in enumerate(rec["samples"]) if "score" in row]
         if not ok:
@@ -281,6 +289,8 @@ def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[lis
         best = ok[majority(answers)]
         pick = rec["samples"][best]
         rec.update(score=pick["score"], selected=best, selector=pick["selector"], answer=pick["extracted"])
+        if "metrics" in rec:
+            rec["metrics"] = pick["metrics"]
     return recs
 
 

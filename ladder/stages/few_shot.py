@@ -51,6 +51,9 @@ class FewShotConfig(StageConfig):
     provider prompt caches bill it at the cached-input price."""
     seed: int | None = None
     """Seed of the shot draw; defaults to the experiment seed."""
+    answer_field: str | None = None
+    """On an open-ended task (no task.target): the column (or, for `examples:`, the key) holding
+    each shot's answer — the assistant turn the shot shows. `examples:` default to the key `answer`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -87,20 +90,26 @@ class FewShot(Stage):
     def check_inputs(cfg: FewShotConfig, task) -> None:
         """Called by the runner before anything is written: the shots' source must be usable."""
         if cfg.examples is not None:
-            for i, row in enumerate(cfg.examples):
-                task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
+            shots = [task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
+                     for i, row in enumerate(cfg.examples)]
         else:
-            task.examples("train")
+            shots = task.examples("train")
+        if getattr(task, "open_ended", False):
+            with_answers(shots, cfg)  # the error, now, when a shot has no answer to show
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         cfg: FewShotConfig = self.config
         seed = ctx.experiment.seed_for(cfg.seed)
+        open_ended = getattr(ctx.task, "open_ended", False)
         fixed = cfg.examples is not None or cfg.shots == "fixed"  # the same shots for every example
         if cfg.examples is not None:
             yaml_shots = [ctx.task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
                           for i, row in enumerate(cfg.examples)]
+            if open_ended:
+                yaml_shots = with_answers(yaml_shots, cfg)
         else:
-            pool = ShotPool(ctx.task.examples("train"), cfg.balanced)
+            train = ctx.task.examples("train")
+            pool = ShotPool(with_answers(train, cfg) if open_ended else train, cfg.balanced)
 
         def order(ex: Example) -> Sequence[Example]:
             if cfg.examples is not None:
@@ -136,6 +145,30 @@ class FewShot(Stage):
                 messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
         return prompts, _guards(prompts, trimmed, cfg)
+
+
+def with_answers(shots: Sequence[Example], cfg: FewShotConfig) -> list[Example]:
+    """An open-ended task's shots with their answers (the assistant turn each shows) taken from
+    `answer_field` — a train column, or a key of the YAML `examples:` (default `answer`)."""
+    from ladder.errors import ConfigError
+
+    field = cfg.answer_field or ("answer" if cfg.examples is not None else None)
+    if field is None:
+        raise ConfigError("the task is open-ended (no task.target), so the train split has no answers for "
+                          "few_shot to show after its shots", field=f"stages.{cfg.name}.answer_field",
+                          fix="name the column holding a good reply with answer_field: <column>, or write 1-10 "
+                              "shots under examples: with an `answer:` key each")
+    out = []
+    for i, shot in enumerate(shots):
+        answer = shot.fields.get(field)
+        if answer is None:
+            where = f"examples[{i}]" if cfg.examples is not None else f"train example {shot.id}"
+            raise ConfigError(f"{where} has no '{field}' to show as its answer (the task is open-ended)",
+                              field=f"stages.{cfg.name}.{'examples' if cfg.examples is not None else 'answer_field'}",
+                              fix=f"give every shot a '{field}'" + ("" if cfg.answer_field else
+                                                                     ", or name another key with answer_field"))
+        out.append(replace(shot, target=str(answer), fields={k: v for k, v in shot.fields.items() if k != field}))
+    return out
 
 
 def mark_shared_prefix(messages: list[Message]) -> list[Message]:

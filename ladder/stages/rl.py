@@ -130,6 +130,10 @@ class RL(Stage):
     def reads(cls, cfg: RLConfig) -> list[str]:
         return [cls.TRAIN_SPLIT]
 
+    @classmethod
+    def selects_by(cls, config: RLConfig) -> Any:
+        return config.reward  # trained on it: scored by the same judge, the row is optimistic
+
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The policy is asked exactly what zero_shot asks: what it learned is in the weights.
         return zero_shot_prompts(ctx)

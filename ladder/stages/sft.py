@@ -73,6 +73,9 @@ class SFTConfig(TrainingStageConfig):
     data: str | None = None
     """A JSONL file of prompt/completion rows (e.g. best_of_n's sft.jsonl; relative to the YAML
     file) to train on instead of the task's train split."""
+    completion_field: str | None = None
+    """Train split column holding each example's completion, instead of the target: how an
+    open-ended task (no task.target) trains without `data:`."""
     method: Literal["lora", "full"] = "lora"
     """local: lora trains small adapters (merged into the model afterwards); full trains every weight."""
     lora: LoraSettings = LoraSettings()
@@ -161,7 +164,19 @@ class SFT(Stage):
         """Called by the runner before anything is written. A `data:` file may be written by an
         earlier stage of this run (best_of_n's export), so only the train split is checked here."""
         if cfg.data is None:
-            task.examples("train")
+            train = task.examples("train")
+            if cfg.completion_field is None and getattr(task, "open_ended", False):
+                raise ConfigError("the task is open-ended (no task.target), so its train split has no answers "
+                                  "for sft to train on", field=f"stages.{cfg.name}.data",
+                                  fix="train on best_of_n's export (export: true there, then data: "
+                                      "results/<exp>/<best_of_n>/<run_id>/sft.jsonl), or name the train "
+                                      "column holding good replies with completion_field: <column>")
+            if cfg.completion_field is not None:
+                missing = next((ex.id for ex in train if ex.fields.get(cfg.completion_field) is None), None)
+                if missing is not None:
+                    raise ConfigError(f"train example {missing} has no '{cfg.completion_field}'",
+                                      field=f"stages.{cfg.name}.completion_field",
+                                      fix="name a column every train row fills in")
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
         # The finetuned model is asked exactly what zero_shot asks: what it learned is in the weights.
@@ -177,6 +192,10 @@ class SFT(Stage):
         return "openai" if isinstance(ctx.backend, OpenAIBackend) else "local"
 
     def run(self, ctx: StageContext) -> StageResult:
+        if self.config.curves and (ctx.metric.batched or getattr(ctx.task, "open_ended", False)):
+            # The curves' test loss needs gold answers and their metric runs in the trainer's process,
+            # which has no judge: a judged task is measured once, at the end, by the metric itself.
+            self.config = self.config.model_copy(update={"curves": False})
         rows, drawn, guards = drawn_rows(ctx, self.config)
         local = self.route(ctx) == "local"
         if not local:
@@ -435,7 +454,8 @@ def drawn_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], dict[
         rows, drawn, guards = draw_train(rows, cfg, seed, lambda r: [_key(r.prompt), r.completion], "training rows")
     else:
         examples, drawn, guards = draw_train(ctx.task.examples("train"), cfg, seed, lambda ex: ex.fingerprint)
-        rows = [TrainRow(ctx.task.render(ex), ex.target) for ex in examples]
+        rows = [TrainRow(ctx.task.render(ex), ex.target if cfg.completion_field is None
+                         else str(ex.fields[cfg.completion_field])) for ex in examples]
     if not rows:
         raise DataError("no training examples", field=f"stages.{ctx.stage.name}.data",
                         fix="give the task a non-empty train split, or point data: at a file with rows")

@@ -47,6 +47,8 @@ class Task:
             self.choices = tuple(LETTERS[:len(self.choice_texts)])
         self._rows = rows
         self._splits: dict[str, list[Example]] | None = None
+        self.open_ended = config.target is None
+        """No gold answers: `task.target: null`, or left out and the data has no `target` column."""
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -212,8 +214,12 @@ class Task:
             raise DataError(f"the '{split}' split is empty", where=self.where, field="task.data",
                             fix="point task.data at a file with at least one row")
         columns = set(rows[0])
+        if cfg.target is not None and "target" not in cfg.model_fields_set and cfg.target not in columns \
+                and not self._has_choices:
+            self.open_ended = True  # no target named and none in the data: judged, not compared
         wanted = [(key, f) for key, f in self._template_fields() if f != "choices" or not self._has_choices]
-        wanted.append(("task.target", cfg.target))
+        if not self.open_ended:
+            wanted.append(("task.target", cfg.target))
         if cfg.id_field:
             wanted.append(("task.id_field", cfg.id_field))
         if cfg.choices_field:
@@ -227,7 +233,8 @@ class Task:
         out = []
         for i, row in enumerate(rows):
             # Named with its file here: make_example also serves gold shots, which have no file.
-            self.check_target(row.get(cfg.target), f"row {i + 1} of the '{split}' data"
+            if not self.open_ended:
+                self.check_target(row.get(cfg.target), f"row {i + 1} of the '{split}' data"
                                                    + (f" ({file})" if file else ""))
             ex_id = str(row[cfg.id_field]) if cfg.id_field else f"{split}-{i}"
             # 1-based, like the line numbers of a .jsonl file (and sft's data errors).
@@ -268,6 +275,8 @@ class Task:
                 raise DataError(f"{field} has no value in column '{column}', which the template uses",
                                 where=self.where, field=key,
                                 fix="fill in or drop rows without it, or leave it out of the template")
+        if self.open_ended:
+            return Example(id=ex_id, fields=dict(row), target=None)
         raw = row.get(cfg.target)
         if raw is None:
             raise DataError(f"{field} has no value in target column '{cfg.target}'", where=self.where,

@@ -176,7 +176,8 @@ def test_rubric_judge_scores_and_marks_failures(ctx):
     ex = ctx.examples[0]
     good, bad, ramble = scorer.score_batch([ex] * 3, ["positive", "negative", "neutral"])
     assert good.value == pytest.approx(8 / 9) and bad.value == pytest.approx(1 / 9)
-    assert ramble.value == -1.0 and ramble.meta == {"verdict": "eleven out of ten", "parsed": False, "cost_usd": 0.0}
+    assert ramble.value == -1.0 and ramble.meta == {"verdict": "eleven out of ten", "parsed": False, "cost_usd": 0.0,
+                                                     "prompt_tokens": 1, "completion_tokens": 2}
     assert good.meta["parsed"] is True and good.extracted == "9"
 
 
