@@ -202,8 +202,15 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     return PAGE.format(
         title=_e(name), plotly=_plotly_script(), name=_e(name), description=_e(description),
         meta=" · ".join(_e(m) for m in meta), table=table_html(rows), chart=chart, climb=climb_html(ev.climb),
-        steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev),
+        steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev), confusion=_confusion_section(ev),
         curves="".join(curves) or "<p>No stage recorded curves (best_of_n, sft and rl do).</p>", atlas=atlas_part)
+
+
+def _confusion_section(ev: Evidence) -> str:
+    from ladder.report_confusion import confusion_html
+
+    inner = confusion_html(ev)
+    return f"<section><h2>Confusion matrices</h2>{inner}</section>" if inner else ""
 
 
 def _plotly_script() -> str:
@@ -252,6 +259,10 @@ td.cell {{ cursor: pointer; }} td.cell:hover {{ outline: 1px solid #888; }}
 td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ color: #666; font-size: 11px; }}
 .detail {{ border: 1px solid #ccc; padding: 8px 12px; margin-top: 8px; background: #fcfcfc; }}
 .detail pre {{ white-space: pre-wrap; margin: 2px 0 6px; font-size: 12px; }}
+.confusions {{ display: flex; flex-wrap: wrap; gap: 8px 28px; }} .confusion h3 {{ margin: 8px 0 4px; font-size: 14px; }}
+table.confusion td {{ min-width: 2.6em; background: rgba(49, 130, 189, var(--a)); }}
+table.confusion td.diag {{ background: rgba(10, 122, 50, var(--a)); font-weight: 600; }}
+table.confusion td.unparsed {{ background: rgba(179, 38, 30, var(--a)); }} table.confusion td.total {{ color: #666; }}
 .detail td {{ text-align: left; vertical-align: top; }} tr.selected td {{ background: #fff4c2; font-weight: 600; }}
 </style>
 {plotly}
@@ -260,6 +271,7 @@ td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ c
 <p>{description}</p>
 <p class="meta">{meta}</p>
 <section><h2>Stages</h2><div class="wide">{table}</div><div class="plot">{chart}</div></section>
+{confusion}
 {climb}
 <section><h2>Next steps</h2><ul>{steps}</ul></section>
 <section><h2>Guard warnings</h2>{warnings}</section>
