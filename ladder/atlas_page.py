@@ -41,12 +41,14 @@ def correct(score: float | None) -> int | None:
 
 
 def disagreeing(points: Sequence[Point]) -> set[str]:
-    """Examples whose stages gave them different scores (each stage's example score)."""
-    seen: dict[str, set[float]] = {}
+    """Examples whose stages disagree: scored differently (each stage's example score), by the
+    definition the report's sample browser uses (report_samples.stages_disagree)."""
+    from ladder.report_samples import stages_disagree
+
+    seen: dict[str, list[float | None]] = {}
     for p in points:
-        if p.example_score is not None:
-            seen.setdefault(p.example, set()).add(round(p.example_score, 9))
-    return {e for e, scores in seen.items() if len(scores) > 1}
+        seen.setdefault(p.example, []).append(p.example_score)
+    return {e for e, scores in seen.items() if stages_disagree(scores)}
 
 
 def _groups(xy) -> list[list[int]]:
@@ -266,7 +268,7 @@ PANEL = """<style>
 <label><input type="radio" name="correct" value="correct"> correct (1)</label>
 <label><input type="radio" name="correct" value="wrong"> not correct (&lt; 1)</label></fieldset>
 <fieldset><legend>Examples</legend>
-<label><input type="checkbox" name="disagree"> stages disagree <span class="la-n">({n_split} of {n_ex})</span></label>
+<label title="the stages scored the example differently"><input type="checkbox" name="disagree"> stages disagree <span class="la-n">({n_split} of {n_ex})</span></label>
 </fieldset>
 <div class="la-count">{n} points</div>
 <div class="la-pin"><span class="la-hint">Click a point to pin its full prompt, completion, score, stage

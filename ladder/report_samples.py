@@ -9,7 +9,8 @@ thousands of examples stays responsive and needs no network.
 What the filters mean (scripts/check_report.py recounts them from samples.jsonl):
   - wrong in any stage: some stage's record of the example has no score, an error, or a score
     below 1 (the metric's best);
-  - stages disagree: the stages that have the example gave more than one distinct answer;
+  - stages disagree: the stages that scored the example gave it different scores (e.g. one right,
+    one wrong) — `stages_disagree`, the one definition the atlas panel uses too;
   - changed between A and B: both stages have the example and their scores differ.
 An answer is what the metric extracted from the kept sample (best_of_n: the selected one), else
 its text, stripped.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ladder.evidence import Evidence
 from ladder.store import read_jsonl
@@ -38,6 +39,14 @@ def answer_of(rec: Record) -> str:
     s = rec.samples[rec.selected if isinstance(rec.selected, int) and rec.selected < len(rec.samples) else 0]
     got = s.get("extracted")
     return str(got if got is not None else s.get("text", "")).strip()
+
+
+def stages_disagree(scores: Iterable[float | None]) -> bool:
+    """The one meaning of "stages disagree", in the report's sample browser and the atlas panel:
+    the stages that scored an example gave it different scores. Scores, not answer texts: on a
+    free-form task every two completions differ as text, and two different wrong answers of a
+    K-way task are the same outcome (the confusion matrices show which wrong answer)."""
+    return len({round(float(s), 9) for s in scores if s is not None}) > 1
 
 
 def wrong(rec: Record) -> bool:
@@ -80,6 +89,7 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
     """Everything the browser shows, as JSON-ready lists (see the JavaScript below for the shape)."""
     strings = _Strings()
     stages, rows, order = [], {}, []
+    raw: dict[str, list[float | None]] = {}  # each example's unrounded scores, for stages_disagree
     for r in ev.results:
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"
         if not path.exists():
@@ -93,13 +103,15 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
                 rows[key] = {"id": key, "input": strings(rec.user_prompt()), "target": strings(_text(rec.target)),
                              "cells": {}}
                 order.append(key)
+            raw.setdefault(key, []).append(None if rec.error else rec.score)
             samples = [_sample(s, strings) for s in rec.samples]
             rows[key]["cells"][col] = {
                 "a": strings(answer_of(rec)), "s": _score(rec.score), "w": wrong(rec), "e": rec.error,
                 "p": [[m.get("role", ""), strings(m.get("content", ""))] for m in rec.prompt],
                 "n": samples, "k": rec.selected if isinstance(rec.selected, int) else None}
     return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE, "sample_keys": ["text", *SAMPLE_KEYS],
-            "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))]} for k in order]}
+            "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))],
+                      "d": int(stages_disagree(raw[k]))} for k in order]}
 
 
 def _text(v: Any) -> str:
@@ -122,7 +134,7 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
 <div class="controls">
  <label><input type="radio" name="sf" value="all" checked> all</label>
  <label><input type="radio" name="sf" value="wrong"> wrong in any stage</label>
- <label><input type="radio" name="sf" value="disagree"> stages disagree</label>
+ <label title="the stages scored the example differently"><input type="radio" name="sf" value="disagree"> stages disagree</label>
  <label><input type="radio" name="sf" value="changed"> changed between</label>
  <select id="sf-a">{options}</select> and <select id="sf-b">{options}</select>
  <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="32">
@@ -130,8 +142,8 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
  <button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button>
 </div>
 <p class="rule">Each cell: the stage's answer and score (green = 1, red = below 1 or failed). "Wrong": a
-score below 1 or no score. "Disagree": the stages gave different answers. "Changed": the two stages'
-scores differ. Click a cell for the full record.</p>
+score below 1 or no score. "Stages disagree": the stages scored the example differently (as in the
+atlas panel). "Changed": the two stages' scores differ. Click a cell for the full record.</p>
 <div class="sample-table"><table class="samples"><thead></thead><tbody></tbody></table></div>
 <div id="sf-detail" class="detail" hidden></div>
 </div>
@@ -150,7 +162,7 @@ SCRIPT = """<script>
   function keep(row, f, a, b, q) {
     const cells = row.cells.filter(c => c);
     if (f === 'wrong' && !cells.some(c => c.w)) return false;
-    if (f === 'disagree' && new Set(cells.map(c => S[c.a])).size < 2) return false;
+    if (f === 'disagree' && !row.d) return false;
     if (f === 'changed') {
       const x = row.cells[a], y = row.cells[b];
       if (!x || !y || x.s === y.s) return false;
