@@ -256,6 +256,15 @@ table.samples {{ width: 100%; }} table.samples th {{ position: sticky; top: 0; b
 table.samples td, table.samples th {{ text-align: left; }}
 table.samples td.input {{ white-space: normal; min-width: 16em; }}
 td.cell {{ cursor: pointer; }} td.cell:hover {{ outline: 1px solid #888; }}
+td.cell.picked {{ outline: 2px solid #1d1d1f; outline-offset: -2px; font-weight: 600; }}
+.samples .pager {{ white-space: nowrap; }}
+@media (max-width: 1100px) {{
+  /* A narrow window (800 px): the stage table fits rather than hiding columns behind a scrollbar —
+     tighter cells, and every cell (a CI included) may wrap. */
+  body {{ padding: 0 8px; }}
+  table.stages {{ font-size: 12px; }} table.stages th, table.stages td {{ padding: 3px 3px; white-space: normal; }}
+  table.stages .ci {{ white-space: normal; font-size: 11px; }} td.flags:not(:empty) {{ min-width: 5em; }}
+}}
 td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ color: #666; font-size: 11px; }}
 .detail {{ border: 1px solid #ccc; padding: 8px 12px; margin-top: 8px; background: #fcfcfc; }}
 .detail pre {{ white-space: pre-wrap; margin: 2px 0 6px; font-size: 12px; }}

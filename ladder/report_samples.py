@@ -139,7 +139,7 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
  <select id="sf-a">{options}</select> and <select id="sf-b">{options}</select>
  <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="32">
  <span id="sf-count" class="count"></span>
- <button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button>
+ <span class="pager"><button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button></span>
 </div>
 <p class="rule">Each cell: the stage's answer and score (green = 1, red = below 1 or failed). "Wrong": a
 score below 1 or no score. "Stages disagree": the stages scored the example differently (as in the
@@ -155,7 +155,7 @@ SCRIPT = """<script>
   const D = JSON.parse(document.getElementById('sample-data').textContent);
   const S = D.strings, root = document.getElementById('samples');
   const $ = id => document.getElementById(id);
-  let shown = [], page = 0;
+  let shown = [], page = 0, picked = null;  // picked: [row in shown, stage] of the clicked cell
   const ENT = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
   const esc = s => String(s).replace(/[&<>"']/g, c => ENT[c]);
   const fmt = v => v === null || v === undefined ? '—' : (Math.round(v * 1000) / 1000).toString();
@@ -178,6 +178,7 @@ SCRIPT = """<script>
     const a = +$('sf-a').value, b = +$('sf-b').value, q = $('sf-q').value.trim().toLowerCase();
     shown = D.rows.filter(r => keep(r, f, a, b, q));
     page = 0;
+    picked = null;
     draw();
   }
   function draw() {
@@ -192,6 +193,7 @@ SCRIPT = """<script>
     root.querySelector('tbody').innerHTML = shown.slice(page * D.page, (page + 1) * D.page).map((r, i) =>
       '<tr><td>' + esc(r.id) + '</td><td class="input">' + esc(S[r.input].slice(0, 160)) + '</td><td>' +
       esc(S[r.target]) + '</td>' + r.cells.map((c, j) => c ? '<td class="cell ' + (c.w ? 'bad' : 'good') +
+      (picked && picked[0] === page * D.page + i && picked[1] === j ? ' picked' : '') +
       '" data-row="' + (page * D.page + i) + '" data-col="' + j + '">' + esc(S[c.a].slice(0, 40) || '∅') +
       ' <span class="score">' + fmt(c.s) + '</span></td>' : '<td class="none">—</td>').join('') + '</tr>'
     ).join('');
@@ -201,7 +203,7 @@ SCRIPT = """<script>
     const prompt = c.p.map(([role, t]) => '<div class="msg"><b>' + esc(role) + '</b><pre>' + esc(S[t]) +
       '</pre></div>').join('');
     const samples = c.n.map((s, i) => '<tr' + (i === c.k ? ' class="selected"' : '') + '><td>' +
-      (i === c.k ? '★ ' : '') + i + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
+      (i === c.k ? '★ ' : '') + (i + 1) + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
       s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : K[m + 1] === 'extracted' ? S[v] : v) +
         '</td>').join('') +
       '</tr>').join('');
@@ -213,12 +215,20 @@ SCRIPT = """<script>
       (c.k !== null ? ' · ★ the selected sample' : '') + '</p><h4>prompt</h4>' + prompt +
       '<h4>completions (' + c.n.length + ')</h4><table class="completions"><thead><tr><th>#</th>' +
       K.map(k => '<th>' + esc(k) + '</th>').join('') + '</tr></thead><tbody>' + samples + '</tbody></table>';
-    $('sf-close').onclick = () => { box.hidden = true; };
+    $('sf-close').onclick = () => {
+      box.hidden = true;
+      picked = null;
+      root.querySelectorAll('td.cell.picked').forEach(el => el.classList.remove('picked'));
+    };
     box.scrollIntoView({block: 'nearest'});
   }
   root.querySelector('tbody').addEventListener('click', e => {
     const td = e.target.closest('td.cell');
-    if (td) detail(shown[+td.dataset.row], +td.dataset.col);
+    if (!td) return;
+    root.querySelectorAll('td.cell.picked').forEach(el => el.classList.remove('picked'));
+    td.classList.add('picked');
+    picked = [+td.dataset.row, +td.dataset.col];
+    detail(shown[picked[0]], picked[1]);
   });
   root.querySelectorAll('input[name=sf]').forEach(el => el.addEventListener('change', apply));
   ['sf-a', 'sf-b'].forEach(id => $(id).addEventListener('change', apply));
