@@ -137,7 +137,7 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
  <label title="the stages scored the example differently"><input type="radio" name="sf" value="disagree"> stages disagree</label>
  <label><input type="radio" name="sf" value="changed"> changed between</label>
  <select id="sf-a">{options}</select> and <select id="sf-b">{options}</select>
- <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="32">
+ <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="24">
  <span id="sf-count" class="count"></span>
  <span class="pager"><button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button></span>
 </div>

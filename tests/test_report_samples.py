@@ -52,10 +52,12 @@ chromium = __import__("pytest").mark.skipif(__import__("shutil").which("chromium
 PROBE = """(() => {
   const b1 = document.getElementById('sf-prev').getBoundingClientRect();
   const b2 = document.getElementById('sf-next').getBoundingClientRect();
+  const first_control = document.querySelector('input[name=sf]').getBoundingClientRect();
   document.querySelector('td.cell[data-col="1"]').click();
   const first = document.querySelector('#sf-detail table.completions tbody tr td');
   const wide = document.querySelector('.wide');
   return JSON.stringify({pager_one_line: Math.round(b1.top) === Math.round(b2.top),
+                         controls_one_line: Math.abs(b2.top - first_control.top) < 8,
                          picked: [...document.querySelectorAll('td.cell.picked')].map(td => td.dataset.col),
                          first: first ? first.textContent : null, table_fits: wide.scrollWidth <= wide.clientWidth + 1,
                          page_fits: document.documentElement.scrollWidth <= document.documentElement.clientWidth});
@@ -65,7 +67,7 @@ PROBE = """(() => {
 @chromium
 @__import__("pytest").mark.parametrize("width", [1400, 800])
 def test_report_in_a_browser_pager_click_numbering_and_no_clipping(tmp_path, width):
-    """In headless Chromium: at 1400 px the pager is one line; a clicked cell is highlighted and its
+    """In headless Chromium: at 1400 px the controls and pager are one line; a clicked cell is highlighted and its
     completions are numbered from 1; at 800 px the stage table fits its box (nothing clipped)."""
     import pytest
 
@@ -79,3 +81,5 @@ def test_report_in_a_browser_pager_click_numbering_and_no_clipping(tmp_path, wid
     assert seen.errors == [] and got["pager_one_line"] and got["picked"] == ["1"], got
     assert got["first"] in ("1", "★ 1"), got  # best_of_n's first completion: #1 (★ when it is the selected one)
     assert got["table_fits"] and got["page_fits"], got
+    if width == 1400:  # the whole control bar, pager included, on one line
+        assert got["controls_one_line"], got
