@@ -315,3 +315,16 @@ def test_tfidf_progress_line_counts_the_samples_not_the_distinct_texts(monkeypat
     atlas.place(pts, "tfidf", "completion")
     tfidf = [label for label in labels if "TF-IDF" in label]
     assert tfidf and "of 60 samples" in tfidf[0] and "3 distinct" in tfidf[0], labels
+
+
+def test_atlas_title_takes_two_lines_so_the_toolbar_never_covers_it():
+    """At 800 px the one-line title ran under plotly's toolbar: name and count on the first line,
+    the rest (texts, embedding, reduction) smaller on the second."""
+    from ladder.atlas_page import figure
+
+    pts = _pts(n_examples=4)
+    xy = np.array([[float(i), float(i % 3)] for i in range(len(pts))])
+    fig = figure(pts, xy, "exp: 8 points (one per example and stage) · 3 distinct completion texts · tfidf")
+    head, rest = fig.layout.title.text.split("<br>")
+    assert head == "exp: 8 points (one per example and stage)" and "3 distinct completion texts · tfidf" in rest
+    assert fig.layout.margin.t >= 70
