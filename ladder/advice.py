@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ladder.evidence import DAMAGED, Evidence, describe, stage_class
 from ladder.stats import num
@@ -354,15 +354,21 @@ def steps_markdown(steps: list[Step]) -> str:
     return "Next steps:\n" + "".join(f"- {s.text} _({s.rule})_\n" for s in steps)
 
 
-def print_next_steps(steps: list[Step]) -> None:
+def print_next_steps(steps: list[Step], console: Any = None) -> None:
     from rich.markup import escape
+    from rich.table import Table
 
     from ladder.progress import stdout_console
 
-    console = stdout_console()
+    console = console or stdout_console()
     if not steps:
         console.print("Next steps: nothing flagged — read some samples before deciding to climb further.")
         return
     console.print("[bold]Next steps[/bold]")
+    # A grid, so a step that wraps continues under its own text, not at column 0 under the bullet.
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
     for s in steps:
-        console.print(f"  • {escape(s.text)} [dim]({s.rule})[/dim]", highlight=False)
+        grid.add_row("  •", f"{escape(s.text)} [dim]({s.rule})[/dim]")
+    console.print(grid, highlight=False)

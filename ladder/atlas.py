@@ -134,19 +134,20 @@ def place(points: Sequence[Point], how: str = "tfidf", text: TextMode = "complet
     for i, k in enumerate(ks):
         first.setdefault(k, i)
     distinct = [points[i] for i in first.values()]
-    xy = distinct_spots(reduce(vectors(distinct, how, text, default_model=default_model, seed=seed), seed))
+    xy = distinct_spots(reduce(vectors(distinct, how, text, default_model=default_model, seed=seed,
+                                       samples=len(points)), seed))
     row = {k: j for j, k in enumerate(first)}
     return np.asarray(xy, dtype=float)[[row[k] for k in ks]]
 
 
 def vectors(points: Sequence[Point], how: str, text: TextMode, *, default_model: str | None = None,
-            seed: int = 0):
+            seed: int = 0, samples: int | None = None):
     """One row per point. `both` puts the completion embedding beside the prompt's at half
     weight: points cluster by what was written, and spread within a cluster by what was asked
     (plain concatenated text lets the longer prompt decide, so samples just clump by example)."""
     import numpy as np
 
-    kw = dict(default_model=default_model, seed=seed)
+    kw = dict(default_model=default_model, seed=seed, samples=samples or len(points))
     if text == "prompt":
         return embed([p.prompt for p in points], how, **kw)
     completions = embed([p.completion for p in points], how, **kw)
@@ -159,17 +160,22 @@ def vectors(points: Sequence[Point], how: str, text: TextMode, *, default_model:
 # Embedding
 
 
-def embed(texts: list[str], how: str = "tfidf", *, default_model: str | None = None, seed: int = 0):
-    """An (n, d) float array, one row per text, L2-normalised (so euclidean distance ranks like cosine)."""
+def embed(texts: list[str], how: str = "tfidf", *, default_model: str | None = None, seed: int = 0,
+          samples: int | None = None):
+    """An (n, d) float array, one row per text, L2-normalised (so euclidean distance ranks like cosine).
+    `samples`: how many samples these texts stand for (place() passes only distinct ones), for the
+    progress line."""
     import numpy as np
 
     # Prompts repeat across stages and samples: embed each distinct text once.
+    samples = samples or len(texts)  # what the progress line counts: the samples, not their distinct texts
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     texts, back = unique, [where[t] for t in texts]
     kind, _, model = how.partition(":")
     if kind == "tfidf":
-        with progress_bar(f"atlas: TF-IDF embedding of {len(texts):,} samples", total=1) as advance:
+        with progress_bar(f"atlas: TF-IDF embedding of {samples:,} samples ({len(texts):,} distinct texts)",
+                          total=1) as advance:
             x = _tfidf(texts, seed)
             advance(1)
     elif kind == "hf":

@@ -41,12 +41,14 @@ def correct(score: float | None) -> int | None:
 
 
 def disagreeing(points: Sequence[Point]) -> set[str]:
-    """Examples whose stages gave them different scores (each stage's example score)."""
-    seen: dict[str, set[float]] = {}
+    """Examples whose stages disagree: scored differently (each stage's example score), by the
+    definition the report's sample browser uses (report_samples.stages_disagree)."""
+    from ladder.report_samples import stages_disagree
+
+    seen: dict[str, list[float | None]] = {}
     for p in points:
-        if p.example_score is not None:
-            seen.setdefault(p.example, set()).add(round(p.example_score, 9))
-    return {e for e, scores in seen.items() if len(scores) > 1}
+        seen.setdefault(p.example, []).append(p.example_score)
+    return {e for e, scores in seen.items() if stages_disagree(scores)}
 
 
 def _groups(xy) -> list[list[int]]:
@@ -190,7 +192,8 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=stage, legendgroup=f"stage{k}",
                                  hoverinfo="skip", marker=dict(size=9, color="#666", symbol=d["symbols"][k])))
     fig.update_layout(
-        title=dict(text=html.escape(title, quote=False), x=0.01, y=0.98, yanchor="top", font=dict(size=14)),
+        # Two lines: on one, a narrow window (800 px) ran the title under the plot's toolbar.
+        title=dict(text=_two_line_title(title), x=0.01, y=0.99, yanchor="top", font=dict(size=14)),
         template="plotly_white", height=720, hovermode="closest", uirevision="atlas",
         xaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False, constrain="domain"),
         # One scale on both axes: UMAP distances are the same in every direction, and discs stay round.
@@ -201,8 +204,14 @@ def figure(points: Sequence[Point], xy, title: str, d: dict[str, Any] | None = N
                      for a in d["spots"]],
         # The legend (stage shapes) goes below the map, leaving the right edge to the colour bar.
         legend=dict(itemsizing="constant", orientation="h", x=0, y=-0.02, yanchor="top"),
-        hoverlabel=dict(align="left"), margin=dict(l=10, r=10, t=50, b=10))
+        hoverlabel=dict(align="left"), margin=dict(l=10, r=10, t=70, b=10))
     return fig
+
+
+def _two_line_title(title: str) -> str:
+    """'exp: 900 points (…) · 3 distinct … · tfidf …' → the name and count, then the rest smaller."""
+    head, sep, rest = html.escape(title, quote=False).partition(" · ")
+    return head + (f"<br><span style='font-size:12px;color:#555'>{rest}</span>" if sep else "")
 
 
 def fragment(points: Sequence[Point], xy, title: str) -> str:
@@ -266,7 +275,7 @@ PANEL = """<style>
 <label><input type="radio" name="correct" value="correct"> correct (1)</label>
 <label><input type="radio" name="correct" value="wrong"> not correct (&lt; 1)</label></fieldset>
 <fieldset><legend>Examples</legend>
-<label><input type="checkbox" name="disagree"> stages disagree <span class="la-n">({n_split} of {n_ex})</span></label>
+<label title="the stages scored the example differently"><input type="checkbox" name="disagree"> stages disagree <span class="la-n">({n_split} of {n_ex})</span></label>
 </fieldset>
 <div class="la-count">{n} points</div>
 <div class="la-pin"><span class="la-hint">Click a point to pin its full prompt, completion, score, stage

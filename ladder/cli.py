@@ -261,10 +261,7 @@ def _print_plan(out: dict, head: str = "") -> None:
     for r in out.get("reachable", ()):  # absent with --offline
         said = f": {r['message']}" if r["message"] and r["status"] == "not probed" else ""
         console.print(f"  {r['status']}: {r['model']} at {r['url']} ({r['field']}){said}", highlight=False)
-    table = Table(title_justify="left")
-    for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $",
-                "batch cost $"):
-        table.add_column(col, justify="left" if col in ("stage", "model") else "right")
+    table = _plan_table(console.width)
     for s in out["stages"]:
         if "skipped" in s:
             console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
@@ -304,6 +301,25 @@ def _print_plan(out: dict, head: str = "") -> None:
                       f"detected at 80% power (two-sided α=0.05), assuming per-example differences with sd "
                       f"{p['assumed_sd']:g} ({p['assumption']}); n=1000 gives ±{p['mde_at_1000']:.3f}",
                       highlight=False)
+
+
+def _plan_table(width: int):
+    """The plan's empty table, fitted to `width`: stage names are never cut (few_shot and
+    few_shot_max must stay distinguishable). Below 110 columns the vertical rules go and the long
+    headers take two lines; a long model name folds rather than a stage name or a number."""
+    from rich import box
+    from rich.table import Table
+
+    narrow = width < 110
+    table = Table(title_justify="left", **(dict(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                                                collapse_padding=True) if narrow else {}))
+    for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $",
+                "batch cost $"):
+        head = {"prompt tokens": "prompt\ntokens", "max output tokens": "max out\ntokens",
+                "batch cost $": "batch\ncost $"}.get(col, col) if narrow else col
+        table.add_column(head, justify="left" if col in ("stage", "model") else "right", no_wrap=col != "model",
+                         overflow="fold")
+    return table
 
 
 def _planned_power(n: int) -> dict:
@@ -562,6 +578,9 @@ def main() -> None:
         console.print(Text("error: ", style="bold red") + Text(exc.render()), soft_wrap=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, Interrupted):
+        from ladder.progress import stop_live
+
+        stop_live()
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
 

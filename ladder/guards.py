@@ -41,7 +41,7 @@ def subsample(items: Sequence[T], n: int | str, seed: int, guards: GuardsConfig)
 
 def stop_hit_rate(samples: Sequence[Sample]) -> float:
     """Share of samples that ended on a stop sequence or EOS rather than running into max_tokens."""
-    done = [s for s in samples if s.finish_reason != "error"]
+    done = [s for s in samples if s.finish_reason not in ("error", "scored")]  # scored: no text generated
     if not done:
         return float("nan")
     return sum(s.finish_reason in ("stop", "eos") for s in done) / len(done)

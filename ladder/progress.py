@@ -49,7 +49,26 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda k: progress.advance(task, k)
 
 
+def stop_live() -> None:
+    """Stop every bar still drawn on stderr, erasing it (they are transient). A bar left running
+    by an interrupt (Ctrl-C inside `trainer.train()` skips the callback that would stop it) would
+    otherwise stay on screen under the "interrupted" message, redrawn by its thread."""
+    stack = getattr(console, "_live_stack", None)  # rich ≥ 14 keeps nested live displays here
+    while stack:
+        live_display = stack[-1]
+        live_display.stop()  # pops itself off the stack (Console.clear_live)
+        if stack and stack[-1] is live_display:  # never loop on one that would not come off
+            stack.pop()
+
+
 def stdout_console() -> Console:
-    """Console for tables on stdout; piped or captured output is not squeezed into 80 columns."""
+    """Console for tables on stdout; piped or captured output is not squeezed into 80 columns. A
+    `COLUMNS` the user set wins even when piped (`COLUMNS=100 ladder compare … > t.txt` fits 100
+    columns, as on a terminal): rich reads it for terminals only."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return Console(width=int(columns))
     out = Console()
     return out if out.is_terminal else Console(width=200)

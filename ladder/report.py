@@ -239,8 +239,15 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     return PAGE.format(
         title=_e(name), plotly=_plotly_script(), name=_e(name), description=_e(description),
         meta=" · ".join(_e(m) for m in meta), table=table_html(rows), chart=chart, climb=climb_html(ev.climb),
-        steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev),
+        steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev), confusion=_confusion_section(ev),
         curves="".join(curves) or "<p>No stage recorded curves (best_of_n, sft and rl do).</p>", atlas=atlas_part)
+
+
+def _confusion_section(ev: Evidence) -> str:
+    from ladder.report_confusion import confusion_html
+
+    inner = confusion_html(ev)
+    return f"<section><h2>Confusion matrices</h2>{inner}</section>" if inner else ""
 
 
 def _plotly_script() -> str:
@@ -286,9 +293,22 @@ table.samples {{ width: 100%; }} table.samples th {{ position: sticky; top: 0; b
 table.samples td, table.samples th {{ text-align: left; }}
 table.samples td.input {{ white-space: normal; min-width: 16em; }}
 td.cell {{ cursor: pointer; }} td.cell:hover {{ outline: 1px solid #888; }}
+td.cell.picked {{ outline: 2px solid #1d1d1f; outline-offset: -2px; font-weight: 600; }}
+.samples .pager {{ white-space: nowrap; }}
+@media (max-width: 1100px) {{
+  /* A narrow window (800 px): the stage table fits rather than hiding columns behind a scrollbar —
+     tighter cells, and every cell (a CI included) may wrap. */
+  body {{ padding: 0 8px; }}
+  table.stages {{ font-size: 12px; }} table.stages th, table.stages td {{ padding: 3px 3px; white-space: normal; }}
+  table.stages .ci {{ white-space: normal; font-size: 11px; }} td.flags:not(:empty) {{ min-width: 5em; }}
+}}
 td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ color: #666; font-size: 11px; }}
 .detail {{ border: 1px solid #ccc; padding: 8px 12px; margin-top: 8px; background: #fcfcfc; }}
 .detail pre {{ white-space: pre-wrap; margin: 2px 0 6px; font-size: 12px; }}
+.confusions {{ display: flex; flex-wrap: wrap; gap: 8px 28px; }} .confusion h3 {{ margin: 8px 0 4px; font-size: 14px; }}
+table.confusion td {{ min-width: 2.6em; background: rgba(49, 130, 189, var(--a)); }}
+table.confusion td.diag {{ background: rgba(10, 122, 50, var(--a)); font-weight: 600; }}
+table.confusion td.unparsed {{ background: rgba(179, 38, 30, var(--a)); }} table.confusion td.total {{ color: #666; }}
 .detail td {{ text-align: left; vertical-align: top; }} tr.selected td {{ background: #fff4c2; font-weight: 600; }}
 </style>
 {plotly}
@@ -297,6 +317,7 @@ td.good {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }} .score {{ c
 <p>{description}</p>
 <p class="meta">{meta}</p>
 <section><h2>Stages</h2><div class="wide">{table}</div><div class="plot">{chart}</div></section>
+{confusion}
 {climb}
 <section><h2>Next steps</h2><ul>{steps}</ul></section>
 <section><h2>Guard warnings</h2>{warnings}</section>

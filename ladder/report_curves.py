@@ -228,8 +228,9 @@ def curve_figure(stage: str, curve: Curve):
     panels = list(groups)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels if len(panels) > 1 else None)
     xs = [v for v in curve.x if _num(v)]
-    # Only an axis over N is logarithmic (N = 1 … 100); training steps are always linear.
-    log_x = curve.kind == "n" and bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 16
+    # An axis over N is logarithmic (N = 1, 2, 4, 8 … as the README says), whatever its span;
+    # training steps are always linear.
+    log_x = curve.kind == "n" and bool(xs) and min(xs) > 0 and max(xs) > min(xs)
     colour = 0
     for col, panel in enumerate(panels, start=1):
         series = coinciding(groups[panel])

@@ -9,7 +9,8 @@ thousands of examples stays responsive and needs no network.
 What the filters mean (scripts/check_report.py recounts them from samples.jsonl):
   - wrong in any stage: some stage's record of the example has no score, an error, or a score
     below 1 (the metric's best);
-  - stages disagree: the stages that have the example gave more than one distinct answer;
+  - stages disagree: the stages that scored the example gave it different scores (e.g. one right,
+    one wrong) — `stages_disagree`, the one definition the atlas panel uses too;
   - changed between A and B: both stages have the example and their scores differ.
 An answer is what the metric extracted from the kept sample (best_of_n: the selected one), else
 its text, stripped.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ladder.evidence import Evidence
 from ladder.store import read_jsonl
@@ -38,6 +39,14 @@ def answer_of(rec: Record) -> str:
     s = rec.samples[rec.selected if isinstance(rec.selected, int) and rec.selected < len(rec.samples) else 0]
     got = s.get("extracted")
     return str(got if got is not None else s.get("text", "")).strip()
+
+
+def stages_disagree(scores: Iterable[float | None]) -> bool:
+    """The one meaning of "stages disagree", in the report's sample browser and the atlas panel:
+    the stages that scored an example gave it different scores. Scores, not answer texts: on a
+    free-form task every two completions differ as text, and two different wrong answers of a
+    K-way task are the same outcome (the confusion matrices show which wrong answer)."""
+    return len({round(float(s), 9) for s in scores if s is not None}) > 1
 
 
 def wrong(rec: Record) -> bool:
@@ -82,6 +91,7 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
     strings = _Strings()
     stages, rows, order = [], {}, []
     extra = list(dict.fromkeys(n for r in ev.results for n in (r.extra.get("metrics") or {})))
+    raw: dict[str, list[float | None]] = {}  # each example's unrounded scores, for stages_disagree
     for r in ev.results:
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"
         if not path.exists():
@@ -95,13 +105,15 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
                 rows[key] = {"id": key, "input": strings(rec.user_prompt()), "target": strings(_text(rec.target)),
                              "cells": {}}
                 order.append(key)
+            raw.setdefault(key, []).append(None if rec.error else rec.score)
             samples = [_sample(s, strings, extra) for s in rec.samples]
             rows[key]["cells"][col] = {
                 "a": strings(answer_of(rec)), "s": _score(rec.score), "w": wrong(rec), "e": rec.error,
                 "p": [[m.get("role", ""), strings(m.get("content", ""))] for m in rec.prompt],
                 "n": samples, "k": rec.selected if isinstance(rec.selected, int) else None}
     return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE, "sample_keys": ["text", *SAMPLE_KEYS, *extra],
-            "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))]} for k in order]}
+            "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))],
+                      "d": int(stages_disagree(raw[k]))} for k in order]}
 
 
 def _text(v: Any) -> str:
@@ -124,16 +136,16 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
 <div class="controls">
  <label><input type="radio" name="sf" value="all" checked> all</label>
  <label><input type="radio" name="sf" value="wrong"> wrong in any stage</label>
- <label><input type="radio" name="sf" value="disagree"> stages disagree</label>
+ <label title="the stages scored the example differently"><input type="radio" name="sf" value="disagree"> stages disagree</label>
  <label><input type="radio" name="sf" value="changed"> changed between</label>
  <select id="sf-a">{options}</select> and <select id="sf-b">{options}</select>
- <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="32">
+ <input type="search" id="sf-q" placeholder="search id, input, target, answers" size="24">
  <span id="sf-count" class="count"></span>
- <button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button>
+ <span class="pager"><button id="sf-prev">‹ prev</button> <span id="sf-page"></span> <button id="sf-next">next ›</button></span>
 </div>
 <p class="rule">Each cell: the stage's answer and score (green = 1, red = below 1 or failed). "Wrong": a
-score below 1 or no score. "Disagree": the stages gave different answers. "Changed": the two stages'
-scores differ. Click a cell for the full record.</p>
+score below 1 or no score. "Stages disagree": the stages scored the example differently (as in the
+atlas panel). "Changed": the two stages' scores differ. Click a cell for the full record.</p>
 <div class="sample-table"><table class="samples"><thead></thead><tbody></tbody></table></div>
 <div id="sf-detail" class="detail" hidden></div>
 </div>
@@ -145,14 +157,14 @@ SCRIPT = """<script>
   const D = JSON.parse(document.getElementById('sample-data').textContent);
   const S = D.strings, root = document.getElementById('samples');
   const $ = id => document.getElementById(id);
-  let shown = [], page = 0;
+  let shown = [], page = 0, picked = null;  // picked: [row in shown, stage] of the clicked cell
   const ENT = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
   const esc = s => String(s).replace(/[&<>"']/g, c => ENT[c]);
   const fmt = v => v === null || v === undefined ? '—' : (Math.round(v * 1000) / 1000).toString();
   function keep(row, f, a, b, q) {
     const cells = row.cells.filter(c => c);
     if (f === 'wrong' && !cells.some(c => c.w)) return false;
-    if (f === 'disagree' && new Set(cells.map(c => S[c.a])).size < 2) return false;
+    if (f === 'disagree' && !row.d) return false;
     if (f === 'changed') {
       const x = row.cells[a], y = row.cells[b];
       if (!x || !y || x.s === y.s) return false;
@@ -168,6 +180,7 @@ SCRIPT = """<script>
     const a = +$('sf-a').value, b = +$('sf-b').value, q = $('sf-q').value.trim().toLowerCase();
     shown = D.rows.filter(r => keep(r, f, a, b, q));
     page = 0;
+    picked = null;
     draw();
   }
   function draw() {
@@ -182,6 +195,7 @@ SCRIPT = """<script>
     root.querySelector('tbody').innerHTML = shown.slice(page * D.page, (page + 1) * D.page).map((r, i) =>
       '<tr><td>' + esc(r.id) + '</td><td class="input">' + esc(S[r.input].slice(0, 160)) + '</td><td>' +
       esc(S[r.target]) + '</td>' + r.cells.map((c, j) => c ? '<td class="cell ' + (c.w ? 'bad' : 'good') +
+      (picked && picked[0] === page * D.page + i && picked[1] === j ? ' picked' : '') +
       '" data-row="' + (page * D.page + i) + '" data-col="' + j + '">' + esc(S[c.a].slice(0, 40) || '∅') +
       ' <span class="score">' + fmt(c.s) + '</span></td>' : '<td class="none">—</td>').join('') + '</tr>'
     ).join('');
@@ -191,7 +205,7 @@ SCRIPT = """<script>
     const prompt = c.p.map(([role, t]) => '<div class="msg"><b>' + esc(role) + '</b><pre>' + esc(S[t]) +
       '</pre></div>').join('');
     const samples = c.n.map((s, i) => '<tr' + (i === c.k ? ' class="selected"' : '') + '><td>' +
-      (i === c.k ? '★ ' : '') + i + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
+      (i === c.k ? '★ ' : '') + (i + 1) + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
       s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : K[m + 1] === 'extracted' ? S[v] : v) +
         '</td>').join('') +
       '</tr>').join('');
@@ -203,12 +217,20 @@ SCRIPT = """<script>
       (c.k !== null ? ' · ★ the selected sample' : '') + '</p><h4>prompt</h4>' + prompt +
       '<h4>completions (' + c.n.length + ')</h4><table class="completions"><thead><tr><th>#</th>' +
       K.map(k => '<th>' + esc(k) + '</th>').join('') + '</tr></thead><tbody>' + samples + '</tbody></table>';
-    $('sf-close').onclick = () => { box.hidden = true; };
+    $('sf-close').onclick = () => {
+      box.hidden = true;
+      picked = null;
+      root.querySelectorAll('td.cell.picked').forEach(el => el.classList.remove('picked'));
+    };
     box.scrollIntoView({block: 'nearest'});
   }
   root.querySelector('tbody').addEventListener('click', e => {
     const td = e.target.closest('td.cell');
-    if (td) detail(shown[+td.dataset.row], +td.dataset.col);
+    if (!td) return;
+    root.querySelectorAll('td.cell.picked').forEach(el => el.classList.remove('picked'));
+    td.classList.add('picked');
+    picked = [+td.dataset.row, +td.dataset.col];
+    detail(shown[picked[0]], picked[1]);
   });
   root.querySelectorAll('input[name=sf]').forEach(el => el.addEventListener('change', apply));
   ['sf-a', 'sf-b'].forEach(id => $(id).addEventListener('change', apply));

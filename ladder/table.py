@@ -310,8 +310,12 @@ def _stage_table(rows: list[dict[str, Any]], title: str, *, multi_metric: bool, 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
                   pad_edge=not narrow, show_edge=not narrow)
     for col, justify in cols:
-        # flags wraps, but never below a readable width (the numbers columns never wrap).
-        table.add_column(col, justify=justify, no_wrap=col != "flags", min_width=24 if col == "flags" else None)
+        # flags wraps, but never below a readable width (the numbers columns never wrap). In the
+        # narrowest layouts the stage labels wrap too (a long baseline label such as '↳ best-of-8,
+        # same reward (oracle)' folds onto a second line), so that no value, CI or n is ever cut.
+        wraps = col == "flags" or (narrow and col == "stage")
+        table.add_column(col, justify=justify, no_wrap=not wraps, overflow="fold" if col == "stage" else "ellipsis",
+                         min_width=24 if col == "flags" else None)
     notes: list[str] = []
     k_notes: list[tuple[str, str]] = []
     for row in rows:

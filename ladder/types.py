@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "eos", "length", "error"]
+FinishReason = Literal["stop", "eos", "length", "error", "scored"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class Sample:
     """One completion from a backend.
 
     finish_reason: "stop" (a custom stop sequence fired), "eos" (the model ended its turn),
-    "length" (ran into max_tokens) or "error" (the call failed after all retries; `error` says why).
+    "length" (ran into max_tokens) or "error" (the call failed after all retries; `error` says why);
+    "scored": nothing was generated — a probability metric (choice_prob) scored the prompt itself.
     """
 
     text: str

@@ -282,7 +282,10 @@ def expected_counts(folder: Path, query: str) -> dict[str, int]:
         return query.lower() in "\n".join(hay).lower()
 
     out = {"all": len(examples), "wrong": sum(any(map(wrong, r.values())) for r in examples.values()),
-           "disagree": sum(len({_answer(d) for d in r.values()}) > 1 for r in examples.values()),
+           # report_samples.stages_disagree: the stages scored the example differently
+           "disagree": sum(len({round(float(d["score"]), 9) for d in r.values()
+                                if d.get("score") is not None and not d.get("error")}) > 1
+                           for r in examples.values()),
            f"search:{query}": sum(found(i, r) for i, r in examples.items())}
     for a in range(len(stages)):
         for b in range(a + 1, len(stages)):

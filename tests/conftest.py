@@ -25,6 +25,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_columns():
+    """Something under pytest (readline/ncurses) exports COLUMNS=80 at the C level, unseen in
+    os.environ, and a CLI run in a subprocess would honour it (a piped table fits COLUMNS when it is
+    set): unset it, so each test says the width it wants. Setting then deleting calls unsetenv()."""
+    if "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = ""
+        del os.environ["COLUMNS"]
+    yield
+
+
 @pytest.fixture
 def one_thread(monkeypatch):
     """A tiny model trains fastest on one thread: on a busy machine, idle OpenMP threads spinning

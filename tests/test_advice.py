@@ -372,3 +372,23 @@ def test_selected_by_metric(tmp_path):
     assert "held-out held_out 0.550 [0.500, 0.600]" in step.text
     ev.results[1].selected_by_metric = False
     assert advice.selected_by_metric(ev) == []
+
+
+def test_wrapped_next_steps_indent_under_their_bullet():
+    """A step longer than the terminal continues under its own text, not at column 0."""
+    import io
+
+    from rich.console import Console
+
+    from ladder.advice import Step, print_next_steps
+
+    console = Console(width=60, file=io.StringIO(), record=True, color_system=None)
+    long = "run best_of_n with the same reward first: it shows what high-reward samples look like"
+    print_next_steps([Step("best_of_n_before_rl", long), Step("evaluate_more", "evaluate more examples")],
+                     console=console)
+    lines = console.export_text().splitlines()
+    assert lines[0] == "Next steps" and lines[1].startswith("  • run best_of_n"), lines
+    bullet_text = lines[1].index("run")
+    wrapped = [line for line in lines[2:] if not line.lstrip().startswith("•")]
+    assert wrapped and all(line[:bullet_text].strip() == "" for line in wrapped), lines
+    assert all(len(line) <= 60 for line in lines)

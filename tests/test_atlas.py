@@ -317,3 +317,34 @@ def test_atlas_page_filters_and_pins_in_a_browser(finished, tmp_path):
     p = points[100]
     assert p.stage == "best_of_n" and p.prompt in text and "finish reason" in text and "sample" in text
     assert "This example in each stage" in text and "zero_shot" in text and "few_shot" in text
+
+
+def test_tfidf_progress_line_counts_the_samples_not_the_distinct_texts(monkeypatch):
+    """`ladder report` said "TF-IDF embedding of 3 samples" for 1,800 samples with 3 distinct answers."""
+    from contextlib import contextmanager
+
+    labels = []
+
+    @contextmanager
+    def bar(label, total):
+        labels.append(label)
+        yield lambda k: None
+
+    monkeypatch.setattr(atlas, "progress_bar", bar)
+    pts = _pts(n_examples=30)  # 60 samples, three distinct completions
+    atlas.place(pts, "tfidf", "completion")
+    tfidf = [label for label in labels if "TF-IDF" in label]
+    assert tfidf and "of 60 samples" in tfidf[0] and "3 distinct" in tfidf[0], labels
+
+
+def test_atlas_title_takes_two_lines_so_the_toolbar_never_covers_it():
+    """At 800 px the one-line title ran under plotly's toolbar: name and count on the first line,
+    the rest (texts, embedding, reduction) smaller on the second."""
+    from ladder.atlas_page import figure
+
+    pts = _pts(n_examples=4)
+    xy = np.array([[float(i), float(i % 3)] for i in range(len(pts))])
+    fig = figure(pts, xy, "exp: 8 points (one per example and stage) · 3 distinct completion texts · tfidf")
+    head, rest = fig.layout.title.text.split("<br>")
+    assert head == "exp: 8 points (one per example and stage)" and "3 distinct completion texts · tfidf" in rest
+    assert fig.layout.margin.t >= 70

@@ -108,3 +108,17 @@ def test_zero_one_labels_with_the_readmes_target_map(tmp_path, random_model):
     expected = [("negative", "positive")[json.loads(line)["label"]]
                 for line in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
     assert sorted(targets) == sorted(expected) and set(targets) == {"negative", "positive"}
+
+
+def test_check_table_at_80_columns_keeps_stage_names_whole(tmp_path, random_model):
+    """few_shot and few_shot_max must stay distinguishable on an 80-column terminal (they were both
+    cut to `few_sh…`); the table fits 80 columns."""
+    path = experiment(tmp_path, random_model, stages=[{"type": "zero_shot"}, {"type": "few_shot", "k": 2},
+                                                      {"type": "few_shot", "name": "few_shot_max", "k": 4},
+                                                      {"type": "best_of_n", "n": 2}])
+    out = ladder("check", path, cwd=tmp_path, env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    table = [line for line in out.stdout.splitlines() if line.lstrip().startswith(("zero_shot", "few_shot", "best_of"))]
+    names = [line.split()[0] for line in table]
+    assert names == ["zero_shot", "few_shot", "few_shot_max", "best_of_n"], out.stdout
+    assert all(len(line) <= 80 for line in out.stdout.splitlines()[:12]), out.stdout

@@ -49,3 +49,40 @@ def test_choice_prob_on_per_example_choices(tmp_path, normalize):
     for r in records:
         options = [line[3:] for line in r["prompt"][-1]["content"].splitlines() if line[1:3] == ". "]
         assert r["samples"][0]["extracted"] in options  # the top choice is one of this example's own
+
+
+@pytest.mark.parametrize("generate", [False, True])
+def test_choice_prob_generates_only_when_asked(tmp_path, monkeypatch, generate):
+    """choice_prob's score reads only the choices' log-probabilities: by default the stage costs
+    one log-probability pass per choice set and generates nothing; `generate: true` adds a greedy
+    answer per example for the browser — the score is the same either way."""
+    from ladder.backends.hf import HFBackend
+
+    calls = {"sample": 0, "logprobs": 0}
+    sample, logprobs = HFBackend.sample, HFBackend.continuation_logprobs
+
+    def counted_sample(self, jobs, *args, **kwargs):
+        calls["sample"] += len(jobs)
+        return sample(self, jobs, *args, **kwargs)
+
+    def counted_logprobs(self, prompts, continuations):
+        calls["logprobs"] += 1
+        return logprobs(self, prompts, continuations)
+
+    monkeypatch.setattr(HFBackend, "sample", counted_sample)
+    monkeypatch.setattr(HFBackend, "continuation_logprobs", counted_logprobs)
+    exp = (REPO / "configs" / "multiple_choice.yaml").read_text()
+    path = tmp_path / "exp.yaml"
+    path.write_text(exp.replace("../data/facts/facts.csv", str(REPO / "data" / "facts" / "facts.csv")))
+    sets = [f"results_dir={tmp_path / 'results'}", "task.answer_format=text", "stages=[{type: zero_shot}]",
+            f"metric={{type: choice_prob, generate: {str(generate).lower()}}}", "subsample.n=8"]
+    (result,) = run_experiment(load_experiment(path, sets))
+    assert result.metric.n == 8 and calls["logprobs"] >= 1
+    assert calls["sample"] == (8 if generate else 0)
+    run = next((tmp_path / "results" / "multiple_choice" / "zero_shot").iterdir())
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    reasons = {r["samples"][0]["finish_reason"] for r in records}
+    assert (reasons == {"scored"}) != generate and all(r["samples"][0]["extracted"] for r in records)
+    names = {g.name for g in result.guards}
+    assert ("stop_hit" in names) == generate  # no stop rate to check when nothing was generated
+    assert (result.stats["stop_hit_rate"] is None) != generate

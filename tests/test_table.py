@@ -137,3 +137,19 @@ def test_all_zero_differences_say_identical_outputs(tmp_path):
     buf = io.StringIO()
     print_table(rows, "t", console=Console(file=buf, width=200))
     assert "identical outputs" in buf.getvalue() and "[+0.000, +0.000]" not in buf.getvalue()
+
+
+@pytest.mark.parametrize("width", range(80, 90))
+def test_long_labels_fold_instead_of_cutting_values(width):
+    """At 80–89 columns a long label (rl's real baseline line) wraps onto a second line; every
+    value with its CI, n and Δ stays whole — the README promises whole values from 80 columns."""
+    table_rows = rows()
+    table_rows[4]["baseline"] = "best-of-8, same reward (oracle)"
+    text = render(width, table_rows=table_rows)
+    assert "…" not in text and max(map(len, text.splitlines())) <= width, text
+    for row in table_rows:
+        for whole in (_value(row), str(row["n"]), diff_text(row, "diff_prev"), diff_text(row, "diff_zero")):
+            assert whole in text, (width, whole, text)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "↳ best-of-8, same" in line)
+    assert "0.701 [0.651, 0.750]" in lines[at] and "(oracle)" in lines[at + 1].split("  ")[0], text

@@ -323,9 +323,17 @@ class HFBackend(Backend):
         """(prompt ids, continuation ids) per pair, as continuation_logprobs scores them."""
         tok = self.tokenizer
         special = not self.uses_chat_template
-        return [(tok(self.render(messages), add_special_tokens=special)["input_ids"],
-                 tok(cont, add_special_tokens=False)["input_ids"])
-                for messages, cont in zip(prompts, continuations)]
+        # A prompt comes once per choice (the same object K times): render and tokenize it once.
+        prompt_ids: dict[int, list[int]] = {}
+        cont_ids: dict[str, list[int]] = {}
+        rows = []
+        for messages, cont in zip(prompts, continuations):
+            if id(messages) not in prompt_ids:
+                prompt_ids[id(messages)] = tok(self.render(messages), add_special_tokens=special)["input_ids"]
+            if cont not in cont_ids:
+                cont_ids[cont] = tok(cont, add_special_tokens=False)["input_ids"]
+            rows.append((prompt_ids[id(messages)], cont_ids[cont]))
+        return rows
 
     def continuation_token_counts(self, continuations: list[str]) -> list[int]:
         # Tokenised alone, exactly as continuation_logprobs tokenises them.
@@ -343,15 +351,26 @@ class HFBackend(Backend):
         prompts = sorted(groups, key=len)
         pad = self.tokenizer.pad_token_id
         device = self.model.device
+        keep = self._logits_to_keep_arg()
         for start in range(0, len(prompts), self.config.batch_size):
             batch = prompts[start:start + self.config.batch_size]
             width = max(len(p) for p in batch)
-            ids = torch.tensor([list(p) + [pad] * (width - len(p)) for p in batch], device=device)
-            mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in batch], device=device)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-                last = logits[torch.arange(len(batch), device=device),
-                              torch.tensor([len(p) - 1 for p in batch], device=device)]
+                if keep:
+                    # Left-padded, so every prompt's last token is the last position: the model
+                    # computes the vocabulary-sized logits there only, not at every position (on a
+                    # small model that projection is most of the pass; scripts/bench_lmeval.py).
+                    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in batch], device=device)
+                    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
+                    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+                    last = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                      **{keep: 1}).logits[:, -1]
+                else:
+                    ids = torch.tensor([list(p) + [pad] * (width - len(p)) for p in batch], device=device)
+                    mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in batch], device=device)
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits
+                    last = logits[torch.arange(len(batch), device=device),
+                                  torch.tensor([len(p) - 1 for p in batch], device=device)]
                 logp = torch.log_softmax(last.float(), dim=-1)
             # Only the wanted tokens leave the device (not a vocabulary-sized row per prompt).
             wanted = [(r, i) for r, p in enumerate(batch) for i in groups[p]]
@@ -359,6 +378,15 @@ class HFBackend(Backend):
                           torch.tensor([rows[i][1][0] for _, i in wanted], device=device)].tolist()
             for (_, i), v in zip(wanted, values):
                 out[i] = v
+
+
+    def _logits_to_keep_arg(self) -> str | None:
+        """The forward() argument that limits the logits to the last positions, if the model has
+        one (transformers 5: logits_to_keep; some 4.x models: num_logits_to_keep)."""
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)
 
 
 def _quiet_transformers() -> None:

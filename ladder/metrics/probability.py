@@ -28,6 +28,10 @@ class ChoiceProbConfig(MetricConfig):
     score: Literal["probability", "accuracy"] = "probability"
     """probability: the target's share of the K choices (softmax of the normalised log-probabilities);
     accuracy: 1 when the target is the top choice (lm-eval's acc / acc_norm, by `normalize`)."""
+    generate: bool = False
+    """Also generate a greedy answer per example, to read beside the score in the sample browser
+    and samples.jsonl. The score never reads it: false (the default) costs one forward pass per
+    choice set and records the top choice as the answer (finish reason `scored`)."""
 
 
 class ChoiceProb(Metric):

@@ -174,7 +174,7 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     # at a time (the generations are cached; a kill loses only scoring work).
     # A metric that runs a model (a judge) scores many completions in one concurrent, cached call.
     batch = PROBABILITY_BATCH if ctx.metric.needs_probabilities else SCORE_BATCH if ctx.metric.batched else 1
-    got = collect(ctx, prompts, batch=batch)
+    got = collect(ctx, prompts, batch=batch, texts=generates(ctx))
     result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
     result.stats["resumed_examples"] = got.resumed
     return result
@@ -192,19 +192,28 @@ class Collected(NamedTuple):
     """Prompts whose record came from an earlier run's file."""
 
 
+def generates(ctx: StageContext) -> bool:
+    """Whether the stage must generate text: not for a probability metric (choice_prob), whose
+    score reads only the choices' log-probabilities, unless its `generate: true` asks for a greedy
+    answer to read beside it."""
+    return not ctx.metric.needs_probabilities or bool(getattr(ctx.metric.config, "generate", True))
+
+
 def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | None = None, batch: int = 1,
-            path: Path | None = None) -> Collected:
+            path: Path | None = None, texts: bool = True) -> Collected:
     """The loop under evaluate(): generate what samples.jsonl (or `path`) lacks, turn each finished
     prompt into a record with `record` (default: every sample scored by the task metric) and append it.
 
     `batch` prompts are recorded at a time: 1 writes each example the moment it is complete; a stage
-    whose scorer runs a model (best_of_n) passes more, so the scorer sees many completions at once."""
+    whose scorer runs a model (best_of_n) passes more, so the scorer sees many completions at once.
+    `texts=False` generates nothing: each prompt gets one empty sample (finish reason `scored`) for a
+    probability metric's score to fill in."""
     record = record or _records
     path = path or ctx.run_dir / "samples.jsonl"
     done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
     todo = [p for p in prompts if p.example.id not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
-    label = f"{ctx.stage.name}: generating"
+    label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
     with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
@@ -219,10 +228,13 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
             if len(pending) >= batch:
                 flush()
 
-        if todo:
+        if todo and not texts:
+            for i in range(len(todo)):
+                finished(i, [Sample(text="", finish_reason="scored")])
+        elif todo:
             generate(ctx.backend, ctx.cache, [p.messages for p in todo], ctx.gen, ctx.calls, finished)
-            if pending:
-                flush()
+        if pending:
+            flush()
     # Errors were appended too (so they are visible) but a re-run retries them. Each run appends
     # its own line for an example that fails again: count examples failed now, not lines, so that
     # n + errors never exceeds the prompts.
@@ -328,8 +340,10 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     typed = [Record.from_dict(r) for r in records]
     samples = [Sample.from_dict(s) for r in typed for s in r.samples]
     metric = mean_ci([r.score for r in typed])
-    guards = [stop_guard(samples, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold),
-              *extra_guards]
+    # A stage that generated no text (choice_prob without `generate`) has no stop rate to check.
+    generated = [s for s in samples if s.finish_reason != "scored"]
+    guards = [*([stop_guard(generated, ctx.gen.stop, ctx.experiment.config.guards.stop_hit_threshold)]
+                if generated else []), *extra_guards]
     k_way: dict[str, float] = {}
     if ctx.metric.k_way:  # chance, majority class and unparsed answers beside the value
         k_way, more = choice_baselines(records, ctx.examples, metric, sampling=ctx.gen.temperature > 0)
@@ -351,7 +365,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
         # What the metric summarised: checked against samples.jsonl when the result is read back.
         "records": {"count": len(records),
                     "digest": records_digest({str(r.id): float(r.score) for r in typed})},
-        "stop_hit_rate": stop_hit_rate(samples),
+        "stop_hit_rate": stop_hit_rate(samples) if generated else None,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": sum(s.completion_tokens for s in samples),
         "cached_tokens": sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache

@@ -109,6 +109,12 @@ def rank_main(argv: list[str], module: str, spec_name: str, run: Callable[[Path]
 
     if len(argv) != 1:
         raise SystemExit(f"usage: python -m ladder.training.{module} <run_dir>/{spec_name}")
-    summary = run(Path(argv[0]))
+    try:
+        summary = run(Path(argv[0]))
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank: erase this rank's bar before it exits
+        from ladder.progress import stop_live
+
+        stop_live()
+        raise
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: v for k, v in summary.items() if k != leave_out}))
