@@ -250,8 +250,6 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
 
 
 def _print_plan(out: dict, head: str = "") -> None:
-    from rich.table import Table
-
     from ladder.progress import stdout_console
 
     console = stdout_console()
