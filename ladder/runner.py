@@ -12,7 +12,6 @@ stage gets that through its context and merges no config sections itself.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from ladder.backends.base import BackendPool
 from ladder.backends.batch import check_costs
 from ladder.backends.prices import cached_estimate
 from ladder.cache import Cache, cache_key
+from ladder.digests import path_digest, scoring_digests
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
 from ladder.guards import subsample
@@ -109,6 +109,9 @@ class PreparedRun:
             "generation": resolved.generation.model_dump(mode="json"),
             "task": self.experiment.config.task.model_dump(mode="json"),
             "metric": resolved.metric.model_dump(mode="json"),
+            # The code that scores, by content: a python metric's (or scorer's) file, ladder's own
+            # metric and scorer modules. Edit one and the stage is re-scored in a new folder.
+            "scoring_code": scoring_digests(resolved.metric, stage),
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).
@@ -141,26 +144,13 @@ class PreparedRun:
         return out
 
     def _path_digest(self, path: Path) -> str:
-        """sha256 of a file's bytes, of a folder's files (names and bytes), or "missing" (a file an
-        earlier stage of this run writes: the id is asked again once that stage has run)."""
+        """sha256 of a file's bytes, of a folder's files (names and bytes, nested ones too), or
+        "missing" (a file an earlier stage of this run writes: the id is asked again once that
+        stage has run)."""
         try:
-            st = path.stat()
+            return path_digest(path)
         except OSError:
             return "missing"
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if key in self._digests:
-            return self._digests[key]
-        h = hashlib.sha256()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            if f != path:
-                h.update(str(f.relative_to(path)).encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            h.update(b"\0")
-        self._digests[key] = h.hexdigest()
-        return self._digests[key]
 
     def context(self, resolved: ResolvedStage, cache: Cache | None) -> StageContext:
         return StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,

@@ -10,7 +10,6 @@ and its KV cache repeated to the n samples (`shared_prefix`), rather than
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -125,15 +124,17 @@ class HFBackend(Backend):
 
     @property
     def fingerprint(self) -> str:
+        """A local folder is identified by its contents (every file, nested ones too), not by its
+        name or timestamps: a checkpoint re-trained in place, or a file swapped for another of the
+        same size and mtime, is another model; the same files in another clone are the same one.
+        Digests are memoised by (path, size, mtime, ctime, inode), so this stays fast. A hub id is
+        its name and revision."""
         if self._fingerprint is None:
             path = Path(self.path)
-            if path.is_dir():  # a local model can change in place (a re-trained checkpoint)
-                h = hashlib.sha256()
-                for f in sorted(path.iterdir()):
-                    if f.is_file():
-                        st = f.stat()
-                        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-                self._fingerprint = f"{self.config.name}@{h.hexdigest()[:16]}"
+            if path.is_dir():
+                from ladder.digests import path_digest
+
+                self._fingerprint = f"sha256:{path_digest(path)[:16]}"
             else:
                 self._fingerprint = f"{self.config.name}@{self.config.revision or 'main'}"
         return self._fingerprint
