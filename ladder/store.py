@@ -31,6 +31,14 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+RESERVED_NAMES = ("experiment.yaml", "manifest.json", "summary.csv", "summary.md", "log.jsonl", "LOG.md",
+                  "climb.json", "report.html", "atlas.html", "labels.jsonl", "variants", "variants.json",
+                  "playground")
+"""What ladder itself keeps at the top of an experiment's results folder (files, and the folders of
+variants and playground sessions): a stage's folder may not take one of these names (compared
+without case, as macOS's file system does)."""
+
+
 def _io_error(path: Path, exc: OSError) -> LadderError:
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         fix = "choose a writable results_dir (--set results_dir=...) or fix the folder's permissions"
