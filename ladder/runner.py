@@ -27,7 +27,7 @@ from ladder.cache import Cache, cache_key
 from ladder.digests import path_digest, scoring_digests
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
-from ladder.guards import subsample
+from ladder.guards import empty_fields, subsample
 from ladder.manifest import manifest
 from ladder.metrics import Metric, build_metric
 from ladder.progress import console
@@ -36,7 +36,7 @@ from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
 from ladder.stages import TRAIN_SPLIT, StageContext
-from ladder.store import ExperimentLock, atomic_write, read_json, write_json
+from ladder.store import ExperimentLock, atomic_write, check_results_folder, read_json, write_json
 from ladder.table import write_summary
 from ladder.tasks import TaskLike, load_task
 from ladder.types import Example, Guard, StageResult
@@ -173,9 +173,12 @@ def configure(exp: Experiment, stage: StageConfig) -> ResolvedStage:
 def prepare(exp: Experiment) -> PreparedRun:
     cfg = exp.config
     where = str(exp.source) if exp.source else "<config>"
+    check_results_folder(exp.results_path, where)
     task = load_task(cfg.task, exp.base_dir, cfg.seed, where)
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
                                  cfg.guards)
+    if isinstance(getattr(cfg.task, "template", None), str):
+        guards += empty_fields(examples, cfg.task.template)
     metric = build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:

@@ -86,3 +86,25 @@ def test_choice_baselines_flag_below_chance_and_read_the_selected_sample():
     _, fine = choice_baselines(records, examples, MetricValue(0.4, 0.2, 0.6, 20))
     assert fine == []
     assert choice_baselines(records, [ex(i, "a", None) for i in range(20)], MetricValue(0.4, 0.2, 0.6, 20)) == ({}, [])
+
+
+def test_an_empty_template_field_is_counted_before_anything_runs(tmp_path):
+    """A row whose template field is "" is sent as an empty question: warn with the count (a
+    missing value is an error; an empty one may be meant)."""
+    import json
+
+    from ladder.config import load_experiment
+    from ladder.runner import prepare
+    from tests.conftest import experiment
+
+    path = experiment(tmp_path, "unused", model={"backend": "tests.test_climb:Oracle", "name": "oracle"})
+    test = tmp_path / "data/test.jsonl"
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    for r in rows[:3]:
+        r["text"] = ""
+    rows[3]["text"] = "   "
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = prepare(load_experiment(path))
+    (warn,) = [g for g in plan.guards if g.name == "empty_field"]
+    assert warn.level == "warn" and warn.value == 4
+    assert "4 of the 40 test examples have an empty 'text'" in warn.message

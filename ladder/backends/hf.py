@@ -56,6 +56,39 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json", "adapter_config.json",
+           "*.pt", "*.pth", "*.h5", "*.msgpack", "*.gguf")
+"""File names that hold (or index) a model's weights; a folder with none of them is not a model."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model")
+
+
+def check_model_folder(path: str, name: str) -> None:
+    """A local folder named as a model must hold one: config.json, weights and a tokenizer. Said
+    before anything loads (transformers' own errors for an empty folder, a lone config.json or a
+    stage folder like rl/<run_id> are tracebacks about tokenizers), with the folder inside it that
+    is a model when there is one (a training stage's `model/`)."""
+    folder = Path(path)
+    if not folder.exists():
+        return  # a hub id (or a missing path, which the tokenizer's load reports)
+    if not folder.is_dir():
+        raise BackendError(f"model '{name}' is a file, not a model folder", where=str(folder), field="model.name",
+                           fix="name the folder that holds the model's config.json, weights and tokenizer")
+    missing = [what for what, ok in (
+        ("config.json", (folder / "config.json").is_file()),
+        ("weights (*.safetensors or *.bin)", any(next(folder.glob(g), None) for g in WEIGHTS)),
+        ("tokenizer files (tokenizer.json or tokenizer_config.json)", any((folder / f).is_file() for f in TOKENIZER_FILES)),
+    ) if not ok]
+    if not missing:
+        return
+    inner = sorted(p.parent for p in folder.glob("*/config.json"))
+    hint = (f"did you mean {inner[0]}? (a training stage keeps its model in the `model` folder of its run)"
+            if inner else "name the folder that holds the model's config.json, weights and tokenizer "
+            "(a training stage's is <results>/<experiment>/<stage>/<run_id>/model)")
+    raise BackendError(f"model folder '{name}' is not a model: it has no {', no '.join(missing)}",
+                       where=str(folder), field="model.name", fix=hint)
+
+
 class HFBackend(Backend):
     Config = HFConfig
     supports_logprobs = True
@@ -78,7 +111,7 @@ class HFBackend(Backend):
             try:
                 tok = AutoTokenizer.from_pretrained(self.path, revision=self.config.revision,
                                                     trust_remote_code=self.config.trust_remote_code)
-            except OSError as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder that is not a tokenizer
                 raise BackendError(f"cannot load tokenizer of '{self.config.name}' ({_first_line(exc)})",
                                    field="model.name",
                                    fix="check the hub id or local path (offline, only local folders "
@@ -120,6 +153,7 @@ class HFBackend(Backend):
         return is_rl_policy(self.path)
 
     def preflight(self) -> None:
+        check_model_folder(self.path, self.config.name)
         self.tokenizer  # noqa: B018 - loads it: a wrong name fails here, before results are written
 
     @property

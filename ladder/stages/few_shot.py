@@ -135,7 +135,15 @@ class FewShot(Stage):
             if fixed and k:
                 messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
-        return prompts, _guards(prompts, trimmed, cfg)
+        guards = _guards(prompts, trimmed, cfg)
+        short = sum(isinstance(cfg.k, int) and len(o) < cfg.k for o in orders)
+        if short:  # k: 50 with 3 train rows would silently be k: 3
+            have = max((len(o) for o in orders), default=0)
+            guards.append(Guard("shots", "warn", f"k={cfg.k} asks for more shots than there are: {short} prompts "
+                                f"could have at most {have} (the {'examples: list' if cfg.examples is not None else 'train split'} "
+                                f"holds {have if cfg.examples is not None else len(ctx.task.examples('train'))}, and an "
+                                f"example is never its own shot); lower k or add examples", float(have)))
+        return prompts, guards
 
 
 def mark_shared_prefix(messages: list[Message]) -> list[Message]:
