@@ -140,6 +140,12 @@ def scoring_digests(metric: Any, stage: Any) -> dict[str, str]:
                     out[path] = _code_of(scorer_class(kind), obj)
                 except ConfigError:  # a `type:` that names no scorer (some other setting)
                     pass
+                # A scorer's own local model (a classifier or PM folder, a judge's hf folder) by its
+                # contents too: retrained in place, it is another scorer.
+                model = getattr(obj, "model", None)
+                name = model if isinstance(model, str) else getattr(model, "name", None)
+                if isinstance(name, str) and name and Path(name).is_dir():
+                    out[f"{path}.model"] = path_digest(name)
             for name in type(obj).model_fields:
                 walk(getattr(obj, name), f"{path}.{name}" if path else name)
         elif isinstance(obj, (list, tuple)):
@@ -155,6 +161,7 @@ def scoring_digests(metric: Any, stage: Any) -> dict[str, str]:
 
 def _code_of(cls: Any, config: Any) -> str:
     h = hashlib.sha256()
-    for obj in cls.scoring_code(config):
+    # A duck-typed plugin (not a Metric subclass) has no scoring_code: its class's files stand in.
+    for obj in getattr(cls, "scoring_code", lambda _: [cls])(config):
         h.update(code_digest(obj).encode())
     return h.hexdigest()

@@ -171,3 +171,18 @@ def test_digests_are_memoised_on_disk(tmp_path, monkeypatch):
     real_open = open
     monkeypatch.setattr("builtins.open", lambda f, *a, **k: (opened.append(f), real_open(f, *a, **k))[1])
     assert digests.file_digest(big) == first and big not in opened
+
+
+def test_a_scorers_local_model_is_in_the_run_id_by_content(tmp_path):
+    """A classifier (or PM) folder retrained in place: the best_of_n stage it selects for gets a
+    new run id, as the policy model's own folder would."""
+    clf = tmp_path / "clf"
+    clf.mkdir()
+    (clf / "config.json").write_text("{}")
+    (clf / "model.safetensors").write_bytes(b"one")
+    stages = [{"type": "best_of_n", "n": 2, "scorer": {"type": "classifier", "model": str(clf), "label": "positive"}}]
+    exp = load_experiment(experiment(tmp_path, "unused", model=ORACLE, stages=stages))
+    before = prepare(exp).resolve(exp.stages[0]).run_id
+    time.sleep(0.02)
+    (clf / "model.safetensors").write_bytes(b"two")
+    assert prepare(exp).resolve(exp.stages[0]).run_id != before
