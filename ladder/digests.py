@@ -32,7 +32,8 @@ def _memo_db() -> sqlite3.Connection | None:
 
     try:
         folder = default_cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():  # never made here: a run that stops on bad input writes nothing
+            return None
         db = sqlite3.connect(folder / "digests.sqlite", timeout=10, isolation_level=None)
         db.execute("CREATE TABLE IF NOT EXISTS digests (key TEXT PRIMARY KEY, digest TEXT)")
         return db

@@ -21,6 +21,7 @@ def main() -> None:
     mib = int(sys.argv[1]) if len(sys.argv) > 1 else 512
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LADDER_CACHE_DIR"] = str(Path(tmp) / "cache")
+        (Path(tmp) / "cache").mkdir()  # the memo lives beside an existing model-call cache
         model = Path(tmp) / "model"
         (model / "nested").mkdir(parents=True)
         with open(model / "model.safetensors", "wb") as f:

@@ -163,6 +163,7 @@ def test_a_same_size_same_mtime_replacement_is_another_model(tmp_path):
 
 def test_digests_are_memoised_on_disk(tmp_path, monkeypatch):
     """The second process does not read a large file again: its digest comes from the memo."""
+    (tmp_path / "cache").mkdir()  # the memo lives beside the model-call cache, once there is one
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(digests.ON_DISK_FROM + 10))
     first = digests.file_digest(big)
@@ -186,3 +187,11 @@ def test_a_scorers_local_model_is_in_the_run_id_by_content(tmp_path):
     time.sleep(0.02)
     (clf / "model.safetensors").write_bytes(b"two")
     assert prepare(exp).resolve(exp.stages[0]).run_id != before
+
+
+def test_the_memo_never_makes_the_cache_folder(tmp_path):
+    """A run that stops on bad input writes nothing: hashing a model must not create the cache."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (digests.ON_DISK_FROM + 1))
+    digests.file_digest(big)
+    assert not (tmp_path / "cache").exists()
