@@ -136,13 +136,12 @@ class FewShot(Stage):
                 messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
         guards = _guards(prompts, trimmed, cfg)
-        short = sum(isinstance(cfg.k, int) and len(o) < cfg.k for o in orders)
+        short = [len(o) for o in orders if isinstance(cfg.k, int) and len(o) < cfg.k]
         if short:  # k: 50 with 3 train rows would silently be k: 3
-            have = max((len(o) for o in orders), default=0)
-            guards.append(Guard("shots", "warn", f"k={cfg.k} asks for more shots than there are: {short} prompts "
-                                f"could have at most {have} (the {'examples: list' if cfg.examples is not None else 'train split'} "
-                                f"holds {have if cfg.examples is not None else len(ctx.task.examples('train'))}, and an "
-                                f"example is never its own shot); lower k or add examples", float(have)))
+            source = "the stage's `examples:`" if cfg.examples is not None else "the train split"
+            guards.append(Guard("shots", "warn", f"k={cfg.k}, but {source} has only {max(short)} shots to give "
+                                f"(an example is never its own shot): {len(short)} prompts got at most "
+                                f"{max(short)}; lower k or add examples", float(max(short))))
         return prompts, guards
 
 

@@ -174,6 +174,6 @@ def test_k_larger_than_the_train_split_warns(tmp_path, random_model):
     prompts, guards = FewShot(ctx.stage).prompts(ctx)
     assert max(p.info["shots"] for p in prompts) == 3
     (warn,) = [g for g in guards if g.name == "shots" and g.level == "warn"]
-    assert "k=50 asks for more shots than there are" in warn.message and "train split holds 3" in warn.message
+    assert "k=50, but the train split has only 3 shots to give" in warn.message and warn.value == 3
     plan, ctx = plan_and_ctx(tmp_path, random_model, {"type": "few_shot", "k": 2}, n_train=3)
     assert not [g for g in FewShot(ctx.stage).prompts(ctx)[1] if g.level == "warn"]
