@@ -39,6 +39,26 @@ def subsample(items: Sequence[T], n: int | str, seed: int, guards: GuardsConfig)
     return chosen, flags
 
 
+def empty_fields(examples: Sequence[Any], template: str) -> list[Guard]:
+    """A warning per template field that is an empty string in some test examples: those prompts
+    are sent with nothing where the question should be (a missing value is an error at load; an
+    empty one may be meant, so it is counted, not refused)."""
+    from ladder.templates import fields
+
+    try:
+        names = [n for n in fields(template) if n != "choices"]
+    except ValueError:  # a malformed template is the config check's to report
+        return []
+    out = []
+    for name in names:
+        empty = sum(1 for ex in examples if isinstance(ex.fields.get(name), str) and not ex.fields[name].strip())
+        if empty:
+            out.append(Guard("empty_field", "warn", f"{empty} of the {len(examples)} test examples have an empty "
+                             f"'{name}', which the template fills in: their prompts are sent without it; fill in "
+                             f"or drop those rows", float(empty)))
+    return out
+
+
 def stop_hit_rate(samples: Sequence[Sample]) -> float:
     """Share of samples that ended on a stop sequence or EOS rather than running into max_tokens."""
     done = [s for s in samples if s.finish_reason not in ("error", "scored")]  # scored: no text generated

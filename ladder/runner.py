@@ -12,7 +12,6 @@ stage gets that through its context and merges no config sections itself.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -25,9 +24,10 @@ from ladder.backends.base import BackendPool
 from ladder.backends.batch import check_costs
 from ladder.backends.prices import cached_estimate
 from ladder.cache import Cache, cache_key
+from ladder.digests import path_digest, scoring_digests
 from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage, rl_probability_problem
-from ladder.guards import subsample
+from ladder.guards import empty_fields, subsample
 from ladder.manifest import manifest, write_examples
 from ladder.metrics import Metric, build_metric
 from ladder.scorers import estimate_scorer
@@ -39,7 +39,7 @@ from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
 from ladder.stages import TRAIN_SPLIT, StageContext
-from ladder.store import ExperimentLock, atomic_write, read_json, write_json
+from ladder.store import ExperimentLock, atomic_write, check_results_folder, read_json, write_json
 from ladder.table import COLUMNS, write_summary
 from ladder.tasks import TaskLike, load_task
 from ladder.types import Example, Guard, StageResult
@@ -118,6 +118,9 @@ class PreparedRun:
             # Further metrics (`metrics:`) are columns of the row: adding one gives a new folder.
             **({"metrics": {k: v.model_dump(mode="json") for k, v in self.experiment.extra_metrics.items()}}
                if self.experiment.extra_metrics else {}),
+            # The code that scores, by content: a python metric's (or scorer's) file, ladder's own
+            # metric and scorer modules. Edit one and the stage is re-scored in a new folder.
+            "scoring_code": scoring_digests(resolved.metric, stage),
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).
@@ -150,26 +153,13 @@ class PreparedRun:
         return out
 
     def _path_digest(self, path: Path) -> str:
-        """sha256 of a file's bytes, of a folder's files (names and bytes), or "missing" (a file an
-        earlier stage of this run writes: the id is asked again once that stage has run)."""
+        """sha256 of a file's bytes, of a folder's files (names and bytes, nested ones too), or
+        "missing" (a file an earlier stage of this run writes: the id is asked again once that
+        stage has run)."""
         try:
-            st = path.stat()
+            return path_digest(path)
         except OSError:
             return "missing"
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if key in self._digests:
-            return self._digests[key]
-        h = hashlib.sha256()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            if f != path:
-                h.update(str(f.relative_to(path)).encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            h.update(b"\0")
-        self._digests[key] = h.hexdigest()
-        return self._digests[key]
 
     def context(self, resolved: ResolvedStage, cache: Cache | None) -> StageContext:
         ctx = StageContext(experiment=self.experiment, stage=resolved.config, task=self.task,
@@ -203,6 +193,7 @@ def configure(exp: Experiment, stage: StageConfig) -> ResolvedStage:
 def prepare(exp: Experiment) -> PreparedRun:
     cfg = exp.config
     where = str(exp.source) if exp.source else "<config>"
+    check_results_folder(exp.results_path, where)
     task = load_task(cfg.task, exp.base_dir, cfg.seed, where)
     examples, guards = subsample(task.examples("test"), cfg.subsample.n, exp.seed_for(cfg.subsample.seed),
                                  cfg.guards)
@@ -211,6 +202,8 @@ def prepare(exp: Experiment) -> PreparedRun:
     if taken:  # its summary.csv columns would overwrite the table's own
         raise ConfigError(f"metric name '{taken[0]}' is a summary.csv column already", where=where,
                           field=f"metrics.{taken[0]}", fix="give it another name in the `metrics:` mapping")
+    if isinstance(getattr(cfg.task, "template", None), str):
+        guards += empty_fields(examples, cfg.task.template)
     metric = None if is_scorer_type(exp.metric.type) else build_metric(exp.metric)
     pool = BackendPool()
     for stage in exp.stages:

@@ -31,6 +31,26 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+RESERVED_NAMES = ("experiment.yaml", "manifest.json", "summary.csv", "summary.md", "log.jsonl", "LOG.md",
+                  "climb.json", "report.html", "atlas.html", "labels.jsonl", "variants", "variants.json",
+                  "playground")
+"""What ladder itself keeps at the top of an experiment's results folder (files, and the folders of
+variants and playground sessions): a stage's folder may not take one of these names (compared
+without case, as macOS's file system does)."""
+
+
+def check_results_folder(folder: Path, where: str | None) -> None:
+    """The results folder, or the first of its parents that exists, must be a folder: a file there
+    (`results_dir: results.txt`) is said with the field and the fix before anything is written."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise LadderError(f"the results folder {folder} cannot be made: {p} is a file", where=where,
+                                  field="results_dir" if p != folder else "name",
+                                  fix="point results_dir at a folder (--set results_dir=...), or move that file away")
+            return
+
+
 def _io_error(path: Path, exc: OSError) -> LadderError:
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         fix = "choose a writable results_dir (--set results_dir=...) or fix the folder's permissions"

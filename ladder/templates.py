@@ -86,10 +86,14 @@ def template_fields(template: str) -> tuple[str, ...]:
     """The {field} names a template uses; a ValueError for a malformed template."""
     names = []
     try:
-        for _, name, _, _ in string.Formatter().parse(template):
+        for _, name, spec, conversion in string.Formatter().parse(template):
             if name is not None:
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                     raise ValueError(f"placeholder '{{{name}}}' must be a plain column name")
+                if spec or conversion:  # {x!r} would quote the text, {x:>10} pad it: never what a prompt means
+                    raise ValueError(f"placeholder '{{{name}{'!' + conversion if conversion else ''}"
+                                     f"{':' + spec if spec else ''}}}' has a conversion or format spec, which "
+                                     f"a prompt template does not apply; write '{{{name}}}'")
                 names.append(name)
     except ValueError as exc:
         raise ValueError(f"malformed template ({exc}); use {{field}} for columns and "

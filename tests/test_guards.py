@@ -133,3 +133,25 @@ def test_below_chance_from_unparsed_answers_blames_the_sampling_not_the_labels()
     wrong = [scored(i, "ba"[i % 2], "ab"[i % 2]) for i in range(100)]
     _, guards = choice_baselines(wrong, examples, MetricValue(0.1, 0.05, 0.18, 100), sampling=True)
     assert "label mapping" in next(g for g in guards if g.name == "below_chance").message
+
+
+def test_an_empty_template_field_is_counted_before_anything_runs(tmp_path):
+    """A row whose template field is "" is sent as an empty question: warn with the count (a
+    missing value is an error; an empty one may be meant)."""
+    import json
+
+    from ladder.config import load_experiment
+    from ladder.runner import prepare
+    from tests.conftest import experiment
+
+    path = experiment(tmp_path, "unused", model={"backend": "tests.test_climb:Oracle", "name": "oracle"})
+    test = tmp_path / "data/test.jsonl"
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    for r in rows[:3]:
+        r["text"] = ""
+    rows[3]["text"] = "   "
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = prepare(load_experiment(path))
+    (warn,) = [g for g in plan.guards if g.name == "empty_field"]
+    assert warn.level == "warn" and warn.value == 4
+    assert "4 of the 40 test examples have an empty 'text'" in warn.message

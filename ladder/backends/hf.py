@@ -10,7 +10,6 @@ and its KV cache repeated to the n samples (`shared_prefix`), rather than
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -57,6 +56,39 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json", "adapter_config.json",
+           "*.pt", "*.pth", "*.h5", "*.msgpack", "*.gguf")
+"""File names that hold (or index) a model's weights; a folder with none of them is not a model."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model")
+
+
+def check_model_folder(path: str, name: str) -> None:
+    """A local folder named as a model must hold one: config.json, weights and a tokenizer. Said
+    before anything loads (transformers' own errors for an empty folder, a lone config.json or a
+    stage folder like rl/<run_id> are tracebacks about tokenizers), with the folder inside it that
+    is a model when there is one (a training stage's `model/`)."""
+    folder = Path(path)
+    if not folder.exists():
+        return  # a hub id (or a missing path, which the tokenizer's load reports)
+    if not folder.is_dir():
+        raise BackendError(f"model '{name}' is a file, not a model folder", where=str(folder), field="model.name",
+                           fix="name the folder that holds the model's config.json, weights and tokenizer")
+    missing = [what for what, ok in (
+        ("config.json", (folder / "config.json").is_file()),
+        ("weights (*.safetensors or *.bin)", any(next(folder.glob(g), None) for g in WEIGHTS)),
+        ("tokenizer files (tokenizer.json or tokenizer_config.json)", any((folder / f).is_file() for f in TOKENIZER_FILES)),
+    ) if not ok]
+    if not missing:
+        return
+    inner = sorted(p.parent for p in folder.glob("*/config.json"))
+    hint = (f"did you mean {inner[0]}? (a training stage keeps its model in the `model` folder of its run)"
+            if inner else "name the folder that holds the model's config.json, weights and tokenizer "
+            "(a training stage's is <results>/<experiment>/<stage>/<run_id>/model)")
+    raise BackendError(f"model folder '{name}' is not a model: it has no {', no '.join(missing)}",
+                       where=str(folder), field="model.name", fix=hint)
+
+
 class HFBackend(Backend):
     Config = HFConfig
     supports_logprobs = True
@@ -79,7 +111,7 @@ class HFBackend(Backend):
             try:
                 tok = AutoTokenizer.from_pretrained(self.path, revision=self.config.revision,
                                                     trust_remote_code=self.config.trust_remote_code)
-            except OSError as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder that is not a tokenizer
                 raise BackendError(f"cannot load tokenizer of '{self.config.name}' ({_first_line(exc)})",
                                    field="model.name",
                                    fix="check the hub id or local path (offline, only local folders "
@@ -121,19 +153,22 @@ class HFBackend(Backend):
         return is_rl_policy(self.path)
 
     def preflight(self) -> None:
+        check_model_folder(self.path, self.config.name)
         self.tokenizer  # noqa: B018 - loads it: a wrong name fails here, before results are written
 
     @property
     def fingerprint(self) -> str:
+        """A local folder is identified by its contents (every file, nested ones too), not by its
+        name or timestamps: a checkpoint re-trained in place, or a file swapped for another of the
+        same size and mtime, is another model; the same files in another clone are the same one.
+        Digests are memoised by (path, size, mtime, ctime, inode), so this stays fast. A hub id is
+        its name and revision."""
         if self._fingerprint is None:
             path = Path(self.path)
-            if path.is_dir():  # a local model can change in place (a re-trained checkpoint)
-                h = hashlib.sha256()
-                for f in sorted(path.iterdir()):
-                    if f.is_file():
-                        st = f.stat()
-                        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-                self._fingerprint = f"{self.config.name}@{h.hexdigest()[:16]}"
+            if path.is_dir():
+                from ladder.digests import path_digest
+
+                self._fingerprint = f"sha256:{path_digest(path)[:16]}"
             else:
                 self._fingerprint = f"{self.config.name}@{self.config.revision or 'main'}"
         return self._fingerprint

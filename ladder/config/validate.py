@@ -19,6 +19,7 @@ from ladder.config.experiment import Experiment, merge_model
 from ladder.config.prose import ConfigSource, dotted_key
 from ladder.config.schema import ExperimentConfig, GenerationConfig, StageConfig
 from ladder.errors import ConfigError
+from ladder.store import RESERVED_NAMES
 
 
 def rl_probability_problem(stage: str, metric: str, model: str | None = None) -> tuple[str, str]:
@@ -129,7 +130,12 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
         problem = stage_cls.check_metric(stage, metric_cls) if metric_cls is not None else None
         if problem:  # e.g. best_of_n's select: majority
             errors.append(src.error(("stages", i, problem[0]), *problem[1:]))
-        if name in seen:
+        if name.lower() in {r.lower() for r in RESERVED_NAMES}:
+            errors.append(src.error(("stages", i, "name"),
+                                    f"stage name '{name}' is a name ladder keeps for its own file or folder at "
+                                    f"the top of the results folder ({', '.join(RESERVED_NAMES)})",
+                                    "choose another `name:` for this stage, e.g. one without the extension"))
+        elif name in seen:
             errors.append(src.error(("stages", i, "name"),
                                     f"stage name '{name}' is used twice (also stages.{seen[name]})",
                                     "give repeated stage types distinct `name:` values"))

@@ -62,6 +62,13 @@ class Metric:
         reward on the test examples, one that reads targets makes its stage an oracle."""
         return True
 
+    @classmethod
+    def scoring_code(cls, config: BaseModel) -> list[object]:
+        """The classes and functions whose source decides this metric's scores with `config`: their
+        files are hashed into the run id, so editing them gives a stage a new run (see
+        ladder.digests). Default: the class itself (with its bases, e.g. this Metric)."""
+        return [cls]
+
     def __init__(self, config: BaseModel):
         self.config = config
 

@@ -19,6 +19,11 @@ class PythonMetric(Metric):
     Config = PythonConfig
     extracts = True  # when the function returns a Score with `extracted`; best_of_n warns when none did
 
+    @classmethod
+    def scoring_code(cls, config: PythonConfig) -> list[object]:
+        """The user's function too: editing its file must not reuse scores the old code gave."""
+        return [cls, import_object(config.function, field="metric.function")]
+
     def __init__(self, config: PythonConfig):
         super().__init__(config)
         self.fn = import_object(config.function, field="metric.function")

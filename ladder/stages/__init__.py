@@ -18,7 +18,7 @@ from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
 from ladder.metrics.judged import judged_guards, judged_stats
-from ladder.progress import progress_bar
+from ladder.progress import console, progress_bar
 from ladder.resolved import ResolvedStage
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
@@ -210,6 +210,7 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     probability metric's score to fill in."""
     record = record or _records
     path = path or ctx.run_dir / "samples.jsonl"
+    _set_aside_unfinished(ctx, path)
     done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
     todo = [p for p in prompts if p.example.id not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
@@ -242,6 +243,21 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     errors = [failed[p.example.id] for p in prompts if p.example.id in failed]
     records = [done[p.example.id] for p in prompts if p.example.id in done]
     return Collected(records, errors, len(prompts) - len(todo))
+
+
+def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
+    """Records of a run that never wrote metrics.json are not trusted: nothing vouches for their
+    scores (the code that gave them, or the file itself, may have changed). The file is set aside
+    as <name>.unfinished and every example is scored again, its generations answered by the
+    model-call cache, so a killed run still pays for no finished call. Once metrics.json exists it
+    vouches for the file (its records digest), and a re-run that retries failed examples resumes."""
+    if ctx.run_dir is None or (ctx.run_dir / "metrics.json").exists() or not path.exists():
+        return
+    kept = len(read_jsonl(path, repair=True))
+    path.replace(path.with_name(path.name + ".unfinished"))
+    if kept:
+        console.print(f"[bold]{ctx.stage.name}[/bold] re-scoring the {kept} records an unfinished run left "
+                      f"in {path.name} (generations from the model-call cache)", highlight=False)
 
 
 def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:

@@ -144,7 +144,14 @@ class FewShot(Stage):
             if fixed and k:
                 messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
-        return prompts, _guards(prompts, trimmed, cfg)
+        guards = _guards(prompts, trimmed, cfg)
+        short = [len(o) for o in orders if isinstance(cfg.k, int) and len(o) < cfg.k]
+        if short:  # k: 50 with 3 train rows would silently be k: 3
+            source = "the stage's `examples:`" if cfg.examples is not None else "the train split"
+            guards.append(Guard("shots", "warn", f"k={cfg.k}, but {source} has only {max(short)} shots to give "
+                                f"(an example is never its own shot): {len(short)} prompts got at most "
+                                f"{max(short)}; lower k or add examples", float(max(short))))
+        return prompts, guards
 
 
 def with_answers(shots: Sequence[Example], cfg: FewShotConfig) -> list[Example]:

@@ -17,6 +17,8 @@ from ladder.tasks.diagnose import diagnose
 from ladder.types import Example, Message
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+# Suffixes of the files a data folder is read from (compressed ones too: data.jsonl.gz).
+FOLDER_DATA = {*FORMATS, ".txt", ".arrow"}
 # Suffixes that mean "a file was meant" (so a missing one is not looked up on the hub).
 FILE_LIKE = {*FORMATS, ".txt", ".gz", ".zip", ".xz", ".bz2", ".yaml", ".yml", ".arrow"}
 
@@ -74,6 +76,13 @@ class Task:
         path = resolve_path(value, self.base_dir)
         if path.exists():
             if path.is_dir():
+                # The folder is read as a data set of its data files; with none there the reader's
+                # own complaint is about mixing formats, which names neither the folder nor the fix.
+                if not any(set(f.suffixes) & FOLDER_DATA for f in path.rglob("*")
+                           if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)):
+                    raise DataError(f"no data files in {value} (a data folder is read through its "
+                                    f"{', '.join(FORMATS)} files)", where=self.where, field=field,
+                                    fix="put the data files in that folder, or point the field at a data file")
                 return str(path), None
             if path.stat().st_size == 0:
                 raise DataError(f"data file '{path}' is empty", where=self.where, field=field,

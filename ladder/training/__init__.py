@@ -146,12 +146,35 @@ def draw_train(items: Sequence[T], cfg: TrainingStageConfig, seed: int, content:
     return chosen, record, [guard]
 
 
+TRACKER_MODULES = {
+    "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+    "trackio": ("trackio",), "comet_ml": ("comet_ml",), "neptune": ("neptune",), "clearml": ("clearml",),
+    "codecarbon": ("codecarbon",), "dvclive": ("dvclive",), "swanlab": ("swanlab",), "azure_ml": ("azureml",),
+    "dagshub": ("dagshub",), "flyte": ("flytekit",),
+}
+"""transformers' report_to integrations → the modules any one of which it needs (as its own
+`is_<name>_available` checks find them)."""
+TRACKER_PACKAGES = {"tensorboard": "tensorboard (in ladder's train extra: pip install 'ladder[train]')",
+                    "comet_ml": "comet-ml", "azure_ml": "azureml-core"}
+"""What to install for a tracker, where it is not the integration's own name."""
+
+
 def report_targets(v: Any) -> list[str]:
-    """A stage's `report_to` as a list ("wandb" → ["wandb"]; "none" → [])."""
+    """A stage's `report_to` as a list ("wandb" → ["wandb"]; "none" → []). A tracker whose package
+    is missing is refused here, at load: transformers would otherwise fail with a traceback once
+    training starts, after the results folder was written."""
+    import importlib.util
+
     items = [v] if isinstance(v, str) else list(v or [])
     if not all(isinstance(x, str) and x.strip() for x in items):
         raise ValueError("report_to takes integration names, e.g. [wandb] or [tensorboard]")
-    return [x.strip() for x in items if x.strip() != "none"]
+    names = [x.strip() for x in items if x.strip() != "none"]
+    for name in names:
+        modules = TRACKER_MODULES.get(name, ())
+        if modules and not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise ValueError(f"report_to '{name}' needs the {name} package, which is not installed here; "
+                             f"pip install {TRACKER_PACKAGES.get(name, name)}, or drop it from report_to")
+    return names
 
 
 def tracking_args(report_to: list[str], run_dir: Any) -> dict[str, Any]:

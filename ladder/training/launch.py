@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -57,13 +58,24 @@ def processes(argv: list[str]) -> int:
     return 1
 
 
+def find_launcher(program: str) -> str | None:
+    """The launcher's executable: first beside this Python (a venv's bin/, where `pip install
+    accelerate` put it, even when that venv is not on PATH because ladder was started as
+    venv/bin/ladder or venv/bin/python -m ...), then on PATH; None when neither has it."""
+    if os.sep not in program:
+        here = Path(sys.executable).parent / program
+        if here.is_file() and os.access(here, os.X_OK):
+            return str(here)
+    return shutil.which(program)
+
+
 def check_launcher(launch: str | None, field: str) -> None:
     """Before any work: the launcher's program exists here (a typo fails now, not after the
     best-of-N run)."""
     if launch is None:
         return
     program = shlex.split(launch)[0]
-    if shutil.which(program) is None:
+    if find_launcher(program) is None:
         raise ConfigError(f"the launcher '{program}' is not found (launch: '{launch}')", field=field,
                           fix="install it (pip install accelerate) or give its full path, e.g. "
                               "'accelerate launch --num_processes 2' or 'torchrun --nproc_per_node 2'")
@@ -75,7 +87,8 @@ def run_launched(launch: str, module: str, spec: Path, field: str, *, env: Mappi
     running process and returns when it ends: rl answers its reward requests meanwhile). A non-zero
     exit is a LadderError naming the launcher and the exit code (exit code 2 of `ladder run`)."""
     check_launcher(launch, field)
-    command = [*shlex.split(launch), "-m", module, str(spec)]
+    argv = shlex.split(launch)
+    command = [find_launcher(argv[0]) or argv[0], *argv[1:], "-m", module, str(spec)]
     console.print(f"{label} under: {shlex.join(command)}", highlight=False)
     process = subprocess.Popen(command, env={**os.environ, **(env or {})})
     try:

@@ -166,3 +166,14 @@ def test_resample_false_still_means_fixed_shots():
         assert "contradicts" in str(e)
     else:
         raise AssertionError("resample: true with shots: fixed was accepted")
+
+
+def test_k_larger_than_the_train_split_warns(tmp_path, random_model):
+    """k: 50 with 3 train rows used to give 3 shots without a word."""
+    plan, ctx = plan_and_ctx(tmp_path, random_model, {"type": "few_shot", "k": 50}, n_train=3)
+    prompts, guards = FewShot(ctx.stage).prompts(ctx)
+    assert max(p.info["shots"] for p in prompts) == 3
+    (warn,) = [g for g in guards if g.name == "shots" and g.level == "warn"]
+    assert "k=50, but the train split has only 3 shots to give" in warn.message and warn.value == 3
+    plan, ctx = plan_and_ctx(tmp_path, random_model, {"type": "few_shot", "k": 2}, n_train=3)
+    assert not [g for g in FewShot(ctx.stage).prompts(ctx)[1] if g.level == "warn"]

@@ -201,3 +201,32 @@ def test_vllm_rollouts_stop_at_the_stop_strings(tmp_path):
     assert with_vllm.trainer["generation_kwargs"] == {"stop": ["\n"]}
     # trl's transformers sampling takes no stop strings: ladder cuts the text before rewarding it.
     assert "generation_kwargs" not in RL(RLConfig()).spec(ctx, base).trainer
+
+
+def test_a_launcher_beside_the_interpreter_is_found_without_it_on_path(tmp_path, monkeypatch):
+    """`venv/bin/ladder` (or `venv/bin/python -m pytest`) run without the venv on PATH: the
+    launcher pip put beside that Python is found there, and the stage runs that very file."""
+    import os
+    import subprocess
+
+    from ladder.training import launch
+
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    fake = venv_bin / "my-launcher"
+    fake.write_text(f"#!{sys.executable}\nimport sys; sys.exit(0)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    launch.check_launcher("my-launcher --num_processes 2", "stages.sft.launch")  # no ConfigError
+    assert launch.find_launcher("my-launcher") == str(fake)
+    ran = []
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env=None: ran.append(cmd) or SimpleNamespace(
+        wait=lambda: 0, poll=lambda: 0))
+    launch.run_launched("my-launcher --num_processes 2", "ladder.training.sft_local", tmp_path / "spec.json",
+                        "stages.sft.launch")
+    assert ran[0][:3] == [str(fake), "--num_processes", "2"]
+    with pytest.raises(ConfigError, match="launcher 'not-there' is not found"):
+        launch.check_launcher("not-there", "stages.sft.launch")
+    assert os.environ["PATH"] == "/usr/bin:/bin"

@@ -14,7 +14,7 @@ from ladder.errors import ConfigError
 from ladder.stages.reward_model import RewardModel, RewardModelConfig
 from ladder.stages.rl import RL, RLConfig
 from ladder.stages.sft import SFT, SFTConfig
-from ladder.training import tracking_args
+from ladder.training import TRACKER_MODULES, tracking_args
 from ladder.training.rows import TrainRow
 from ladder.types import Example, Message
 from tests.conftest import experiment
@@ -23,7 +23,16 @@ BASE = SimpleNamespace(config=SimpleNamespace(model_dump=lambda mode=None: {"bac
                        uses_chat_template=False, context_window=512)
 
 
-def test_the_stages_accept_report_to():
+@pytest.fixture
+def trackers_installed(monkeypatch):
+    """As if every tracker's package were installed (tensorboard and wandb are not, here)."""
+    real = importlib.util.find_spec
+    modules = {m for ms in TRACKER_MODULES.values() for m in ms}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: SimpleNamespace(name=name) if name in modules else real(name, *a))
+
+
+def test_the_stages_accept_report_to(trackers_installed):
     assert SFTConfig(report_to="wandb").report_to == ["wandb"]
     assert RLConfig(report_to=["tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
     assert RewardModelConfig(data="p.jsonl", report_to="none").report_to == []
@@ -34,7 +43,7 @@ def test_the_stages_accept_report_to():
         SFTConfig(trainer_args={"report_to": "wandb"})  # one place to say it
 
 
-def test_report_to_reaches_the_trainer_arguments(tmp_path, monkeypatch):
+def test_report_to_reaches_the_trainer_arguments(tmp_path, monkeypatch, trackers_installed):
     monkeypatch.setattr("ladder.stages.sft.trl_row", lambda row, base, chat: {"prompt": "p", "completion": "c"})
     ex = Example("test-0", {"text": "x"}, "positive")
     ctx = SimpleNamespace(run_dir=tmp_path, examples=[ex], experiment=SimpleNamespace(
@@ -78,7 +87,7 @@ def test_logging_dir_reaches_tensorboard_on_any_transformers(tmp_path, monkeypat
         assert config.report_to == ["tensorboard"]
 
 
-def test_report_to_does_not_change_the_run_id(tmp_path):
+def test_report_to_does_not_change_the_run_id(tmp_path, trackers_installed):
     from ladder.runner import prepare
 
     stages = [{"type": "sft", "name": "s", "route": "local"}]
@@ -88,3 +97,31 @@ def test_report_to_does_not_change_the_run_id(tmp_path):
     with pytest.raises(ConfigError, match="report_to"):
         load_experiment(experiment(tmp_path, "ladder-tiny", stages=[{"type": "sft", "route": "openai",
                                                                       "report_to": "wandb"}]))
+
+
+def test_a_tracker_whose_package_is_missing_is_refused_at_load(tmp_path, monkeypatch):
+    """report_to: tensorboard without the tensorboard package: refused when the YAML loads, naming
+    the package and the extra, not a transformers traceback once training starts."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    path = experiment(tmp_path, "ladder-tiny", stages=[{"type": "sft", "report_to": "tensorboard"}])
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    text = " ".join(str(err.value).split())
+    assert "stages.0.report_to" in text and "needs the tensorboard package" in text
+    assert "pip install tensorboard (in ladder's train extra: pip install 'ladder[train]')" in text
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_readme_tensorboard_example_works_from_the_readme_install():
+    """The README installs ladder with its train extra (make quickstart / make test): that extra
+    must bring the package its `report_to: tensorboard` example needs."""
+    import tomllib
+
+    from tests.conftest import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(dep.split(">")[0].split("=")[0].strip() == "tensorboard"
+               for dep in project["optional-dependencies"]["train"])
+    assert ".[train" in (REPO / "Makefile").read_text()
