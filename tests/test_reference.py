@@ -19,16 +19,17 @@ def test_every_field_of_every_section_is_in_the_reference():
     text = render()
     for e in list(entries(ExperimentConfig)) + list(entries(SFT.Config, "stages[type=sft]")):
         assert f"| `{e.path}` |" in text
-    assert "| `task.target` | str | 'target' | Column holding the gold answer. |" in text
+    assert ("| `generation.n` | int | 1 | Samples per prompt. Metrics average over a prompt's samples first, "
+            "so n stays per example. |") in text
     assert "## Stage `sft`" in text and "## Backend `openai`" in text and "## Scorer `judge`" in text
 
 
 def test_a_docstring_change_shows_in_the_rendered_reference(monkeypatch):
-    from ladder.config.schema import TaskConfig
+    from ladder.config.schema import GenerationConfig
 
-    info = TaskConfig.model_fields["target"]
+    info = GenerationConfig.model_fields["n"]
     monkeypatch.setattr(info, "description", "A changed description.")
-    assert "| `task.target` | str | 'target' | A changed description. |" in render()
+    assert "| `generation.n` | int | 1 | A changed description. |" in render()
     assert (REPO / "docs/reference.md").read_text() != render()  # the drift test above would fail
 
 
