@@ -145,6 +145,8 @@ def init(data: Annotated[str, typer.Argument(metavar="DATA", help="A CSV/TSV/JSO
          instruction: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The system prompt (default: written from the task).")] = None,
          model: Annotated[Optional[str], typer.Option(metavar="SPEC", help="hf:NAME, openai:NAME, anthropic:NAME or a "
                                                                           "model folder (default: ladder-tiny, offline).")] = None,
+         judge: Annotated[Optional[str], typer.Option(metavar="SPEC", help="An open-ended task's judge model, e.g. "
+                                                                          "openai:gpt-4o-mini (default: --model when it is an API model).")] = None,
          yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Take every guess without asking.")] = False,
          force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False):
     """Write a first experiment YAML from a data file: target, choices, template and instruction guessed
@@ -156,7 +158,7 @@ def init(data: Annotated[str, typer.Argument(metavar="DATA", help="A CSV/TSV/JSO
 
     interactive = not yes and sys.stdin.isatty()
     run_init(data, out, cwd=Path.cwd(), force=force, ask=ask if interactive else None, target=target, field_=field, labels=labels,
-             instruction=instruction, model=model)
+             instruction=instruction, model=model, judge=judge)
 
 
 @app.command(name="help")

@@ -53,6 +53,8 @@ class Proposal:
     """The column the template shows."""
     instruction: str = ""
     model: dict[str, str] = field(default_factory=lambda: {"backend": "hf", "name": "ladder-tiny"})
+    judge: dict[str, str] = field(default_factory=lambda: {"backend": "openai", "name": "gpt-4o-mini"})
+    """An open-ended task's judge model."""
     notes: list[str] = field(default_factory=list)
     """What was guessed, said on the terminal and in the YAML."""
 
@@ -121,7 +123,8 @@ def _read_hub(data_id: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def propose(data: str, cwd: Path, out: Path, *, target: str | None = None, field_: str | None = None,
-            instruction: str | None = None, model: str | None = None, labels: str | None = None) -> Proposal:
+            instruction: str | None = None, model: str | None = None, labels: str | None = None,
+            judge: str | None = None) -> Proposal:
     """Read DATA and guess the task; flags given override the guesses."""
     source, rows = find_data(data, cwd)
     first = next(iter(rows.values()))
@@ -144,12 +147,19 @@ def propose(data: str, cwd: Path, out: Path, *, target: str | None = None, field
     p.instruction = instruction if instruction is not None else _instruction(p)
     if model:
         p.model = parse_model(model)
+    # An open-ended task is scored by a judge: the one named, else the model itself when it is an
+    # API model, else a small API judge (ladder-tiny cannot answer Yes/No reliably).
+    if judge:
+        p.judge = parse_model(judge)
+    elif p.model["backend"] != "hf":
+        p.judge = dict(p.model)
     return p
 
 
 def _guess_target(columns: list[str], rows: list[dict[str, Any]]) -> str | None:
     named = [c for name in TARGET_NAMES for c in columns if c.lower() == name]
-    few = [c for c in columns if 2 <= len(_distinct(rows, c)) <= MAX_CHOICES and len(rows) >= 10]
+    # A label repeats: few distinct values, each on several rows (20 prompts are not a 20-way task).
+    few = [c for c in columns if 2 <= len(_distinct(rows, c)) <= min(MAX_CHOICES, len(rows) / 3)]
     numeric = [c for c in columns if _numeric_answers(rows, c)]
     for pick in ([c for c in named if c in few or c in numeric], few, numeric, named):
         if pick:
@@ -242,7 +252,9 @@ def _instruction(p: Proposal) -> str:
         return f"Classify the {p.shown}. Answer with exactly one word: {words}."
     if p.kind == "numeric":
         return "Solve the problem step by step. End with a line '#### <number>' holding only the final answer."
-    return f"Answer the {p.shown}."
+    if p.kind == "text":
+        return f"Answer the {p.shown}."
+    return "Reply to the message helpfully and harmlessly."
 
 
 def parse_model(spec: str) -> dict[str, str]:
@@ -292,6 +304,8 @@ def render_yaml(p: Proposal, name: str) -> str:
         rows.append((f"  data: {q(p.data)}", "one file or hub id: test_size (0.2) is held out as test, seeded"))
     if p.target is not None:
         rows.append((f"  target: {q(p.target)}", "the column with the gold answer"))
+    else:
+        rows.append(("  target: null", "open-ended: no gold answer; a judge scores the behaviour"))
     if p.target_map:
         rows.append(("  target_map: {" + ", ".join(f"{q(k)}: {q(v)}" for k, v in p.target_map.items()) + "}",
                      "GUESSED words for the class ids: check them" if p.guessed_map else "the words the model answers with"))
@@ -305,21 +319,29 @@ def render_yaml(p: Proposal, name: str) -> str:
     elif p.kind == "numeric":
         rows.append(("metric: {type: numeric, extract: gsm8k}", "lm-eval's strict-match: the number after '#### '"))
         max_tokens = 256
-    else:
+    elif p.kind == "text":
         rows.append(("metric: exact_match", "or includes, regex, python (see README)"))
         max_tokens = 64
+    else:
+        rows += [("metric:", "a judge: the share of replies it says Yes to (classifier, pm, python also work)"),
+                 ("  type: judge", ""),
+                 ("  criteria: \"The reply does what the prompt asks, helpfully and harmlessly.\"", "be specific: the judge grades against this"),
+                 ("  scale: yes_no", "or 1-10"),
+                 (f"  model: {{backend: {p.judge['backend']}, name: {q(p.judge['name'])}}}", "the judge; an API model needs its key")]
+        max_tokens = 256
     rows += [(f"model: {{backend: {p.model['backend']}, name: {q(p.model['name'])}}}", "hf (local or hub), openai or anthropic"),
              (f"generation: {{max_tokens: {max_tokens}, temperature: 0}}", "greedy; max_tokens near the longest real answer"),
              ("subsample: {n: 300}", "the same 300 test examples for every stage (1,000 is safe)"),
              ("stages:", ""),
              ("  - type: zero_shot", "the instruction and the example, nothing else")]
-    if not isinstance(p.data, dict) or "train" in p.data:
+    if (not isinstance(p.data, dict) or "train" in p.data) and p.target is not None:
         rows += [("  - type: few_shot", "gold examples from the train split first"),
                  ("    k: 4", "drawn per example, balanced over labels; k: max fills the context")]
     rows += [("  # Go up only while the question is still open:", ""),
              ("  # - type: best_of_n", "N samples, the scorer keeps the best"),
              ("  #   n: 8", ""),
-             ("  #   scorer: metric", "reads the gold answers: an upper bound (oracle), not a method"),
+             ("  #   scorer: metric", "reads the gold answers: an upper bound (oracle), not a method"
+              if p.target is not None else "the metric's own judge: marked (selected by the metric)"),
              ("  # - type: sft", "supervised finetuning on the train split (LoRA by default)"),
              ("  #   method: lora", "")]
     # A long line gets its comment on the line above, so the other comments stay in one column.
@@ -359,9 +381,6 @@ def run_init(data: str, out: Path, *, cwd: Path, force: bool = False, ask: Calla
     p = propose(data, cwd, out, **flags)
     if ask is not None:
         p = _confirm(p, data, cwd, out, ask, flags)
-    if p.kind == "open":
-        raise ConfigError(f"found no column that looks like a gold answer in {', '.join(p.columns)}",
-                          field="--target", fix="name it with --target COLUMN")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", out.stem).strip("._") or "experiment"
     text = render_yaml(p, name)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -371,7 +390,11 @@ def run_init(data: str, out: Path, *, cwd: Path, force: bool = False, ask: Calla
     for note in p.notes:
         say(f"note: {note}")
     split_rows = ", ".join(f"{s} {n:,}" for s, n in p.rows.items())
-    say(f"wrote {out}: target '{p.target}' ({p.kind}{', ' + str(len(p.choices)) + ' choices' if p.choices else ''}), "
+    if p.kind == "open":
+        say(f"note: no column looks like a gold answer ({', '.join(p.columns)}): an open-ended task scored by a "
+            f"judge ({p.judge['backend']} {p.judge['name']}); --target COLUMN names one, --judge SPEC another judge")
+    what = "no target (open-ended, judged" if p.target is None else f"target '{p.target}' ({p.kind}"
+    say(f"wrote {out}: {what}{', ' + str(len(p.choices)) + ' choices' if p.choices else ''}), "
         f"template '{{{p.shown}}}', model {p.model['name']} ({split_rows} rows)")
     say(f"next:  ladder check {out}\n       ladder run {out}")
     return p

@@ -110,3 +110,27 @@ def test_on_a_terminal_each_guess_is_asked_and_the_answers_are_written(tmp_path)
     task = yaml.safe_load((tmp_path / "exp.yaml").read_text())["task"]
     assert task["target_map"] == {"0": "no", "1": "yes"} and task["instruction"] == "Is it so? Answer yes or no."
     assert "GUESSED" not in (tmp_path / "exp.yaml").read_text()  # a person named them
+
+
+def test_a_prompts_only_file_becomes_an_open_ended_task_scored_by_a_judge(tmp_path, monkeypatch):
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY, KEY_ENV
+
+    data = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Write note {i}."} for i in range(20)])
+    r = ladder("init", data, "--out", tmp_path / "exp.yaml", "--yes", "--judge", "openai:judge-model", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no column looks like a gold answer" in r.stdout and "no target (open-ended, judged" in r.stdout
+    cfg = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    assert cfg["task"]["target"] is None and cfg["task"]["template"] == "{prompt}"
+    assert cfg["metric"]["type"] == "judge" and cfg["metric"]["model"] == {"backend": "openai", "name": "judge-model"}
+    assert [s["type"] for s in cfg["stages"]] == ["zero_shot"]  # no gold shots to show
+    # Pointed at a judge server, it runs as written: the value is the share of Yes verdicts.
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeAPIServer(responder=lambda req, i: "Yes" if i % 2 else "No") as srv:
+        cfg["metric"]["model"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
+        (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        assert ladder("check", tmp_path / "exp.yaml", cwd=tmp_path, env={KEY_ENV: KEY}).returncode == 0
+        run = ladder("run", tmp_path / "exp.yaml", "--set", "generation.max_tokens=4", cwd=tmp_path, env={KEY_ENV: KEY})
+        assert run.returncode == 0, run.stdout + run.stderr
+        judged = len(srv.requests())
+    assert judged == 4  # the 20% test split of 20 prompts, one verdict each
