@@ -333,3 +333,16 @@ def request_tokens(body: Mapping[str, Any], n: int) -> float:
     chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ())) + len(str(body.get("system", "")))
     most = body.get("max_tokens") or body.get("max_completion_tokens") or 0
     return chars / 4 + most * n
+
+
+def rate_estimate(config: Any, requests: int, tokens: int) -> dict[str, Any]:
+    """`ladder check`: the least wall time `requests` carrying `tokens` (prompt + max output) take
+    under the model's `rate_limit:` — {} when none is set (or the batch API is used)."""
+    limit = getattr(config, "rate_limit", None)
+    if limit is None or getattr(config, "batch", False) or requests <= 0:
+        return {}
+    rpm, tpm = limit.per_minute()
+    bounds = {"requests": requests / rpm * 60 if rpm else 0.0, "tokens": tokens / tpm * 60 if tpm else 0.0}
+    bound = max(bounds, key=bounds.get)
+    return {"rate_limit": {"requests": requests, "tokens": tokens, "requests_per_minute": rpm,
+                           "tokens_per_minute": tpm, "seconds": round(bounds[bound], 1), "bound": bound}}

@@ -55,6 +55,7 @@ def outcome(folder: Path, stage: str) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("seconds", "cached_samples", "generated_samples", "resumed_examples"):
         metrics["stats"].pop(key)
+    metrics["stats"].pop("rate_control", None)  # the rate controller's trace: timings too
     rows = [r for r in read_jsonl(run_dir / "samples.jsonl") if not r["error"]]
     assert len(rows) == len({r["id"] for r in rows}), "an example was recorded twice"
     return {"run_id": run_dir.name, "metrics": metrics, "records": {r["id"]: r for r in rows}}
