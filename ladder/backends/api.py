@@ -415,9 +415,9 @@ class APIBackend(Backend):
                             tally: _Tally, control: Any) -> list[Sample]:
         cfg = self.config
         started = time.monotonic()
+        cost = lambda: request_tokens(request.body, len(request.indices))  # noqa: E731 - asked when paced by tokens
         for attempt in range(cfg.max_retries + 1):
-            tokens = request_tokens(request.body, len(request.indices)) if control.tpm else 0.0
-            sent = await control.acquire(tokens)  # a slot and this request's turn; held for one attempt
+            sent = await control.acquire(cost)  # a slot and this request's turn; held for one attempt
             try:
                 answer = await client.post(self.path, body=request.body, cast_to=_response_class(self.sdk()))
                 try:
@@ -425,8 +425,8 @@ class APIBackend(Backend):
                 except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                     raise Failure(f"malformed response body ({type(exc).__name__})", retry=True) from None
                 tally.ok += 1
-                control.on_success(answer.headers, tokens and request_tokens(request.body, 0),
-                                   tokens and sum(s.prompt_tokens or 0 for s in samples))
+                control.on_success(answer.headers, *(control.tpm and (  # how far off our prompt estimate was
+                    request_tokens(request.body, 0)[0], sum(s.prompt_tokens or 0 for s in samples)) or ()))
                 return samples
             except Failure as failure:
                 fail = failure

@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from pydantic import Field, model_validator
 
@@ -51,13 +51,15 @@ _registry_lock = threading.Lock()
 
 def controller_for(key: tuple, concurrency: int | str, floor: int, ceiling: int,
                    rpm: float | None = None, tpm: float | None = None) -> Controller:
-    """The process's controller for `key`, made on first use with these settings (later callers
-    share it; a tighter rate_limit from a later caller still applies)."""
+    """The process's controller for `key`, made on first use. A later caller shares it, what it
+    learnt included (the concurrency reached, the limits); its concurrency settings apply from
+    then on, and its rate_limit too where lower."""
     with _registry_lock:
         c = _controllers.get(key)
         if c is None:
             c = _controllers[key] = Controller(concurrency, floor, ceiling, rpm, tpm)
         else:
+            c.configure(concurrency, floor, ceiling)
             c.tighten(rpm, tpm)
         return c
 
@@ -83,6 +85,7 @@ class Controller:
         self._lock = threading.Lock()
         self._tat_r = self._tat_t = 0.0  # when the next request / token may start (monotonic)
         self._token_scale = 1.0  # server's prompt count ÷ our estimate (EMA)
+        self._avg_cost: float | None = None  # tokens a request is charged (EMA), for a 429 to pay back
         self._last_cut = -math.inf
         self.t0 = time.monotonic()
         self.ok = self.rate_limited = 0
@@ -91,6 +94,18 @@ class Controller:
         self._stride = 1  # record every stride-th change once the trace is thinned
 
     # -- settings ------------------------------------------------------------------------------
+
+    def configure(self, concurrency: int | str, floor: int, ceiling: int) -> None:
+        with self._lock:
+            fixed = None if concurrency == "auto" else int(concurrency)
+            if fixed is not None:
+                self.limit = float(fixed)
+            elif self.fixed is not None:  # from a fixed number back to auto: start again
+                self.limit = float(min(ceiling, max(floor, START)))
+                self.ssthresh = float(ceiling)
+            self.fixed, self.floor, self.ceiling = fixed, floor, fixed or ceiling
+            self.limit = min(float(self.ceiling), max(float(floor), self.limit))
+            self._grant_locked()
 
     def tighten(self, rpm: float | None, tpm: float | None) -> None:
         with self._lock:
@@ -110,8 +125,10 @@ class Controller:
 
     # -- slots ---------------------------------------------------------------------------------
 
-    async def acquire(self, tokens: float = 0.0) -> float:
-        """Wait for a slot and for this request's turn; returns the start time (for on_answer)."""
+    async def acquire(self, cost: Callable[[], tuple[float, float]] | None = None) -> float:
+        """Wait for a slot and for this request's turn; returns the start time (for
+        on_rate_limited). `cost()`: the request's (prompt tokens as we estimate them, max output
+        tokens), asked only while a tokens/minute limit is known."""
         begun = time.monotonic()
         with self._lock:
             waiter = None
@@ -131,7 +148,7 @@ class Controller:
                     else:
                         self._waiters.remove(waiter)
                 raise
-        delay = self._turn(tokens)
+        delay = self._turn(cost)
         if delay > 0:
             try:
                 await asyncio.sleep(delay)
@@ -161,12 +178,18 @@ class Controller:
             except RuntimeError:  # that loop has closed: its request is gone
                 self.in_flight -= 1
 
-    def _turn(self, tokens: float) -> float:
+    def _turn(self, cost: Callable[[], tuple[float, float]] | None) -> float:
         """Seconds until this request may start under the known rates (0 without any)."""
         rpm, tpm = self.rpm, self.tpm
         if rpm is None and tpm is None:
             return 0.0
+        tokens = 0.0
+        if tpm and cost is not None:
+            prompt, output = cost()
+            tokens = prompt * self._token_scale + output
         with self._lock:
+            if tokens:
+                self._avg_cost = tokens if self._avg_cost is None else 0.9 * self._avg_cost + 0.1 * tokens
             now = time.monotonic()
             start = now
             if rpm:
@@ -176,7 +199,7 @@ class Controller:
             if rpm:
                 self._tat_r = start + 60 / (rpm * PACE)
             if tpm:
-                self._tat_t = start + tokens * self._token_scale * 60 / (tpm * PACE)
+                self._tat_t = start + tokens * 60 / (tpm * PACE)
             return start - now
 
     # -- outcomes --------------------------------------------------------------------------------
@@ -204,9 +227,11 @@ class Controller:
         with self._lock:
             self.rate_limited += 1
             now = time.monotonic()
-            rpm = self.rpm
+            rpm, tpm = self.rpm, self.tpm
             if rpm:
                 self._tat_r = max(self._tat_r, now) + 60 / (rpm * PACE)
+            if tpm and self._avg_cost:  # the tokens bucket was short by about one request
+                self._tat_t = max(self._tat_t, now) + self._avg_cost * 60 / (tpm * PACE)
             if self.fixed is None and started > self._last_cut:
                 self.ssthresh = max(float(self.floor), self.limit / 2)
                 self.limit = max(float(self.floor), self.limit / 2)
@@ -214,11 +239,23 @@ class Controller:
                 self._note_locked(force=True)
 
     def _learn(self, headers: Mapping[str, str]) -> None:
+        """The limits the answer states, and its remaining budget: nearly spent means the next
+        request waits for the refill now, before a 429 says so."""
         rpm, tpm = read_limits(headers)
         if rpm is not None:
             self.seen_rpm = rpm
         if tpm is not None:
             self.seen_tpm = tpm
+        left_r, left_t = read_limits(headers, "remaining")
+        rpm, tpm = self.rpm, self.tpm
+        if (left_r is None or not rpm) and (left_t is None or not tpm or not self._avg_cost):
+            return
+        with self._lock:
+            now = time.monotonic()
+            if rpm and left_r is not None and left_r < 1:
+                self._tat_r = max(self._tat_r, now + 60 / rpm)
+            if tpm and self._avg_cost and left_t is not None and left_t < self._avg_cost:
+                self._tat_t = max(self._tat_t, now + (self._avg_cost - left_t) * 60 / tpm)
 
     def _note_locked(self, force: bool = False) -> None:
         value = self.cap()
@@ -265,22 +302,24 @@ def _lower(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def read_limits(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
-    """(requests/min, tokens/min) a provider's answer states, or None each: OpenAI's
-    x-ratelimit-limit-requests / -tokens, Anthropic's anthropic-ratelimit-requests-limit and
-    -tokens-limit (else -input-tokens-limit)."""
-    rpm = headers.get("x-ratelimit-limit-requests") or headers.get("anthropic-ratelimit-requests-limit")
-    tpm = (headers.get("x-ratelimit-limit-tokens") or headers.get("anthropic-ratelimit-tokens-limit")
-           or headers.get("anthropic-ratelimit-input-tokens-limit"))
-    return _number(rpm), _number(tpm)
+def read_limits(headers: Mapping[str, str], what: str = "limit") -> tuple[float | None, float | None]:
+    """(requests/min, tokens/min) a provider's answer states (what="remaining": what is left of
+    them), or None each: OpenAI's x-ratelimit-limit-requests / -tokens, Anthropic's
+    anthropic-ratelimit-requests-limit and -tokens-limit (else -input-tokens-limit)."""
+    rpm = headers.get(f"x-ratelimit-{what}-requests") or headers.get(f"anthropic-ratelimit-requests-{what}")
+    tpm = (headers.get(f"x-ratelimit-{what}-tokens") or headers.get(f"anthropic-ratelimit-tokens-{what}")
+           or headers.get(f"anthropic-ratelimit-input-tokens-{what}"))
+    return _number(rpm, what == "remaining"), _number(tpm, what == "remaining")
 
 
-def _number(text: str | None) -> float | None:
+def _number(text: str | None, zero: bool = False) -> float | None:
     try:
         value = float(text) if text is not None else None
     except ValueError:
         return None
-    return value if value and value > 0 and math.isfinite(value) else None
+    if value is None or not math.isfinite(value):
+        return None
+    return value if value > 0 or (zero and value == 0) else None
 
 
 
@@ -328,11 +367,12 @@ class RateControl(Section):
         return self.concurrency_max if self.concurrency == "auto" else self.concurrency
 
 
-def request_tokens(body: Mapping[str, Any], n: int) -> float:
-    """A request's token cost as a limiter counts it: prompt (4 characters a token) + max_tokens × n."""
+def request_tokens(body: Mapping[str, Any], n: int) -> tuple[float, float]:
+    """A request's token cost as a limiter counts it: (prompt tokens, 4 characters a token;
+    max_tokens × n)."""
     chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ())) + len(str(body.get("system", "")))
     most = body.get("max_tokens") or body.get("max_completion_tokens") or 0
-    return chars / 4 + most * n
+    return chars / 4, float(most * n)
 
 
 def rate_estimate(config: Any, requests: int, tokens: int) -> dict[str, Any]:

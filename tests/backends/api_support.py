@@ -66,7 +66,7 @@ def api_experiment(tmp_path: Path, backend: str, base_url: str, *, model: dict |
     """The conftest sentiment experiment with an API model on the fake server."""
     name = "gpt-4o-mini" if backend == "openai" else "claude-3-5-haiku-latest"
     spec = {"backend": backend, "name": name, "base_url": base_url, "api_key_env": KEY_ENV,
-            "concurrency": 8, **FAST, **(model or {})}
+            "concurrency": "auto", **FAST, **(model or {})}
     return experiment(tmp_path, "unused", model=spec, **overrides)
 
 
