@@ -37,7 +37,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Literal, Mapping
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ladder.config.schema import Section
 
@@ -214,7 +214,10 @@ class Controller:
             self.ok += 1
             if estimated > 0 and counted > 0:
                 self._token_scale = 0.9 * self._token_scale + 0.1 * (counted / estimated)
-            if self.fixed is None and self.limit < self.ceiling:
+            # Grow only while the concurrency binds: when requests queue for their turn, the rate
+            # does, and more slots would only hold more waiting requests.
+            paced = max(self._tat_r, self._tat_t) > time.monotonic()
+            if self.fixed is None and self.limit < self.ceiling and not paced:
                 self.limit = min(self.ceiling, self.limit + (1.0 if self.limit < self.ssthresh else 1.0 / self.limit))
                 self._note_locked()
                 self._grant_locked()
@@ -342,25 +345,31 @@ class RateControl(Section):
     """Requests in flight at once. auto (the default): start at 8, grow while the provider keeps
     up, halve on a rate-limit answer (429 / 529), between concurrency_min and concurrency_max,
     shared by every stage and variant calling this model with this key. A number fixes it."""
-    concurrency_max: int = Field(256, ge=1, le=4096)
-    """Most requests in flight under concurrency: auto (also the number of open connections)."""
     concurrency_min: int = Field(1, ge=1, le=4096)
     """Fewest requests in flight under concurrency: auto, however many rate-limit answers come."""
+    concurrency_max: int = Field(256, ge=1, le=4096)
+    """Most requests in flight under concurrency: auto (also the number of open connections)."""
     rate_limit: RateLimit | None = None
     """Your tier's limits, e.g. {requests_per_minute: 500, tokens_per_minute: 200000}: requests are
     paced just under them from the first one (the providers' rate-limit headers are read anyway),
     and `ladder check` estimates the wall time from them."""
 
-    @model_validator(mode="after")
-    def _sane_concurrency(self) -> RateControl:
-        c = self.concurrency
+    @field_validator("concurrency")
+    @classmethod
+    def _a_count_or_auto(cls, c: int | str) -> int | str:
         if c != "auto" and not 1 <= c <= 4096:
-            raise ValueError(f"concurrency must be auto or a whole number from 1 to 4096, got {c}: "
-                             f"write `concurrency: auto` to let ladder find the provider's limit")
-        if self.concurrency_min > self.concurrency_max:
-            raise ValueError(f"concurrency_min ({self.concurrency_min}) is above concurrency_max "
-                             f"({self.concurrency_max}): lower concurrency_min or raise concurrency_max")
-        return self
+            raise ValueError(f"concurrency must be auto or a whole number from 1 to 4096, got {c}: write "
+                             f"`concurrency: auto` to let ladder find the provider's limit, or a number to fix it")
+        return c
+
+    @field_validator("concurrency_max")
+    @classmethod
+    def _above_the_floor(cls, top: int, info: ValidationInfo) -> int:
+        floor = info.data.get("concurrency_min")
+        if floor is not None and floor > top:
+            raise ValueError(f"concurrency_min ({floor}) is above concurrency_max ({top}): lower "
+                             f"concurrency_min or raise concurrency_max")
+        return top
 
     def connections(self) -> int:
         """Workers and open connections: the fixed concurrency, or the most auto may reach."""
