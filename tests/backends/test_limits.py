@@ -149,3 +149,32 @@ def test_both_providers_headers_are_read():
     assert read_limits({"anthropic-ratelimit-requests-limit": "50",
                         "anthropic-ratelimit-input-tokens-limit": "40000"}) == (50, 40000)
     assert read_limits({"x-ratelimit-limit-requests": "soon"}) == (None, None)
+
+
+def test_progress_line_metrics_json_and_check_show_the_controller(tmp_path, monkeypatch):
+    """The stage's progress line names the concurrency and the rate-limit answers; metrics.json
+    keeps the controller's trace; `ladder check` gives the wall time `rate_limit:` allows."""
+    import json
+
+    from tests.backends.api_support import api_experiment
+    from tests.test_cli import ladder
+
+    monkeypatch.setenv(KEY_ENV, "sk-test-limits")
+    with FakeAPIServer(latency=0.01, limits={"rpm": 1200, "mode": "spend"}) as srv:
+        path = api_experiment(tmp_path, "openai", srv.base_url,
+                              model={"rate_limit": {"requests_per_minute": 120, "tokens_per_minute": 600}})
+        out = ladder("check", path)
+        assert out.returncode == 0, out.stderr
+        flat = " ".join(out.stdout.split())
+        # 40 requests at 120/min: 20 s; 40 × (prompt + 4 max tokens) tokens at 600/min: more
+        assert "zero_shot: at its rate_limit (120 requests/min, 600 tokens/min) the 40 requests" in flat
+        assert "(tokens bound)" in flat
+        path = api_experiment(tmp_path, "openai", srv.base_url)
+        done = ladder("run", path)
+        assert done.returncode == 0, done.stderr
+    assert "zero_shot: generating 40/40" in done.stderr and "· concurrency " in done.stderr
+    assert "rate-limited" in done.stderr
+    (metrics,) = (tmp_path / "results" / "t" / "zero_shot").glob("*/metrics.json")
+    control = json.loads(metrics.read_text())["stats"]["rate_control"]
+    assert control["mode"] == "auto" and control["answered"] == 40 and control["requests_per_minute"] == 1200
+    assert control["concurrency_trace"][0][0] == 0.0 and control["rate_limited"] >= 0
