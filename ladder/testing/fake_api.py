@@ -19,6 +19,12 @@ As a separate process (for tests that SIGKILL a client and count requests server
     GET /_stats  -> counters as JSON ("batch": jobs created, lines submitted);  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
     GET /_requests -> the completion request bodies received, in order (srv.requests() in-process)
 
+A provider's rate limits: FakeAPIServer(limits={"rpm": 1200, "tpm": 200_000, "mode": "spend"}) (or
+--rpm/--tpm/--limit-mode, or /_config {"limits": ...}) puts token buckets in front of the completion
+routes, answering 429 with OpenAI's x-ratelimit-* / Anthropic's anthropic-ratelimit-* headers and
+Retry-After; rejected requests free ("free") or charged ("spend", OpenAI's documented way). See
+limiter.py.
+
 With `api_key` set (FakeAPIServer(api_key=...), --api-key, or /_config), completion and model-list
 requests carrying another key get the provider's 401; unset, any key is accepted.
 
