@@ -163,14 +163,14 @@ def test_progress_line_metrics_json_and_check_show_the_controller(tmp_path, monk
     with FakeAPIServer(latency=0.01, limits={"rpm": 1200, "mode": "spend"}) as srv:
         path = api_experiment(tmp_path, "openai", srv.base_url,
                               model={"rate_limit": {"requests_per_minute": 120, "tokens_per_minute": 600}})
-        out = ladder("check", path)
+        out = ladder("check", path, env={KEY_ENV: "sk-test-limits"})
         assert out.returncode == 0, out.stderr
         flat = " ".join(out.stdout.split())
         # 40 requests at 120/min: 20 s; 40 × (prompt + 4 max tokens) tokens at 600/min: more
         assert "zero_shot: at its rate_limit (120 requests/min, 600 tokens/min) the 40 requests" in flat
         assert "(tokens bound)" in flat
         path = api_experiment(tmp_path, "openai", srv.base_url)
-        done = ladder("run", path)
+        done = ladder("run", path, env={KEY_ENV: "sk-test-limits"})
         assert done.returncode == 0, done.stderr
     assert "zero_shot: generating 40/40" in done.stderr and "· concurrency " in done.stderr
     assert "rate-limited" in done.stderr
