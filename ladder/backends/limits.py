@@ -13,9 +13,10 @@ how the attempt ended.
   cut, not a collapse to the floor. Bounded by `concurrency_min` and `concurrency_max`.
   A number fixes the concurrency (no increase or decrease; pacing still applies).
 - Retry-After is the rejected request's own wait (api.py sleeps it, holding no slot); it never
-  pauses the controller. inspect_ai 0.3.x's adaptive connections (inspect_ai/model/_retry.py,
-  read for this) had to fix exactly that: a provider sending a long Retry-After on every 429 froze
-  its controller. Here the others go on at the current concurrency and the rate the headers allow.
+  pauses the controller. inspect_ai's adaptive connections (AdaptiveConcurrencyController in
+  inspect_ai/util/_concurrency.py, 0.3.285, read for this) had to fix exactly that
+  (UKGovernmentBEIS/inspect_ai#5137): a provider sending a long Retry-After on every 429 froze its
+  controller. Here the others go on at the current concurrency and the rate the headers allow.
 - Pacing (GCRA, a virtual clock per budget): with a known requests/minute or tokens/minute — from
   `rate_limit:` on the model, or learnt from the answers' headers (OpenAI x-ratelimit-limit-*,
   Anthropic anthropic-ratelimit-*-limit; the lower of the two wins) — each request starts no
