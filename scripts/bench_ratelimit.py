@@ -4,6 +4,7 @@ inspect_ai's adaptive connections against the same token-bucket limiter, in the 
     python scripts/bench_ratelimit.py                       # 3,000 requests × {1,200 rpm, 6,000 rpm, 84k tpm}
     python scripts/bench_ratelimit.py --requests 600 --limits 1200   # one quick limit
     python scripts/bench_ratelimit.py --mode free           # rejected requests cost nothing
+    python scripts/bench_ratelimit.py --variants            # 4 API variants at once vs one by one, 1,200/min
 
 What is measured:
 
@@ -25,7 +26,12 @@ What is measured:
   max_tokens). share_429: the server's 429 answers ÷ all requests it received. lost: prompts
   without an answered request (ladder: error samples). vs_inspect: ladder's wall ÷ inspect's.
 
-The last line: `utilisation=<worst of ladder's runs> share_429=<worst> vs_inspect=<worst>
+With --variants: four variants (4 × 60 examples, zero_shot, the tests' sentiment experiment) of one
+API model against a 1,200/min spending limiter, run by `run_main` at once (the default for
+API-bound variants) and one by one (alternating, twice each); the last line is
+`variants_vs_one_by_one=<at once ÷ one by one> variants_vs_bound=<at once ÷ the limit's bound>`.
+
+The last line otherwise: `utilisation=<worst of ladder's runs> share_429=<worst> vs_inspect=<worst>
 lost=<ladder's lost examples, all runs> mode=<mode> load_avg=<1 min>`.
 """
 
@@ -142,6 +148,39 @@ def spawn(who: str, a: argparse.Namespace, url: str, folder: Path) -> dict:
     return r
 
 
+def bench_variants(rpm: float = 1200, examples: int = 60) -> None:
+    import importlib
+
+    import ladder.variants as variants
+    from ladder.backends import limits
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY_ENV, api_experiment, varied
+
+    os.environ[KEY_ENV] = "bench-key"
+    specs = {n: {"task.instruction": f"Variant {n}: classify the sentiment of the review."} for n in "abcd"}
+    walls: dict[str, list[float]] = {"together": [], "one_by_one": []}
+    with FakeAPIServer(latency=0.2, responder=varied, limits={"rpm": rpm, "mode": "spend"}) as srv:
+        for how in ("one_by_one", "together") * 2:
+            importlib.reload(variants)
+            if how == "one_by_one":
+                variants.api_bound = lambda v: False
+            tmp = Path(tempfile.mkdtemp())
+            os.environ["LADDER_CACHE_DIR"] = str(tmp / "cache")  # nothing from an earlier run's cache
+            limits.reset()
+            path = api_experiment(tmp, "openai", srv.base_url, variants=specs, n_test=examples, model={"timeout": 10})
+            srv.reset()
+            start = time.perf_counter()
+            variants.run_main(path, [], None, None)
+            walls[how].append(time.perf_counter() - start)
+            assert srv.stats()["unique_succeeded"] == 4 * examples and srv.stats()["repeated_successes"] == 0
+    bound = 4 * examples / (rpm / 60)
+    together, apart = min(walls["together"]), min(walls["one_by_one"])
+    print(f"4 variants × {examples} examples at {rpm:g}/min (bound {bound:.1f} s): at once {walls['together']}, "
+          f"one by one {walls['one_by_one']} (s)")
+    print(f"variants_vs_one_by_one={together / apart:.3f} variants_vs_bound={together / bound:.3f} "
+          f"load_avg={os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--requests", type=int, default=3000)
@@ -150,6 +189,7 @@ def main() -> None:
                    help="comma-separated: N = N requests/min; tpm:N = N tokens/min")
     p.add_argument("--mode", choices=["spend", "free"], default="spend")
     p.add_argument("--no-inspect", action="store_true")
+    p.add_argument("--variants", action="store_true", help="time 4 API variants at once vs one by one")
     p.add_argument("--inspect-python", default=str(REPO / ".venv-inspect" / "bin" / "python"))
     p.add_argument("--worker", choices=["ladder", "inspect"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -157,6 +197,9 @@ def main() -> None:
     a = p.parse_args()
     if a.worker:
         print(json.dumps(run_ladder(a) if a.worker == "ladder" else run_inspect(a)))
+        return
+    if a.variants:
+        bench_variants()
         return
     use_inspect = not a.no_inspect and Path(a.inspect_python).exists()
     if not use_inspect and not a.no_inspect:
