@@ -295,6 +295,16 @@ def _print_plan(out: dict, head: str = "") -> None:
             if s["training"].get("warning"):
                 console.print(f"  [yellow]warn[/yellow] long_training: {s['training']['warning']}", highlight=False)
 
+    from ladder.estimate import duration
+
+    for s in out["stages"]:  # API models with `rate_limit:`: the wall time the limit allows at best
+        if s.get("rate_limit"):
+            r = s["rate_limit"]
+            limits = ", ".join(f"{v:,.0f} {k}/min" for k, v in (("requests", r["requests_per_minute"]),
+                                                                ("tokens", r["tokens_per_minute"])) if v)
+            console.print(f"  {s['stage']}: at its rate_limit ({limits}) the {r['requests']:,} requests "
+                          f"({r['tokens']:,} tokens with max output) take at least {duration(r['seconds'])} "
+                          f"({r['bound']} bound)", highlight=False)
     p = out["power"]
     if p["n"]:
         console.print(f"  power: with n={p['n']} paired examples, two rungs must differ by ±{p['mde']:.3f} to be "

@@ -7,6 +7,7 @@ finished bar or training log step."""
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -23,16 +24,21 @@ def live() -> bool:
     return console.is_terminal and console.is_interactive
 
 
+_bars = threading.Semaphore(1)  # rich draws one live display at a time (concurrent variants)
+
+
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+def progress_bar(label: str, total: int, status: Callable[[], str] | None = None) -> Iterator[Callable[[int], None]]:
     """Yields advance(k). Transient: the bar disappears when done, the stage line stays. Not on a
-    terminal: no bar, one line when done ('zero_shot: generating 40/40 in 3.2 s')."""
+    terminal: no bar, one line when done ('zero_shot: generating 40/40 in 3.2 s'). `status` adds a
+    live note to the line (an API model's current concurrency and rate-limit answers)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if total <= 0:
         yield lambda k: None
         return
-    if not live():
+    drawn = live() and _bars.acquire(blocking=False)  # a second bar at once prints a line instead
+    if not drawn:
         done = [0]
         started = time.perf_counter()
 
@@ -40,13 +46,20 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
             done[0] += k
 
         yield advance
-        console.print(f"{label} {done[0]:,}/{total:,} in {time.perf_counter() - started:.1f} s",
-                      highlight=False, markup=False)
+        console.print(f"{label} {done[0]:,}/{total:,} in {time.perf_counter() - started:.1f} s"
+                      + (f" · {status()}" if status else ""), highlight=False, markup=False)
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda k: progress.advance(task, k)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task(label, total=total)
+
+            def advance_live(k: int) -> None:
+                progress.update(task, advance=k, description=f"{label} · {status()}" if status else label)
+
+            yield advance_live
+    finally:
+        _bars.release()
 
 
 def stop_live() -> None:

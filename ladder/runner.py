@@ -392,6 +392,9 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
         message, fix = rl_probability_problem(stage.name, ctx.metric.name, resolved.model.name)
         raise LadderError(message, field="metric", fix=fix)
     started = time.perf_counter()
+    control = getattr(ctx.backend, "controller", None)  # API models: the rate controller's record
+    control = control() if control and not getattr(ctx.backend.config, "batch", False) else None
+    mark = control.mark() if control else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
                                         "model": resolved.model.model_dump(mode="json"),
@@ -402,6 +405,8 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
         _drop_if_empty(run_dir)
         raise
     result.stats["seconds"] = round(time.perf_counter() - started, 3)
+    if control and control.ok + control.rate_limited > mark["ok"] + mark["rate_limited"]:
+        result.stats["rate_control"] = control.report(mark)
     sent = ctx.backend.sent_sampling(ctx.gen)
     if sent is not None:  # the backend sends only some of temperature/top_p: say which
         result.stats["sampling_sent"] = sent
@@ -460,6 +465,8 @@ def _say(guard: Guard) -> None:
 def estimate_run(exp: Experiment) -> dict[str, Any]:
     """What a run would do, without generating (`ladder check`): examples, samples, tokens and
     cost per stage."""
+    from ladder.backends.limits import rate_estimate
+
     plan = prepare(exp)
     stages = []
     for stage in exp.stages:
@@ -482,6 +489,8 @@ def estimate_run(exp: Experiment) -> dict[str, Any]:
         if not entry["batch"] and hasattr(backend, "price"):  # shared prefixes read from the prompt cache
             entry.update(cached_estimate(backend, [p.messages for p in prompts], gen.n, gen.max_tokens) or {})
         entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
+        entry.update(rate_estimate(backend.config, len(prompts) * backend.prompt_copies(gen.n),
+                                   prompt_tokens + samples * gen.max_tokens))  # wall time at `rate_limit:`
         # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
         scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
         if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample

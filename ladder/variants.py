@@ -27,8 +27,12 @@ run) pairs: variants holding the same run (a sweep over a later stage repeats th
 one result, and one holding the baseline's own run is no comparison (`diff_base_adjust`: same run).
 
 Variants cannot change the test examples (data, target, subsample, seed): they would no longer be
-paired, so such an override is refused. Variants run one after another in this process; model
-calls they share (same model, prompt and sampling settings) come from the model-call cache.
+paired, so such an override is refused. Variants whose every model is an HTTP API model (openai,
+anthropic; no local weights) run at the same time, each in its own thread, sharing one rate
+controller per model (ladder/backends/limits.py), so four of them take about the time of one
+until the provider's limit binds; the combined table is the same as from running them one by one.
+Variants with a local (hf) model anywhere run one after another (one model in memory at a time);
+model calls they share (same model, prompt and sampling settings) come from the model-call cache.
 """
 
 from __future__ import annotations
@@ -193,13 +197,38 @@ def baseline_name(raw: dict[str, Any]) -> str:
 # Running
 
 
+API_BACKENDS = ("openai", "anthropic")
+
+
+def api_bound(v: Variant) -> bool:
+    """Whether every model the variant names (its model, stage models, judges) is an HTTP API
+    model: nothing to hold in memory, so it can run beside other variants."""
+    backends = [v.experiment.model.backend]
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if isinstance(x.get("backend"), str):
+                backends.append(x["backend"])
+            for value in x.values():
+                walk(value)
+        elif isinstance(x, list):
+            for value in x:
+                walk(value)
+
+    walk(v.experiment.raw)
+    return all(b in API_BACKENDS for b in backends)
+
+
 def run_variants(variants: list[Variant], only: list[str] | None = None, climb: dict[str, Any] | None = None):
-    """Run each variant's stages, one variant after another (model calls they share come from the
-    cache). Returns {variant: results}; with `climb` (run_climb's keyword arguments), climbs each
-    and returns {variant: (record, results)}."""
+    """Run each variant's stages: API-bound variants (`api_bound`) all at once, in threads, the
+    others one after another (model calls they share come from the cache). Returns {variant:
+    results}; with `climb` (run_climb's keyword arguments), climbs each and returns {variant:
+    (record, results)}. Climbs run one after another (each decides its next rung from the last)."""
     from ladder.progress import console
     from ladder.runner import run_experiment
 
+    if climb is None and len(variants) > 1 and all(api_bound(v) for v in variants):
+        return _run_together(variants, only)
     out = {}
     for v in variants:
         console.print(f"[bold cyan]variant {v.name}[/bold cyan]"
@@ -211,6 +240,37 @@ def run_variants(variants: list[Variant], only: list[str] | None = None, climb: 
         else:
             out[v.name] = run_experiment(v.experiment, only=only)
     return out
+
+
+def _run_together(variants: list[Variant], only: list[str] | None) -> dict[str, Any]:
+    """API-bound variants at once, one daemon thread each (Ctrl-C ends the process; what each
+    finished is in its results and the cache). The first failure is raised once all have ended,
+    so the others' work is not thrown away."""
+    import threading
+
+    from ladder.progress import console
+    from ladder.runner import run_experiment
+
+    console.print(f"[bold cyan]variants {', '.join(v.name for v in variants)}[/bold cyan] run at the same time "
+                  f"(API models only; one rate budget per model)", highlight=False)
+    out: dict[str, Any] = {}
+    failed: list[BaseException] = []
+
+    def one(v: Variant) -> None:
+        try:
+            out[v.name] = run_experiment(v.experiment, only=only)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=one, args=(v,), name=f"variant {v.name}", daemon=True) for v in variants]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # short joins: Ctrl-C reaches the main thread at once
+    if failed:
+        raise failed[0]
+    return {v.name: out[v.name] for v in variants}
 
 
 # ---------------------------------------------------------------------------------------------

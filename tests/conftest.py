@@ -23,6 +23,9 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
+    from ladder.backends import limits
+
+    limits.reset()  # rate controllers are per process: a port reused by the next test's server is another model
 
 
 @pytest.fixture(autouse=True)

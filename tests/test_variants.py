@@ -209,3 +209,42 @@ def test_combined_table_reads_run_ids_for_holm(tmp_path):
     assert rows["x1"]["diff_base_p_holm"] == rows["x2"]["diff_base_p_holm"] == pytest.approx(2 * 0.3739, abs=1e-3)
     assert rows["x1"]["diff_base_ci_low"] == rows["x2"]["diff_base_ci_low"]
     assert rows["b2"]["diff_base_adjust"] == "same run" and rows["b2"]["diff_base_p"] == ""
+
+
+def test_api_variants_run_at_once_on_one_budget_with_the_numbers_of_one_by_one(tmp_path, monkeypatch):
+    """Four API-bound variants against a rate-limited server run at once (the server has more
+    requests in flight than one variant makes) on one controller; the combined table equals the
+    one a one-by-one run of the same variants writes."""
+    import ladder.variants as variants_module
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY_ENV, api_experiment, varied
+
+    monkeypatch.setenv(KEY_ENV, "sk-test-variants")
+    names = ["a", "b", "c", "d"]
+    specs = {n: {"task.instruction": f"Variant {n}: classify the sentiment of the review."} for n in names}
+    tables = {}
+    # A limit above what the run needs: concurrency binds (at a binding rate limit the variants
+    # would take the limit's time together or apart; scripts/bench_ratelimit.py times that).
+    with FakeAPIServer(latency=0.25, responder=varied, limits={"rpm": 60000, "mode": "spend"}) as srv:
+        for how in ("together", "one_by_one"):
+            if how == "one_by_one":
+                monkeypatch.setattr(variants_module, "api_bound", lambda v: False)
+            folder = tmp_path / how
+            folder.mkdir()
+            monkeypatch.setenv("LADDER_CACHE_DIR", str(folder / "cache"))  # nothing answered from the first run
+            path = api_experiment(folder, "openai", srv.base_url, variants=specs, model={"timeout": 10})
+            srv.reset()
+            results, combined = run_main(path, [], None, None)
+            order = [b["body"]["messages"][0]["content"].split(":")[0].split()[-1] for b in srv.requests()]
+            spans = {n: (order.index(n), len(order) - 1 - order[::-1].index(n)) for n in names}
+            stats = srv.stats()
+            assert stats["unique_succeeded"] == 4 * 40 and stats["repeated_successes"] == 0  # each prompt once
+            with open(combined / "summary.csv") as f:
+                tables[how] = [{k: v for k, v in r.items() if k not in ("seconds", "run_at")} for r in csv.DictReader(f)]
+            switches = sum(x != y for x, y in zip(order, order[1:]))  # one by one: 3
+            if how == "together":  # more in flight at once than one variant has requests: several ran at once
+                assert stats["max_in_flight"] > 40 and switches > 3, (stats["max_in_flight"], spans)
+                assert all(r[0].stats["rate_control"]["mode"] == "auto" for r in results.values())
+            else:
+                assert stats["max_in_flight"] <= 40 and switches == 3 and all(spans[x][1] < spans[y][0] for x, y in zip(names, names[1:])), spans
+    assert tables["together"] == tables["one_by_one"] and len(tables["together"]) == 4

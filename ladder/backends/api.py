@@ -4,9 +4,12 @@ concurrent request loop with our own retry policy, and prices.
 Each backend only says how to build a request body for some sample indices of a prompt and how
 to read the answer; everything else lives here:
 
-- Concurrency: `concurrency` workers drain one queue of requests on one event loop, so a slot
-  is refilled the moment a request ends (no waves) and 100k requests cost 32 coroutines, not
-  100k tasks. One SDK client, created once per `sample()` call, serves every request.
+- Concurrency: workers drain one queue of requests on one event loop, so a slot is refilled the
+  moment a request ends (no waves) and 100k requests cost a few hundred coroutines, not 100k
+  tasks. Each attempt takes a slot (and its turn) from the model's rate controller
+  (ladder/backends/limits.py: `concurrency: auto`, pacing from rate-limit headers and
+  `rate_limit:`), one per model and key in the process, shared by every stage and variant calling
+  it. One SDK client, created once per `sample()` call, serves every request.
 - Retries are ours (the SDK's max_retries is 0): exponential backoff with jitter on 429, 408,
   409, 5xx, timeouts, dropped connections and malformed bodies, honouring Retry-After /
   retry-after-ms, for at most max_retries + 1 attempts and max_retry_seconds in all (attempts
@@ -59,6 +62,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from ladder.backends.base import Backend, BackendConfig, Job, report_all, shifted
 from ladder.backends.http import api_message, retry_after, run_sync, scrub, scrub_samples, setup_problem
+from ladder.backends.limits import RateControl, controller_for, request_tokens
 from ladder.backends.prices import PRICES, Price, model_entry
 from ladder.config import GenerationConfig, check_env_name
 from ladder.errors import BackendError
@@ -77,7 +81,7 @@ nothing more (the rest become error samples a re-run retries) and later stages o
 skipped. A dead server otherwise cost every stage n × (max_retries + 1) requests and minutes each."""
 
 
-class APIConfig(BackendConfig):
+class APIConfig(RateControl, BackendConfig):
     """Keys every HTTP API backend has; openai.py and anthropic.py add theirs."""
 
     # A pydantic error repeats its input; api_key_env's may be a pasted key (see check_env_name).
@@ -95,9 +99,6 @@ class APIConfig(BackendConfig):
     def _a_name_not_a_key(cls, v: str | None) -> str | None:
         return check_env_name(v, cls.model_fields["api_key_env"].default or "OPENAI_API_KEY")
 
-    concurrency: int = Field(32, ge=1, le=4096)
-    """Requests in flight at once. Raise it for throughput within your rate limit; lower it if
-    most requests come back 429."""
     max_retries: int = Field(6, ge=0, le=100)
     """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
     before it is recorded as an error (a re-run retries only those): max_retries + 1 attempts."""
@@ -323,7 +324,7 @@ class APIBackend(Backend):
         sdk = self.sdk()
         # One kept-alive connection per worker: the SDK keeps only 100, so a higher concurrency would
         # reconnect (a TLS handshake on real APIs) for every request past the 100th in flight.
-        n = self.config.concurrency
+        n = self.config.connections()
         limits = type(sdk.DEFAULT_CONNECTION_LIMITS)(max_connections=n, max_keepalive_connections=n)
         http = sdk.DefaultAioHttpClient if self.transport() == "aiohttp" else sdk.DefaultAsyncHttpxClient
         return getattr(sdk, self.client_class)(api_key=api_key, base_url=self.config.base_url, max_retries=0,
@@ -373,9 +374,18 @@ class APIBackend(Backend):
         run_sync(self._sample_all(first, gen, on_done, self.api_key()))
         return jobs[1:], shifted(on_done, 1)
 
+    def controller(self) -> Any:
+        """This model's rate controller, shared in the process by every caller of the same
+        (provider, base_url, model, key env)."""
+        cfg = self.config
+        return controller_for((self.provider, (cfg.base_url or "").rstrip("/"), cfg.name, cfg.api_key_env),
+                              cfg.concurrency, cfg.concurrency_min, cfg.concurrency_max,
+                              *cfg.rate_limit.per_minute() if cfg.rate_limit else (None, None))
+
     async def _sample_all(self, requests: list[Request], gen: GenerationConfig,
                           on_done: Callable[..., None], key: str) -> None:
         client = self.client(key)
+        control = self.controller()
         queue = iter(requests)  # shared by the workers: next() never awaits, so no lock is needed
         tally = _Tally()
         done: list[tuple[int, list[Sample], tuple[int, ...]]] = []  # answered, not yet reported
@@ -392,7 +402,7 @@ class APIBackend(Backend):
                     samples = [Sample(text="", finish_reason="error", error=f"not sent: {self.down}")
                                for _ in request.indices]
                 else:
-                    samples = await self._with_retries(client, request, gen, key, tally)
+                    samples = await self._with_retries(client, request, gen, key, tally, control)
                 done.append((request.job, samples, request.indices))
                 if len(done) == 1:
                     # Responses come in bursts: this one waits for the rest of this turn of the event
@@ -401,7 +411,7 @@ class APIBackend(Backend):
                     await asyncio.sleep(0)
                     report()
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.config.concurrency, len(requests)))]
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.config.connections(), len(requests)))]
         frozen = _freeze_heap()
         try:
             await asyncio.gather(*workers)
@@ -418,32 +428,40 @@ class APIBackend(Backend):
                 tally.report(self.provider)
 
     async def _with_retries(self, client: Any, request: Request, gen: GenerationConfig, key: str,
-                            tally: _Tally) -> list[Sample]:
+                            tally: _Tally, control: Any) -> list[Sample]:
         cfg = self.config
         started = time.monotonic()
+        cost = lambda: request_tokens(request.body, len(request.indices))  # noqa: E731 - asked when paced by tokens
         for attempt in range(cfg.max_retries + 1):
+            sent = await control.acquire(cost)  # a slot and this request's turn; held for one attempt
             try:
                 # max_retry_seconds bounds the whole request, attempts included: a server that accepts
                 # the connection and never answers would otherwise hold it max_retry_seconds + timeout.
                 # wait_for (a task per call) only when the deadline comes before the SDK's own timeout.
                 left = cfg.max_retry_seconds - (time.monotonic() - started)
-                post = client.post(self.path, body=request.body, cast_to=bytes)
+                post = client.post(self.path, body=request.body, cast_to=_response_class(self.sdk()))
                 try:
-                    raw = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
+                    answer = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
                 except asyncio.TimeoutError:
                     raise Failure(f"no answer within max_retry_seconds ({cfg.max_retry_seconds:g} s)",
                                   retry=False) from None
                 try:
-                    samples = scrub_samples(self.parse(json.loads(raw), request, gen), key)
+                    samples = scrub_samples(self.parse(json.loads(answer.content), request, gen), key)
                 except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                     raise Failure(f"malformed response body ({type(exc).__name__})", retry=True) from None
                 tally.ok += 1
                 tally.down_run = 0
+                control.on_success(answer.headers, *(control.tpm and (  # how far off our prompt estimate was
+                    request_tokens(request.body, 0)[0], sum(s.prompt_tokens or 0 for s in samples)) or ()))
                 return samples
             except Failure as failure:
                 fail = failure
             except Exception as exc:  # noqa: BLE001 - sorted into retry / give up / fatal below
+                if getattr(exc, "status_code", None) in (429, 529):  # the provider's limit, not a fault
+                    control.on_rate_limited(sent, exc.response.headers)
                 fail = self._failure(exc, tally, key)
+            finally:
+                control.release()  # a retry waits holding no slot: Retry-After never stalls the others
             if not fail.retry or attempt == cfg.max_retries:
                 break
             delay = self._delay(attempt, fail.wait)
@@ -589,3 +607,10 @@ def _aiohttp_installed() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
 
 
+
+
+@cache
+def _response_class(sdk: Any) -> type:
+    # cast_to=<the SDK's httpx>.Response: the SDK hands its response back as is (the body already
+    # read, as for bytes), so the rate-limit headers come with it at no extra cost.
+    return importlib.import_module(type(sdk.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0]).Response

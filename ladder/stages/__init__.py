@@ -215,7 +215,9 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     todo = [p for p in prompts if p.example.id not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
-    with JsonlWriter(path) as out, progress_bar(label, total=len(todo)) as advance:
+    control = getattr(ctx.backend, "controller", None)  # API models: concurrency and 429s on the line
+    status = control().status if control and not getattr(ctx.backend.config, "batch", False) else None
+    with JsonlWriter(path) as out, progress_bar(label, total=len(todo), status=status) as advance:
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
             recs = record(ctx, [p for p, _ in pending], [s for _, s in pending])

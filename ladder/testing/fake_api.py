@@ -19,6 +19,12 @@ As a separate process (for tests that SIGKILL a client and count requests server
     GET /_stats  -> counters as JSON ("batch": jobs created, lines submitted);  POST /_config {"latency": 0, "faults": {"500": 0.2}};  POST /_reset
     GET /_requests -> the completion request bodies received, in order (srv.requests() in-process)
 
+A provider's rate limits: FakeAPIServer(limits={"rpm": 1200, "tpm": 200_000, "mode": "spend"}) (or
+--rpm/--tpm/--limit-mode, or /_config {"limits": ...}) puts token buckets in front of the completion
+routes, answering 429 with OpenAI's x-ratelimit-* / Anthropic's anthropic-ratelimit-* headers and
+Retry-After; rejected requests free ("free") or charged ("spend", OpenAI's documented way). See
+limiter.py.
+
 With `api_key` set (FakeAPIServer(api_key=...), --api-key, or /_config), completion and model-list
 requests carrying another key get the provider's 401; unset, any key is accepted.
 
@@ -57,6 +63,7 @@ from http import HTTPStatus
 from typing import Any, Mapping
 
 from ladder.testing.jobs import BatchAPI, FineTuningAPI
+from ladder.testing.limiter import Limiter, Limits, request_tokens
 from ladder.testing.wire import (  # noqa: F401  (FAULT_KINDS, FakeRequest, count_tokens: the public names)
     FAULT_KINDS, BadRequest, Config, FakeRequest, PromptCache, Reply, Responder, Stats, _digest, _reply,
     anthropic_response, count_tokens, default_responder, error_body, normalize, openai_response, request_key,
@@ -73,11 +80,13 @@ class App:
         self.fine_tuning = FineTuningAPI()
         self.batches = BatchAPI(self)
         self.prompt_cache = PromptCache()
+        self.limiter = Limiter(Limits.of(config.limits))
         self.connections: set[asyncio.Task] = set()
 
     def configure(self, **changes: Any) -> Config:
         faults = {**self.config.faults, **changes.pop("faults", {})}  # faults merge; the rest replaces
         self.config = replace(self.config, faults=faults, **changes).validate()  # one atomic swap
+        self.limiter.set(Limits.of(self.config.limits))
         return self.config
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,6 +146,7 @@ class App:
             self.stats.reset()
             self.batches.reset()
             self.prompt_cache.reset()
+            self.limiter.reset()
             await _send(writer, 200, {"ok": True})
         elif path == "/_config" and method in ("GET", "POST"):
             try:
@@ -194,6 +204,11 @@ class App:
         except (ValueError, BadRequest) as e:  # json.JSONDecodeError is a ValueError
             return None, "bad_request", _reply(400, error_body(provider, 400, str(e), "0"))
         rid = _digest(key, attempt)[:24]
+        admitted, limit_headers = self.limiter.admit(provider, request_tokens(
+            sum(count_tokens(m["content"]) for m in req.messages), req.max_tokens, req.n))
+        if not admitted:  # the limiter answers at once, before any fault or work
+            return key, "rate_limited", _reply(429, error_body(provider, 429, "Rate limit reached for requests "
+                                                               "(fake limiter)", rid), limit_headers)
         fault = cfg.pick_fault(key, attempt)
         if fault == "429":  # rate limiters answer at once, before doing any work
             retry = {"retry-after": f"{cfg.retry_after:g}", "retry-after-ms": str(round(cfg.retry_after * 1000))}
@@ -225,7 +240,8 @@ class App:
         if fault == "malformed":  # a 200 whose JSON is cut in half
             status, data, headers = _reply(200, payload)
             return key, fault, (status, data[: len(data) // 2], headers)
-        return key, "ok", _reply(200, payload, {"request-id" if provider == "anthropic" else "x-request-id": rid})
+        return key, "ok", _reply(200, payload, {"request-id" if provider == "anthropic" else "x-request-id": rid,
+                                                **limit_headers})
 
 
 async def _send(writer: asyncio.StreamWriter, status: int, payload: Any) -> None:
@@ -250,8 +266,9 @@ class FakeAPIServer:
     def __init__(self, *, latency: float = 0.0, faults: Mapping[str, float] | None = None,
                  responder: Responder | None = None, retry_after: float = 0.1, timeout_hold: float = 30.0,
                  seed: int = 0, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = ("fake-model",),
-                 api_key: str | None = None):
-        config = Config(latency, dict(faults or {}), retry_after, timeout_hold, seed, api_key)
+                 api_key: str | None = None, limits: Mapping[str, Any] | None = None):
+        config = Config(latency, dict(faults or {}), retry_after, timeout_hold, seed, api_key,
+                        limits=dict(limits) if limits else None)
         self.app = App(config, responder, models)
         self.host, self.port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -273,6 +290,7 @@ class FakeAPIServer:
         self.app.stats.reset()
         self.app.batches.reset()
         self.app.prompt_cache.reset()
+        self.app.limiter.reset()
 
     def requests(self) -> list[dict[str, Any]]:
         """The completion request bodies received since the last reset: [{"provider", "body"}]."""
@@ -348,13 +366,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-seconds", type=float, default=0.0, help="a batch job ends this long after creation")
     p.add_argument("--batch-line-errors", type=float, default=0.0, metavar="RATE")
     p.add_argument("--batch-expire", type=float, default=0.0, metavar="RATE")
+    p.add_argument("--rpm", type=float, help="rate limit: requests per minute (see limiter.py)")
+    p.add_argument("--tpm", type=float, help="rate limit: tokens per minute")
+    p.add_argument("--limit-mode", choices=["free", "spend"], default="spend",
+                   help="whether a rejected request still spends the limit (spend: OpenAI's documented way)")
+    p.add_argument("--limit-retry-after", type=float, help="a fixed Retry-After on every 429 of the limiter")
+    p.add_argument("--limit-no-headers", action="store_true", help="send no x-ratelimit-* headers")
     p.add_argument("--responder", help="module:function with signature (FakeRequest, index) -> str")
     p.add_argument("--models", default="fake-model", help="comma-separated names for GET /v1/models")
     a = p.parse_args(argv)
     faults = {k: getattr(a, f"fault_{k}") for k in FAULT_KINDS if getattr(a, f"fault_{k}")}
+    limits = ({"rpm": a.rpm, "tpm": a.tpm, "mode": a.limit_mode, "retry_after": a.limit_retry_after,
+               "headers": not a.limit_no_headers} if a.rpm or a.tpm else None)
     try:
         config = Config(a.latency, faults, a.retry_after, a.timeout_hold, a.seed, a.api_key, a.batch_seconds,
-                        a.batch_line_errors, a.batch_expire).validate()
+                        a.batch_line_errors, a.batch_expire, limits).validate()
     except ValueError as e:
         p.error(str(e))
     app = App(config, _load_responder(a.responder) if a.responder else None, tuple(a.models.split(",")))

@@ -86,6 +86,7 @@ class Config:
     batch_seconds: float = 0.0  # a batch job ends this long after it was created (polls before see it running)
     batch_line_errors: float = 0.0  # probability per attempt that a batch line fails (HTTP 500 / "errored")
     batch_expire: float = 0.0  # probability per attempt that a line is left unfinished: the job then expires
+    limits: dict | None = None  # a rate limiter: {rpm, tpm, mode, burst, retry_after, headers}; see limiter.py
 
     def validate(self) -> Config:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -97,6 +98,9 @@ class Config:
             raise ValueError("latency, retry_after, timeout_hold and batch_seconds must be >= 0")
         if not (0 <= self.batch_line_errors <= 1 and 0 <= self.batch_expire <= 1):
             raise ValueError("batch_line_errors and batch_expire must be in [0, 1]")
+        from ladder.testing.limiter import Limits
+
+        Limits.of(self.limits)  # raises ValueError on a bad spec
         return self
 
     def pick_fault(self, key: str, attempt: int) -> str | None:
