@@ -120,7 +120,9 @@ class PreparedRun:
                if self.experiment.extra_metrics else {}),
             # The code that scores, by content: a python metric's (or scorer's) file, ladder's own
             # metric and scorer modules. Edit one and the stage is re-scored in a new folder.
-            "scoring_code": scoring_digests(resolved.metric, stage),
+            "scoring_code": {**scoring_digests(resolved.metric, stage),
+                             **{f"metrics.{k}": scoring_digests(v, None)["metric"]
+                                for k, v in self.experiment.extra_metrics.items()}},
             # Contents, not just ids (`test-3` is a row position): edit a gold answer in place and
             # every stage gets a new folder, so its scores are recomputed (generations still come
             # from the model-call cache when the prompts did not change).

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 import ladder.digests as digests
 from ladder.backends.hf import BUILTIN_MODELS, HFBackend, HFConfig
@@ -195,3 +196,23 @@ def test_the_memo_never_makes_the_cache_folder(tmp_path):
     big.write_bytes(b"x" * (digests.ON_DISK_FROM + 1))
     digests.file_digest(big)
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_further_metrics_python_file_is_in_the_run_id(tmp_path, monkeypatch):
+    """`metrics:` columns are scored by code too: editing a further metric's file gives a new run id."""
+    (tmp_path / "extra_metric.py").write_text(METRIC_V1)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = experiment(tmp_path, "unused", model=ORACLE)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["metrics"] = {"acc": "choice", "extra": {"type": "python", "function": "extra_metric:score"}}
+    cfg.pop("metric", None)
+    path.write_text(yaml.safe_dump(cfg))
+    exp = load_experiment(path)
+    before = prepare(exp).resolve(exp.stages[0]).run_id
+    real = digests.file_digest
+    edited = str(tmp_path / "extra_metric.py")
+    monkeypatch.setattr(digests, "file_digest", lambda f: "edited" if os.path.samefile(f, edited) else real(f))
+    digests_cache_clear = getattr(digests.code_digest, "cache_clear", None)
+    if digests_cache_clear:
+        digests_cache_clear()
+    assert prepare(exp).resolve(exp.stages[0]).run_id != before
