@@ -287,8 +287,11 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     with ServerProcess(tmp_path, "--latency", "0.3") as srv:
         path = api_experiment(tmp_path, "openai", srv.base_url, model={"concurrency": 2})
         env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        # SIGINT back to its default in the child: a suite started in the background (`make test &`)
+        # runs with SIGINT ignored, which children inherit, and Ctrl-C would then never arrive.
         proc = subprocess.Popen([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 60
         while srv.stats()["successes"] < 2 and time.time() < deadline:
             time.sleep(0.01)
