@@ -12,6 +12,9 @@ import pytest
 import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The suite checks table widths itself: a COLUMNS from the caller's terminal must not reach the CLI
+# runs the tests start (test modules copy os.environ for their subprocesses at import).
+os.environ.pop("COLUMNS", None)
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
