@@ -50,6 +50,22 @@ def _damaged(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text)
 
 
+def _retry_locked(op: Callable[[], T], seconds: float = 60.0) -> T:
+    """Run `op`, retrying while SQLite says the database is locked or busy (codes 5, 6)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.01
+    while True:
+        try:
+            return op()
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            locked = code in (5, 6) or "locked" in str(exc) or "busy" in str(exc)
+            if not locked or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class Cache:
     def __init__(self, folder: Path | str | None = None):
         folder = Path(folder) if folder else default_cache_dir()
@@ -72,9 +88,13 @@ class Cache:
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file: set once. Switching to it (and creating the table) needs
+        # a lock that SQLite refuses at once, without waiting out `timeout`, while another
+        # process or thread opens the same new file (variants running together): retry those.
+        if _retry_locked(lambda: self._db.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
+            _retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT)")
+        _retry_locked(lambda: self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT)"))
 
     def _error(self, doing: str, exc: BaseException) -> LadderError:
         """The one-paragraph error for a cache that cannot be opened or written."""
