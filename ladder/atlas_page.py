@@ -233,14 +233,14 @@ def fragment(points: Sequence[Point], xy, title: str) -> str:
 
 
 def page(points: Sequence[Point], xy, title: str) -> str:
-    """atlas.html: the fragment with plotly.js inlined once."""
-    from plotly.offline import get_plotlyjs
+    """atlas.html: the fragment with plotly.js inlined once (the smallest bundle that draws it)."""
+    from ladder.plotly_bundle import script_for
 
+    body = fragment(points, xy, title)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>\n"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
             "<style>body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 16px; "
-            f"color: #1d1d1f; }}</style>\n<script>{get_plotlyjs()}</script>\n</head><body>\n"
-            f"{fragment(points, xy, title)}\n</body></html>\n")
+            f"color: #1d1d1f; }}</style>\n{script_for(body)}\n</head><body>\n{body}\n</body></html>\n")
 
 
 PANEL = """<style>

@@ -18,6 +18,7 @@ from typing import Any
 from ladder.advice import next_steps
 from ladder.errors import LadderError, NothingMeasured
 from ladder.evidence import Evidence
+from ladder.plotly_bundle import script_for
 from ladder.progress import progress_bar
 from ladder.report_curves import Curve, curve_figure, curves_of, stage_curves  # noqa: F401 - public here
 from ladder.store import atomic_write, read_json
@@ -237,7 +238,7 @@ def build(folder: Path, *, atlas: bool = True, embed: str = "tfidf") -> str:
     steps_html = "".join(f"<li>{_e(s.text)} <span class='rule'>{_e(s.rule)}</span></li>" for s in steps) or \
         "<li>Nothing flagged — read some samples before deciding to climb further.</li>"
     return PAGE.format(
-        title=_e(name), plotly=_plotly_script(), name=_e(name), description=_e(description),
+        title=_e(name), plotly=script_for(chart + "".join(curves) + atlas_part), name=_e(name), description=_e(description),
         meta=" · ".join(_e(m) for m in meta), table=table_html(rows), chart=chart, climb=climb_html(ev.climb),
         steps=steps_html, warnings=warnings_html(ev), samples=samples_html(ev), confusion=_confusion_section(ev),
         curves="".join(curves) or "<p>No stage recorded curves (best_of_n, sft and rl do).</p>", atlas=atlas_part)
@@ -248,14 +249,6 @@ def _confusion_section(ev: Evidence) -> str:
 
     inner = confusion_html(ev)
     return f"<section><h2>Confusion matrices</h2>{inner}</section>" if inner else ""
-
-
-def _plotly_script() -> str:
-    """plotly.js, inlined once for the whole page (the atlas part reuses it): the one place it is
-    included, so the page opens offline without carrying it twice."""
-    from plotly.offline import get_plotlyjs
-
-    return f"<script>{get_plotlyjs()}</script>"
 
 
 def write(folder: Path, out: Path | None = None, **kwargs: Any) -> Path:
