@@ -1,6 +1,7 @@
 # The two commands of the README. Both do all the set-up they need, in the active Python.
 #   make quickstart   installs ladder (and a CPU torch if none is installed), runs the quickstart
-#   make test         installs ladder with its test and training extras, runs the whole test suite
+#   make test         installs ladder with its test, training and docs extras, runs the whole test suite
+#   make docs         builds the docs site (docs/, mkdocs.yml) into site/, strict: any warning fails
 # Both install the locked versions (constraints.txt); `make test-latest` tries the newest allowed.
 PYTHON ?= python
 export HF_HUB_OFFLINE ?= 1
@@ -15,17 +16,17 @@ export OMP_NUM_THREADS ?= 1
 LOCK := constraints.txt
 LOCK_PY := $(shell sed -n '1s/^\# python \([0-9.]*\).*/\1/p' $(LOCK) 2>/dev/null)
 
-.PHONY: setup setup-latest browser quickstart test test-latest lock
+.PHONY: setup setup-latest browser quickstart test test-latest lock docs
 
 setup:
 	@# A torch already present (e.g. a CUDA build) is kept; otherwise pin 2.13.0, whose CPU wheel
 	@# these machines carry locally (an unpinned torch from PyPI pulls ~4 GB of CUDA libraries).
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	@if $(PYTHON) -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$(LOCK_PY)')"; then \
-	  $(PYTHON) -m pip install -q -e ".[train,dev]" -c $(LOCK); \
+	  $(PYTHON) -m pip install -q -e ".[train,dev,docs]" -c $(LOCK); \
 	else \
 	  echo "note: $(LOCK) was made with python $(LOCK_PY); installing the newest versions pyproject.toml allows"; \
-	  $(PYTHON) -m pip install -q -e ".[train,dev]"; \
+	  $(PYTHON) -m pip install -q -e ".[train,dev,docs]"; \
 	fi
 
 # The newest versions pyproject.toml allows (not the lock): the early warning for the next drift.
@@ -34,7 +35,7 @@ setup-latest:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	@# torch stays as installed: an eager upgrade would swap a CPU build for ~4 GB of CUDA wheels.
 	@$(PYTHON) -c "import torch; print('torch==' + torch.__version__)" > .torch-pin.txt
-	@$(PYTHON) -m pip install -q -U --upgrade-strategy eager -e ".[train,dev]" -c .torch-pin.txt
+	@$(PYTHON) -m pip install -q -U --upgrade-strategy eager -e ".[train,dev,docs]" -c .torch-pin.txt
 	@rm -f .torch-pin.txt
 
 # The report is checked in a real headless browser; Debian's chromium (root + apt needed).
@@ -53,3 +54,9 @@ test-latest: setup-latest browser
 
 lock:
 	$(PYTHON) scripts/lock.py
+
+# The docs site. --strict: a warning (a broken link between pages, a page missing from the nav that
+# the nav names) fails the build, as it does in the test suite (tests/test_docs.py).
+docs:
+	@$(PYTHON) -c "import mkdocs, material" 2>/dev/null || $(PYTHON) -m pip install -q -e ".[docs]" -c $(LOCK)
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict

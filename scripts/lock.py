@@ -20,7 +20,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-EXTRAS = ("train", "dev", "data")
+EXTRAS = ("train", "dev", "docs", "data")
 """The extras `make setup` installs (and `data`, which `dev` covers)."""
 LEFT_OUT = ("torch",)
 """Chosen by `make setup` itself (see above); nvidia-* and triton come only with CUDA builds."""
