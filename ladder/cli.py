@@ -131,6 +131,10 @@ def _show(folder: Path, title: str, wide: bool = False) -> None:
 
     ev = Evidence.load(folder)
     print_table(table_rows(ev), title=title, wide=wide)
+    from ladder.labels import agreement_lines
+
+    for line in agreement_lines(ev.results):  # a judged metric checked against labels
+        print(f"agreement {line}")
     print_next_steps(next_steps(ev))
 
 

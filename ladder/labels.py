@@ -233,6 +233,26 @@ def agreement_columns(results: Iterable[StageResult]) -> list[str]:
     return [f"{n}_{k}" if n else k for n in names for k in FIELDS]
 
 
+def agreement_lines(results: Iterable[StageResult]) -> list[str]:
+    """One line per row and judged metric with labels: what summary.md, the terminal and the report
+    print under the table."""
+    out = []
+    for r in results:
+        for name, got in (r.extra.get("agreement") or {}).items():
+            k = "κ undefined (one class only)" if got["kappa"] is None else f"κ {got['kappa']:.2f}" + (
+                f" [{got['kappa_ci_low']:.2f}, {got['kappa_ci_high']:.2f}]" if got["kappa_ci_low"] is not None else "")
+            out.append(f"{r.stage} · {name or r.metric_name} vs {got.get('basis', 'labels')}: agreement "
+                       f"{got['agreement']:.0%} [{got['agreement_ci_low']:.0%}, {got['agreement_ci_high']:.0%}], {k}, "
+                       f"n={got['labelled_n']} labelled")
+    return out
+
+
+def agreement_markdown(results: Iterable[StageResult]) -> str:
+    lines = agreement_lines(results)
+    return "" if not lines else "\nAgreement of the judged metrics (docs/judges.md):\n" + "".join(
+        f"- {line}\n" for line in lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # `ladder label`
 

@@ -143,7 +143,10 @@ def write_summary(folder: Path, results: list[StageResult]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(folder / "summary.csv", buf.getvalue())
-    atomic_write(folder / "summary.md", markdown(rows, results) + "\n" + steps_markdown(next_steps(ev)))
+    from ladder.labels import agreement_markdown
+
+    atomic_write(folder / "summary.md", markdown(rows, results) + agreement_markdown(ev.results) + "\n"
+                 + steps_markdown(next_steps(ev)))
 
 
 def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:
