@@ -519,7 +519,7 @@ def label(results: Results,
           seed: Annotated[int, typer.Option(metavar="INT", help="Seed of the order outputs are shown in.")] = 0):
     """Record a person's verdicts on a stage's outputs (results/<exp>/labels.jsonl): every judged
     row then shows its metric's agreement with them (accuracy, Cohen's κ, n labelled)."""
-    from ladder.labels import label as record
+    from ladder.labelling import label as record
 
     record(results, stage, n=n, source=from_, seed=seed)
 

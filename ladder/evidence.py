@@ -52,11 +52,7 @@ class Evidence:
         results = load_results(folder) if results is None else results
         for r in results:  # a Δ's n must never silently disagree with the row's n
             flag_damaged(folder, r)
-        ev = cls(folder, results, config or {}, climb)
-        from ladder.labels import attach
-
-        attach(ev)  # a judged metric's agreement with people's labels (labels.jsonl), and its guards
-        return ev
+        return cls(folder, results, config or {}, climb)
 
     def scores(self, r: StageResult) -> dict[str, float]:
         return example_scores(self.folder / r.stage / r.run_id / "samples.jsonl")

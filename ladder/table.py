@@ -120,8 +120,9 @@ def table_rows(ev: Evidence) -> list[dict[str, Any]]:
     from ladder.evidence import paired_columns
     from ladder.power import mde_columns
 
-    from ladder.labels import agreement_cells, agreement_columns
+    from ladder.labels import agreement_cells, agreement_columns, attach
 
+    attach(ev)  # a judged metric's agreement with people's labels (labels.jsonl), and its guards
     diffs = paired_columns(ev)
     extra = extra_metric_columns(ev.results) + agreement_columns(ev.results)
     return [{**dict.fromkeys(COLUMNS + extra, ""), **row_of(r), **agreement_cells(r),

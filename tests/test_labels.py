@@ -55,7 +55,7 @@ def person(text: str, i: int) -> int:
 
 
 def test_labels_from_a_file_give_agreement_and_kappa_that_match_scikit_learn(tmp_path):
-    from ladder.labels import label
+    from ladder.labelling import label
 
     (row,) = run_experiment(load_experiment(write(tmp_path)))
     folder = tmp_path / "results" / "l"
@@ -88,7 +88,7 @@ def test_labels_from_a_file_give_agreement_and_kappa_that_match_scikit_learn(tmp
 
 
 def test_a_planted_disagreement_fires_metric_disagrees_with_advice(tmp_path):
-    from ladder.labels import label
+    from ladder.labelling import label
 
     (row,) = run_experiment(load_experiment(write(tmp_path)))
     folder = tmp_path / "results" / "l"
@@ -108,8 +108,11 @@ def test_a_planted_disagreement_fires_metric_disagrees_with_advice(tmp_path):
 def test_a_judged_row_without_labels_is_marked_unvalidated(tmp_path):
     from ladder.evidence import Evidence
 
+    from ladder.labels import attach
+
     run_experiment(load_experiment(write(tmp_path)))
     ev = Evidence.load(tmp_path / "results" / "l")
+    attach(ev)
     (g,) = [g for g in ev.results[0].guards if g.name == "metric_unvalidated"]
     assert g.level == "info" and "ladder label" in g.message
 
@@ -134,7 +137,10 @@ def test_a_relabelled_output_after_the_text_changed_is_ignored_and_counted(tmp_p
     rec = records(tmp_path, row)[0]
     (folder / "labels.jsonl").write_text(json.dumps({"stage": "zero_shot", "id": rec["id"], "digest": "0" * 16,
                                                      "label": 1}) + "\n")
+    from ladder.labels import attach
+
     ev = Evidence.load(folder)
+    attach(ev)
     (g,) = [g for g in ev.results[0].guards if g.name == "labels_ignored"]
     assert "1 an earlier output" in g.message and "agreement" not in ev.results[0].extra
 
@@ -159,7 +165,7 @@ def test_the_cli_reads_verdicts_from_stdin_and_refuses_a_bad_one_writing_nothing
 
 
 def test_labelling_interactively_asks_one_output_at_a_time(tmp_path):
-    from ladder.labels import label
+    from ladder.labelling import label
 
     run_experiment(load_experiment(write(tmp_path)))
     folder = tmp_path / "results" / "l"

@@ -95,12 +95,6 @@ class PairwiseJudge(JudgeScorer):
         """Example id → the reference stage's output, once bound to a stage that is not the reference."""
         self.is_reference = False
 
-    @classmethod
-    def estimate(cls, config: JudgeConfig, ctx: StageContext, examples: Sequence[Example], calls: int,
-                 completion_tokens: int) -> dict[str, Any]:
-        # Two calls per output (both orders), each reading two outputs.
-        return super().estimate(config, ctx, examples, 2 * calls, 2 * completion_tokens)
-
     def for_stage(self, stage: str, reference: Mapping[str, str] | None) -> PairwiseJudge:
         bound = copy.copy(self)  # the backend, cache and call counts are shared
         bound.is_reference = stage == self.against
@@ -222,14 +216,17 @@ def run_id_part(plan: PreparedRun, stage: Any) -> dict[str, Any]:
              if (against := pairwise_of(m)) is not None and against != stage.name}
     if not names:
         return {}
-    ids = {}
+    from ladder.digests import code_digest
+
+    ids: dict[str, Any] = {}
     for name in sorted(names):
         ref = next((s for s in exp.stages if s.name == name), None)
         try:
             ids[name] = plan.resolve(ref).run_id if ref is not None else None
         except LadderError:
             ids[name] = None
-    return {"pairwise_reference": ids}
+    # This module's code decides a pairwise row's scores: edit it and the rows are judged again.
+    return {"pairwise_reference": ids, "pairwise_code": code_digest(PairwiseJudge)}
 
 
 def pairwise_stats(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -117,22 +117,13 @@ class JudgeScorer(Scorer):
         """USD of every judge answer this scorer returned (cached ones at their original price)."""
 
     @classmethod
-    def scoring_code(cls, config: JudgeConfig) -> list[object]:
-        if getattr(config, "pairwise", None) is None:
-            return [cls]
-        from ladder.metrics.pairwise import PairwiseJudge  # its code decides a pairwise row's scores
-
-        return [PairwiseJudge]
-
-    @classmethod
     def estimate(cls, config: JudgeConfig, ctx: StageContext, examples: Sequence[Example], calls: int,
                  completion_tokens: int) -> dict[str, Any]:
         """What `calls` judge calls over these examples cost at most (for `ladder check`): each
         judge prompt counted with an empty response plus `completion_tokens` for the response."""
-        if config.pairwise is not None and cls is JudgeScorer:
-            from ladder.metrics.pairwise import PairwiseJudge
-
-            return PairwiseJudge.estimate(config, ctx, examples, calls, completion_tokens)
+        if config.pairwise is not None:  # both orders, each prompt reading two responses
+            config = config.model_copy(update={"pairwise": None, "template": None})
+            calls, completion_tokens = 2 * calls, 2 * completion_tokens
         judge = cls(config, ctx, preflight=False)
         gen = config.generation
         sample = list(examples[:200])  # the mean prompt length of a few hundred is plenty
