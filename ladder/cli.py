@@ -131,6 +131,10 @@ def _show(folder: Path, title: str, wide: bool = False) -> None:
 
     ev = Evidence.load(folder)
     print_table(table_rows(ev), title=title, wide=wide)
+    from ladder.labels import agreement_lines
+
+    for line in agreement_lines(ev.results):  # a judged metric checked against labels
+        print(f"agreement {line}")
     print_next_steps(next_steps(ev))
 
 
@@ -502,6 +506,22 @@ def report(results: Results, embed: Embed = "tfidf",
     from ladder.report import write
 
     print(write(results, out, atlas=not no_atlas, embed=embed))
+
+
+@app.command()
+def label(results: Results,
+          stage: Annotated[str, typer.Option(metavar="STAGE", help="The stage whose outputs to label.")],
+          n: Annotated[int, typer.Option("--n", metavar="N", help="Outputs to ask about (not labelled yet), in an "
+                                                                 "order drawn with --seed.")] = 50,
+          from_: Annotated[Optional[str], typer.Option(
+              "--from", metavar="FILE", help="Read verdicts instead of asking: JSONL {id, label} lines or a CSV "
+                                            "with columns id,label (yes/no); - reads them from stdin.")] = None,
+          seed: Annotated[int, typer.Option(metavar="INT", help="Seed of the order outputs are shown in.")] = 0):
+    """Record a person's verdicts on a stage's outputs (results/<exp>/labels.jsonl): every judged
+    row then shows its metric's agreement with them (accuracy, Cohen's κ, n labelled)."""
+    from ladder.labelling import label as record
+
+    record(results, stage, n=n, source=from_, seed=seed)
 
 
 Budget = Annotated[float, typer.Option(metavar="USD", help="Refuse a run that could take the session's spend past this.")]

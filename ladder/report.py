@@ -172,11 +172,15 @@ def warnings_html(ev: Evidence) -> str:
         for g in r.guards:
             if g.level == "warn":
                 seen.setdefault((g.name, g.message), []).append(r.stage)
+    from ladder.labels import agreement_lines
+
+    agreement = "".join(f"<li>{_e(line)}</li>" for line in agreement_lines(ev.results))
+    agreement = f"<p>Agreement of the judged metrics:</p><ul class='agreement'>{agreement}</ul>" if agreement else ""
     if not seen:
-        return "<p>No guard warnings.</p>"
+        return "<p>No guard warnings.</p>" + agreement
     items = [f"<li><b>{_e(', '.join(stages))}</b> · <code>{_e(name)}</code>: {_e(msg)}</li>"
              for (name, msg), stages in seen.items()]
-    return "<ul class='warnings'>" + "".join(items) + "</ul>"
+    return "<ul class='warnings'>" + "".join(items) + "</ul>" + agreement
 
 
 def climb_html(climb: dict[str, Any] | None) -> str:

@@ -31,6 +31,7 @@ from ladder.guards import empty_fields, subsample
 from ladder.manifest import manifest, write_examples
 from ladder.metrics import Metric, build_metric
 from ladder.scorers import estimate_scorer
+from ladder.metrics.pairwise import bind, run_id_part as pairwise_run_id
 from ladder.metrics.judged import add_estimates, build_task_metric, check_open_ended, is_scorer_type, selected_by_metric
 from ladder.progress import console
 from ladder.reach import check, scorer_models
@@ -132,6 +133,7 @@ class PreparedRun:
             # stage differently must give this one a new folder too.
             "upstream": {name: self.produced.get(name)
                          for _, name in nested_from_stage(stage.model_dump(mode="json"))},
+            **pairwise_run_id(self, stage),  # a pairwise judge's reference (absent otherwise)
         }
         return cache_key(payload)[:12]
 
@@ -179,6 +181,9 @@ class PreparedRun:
                 metric = self.metric or build_task_metric(exp.metric, ctx)
                 self._scorer_metric = (cache, metric, extra)
             _, ctx.metric, ctx.extra_metrics = self._scorer_metric
+            # A pairwise judge reads the reference stage's outputs: bound per stage.
+            ctx.metric, *more = bind(self, resolved, [ctx.metric, *ctx.extra_metrics.values()])
+            ctx.extra_metrics = dict(zip(ctx.extra_metrics, more))
         return ctx
 
 

@@ -120,9 +120,12 @@ def table_rows(ev: Evidence) -> list[dict[str, Any]]:
     from ladder.evidence import paired_columns
     from ladder.power import mde_columns
 
+    from ladder.labels import agreement_cells, agreement_columns, attach
+
+    attach(ev)  # a judged metric's agreement with people's labels (labels.jsonl), and its guards
     diffs = paired_columns(ev)
-    extra = extra_metric_columns(ev.results)
-    return [{**dict.fromkeys(COLUMNS + extra, ""), **row_of(r),
+    extra = extra_metric_columns(ev.results) + agreement_columns(ev.results)
+    return [{**dict.fromkeys(COLUMNS + extra, ""), **row_of(r), **agreement_cells(r),
              **{k: _round(v) for k, v in {**diffs[r.stage], **mde_columns(diffs[r.stage])}.items()}}
             for r in ev.results]
 
@@ -134,11 +137,17 @@ def write_summary(folder: Path, results: list[StageResult]) -> None:
     ev = Evidence.load(folder, results)
     rows = table_rows(ev)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS + extra_metric_columns(results), lineterminator="\n")
+    from ladder.labels import agreement_columns  # a judged metric's agreement with labels, when it has any
+
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS + extra_metric_columns(ev.results) + agreement_columns(ev.results),
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(folder / "summary.csv", buf.getvalue())
-    atomic_write(folder / "summary.md", markdown(rows, results) + "\n" + steps_markdown(next_steps(ev)))
+    from ladder.labels import agreement_markdown
+
+    atomic_write(folder / "summary.md", markdown(rows, results) + agreement_markdown(ev.results) + "\n"
+                 + steps_markdown(next_steps(ev)))
 
 
 def markdown(rows: list[dict[str, Any]], results: list[StageResult]) -> str:

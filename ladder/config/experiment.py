@@ -100,8 +100,9 @@ class Experiment:
         out = self.config.model_dump(mode="json")
         out["metric"] = self.metric.model_dump(mode="json")
         if self.extra_metrics:
-            out["metric"] = None  # `metrics:` holds it, first
-            out["metrics"] = {self.metric_label or self.metric.type: out["metric"],
+            # `metrics:` holds it, first (taken before `metric:` is cleared: it was recorded as null)
+            primary, out["metric"] = out["metric"], None
+            out["metrics"] = {self.metric_label or self.metric.type: primary,
                               **{k: v.model_dump(mode="json") for k, v in self.extra_metrics.items()}}
         out["model"] = self.model.model_dump(mode="json")
         out["stages"] = [s.model_dump(mode="json") for s in self.stages]

@@ -87,3 +87,45 @@ def metric_from_stage_problem(named: str, stages: Sequence[Any], classes: Mappin
                 f"those stages would have no metric to be scored by",
                 f"move stage '{named}' to the top of `stages:`")
     return None
+
+
+def pairwise_problem(against: str, stages: Sequence[Any], classes: Mapping[str, type]
+                     ) -> tuple[str, str] | None:
+    """(message, fix) when a pairwise judge's `against:` cannot be the reference of the rows it
+    scores: no such stage, a stage that does not score the test examples or is skipped, or a scored
+    stage running before it (that row would have nothing to be compared with yet)."""
+    by_name = {s.name: i for i, s in enumerate(stages)}
+    scored = [s.name for s in stages if classes[s.name].evaluates_test_subsample]
+    if against not in by_name:
+        return (f"the pairwise judge compares each row with stage '{against}', which is not a stage of this "
+                f"experiment", f"name one of its stages in pairwise.against ({', '.join(scored) or 'none'}); "
+                f"usually the first, e.g. zero_shot")
+    ref = stages[by_name[against]]
+    if not classes[against].evaluates_test_subsample:
+        return (f"the pairwise judge compares each row with stage '{against}', a {ref.type} stage, which "
+                f"scores no test examples", f"name a stage that answers the test examples ({', '.join(scored)})")
+    if ref.skip:
+        return (f"the pairwise judge compares each row with stage '{against}', which is skipped ({ref.skip})",
+                f"remove `skip:` from stage '{against}', or compare with another stage ({', '.join(scored)})")
+    before = [s.name for s in stages[:by_name[against]] if not s.skip and classes[s.name].evaluates_test_subsample]
+    if before:
+        return (f"the pairwise judge compares each row with stage '{against}', which comes later than "
+                f"{', '.join(before)}: those rows would have no output of '{against}' to be compared with",
+                f"compare with the first stage ({before[0]}), or move stage '{against}' above them")
+    return None
+
+
+def nested_pairwise(raw: Any, path: tuple = ()) -> list[tuple]:
+    """Key paths of every `pairwise:` inside a stage's config (a best_of_n scorer, an rl reward):
+    pairwise judging scores rows, it cannot rank or reward samples."""
+    out: list[tuple] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k == "pairwise" and path:
+                out.append((*path, k))
+            else:
+                out += nested_pairwise(v, (*path, k))
+    elif isinstance(raw, list):
+        for j, v in enumerate(raw):
+            out += nested_pairwise(v, (*path, j))
+    return out

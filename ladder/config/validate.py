@@ -39,7 +39,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
     they set point at the command line)."""
     from ladder.registry import BACKENDS, METRICS, STAGES
-    from ladder.config.judged import is_scorer_type, judged_metric_problems, metric_from_stage_problem
+    from ladder.config.judged import (is_scorer_type, judged_metric_problems, metric_from_stage_problem,
+                                      nested_pairwise, pairwise_problem)
     from ladder.registry import SCORERS
 
     src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
@@ -143,6 +144,10 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
         problem = _from_stage_problem(upstream, stage, i, seen, classes, stages, config.stages)
         if problem:
             errors.append(src.error(("stages", i, "model", "from_stage"), *problem))
+        for key in nested_pairwise(stage_raw):
+            errors.append(src.error(("stages", i, *key), "pairwise judging compares a row's outputs with "
+                                    "another stage's outputs: it scores rows, it cannot rank or reward samples",
+                                    "drop `pairwise:` here; put it on the task metric (metric:)"))
         for key, named in nested_from_stage(stage_raw):
             # A scorer's `from_stage:` (pm) names an earlier stage that trained a reward model.
             why = ("is not an earlier stage" if named not in seen else
@@ -170,6 +175,11 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
             if stage_backend is not None:
                 check(stage_backend.Config, merged, ("stages", i, "model"))
 
+    for spec, spec_loc in [(metric, loc), *((extra_metrics.get(n), l) for n, _, l in others)]:
+        against = getattr(getattr(spec, "pairwise", None), "against", None)
+        problem = pairwise_problem(against, stages, classes) if against is not None else None
+        if problem:  # a pairwise judge's reference must be a scored stage that runs first
+            errors.append(src.error((*spec_loc, "pairwise", "against"), *problem))
     for key, named in nested_from_stage(metric_raw, ("metric",)):
         # A PM metric trained in this experiment: its reward_model stage must run before any stage it scores.
         problem = metric_from_stage_problem(named, stages, classes)

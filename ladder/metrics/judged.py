@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from pydantic import BaseModel
 
 from ladder.config.judged import JUDGED, compares_with_target, is_scorer_type, open_ended_problem  # noqa: F401
+from ladder.errors import LadderError
 from ladder.guards import UNPARSED_WARN
 from ladder.types import Guard
 
@@ -35,6 +36,15 @@ def build_task_metric(config: BaseModel, ctx: StageContext, field: str = "metric
 
     if not is_scorer_type(config.type):
         return build_metric(config)
+    if getattr(config, "pairwise", None) is not None:  # a judge comparing two stages' outputs
+        from ladder.metrics.pairwise import PairwiseJudge
+
+        try:
+            return PairwiseJudge(config, ctx)
+        except LadderError as exc:  # re-rooted under the key the user wrote, as build_scorer does
+            sub = exc.field.removeprefix("metric.") if exc.field else None
+            raise type(exc)(exc.message, where=exc.where, field=f"{field}.{sub}" if sub else field,
+                            fix=exc.fix) from None
     return build_scorer(config, ctx, field=field)
 
 
@@ -82,15 +92,20 @@ def judged_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if parsed:
         out["unparsed"] = parsed.count(False) / len(parsed)
         out["unparsed_count"] = parsed.count(False)
+    from ladder.metrics.pairwise import pairwise_stats
+
+    out.update(pairwise_stats(metas))  # a pairwise judge: its orders' disagreement, the reference row
     return out
 
 
 def judged_guards(stats: Mapping[str, Any], name: str) -> list[Guard]:
     """The unparsed-verdict warning: a judge that rambles is a broken metric, not noise."""
+    from ladder.metrics.pairwise import pairwise_guards
+
     share = stats.get("unparsed")
     if share is None or share <= UNPARSED_WARN:
-        return []
-    return [Guard("unparsed", "warn", f"{stats['unparsed_count']} of the {name} metric's verdicts ({share:.0%}) "
+        return pairwise_guards(stats, name)
+    return [*pairwise_guards(stats, name), Guard("unparsed", "warn", f"{stats['unparsed_count']} of the {name} metric's verdicts ({share:.0%}) "
                   f"could not be parsed and scored its failure_score: read score_meta.verdict in samples.jsonl, "
                   f"then make the judge's instruction stricter or give it more generation.max_tokens", share)]
 

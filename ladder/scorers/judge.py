@@ -38,6 +38,12 @@ QUESTIONS = {
 }
 
 
+class PairwiseConfig(Section):
+    against: str
+    """The stage whose output on the same example each output is compared with (an earlier stage,
+    or the stage itself: its own row is the reference, 0.5 by definition). See docs/judges.md."""
+
+
 class JudgeConfig(Section):
     type: Literal["judge"] = "judge"
     criteria: str = "The response does what the task asks, and does it correctly."
@@ -56,6 +62,10 @@ class JudgeConfig(Section):
     """The judge's sampling: greedy and short by default. With n > 1 the parsed verdicts are averaged."""
     failure_score: float = 0.0
     """Score of a verdict that cannot be parsed (such verdicts are counted and warned about)."""
+    pairwise: PairwiseConfig | None = None
+    """As the task metric only: {against: <stage>} makes the judge compare each output with that
+    stage's output on the same example, in both orders; the row's value is the win rate (ties
+    count half). `scale` and `failure_score` do not apply; the template names {first} and {second}."""
 
 
 def parse_verdict(text: str, scale: str) -> float | None:
@@ -83,6 +93,11 @@ class JudgeScorer(Scorer):
     needs_probabilities = False
 
     def __init__(self, config: JudgeConfig, ctx: StageContext, preflight: bool = True):
+        if config.pairwise is not None and type(self) is JudgeScorer:
+            # Built as a selector or reward (the metric goes through ladder/metrics/pairwise.py).
+            raise ConfigError("pairwise judging compares a row's outputs with another stage's outputs: "
+                              "it scores rows, it cannot rank or reward samples", field="pairwise",
+                              fix="drop `pairwise:` here; keep it on the task metric (metric:)")
         super().__init__(config, ctx)
         self.template = config.template or TEMPLATE
         check_template(self.template, ctx, "template", extra=("criteria", "question"))
@@ -106,6 +121,9 @@ class JudgeScorer(Scorer):
                  completion_tokens: int) -> dict[str, Any]:
         """What `calls` judge calls over these examples cost at most (for `ladder check`): each
         judge prompt counted with an empty response plus `completion_tokens` for the response."""
+        if config.pairwise is not None:  # both orders, each prompt reading two responses
+            config = config.model_copy(update={"pairwise": None, "template": None})
+            calls, completion_tokens = 2 * calls, 2 * completion_tokens
         judge = cls(config, ctx, preflight=False)
         gen = config.generation
         sample = list(examples[:200])  # the mean prompt length of a few hundred is plenty
