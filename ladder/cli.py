@@ -69,30 +69,6 @@ class Interrupted(Exception):
     before main() could say anything, so the commands re-raise it as this, which click lets through."""
 
 
-def _unmeasured(results: list, folder: Path) -> None:
-    """Exit 1 (NothingMeasured) when a stage ended with n=0: its row has no number, and a script
-    checking the exit code must not take the run for a result."""
-    from ladder.errors import NothingMeasured
-    from ladder.store import read_jsonl
-    from ladder.types import Record
-
-    empty = [r for r in results if r.metric.n == 0]
-    if not empty:
-        return
-    said = []
-    for r in empty:
-        path = folder / r.stage / r.run_id / "samples.jsonl"
-        why = next((s.get("error") for rec in map(Record.from_dict, reversed(read_jsonl(path))) if rec.error
-                    for s in rec.samples if s.get("error")), None)
-        failed = r.stats.get("errors", 0)
-        said.append(f"{r.stage} ({failed} examples failed after all retries" + (f", e.g. {why}" if why else "")
-                    + f"; see {path})" if failed else f"{r.stage} (no example was scored)")
-    raise NothingMeasured(f"the run finished, but {len(empty)} of {len(results)} stages scored no example "
-                          f"(n=0), so their rows hold no number: {'; '.join(said)}",
-                          fix="fix the cause (server, key, model name, base_url), then run the same command "
-                              "again: finished examples are kept and only the failed ones are retried")
-
-
 def _show(folder: Path, title: str, wide: bool = False) -> None:
     """The stage table, then the next steps: what every command that runs stages ends with."""
     from ladder.advice import next_steps, print_next_steps
@@ -153,28 +129,23 @@ def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt
     Exit codes, for scripts:
     0  every stage measured something;  1  a stage scored no example (n=0);
     2  bad input;  130  interrupted (Ctrl-C; run the same command again to resume)."""
-    from ladder.config import load_experiment
-    from ladder.runner import run_experiment
-    from ladder.variants import run_main
+    from ladder import commands
 
-    done = run_main(config, set or [], only, variant)  # a YAML with variants: each, then one table
-    if done is not None:
-        _log(done[1], "run", set or [])
-        for name, results in done[0].items():
-            _unmeasured(results, done[1] / "variants" / name)
-        return
-    exp = load_experiment(config, set or [])
-    results = run_experiment(exp, only=only)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
-    _log(exp.results_path, "run", set or [])
-    _unmeasured(results, exp.results_path)
+    exp = commands.load(config, set)  # read and validated once, variants built from it
+    done = commands.execute(exp, only, variant)
+    _tables(done, wide)
+    commands.log(done, "run", set or [])
+    done.raise_unmeasured()
 
 
-def _log(folder: Path, command: str, overrides: list[str], outcome: str | None = None) -> None:
-    """One entry in results/<exp>/log.jsonl and LOG.md for the run that just finished (n=0 runs too)."""
-    from ladder.history import record
+def _tables(done: Any, wide: bool) -> None:
+    """The combined table of a variants run, or the experiment's own table and next steps."""
+    if done.variants is not None:
+        from ladder.variants import print_combined
 
-    record(folder, command, overrides, outcome)
+        print_combined(done.variants.rows, done.variants.baseline, done.variants.title)
+    else:
+        _show(done.folder, f"{done.experiment.config.name}  ({done.folder})", wide=wide)
 
 
 @app.command()
@@ -185,41 +156,19 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
     """Validate the config and data and print what a run would do, without generating anything.
     Each API server the run would call (stage models and judges) gets one free request (the model
     list) unless --offline: a server that cannot be reached exits 2."""
-    from ladder.config import load_experiment
-    from ladder.plan_print import _planned_power, _print_plan
-    from ladder.reach import reachability
-    from ladder.runner import estimate_run as plan
-    from ladder.variants import load_variants
+    from ladder import commands
+    from ladder.plan_print import _print_plan
 
-    failures = []
-
-    def reach(out: dict, exp: Any) -> dict:
-        if not offline:
-            out["reachable"], failed = reachability(exp)
-            failures.append(failed)
-        return out
-
-    variants = load_variants(config, set or [], variant)  # every variant validated, none run
-    if variants:
-        plans = {v.name: reach(plan(v.experiment), v.experiment) for v in variants}
-        for out in plans.values():  # every variant is measured on the same subsample
-            out["power"] = _planned_power(out.get("subsample_n", 0))
-        if as_json:
-            print(json.dumps(plans, indent=2))
-        else:
-            for name, out in plans.items():
-                _print_plan(out, f"variant {name}: ")
+    checked = commands.plan(commands.load(config, set), variant, offline)
+    if as_json:
+        print(json.dumps(checked.plan, indent=2))
+    elif checked.by_variant:
+        for name, out in checked.plan.items():
+            _print_plan(out, f"variant {name}: ")
     else:
-        exp = load_experiment(config, set or [])
-        out = reach(plan(exp), exp)
-        out["power"] = _planned_power(out.get("subsample_n", 0))
-        if as_json:
-            print(json.dumps(out, indent=2))
-        else:
-            _print_plan(out)
-    failed = next((f for f in failures if f is not None), None)
-    if failed is not None:
-        raise failed
+        _print_plan(checked.plan)
+    if checked.failed is not None:
+        raise checked.failed
 
 
 @app.command()
@@ -282,29 +231,23 @@ def climb(config: Config, set: Sets = None,
     0  the target was reached;
     3  it was not (every rung ran, or --until stopped the climb below it);
     1  a stage scored no example (n=0);  2  bad input;  130  interrupted (Ctrl-C)."""
-    from ladder.climb import climb as run_climb
+    from ladder import commands
     from ladder.climb import print_climb
-    from ladder.config import load_experiment
-    from ladder.variants import run_main
 
-    done = run_main(config, set or [], only, variant, climb=dict(target=target, by=by, until=until))
-    if done is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
-        _log(done[1], "climb", set or [], "; ".join(f"{name}: {record.outcome}"
-                                                    for name, (record, _) in done[0].items()))
-        for name, (record, results) in done[0].items():
+    exp = commands.load(config, set)
+    done = commands.execute(exp, only, variant, climb=dict(target=target, by=by, until=until))
+    if done.variants is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
+        _tables(done, wide)
+        for name, record in done.variants.climbs.items():
             print(f"variant {name}:")
             print_climb(record)
-            _unmeasured(results, done[1] / "variants" / name)
-        if not all(record.reached for record, _ in done[0].values()):
-            raise typer.Exit(3)
-        return
-    exp = load_experiment(config, set or [])
-    record, results = run_climb(exp, target=target, by=by, until=until, only=only)
-    print_climb(record)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
-    _log(exp.results_path, "climb", set or [], record.outcome)
-    _unmeasured(results, exp.results_path)
-    if not record.reached:
+    else:
+        print_climb(done.climb)
+        _tables(done, wide)
+    commands.log(done, "climb", set or [])
+    done.raise_unmeasured()
+    records = done.variants.climbs.values() if done.variants is not None else [done.climb]
+    if not all(record.reached for record in records):
         raise typer.Exit(3)
 
 

@@ -41,7 +41,7 @@ import copy
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +113,17 @@ def _fixed(key: str) -> str | None:
     return None
 
 
-def load_variants(path: str | Path, sets: list[str] = (), only: list[str] | None = None) -> list[Variant]:
+def load_variants(config: Any, sets: list[str] = (), only: list[str] | None = None) -> list[Variant]:
     """The experiment's variants, each validated as its own experiment (or [] when the YAML has
-    none); `only` keeps the named ones. Raises the usual one-paragraph ConfigError naming the
-    variant for a bad override, before anything is written."""
-    from ladder.config import apply_override, load_experiment, validate
+    none); `only` keeps the named ones. `config` is the Experiment already loaded (what the
+    commands pass: the YAML is read once per command) or a YAML path (read here, with `sets`).
+    Raises the usual one-paragraph ConfigError naming the variant for a bad override, before
+    anything is written."""
+    from ladder.config import Experiment, apply_override, load_experiment, validate
 
-    base = load_experiment(path, list(sets))
+    base = config if isinstance(config, Experiment) else load_experiment(config, list(sets))
     raw = base.raw
+    path = base.source if base.source is not None else "<config>"
     where = str(path)
     if not has_variants(raw):
         if raw.get("baseline"):
@@ -167,7 +170,7 @@ def load_variants(path: str | Path, sets: list[str] = (), only: list[str] | None
         try:
             for item in items:
                 apply_override(vraw, item)
-            exp = validate(vraw, source=Path(path), overrides=items)
+            exp = validate(vraw, source=base.source, overrides=items)
         except ConfigError as exc:
             said = exc.render().replace("(--set ", f"(variant {name}: ")
             if f"variant {name}" not in said:
@@ -273,16 +276,27 @@ def list_names(path: str | Path, sets: list[str] = ()) -> list[str]:
     return names
 
 
-def run_main(path: Path, sets: list[str], only: list[str] | None, selected: list[str] | None,
-             climb: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path] | None:
-    """What `ladder run/climb` do with a YAML that has variants: None when it has none (and no
-    --variant), else ({variant: results}, combined folder) after printing the combined table."""
-    from ladder.config import load_experiment
+@dataclass
+class VariantsRun:
+    """What `run_main` did: each variant's results (and climb), and the combined table it wrote."""
 
-    variants = load_variants(path, sets, selected)
-    if not variants:
-        return None
-    base = load_experiment(path, list(sets))
+    folder: Path
+    """The combined folder, results/<exp>/ (each variant under variants/<name>/)."""
+    baseline: str
+    rows: list[dict[str, Any]]
+    """The combined table's rows (summary.csv), for `print_combined`."""
+    title: str
+    results: dict[str, list[Any]] = field(default_factory=dict)
+    """Variant name → its StageResults, in the order the variants ran."""
+    climbs: dict[str, Any] = field(default_factory=dict)
+    """With `climb`: variant name → its ladder.climb.Climb record."""
+
+
+def run_main(base: Any, variants: list[Variant], only: list[str] | None = None,
+             climb: dict[str, Any] | None = None) -> VariantsRun:
+    """What `ladder run/climb` do with an experiment that has variants (`base`, the Experiment
+    loaded once; `variants`, those of `load_variants(base)` to run): each variant run (or climbed),
+    then the combined table written, also after a failure or Ctrl-C. Prints progress, not the table."""
     raw = base.raw
     folder = base.results_path
     names = [n for n, _ in expand(raw)]
@@ -304,5 +318,10 @@ def run_main(path: Path, sets: list[str], only: list[str] | None, selected: list
     finally:  # even after a failure or Ctrl-C: the table of whatever finished
         if any((folder / "variants" / n / "summary.csv").exists() for n in names):
             rows = write_combined(folder, names, base_name)
-    print_combined(rows, base_name, f"{base.config.name}  ({folder}/summary.csv)  baseline: {base_name}")
-    return out, folder
+    done = VariantsRun(folder, base_name, rows, f"{base.config.name}  ({folder}/summary.csv)  baseline: {base_name}")
+    for name, got in out.items():
+        if climb is not None:
+            done.climbs[name], done.results[name] = got
+        else:
+            done.results[name] = got
+    return done
