@@ -16,6 +16,9 @@ loads nothing heavy:
   registry   register(kind, name, "module:attr") — what an installed package does through the
              entry-point groups ladder.stages / ladder.metrics / ladder.backends
   results    load("results/<exp>") → pandas DataFrames `stages` and `samples` (needs ladder[data])
+  commands   run(config, set=..., only=..., variant=...) → those DataFrames, and check(config) → the
+             plan: `ladder run` and `ladder check` from Python, raising LadderError instead of
+             exiting (docs/python.md)
 
 `ladder.testing` (a fake OpenAI/Anthropic server on 127.0.0.1) is public too: a testing aid for
 backends and experiments that call APIs, without keys or network.
@@ -38,6 +41,7 @@ _EXPORTS = {
     "LadderError": "ladder.errors", "ConfigError": "ladder.errors",
     "register": "ladder.registry",
     "load": "ladder.frames",
+    "run": "ladder.commands", "check": "ladder.commands",
 }
 __all__ = sorted(_EXPORTS)
 

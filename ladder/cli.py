@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.core import TyperCommand
+
+from ladder.cli_style import _Command, _Group
 
 from ladder.errors import LadderError, NothingMeasured
 
@@ -62,65 +64,9 @@ def _main(version: Annotated[bool, typer.Option("--version", metavar="", callbac
     """Take an LLM research idea up a ladder of methods, cheapest first."""
 
 
-class _Command(TyperCommand):
-    """typer's command, with a usage line that reads like a command line (`run [OPTIONS] CONFIG`,
-    not `{config}`) and no `<bool>` beside --help."""
-
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return [self.options_metavar or "", *(p.metavar or (p.name or "").upper() for p in self.get_params(ctx)
-                                              if isinstance(p, TyperArgument))]
-
-    def get_help_option(self, ctx: Any) -> Any:
-        return _flag(super().get_help_option(ctx))
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for p in params:  # a repeatable argument (compare's folders) shows its item type, not list[Path]
-            if isinstance(p, TyperArgument) and p.nargs != 1:
-                p.display_type_rich = lambda ctx, _p=p: f"<{_p._bare_type(_p.type_descriptor.annotation.__args__[0]).lower()}>"
-            elif isinstance(p, TyperArgument) and p.metavar:  # DATA, KEY: the metavar and help say it
-                p.display_type_rich = lambda ctx: ""
-        return params
-
-
-class _Group(TyperGroup):
-    def get_help_option(self, ctx: Any) -> Any:
-        return _flag(super().get_help_option(ctx))
-
-
-def _flag(option: Any) -> Any:
-    if option is not None:
-        option.metavar = ""  # a flag takes no value: nothing to show in the type column
-    return option
-
-
 class Interrupted(Exception):
     """Ctrl-C inside a command. click (through typer) turns a KeyboardInterrupt into a bare exit 130
     before main() could say anything, so the commands re-raise it as this, which click lets through."""
-
-
-def _unmeasured(results: list, folder: Path) -> None:
-    """Exit 1 (NothingMeasured) when a stage ended with n=0: its row has no number, and a script
-    checking the exit code must not take the run for a result."""
-    from ladder.errors import NothingMeasured
-    from ladder.store import read_jsonl
-    from ladder.types import Record
-
-    empty = [r for r in results if r.metric.n == 0]
-    if not empty:
-        return
-    said = []
-    for r in empty:
-        path = folder / r.stage / r.run_id / "samples.jsonl"
-        why = next((s.get("error") for rec in map(Record.from_dict, reversed(read_jsonl(path))) if rec.error
-                    for s in rec.samples if s.get("error")), None)
-        failed = r.stats.get("errors", 0)
-        said.append(f"{r.stage} ({failed} examples failed after all retries" + (f", e.g. {why}" if why else "")
-                    + f"; see {path})" if failed else f"{r.stage} (no example was scored)")
-    raise NothingMeasured(f"the run finished, but {len(empty)} of {len(results)} stages scored no example "
-                          f"(n=0), so their rows hold no number: {'; '.join(said)}",
-                          fix="fix the cause (server, key, model name, base_url), then run the same command "
-                              "again: finished examples are kept and only the failed ones are retried")
 
 
 def _show(folder: Path, title: str, wide: bool = False) -> None:
@@ -187,28 +133,23 @@ def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt
     Exit codes, for scripts:
     0  every stage measured something;  1  a stage scored no example (n=0);
     2  bad input;  130  interrupted (Ctrl-C; run the same command again to resume)."""
-    from ladder.config import load_experiment
-    from ladder.runner import run_experiment
-    from ladder.variants import run_main
+    from ladder import commands
 
-    done = run_main(config, set or [], only, variant)  # a YAML with variants: each, then one table
-    if done is not None:
-        _log(done[1], "run", set or [])
-        for name, results in done[0].items():
-            _unmeasured(results, done[1] / "variants" / name)
-        return
-    exp = load_experiment(config, set or [])
-    results = run_experiment(exp, only=only)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
-    _log(exp.results_path, "run", set or [])
-    _unmeasured(results, exp.results_path)
+    exp = commands.load(config, set)  # read and validated once, variants built from it
+    done = commands.execute(exp, only, variant)
+    _tables(done, wide)
+    commands.log(done, "run", set or [])
+    done.raise_unmeasured()
 
 
-def _log(folder: Path, command: str, overrides: list[str], outcome: str | None = None) -> None:
-    """One entry in results/<exp>/log.jsonl and LOG.md for the run that just finished (n=0 runs too)."""
-    from ladder.history import record
+def _tables(done: Any, wide: bool) -> None:
+    """The combined table of a variants run, or the experiment's own table and next steps."""
+    if done.variants is not None:
+        from ladder.variants import print_combined
 
-    record(folder, command, overrides, outcome)
+        print_combined(done.variants.rows, done.variants.baseline, done.variants.title)
+    else:
+        _show(done.folder, f"{done.experiment.config.name}  ({done.folder})", wide=wide)
 
 
 @app.command()
@@ -219,130 +160,19 @@ def check(config: Config, set: Sets = None, variant: VariantOpt = None,
     """Validate the config and data and print what a run would do, without generating anything.
     Each API server the run would call (stage models and judges) gets one free request (the model
     list) unless --offline: a server that cannot be reached exits 2."""
-    from ladder.config import load_experiment
-    from ladder.reach import reachability
-    from ladder.runner import estimate_run as plan
-    from ladder.variants import load_variants
+    from ladder import commands
+    from ladder.plan_print import _print_plan
 
-    failures = []
-
-    def reach(out: dict, exp: Any) -> dict:
-        if not offline:
-            out["reachable"], failed = reachability(exp)
-            failures.append(failed)
-        return out
-
-    variants = load_variants(config, set or [], variant)  # every variant validated, none run
-    if variants:
-        plans = {v.name: reach(plan(v.experiment), v.experiment) for v in variants}
-        for out in plans.values():  # every variant is measured on the same subsample
-            out["power"] = _planned_power(out.get("subsample_n", 0))
-        if as_json:
-            print(json.dumps(plans, indent=2))
-        else:
-            for name, out in plans.items():
-                _print_plan(out, f"variant {name}: ")
+    checked = commands.plan(commands.load(config, set), variant, offline)
+    if as_json:
+        print(json.dumps(checked.plan, indent=2))
+    elif checked.by_variant:
+        for name, out in checked.plan.items():
+            _print_plan(out, f"variant {name}: ")
     else:
-        exp = load_experiment(config, set or [])
-        out = reach(plan(exp), exp)
-        out["power"] = _planned_power(out.get("subsample_n", 0))
-        if as_json:
-            print(json.dumps(out, indent=2))
-        else:
-            _print_plan(out)
-    failed = next((f for f in failures if f is not None), None)
-    if failed is not None:
-        raise failed
-
-
-def _print_plan(out: dict, head: str = "") -> None:
-    from ladder.progress import stdout_console
-
-    console = stdout_console()
-    console.print(f"{head}[bold]{out['experiment']}[/bold] → {out['results']}: config and data OK")
-    for g in out["guards"]:
-        console.print(f"  {g['level']} {g['name']}: {g['message']}")
-    for r in out.get("reachable", ()):  # absent with --offline
-        said = f": {r['message']}" if r["message"] and r["status"] == "not probed" else ""
-        console.print(f"  {r['status']}: {r['model']} at {r['url']} ({r['field']}){said}", highlight=False)
-    table = _plan_table(console.width)
-    for s in out["stages"]:
-        if "skipped" in s:
-            console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
-            continue
-        # Both prices: the list price and the batch API's (model.batch: true); * marks the one paid.
-        batch = s.get("cost_usd_batch")
-        sc = s.get("scorer") or {}
-        scorer = sc.get("cost_usd", 0.0)  # what the scorer pays (its own batch price on batch: true)
-        standard = s.get("cost_usd_standard", s["cost_usd"] - scorer) + sc.get("cost_usd_standard", scorer)
-        table.add_row(s["stage"], s["model"], str(s["examples"]), str(s["samples"]), f"{s['prompt_tokens']:,}",
-                      f"{s['max_output_tokens']:,}", f"{standard:.4f}" + ("" if s.get("batch") else "*"),
-                      "—" if batch is None else f"{batch + scorer:.4f}" + ("*" if s.get("batch") else ""))
-    console.print(table)
-    console.print("  * what the run pays; batch cost: with model.batch: true (the provider's batch API, "
-                  "results within 24 h)", highlight=False)
-    for s in out["stages"]:
-        if s.get("scorer"):
-            sc = s["scorer"]
-            console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
-                          f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
-                          f"${sc['cost_usd']:.4f})", highlight=False)
-    for s in out["stages"]:  # few_shot `shots: fixed`: what the provider's prompt cache takes off
-        if s.get("cost_usd_cached") is not None:
-            console.print(f"  {s['stage']}: its prompts share their first ~{s['prefix_tokens']:,} tokens; with the "
-                          f"provider's prompt cache (each later request reads them) the stage costs about "
-                          f"${s['cost_usd_cached']:.4f} instead of ${s['cost_usd']:.4f} — a floor: caches "
-                          f"expire, and some models cache only longer prefixes", highlight=False)
-    for s in out["stages"]:  # sft/rl: how many optimizer steps the config implies, and a rough time
-        if s.get("training"):
-            console.print(f"  {s['training']['text']}", highlight=False)
-            if s["training"].get("warning"):
-                console.print(f"  [yellow]warn[/yellow] long_training: {s['training']['warning']}", highlight=False)
-
-    from ladder.estimate import duration
-
-    for s in out["stages"]:  # API models with `rate_limit:`: the wall time the limit allows at best
-        if s.get("rate_limit"):
-            r = s["rate_limit"]
-            limits = ", ".join(f"{v:,.0f} {k}/min" for k, v in (("requests", r["requests_per_minute"]),
-                                                                ("tokens", r["tokens_per_minute"])) if v)
-            console.print(f"  {s['stage']}: at its rate_limit ({limits}) the {r['requests']:,} requests "
-                          f"({r['tokens']:,} tokens with max output) take at least {duration(r['seconds'])} "
-                          f"({r['bound']} bound)", highlight=False)
-    p = out["power"]
-    if p["n"]:
-        console.print(f"  power: with n={p['n']} paired examples, two rungs must differ by ±{p['mde']:.3f} to be "
-                      f"detected at 80% power (two-sided α=0.05), assuming per-example differences with sd "
-                      f"{p['assumed_sd']:g} ({p['assumption']}); n=1000 gives ±{p['mde_at_1000']:.3f}",
-                      highlight=False)
-
-
-def _plan_table(width: int):
-    """The plan's empty table, fitted to `width`: stage names are never cut (few_shot and
-    few_shot_max must stay distinguishable). Below 110 columns the vertical rules go and the long
-    headers take two lines; a long model name folds rather than a stage name or a number."""
-    from rich import box
-    from rich.table import Table
-
-    narrow = width < 110
-    table = Table(title_justify="left", **(dict(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                                                collapse_padding=True) if narrow else {}))
-    for col in ("stage", "model", "examples", "samples", "prompt tokens", "max output tokens", "cost $",
-                "batch cost $"):
-        head = {"prompt tokens": "prompt\ntokens", "max output tokens": "max out\ntokens",
-                "batch cost $": "batch\ncost $"}.get(col, col) if narrow else col
-        table.add_column(head, justify="left" if col in ("stage", "model") else "right", no_wrap=col != "model",
-                         overflow="fold")
-    return table
-
-
-def _planned_power(n: int) -> dict:
-    """The MDE a planned subsample gives under the stated assumption (ladder/power.py)."""
-    from ladder.power import PLANNING_SD, mde
-
-    return {"n": n, "assumed_sd": PLANNING_SD, "mde": mde(PLANNING_SD, n) if n else None,
-            "mde_at_1000": mde(PLANNING_SD, 1000),
-            "assumption": "a 0/1 metric where a quarter of the examples change outcome between the rungs"}
+        _print_plan(checked.plan)
+    if checked.failed is not None:
+        raise checked.failed
 
 
 @app.command()
@@ -405,29 +235,23 @@ def climb(config: Config, set: Sets = None,
     0  the target was reached;
     3  it was not (every rung ran, or --until stopped the climb below it);
     1  a stage scored no example (n=0);  2  bad input;  130  interrupted (Ctrl-C)."""
-    from ladder.climb import climb as run_climb
+    from ladder import commands
     from ladder.climb import print_climb
-    from ladder.config import load_experiment
-    from ladder.variants import run_main
 
-    done = run_main(config, set or [], only, variant, climb=dict(target=target, by=by, until=until))
-    if done is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
-        _log(done[1], "climb", set or [], "; ".join(f"{name}: {record.outcome}"
-                                                    for name, (record, _) in done[0].items()))
-        for name, (record, results) in done[0].items():
+    exp = commands.load(config, set)
+    done = commands.execute(exp, only, variant, climb=dict(target=target, by=by, until=until))
+    if done.variants is not None:  # each variant climbs on its own; exit 3 unless every one reached the target
+        _tables(done, wide)
+        for name, record in done.variants.climbs.items():
             print(f"variant {name}:")
             print_climb(record)
-            _unmeasured(results, done[1] / "variants" / name)
-        if not all(record.reached for record, _ in done[0].values()):
-            raise typer.Exit(3)
-        return
-    exp = load_experiment(config, set or [])
-    record, results = run_climb(exp, target=target, by=by, until=until, only=only)
-    print_climb(record)
-    _show(exp.results_path, f"{exp.config.name}  ({exp.results_path})", wide=wide)
-    _log(exp.results_path, "climb", set or [], record.outcome)
-    _unmeasured(results, exp.results_path)
-    if not record.reached:
+    else:
+        print_climb(done.climb)
+        _tables(done, wide)
+    commands.log(done, "climb", set or [])
+    done.raise_unmeasured()
+    records = done.variants.climbs.values() if done.variants is not None else [done.climb]
+    if not all(record.reached for record in records):
         raise typer.Exit(3)
 
 

@@ -170,7 +170,7 @@ def bench_variants(rpm: float = 1200, examples: int = 60) -> None:
             path = api_experiment(tmp, "openai", srv.base_url, variants=specs, n_test=examples, model={"timeout": 10})
             srv.reset()
             start = time.perf_counter()
-            variants.run_main(path, [], None, None)
+            exp = commands.load(path); variants.run_main(exp, variants.load_variants(exp))
             walls[how].append(time.perf_counter() - start)
             assert srv.stats()["unique_succeeded"] == 4 * examples and srv.stats()["repeated_successes"] == 0
     bound = 4 * examples / (rpm / 60)

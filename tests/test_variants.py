@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ladder.errors import ConfigError
+from ladder.commands import execute, load
 from ladder.variants import expand, holm, load_variants, run_main, variant_diffs
 from tests.conftest import experiment
 
@@ -95,7 +96,8 @@ def test_variant_errors_name_the_variant(tmp_path, random_model):
 def test_one_variant_runs_alone_and_shares_cached_generations(tmp_path, random_model):
     # b differs from a only in a stage that is skipped: its zero_shot makes the same requests.
     path = _yaml_with_variants(tmp_path, random_model, variants={"a": {}, "b": {"stages.1.k": 2}})
-    results, folder = run_main(path, [], None, ["a"])
+    done = execute(load(path), variant=["a"])
+    results, folder = done.variants.results, done.folder
     assert list(results) == ["a"]
     assert [p.name for p in (folder / "variants").iterdir()] == ["a"]  # exactly one ran
     first = results["a"][0].stats
@@ -104,7 +106,7 @@ def test_one_variant_runs_alone_and_shares_cached_generations(tmp_path, random_m
         rows = list(csv.DictReader(f))
     assert [(r["variant"], r["stage"]) for r in rows] == [("a", "zero_shot")]
 
-    results, _ = run_main(path, [], None, ["b"])
+    results = execute(load(path), variant=["b"]).variants.results
     second = results["b"][0].stats
     assert second["generated_samples"] == 0 and second["cached_samples"] == first["generated_samples"]
     with open(folder / "summary.csv") as f:  # rebuilt from both finished variants
@@ -234,7 +236,9 @@ def test_api_variants_run_at_once_on_one_budget_with_the_numbers_of_one_by_one(t
             monkeypatch.setenv("LADDER_CACHE_DIR", str(folder / "cache"))  # nothing answered from the first run
             path = api_experiment(folder, "openai", srv.base_url, variants=specs, model={"timeout": 10})
             srv.reset()
-            results, combined = run_main(path, [], None, None)
+            exp = load(path)
+            done = run_main(exp, load_variants(exp))
+            results, combined = done.results, done.folder
             order = [b["body"]["messages"][0]["content"].split(":")[0].split()[-1] for b in srv.requests()]
             spans = {n: (order.index(n), len(order) - 1 - order[::-1].index(n)) for n in names}
             stats = srv.stats()

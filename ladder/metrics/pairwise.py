@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from ladder.backends.base import generate
 from ladder.errors import LadderError
@@ -37,8 +37,17 @@ from ladder.types import Example, Guard, Message, Sample, Score
 
 if TYPE_CHECKING:
     from ladder.resolved import ResolvedStage
-    from ladder.runner import PreparedRun
     from ladder.stages import StageContext
+
+
+class Plan(Protocol):
+    """What pairwise judging reads of a prepared run (ladder.prepared.PreparedRun, which imports
+    this module: naming it here would be an import circle)."""
+
+    experiment: Any
+
+    def resolve(self, stage: Any, planning: bool = False) -> ResolvedStage: ...
+
 
 INSTRUCTION = ("You are a strict, careful grader. You are shown a task given to an assistant and two "
                "responses to it, A and B. Judge them only against the criteria; the order in which they are "
@@ -184,7 +193,7 @@ def reference_outputs(path: Any) -> dict[str, str]:
     return out
 
 
-def bind(plan: PreparedRun, resolved: ResolvedStage, metrics: Sequence[Any]) -> list[Any]:
+def bind(plan: Plan, resolved: ResolvedStage, metrics: Sequence[Any]) -> list[Any]:
     """Each pairwise metric of a stage bound to its reference's outputs in this run (read from the
     reference's samples.jsonl); the others as they are. Under `ladder check` (no run folder) nothing
     is read."""
@@ -207,7 +216,7 @@ def bind(plan: PreparedRun, resolved: ResolvedStage, metrics: Sequence[Any]) -> 
     return out
 
 
-def run_id_part(plan: PreparedRun, stage: Any) -> dict[str, Any]:
+def run_id_part(plan: Plan, stage: Any) -> dict[str, Any]:
     """What a pairwise row's run id adds: the reference's run id (its outputs are half of every
     comparison: re-run it differently and this row is judged again). Empty for other metrics, so
     no other run id changes."""
