@@ -24,6 +24,7 @@ from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
+from ladder.result_sections import Extra, RecordsDigest, Stats
 from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
 
 
@@ -59,7 +60,7 @@ class StageContext:
     scorer's `from_stage:` finds a trained reward model."""
     extra_metrics: dict[str, Metric] = field(default_factory=dict)
     """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
-    the row carries their means beside its value (StageResult.extra["metrics"])."""
+    the row carries their means beside its value (StageResult.extra.metrics)."""
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
@@ -176,7 +177,7 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     batch = PROBABILITY_BATCH if ctx.metric.needs_probabilities else SCORE_BATCH if ctx.metric.batched else 1
     got = collect(ctx, prompts, batch=batch, texts=generates(ctx))
     result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
-    result.stats["resumed_examples"] = got.resumed
+    result.stats.resumed_examples = got.resumed
     return result
 
 
@@ -372,29 +373,27 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     judged = judged_stats(records)
     name = ctx.experiment.metric_label or ctx.metric.name
     guards += judged_guards(judged, name)
-    extra = {}
+    extra = Extra()
     if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
-        extra["metrics"] = {k: mean_ci([r["metrics"][k] for r in records]).to_dict() for k in ctx.extra_metrics}
+        extra.metrics = {k: mean_ci([r["metrics"][k] for r in records]) for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
-    stats = {
-        "examples": len(records),
-        "samples": len(samples),
-        "errors": len(errors),
+    stats = Stats(
+        examples=len(records),
+        samples=len(samples),
+        errors=len(errors),
         # What the metric summarised: checked against samples.jsonl when the result is read back.
-        "records": {"count": len(records),
-                    "digest": records_digest({str(r.id): float(r.score) for r in typed})},
-        "stop_hit_rate": stop_hit_rate(samples) if generated else None,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": sum(s.completion_tokens for s in samples),
-        "cached_tokens": sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
-        "mean_prompt_tokens": prompt_tokens / len(samples) if samples else 0.0,
+        records=RecordsDigest(len(records), records_digest({str(r.id): float(r.score) for r in typed})),
+        stop_hit_rate=stop_hit_rate(samples) if generated else None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=sum(s.completion_tokens for s in samples),
+        cached_tokens=sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
+        mean_prompt_tokens=prompt_tokens / len(samples) if samples else 0.0,
         # The metric's own model calls (a judge's verdicts) are spend of the stage too.
-        "cost_usd": sum(s.cost for s in samples) + judged.get("metric_cost_usd", 0.0),
-        "seconds": round(seconds, 3),
-        "cached_samples": ctx.calls.cached,
-        "generated_samples": ctx.calls.generated,
-        **k_way,
-        **judged,
-    }
+        cost_usd=sum(s.cost for s in samples) + judged.get("metric_cost_usd", 0.0),
+        seconds=round(seconds, 3),
+        cached_samples=ctx.calls.cached,
+        generated_samples=ctx.calls.generated,
+        **{**k_way, **judged},  # judged's `unparsed` (the judge's verdicts) wins over k_way's, as it always has
+    )
     return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
                        metric_name=name, metric=metric, guards=guards, stats=stats, extra=extra)

@@ -188,14 +188,16 @@ class BestOfN(ZeroShot):
         if calls is not None:
             extra["scorer_calls"] = {"generated": calls.generated, "cached": calls.cached, "errors": calls.errors}
         result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
-        result.stats["resumed_examples"] = got.resumed
+        stats = result.stats
+        stats.resumed_examples = got.resumed
         # Every model call the stage made costs: the judge's verdicts, and the export's samples.
-        result.stats["scorer_cost_usd"] = scorer_cost(got.records)
-        result.stats["cost_usd"] += result.stats["scorer_cost_usd"] + extra.get("export", {}).get("cost_usd", 0.0)
-        for kind, n in scorer_tokens(got.records).items():  # the judge's tokens, as its cost above
-            result.stats[f"scorer_{kind}"] = n
-            result.stats[kind] += n
-        result.extra.update(extra)
+        stats.scorer_cost_usd = scorer_cost(got.records)
+        stats.cost_usd += stats.scorer_cost_usd + extra.get("export", {}).get("cost_usd", 0.0)
+        tokens = scorer_tokens(got.records)  # the judge's tokens, as its cost above
+        stats.scorer_prompt_tokens, stats.scorer_completion_tokens = tokens["prompt_tokens"], tokens["completion_tokens"]
+        stats.prompt_tokens += tokens["prompt_tokens"]
+        stats.completion_tokens += tokens["completion_tokens"]
+        result.extra = dataclasses.replace(result.extra, **extra)  # each a declared section of Extra
         return result
 
     def _collect(self, ctx: StageContext, scorer: Metric | None, prompts: list[Prompt], path: Path | None = None
