@@ -313,7 +313,7 @@ def _server_down(plan: PreparedRun, stage: StageConfig) -> str | None:
     resolved = plan.configured[stage.name]
     if resolved.from_stage is not None:
         return None
-    return getattr(plan.pool.get(resolved.model), "down", None)
+    return plan.pool.get(resolved.model).down
 
 
 def _reusable(plan: PreparedRun, only: list[str]) -> dict[str, StageResult]:
@@ -394,8 +394,7 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
         message, fix = rl_probability_problem(stage.name, ctx.metric.name, resolved.model.name)
         raise LadderError(message, field="metric", fix=fix)
     started = time.perf_counter()
-    control = getattr(ctx.backend, "controller", None)  # API models: the rate controller's record
-    control = control() if control and not getattr(ctx.backend.config, "batch", False) else None
+    control = ctx.backend.rate_controller()  # API models: the rate controller's record
     mark = control.mark() if control else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),

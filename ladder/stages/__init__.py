@@ -99,8 +99,10 @@ class Stage:
     """True when a scorer (pm) can name it with `from_stage:`: `products.reward_model` holds the
     trained reward model (reward_model)."""
     trains_on_reward = False
-    """True for a training stage that optimises a reward (rl): the advice then holds it against
-    best-of-N with that reward, which needs no training. False: it learns by imitation (sft)."""
+    """True for a training stage that optimises a reward (rl), whose reward is `selects_by`: the
+    advice then holds it against best-of-N with that reward, which needs no training, and its model
+    is an RL policy (token probabilities not calibrated: probability metrics on it are refused).
+    False: it learns by imitation (sft)."""
     advice_if_worse = ("read a few of its prompts in samples.jsonl: what it adds to the prompt may be "
                        "confusing the model.")
     """The next step `ladder` suggests when this prompting stage scores clearly below the reference
@@ -197,7 +199,7 @@ def generates(ctx: StageContext) -> bool:
     """Whether the stage must generate text: not for a probability metric (choice_prob), whose
     score reads only the choices' log-probabilities, unless its `generate: true` asks for a greedy
     answer to read beside it."""
-    return not ctx.metric.needs_probabilities or bool(getattr(ctx.metric.config, "generate", True))
+    return not ctx.metric.needs_probabilities or bool(getattr(ctx.metric.config, "generate", True))  # choice_prob's own key
 
 
 def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | None = None, batch: int = 1,
@@ -216,8 +218,8 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     todo = [p for p in prompts if p.example.id not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
-    control = getattr(ctx.backend, "controller", None)  # API models: concurrency and 429s on the line
-    status = control().status if control and not getattr(ctx.backend.config, "batch", False) else None
+    control = ctx.backend.rate_controller()  # API models: concurrency and 429s on the line
+    status = control.status if control is not None else None
     with JsonlWriter(path) as out, progress_bar(label, total=len(todo), status=status) as advance:
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.

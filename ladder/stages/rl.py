@@ -149,10 +149,9 @@ class RL(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RLConfig = self.config
-        local_hf(ctx, "the rl stage")
+        base = local_hf(ctx, "the rl stage")
         check_launcher(cfg.launch, f"stages.{ctx.stage.name}.launch")
-        check_vllm(cfg.trainer_args, f"stages.{ctx.stage.name}.trainer_args",
-                   getattr(ctx.backend, "path", ctx.backend.config.name))
+        check_vllm(cfg.trainer_args, f"stages.{ctx.stage.name}.trainer_args", base.path)
         reward = build_scorer(cfg.reward, ctx, field=f"stages.{ctx.stage.name}.reward")  # fails before any sampling
         train = ctx.task.examples("train")
         if not train:
