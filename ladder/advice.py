@@ -44,7 +44,7 @@ def _stages(pairs: list[tuple[StageResult, Guard]]) -> str:
 
 def retry_errors(ev: Evidence) -> list[Step]:
     """Some examples failed after all retries."""
-    failed = [(r.stage, r.stats.get("errors", 0)) for r in ev.results if r.stats.get("errors", 0)]
+    failed = [(r.stage, r.stats.errors) for r in ev.results if r.stats.errors]
     if not failed:
         return []
     which = ", ".join(f"{s} ({n})" for s, n in failed)
@@ -218,7 +218,7 @@ def rl_below_best_of_n(ev: Evidence) -> list[Step]:
     examples), else a sampling stage's."""
     out = []
     for rl in _rewarded(ev):
-        own = rl.extra.get("best_of_n") or {}
+        own = rl.extra.best_of_n or {}
         if own.get("diff"):
             d = own["diff"]
             if d["ci_high"] is None or d["ci_high"] >= 0:  # None: no interval (metrics.json has no NaN)
@@ -253,7 +253,7 @@ def best_of_n_before_rl(ev: Evidence) -> list[Step]:
     sampling stage)."""
     if ev.of_family("sampling"):
         return []
-    if any(not rl.extra.get("best_of_n") for rl in _rewarded(ev)):
+    if any(not rl.extra.best_of_n for rl in _rewarded(ev)):
         return [Step("best_of_n_before_rl", "rl ran without best_of_n: run best_of_n with the same reward "
                                             "— it shows what high-reward samples look like and exposes "
                                             "a broken reward for free.")]
@@ -317,11 +317,11 @@ def selected_by_metric(ev: Evidence) -> list[Step]:
         if not r.selected_by_metric:
             continue
         m = r.metric
-        held = r.extra.get("metrics") or {}
+        held = r.extra.metrics or {}
         if held:  # the held-out metrics beside the selecting one, side by side
-            side = "; ".join(f"held-out {k} {num(v['value'])}" + (f" [{num(v['ci_low'])}, {num(v['ci_high'])}]"
-                                                                   if v.get("ci_low") is not None else "")
-                             for k, v in held.items() if v.get("value") is not None)
+            side = "; ".join(f"held-out {k} {num(v.value)}" + (f" [{num(v.ci_low)}, {num(v.ci_high)}]"
+                                                               if not math.isnan(v.ci_low) else "")
+                             for k, v in held.items() if not math.isnan(v.value))
             out.append(Step("selected_by_metric", f"{r.stage} was selected by its own metric: {r.metric_name} "
                             f"{num(m.value)} [{num(m.ci_low)}, {num(m.ci_high)}] is optimistic (the metric's own "
                             f"noise was selected for); beside it, {side}, which did not select it — judge the rung "

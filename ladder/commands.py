@@ -114,7 +114,7 @@ def _unmeasured(results: list, folder: Path) -> None:
         path = folder / r.stage / r.run_id / "samples.jsonl"
         why = next((s.get("error") for rec in map(Record.from_dict, reversed(read_jsonl(path))) if rec.error
                     for s in rec.samples if s.get("error")), None)
-        failed = r.stats.get("errors", 0)
+        failed = r.stats.errors
         said.append(f"{r.stage} ({failed} examples failed after all retries" + (f", e.g. {why}" if why else "")
                     + f"; see {path})" if failed else f"{r.stage} (no example was scored)")
     raise NothingMeasured(f"the run finished, but {len(empty)} of {len(results)} stages scored no example "

@@ -115,14 +115,14 @@ def samples_mismatch(folder: Path, r: StageResult) -> str | None:
     """Why a finished stage's samples.jsonl no longer matches the records its metrics.json
     summarised (count and digest of id → score), or None when it does (or nothing was recorded:
     results written before ladder recorded it, or a stage that does not summarise samples.jsonl)."""
-    rec = r.stats.get("records")
+    rec = r.stats.records
     if not rec:
         return None
     scores = example_scores(folder / r.stage / r.run_id / "samples.jsonl")
-    if len(scores) == rec["count"] and records_digest(scores) == rec["digest"]:
+    if len(scores) == rec.count and records_digest(scores) == rec.digest:
         return None
-    if len(scores) != rec["count"]:
-        what = f"holds {len(scores)} scored examples where metrics.json summarised {rec['count']}"
+    if len(scores) != rec.count:
+        what = f"holds {len(scores)} scored examples where metrics.json summarised {rec.count}"
     else:
         what = "holds other scores than the ones metrics.json summarised (it was edited)"
     return (f"{r.stage}/{r.run_id}/samples.jsonl {what}: its n and the paired differences computed "

@@ -70,7 +70,7 @@ def label(folder: Path, stage: str, n: int = 50, source: str | None = None, seed
         write_summary(folder, Evidence.load(folder).results)  # the agreement columns and guards
     done = Evidence.load(folder)
     attach(done)
-    got = next(r for r in done.results if r.stage == stage).extra.get("agreement", {}).get("")
+    got = (next(r for r in done.results if r.stage == stage).extra.agreement or {}).get("")
     if got:
         k = "undefined" if got["kappa"] is None else f"{got['kappa']:.2f}"
         say(f"{stage}: agreement {got['agreement']:.0%}, κ {k} on {got['labelled_n']} labelled outputs")

@@ -141,7 +141,7 @@ def _judged(spec: Any) -> bool:
 
 def attach(ev: Evidence) -> None:
     """Each row's agreement with people's labels (and, for a judged metric beside a gold one, with
-    the gold verdicts) as `extra["agreement"]` ({"": primary's, name: a further metric's}), and the
+    the gold verdicts) as `extra.agreement` ({"": primary's, name: a further metric's}), and the
     guards that go with it. Recomputed on every load: labels are added after a run."""
     try:
         specs = metric_specs(ev.config)
@@ -155,7 +155,7 @@ def attach(ev: Evidence) -> None:
 
     for r in ev.results:
         r.guards = [g for g in r.guards if g.name not in ("metric_unvalidated", "metric_disagrees", "labels_ignored")]
-        r.extra.pop("agreement", None)
+        r.extra.agreement = None
         from ladder.evidence import stage_class
 
         cls = stage_class(r.type)
@@ -206,7 +206,7 @@ def attach(ev: Evidence) -> None:
                                   f"this row's scored subsample, {stale} an earlier output of an example (the text "
                                   f"changed since it was labelled)", float(outside + stale)))
         if out:
-            r.extra["agreement"] = out
+            r.extra.agreement = out
 
 
 def ev_label(name: str | None, r: StageResult) -> str:
@@ -216,7 +216,7 @@ def ev_label(name: str | None, r: StageResult) -> str:
 def agreement_cells(r: StageResult) -> dict[str, Any]:
     """summary.csv cells: agreement… for the row's metric, <name>_agreement… for a further one."""
     out: dict[str, Any] = {}
-    for name, got in (r.extra.get("agreement") or {}).items():
+    for name, got in (r.extra.agreement or {}).items():
         prefix = f"{name}_" if name else ""
         out.update({prefix + k: ("" if got[k] is None else round(got[k], 6) if isinstance(got[k], float) else got[k])
                     for k in FIELDS})
@@ -224,7 +224,7 @@ def agreement_cells(r: StageResult) -> dict[str, Any]:
 
 
 def agreement_columns(results: Iterable[StageResult]) -> list[str]:
-    names = dict.fromkeys(n for r in results for n in (r.extra.get("agreement") or {}))
+    names = dict.fromkeys(n for r in results for n in (r.extra.agreement or {}))
     return [f"{n}_{k}" if n else k for n in names for k in FIELDS]
 
 
@@ -233,7 +233,7 @@ def agreement_lines(results: Iterable[StageResult]) -> list[str]:
     print under the table."""
     out = []
     for r in results:
-        for name, got in (r.extra.get("agreement") or {}).items():
+        for name, got in (r.extra.agreement or {}).items():
             k = "κ undefined (one class only)" if got["kappa"] is None else f"κ {got['kappa']:.2f}" + (
                 f" [{got['kappa_ci_low']:.2f}, {got['kappa_ci_high']:.2f}]" if got["kappa_ci_low"] is not None else "")
             out.append(f"{r.stage} · {name or r.metric_name} vs {got.get('basis', 'labels')}: agreement "

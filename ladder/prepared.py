@@ -84,9 +84,9 @@ class PreparedRun:
                        run_dir=self.experiment.results_path / stage.name / run_id)
 
     def record(self, stage: StageConfig, result: StageResult) -> None:
-        self.produced[stage.name] = {k: result.extra[k] for k in PRODUCTS if result.extra.get(k)}
-        if result.extra.get("train_subsample"):
-            self.train_subsamples[stage.name] = result.extra["train_subsample"]
+        self.produced[stage.name] = result.products.to_dict()
+        if result.extra.train_subsample:
+            self.train_subsamples[stage.name] = result.extra.train_subsample
 
     def _run_id(self, resolved: ResolvedStage) -> str:
         stage = resolved.config

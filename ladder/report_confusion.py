@@ -61,7 +61,7 @@ def confusion_html(ev: Evidence) -> str:
     choices = (ev.config.get("task") or {}).get("choices")
     parts = []
     for r in ev.results:
-        if r.stats.get("chance") in (None, ""):  # not a K-way metric (choice, choice_prob)
+        if r.stats.chance is None:  # not a K-way metric (choice, choice_prob)
             continue
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"
         counts = confusion(path) if path.exists() else Counter()

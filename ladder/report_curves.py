@@ -137,7 +137,7 @@ def stage_curves(r: StageResult) -> list[Curve]:
     curves guessed from older `extra` shapes beside them."""
     typed = {c.name: c for c in r.curves}
     out = []
-    for guessed in curves_of(r.extra):
+    for guessed in curves_of(r.extra.to_dict()):
         c = typed.pop(guessed.name, None)
         if c is not None:  # the typed curve, with the chance lines the guess found
             c.hlines = {**guessed.hlines, **c.hlines}

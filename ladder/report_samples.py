@@ -90,7 +90,7 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
     """Everything the browser shows, as JSON-ready lists (see the JavaScript below for the shape)."""
     strings = _Strings()
     stages, rows, order = [], {}, []
-    extra = list(dict.fromkeys(n for r in ev.results for n in (r.extra.get("metrics") or {})))
+    extra = list(dict.fromkeys(n for r in ev.results for n in (r.extra.metrics or {})))
     raw: dict[str, list[float | None]] = {}  # each example's unrounded scores, for stages_disagree
     for r in ev.results:
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"

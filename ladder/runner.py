@@ -49,7 +49,7 @@ def preflight_run(plan: PreparedRun, only: list[str] | None) -> None:
         if stage.skip or (only and stage.name not in only):
             continue
         finished = _finished(plan, stage)
-        if finished is not None and not finished.stats.get("errors"):
+        if finished is not None and not finished.stats.errors:
             continue  # answered from results: a re-run of a finished experiment calls nothing
         resolved = plan.configured[stage.name]  # a model still to be trained cannot be probed yet
         own = [("", resolved.model)] if resolved.from_stage is None else []
@@ -126,7 +126,7 @@ def _server_down(plan: PreparedRun, stage: StageConfig) -> str | None:
     resolved = plan.configured[stage.name]
     if resolved.from_stage is not None:
         return None
-    return getattr(plan.pool.get(resolved.model), "down", None)
+    return plan.pool.get(resolved.model).down
 
 
 def _reusable(plan: PreparedRun, only: list[str]) -> dict[str, StageResult]:
@@ -193,12 +193,12 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
                 (run_dir / "samples.jsonl").replace(run_dir / "samples.jsonl.damaged")
             console.print(f"[yellow]warn[/yellow] {damaged}; re-scoring the stage (the damaged file is kept "
                           f"as samples.jsonl.damaged)", highlight=False)
-        elif not result.stats.get("errors"):
+        elif not result.stats.errors:
             console.print(f"[bold]{stage.name}[/bold] done earlier ({done}): 0 new generations")
             return result
         else:
             # Examples that failed after all retries (API errors) are retried; the rest resume.
-            console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats['errors']} examples that "
+            console.print(f"[bold]{stage.name}[/bold] retrying the {result.stats.errors} examples that "
                           f"failed earlier", highlight=False)
     impl = STAGES.get(stage.type)(stage)
     ctx = plan.context(resolved, cache)
@@ -207,8 +207,7 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
         message, fix = rl_probability_problem(stage.name, ctx.metric.name, resolved.model.name)
         raise LadderError(message, field="metric", fix=fix)
     started = time.perf_counter()
-    control = getattr(ctx.backend, "controller", None)  # API models: the rate controller's record
-    control = control() if control and not getattr(ctx.backend.config, "batch", False) else None
+    control = ctx.backend.rate_controller()  # API models: the rate controller's record
     mark = control.mark() if control else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "stage.json", {"stage": stage.model_dump(mode="json"),
@@ -219,26 +218,26 @@ def run_stage(plan: PreparedRun, stage: StageConfig, cache: Cache) -> StageResul
     except BaseException:
         _drop_if_empty(run_dir)
         raise
-    result.stats["seconds"] = round(time.perf_counter() - started, 3)
+    result.stats.seconds = round(time.perf_counter() - started, 3)
     if control and control.ok + control.rate_limited > mark["ok"] + mark["rate_limited"]:
-        result.stats["rate_control"] = control.report(mark)
+        result.stats.rate_control = control.report(mark)
     sent = ctx.backend.sent_sampling(ctx.gen)
     if sent is not None:  # the backend sends only some of temperature/top_p: say which
-        result.stats["sampling_sent"] = sent
+        result.stats.sampling_sent = sent
     # The subsample's guards describe the test examples; a stage measured on other data
     # (reward_model's held-out pairs) does not inherit them.
     result.guards = [*(plan.guards if impl.evaluates_test_subsample else ()), *result.guards]
     _marked(stage, result, exp.metric)
     write_json(done, result.to_dict())  # last and atomic: its presence means "done"
     m = result.metric
-    resumed = result.stats.get("resumed_examples", 0)
+    resumed = result.stats.resumed_examples or 0
     # n=0 (every request failed) has no value: say so rather than print "nan".
     value = (f"= {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.n else "has no value (no example scored)")
     mark = " (selected by the metric)" if result.selected_by_metric else ""
     console.print(f"[bold]{stage.name}[/bold]{mark} {result.metric_name} {value} n={m.n} · {ctx.calls.generated} generated, "
                   f"{ctx.calls.cached} from cache" + (f", {resumed} examples resumed from samples.jsonl"
                                                       if resumed else "")
-                  + f" · {result.stats['seconds']:.1f} s", highlight=False)
+                  + f" · {result.stats.seconds:.1f} s", highlight=False)
     for guard in result.guards:
         if guard.level == "warn" and guard.name != "subsample":
             _say(guard)

@@ -49,9 +49,9 @@ def row_of(r: StageResult) -> dict[str, Any]:
         "stage": r.stage, "type": r.type, "metric": r.metric_name,
         "value": _round(r.metric.value, 6), "ci_low": _round(r.metric.ci_low, 6),
         "ci_high": _round(r.metric.ci_high, 6), "n": r.metric.n,
-        "errors": s.get("errors", 0), "stop_hit_rate": _round(s.get("stop_hit_rate")),
-        "prompt_tokens": s.get("prompt_tokens", 0), "completion_tokens": s.get("completion_tokens", 0),
-        "cost_usd": _round(s.get("cost_usd", 0.0), 6), "seconds": _round(s.get("seconds"), 2),
+        "errors": s.errors, "stop_hit_rate": _round(s.stop_hit_rate),
+        "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+        "cost_usd": _round(s.cost_usd, 6), "seconds": _round(s.seconds, 2),
         "flags": "; ".join(g.name for g in r.guards if g.level == "warn"),
         # Stage-specific guardrails that passed (e.g. sft's chance_loss): a check that ran and
         # passed is worth seeing, not just one that failed.
@@ -59,8 +59,9 @@ def row_of(r: StageResult) -> dict[str, Any]:
         "run_id": r.run_id,
         "oracle": r.oracle,
         "selected_by_metric": r.selected_by_metric,
-        "judge_tokens": s["metric_prompt_tokens"] + s["metric_completion_tokens"] if "metric_prompt_tokens" in s else "",
-        **{k: _round(s.get(k), 6) for k in K_WAY},
+        "judge_tokens": s.metric_prompt_tokens + (s.metric_completion_tokens or 0)
+        if s.metric_prompt_tokens is not None else "",
+        "chance": _round(s.chance, 6), "majority": _round(s.majority, 6), "unparsed": _round(s.unparsed, 6),  # K_WAY
         **extra_metric_cells(r),
         **baseline_of(r),
     }
@@ -69,15 +70,15 @@ def row_of(r: StageResult) -> dict[str, Any]:
 def extra_metric_cells(r: StageResult) -> dict[str, Any]:
     """The row's further metrics (`metrics:` after the first): <name>, <name>_ci_low, <name>_ci_high."""
     out: dict[str, Any] = {}
-    for name, m in (r.extra.get("metrics") or {}).items():
-        out.update({name: _round(m.get("value"), 6), f"{name}_ci_low": _round(m.get("ci_low"), 6),
-                    f"{name}_ci_high": _round(m.get("ci_high"), 6)})
+    for name, m in (r.extra.metrics or {}).items():
+        out.update({name: _round(m.value, 6), f"{name}_ci_low": _round(m.ci_low, 6),
+                    f"{name}_ci_high": _round(m.ci_high, 6)})
     return out
 
 
 def extra_metric_columns(results: list[StageResult]) -> list[str]:
     """The summary.csv columns of every further metric any row has, in the order they are declared."""
-    names = dict.fromkeys(n for r in results for n in (r.extra.get("metrics") or {}))
+    names = dict.fromkeys(n for r in results for n in (r.extra.metrics or {}))
     return [c for n in names for c in (n, f"{n}_ci_low", f"{n}_ci_high")]
 
 

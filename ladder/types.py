@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+# The typed parts of a StageResult live in their own module (ladder/result_sections.py);
+# MetricValue, Baseline and Products are re-exported here, where they have always been imported from.
+from ladder.result_sections import Baseline, Extra, MetricValue, Products, Stats  # noqa: F401
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "eos", "length", "error", "scored"]
 
@@ -155,26 +159,6 @@ class Score:
 
 
 @dataclass(frozen=True)
-class MetricValue:
-    """An aggregate with its sample size and 95% confidence interval: never a bare number."""
-
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MetricValue:
-        """Inverse of to_dict after a trip through JSON, where a NaN (n=0 has no mean, n=1 no CI)
-        was written as null (`store.write_json`)."""
-        nan = float("nan")
-        return cls(*(nan if d[k] is None else d[k] for k in ("value", "ci_low", "ci_high")), d["n"])
-
-
-@dataclass(frozen=True)
 class Guard:
     """A guardrail verdict: `level` is "ok", "warn" or "info"; `message` says what to do."""
 
@@ -185,22 +169,6 @@ class Guard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Products:
-    """What a finished stage hands later stages, by stage name (`from_stage`)."""
-
-    model: dict[str, Any] | None = None
-    """Backend config keys of the model it trained (e.g. {backend: hf, name: <folder>}): a later
-    stage's `model: {from_stage: <stage>}` evaluates it (Stage.produces_model)."""
-    reward_model: dict[str, Any] | None = None
-    """The reward model it trained ({name: <folder>}): a pm scorer's `from_stage:` reads it
-    (Stage.produces_reward_model)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Only what was produced: the runner's `produced` map and run ids hash this."""
-        return {k: v for k, v in (("model", self.model), ("reward_model", self.reward_model)) if v}
 
 
 CurveKind = Literal["step", "n"]
@@ -262,21 +230,14 @@ BEST_OF_K_LABELS = {"kl_bound": "KL upper bound log k − (k−1)/k", "kl_pool":
 
 
 @dataclass
-class Baseline:
-    """A baseline a stage measured on its own examples, shown on a line under its row (rl: best-of-N
-    with the same reward), with the stage's paired difference from it."""
-
-    label: str
-    metric: MetricValue
-    diff: MetricValue | None = None
-    """The stage minus the baseline, paired on the same examples (None: not computed)."""
-    oracle: bool = False
-    """The baseline reads the test answers (best-of-N picked by the task metric): an upper bound."""
-
-
-@dataclass
 class StageResult:
-    """What a stage hands back to the runner; metrics.json is its serialisation."""
+    """What a stage hands back to the runner; metrics.json is its serialisation.
+
+    `stats` and `extra` are typed (ladder/result_sections.py): a stage sets their attributes
+    (`result.stats.train_examples = n`, `result.extra.training = {...}`), and everything downstream
+    (runner, table, report, advice, compare) reads attributes, never keys. A dict given for either
+    is converted: an unknown `stats` key is refused; an `extra` key that is no declared section
+    goes to `extra.custom` (a plugin's free-form sections)."""
 
     stage: str
     type: str
@@ -284,8 +245,8 @@ class StageResult:
     metric_name: str
     metric: MetricValue
     guards: list[Guard] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    stats: Stats = field(default_factory=Stats)
+    extra: Extra = field(default_factory=Extra)
     oracle: bool = False
     """The stage read the test examples' gold answers to pick its output (Stage.reads_test_targets):
     an upper bound, not a method."""
@@ -293,53 +254,45 @@ class StageResult:
     """The stage picked its output (best_of_n's scorer) or trained (rl's reward) by the very scorer
     that scores its row: optimistic, as the metric's own noise was selected for."""
 
-    # Typed views of `extra`, where metrics.json has always kept them (so every metrics.json, old
-    # or new, reads back the same): stages set them through these, the table, report, advice and
-    # runner read them through these, and nothing guesses from key names.
+    def __post_init__(self) -> None:
+        if isinstance(self.stats, dict):
+            self.stats = Stats.from_dict(self.stats)
+        if isinstance(self.extra, dict):
+            self.extra = Extra.from_dict(self.extra)
 
     @property
     def products(self) -> Products:
         """What later stages can use by naming this stage (`from_stage`)."""
-        return Products(self.extra.get("model") or None, self.extra.get("reward_model") or None)
+        return Products(self.extra.model or None, self.extra.reward_model or None)
 
     @products.setter
     def products(self, value: Products) -> None:
-        for key in ("model", "reward_model"):
-            self.extra.pop(key, None)
-        self.extra.update(value.to_dict())
+        self.extra.model, self.extra.reward_model = value.model or None, value.reward_model or None
 
     @property
     def baseline(self) -> Baseline | None:
-        b = self.extra.get("baseline")
-        if not b:
-            return None
-        d = b.get("diff")
-        # An rl stage's best-of-N picked by the task metric reads the test answers (older
-        # metrics.json say so only under extra.best_of_n).
-        oracle = b.get("oracle", (self.extra.get("best_of_n") or {}).get("oracle"))
-        return Baseline(b["label"], _metric_value(b["metric"]), _metric_value(d) if d else None, bool(oracle))
+        return self.extra.baseline
 
     @baseline.setter
     def baseline(self, value: Baseline | None) -> None:
-        self.extra.pop("baseline", None)
-        if value is not None:
-            self.extra["baseline"] = {"label": value.label, "metric": value.metric.to_dict(),
-                                      "diff": value.diff.to_dict() if value.diff else None, "oracle": value.oracle}
+        self.extra.baseline = value
 
     @property
     def curves(self) -> list[Curve]:
-        """The stage's curves: each entry of extra["curves"] (the declared shape), and a best-of-k
-        curve where best_of_n put one (extra["curve"], or rl's own best-of-N at extra["best_of_n"])."""
-        out = [c for name, spec in (self.extra.get("curves") or {}).items() if isinstance(spec, dict)
+        """The stage's curves: each of extra.curves (the declared shape), and a best-of-k curve
+        where best_of_n put one (extra.curve, or rl's own best-of-N at extra.best_of_n)."""
+        out = [c for name, spec in (self.extra.curves or {}).items() if isinstance(spec, dict)
                and (c := Curve.from_spec(name, spec)) is not None]
-        for name, points in (("curve", self.extra.get("curve")),
-                             ("best_of_n.curve", (self.extra.get("best_of_n") or {}).get("curve"))):
+        for name, points in (("curve", self.extra.curve),
+                             ("best_of_n.curve", (self.extra.best_of_n or {}).get("curve"))):
             if isinstance(points, list) and (c := Curve.best_of_k(name, points)) is not None:
                 out.append(c)
         return out
 
     def add_curve(self, curve: Curve) -> None:
-        self.extra.setdefault("curves", {})[curve.name] = curve.to_spec()
+        if self.extra.curves is None:
+            self.extra.curves = {}
+        self.extra.curves[curve.name] = curve.to_spec()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,14 +302,15 @@ class StageResult:
             "metric_name": self.metric_name,
             "metric": self.metric.to_dict(),
             "guards": [g.to_dict() for g in self.guards],
-            "stats": self.stats,
-            "extra": self.extra,
+            "stats": self.stats.to_dict(),
+            "extra": self.extra.to_dict(),
             "oracle": self.oracle,
             **({"selected_by_metric": True} if self.selected_by_metric else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageResult:
+        """From metrics.json, whichever ladder wrote it (a stats key this version does not know is skipped)."""
         return cls(
             stage=d["stage"],
             type=d["type"],
@@ -364,15 +318,8 @@ class StageResult:
             metric_name=d["metric_name"],
             metric=MetricValue.from_dict(d["metric"]),
             guards=[Guard(**g) for g in d.get("guards", [])],
-            stats=d.get("stats", {}),
-            extra=d.get("extra", {}),
+            stats=Stats.from_dict(d.get("stats", {}), strict=False),
+            extra=Extra.from_dict(d.get("extra", {})),
             oracle=bool(d.get("oracle", False)),
             selected_by_metric=bool(d.get("selected_by_metric", False)),
         )
-
-
-def _metric_value(d: dict[str, Any]) -> MetricValue:
-    """A metric or difference as stages write it under `extra` (a NaN bound written as null;
-    a difference may lack n)."""
-    nan = float("nan")
-    return MetricValue(*(nan if d.get(k) is None else d[k] for k in ("value", "ci_low", "ci_high")), d.get("n", 0))

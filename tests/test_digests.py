@@ -112,7 +112,7 @@ def test_resume_without_metrics_json_rescores_from_the_cache(tmp_path):
     (run_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (again,) = run_experiment(load_experiment(path))
     assert again.run_id == first.run_id and again.metric == first.metric and first.metric.value > 0.5
-    assert again.stats["generated_samples"] == 0 and again.stats["cached_samples"] == 40
+    assert again.stats.generated_samples == 0 and again.stats.cached_samples == 40
     assert len(read_jsonl(run_dir / "samples.jsonl")) == 40 and (run_dir / "samples.jsonl.unfinished").exists()
 
 

@@ -96,21 +96,21 @@ def test_the_shipped_config_on_the_sample(tmp_path, rule):
     for rec in read_jsonl(folder / "majority_of_8" / vote.run_id / "samples.jsonl"):
         start = next(s for s in SCRIPTS if rec["prompt"][-1]["content"].split("Question: ")[-1].startswith(s))
         assert (rec["selected"], rec["answer"], rec["score"]) == picks[start], start
-    assert vote.extra["selector"]["oracle"] is False and not any(g.name == "oracle" for g in vote.guards)
-    assert oracle.extra["selector"]["oracle"] is True
+    assert vote.extra.selector["oracle"] is False and not any(g.name == "oracle" for g in vote.guards)
+    assert oracle.extra.selector["oracle"] is True
     # The oracle picks any right sample, and every script has one (Ana's last is "#### 7"): the
     # gap to the vote is what reading the gold answer buys.
     assert oracle.metric.value == 1.0
     # majority@k: k=1 is any one sample, k=N the stage's own number; exact for N=5.
-    curve = vote.extra["curve"]
+    curve = vote.extra.curve
     everything = [s["score"] for rec in read_jsonl(folder / "majority_of_8" / vote.run_id / "samples.jsonl")
                   for s in rec["samples"]]
     assert [p["k"] for p in curve] == [1, 2, 4, 5]
     assert curve[0]["majority"] == pytest.approx(sum(everything) / len(everything))
     assert curve[-1]["majority"] == pytest.approx(vote.metric.value)
-    assert vote.extra["majority_curve"] == "exact enumeration of every k-subset"
+    assert vote.extra.majority_curve == "exact enumeration of every k-subset"
     # The oracle's stage draws the same line beside its best-of-k.
-    assert [p["majority"] for p in oracle.extra["curve"]] == pytest.approx([p["majority"] for p in curve])
+    assert [p["majority"] for p in oracle.extra.curve] == pytest.approx([p["majority"] for p in curve])
     metrics = json.loads((folder / "majority_of_8" / vote.run_id / "metrics.json").read_text())
     assert metrics["extra"]["curve"][-1]["oracle_best_of_k"] == pytest.approx(oracle.metric.value)
 

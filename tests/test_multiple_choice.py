@@ -85,4 +85,4 @@ def test_choice_prob_generates_only_when_asked(tmp_path, monkeypatch, generate):
     assert (reasons == {"scored"}) != generate and all(r["samples"][0]["extracted"] for r in records)
     names = {g.name for g in result.guards}
     assert ("stop_hit" in names) == generate  # no stop rate to check when nothing was generated
-    assert (result.stats["stop_hit_rate"] is None) != generate
+    assert (result.stats.stop_hit_rate is None) != generate

@@ -15,8 +15,9 @@ import pytest
 from ladder.config import StageConfig, load_experiment
 from ladder.report import curves_of, write
 from ladder.runner import run_experiment
+
 from ladder.stages.zero_shot import ZeroShot
-from ladder.types import Guard
+from ladder.types import Extra, Guard
 from tests.conftest import REPO, experiment
 from tests.test_climb import ORACLE
 
@@ -99,11 +100,11 @@ class Curves(ZeroShot):
     def run(self, ctx):
         result = super().run(ctx)
         result.type = self.config.as_type
-        result.extra.update(SHAPES.get(result.type, {}))
+        result.extra = Extra.from_dict({**result.extra.to_dict(), **SHAPES.get(result.type, {})})
         if result.type == "sft":
             result.guards.append(Guard("chance_loss", "warn", "test loss 1.12 is above chance 1.10", 1.12))
         elif result.type == "rl":  # rl is still being written: the documented shape
-            result.extra["curves"] = {"reward_kl": {"x": list(range(8)), "xlabel": "step",
+            result.extra.curves = {"reward_kl": {"x": list(range(8)), "xlabel": "step",
                                                     "y": {"reward": [0.1 * s for s in range(8)],
                                                           "kl": [0.02 * s * s for s in range(8)]}}}
         return result

@@ -55,11 +55,11 @@ def test_results_layout_and_second_run_generates_nothing(tmp_path, random_model)
 
     second = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=STAGES)))
     assert [r.metric for r in second] == [r.metric for r in first]
-    assert all(r.stats["generated_samples"] == first[i].stats["generated_samples"] for i, r in enumerate(second))
+    assert all(r.stats.generated_samples == first[i].stats.generated_samples for i, r in enumerate(second))
     # A lost metrics.json (crash after the last sample) resumes entirely from cache + samples.jsonl.
     (run_dir / "metrics.json").unlink()
     third = run_experiment(load_experiment(experiment(tmp_path, random_model, stages=STAGES)))
-    assert third[0].metric == first[0].metric and third[0].stats["generated_samples"] == 0
+    assert third[0].metric == first[0].metric and third[0].stats.generated_samples == 0
 
 
 def test_changed_config_gets_a_new_run_folder(tmp_path, random_model):
@@ -365,7 +365,7 @@ def test_a_truncated_finished_stage_is_rescored_from_the_cache(tmp_path, capsys)
     path = experiment(tmp_path, "unused", model=ORACLE, stages=STAGES)
     (zero, few) = run_experiment(load_experiment(path))
     run_dir = tmp_path / "results/t/zero_shot" / zero.run_id
-    assert zero.stats["records"]["count"] == 40
+    assert zero.stats.records.count == 40
     lines = (run_dir / "samples.jsonl").read_text().splitlines(keepends=True)
     (run_dir / "samples.jsonl").write_text("".join(lines[:9]))
     capsys.readouterr()
@@ -378,6 +378,6 @@ def test_a_truncated_finished_stage_is_rescored_from_the_cache(tmp_path, capsys)
     # A plain re-run repairs it: re-scored, every generation from the cache.
     (again, _) = run_experiment(load_experiment(path))
     assert again.run_id == zero.run_id and again.metric == zero.metric
-    assert again.stats["generated_samples"] == 0 and again.stats["cached_samples"] == 40
+    assert again.stats.generated_samples == 0 and again.stats.cached_samples == 40
     assert len(read_jsonl(run_dir / "samples.jsonl")) == 40 and (run_dir / "samples.jsonl.damaged").exists()
     assert "samples_mismatch" not in summary(tmp_path / "results/t")[0]["flags"]

@@ -101,14 +101,14 @@ def test_one_variant_runs_alone_and_shares_cached_generations(tmp_path, random_m
     assert list(results) == ["a"]
     assert [p.name for p in (folder / "variants").iterdir()] == ["a"]  # exactly one ran
     first = results["a"][0].stats
-    assert first["generated_samples"] > 0
+    assert first.generated_samples > 0
     with open(folder / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["variant"], r["stage"]) for r in rows] == [("a", "zero_shot")]
 
     results = execute(load(path), variant=["b"]).variants.results
     second = results["b"][0].stats
-    assert second["generated_samples"] == 0 and second["cached_samples"] == first["generated_samples"]
+    assert second.generated_samples == 0 and second.cached_samples == first.generated_samples
     with open(folder / "summary.csv") as f:  # rebuilt from both finished variants
         rows = list(csv.DictReader(f))
     assert [(r["variant"], r["stage"]) for r in rows] == [("a", "zero_shot"), ("b", "zero_shot")]
@@ -248,7 +248,7 @@ def test_api_variants_run_at_once_on_one_budget_with_the_numbers_of_one_by_one(t
             switches = sum(x != y for x, y in zip(order, order[1:]))  # one by one: 3
             if how == "together":  # more in flight at once than one variant has requests: several ran at once
                 assert stats["max_in_flight"] > 40 and switches > 3, (stats["max_in_flight"], spans)
-                assert all(r[0].stats["rate_control"]["mode"] == "auto" for r in results.values())
+                assert all(r[0].stats.rate_control["mode"] == "auto" for r in results.values())
             else:
                 assert stats["max_in_flight"] <= 40 and switches == 3 and all(spans[x][1] < spans[y][0] for x, y in zip(names, names[1:])), spans
     assert tables["together"] == tables["one_by_one"] and len(tables["together"]) == 4

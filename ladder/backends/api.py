@@ -374,6 +374,10 @@ class APIBackend(Backend):
         run_sync(self._sample_all(first, gen, on_done, self.api_key()))
         return jobs[1:], shifted(on_done, 1)
 
+    def rate_controller(self) -> Any | None:
+        # A batch job has no live requests to pace.
+        return None if self.config.batch else self.controller()
+
     def controller(self) -> Any:
         """This model's rate controller, shared in the process by every caller of the same
         (provider, base_url, model, key env)."""

@@ -62,6 +62,12 @@ class Backend:
     #: Where a backend keeps state a re-run must find (batch job ids): generate() sets it to the
     #: cache folder.
     state_dir: Path | None = None
+    provider = ""
+    """The API provider whose price list and batch API the backend uses ("openai", "anthropic");
+    "" for a backend with none (local models)."""
+    down: str | None = None
+    """Why this model's server counts as down in this run (it failed many requests in a row after
+    all retries), or None: later stages on the same model send nothing and say so."""
 
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -84,6 +90,12 @@ class Backend:
     def sent_sampling(self, gen: GenerationConfig) -> dict[str, float] | None:
         """The sampling arguments requests really carry, when the backend sends only some of
         temperature/top_p (recorded in metrics.json); None when it honours both as configured."""
+        return None
+
+    def rate_controller(self) -> Any | None:
+        """The live rate controller this model's requests go through (concurrency over time and
+        429s, shown on the progress line and recorded in metrics.json's stats.rate_control), or
+        None: a local model, or an API model sent through its provider's batch API."""
         return None
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:

@@ -157,10 +157,11 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
                 rms = [n for n, c in classes.items() if c.produces_reward_model]
                 errors.append(src.error(("stages", i, *key), f"stage '{named}' {why}",
                                         f"name an earlier reward_model stage ({', '.join(rms) or 'none yet'})"))
-        from_rl = upstream in seen and stages[seen[upstream]].type == "rl"  # its model is an RL policy
-        if probability_metric and (stage.type == "rl" or from_rl):
+        # A stage trained on a reward (rl) makes an RL policy: its token probabilities are not calibrated.
+        from_rl = upstream in seen and classes[upstream].trains_on_reward
+        if probability_metric and (stage_cls.trains_on_reward or from_rl):
             # Refused before anything runs: the number would look meaningful and be wrong.
-            errors.append(src.error(("stages", i, "type" if stage.type == "rl" else "model"),
+            errors.append(src.error(("stages", i, "type" if stage_cls.trains_on_reward else "model"),
                                     *rl_probability_problem(name, metric_raw.get("type"))))
         seen[name] = i
         classes[name] = stage_cls

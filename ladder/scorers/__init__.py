@@ -28,6 +28,7 @@ from ladder.registry import METRICS, SCORERS, Registry  # noqa: F401 (SCORERS: r
 from ladder.types import Example, Score
 
 if TYPE_CHECKING:
+    from ladder.backends.base import CallStats
     from ladder.stages import StageContext
 
 
@@ -51,6 +52,9 @@ class Scorer(Metric):
     """Base of the scorers that run a model: they implement `score_batch`; `score` is one item."""
 
     batched = True
+    calls: CallStats | None = None
+    """The scorer's own model calls (a judge's: generated, cached, errors), reported in best_of_n's
+    extra.scorer_calls; None for a scorer that makes none (a local classifier or PM)."""
 
     def __init__(self, config: BaseModel, ctx: StageContext):
         super().__init__(config)
@@ -60,6 +64,14 @@ class Scorer(Metric):
     def reads_targets(cls, config: BaseModel) -> bool:
         """A model-based scorer sees the gold target only where one of its templates names {target}."""
         return any("target" in template_fields(v) for k, v in config if k.endswith("template") and isinstance(v, str))
+
+    @classmethod
+    def estimate(cls, config: BaseModel, ctx: StageContext, examples: Sequence[Example], calls: int,
+                 completion_tokens: int) -> dict[str, Any] | None:
+        """For `ladder check`: what `calls` calls over these examples cost at most ({scorer, calls,
+        prompt_tokens, max_output_tokens, cost_usd}); None (the default): a local model, which
+        calls but bills nothing."""
+        return None
 
     def score(self, ex: Example, completion: str) -> Score:
         return self.score_batch([ex], [completion])[0]
@@ -177,7 +189,8 @@ def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], c
     if config.type == "metric":
         return None
     cls = scorer_class(config.type)
-    estimate = getattr(cls, "estimate", None)
-    if estimate is None:  # a local model or plain code: calls, but nothing billed
+    # A metric type as scorer is plain code; a Scorer declares `estimate` (None: a local model).
+    got = cls.estimate(config, ctx, examples, calls, completion_tokens) if issubclass(cls, Scorer) else None
+    if got is None:  # a local model or plain code: calls, but nothing billed
         return {"scorer": config.type, "calls": calls, "prompt_tokens": 0, "max_output_tokens": 0, "cost_usd": 0.0}
-    return estimate(config, ctx, examples, calls, completion_tokens)
+    return got

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 from pydantic import model_validator
 
 from ladder.errors import ConfigError
-from ladder.scorers import Scorer, Template, check_template
+from ladder.registry import STAGES
+from ladder.scorers import Scorer, Template, check_template, scorer_class
 from ladder.scorers.classifier import SequenceModel, SequenceModelConfig, sigmoid
 from ladder.store import read_json, write_json
 from ladder.types import Example, Guard, Message, Score
@@ -125,8 +126,9 @@ def trained_against(ctx: StageContext, from_stage: str | None) -> dict[str, str]
     while from_stage is not None and from_stage in stages and from_stage not in seen:
         seen.add(from_stage)
         stage = stages[from_stage]
-        reward = getattr(stage, "reward", None)
-        if stage.type == "rl" and getattr(reward, "type", None) == "pm":
+        cls = STAGES.get(stage.type)
+        reward = cls.selects_by(stage) if cls.trains_on_reward else None  # what an rl stage trained against
+        if reward is not None and reward.type != "metric" and issubclass(scorer_class(reward.type), PMScorer):
             model = reward.model
             if reward.from_stage is not None:
                 model = (ctx.produced.get(reward.from_stage, {}).get("reward_model") or {}).get("name")

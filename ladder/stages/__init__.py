@@ -24,6 +24,7 @@ from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
+from ladder.result_sections import Extra, RecordsDigest, Stats
 from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
 
 
@@ -59,7 +60,7 @@ class StageContext:
     scorer's `from_stage:` finds a trained reward model."""
     extra_metrics: dict[str, Metric] = field(default_factory=dict)
     """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
-    the row carries their means beside its value (StageResult.extra["metrics"])."""
+    the row carries their means beside its value (StageResult.extra.metrics)."""
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
@@ -98,8 +99,10 @@ class Stage:
     """True when a scorer (pm) can name it with `from_stage:`: `products.reward_model` holds the
     trained reward model (reward_model)."""
     trains_on_reward = False
-    """True for a training stage that optimises a reward (rl): the advice then holds it against
-    best-of-N with that reward, which needs no training. False: it learns by imitation (sft)."""
+    """True for a training stage that optimises a reward (rl), whose reward is `selects_by`: the
+    advice then holds it against best-of-N with that reward, which needs no training, and its model
+    is an RL policy (token probabilities not calibrated: probability metrics on it are refused).
+    False: it learns by imitation (sft)."""
     advice_if_worse = ("read a few of its prompts in samples.jsonl: what it adds to the prompt may be "
                        "confusing the model.")
     """The next step `ladder` suggests when this prompting stage scores clearly below the reference
@@ -176,7 +179,7 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     batch = PROBABILITY_BATCH if ctx.metric.needs_probabilities else SCORE_BATCH if ctx.metric.batched else 1
     got = collect(ctx, prompts, batch=batch, texts=generates(ctx))
     result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, extra_guards)
-    result.stats["resumed_examples"] = got.resumed
+    result.stats.resumed_examples = got.resumed
     return result
 
 
@@ -196,7 +199,7 @@ def generates(ctx: StageContext) -> bool:
     """Whether the stage must generate text: not for a probability metric (choice_prob), whose
     score reads only the choices' log-probabilities, unless its `generate: true` asks for a greedy
     answer to read beside it."""
-    return not ctx.metric.needs_probabilities or bool(getattr(ctx.metric.config, "generate", True))
+    return not ctx.metric.needs_probabilities or bool(getattr(ctx.metric.config, "generate", True))  # choice_prob's own key
 
 
 def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | None = None, batch: int = 1,
@@ -215,8 +218,8 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     todo = [p for p in prompts if p.example.id not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
-    control = getattr(ctx.backend, "controller", None)  # API models: concurrency and 429s on the line
-    status = control().status if control and not getattr(ctx.backend.config, "batch", False) else None
+    control = ctx.backend.rate_controller()  # API models: concurrency and 429s on the line
+    status = control.status if control is not None else None
     with JsonlWriter(path) as out, progress_bar(label, total=len(todo), status=status) as advance:
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
@@ -372,29 +375,27 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     judged = judged_stats(records)
     name = ctx.experiment.metric_label or ctx.metric.name
     guards += judged_guards(judged, name)
-    extra = {}
+    extra = Extra()
     if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
-        extra["metrics"] = {k: mean_ci([r["metrics"][k] for r in records]).to_dict() for k in ctx.extra_metrics}
+        extra.metrics = {k: mean_ci([r["metrics"][k] for r in records]) for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
-    stats = {
-        "examples": len(records),
-        "samples": len(samples),
-        "errors": len(errors),
+    stats = Stats(
+        examples=len(records),
+        samples=len(samples),
+        errors=len(errors),
         # What the metric summarised: checked against samples.jsonl when the result is read back.
-        "records": {"count": len(records),
-                    "digest": records_digest({str(r.id): float(r.score) for r in typed})},
-        "stop_hit_rate": stop_hit_rate(samples) if generated else None,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": sum(s.completion_tokens for s in samples),
-        "cached_tokens": sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
-        "mean_prompt_tokens": prompt_tokens / len(samples) if samples else 0.0,
+        records=RecordsDigest(len(records), records_digest({str(r.id): float(r.score) for r in typed})),
+        stop_hit_rate=stop_hit_rate(samples) if generated else None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=sum(s.completion_tokens for s in samples),
+        cached_tokens=sum(s.cached_tokens for s in samples),  # of prompt_tokens: read from a provider's prompt cache
+        mean_prompt_tokens=prompt_tokens / len(samples) if samples else 0.0,
         # The metric's own model calls (a judge's verdicts) are spend of the stage too.
-        "cost_usd": sum(s.cost for s in samples) + judged.get("metric_cost_usd", 0.0),
-        "seconds": round(seconds, 3),
-        "cached_samples": ctx.calls.cached,
-        "generated_samples": ctx.calls.generated,
-        **k_way,
-        **judged,
-    }
+        cost_usd=sum(s.cost for s in samples) + judged.get("metric_cost_usd", 0.0),
+        seconds=round(seconds, 3),
+        cached_samples=ctx.calls.cached,
+        generated_samples=ctx.calls.generated,
+        **{**k_way, **judged},  # judged's `unparsed` (the judge's verdicts) wins over k_way's, as it always has
+    )
     return StageResult(stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id,
                        metric_name=name, metric=metric, guards=guards, stats=stats, extra=extra)

@@ -38,7 +38,7 @@ from ladder.best_of_k import best_of_k, curve, majority, majority_curve, select
 from ladder.config import Section, StageConfig
 from ladder.guards import subsample
 from ladder.metrics import Metric
-from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
+from ladder.scorers import Scorer, ScorerSpec, build_scorer, estimate_scorer, reads_targets
 from ladder.stages import Collected, Prompt, StageContext, collect, metric_records, summarize
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
@@ -139,7 +139,7 @@ class BestOfN(ZeroShot):
     @staticmethod
     def check_metric(cfg: BestOfNConfig, metric_cls: type) -> tuple[str, str, str] | None:
         """(stage key, message, fix) when this stage cannot work with the task metric (config.py asks)."""
-        if cfg.select == "majority" and not getattr(metric_cls, "extracts", False):
+        if cfg.select == "majority" and not metric_cls.extracts:
             return ("select", f"select: majority votes on the answer the task metric extracts from each sample, and "
                     f"metric '{metric_cls.Config.model_fields['type'].default}' extracts none",
                     "use a metric that reads an answer out of the text (numeric, regex, exact_match, choice, "
@@ -184,18 +184,20 @@ class BestOfN(ZeroShot):
         if cfg.export is not None:
             extra["export"], export_guards = self._export(ctx, scorer, got.records)
             guards += export_guards
-        calls = getattr(scorer, "calls", None)
+        calls = scorer.calls if isinstance(scorer, Scorer) else None
         if calls is not None:
             extra["scorer_calls"] = {"generated": calls.generated, "cached": calls.cached, "errors": calls.errors}
         result = summarize(ctx, got.records, got.errors, time.perf_counter() - started, guards)
-        result.stats["resumed_examples"] = got.resumed
+        stats = result.stats
+        stats.resumed_examples = got.resumed
         # Every model call the stage made costs: the judge's verdicts, and the export's samples.
-        result.stats["scorer_cost_usd"] = scorer_cost(got.records)
-        result.stats["cost_usd"] += result.stats["scorer_cost_usd"] + extra.get("export", {}).get("cost_usd", 0.0)
-        for kind, n in scorer_tokens(got.records).items():  # the judge's tokens, as its cost above
-            result.stats[f"scorer_{kind}"] = n
-            result.stats[kind] += n
-        result.extra.update(extra)
+        stats.scorer_cost_usd = scorer_cost(got.records)
+        stats.cost_usd += stats.scorer_cost_usd + extra.get("export", {}).get("cost_usd", 0.0)
+        tokens = scorer_tokens(got.records)  # the judge's tokens, as its cost above
+        stats.scorer_prompt_tokens, stats.scorer_completion_tokens = tokens["prompt_tokens"], tokens["completion_tokens"]
+        stats.prompt_tokens += tokens["prompt_tokens"]
+        stats.completion_tokens += tokens["completion_tokens"]
+        result.extra = dataclasses.replace(result.extra, **extra)  # each a declared section of Extra
         return result
 
     def _collect(self, ctx: StageContext, scorer: Metric | None, prompts: list[Prompt], path: Path | None = None

@@ -39,7 +39,7 @@ from ladder.training import TrainingStageConfig, check_trainer_args, draw_train,
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
-from ladder.types import Guard, StageResult
+from ladder.types import Extra, Guard, StageResult, Stats
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",
                       "max_steps", "seed", "data_seed", "max_length", "logging_steps", "save_strategy",
@@ -170,17 +170,17 @@ class RewardModel(Stage):
         return StageResult(
             stage=ctx.stage.name, type=ctx.stage.type, run_id=ctx.run_id, metric_name="pairwise_accuracy",
             metric=metric, guards=guards,
-            stats={"examples": len(records), "samples": 0, "errors": 0, "train_pairs": len(train),
-                   "test_pairs": len(test), "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-                   "seconds": round(time.perf_counter() - started, 3)},
-            extra={"reward_model": {"name": str(model_dir)}, "train_subsample": drawn,
-                   "training": {k: v for k, v in summary.items() if k != "log"},
-                   "mean_margin": sum(margins) / len(margins), "calibration": calib,
-                   "curves": {"rm_train": {"x": [p["step"] for p in log],
-                                           "y": {"train loss": [p["loss"] for p in log],
-                                                 "train accuracy": [p.get("accuracy") for p in log]},
-                                           "xlabel": "step", "ylabel": "loss / accuracy",
-                                           "hlines": {"chance loss log 2": math.log(2)}}}})
+            stats=Stats(examples=len(records), samples=0, errors=0, train_pairs=len(train), test_pairs=len(test),
+                        prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+                        seconds=round(time.perf_counter() - started, 3)),
+            extra=Extra(reward_model={"name": str(model_dir)}, train_subsample=drawn,
+                        training={k: v for k, v in summary.items() if k != "log"},
+                        mean_margin=sum(margins) / len(margins), calibration=calib,
+                        curves={"rm_train": {"x": [p["step"] for p in log],
+                                             "y": {"train loss": [p["loss"] for p in log],
+                                                   "train accuracy": [p.get("accuracy") for p in log]},
+                                             "xlabel": "step", "ylabel": "loss / accuracy",
+                                             "hlines": {"chance loss log 2": math.log(2)}}}))
 
     def pairs(self, ctx: StageContext, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         cfg: RewardModelConfig = self.config

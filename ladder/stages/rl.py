@@ -51,7 +51,7 @@ from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
-from ladder.types import Guard, StageResult
+from ladder.types import Baseline, Guard, MetricValue, StageResult
 
 # Keys of trl's GRPOConfig/RLOOConfig this stage sets itself.
 OWNED_TRAINER_KEYS = {
@@ -149,10 +149,9 @@ class RL(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RLConfig = self.config
-        local_hf(ctx, "the rl stage")
+        base = local_hf(ctx, "the rl stage")
         check_launcher(cfg.launch, f"stages.{ctx.stage.name}.launch")
-        check_vllm(cfg.trainer_args, f"stages.{ctx.stage.name}.trainer_args",
-                   getattr(ctx.backend, "path", ctx.backend.config.name))
+        check_vllm(cfg.trainer_args, f"stages.{ctx.stage.name}.trainer_args", base.path)
         reward = build_scorer(cfg.reward, ctx, field=f"stages.{ctx.stage.name}.reward")  # fails before any sampling
         train = ctx.task.examples("train")
         if not train:
@@ -184,13 +183,13 @@ class RL(Stage):
         started = time.perf_counter()
         got = collect(tctx, prompts)  # greedy answers: top-1 is what an RL policy is read by
         result = summarize(tctx, got.records, got.errors, time.perf_counter() - started, guards)
-        result.stats["resumed_examples"] = got.resumed
+        result.stats.resumed_examples = got.resumed
         extra.update(training)
         if cfg.best_of_n:
             bon = extra["best_of_n"]
             result.guards.append(versus_best_of_n(got.records, bon))
-            extra["baseline"] = {"label": f"best-of-{bon['n']}, same reward", "metric": bon["metric"],
-                                 "diff": bon["diff"], "oracle": bon["oracle"]}
+            extra["baseline"] = Baseline(f"best-of-{bon['n']}, same reward", MetricValue.from_dict(bon["metric"]),
+                                         MetricValue.from_dict(bon["diff"]) if bon["diff"] else None, bon["oracle"])
             if bon["curve"]:  # where the training reward starts (best-of-1) and what selection reaches
                 extra["curves"]["rl_reward"]["hlines"] = {
                     "best-of-1 (start)": bon["curve"][0]["selector"],
@@ -199,16 +198,15 @@ class RL(Stage):
         # calls during training (a judge's, logged per rollout).
         rollout_cost = sum(r.get("cost", 0.0) for r in read_jsonl(ctx.run_dir / "rollouts.jsonl"))
         scorer_spend = rollout_cost + (extra["best_of_n"]["scorer_cost_usd"] if cfg.best_of_n else 0.0)
-        result.stats["scorer_cost_usd"] = scorer_spend
+        result.stats.scorer_cost_usd = scorer_spend
         if cfg.best_of_n:  # counted so that a re-run retries them (the trained policy is reused)
-            result.stats["errors"] += extra["best_of_n"]["errors"]
-        result.stats["cost_usd"] += scorer_spend + (extra["best_of_n"]["sample_cost_usd"] if cfg.best_of_n else 0.0)
+            result.stats.errors += extra["best_of_n"]["errors"]
+        result.stats.cost_usd += scorer_spend + (extra["best_of_n"]["sample_cost_usd"] if cfg.best_of_n else 0.0)
         result.guards.append(Guard("rl_probabilities", "info", "an RL policy's token probabilities are not "
                                    "calibrated: this row reports top-1 answers only, and probability "
                                    "metrics on this model are refused"))
-        result.extra.update(extra)
-        result.stats["train_examples"] = len(train)
-        result.extra["train_subsample"] = drawn
+        result.extra = replace(result.extra, **extra, train_subsample=drawn)  # declared sections
+        result.stats.train_examples = len(train)
         return result
 
     # -- best-of-N with the same reward --------------------------------------------------------

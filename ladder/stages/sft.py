@@ -217,11 +217,11 @@ class SFT(Stage):
         result.guards += [chance, termination_guard(tctx, prompts)]
         if local:  # after the final evaluation and the guards: the curve's last point reuses their answers
             extra["curves"] = self.curves(tctx, prompts)
-        result.extra.update(extra)
+        # The route's sections (model, training, curves; openai) are declared sections of Extra.
+        result.extra = replace(result.extra, **extra, train_subsample=drawn)
         if info:
-            result.extra["choice_loss"] = info
-        result.stats["train_examples"] = len(rows)
-        result.extra["train_subsample"] = drawn
+            result.extra.choice_loss = info
+        result.stats.train_examples = len(rows)
         return result
 
     # -- local route ------------------------------------------------------------------------------

@@ -46,8 +46,8 @@ def test_experiment_end_to_end_with_tokens_and_cost(tmp_path):
     assert 0.6 < result.metric.value < 1.0 and result.metric.n == 40
     s = result.stats
     # claude-3-5-haiku: $0.80 / $4 per 1M tokens (ladder/data/prices.yaml)
-    assert s["cost_usd"] == pytest.approx((s["prompt_tokens"] * 0.8 + s["completion_tokens"] * 4) / 1e6)
-    assert s["completion_tokens"] == 40 and s["prompt_tokens"] > 40
+    assert s.cost_usd == pytest.approx((s.prompt_tokens * 0.8 + s.completion_tokens * 4) / 1e6)
+    assert s.completion_tokens == 40 and s.prompt_tokens > 40
     records = read_jsonl(tmp_path / "results/t/zero_shot" / result.run_id / "samples.jsonl")
     assert {smp["finish_reason"] for r in records for smp in r["samples"]} == {"eos"}  # end_turn
 
@@ -96,7 +96,7 @@ def test_requests_carry_temperature_or_top_p_never_both(tmp_path, setting, sent)
             return
         (result,) = run_experiment(load_experiment(path))
         bodies = [r["body"] for r in srv.requests()]
-    assert len(bodies) == 40 and result.stats["errors"] == 0
+    assert len(bodies) == 40 and result.stats.errors == 0
     assert all({k: b[k] for k in ("temperature", "top_p") if k in b} == sent for b in bodies)
     metrics = (tmp_path / "results/t/zero_shot" / result.run_id / "metrics.json").read_text()
     assert json.loads(metrics)["stats"]["sampling_sent"] == sent  # what was applied is on record

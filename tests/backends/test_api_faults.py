@@ -73,7 +73,7 @@ def test_every_example_scored_exactly_once_under_20_percent_faults(tmp_path, nam
     assert stats["sdk_retries"] == 0  # the retry policy is ladder's, not the SDK's
     rows = records(tmp_path)
     assert len(rows) == 40 and len({r["id"] for r in rows}) == 40 and not any(r["error"] for r in rows)
-    assert result.metric.n == 40 and result.stats["errors"] == 0
+    assert result.metric.n == 40 and result.stats.errors == 0
 
 
 def test_aiohttp_transport_under_faults_or_a_clear_error_without_it():
@@ -95,13 +95,13 @@ def test_a_finished_stage_with_failed_examples_retries_only_those(tmp_path):
     with FakeAPIServer(faults={"500": 0.3}, responder=sentiment, seed=1) as srv:
         path = api_experiment(tmp_path, "openai", srv.base_url, model={"max_retries": 0})
         (first,) = run_experiment(load_experiment(path))
-        failed = first.stats["errors"]
+        failed = first.stats.errors
         assert 0 < failed < 40 and first.metric.n == 40 - failed
         srv.configure(faults={"500": 0.0})
         srv.reset()
         (second,) = run_experiment(load_experiment(path))
         assert srv.stats()["requests"] == failed and srv.stats()["requests_after_success"] == 0
-    assert second.run_id == first.run_id and second.stats["errors"] == 0 and second.metric.n == 40
+    assert second.run_id == first.run_id and second.stats.errors == 0 and second.metric.n == 40
 
 
 @pytest.mark.parametrize("kind", sorted(FAULTS))
@@ -255,8 +255,8 @@ def test_errors_count_examples_failed_now_not_lines(tmp_path):
         assert len(records(tmp_path)) == 3 * 40  # the lines are there: the count must not follow them
         srv.configure(faults={"500": 0.5})
         (mixed,) = run_experiment(load_experiment(path))
-    assert [r.stats["errors"] for r in runs] == [40, 40, 40] and all(r.metric.n == 0 for r in runs)
-    assert 0 < mixed.stats["errors"] < 40 and mixed.metric.n + mixed.stats["errors"] == 40
+    assert [r.stats.errors for r in runs] == [40, 40, 40] and all(r.metric.n == 0 for r in runs)
+    assert 0 < mixed.stats.errors < 40 and mixed.metric.n + mixed.stats.errors == 40
 
 
 def test_a_run_that_measured_nothing_exits_1_and_writes_no_nan(tmp_path):

@@ -61,10 +61,10 @@ def test_experiment_end_to_end_with_tokens_and_cost(tmp_path):
     samples = [s for r in records for s in r["samples"]]
     assert {s["finish_reason"] for s in samples} == {"eos"}  # no custom stops: the model ended its turn
     s = result.stats
-    assert s["prompt_tokens"] == sum(x["prompt_tokens"] for x in samples) > 0
-    assert s["completion_tokens"] == 40  # one whitespace token per answer on the fake server
+    assert s.prompt_tokens == sum(x["prompt_tokens"] for x in samples) > 0
+    assert s.completion_tokens == 40  # one whitespace token per answer on the fake server
     # gpt-4o-mini: $0.15 / $0.60 per 1M tokens (ladder/data/prices.yaml)
-    assert s["cost_usd"] == pytest.approx((s["prompt_tokens"] * 0.15 + s["completion_tokens"] * 0.60) / 1e6)
+    assert s.cost_usd == pytest.approx((s.prompt_tokens * 0.15 + s.completion_tokens * 0.60) / 1e6)
     with open(tmp_path / "results/t/summary.csv") as f:
         row = next(csv.DictReader(f))
     assert float(row["cost_usd"]) > 0 and row["errors"] == "0" and row["n"] == "40"

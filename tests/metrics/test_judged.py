@@ -86,13 +86,13 @@ def test_a_prompts_only_task_scored_by_a_judge_is_the_share_of_yes_verdicts(tmp_
     distinct = set(texts)
     assert len(asked) == len(distinct)
     bill = sum((count_tokens("Grade.") + count_tokens(t) + 1) * PRICE / 1e6 for t in distinct)
-    assert row.stats["metric_cost_usd"] == pytest.approx(bill)
-    assert row.stats["cost_usd"] == pytest.approx(bill)
-    assert row.stats["metric_prompt_tokens"] == sum(count_tokens("Grade.") + count_tokens(t) for t in distinct)
-    assert row.stats["metric_completion_tokens"] == len(distinct)
+    assert row.stats.metric_cost_usd == pytest.approx(bill)
+    assert row.stats.cost_usd == pytest.approx(bill)
+    assert row.stats.metric_prompt_tokens == sum(count_tokens("Grade.") + count_tokens(t) for t in distinct)
+    assert row.stats.metric_completion_tokens == len(distinct)
     table = summary(tmp_path)["zero_shot"]
     assert float(table["cost_usd"]) == pytest.approx(bill)
-    assert int(table["judge_tokens"]) == row.stats["metric_prompt_tokens"] + len(distinct)
+    assert int(table["judge_tokens"]) == row.stats.metric_prompt_tokens + len(distinct)
     assert table["unparsed"] == "0.0"
 
 
@@ -100,11 +100,11 @@ def test_a_failed_judge_call_makes_the_example_an_error_retried_on_rerun(tmp_pat
     server.configure(faults={"500": 1.0})
     path = write(tmp_path, judge_spec(server))
     (row,) = run_experiment(load_experiment(path))
-    assert row.metric.n == 0 and row.stats["errors"] == 15
+    assert row.metric.n == 0 and row.stats.errors == 15
     assert all(r["error"] and "judge call failed" in r["metric_error"] for r in samples(tmp_path, row))
     server.configure(faults={"500": 0.0})
     (row,) = run_experiment(load_experiment(path))
-    assert row.metric.n == 15 and row.stats["errors"] == 0
+    assert row.metric.n == 15 and row.stats.errors == 0
 
 
 def test_unparsed_verdicts_are_counted_and_flagged(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_unparsed_verdicts_are_counted_and_flagged(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     with FakeAPIServer(responder=lambda req, i: "Well, it depends" if req.prompt == "neutral" else "Yes") as srv:
         (row,) = run_experiment(load_experiment(write(tmp_path, judge_spec(srv))))
-    share = row.stats["unparsed"]
+    share = row.stats.unparsed
     assert share > 0.05 and any(g.name == "unparsed" and g.level == "warn" for g in row.guards)
     assert float(summary(tmp_path)["zero_shot"]["unparsed"]) == pytest.approx(share, abs=1e-6)
 
@@ -159,12 +159,12 @@ def test_two_judges_as_metrics_give_both_columns_in_summary_and_load(tmp_path, s
     recs = samples(tmp_path, row)
     texts = [s["text"] for r in recs for s in r["samples"]]
     terse = sum(t != "positive" for t in texts) / len(texts)  # judge-b's Yes share
-    assert row.metric_name == "polite" and row.extra["metrics"]["terse"]["value"] == pytest.approx(terse)
+    assert row.metric_name == "polite" and row.extra.metrics["terse"].value == pytest.approx(terse)
     table = summary(tmp_path)["zero_shot"]
     assert float(table["terse"]) == pytest.approx(terse)
     assert table["terse_ci_low"] and table["terse_ci_high"]
     # Both judges' calls are spend of the row: one call per distinct completion each.
-    assert row.stats["metric_completion_tokens"] == 2 * len(set(texts)) and row.stats["cost_usd"] > 0
+    assert row.stats.metric_completion_tokens == 2 * len(set(texts)) and row.stats.cost_usd > 0
     frame = ladder.load(tmp_path / "results" / "j").stages
     assert frame["terse"].iloc[0] == pytest.approx(terse) and "terse_ci_low" in frame.columns
     # The report's table has its column, and the sample browser each sample's score by it.

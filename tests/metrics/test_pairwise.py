@@ -107,14 +107,14 @@ def test_a_judge_that_prefers_one_stage_gives_its_planned_win_rate_exactly(tmp_p
     assert tuned.metric.value == sum(want) / len(want) and tuned.metric.n == len(want) == 20
     assert tuned.metric.ci_low < tuned.metric.value < tuned.metric.ci_high
     # Both orders asked for every example, and they agree: no inconsistency.
-    assert asked == 2 * 20 and tuned.stats["pairwise_compared"] == 20
-    assert tuned.stats["judge_inconsistent"] == 0
+    assert asked == 2 * 20 and tuned.stats.pairwise_compared == 20
+    assert tuned.stats.judge_inconsistent == 0
     assert not any(g.name == "judge_inconsistent" for g in tuned.guards)
-    assert tuned.stats["metric_cost_usd"] > 0 and tuned.stats["cost_usd"] == tuned.stats["metric_cost_usd"]
+    assert tuned.stats.metric_cost_usd > 0 and tuned.stats.cost_usd == tuned.stats.metric_cost_usd
     # The reference's own row: 0.5 by definition, no judge call, and it says what it is.
     base = rows["base"]
-    assert base.metric.value == 0.5 and base.metric.n == 20 and "metric_cost_usd" in base.stats
-    assert base.stats["metric_cost_usd"] == 0 and base.stats["pairwise_reference"] == 20
+    assert base.metric.value == 0.5 and base.metric.n == 20 and base.stats.metric_cost_usd is not None
+    assert base.stats.metric_cost_usd == 0 and base.stats.pairwise_reference == 20
     assert any(g.name == "pairwise_reference" and g.level == "info" for g in base.guards)
     with open(tmp_path / "results" / "p" / "summary.csv") as f:
         table = {r["stage"]: r for r in csv.DictReader(f)}
@@ -129,7 +129,7 @@ def test_a_judge_that_always_picks_the_first_position_gives_one_half_and_is_flag
         rows = {r.stage: r for r in run_experiment(load_experiment(write(tmp_path, judge(srv))))}
     tuned = rows["tuned"]
     assert tuned.metric.value == 0.5 and tuned.metric.n == 20
-    assert tuned.stats["judge_inconsistent"] == 1.0 and tuned.stats["judge_inconsistent_count"] == 20
+    assert tuned.stats.judge_inconsistent == 1.0 and tuned.stats.judge_inconsistent_count == 20
     (flag,) = [g for g in tuned.guards if g.name == "judge_inconsistent"]
     assert flag.level == "warn" and "20 of 20" in flag.message
     with open(tmp_path / "results" / "p" / "summary.csv") as f:

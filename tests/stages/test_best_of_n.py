@@ -122,7 +122,7 @@ def test_oracle_selection_beats_zero_shot_and_the_curve_climbs(tmp_path):
         assert rec["selected"] == scores.index(max(scores))  # first of ties
         assert rec["score"] == max(scores) and all(s["selector"] == s["score"] for s in rec["samples"])
 
-    curve = bon.extra["curve"]
+    curve = bon.extra.curve
     assert [p["k"] for p in curve] == [1, 2, 4, 8]
     for a, b in zip(curve, curve[1:]):
         assert b["selector"] >= a["selector"] - 1e-12 and b["metric"] >= a["metric"] - 1e-12
@@ -130,7 +130,7 @@ def test_oracle_selection_beats_zero_shot_and_the_curve_climbs(tmp_path):
     everything = [s["score"] for rec in bon_rows for s in rec["samples"]]
     assert curve[0]["metric"] == pytest.approx(sum(everything) / len(everything))  # best-of-1: any sample
     assert curve[-1]["metric"] == pytest.approx(bon.metric.value)  # best-of-N: the row's number
-    assert bon.extra["selector"]["oracle"] is True
+    assert bon.extra.selector["oracle"] is True
     assert any(g.name == "oracle" for g in bon.guards)
 
     # Sampling settings: the stage's own defaults, though the experiment decodes greedily.
@@ -169,7 +169,7 @@ def test_judge_parse_failures_are_counted_and_warned(tmp_path):
     rows = [s for rec in samples_of(tmp_path, bon) for s in rec["samples"]]
     rambles = sum(s["text"] == "neutral" for s in rows)
     assert 0 < rambles < len(rows)
-    assert bon.extra["selector"]["parse_failures"] == rambles
+    assert bon.extra.selector["parse_failures"] == rambles
     warn = next(g for g in bon.guards if g.name == "scorer_parse")
     assert warn.level == "warn" and warn.value == rambles
     for s in rows:  # Yes → 1, No → 0, a ramble → failure_score 0 and marked
@@ -177,7 +177,7 @@ def test_judge_parse_failures_are_counted_and_warned(tmp_path):
         assert s["selector_meta"]["parsed"] is (s["text"] != "neutral")
     # 320 completions but three distinct judge prompts: the judge is asked once per distinct one.
     asked = [a for a in scripted.ASKED if a[-1] in scripted.VERDICTS["judge"] and len(a) == 2]
-    assert len(asked) == 3 and bon.extra["scorer_calls"]["generated"] == 3
+    assert len(asked) == 3 and bon.extra.scorer_calls["generated"] == 3
 
 
 def test_export_of_test_selections_warns_and_filters(tmp_path):
@@ -185,7 +185,7 @@ def test_export_of_test_selections_warns_and_filters(tmp_path):
     bon = results[0]
     rows = read_jsonl(tmp_path / "results/t/best_of_n" / bon.run_id / "sft.jsonl")
     recs = samples_of(tmp_path, bon)
-    assert len(rows) == sum(r["selector"] >= 1.0 for r in recs) == bon.extra["export"]["rows"]
+    assert len(rows) == sum(r["selector"] >= 1.0 for r in recs) == bon.extra.export["rows"]
     assert all(r["score"] == 1.0 for r in rows)
     assert any(g.name == "export" and g.level == "warn" for g in bon.guards)
 
@@ -200,8 +200,8 @@ def test_export_on_train_is_an_sft_data_set_trl_trains_on(tmp_path, random_model
     stage = {"type": "best_of_n", "n": 3, "export": {"examples": 6}}
     results, _ = run(tmp_path, [stage], model={"backend": "hf", "name": str(random_model)}, n_test=5)
     bon = results[0]
-    assert bon.stats["samples"] == 15 and all(len(r["samples"]) == 3 for r in samples_of(tmp_path, bon))
-    info = bon.extra["export"]
+    assert bon.stats.samples == 15 and all(len(r["samples"]) == 3 for r in samples_of(tmp_path, bon))
+    info = bon.extra.export
     assert info["split"] == "train" and info["rows"] == 6
     ds = load_dataset("json", data_files=info["path"], split="train")
     assert {"prompt", "completion", "messages", "score"} <= set(ds.column_names) and len(ds) == 6
@@ -246,7 +246,7 @@ def test_a_failed_judge_is_an_error_retried_on_rerun_never_a_fallback(tmp_path, 
         (down,), _ = run(tmp_path, stages)
         assert srv.stats()["requests"] > 0
         # Every verdict failed: no example was judged, none is reported, nothing was "parsed".
-        assert down.metric.n == 0 and down.stats["errors"] == 40
+        assert down.metric.n == 0 and down.stats.errors == 40
         assert not any(g.name == "scorer_parse" for g in down.guards)
         assert any(g.name == "errors" and g.level == "warn" for g in down.guards)
         recs = samples_of(tmp_path, down)
@@ -257,8 +257,8 @@ def test_a_failed_judge_is_an_error_retried_on_rerun_never_a_fallback(tmp_path, 
         srv.reset()
         (up,), _ = run(tmp_path, stages)
         assert srv.stats()["requests"] > 0  # the failed verdicts were not cached: asked again
-        assert up.stats["errors"] == 0 and up.metric.n == 40
-        assert up.extra["selector"]["parse_failures"] == 0
+        assert up.stats.errors == 0 and up.metric.n == 40
+        assert up.extra.selector["parse_failures"] == 0
         # Judged for real: the selected sample is a "positive" whenever the pool has one.
         for rec in samples_of(tmp_path, up)[-40:]:
             texts = [s["text"] for s in rec["samples"]]
@@ -277,10 +277,10 @@ def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monk
         # The judge's bill by hand from what it was asked: the fake server's tokens, $1,000/M each way.
         recs = samples_of(tmp_path, bon)
         asked = {s["text"] for r in recs for s in r["samples"]}  # the judge sees only the completion
-        assert bon.extra["scorer_calls"]["generated"] == len(asked) == 3
+        assert bon.extra.scorer_calls["generated"] == len(asked) == 3
         # The policy is the free scripted backend, so every cent is the judge's.
-        assert bon.stats["scorer_cost_usd"] > 0
-        assert bon.stats["cost_usd"] == pytest.approx(bon.stats["scorer_cost_usd"])
+        assert bon.stats.scorer_cost_usd > 0
+        assert bon.stats.cost_usd == pytest.approx(bon.stats.scorer_cost_usd)
         per_sample = [s["selector_meta"].get("cost_usd") for r in recs for s in r["samples"]]
         assert sum(c is not None for c in per_sample) == len(asked)  # each call priced once
         answer = 1  # "Yes"/"No" is one token
@@ -288,13 +288,13 @@ def test_judge_spend_counts_in_the_stage_cost_and_in_the_estimate(tmp_path, monk
             if c is not None:  # system + user turn in, one word out, at $1,000 per 1M tokens
                 assert c == pytest.approx((count_tokens("Grade.") + 1 + answer) * 1000 / 1e6)
         table = (tmp_path / "results/t/summary.csv").read_text()
-        assert str(round(bon.stats["cost_usd"], 6)) in table
+        assert str(round(bon.stats.cost_usd, 6)) in table
 
         plan = estimate_run(exp)
         est = plan["stages"][0]
         assert est["scorer"]["calls"] == 40 * 4 and est["scorer"]["cost_usd"] > 0
         assert est["cost_usd"] == pytest.approx(est["scorer"]["cost_usd"])
-        assert est["scorer"]["cost_usd"] >= bon.stats["scorer_cost_usd"]  # an estimate is an upper bound
+        assert est["scorer"]["cost_usd"] >= bon.stats.scorer_cost_usd  # an estimate is an upper bound
 
 
 def test_a_batch_judge_is_estimated_at_its_batch_price(tmp_path, monkeypatch):
@@ -335,9 +335,9 @@ def test_judge_tokens_count_in_the_stage_tokens_as_its_cost_does(tmp_path, monke
     own_prompt = sum(s.get("prompt_tokens", 0) for r in recs for s in r["samples"])
     own_completion = sum(s.get("completion_tokens", 0) for r in recs for s in r["samples"])
     # Each call: system + user turn in ("Grade." and the one-word completion), one word ("Yes"/"No") out.
-    assert bon.stats["scorer_prompt_tokens"] == len(asked) * (count_tokens("Grade.") + 1)
-    assert bon.stats["scorer_completion_tokens"] == len(asked)
-    assert bon.stats["prompt_tokens"] == own_prompt + bon.stats["scorer_prompt_tokens"]
-    assert bon.stats["completion_tokens"] == own_completion + bon.stats["scorer_completion_tokens"]
+    assert bon.stats.scorer_prompt_tokens == len(asked) * (count_tokens("Grade.") + 1)
+    assert bon.stats.scorer_completion_tokens == len(asked)
+    assert bon.stats.prompt_tokens == own_prompt + bon.stats.scorer_prompt_tokens
+    assert bon.stats.completion_tokens == own_completion + bon.stats.scorer_completion_tokens
     (row,) = csv.DictReader((tmp_path / "results/t/summary.csv").open())
-    assert int(row["prompt_tokens"]) == bon.stats["prompt_tokens"] > own_prompt
+    assert int(row["prompt_tokens"]) == bon.stats.prompt_tokens > own_prompt

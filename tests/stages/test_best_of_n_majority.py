@@ -86,7 +86,7 @@ def test_the_stage_votes_on_the_choice_each_sample_names(tmp_path):
         assert rec["score"] == float(rec["answer"] == rec["target"])
         assert rec["selector"] == labels.count(rec["answer"]) / 7
     assert vote.metric.value == pytest.approx(sum(r["score"] for r in rows) / 40)
-    assert vote.extra["selector"]["name"] == "majority" and vote.extra["selector"]["oracle"] is False
+    assert vote.extra.selector["name"] == "majority" and vote.extra.selector["oracle"] is False
     assert not any(g.name == "oracle" for g in vote.guards)
 
 
@@ -116,5 +116,5 @@ def test_export_of_a_vote_and_the_report_draws_majority_at_k(tmp_path):
     assert [r["id"] for r in rows] == [r["id"] for r in confident]
     assert all(row["completion"][0]["content"] == r["answer"] for row, r in zip(rows, confident))
     for result, lines in ((oracle, {"selector", "metric", "majority"}), (vote, {"majority", "oracle_best_of_k"})):
-        (curve,) = [c for c in curves_of(result.extra) if c.name == "curve"]
+        (curve,) = [c for c in curves_of(result.extra.to_dict()) if c.name == "curve"]
         assert lines <= set(curve.series) and curve.x == [1, 2, 4]

@@ -56,16 +56,16 @@ def test_reward_model_beats_chance_and_serves_as_pm_scorer(tmp_path):
     assert rm.metric_name == "pairwise_accuracy" and rm.metric.n == 150
     assert rm.metric.value > 0.5 and rm.metric.ci_low > 0.5, rm.metric
     assert next(g for g in rm.guards if g.name == "beats_chance").level == "ok"
-    assert rm.extra["training"]["train_pairs"] == 450
+    assert rm.extra.training["train_pairs"] == 450
     # best_of_n scored its samples with the trained PM, against the reference, in (0, 1).
-    assert bon.extra["selector"]["name"] == "pm" and 0 < bon.extra["selector"]["selected"]["value"] < 1
+    assert bon.extra.selector["name"] == "pm" and 0 < bon.extra.selector["selected"]["value"] < 1
     # rl was rewarded by the same PM (LoRA, the default): PM probabilities in (0, 1), and its
     # best-of-4 ran with that reward — from best_of_n's cache, since both asked the same.
-    rewards = rl.extra["curves"]["rl_reward"]["y"]["reward (mean over rollouts)"]
+    rewards = rl.extra.curves["rl_reward"]["y"]["reward (mean over rollouts)"]
     assert len(rewards) == 2 and all(0 < r < 1 for r in rewards)
-    assert rl.extra["best_of_n"]["reward"]["name"] == "pm" and rl.extra["best_of_n"]["generated"] == 0
-    assert rl.extra["training"]["method"] == "lora" and rl.extra["training"]["trainable_params"] < \
-        rl.extra["training"]["total_params"]
+    assert rl.extra.best_of_n["reward"]["name"] == "pm" and rl.extra.best_of_n["generated"] == 0
+    assert rl.extra.training["method"] == "lora" and rl.extra.training["trainable_params"] < \
+        rl.extra.training["total_params"]
 
 
 def test_hh_rlhf_transcripts_become_chat_messages():
@@ -122,7 +122,7 @@ def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_p
     path = experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages, model=model)
     (rm,) = run_experiment(load_experiment(path))
     assert rm.metric.n == 20
-    calib = rm.extra["calibration"]
+    calib = rm.extra.calibration
     assert calib["pairs"] == 20 and calib["accuracy"] == pytest.approx(rm.metric.value)
     assert any(g.name == "pm_calibration" and "mean confidence" in g.message for g in rm.guards)
 
@@ -130,7 +130,7 @@ def test_held_out_accuracy_through_the_scorers_own_path_is_the_rows_number(tmp_p
     plan = prepare(exp)
     resolved = replace(plan.resolve(exp.stages[0], planning=True), run_dir=tmp_path / "run", run_id="r")
     ctx = plan.context(resolved, Cache(tmp_path / "cache"))
-    scorer = build_scorer({"type": "pm", "model": rm.extra["reward_model"]["name"]}, ctx)
+    scorer = build_scorer({"type": "pm", "model": rm.extra.reward_model["name"]}, ctx)
     run_dir = tmp_path / "results" / "t" / "reward_model" / rm.run_id
     held_out = {r["id"]: r for r in read_jsonl(run_dir / "samples.jsonl")}
     wins = []
@@ -154,7 +154,7 @@ def test_reward_model_under_accelerate_launch_with_two_processes(tmp_path):
     stages = [{"type": "reward_model", "data": "pairs.jsonl", "max_steps": 2, "batch_size": 4, "launch": TWO_PROCESSES}]
     rm = run_experiment(load_experiment(experiment(tmp_path, "ladder-tiny", n_test=4, stages=stages)))[0]
     assert rm.metric_name == "pairwise_accuracy" and rm.metric.n == 8  # scored in the stage's process
-    training = rm.extra["training"]
+    training = rm.extra.training
     assert training["processes"] == 2 and training["steps"] == 2 and training["train_pairs"] == 32
     run = next((tmp_path / "results" / "t" / "reward_model").iterdir())
     assert (run / "reward_pairs.json").exists() and (run / "model" / "model.safetensors").exists()

@@ -47,7 +47,7 @@ def test_rl_trains_with_finite_rewards_and_changes_the_weights(tmp_path, algorit
     rl = results[-1]
     run = rl_dir(tmp_path)
     # Training happened, every logged reward is a finite number, and the curves are per step.
-    curves = rl.extra["curves"]
+    curves = rl.extra.curves
     rewards = curves["rl_reward"]["y"]["reward (mean over rollouts)"]
     assert curves["rl_reward"]["x"] == [1, 2, 3] and len(rewards) == 3
     assert all(math.isfinite(r) for r in rewards)
@@ -64,13 +64,13 @@ def test_rl_trains_with_finite_rewards_and_changes_the_weights(tmp_path, algorit
     checkpoints = list((run / "checkpoints").glob("checkpoint-*"))  # each one is a policy, marked as one
     assert checkpoints and all(read_json(c / "ladder_training.json")["policy"] == "rl" for c in checkpoints)
     # Best-of-N with the same reward ran first, on the same examples, and is compared pairwise.
-    bon = rl.extra["best_of_n"]
+    bon = rl.extra.best_of_n
     assert bon["n"] == TINY["generations"] and bon["metric"]["n"] == 12 and set(bon["scores"]) == \
         {r["id"] for r in read_jsonl(run / "samples.jsonl")}
     assert bon["diff"]["n"] == 12
     names = {g.name for g in rl.guards}
     assert {"versus_best_of_n", "reward_collapse", "rl_probabilities"} <= names
-    assert rl.metric.n == 12 and rl.extra["model"]["name"] == str((run / "model").resolve())
+    assert rl.metric.n == 12 and rl.extra.model["name"] == str((run / "model").resolve())
     # The table carries best-of-N beside the rl row.
     with open(tmp_path / "results" / "t" / "summary.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["stage"] == "rl")
@@ -218,13 +218,13 @@ def test_rl_under_accelerate_launch_with_two_processes(tmp_path):
     rollouts = read_jsonl(run / "rollouts.jsonl")
     assert len(rollouts) == 2 * tiny["generations"] * tiny["prompts_per_step"]
     assert sorted({r["step"] for r in rollouts}) == [1, 2]
-    rewards = rl.extra["curves"]["rl_reward"]["y"]["reward (mean over rollouts)"]
+    rewards = rl.extra.curves["rl_reward"]["y"]["reward (mean over rollouts)"]
     for step, logged in zip([1, 2], rewards):  # trl's logged mean is over both ranks' rewards
         mine = [r["reward"] for r in rollouts if r["step"] == step]
         assert logged == pytest.approx(sum(mine) / len(mine))
     # Best-of-N ran before training and the hacking checks read the launched run's rollouts.
-    assert rl.extra["best_of_n"]["n"] == tiny["generations"] and rl.extra["best_of_n"]["diff"]["n"] == 6
-    assert rl.extra["training"]["late_rollouts"]["samples"] > 0
+    assert rl.extra.best_of_n["n"] == tiny["generations"] and rl.extra.best_of_n["diff"]["n"] == 6
+    assert rl.extra.training["late_rollouts"]["samples"] > 0
     assert {"versus_best_of_n", "reward_collapse", "rl_probabilities"} <= {g.name for g in rl.guards}
     with open(tmp_path / "results" / "t" / "summary.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["stage"] == "rl")

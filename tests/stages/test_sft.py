@@ -110,12 +110,12 @@ def test_full_finetuning_in_a_launched_process(tmp_path, random_model):
     stages = [{"type": "sft", **FAST, "method": "full", "max_steps": 4, "curves": False,
                "launch": sys.executable}]
     results, rows = run(tmp_path, random_model, stages, n_test=12)
-    training = results[0].extra["training"]
+    training = results[0].extra.training
     assert training["method"] == "full" and training["trainable_params"] == training["total_params"]
     assert training["train_loss_last"] < training["train_loss_first"]
-    base, tuned = weights(random_model), weights(results[0].extra["model"]["name"])
+    base, tuned = weights(random_model), weights(results[0].extra.model["name"])
     assert all(not (base[k] == tuned[k]).all() for k in base if "layers" in k and "proj" in k)
-    assert rows[0]["stage"] == "sft" and set(results[0].extra["curves"]) == {"train_loss"}
+    assert rows[0]["stage"] == "sft" and set(results[0].extra.curves) == {"train_loss"}
 
 
 def one_label_data(tmp_path):
@@ -137,7 +137,7 @@ def test_chance_loss_guard(tmp_path, random_model, lr, level):
     assert g.level == level, g.message
     assert (g.value < math.log(3)) == (level == "ok")
     if lr == 0:  # nothing moved: the model is the base model, and the flag reaches the table
-        base, tuned = weights(random_model), weights(result.extra["model"]["name"])
+        base, tuned = weights(random_model), weights(result.extra.model["name"])
         assert all((base[k] == tuned[k]).all() for k in base)
         assert "chance_loss" in (tmp_path / "results" / "t" / "summary.csv").read_text()
 
@@ -149,7 +149,7 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, random_
     stages = [{"type": "sft", **FAST, "max_steps": 4, "save_steps": 1, "curves": False}]
     (results, _), steps_run = interrupted_then_resumed(
         monkeypatch, lambda: run(tmp_path, random_model, stages, n_test=8), step=2)
-    training = results[0].extra["training"]
+    training = results[0].extra.training
     assert training["resumed_from"] == "checkpoint-2"
     assert steps_run == [3, 4] and training["steps"] == 4
     assert guard(results[0], "resumed").level == "info"
@@ -163,7 +163,7 @@ def test_trains_on_an_exported_data_file_instead_of_the_train_split(tmp_path, ra
     write_jsonl(tmp_path / "bon" / "sft.jsonl", rows)
     stages = [{"type": "sft", **FAST, "data": "bon/sft.jsonl", "max_steps": 1, "curves": False}]
     results, _ = run(tmp_path, random_model, stages, n_test=8)
-    assert results[0].stats["train_examples"] == 12
+    assert results[0].stats.train_examples == 12
     trained_on = read_jsonl(tmp_path / "results" / "t" / "sft" / results[0].run_id / "train.jsonl")
     assert trained_on == [{k: r[k] for k in ("prompt", "completion")} for r in rows]
     assert not any(g.name == "train_test_overlap" for g in results[0].guards)
@@ -405,14 +405,14 @@ def test_curves_take_step_0_from_the_cache_and_the_last_point_from_the_final_eva
     ids = [f"test-{i}" for i in range(24)]  # the whole test split, in its order
     draw = [ids[i] for i in sorted(random.Random(0).sample(range(24), 10))]
     assert [e["id"] for e in spec["examples"]] == draw != ids[:10]
-    assert sft.extra["training"]["curve_examples"] == {"n": 10, "of": 24, "seed": 0}
+    assert sft.extra.training["curve_examples"] == {"n": 10, "of": 24, "seed": 0}
 
     lines = read_jsonl(run_dir / "curves.jsonl")
     assert [p["step"] for p in lines] == [0, 2, 4]
     assert lines[0]["samples"] == {"cached": 10, "generated": 0}  # zero_shot's answers
     assert "metric" in lines[1] and "metric" not in lines[2]  # the trainer's last point: test loss only
 
-    curves = sft.extra["curves"]
+    curves = sft.extra.curves
     metric = curves["test_metric"]["y"]["choice (10 of 24 test examples)"]
     assert len(metric) == 3 and None not in metric
     # The last point is the final evaluation's answers on those 10 examples: the same scores.
@@ -426,7 +426,7 @@ def test_curves_take_step_0_from_the_cache_and_the_last_point_from_the_final_eva
     (run_dir / "samples.jsonl").unlink()
     generated_at.clear()
     again, _ = run(tmp_path, random_model, stages, n_test=24)
-    assert generated_at == [] and again[1].extra["curves"] == curves
+    assert generated_at == [] and again[1].extra.curves == curves
 
 
 @pytest.mark.slow
@@ -502,10 +502,10 @@ def test_curve_step_0_generates_once_without_zero_shot_and_greedily_for_a_sampli
     run_dir = tmp_path / "results" / "t" / "sft" / results[0].run_id
     lines = read_jsonl(run_dir / "curves.jsonl")
     assert lines[0]["samples"] == {"cached": 0, "generated": 8}
-    assert results[0].extra["training"]["curve_examples"] == {"n": 8, "of": 8, "seed": 0}
-    assert "choice" in results[0].extra["curves"]["test_metric"]["y"]  # the whole subsample: no note
+    assert results[0].extra.training["curve_examples"] == {"n": 8, "of": 8, "seed": 0}
+    assert "choice" in results[0].extra.curves["test_metric"]["y"]  # the whole subsample: no note
     # The final point's samples are the greedy ones the termination guard asked for.
-    final = results[0].extra["curves"]["test_metric"]["y"]["stopped (EOS or stop)"][-1]
+    final = results[0].extra.curves["test_metric"]["y"]["stopped (EOS or stop)"][-1]
     assert final == pytest.approx(guard(results[0], "termination").value)
 
 
@@ -561,5 +561,5 @@ def test_curves_of_a_probability_metric_are_read_from_the_weights(tmp_path, rand
     run_dir = tmp_path / "results" / "t" / "sft" / sft.run_id
     lines = read_jsonl(run_dir / "curves.jsonl")
     assert [p["step"] for p in lines] == [0, 2, 4] and 0.0 < lines[1]["metric"] < 1.0
-    (line,) = [v for k, v in sft.extra["curves"]["test_metric"]["y"].items() if k.startswith("choice_prob")]
+    (line,) = [v for k, v in sft.extra.curves["test_metric"]["y"].items() if k.startswith("choice_prob")]
     assert len(line) == 3 and all(0.0 < v < 1.0 for v in line)

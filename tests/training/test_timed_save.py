@@ -72,7 +72,7 @@ def test_sft_interrupted_before_its_first_step_checkpoint_resumes_from_a_timed_o
 
     result, steps_run = interrupted_then_resumed(monkeypatch, run, step=2)
     run_dir = next((tmp_path / "results" / "t" / "sft").iterdir())
-    assert result.extra["training"]["resumed_from"] == "checkpoint-2" and steps_run == [3, 4]
+    assert result.extra.training["resumed_from"] == "checkpoint-2" and steps_run == [3, 4]
     # Rotation (save_total_limit 2) drops the oldest, never the newest.
     assert checkpoints(run_dir) == ["checkpoint-3", "checkpoint-4"]
 
@@ -87,4 +87,4 @@ def test_rl_timed_checkpoints_are_marked_as_rl_policies(tmp_path):
     for name in checkpoints(run_dir):
         marker = read_json(run_dir / "checkpoints" / name / "ladder_training.json")
         assert marker["policy"] == "rl" and marker["checkpoint"] is True
-    assert result.extra["training"]["steps"] == 2
+    assert result.extra.training["steps"] == 2

@@ -80,7 +80,7 @@ def test_sft_trains_on_the_subsample_and_the_manifest_records_it(tmp_path, rando
     assert len(trained) == 10 and [train.index(t) for t in texts] == sorted(train.index(t) for t in texts)
     assert "info sft: train_subsample: trained on 10 of 60 train examples (train_subsample: 10, seed 0)" \
         in said.getvalue()
-    assert result.stats["train_examples"] == 10
+    assert result.stats.train_examples == 10
     assert next(g for g in result.guards if g.name == "train_subsample").level == "info"
 
     # metrics.json and manifest.json record the draw: rows there were, rows used, seed, digest.
