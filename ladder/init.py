@@ -320,7 +320,7 @@ def render_yaml(p: Proposal, name: str) -> str:
         rows.append(("metric: {type: numeric, extract: gsm8k}", "lm-eval's strict-match: the number after '#### '"))
         max_tokens = 256
     elif p.kind == "text":
-        rows.append(("metric: exact_match", "or includes, regex, python (see README)"))
+        rows.append(("metric: exact_match", "or includes, regex, python (see docs/tasks.md)"))
         max_tokens = 64
     else:
         rows += [("metric:", "a judge: the share of replies it says Yes to (classifier, pm, python also work)"),

@@ -224,7 +224,8 @@ def _fix(loc: tuple, info: Any, expected: str | None) -> str:
     if expected:
         return f"give {expected}"
     return f"see what {name} takes: {doc}" if doc else \
-        "see the field's documentation in ladder/config/schema.py or the README"
+        f"see the field's documentation: `ladder help {'.'.join(str(p) for p in loc if isinstance(p, str))}`, " \
+        "or docs/reference.md"
 
 
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
