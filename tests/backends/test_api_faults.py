@@ -535,3 +535,27 @@ def test_check_probes_every_server_the_run_calls_and_offline_skips_it(tmp_path):
     assert "field 'stages.best_of_n.scorer.model.base_url'" in err and "connection was refused" in err
     assert offline.returncode == 0 and "reachable" not in offline.stdout, offline.stderr
     assert sent == 0  # the probe is the free model list, never a completion
+
+
+def test_a_judge_as_the_task_metric_is_probed_before_anything_is_written(tmp_path):
+    # Before: the metric's judge was never probed; zero_shot generated, wrote its folder, then the
+    # judge's requests failed one by one (a refused connection reported as a timeout).
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ServerProcess(tmp_path) as srv:
+        metric = {"type": "judge", "template": "{completion}",
+                  "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+        path = api_experiment(tmp_path, "openai", srv.base_url, metric=metric, stages=[{"type": "zero_shot"}])
+        env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
+        done = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        checked = subprocess.run([sys.executable, "-m", "ladder.cli", "check", str(path)], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=120)
+        sent = srv.stats()["requests"]
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2 and "Traceback" not in text, text
+    assert "field 'metric.model.base_url'" in text and "connection was refused" in text, text
+    assert "Timeout" not in text and "correct the host and port in metric.model.base_url" in text, text
+    assert sent == 0 and not (tmp_path / "results").exists()
+    out = " ".join(checked.stdout.split())
+    assert checked.returncode == 2 and f"unreachable: judge at {url} (metric.model)" in out, out
+    assert "connection was refused" in checked.stderr and "Timeout" not in checked.stderr + out
