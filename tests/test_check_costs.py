@@ -5,6 +5,7 @@ once, and prices OpenAI fine-tuning (the job's training tokens and the fine-tune
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from tests.conftest import REPO, experiment
 GSM8K = REPO / "configs" / "gsm8k_openai.yaml"
 SAMPLE = REPO / "tests" / "data" / "gsm8k"
 SETS = [f"task.data.train={SAMPLE / 'train.jsonl'}", f"task.data.test={SAMPLE / 'test.jsonl'}"]
-NO_KEYS = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_API_KEY")}
+NO_KEYS = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
