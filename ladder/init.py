@@ -69,6 +69,11 @@ class Proposal:
     """mc: the options leave the gold answer out (TruthfulQA's incorrect answers): add it."""
     pairs: str | None = None
     """Preference pairs (prompt, chosen, rejected): the data file, for a commented reward_model stage."""
+    template: str | None = None
+    """The user turn when it is not just `{shown}` (chat rows: a Jinja template reading the messages)."""
+    sft_data: str | None = None
+    """Chat rows with their answers (best_of_n's sft.jsonl, OpenAI's fine-tuning files): the data
+    file, which a commented sft stage trains on as it is."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,22 +153,28 @@ def propose(data: str, cwd: Path, out: Path, *, target: str | None = None, field
     if target is not None and target not in columns:
         raise ConfigError(f"--target names column '{target}', which the data lacks", field="--target",
                           fix=f"use one of: {', '.join(columns)}")
+    chat = _messages_column(columns, every) if target is None else None
+    if chat is not None:  # the user turn is read out of each row's messages; the answers are sft data
+        _chat_rows(p, chat, every)
+        target = field_ = chat
+        p.target = None
     pairs = target is None and all(c in [k.lower() for k in columns] for c in PAIR_COLUMNS)
     if pairs:  # chosen/rejected are two replies to compare, not a gold answer
         p.pairs = p.data if isinstance(p.data, str) else next(iter(p.data.values()))
         p.notes.append("'chosen' and 'rejected' are preference pairs, not gold answers: the prompts make an "
                        "open-ended task; a reward_model stage can train on the pairs (commented in the YAML)")
-    p.target = target if target is not None or pairs else _guess_target(columns, every)
+    if chat is None:
+        p.target = target if target is not None or pairs else _guess_target(columns, every)
     if p.target is not None:
         _target_kind(p, every, data, labels)
         _options(p, columns, every)
     text_columns = [c for c in columns if c != p.target and c != p.choices_field
-                    and not (pairs and c.lower() in PAIR_COLUMNS)]
+                    and not (pairs and c.lower() in PAIR_COLUMNS)] if chat is None else [chat]
     if field_ is not None and field_ not in text_columns:
         raise ConfigError(f"--field names column '{field_}', which the data lacks (or is the target)",
                           field="--field", fix=f"use one of: {', '.join(text_columns)}")
     p.shown = field_ or _guess_field(text_columns, every)
-    p.instruction = instruction if instruction is not None else _instruction(p)
+    p.instruction = instruction if instruction is not None else p.instruction or _instruction(p)
     if model:
         p.model = parse_model(model)
     # An open-ended task is scored by a judge: the one named, else the model itself when it is an
@@ -208,6 +219,27 @@ def _options(p: Proposal, columns: list[str], rows: list[dict[str, Any]]) -> Non
             p.notes.append(f"the gold answer is among the '{c}' options on {inside} of {len(rows)} rows; it is added "
                            f"to the others (choices_add_target)")
         return
+
+
+def _messages_column(columns: list[str], rows: list[dict[str, Any]]) -> str | None:
+    """The column of chat messages ([{role, content}, ...] holding a user turn) on every row: best_of_n's
+    sft.jsonl export (`prompt`) or OpenAI's fine-tuning files (`messages`)."""
+    def chat(v: Any) -> bool:
+        return isinstance(v, list) and any(isinstance(m, dict) and m.get("role") == "user" for m in v) \
+            and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in v)
+    return next((c for c in columns if all(chat(r.get(c)) for r in rows[:500])), None)
+
+
+def _chat_rows(p: Proposal, column: str, rows: list[dict[str, Any]]) -> None:
+    """An open-ended task on chat rows: the last user message is the user turn (a Jinja template),
+    a system message every row shares is the instruction, and the file itself is sft data."""
+    p.template = f"{{{{ ({column} | selectattr('role', 'equalto', 'user') | list)[-1].content }}}}"
+    systems = {m["content"] for r in rows for m in r[column][:1] if m["role"] == "system"}
+    if len(systems) == 1 and all(r[column][0]["role"] == "system" for r in rows):
+        p.instruction = systems.pop()
+    p.sft_data = p.data if isinstance(p.data, str) else next(iter(p.data.values()))
+    p.notes.append(f"'{column}' holds chat messages: the user turn is each row's last user message, and the "
+                   f"rows are sft data as they are (a commented sft stage trains on them)")
 
 
 def _distinct(rows: list[dict[str, Any]], column: str) -> set[str]:
@@ -354,14 +386,14 @@ def run_init(data: str, out: Path, *, cwd: Path, force: bool = False, ask: Calla
     for note in p.notes:
         say(f"note: {note}")
     split_rows = ", ".join(f"{s} {n:,}" for s, n in p.rows.items())
-    if p.kind == "open":
+    if p.kind == "open" and p.sft_data is None:
         say(f"note: no column looks like a gold answer ({', '.join(p.columns)}): an open-ended task scored by a "
             f"judge ({p.judge['backend']} {p.judge['name']}); --target COLUMN names one, --judge SPEC another judge")
     what = ("no target (open-ended, judged" if p.target is None else
             f"target '{p.target}' (multiple choice, each row's options from '{p.choices_field}', answered by letter"
             if p.kind == "mc" else f"target '{p.target}' ({p.kind}")
     say(f"wrote {out}: {what}{', ' + str(len(p.choices)) + ' choices' if p.choices else ''}), "
-        f"template '{{{p.shown}}}', model {p.model['name']} ({split_rows} rows)")
+        f"template '{p.template or '{' + p.shown + '}'}', model {p.model['name']} ({split_rows} rows)")
     say(f"next:  ladder check {out}\n       ladder run {out}")
     return p
 

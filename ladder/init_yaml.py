@@ -38,7 +38,7 @@ def render_yaml(p: Proposal, name: str) -> str:
             rows.append(("  choices_add_target: true", "the gold answer is added among them, at a seeded place"))
         rows.append(("  answer_format: letter", "options shown lettered (A. ..., B. ...); the answer is a letter"))
     rows.append((f"  instruction: {q(p.instruction)}", "the system prompt: say exactly what you want"))
-    template = "Question: {" + p.shown + "}\n{choices}\nAnswer:" if p.kind == "mc" else "{" + p.shown + "}"
+    template = p.template or ("Question: {" + p.shown + "}\n{choices}\nAnswer:" if p.kind == "mc" else "{" + p.shown + "}")
     rows.append((f"  template: {q(template)}", "the user turn; {column} names a data column"
                  + ("; {choices} the lettered options" if p.kind == "mc" else "")))
     if p.kind == "mc":
@@ -78,8 +78,9 @@ def render_yaml(p: Proposal, name: str) -> str:
              ("  #   n: 8", ""),
              ("  #   scorer: metric", "reads the gold answers: an upper bound (oracle), not a method"
               if p.target is not None else "the metric's own judge: marked (selected by the metric)"),
-             ("  # - type: sft", "supervised finetuning on the train split (LoRA by default)"),
-             ("  #   method: lora", "")]
+             ("  # - type: sft", "supervised finetuning on the train split (LoRA by default)"
+              if p.sft_data is None else "supervised finetuning on the rows' own answers"),
+             ("  #   method: lora", "") if p.sft_data is None else (f"  #   data: {q(p.sft_data)}", "")]
     # A long line gets its comment on the line above, so the other comments stay in one column.
     width = max(len(c) for c, note in rows if note and len(c) < 60) + 2
 

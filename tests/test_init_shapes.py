@@ -4,6 +4,8 @@ lettered multiple choice of data/facts, the preference pairs of data/judged — 
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from tests.conftest import REPO
@@ -68,9 +70,6 @@ def test_per_row_options_become_a_lettered_multiple_choice_task(tmp_path):
 def test_preference_pairs_become_an_open_ended_judged_task(tmp_path):
     # data/judged/pairs.jsonl: {prompt, chosen, rejected}. Before, init took `rejected` (two
     # distinct values) as the gold answer of a 2-way task.
-    from ladder.testing.fake_api import FakeAPIServer
-    from tests.backends.api_support import KEY, KEY_ENV
-
     r, out = _init(REPO / "data" / "judged" / "pairs.jsonl", tmp_path)
     assert "preference pairs, not gold answers" in r.stdout and "no target (open-ended, judged" in r.stdout
     text = out.read_text()
@@ -81,9 +80,41 @@ def test_preference_pairs_become_an_open_ended_judged_task(tmp_path):
     # No key: check still plans it (and says so); the judge pointed at a server, it runs as written.
     nokey = ladder("check", out, "--offline", cwd=tmp_path, env={"OPENAI_API_KEY": ""})
     assert nokey.returncode == 0 and "warn missing_key: OPENAI_API_KEY is not set" in nokey.stdout, nokey.stderr
+    summary, judged = _run_judged(out, cfg, tmp_path, "subsample.n=6")
+    assert "zero_shot" in summary and judged == 6
+
+
+def _run_judged(out, cfg, tmp_path, *sets):
+    """Check and run an open-ended YAML with its judge pointed at the fake server (which says Yes)."""
+    from ladder.testing.fake_api import FakeAPIServer
+    from tests.backends.api_support import KEY, KEY_ENV
+
     with FakeAPIServer(responder=lambda req, i: "Yes") as srv:
         cfg["metric"]["model"].update(base_url=srv.base_url, api_key_env=KEY_ENV)
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        summary = _check_and_run(out, tmp_path, "subsample.n=6", "generation.max_tokens=4", env={KEY_ENV: KEY})
-        judged = len(srv.requests())
-    assert "zero_shot" in summary and judged == 6
+        summary = _check_and_run(out, tmp_path, *sets, "generation.max_tokens=4", env={KEY_ENV: KEY})
+        return summary, len(srv.requests())
+
+
+def test_chat_rows_best_of_n_exports_become_an_open_ended_task_on_their_user_turns(tmp_path):
+    # best_of_n's sft.jsonl (and OpenAI's fine-tuning files) hold messages, not columns. Before, init
+    # took `completion` as the target and stopped: "the data has only its target column".
+    rows = [{"prompt": [{"role": "system", "content": "Reply with one word."},
+                        {"role": "user", "content": f"Review: parcel {i} came late"}],
+             "completion": [{"role": "assistant", "content": "sorry"}]} for i in range(30)]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r, out = _init(data, tmp_path)
+    assert "'prompt' holds chat messages" in r.stdout
+    text = out.read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["task"]["target"] is None and cfg["task"]["instruction"] == "Reply with one word."
+    assert "#   data: sft.jsonl" in text  # the rows train an sft stage as they are
+    from ladder.config import load_experiment
+    from ladder.tasks import load_task
+
+    exp = load_experiment(out)
+    task = load_task(exp.config.task, exp.base_dir, exp.config.seed, "exp.yaml")
+    assert all(task.render(ex)[-1].content.startswith("Review: parcel") for ex in task.examples("test"))
+    summary, judged = _run_judged(out, cfg, tmp_path)
+    assert "zero_shot" in summary and judged == 6  # the 20% test split of 30 rows
