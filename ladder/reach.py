@@ -56,7 +56,8 @@ def named(exc: LadderError, prefix: str) -> LadderError:
     fix = _MODEL_FIELD.sub(prefix + "model.", exc.fix) if exc.fix else exc.fix
     message = _MODEL_FIELD.sub(prefix + "model.", exc.message)
     out = type(exc)(message, where=exc.where, field=field, fix=fix)
-    out.__dict__.update({k: v for k, v in exc.__dict__.items() if k not in out.__dict__})  # MissingKey's env
+    out.__dict__.update({k: v for k, v in exc.__dict__.items()  # what a subclass adds (MissingKey's env)
+                         if k not in ("message", "where", "field", "fix")})
     return out
 
 

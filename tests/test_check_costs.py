@@ -13,6 +13,8 @@ import sys
 import pytest
 
 from ladder import commands
+from ladder.config import load_experiment
+from ladder.reach import reachability
 from ladder.backends.prices import model_entry, training_price
 from ladder.fine_tune_price import auto_epochs
 from ladder.plan_print import _print_plan
@@ -78,6 +80,11 @@ def test_judge_tokens_count_in_the_tokens_columns_and_its_missing_key_is_said(tm
     assert j["max_output_tokens"] == p["max_output_tokens"] + j["scorer"]["max_output_tokens"]
     said = [g["message"] for g in judged["guards"] if g["name"] == "missing_key"]
     assert len(said) == 2 and any(m.startswith("JUDGE_API_KEY is not set") for m in said), said
+    # The live look cannot probe without the key, and says which one is missing for each model.
+    rows, failed = reachability(load_experiment(tmp_path / "a" / "exp.yaml"))
+    assert failed is None and {(r["field"], r["status"], r["message"]) for r in rows} == {
+        ("model", "not probed", "OPENAI_API_KEY is not set"),
+        ("metric.model", "not probed", "JUDGE_API_KEY is not set")}
 
 
 def test_a_best_of_n_scorer_identical_to_the_metric_judge_is_billed_once(tmp_path, monkeypatch):
