@@ -19,6 +19,7 @@ from ladder.guards import empty_fields, subsample
 from ladder.metrics import Metric, build_metric
 from ladder.metrics.pairwise import bind, run_id_part as pairwise_run_id
 from ladder.metrics.judged import build_task_metric, check_open_ended, is_scorer_type
+from ladder.metrics.redteam import run_id_part as respondent_run_id, with_respondent
 from ladder.reach import check, scorer_models
 from ladder.errors import ConfigError, LadderError
 from ladder.registry import STAGES
@@ -118,6 +119,9 @@ class PreparedRun:
             "upstream": {name: self.produced.get(name)
                          for _, name in nested_from_stage(stage.model_dump(mode="json"))},
             **pairwise_run_id(self, stage),  # a pairwise judge's reference (absent otherwise)
+            # A respondent (red-teaming's target) and an earlier stage's outputs (shots_from) decide
+            # the stage's scores and prompts: absent otherwise.
+            **respondent_run_id(self.experiment, stage, lambda m: self.pool.get(m).fingerprint),
         }
         return cache_key(payload)[:12]
 
@@ -168,6 +172,7 @@ class PreparedRun:
             # A pairwise judge reads the reference stage's outputs: bound per stage.
             ctx.metric, *more = bind(self, resolved, [ctx.metric, *ctx.extra_metrics.values()])
             ctx.extra_metrics = dict(zip(ctx.extra_metrics, more))
+        with_respondent(ctx)  # a second model in the loop: the metrics score its reply
         return ctx
 
 

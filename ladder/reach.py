@@ -19,7 +19,7 @@ SCORER_FIELDS = ("scorer", "reward")
 
 
 def scorer_models(exp: Experiment, stage: StageConfig) -> list[tuple[str, Any]]:
-    """(field prefix, backend config) of each judge model the stage calls, e.g.
+    """(field prefix, backend config) of each judge model (and the respondent) the stage calls, e.g.
     ("stages.best_of_n.scorer.", {backend: openai, ...}); a judge on a model an earlier stage
     trains is left out (it does not exist yet)."""
     from ladder.scorers import parse_scorer
@@ -36,7 +36,9 @@ def scorer_models(exp: Experiment, stage: StageConfig) -> list[tuple[str, Any]]:
         model = exp.stage_model(stage.model_copy(update={"model": config.model}))
         if getattr(model, "from_stage", None) is None:
             out.append((f"stages.{stage.name}.{name}.", model))
-    return out
+    from ladder.metrics.redteam import respondent_models
+
+    return out + respondent_models(exp, stage)  # a second model in the loop (red-teaming's target)
 
 
 _MODEL_FIELD = re.compile(r"(?<![\w.])model\.(?=[a-z_])")

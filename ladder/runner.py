@@ -27,6 +27,7 @@ from ladder.config import Experiment, StageConfig, rl_probability_problem
 from ladder.manifest import manifest, write_examples
 from ladder.scorers import estimate_scorer
 from ladder.metrics.judged import add_estimates, is_scorer_type, selected_by_metric
+from ladder.metrics.redteam import respondent_estimate
 from ladder.prepared import PRODUCTS, PreparedRun, configure, prepare  # noqa: F401 - ladder.runner's public names
 from ladder.progress import console
 from ladder.reach import check, scorer_models
@@ -312,6 +313,9 @@ def estimate_run(exp: Experiment) -> dict[str, Any]:
                 if is_scorer_type(spec.type):
                     scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [p.example for p in prompts],
                                                                    samples, gen.max_tokens))
+        if not impl.produces_reward_model:  # a respondent answers every sample the metric scores
+            scorer = add_estimates(scorer, respondent_estimate(ctx, [p.example for p in prompts], samples,
+                                                               gen.max_tokens))
         if scorer is not None:
             entry["scorer"] = scorer
             entry["cost_usd"] += scorer["cost_usd"]

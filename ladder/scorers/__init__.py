@@ -91,7 +91,10 @@ class Scorer(Metric):
 
 def check_template(template: str, ctx: StageContext, field: str, extra: Sequence[str] = ()) -> None:
     """Fail before any generation when a scorer template names a field no example has."""
-    known = {"prompt", "completion", "target", *extra, *(ctx.examples[0].fields if ctx.examples else ())}
+    from ladder.metrics.redteam import respondent_of
+
+    respond = ("response",) if respondent_of(ctx) is not None else ()  # the second model's reply
+    known = {"prompt", "completion", "target", *extra, *respond, *(ctx.examples[0].fields if ctx.examples else ())}
     unknown = [name for name in template_fields(template) if name not in known]
     if unknown:
         raise ConfigError(f"the template names {{{unknown[0]}}}, which is not a field here", field=field,
@@ -171,13 +174,16 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
                           f"so it cannot rank or reward samples", field=field,
                           fix="name a scorer that reads completions: choice, exact_match, pm, judge, ...")
     try:
-        return cls(config, ctx) if issubclass(cls, Scorer) else cls(config)
+        scorer = cls(config, ctx) if issubclass(cls, Scorer) else cls(config)
     except LadderError as exc:
         # Scorers name fields relative to their own section (metric classes say 'metric.x'):
         # re-root them under the key the user actually wrote.
         sub = exc.field.removeprefix("metric.") if exc.field else None
         raise type(exc)(exc.message, where=exc.where, field=f"{field}.{sub}" if sub else field,
                         fix=exc.fix) from None
+    from ladder.metrics.redteam import responded_scorer
+
+    return responded_scorer(ctx, scorer)  # with a respondent, it scores the reply as the metric does
 
 
 def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], calls: int,
