@@ -14,6 +14,7 @@ from typing import Any
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
 from ladder.digests import path_digest, scoring_digests
+from ladder.earlier import earlier_folders, run_id_part as earlier_run_id
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
 from ladder.metrics import Metric, build_metric
@@ -122,6 +123,7 @@ class PreparedRun:
             # A respondent (red-teaming's target) and an earlier stage's outputs (shots_from) decide
             # the stage's scores and prompts: absent otherwise.
             **respondent_run_id(self.experiment, stage, lambda m: self.pool.get(m).fingerprint),
+            **earlier_run_id(self, stage),
         }
         return cache_key(payload)[:12]
 
@@ -173,6 +175,8 @@ class PreparedRun:
             ctx.metric, *more = bind(self, resolved, [ctx.metric, *ctx.extra_metrics.values()])
             ctx.extra_metrics = dict(zip(ctx.extra_metrics, more))
         with_respondent(ctx)  # a second model in the loop: the metrics score its reply
+        if resolved.run_dir is not None:  # shots_from / train_from: the earlier stage's folder
+            ctx.earlier = earlier_folders(self, resolved.config)
         return ctx
 
 
