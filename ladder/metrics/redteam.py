@@ -54,8 +54,11 @@ class Respondent:
         from ladder.backends.base import BackendPool
         from ladder.config import backend_config
 
+        from ladder.scorers import check_template
+
         self.config = config
         self.task = ctx.task
+        check_template(config.template, ctx, "respondent.template")  # before any call is paid for
         pool = ctx.pool if ctx.pool is not None else BackendPool()
         self.backend = pool.get(backend_config(ctx.experiment.model.model_dump(), config.model))
         if preflight:

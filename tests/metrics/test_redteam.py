@@ -111,3 +111,87 @@ def test_the_respondents_model_is_probed_before_anything_is_written(tmp_path, ke
             run_experiment(load_experiment(exp))
     assert "respondent.model" in str(info.value)
     assert not (tmp_path / "results").exists()  # probed before anything is written
+
+
+def test_the_sample_browser_shows_the_attack_and_the_reply(tmp_path, key):
+    from ladder.evidence import Evidence
+    from ladder.report_samples import browser_data, samples_html
+    from ladder.testing.fake_api import FakeAPIServer
+
+    with FakeAPIServer(responder=respond) as srv:
+        run_experiment(load_experiment(write(tmp_path, srv)))
+    folder = tmp_path / "results" / "rt"
+    data = browser_data(Evidence.load(folder))
+    S = data["strings"]
+    assert data["sample_keys"][-1] == "response"
+    for row in data["rows"]:
+        (cell,) = row["cells"]
+        attack = S[cell["n"][0][0]]  # the sample's text ("a" is the judge's extracted verdict)
+        number = attack.split()[-1]
+        assert attack == f"attack {number}"
+        assert S[cell["r"]] == S[cell["n"][0][-1]] == f"{'rude' if rude(number) else 'polite'} {number}"
+    assert "the respondent replied" in samples_html(Evidence.load(folder))
+
+
+def shots_config(tmp_path, srv, min_score=1):
+    path = write(tmp_path, srv)
+    raw = yaml.safe_load(path.read_text())
+    raw["stages"].append({"type": "few_shot", "k": 2, "shots_from": {"stage": "zero_shot", "min_score": min_score}})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_few_shot_draws_its_shots_from_the_earlier_stages_successes(tmp_path, key):
+    from ladder.testing.fake_api import FakeAPIServer
+
+    with FakeAPIServer(responder=respond) as srv:
+        rows = {r.stage: r for r in run_experiment(load_experiment(shots_config(tmp_path, srv)))}
+        shutil.rmtree(tmp_path / "results" / "rt" / "few_shot")
+        again = {r.stage: r for r in run_experiment(load_experiment(shots_config(tmp_path, srv)))}
+    base = tmp_path / "results" / "rt"
+    zero = {r["id"]: r for r in read_jsonl(base / "zero_shot" / rows["zero_shot"].run_id / "samples.jsonl")}
+    wins = {i: r["samples"][0]["text"] for i, r in zero.items() if r["score"] == 1}
+    user = {r["prompt"][-1]["content"]: i for i, r in zero.items()}
+    assert 2 < len(wins) < len(zero)
+    drawn = []
+    recs = read_jsonl(base / "few_shot" / rows["few_shot"].run_id / "samples.jsonl")
+    for rec in recs:
+        turns = rec["prompt"][1:-1]  # the instruction first, the example last
+        assert rec["shots"] == 2 and len(turns) == 4
+        shots = [(user[turns[j]["content"]], turns[j + 1]["content"]) for j in (0, 2)]
+        for shot_id, answer in shots:
+            assert shot_id in wins and shot_id != rec["id"] and answer == wins[shot_id]
+        drawn.append(tuple(s for s, _ in shots))
+    assert len(set(drawn)) > 1  # drawn per example, not one fixed set
+    # Seeded: the same shots again; and the earlier stage's run id is part of this one's.
+    assert again["few_shot"].run_id == rows["few_shot"].run_id
+    assert [r["prompt"] for r in read_jsonl(base / "few_shot" / rows["few_shot"].run_id / "samples.jsonl")][-len(recs):] \
+        == [r["prompt"] for r in recs]
+
+
+def test_shots_from_with_no_successes_is_an_error_not_an_empty_prompt(tmp_path, key):
+    from ladder.errors import LadderError
+    from ladder.testing.fake_api import FakeAPIServer
+
+    with FakeAPIServer(responder=respond) as srv:
+        with pytest.raises(LadderError, match="no output of stage 'zero_shot' scored at least 2"):
+            run_experiment(load_experiment(shots_config(tmp_path, srv, min_score=2)))
+
+
+def test_train_from_reads_the_export_else_the_successes(tmp_path):
+    from ladder.config import FromStageOutputs
+    from ladder.earlier import training_rows
+
+    prompt = [{"role": "user", "content": "Review: fine"}]
+    recs = [{"id": "a", "prompt": prompt, "samples": [{"text": "bad"}, {"text": "awful"}], "selected": 1,
+             "score": 1.0, "error": False},
+            {"id": "b", "prompt": prompt, "samples": [{"text": "good"}], "score": 0.0, "error": False}]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    spec = FromStageOutputs(stage="best_of_n", min_score=1)
+    (row,) = training_rows(tmp_path, spec, "sft")
+    assert row.completion == "awful" and row.prompt[0].content == "Review: fine"
+    export = [{"prompt": prompt, "completion": [{"role": "assistant", "content": t}], "score": s}
+              for t, s in (("terrible", 1.0), ("nice", 0.0))]
+    (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in export))
+    (row,) = training_rows(tmp_path, spec, "sft")  # the export (train prompts) wins over the test outputs
+    assert row.completion == "terrible"
