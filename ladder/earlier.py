@@ -33,6 +33,12 @@ def outputs_from(stage: Any) -> tuple[str, FromStageOutputs] | None:
     return next(((k, getattr(stage, k)) for k in KEYS if getattr(stage, k, None) is not None), None)
 
 
+def unset_redteam_keys(stage: Any) -> set[str]:
+    """The red-teaming keys a stage leaves unset (respondent, shots_from, train_from): left out of
+    its run id, so adding them changed no finished result's folder. Set, they are in it."""
+    return {k for k in ("respondent", *KEYS) if getattr(stage, k, None) is None}
+
+
 def earlier_folders(plan: Any, stage: Any) -> dict[str, Path]:
     """{earlier stage name: its run folder in this run} for the stage's `shots_from:`/`train_from:`;
     {} when it names none. The earlier stage must have finished (in this run or an earlier one)."""

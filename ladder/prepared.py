@@ -14,7 +14,7 @@ from typing import Any
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
 from ladder.digests import path_digest, scoring_digests
-from ladder.earlier import earlier_folders, run_id_part as earlier_run_id
+from ladder.earlier import earlier_folders, run_id_part as earlier_run_id, unset_redteam_keys
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
 from ladder.metrics import Metric, build_metric
@@ -96,7 +96,8 @@ class PreparedRun:
             # `skip` only says whether the stage runs, not what it outputs, `report_to` (training
             # stages) only where their logs also go and `save_every_minutes` only when checkpoints
             # are written: leave them out of the id.
-            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to", "save_every_minutes"}),
+            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to", "save_every_minutes",
+                                                            *unset_redteam_keys(stage)}),
             "model": self.pool.get(resolved.model).fingerprint,
             "model_config": resolved.model.model_dump(mode="json"),
             "generation": resolved.generation.model_dump(mode="json"),
