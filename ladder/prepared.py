@@ -13,7 +13,7 @@ from typing import Any
 
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.digests import path_digest, scoring_digests
+from ladder.digests import code_digest, path_digest, scoring_digests
 from ladder.earlier import earlier_folders, run_id_part as earlier_run_id, unset_redteam_keys
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
@@ -123,7 +123,7 @@ class PreparedRun:
             **pairwise_run_id(self, stage),  # a pairwise judge's reference (absent otherwise)
             # A respondent (red-teaming's target) and an earlier stage's outputs (shots_from) decide
             # the stage's scores and prompts: absent otherwise.
-            **respondent_run_id(self.experiment, stage, lambda m: self.pool.get(m).fingerprint),
+            **respondent_run_id(self.experiment, stage, lambda m: self.pool.get(m).fingerprint, code_digest),
             **earlier_run_id(self, stage),
         }
         return cache_key(payload)[:12]

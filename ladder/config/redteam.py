@@ -2,7 +2,8 @@
 
 - `{response}` (the respondent's reply) in a metric's or a stage scorer's template, on a stage
   that has no respondent: there is no reply to fill in.
-- A respondent with a metric that reads the model's probabilities: there is no text to score.
+- A respondent with a metric that reads the model's probabilities (there is no text to score), or
+  with a pairwise judge (it compares the stages' own outputs, not replies).
 - few_shot's `shots_from:` / sft's `train_from:` naming a stage that does not exist, does not
   answer the test examples, is skipped, or does not run earlier.
 
@@ -53,7 +54,12 @@ def redteam_problems(config: Any, metrics: Sequence[tuple[tuple, Any, Any]], sta
             if bare and _names_response(template):
                 out.append(((*loc, *key), f"the template names {{response}}, the respondent's reply, and stage "
                             f"'{bare[0]}' has no respondent", fix))
-        if cls is not None and cls.needs_probabilities and (config.respondent or any(s.respondent for s in stages)):
+        responding = bool(config.respondent or any(s.respondent for s in stages))
+        if responding and isinstance(raw, dict) and raw.get("pairwise") is not None:
+            out.append(((*loc, "pairwise"), "pairwise judging compares two stages' own outputs, and with a respondent "
+                        "the metric scores the respondent's replies: the two do not combine yet",
+                        "judge the replies one at a time (drop `pairwise:`), or drop `respondent:`"))
+        if cls is not None and cls.needs_probabilities and responding:
             out.append(((*loc, "type"), f"metric '{raw.get('type')}' reads the model's probabilities of the answers, "
                         f"and with a respondent the metric scores the respondent's reply, a text",
                         "use a text metric (a judge, classifier, python, ...), or drop `respondent:`"))

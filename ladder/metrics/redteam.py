@@ -127,12 +127,16 @@ class Responded(Metric):
         return self.inner.name
 
     def __getattr__(self, key: str) -> Any:  # what stages read of a scorer (cost_usd, backend, ...)
-        if key == "inner":
+        if key in ("inner", "respondent"):
             raise AttributeError(key)
         return getattr(self.inner, key)
 
     def score(self, ex: Example, completion: str) -> Score:
         return self.score_batch([ex], [completion])[0]
+
+    def also_responding(self, scorer: Metric) -> Metric:
+        """A best_of_n scorer or rl reward of this stage (build_scorer asks): it scores the reply too."""
+        return scorer if isinstance(scorer, Responded) else Responded(scorer, self.respondent)
 
     def score_batch(self, examples: Sequence[Example], completions: Sequence[str]) -> list[Score]:
         replies = self.respondent.reply(examples, completions)
@@ -173,22 +177,15 @@ def with_respondent(ctx: StageContext, preflight: bool = True) -> None:
     ctx.extra_metrics = {k: Responded(m, respondent) for k, m in ctx.extra_metrics.items()}
 
 
-def responded_scorer(ctx: StageContext, scorer: Metric) -> Metric:
-    """A best_of_n scorer or rl reward built for a stage with a respondent: it scores the reply too."""
-    if isinstance(scorer, Responded) or not isinstance(ctx.metric, Responded):
-        return scorer
-    return Responded(scorer, ctx.metric.respondent)
-
-
-def run_id_part(exp: Any, stage: Any, fingerprint: Any) -> dict[str, Any]:
+def run_id_part(exp: Any, stage: Any, fingerprint: Any, code_digest: Any) -> dict[str, Any]:
     """What a stage with a respondent adds to its run id: the respondent's config and its model's
-    fingerprint (another target is another experiment), and this module's code. Empty otherwise,
-    so no other run id changes."""
+    fingerprint (another target is another experiment), and this module's code (`code_digest`,
+    ladder.digests's: passed in, as that module imports the scorers, which import this one).
+    Empty otherwise, so no other run id changes."""
     config = exp.stage_respondent(stage)
     if config is None:
         return {}
     from ladder.config import backend_config
-    from ladder.digests import code_digest
 
     model = backend_config(exp.model.model_dump(), config.model)
     return {"respondent": {**config.model_dump(mode="json"), "model": model.model_dump(mode="json"),

@@ -91,9 +91,8 @@ class Scorer(Metric):
 
 def check_template(template: str, ctx: StageContext, field: str, extra: Sequence[str] = ()) -> None:
     """Fail before any generation when a scorer template names a field no example has."""
-    from ladder.metrics.redteam import respondent_of
-
-    respond = ("response",) if respondent_of(ctx) is not None else ()  # the second model's reply
+    # {response}: a respondent's reply (ladder/metrics/redteam.py), with a second model in the loop.
+    respond = ("response",) if ctx.experiment.stage_respondent(ctx.stage) is not None else ()
     known = {"prompt", "completion", "target", *extra, *respond, *(ctx.examples[0].fields if ctx.examples else ())}
     unknown = [name for name in template_fields(template) if name not in known]
     if unknown:
@@ -181,9 +180,10 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
         sub = exc.field.removeprefix("metric.") if exc.field else None
         raise type(exc)(exc.message, where=exc.where, field=f"{field}.{sub}" if sub else field,
                         fix=exc.fix) from None
-    from ladder.metrics.redteam import responded_scorer
-
-    return responded_scorer(ctx, scorer)  # with a respondent, it scores the reply as the metric does
+    # With a respondent (ladder/metrics/redteam.py) the task metric answers `also_responding`: the
+    # scorer then scores the respondent's reply, as the metric does.
+    also = getattr(ctx.metric, "also_responding", None)
+    return also(scorer) if also is not None else scorer
 
 
 def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], calls: int,

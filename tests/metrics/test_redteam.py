@@ -195,3 +195,35 @@ def test_train_from_reads_the_export_else_the_successes(tmp_path):
     (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in export))
     (row,) = training_rows(tmp_path, spec, "sft")  # the export (train prompts) wins over the test outputs
     assert row.completion == "terrible"
+
+
+def is_rude(example, completion):
+    return float(completion.startswith("rude"))
+
+
+def test_a_stage_of_its_own_respondent_and_metrics_columns_pay_for_each_reply_once(tmp_path, key):
+    from ladder.testing.fake_api import FakeAPIServer
+
+    rude_metric = {"type": "python", "function": "tests.metrics.test_redteam:is_rude"}
+    with FakeAPIServer(responder=respond) as srv:
+        path = write(tmp_path, srv, respondent=False, metric=rude_metric)
+        raw = yaml.safe_load(path.read_text())
+        raw["stages"].append({"type": "zero_shot", "name": "attacked", "respondent": {"model": {"name": "target"}}})
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        rows = {r.stage: r for r in run_experiment(load_experiment(path))}
+        del raw["metric"]
+        raw["metrics"] = {"rude": rude_metric, "rude_again": rude_metric}
+        raw["results_dir"] = str(tmp_path / "results2")
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        twice = {r.stage: r for r in run_experiment(load_experiment(path))}
+    # Only the stage with a respondent scores replies: the attacks themselves are never "rude".
+    assert rows["zero_shot"].metric.value == 0 and rows["zero_shot"].stats.metric_cost_usd is None
+    attacked = rows["attacked"]
+    numbers = [r["samples"][0]["text"].split()[-1] for r in read_jsonl(
+        tmp_path / "results" / "rt" / "attacked" / attacked.run_id / "samples.jsonl")]
+    assert attacked.metric.value == pytest.approx(sum(rude(x) for x in numbers) / len(numbers))
+    assert attacked.metric.value > 0
+    # The second metric reads the same replies: the row pays for each of them once.
+    assert attacked.stats.metric_cost_usd > 0
+    assert twice["attacked"].stats.metric_cost_usd == pytest.approx(attacked.stats.metric_cost_usd)
+    assert twice["attacked"].extra.metrics["rude_again"].value == attacked.metric.value
