@@ -18,7 +18,10 @@ import yaml
 from ladder.config import load_experiment
 from ladder.runner import estimate_run, run_experiment
 from ladder.store import read_jsonl
-from tests.backends.api_support import FAST, KEY, KEY_ENV
+from tests.backends.api_support import FAST, KEY_ENV
+from tests.metrics.test_pairwise import key  # noqa: F401 (the fixture: the fake server's API key set)
+
+pytestmark = pytest.mark.usefixtures("key")
 
 
 def rude(number: str) -> bool:
@@ -56,12 +59,7 @@ def write(tmp_path, srv, respondent=True, metric=None, n=30, instruction="You ar
     return path
 
 
-@pytest.fixture
-def key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, KEY)
-
-
-def test_the_metric_scores_the_respondents_reply_cached_and_costed(tmp_path, key):
+def test_the_metric_scores_the_respondents_reply_cached_and_costed(tmp_path):
     from ladder.testing.fake_api import FakeAPIServer
 
     with FakeAPIServer(responder=respond) as srv:
@@ -99,7 +97,7 @@ def test_the_metric_scores_the_respondents_reply_cached_and_costed(tmp_path, key
     assert "respondent (target)" in stage["scorer"]["scorer"] and stage["scorer"]["calls"] == 30
 
 
-def test_the_respondents_model_is_probed_before_anything_is_written(tmp_path, key):
+def test_the_respondents_model_is_probed_before_anything_is_written(tmp_path):
     from ladder.testing.fake_api import FakeAPIServer
 
     with FakeAPIServer(responder=respond) as srv:
@@ -113,7 +111,7 @@ def test_the_respondents_model_is_probed_before_anything_is_written(tmp_path, ke
     assert not (tmp_path / "results").exists()  # probed before anything is written
 
 
-def test_the_sample_browser_shows_the_attack_and_the_reply(tmp_path, key):
+def test_the_sample_browser_shows_the_attack_and_the_reply(tmp_path):
     from ladder.evidence import Evidence
     from ladder.report_samples import browser_data, samples_html
     from ladder.testing.fake_api import FakeAPIServer
@@ -141,11 +139,12 @@ def shots_config(tmp_path, srv, min_score=1):
     return path
 
 
-def test_few_shot_draws_its_shots_from_the_earlier_stages_successes(tmp_path, key):
+def test_few_shot_draws_its_shots_from_the_earlier_stages_successes(tmp_path):
     from ladder.testing.fake_api import FakeAPIServer
 
     with FakeAPIServer(responder=respond) as srv:
         rows = {r.stage: r for r in run_experiment(load_experiment(shots_config(tmp_path, srv)))}
+        first = read_jsonl(tmp_path / "results" / "rt" / "few_shot" / rows["few_shot"].run_id / "samples.jsonl")
         shutil.rmtree(tmp_path / "results" / "rt" / "few_shot")
         again = {r.stage: r for r in run_experiment(load_experiment(shots_config(tmp_path, srv)))}
     base = tmp_path / "results" / "rt"
@@ -165,11 +164,10 @@ def test_few_shot_draws_its_shots_from_the_earlier_stages_successes(tmp_path, ke
     assert len(set(drawn)) > 1  # drawn per example, not one fixed set
     # Seeded: the same shots again; and the earlier stage's run id is part of this one's.
     assert again["few_shot"].run_id == rows["few_shot"].run_id
-    assert [r["prompt"] for r in read_jsonl(base / "few_shot" / rows["few_shot"].run_id / "samples.jsonl")][-len(recs):] \
-        == [r["prompt"] for r in recs]
+    assert [r["prompt"] for r in recs] == [r["prompt"] for r in first]
 
 
-def test_shots_from_with_no_successes_is_an_error_not_an_empty_prompt(tmp_path, key):
+def test_shots_from_with_no_successes_is_an_error_not_an_empty_prompt(tmp_path):
     from ladder.errors import LadderError
     from ladder.testing.fake_api import FakeAPIServer
 
@@ -201,7 +199,7 @@ def is_rude(example, completion):
     return float(completion.startswith("rude"))
 
 
-def test_a_stage_of_its_own_respondent_and_metrics_columns_pay_for_each_reply_once(tmp_path, key):
+def test_a_stage_of_its_own_respondent_and_metrics_columns_pay_for_each_reply_once(tmp_path):
     from ladder.testing.fake_api import FakeAPIServer
 
     rude_metric = {"type": "python", "function": "tests.metrics.test_redteam:is_rude"}
