@@ -41,7 +41,7 @@ def test_the_whole_red_teaming_ladder_runs_offline(tmp_path):
     export = rows["best_of_n"].extra.export
     assert export["rows"] > 0 and export["split"] == "train"
     # sft trained on the export's successes: train prompts, none of them a test prompt.
-    assert rows["sft"].extra.train_subsample["rows"] == export["rows"]
+    assert rows["sft"].extra.train_subsample["total"] == rows["sft"].extra.train_subsample["n"] == export["rows"]
     assert not any(g.name == "train_test_overlap" for g in rows["sft"].guards)
     for row in rows.values():  # every rung's samples keep the target's replies
         assert replies(tmp_path, row)
