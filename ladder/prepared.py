@@ -13,7 +13,7 @@ from typing import Any
 
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.digests import path_digest, scoring_digests
+from ladder.digests import path_digest
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
 from ladder.metrics import Metric, build_metric
@@ -23,6 +23,7 @@ from ladder.reach import check, scorer_models
 from ladder.errors import ConfigError, LadderError
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
+from ladder.scorers.digests import scoring_digests
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import check_results_folder
 from ladder.table import COLUMNS
