@@ -38,7 +38,7 @@ from ladder.config.schema import older_name
 from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
-from ladder.training.marker import read_marker, training_finished
+from ladder.marker import read_marker, training_finished
 from ladder.types import Extra, Guard, StageResult, Stats
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",

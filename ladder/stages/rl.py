@@ -49,7 +49,7 @@ from ladder.store import atomic_write, read_jsonl, write_json
 from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
-from ladder.training.marker import read_marker, training_finished
+from ladder.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
 from ladder.types import Baseline, Guard, MetricValue, StageResult
 

@@ -47,7 +47,7 @@ from ladder.training import TrainingStageConfig, check_trainer_args, draw_train,
 from ladder.training.choices import (chance_label, chance_loss, choice_loss, choice_losses, choice_queries,
                                      prior_losses)
 from ladder.training.lora import LoraSettings
-from ladder.training.marker import read_marker, training_finished
+from ladder.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
 from ladder.types import Example, Guard, Message, StageResult
 

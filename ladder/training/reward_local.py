@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ladder.config import Section
 from ladder.store import read_json
 from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.marker import write_marker
+from ladder.marker import write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint
 from ladder.training.timed_save import timed_save
 

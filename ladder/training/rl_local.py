@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from ladder.config import Section
 from ladder.store import JsonlWriter, read_json
 from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.marker import rl_marker, write_marker
+from ladder.marker import rl_marker, write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
 from ladder.training.timed_save import timed_save
 
