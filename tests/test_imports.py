@@ -131,3 +131,55 @@ def test_a_type_checking_import_closes_a_circle_too(tmp_path):
     (pkg / "a.py").write_text("from ladder import b\n")
     (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ladder.a import A\n")
     assert cycles(import_graph(tmp_path)) == [["ladder.a", "ladder.b", "ladder.a"]]
+
+
+# The package's floors, bottom to top. A package name stands for all its modules; a module not
+# named here is on the top floor (the run: runner, cli, report, play/, ...).
+FLOORS: list[tuple[str, set[str]]] = [
+    ("base", {"ladder.errors", "ladder.registry", "ladder.store", "ladder.templates", "ladder.types",
+              "ladder.cache", "ladder.progress", "ladder.marker", "ladder.digests", "ladder.stats",
+              "ladder.result_sections"}),
+    ("config", {"ladder.config"}),
+    ("models and data", {"ladder.backends", "ladder.tasks"}),
+    ("scoring", {"ladder.metrics", "ladder.scorers", "ladder.guards", "ladder.resolved"}),
+    ("training", {"ladder.training"}),
+    ("stages", {"ladder.stages", "ladder.best_of_k"}),
+]
+
+
+def floor(module: str) -> int:
+    for i, (_, names) in enumerate(FLOORS):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return i
+    return len(FLOORS)
+
+
+def floor_name(i: int) -> str:
+    return FLOORS[i][0] if i < len(FLOORS) else "the run"
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} ({floor_name(floor(a))}) → {b} ({floor_name(floor(b))})"
+                  for a, targets in graph.items() for b in targets if floor(b) > floor(a))
+
+
+def test_no_module_imports_from_a_higher_floor():
+    """No module imports a module of a higher floor than its own — anywhere in the file, inside a
+    function or under TYPE_CHECKING included: a lower floor (a backend, a metric) must be usable
+    without the floors above it (training, stages, the run). What both floors need lives in the
+    lower one (ladder/marker.py: written by training, read by backends/hf.py)."""
+    found = upward(import_graph(REPO))
+    assert not found, "imports from a lower floor to a higher one:\n" + "\n".join(found)
+
+
+def test_the_floor_check_finds_an_upward_import(tmp_path):
+    """The check can fail: a backend that imports training inside a function (as hf.py once read the
+    RL marker from training/marker.py)."""
+    for d in ("backends", "training"):
+        (tmp_path / "ladder" / d).mkdir(parents=True)
+        (tmp_path / "ladder" / d / "__init__.py").write_text("")
+    (tmp_path / "ladder" / "__init__.py").write_text("")
+    (tmp_path / "ladder" / "training" / "marker.py").write_text("")
+    (tmp_path / "ladder" / "backends" / "hf.py").write_text("def f():\n    from ladder.training.marker import x\n")
+    assert upward(import_graph(tmp_path)) == [
+        "ladder.backends.hf (models and data) → ladder.training.marker (training)"]
