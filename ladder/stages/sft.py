@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import replace
 from typing import Annotated, Any, Literal, Sequence
 
@@ -38,6 +37,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import Backend
 from ladder.errors import ConfigError, DataError
+from ladder.guards import seeded_draw
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.stages.sft_curves import curve_point, curve_seed, curve_specs, greedy, prompts_of
@@ -350,12 +350,7 @@ class SFT(Stage):
 def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:
     """The test examples the training curves are measured on: `curve_examples` of the subsample
     (default CURVE_EXAMPLES), a seeded random draw kept in the subsample's order."""
-    n = cfg.curve_examples or CURVE_EXAMPLES
-    examples = list(ctx.examples)
-    if n == "all" or n >= len(examples):
-        return examples
-    keep = sorted(random.Random(curve_seed(ctx)).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
+    return seeded_draw(ctx.examples, cfg.curve_examples or CURVE_EXAMPLES, curve_seed(ctx))
 
 
 # -- data --------------------------------------------------------------------------------------

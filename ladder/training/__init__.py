@@ -17,13 +17,13 @@ timed_save.py    TimedSave: a checkpoint every `save_every_minutes` of training,
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar
 
 from pydantic import Field, field_validator
 
 from ladder.config import StageConfig
 from ladder.config.schema import count_or_all
+from ladder.guards import seeded_draw
 from ladder.types import Guard
 
 T = TypeVar("T")
@@ -128,11 +128,7 @@ def draw_train(items: Sequence[T], cfg: TrainingStageConfig, seed: int, content:
     from ladder.cache import cache_key
 
     total, n = len(items), cfg.train_subsample
-    if n == "all" or n >= total:
-        chosen = list(items)
-    else:
-        keep = sorted(random.Random(seed).sample(range(total), n))
-        chosen = [items[i] for i in keep]
+    chosen = seeded_draw(items, n, seed)
     record = {"train_subsample": n, "total": total, "n": len(chosen), "seed": seed,
               "digest": cache_key({"rows": [content(x) for x in chosen]})}
     if len(chosen) == total:
