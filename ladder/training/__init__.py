@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar
 
 from pydantic import Field, field_validator
 
-from ladder.config import StageConfig
+from ladder.config import Section, StageConfig
 from ladder.config.schema import count_or_all
 from ladder.guards import seeded_draw
 from ladder.types import Guard
@@ -233,3 +233,24 @@ def peft_config(spec: Any, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
     return LoraConfig(task_type=task_type, **(spec.lora or {}))
+
+
+class JobSpec(Section):
+    """What every local training run needs (sft_local's TrainSpec, rl_local's RLSpec and
+    reward_local's RewardSpec add their own): JSON in the run folder, so a launcher's processes can
+    read it and the run keeps it for the record."""
+
+    model: dict[str, Any]
+    """The starting model's hf backend config."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters (merged after training) or all weights."""
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments."""
+    trainer: dict[str, Any]
+    """The trl trainer config's arguments (output_dir excluded)."""
+    output_dir: str
+    """Checkpoints go here (checkpoint-N folders)."""
+    model_dir: str
+    """The final merged model goes here."""
+    save_every_minutes: float | None = None
+    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
