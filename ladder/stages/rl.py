@@ -44,7 +44,7 @@ from ladder.stages.rl_checks import collapse_guard, hacking, versus_best_of_n
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.stats import mean_ci
 from ladder.store import atomic_write, read_jsonl, write_json
-from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, draw_train, tracking_args, trained_model
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.marker import read_marker, training_finished
@@ -101,13 +101,14 @@ class RLConfig(TrainingStageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """More trl GRPOConfig / RLOOConfig keys, e.g. {num_iterations: 2, epsilon: 0.2,
     loss_type: dr_grpo, scale_rewards: none, warmup_steps: 5}."""
+    owned_trainer_keys = OWNED_TRAINER_KEYS
+    trl_configs = ("GRPOConfig", "RLOOConfig")
+    own_keys = "learning_rate, beta, generations, steps, max_completion_length, report_to, ..."
 
 
     @field_validator("trainer_args")
     @classmethod
-    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        v = check_trainer_args(v, OWNED_TRAINER_KEYS, ["GRPOConfig", "RLOOConfig"], "learning_rate, beta, "
-                               "generations, steps, max_completion_length, report_to, ...")
+    def _vllm_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
         vllm = sorted(k for k in v if k.startswith("vllm_"))
         if vllm and v.get("use_vllm") is not True:
             raise ValueError(f"{', '.join(vllm)} only appl{'ies' if len(vllm) == 1 else 'y'} with use_vllm: true "

@@ -33,7 +33,7 @@ import math
 from dataclasses import replace
 from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ladder.backends.base import Backend
 from ladder.errors import ConfigError, DataError
@@ -44,7 +44,7 @@ from ladder.stages.sft_curves import curve_point, curve_seed, curve_specs, greed
 from ladder.stages.sft_guards import chance_guard, termination_guard
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
-from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
+from ladder.training import TrainingStageConfig, draw_train, tracking_args, trained_model
 from ladder.training.lora import LoraSettings
 from ladder.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
@@ -117,17 +117,14 @@ class SFTConfig(TrainingStageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """local: more trl SFTConfig / transformers TrainingArguments keys, e.g. {warmup_steps: 10,
     weight_decay: 0.01, lr_scheduler_type: cosine, deepspeed: ds.json}."""
+    owned_trainer_keys = OWNED_TRAINER_KEYS
+    trl_configs = ("SFTConfig",)
+    own_keys = "learning_rate, batch_size, epochs, max_steps, eval_steps, save_steps, max_length, report_to, ..."
     suffix: str | None = Field(None, max_length=64)
     """openai: text put into the fine-tuned model's name."""
     poll_interval: float = Field(15.0, gt=0)
     """openai: seconds between two looks at the job's status."""
 
-
-    @field_validator("trainer_args")
-    @classmethod
-    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["SFTConfig"], "learning_rate, batch_size, epochs, "
-                                  "max_steps, eval_steps, save_steps, max_length, report_to, ...")
 
     @model_validator(mode="after")
     def _route_keys(self) -> SFTConfig:

@@ -17,7 +17,7 @@ timed_save.py    TimedSave: a checkpoint every `save_every_minutes` of training,
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence, TypeVar
 
 from pydantic import Field, field_validator
 
@@ -99,6 +99,20 @@ class TrainingStageConfig(StageConfig):
     it when a checkpoint takes long to write (full weights of a large model, with their optimizer
     state). Not part of the run id: it changes when checkpoints are written, not what is trained.
     (sft's openai route has no checkpoints of ours.)"""
+
+    owned_trainer_keys: ClassVar[set[str]] = set()
+    """Keys of the trl config that the stage sets itself: `trainer_args` may not repeat them."""
+    trl_configs: ClassVar[tuple[str, ...]] = ()
+    """The trl config classes whose keys `trainer_args` may hold."""
+    own_keys: ClassVar[str] = ""
+    """The stage's own keys, named when `trainer_args` repeats one of them."""
+
+    # Each stage declares `trainer_args` itself (its docstring names its trl class), so the field is
+    # not checked here; every stage that declares it gets this check.
+    @field_validator("trainer_args", check_fields=False)
+    @classmethod
+    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args(v, cls.owned_trainer_keys, cls.trl_configs, cls.own_keys)
 
     @field_validator("report_to", mode="before")
     @classmethod
