@@ -178,4 +178,4 @@ def test_trainer_args_repeating_an_own_key_or_unknown_to_trl_are_refused(args, s
 
     with pytest.raises(ValidationError, match=said.replace("(", r"\(").replace(")", r"\)")):
         RewardModelConfig(name="pm", data="pairs.jsonl", trainer_args=args)
-    assert RewardModelConfig(name="pm", data="pairs.jsonl", trainer_args={"warmup_ratio": 0.1}).trainer_args
+    assert RewardModelConfig(name="pm", data="pairs.jsonl", trainer_args={"center_rewards_coefficient": 0.01}).trainer_args
