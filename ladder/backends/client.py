@@ -11,6 +11,7 @@ import os
 from functools import cache
 from typing import Any, Callable
 
+
 def freeze_heap() -> bool:
     """Keep the objects that exist now (the SDKs' modules and types alone are ~200k) out of the
     cyclic garbage collector's scans until gc.unfreeze(): a full collection over them takes ~60 ms,

@@ -20,6 +20,7 @@ timeouts, dropped connections, malformed bodies; not 429) mean the server is dow
 nothing more (the rest become error samples a re-run retries) and later stages on this model are
 skipped. A dead server otherwise cost every stage n × (max_retries + 1) requests and minutes each."""
 
+
 @dataclass(frozen=True)
 class Request:
     job: int
@@ -29,7 +30,6 @@ class Request:
     body: dict[str, Any]
 
 
-
 class Failure(Exception):
     """One attempt failed. `retry` says whether another attempt may succeed; `wait` is the
     server's Retry-After in seconds, if it sent one."""
@@ -37,7 +37,6 @@ class Failure(Exception):
     def __init__(self, reason: str, retry: bool, wait: float | None = None, server: bool = True):
         super().__init__(reason)
         self.reason, self.retry, self.wait, self.server = reason, retry, wait, server
-
 
 
 class APIClient(Protocol):

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ladder.errors import ConfigError, DataError
+from ladder.marker import read_marker, training_finished
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
@@ -38,7 +39,6 @@ from ladder.config.schema import older_name
 from ladder.training import TrainingStageConfig, draw_train, tracking_args
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
-from ladder.marker import read_marker, training_finished
 from ladder.types import Extra, Guard, StageResult, Stats
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",

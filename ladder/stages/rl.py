@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 
 from ladder.backends.base import CallStats
 from ladder.errors import ConfigError, LadderError
+from ladder.marker import read_marker, training_finished
 from ladder.metrics import Metric
 from ladder.progress import console
 from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
@@ -47,7 +48,6 @@ from ladder.store import atomic_write, read_jsonl, write_json
 from ladder.training import TrainingStageConfig, draw_train, tracking_args, trained_model
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
-from ladder.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
 from ladder.types import Baseline, Guard, MetricValue, StageResult
 

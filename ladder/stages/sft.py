@@ -38,6 +38,7 @@ from pydantic import Field, model_validator
 from ladder.backends.base import Backend
 from ladder.errors import ConfigError, DataError
 from ladder.guards import seeded_draw
+from ladder.marker import read_marker, training_finished
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate
 from ladder.stages.sft_curves import curve_point, curve_seed, curve_specs, greedy, prompts_of
@@ -46,7 +47,6 @@ from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
 from ladder.training import TrainingStageConfig, draw_train, tracking_args, trained_model
 from ladder.training.lora import LoraSettings
-from ladder.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
 from ladder.types import Example, Guard, Message, StageResult
 

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+from ladder.marker import write_marker
 from ladder.store import read_json
 from ladder.training import JobSpec, hardware_args, load_base, peft_config
-from ladder.marker import write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint
 from ladder.training.timed_save import timed_save
 

@@ -26,9 +26,9 @@ from typing import Any, Callable, Literal, Sequence
 
 from transformers import TrainerCallback
 
+from ladder.marker import rl_marker, write_marker
 from ladder.store import JsonlWriter, read_json
 from ladder.training import JobSpec, hardware_args, load_base, peft_config
-from ladder.marker import rl_marker, write_marker
 from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
 from ladder.training.timed_save import timed_save
 

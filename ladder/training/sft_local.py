@@ -36,10 +36,10 @@ from transformers import TrainerCallback
 
 from ladder.backends.hf import HFBackend, HFConfig
 from ladder.config import GenerationConfig, Section
+from ladder.marker import write_marker
 from ladder.store import JsonlWriter, read_json, read_jsonl
 from ladder.training import JobSpec, hardware_args, load_base, peft_config
 from ladder.training.choices import choice_loss, choice_queries
-from ladder.marker import write_marker
 from ladder.training.timed_save import timed_save
 from ladder.types import Example, Message, Sample
 
