@@ -367,7 +367,11 @@ class APIBackend(Backend):
                 try:
                     answer = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
                 except asyncio.TimeoutError:
-                    raise Failure(f"no answer within max_retry_seconds ({cfg.max_retry_seconds:g} s)",
+                    # Name the server's last answer when there was one: "HTTP 500 …" is the cause,
+                    # the deadline only ended the retrying.
+                    limit = cfg.max_retry_seconds
+                    raise Failure(f"{fail.reason} (then no answer before the deadline; max_retry_seconds is {limit:g})"
+                                  if attempt else f"no answer within max_retry_seconds ({limit:g} s)",
                                   retry=False) from None
                 try:
                     samples = scrub_samples(self.parse(json.loads(answer.content), request, gen), key)

@@ -427,6 +427,17 @@ def test_max_retry_seconds_bounds_each_request_against_a_server_that_stays_down(
         assert "max_retry_seconds is 1" in s.error
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_deadline_that_cuts_an_attempt_short_still_names_the_servers_error(name):
+    # Each 500 takes 0.4 s: the third attempt starts at ~0.8 s and is cut by the 1 s deadline. The
+    # error names the cause (the server's 500s), not only the deadline.
+    with FakeAPIServer(latency=0.4, faults={"500": 1.0}) as srv:
+        b = make(name, srv, max_retries=100, backoff=0.01, max_backoff=0.01, max_retry_seconds=1.0)
+        ((s,),) = generate(b, Cache(None), [[Message("user", "q")]], GenerationConfig())
+    assert s.finish_reason == "error" and s.error.startswith("HTTP 500"), s.error
+    assert "max_retry_seconds is 1" in s.error
+
+
 # ---------------------------------------------------------------------------------------------
 # A server that fails everything stops the stage early, skips the stages on its model, prints no NaN
 
