@@ -33,9 +33,8 @@ to read the answer; everything else lives here:
   turn after it (one commit per response was 40 µs of the loop's time each), so a killed run
   resumes without re-sending anything that had finished.
 - CPU per request is what keeps a run from the ideal time (all requests share one event loop,
-  and a burst of responses queues for it; scripts/bench_api.py): the SDK's TLS context is built
-  once per process, not per stage, prices once per backend, and the garbage collector skips the
-  objects that existed before the run (gc.freeze) while it lasts.
+  and a burst of responses queues for it; scripts/bench_api.py): prices are built once per
+  backend, and the SDK client's plumbing once per process (client.py).
 - The API key is read from the environment variable the config names, and never written
   anywhere: error texts are scrubbed of it before they become Samples or messages, and so are
   answers (a server that echoes the request's key or Authorization header).

@@ -1,6 +1,8 @@
-"""The SDK client's plumbing for the HTTP API backends, built once per process rather than per
-client: the TLS context, whether aiohttp is there, the response class, and the garbage collector
-kept off the objects that existed before a run (api.py's request loop uses them)."""
+"""The SDK client's plumbing for the HTTP API backends (api.py's request loop uses it), built once
+per process rather than per client or stage: the TLS context, whether aiohttp is there and the
+response class. CPU per request is what keeps a run from the ideal time (all requests share one
+event loop, and a burst of responses queues for it; scripts/bench_api.py), so the garbage
+collector is also kept off the objects that existed before a run (gc.freeze) while it lasts."""
 
 from __future__ import annotations
 
