@@ -47,7 +47,6 @@ import gc
 import importlib
 import importlib.util
 import json
-import math
 import os
 import random
 import re
@@ -55,15 +54,16 @@ import time
 from typing import Any, Callable, Sequence
 
 from ladder.backends.api_config import ENV_NAME, APIConfig  # noqa: F401 (APIConfig: re-exported for plugins)
+from ladder.backends.api_cost import APICost
 from ladder.backends.base import Backend, Job, report_all, shifted
 from ladder.backends.client import aiohttp_installed, freeze_heap, response_class, tls_settings
 from ladder.backends.http import api_message, retry_after, run_sync, scrub, scrub_samples, setup_problem
 from ladder.backends.limits import controller_for, request_tokens
-from ladder.backends.prices import PRICES, Price, model_entry
+from ladder.backends.prices import PRICES
 # Request and split: re-exported, as backends (openai.py, plugins) import them from here.
 from ladder.backends.request import DOWN_AFTER, Failure, Request, Tally, after_attempts, chunks, split  # noqa: F401
 from ladder.config import GenerationConfig
-from ladder.errors import BackendError
+from ladder.errors import BackendError, MissingKey
 from ladder.types import Message, Sample
 
 RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
@@ -73,7 +73,7 @@ PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
 
 
-class APIBackend(Backend):
+class APIBackend(APICost, Backend):
     """Base of the HTTP API backends. Subclasses set `provider`, `client_class`, `path`, `max_n`
     and implement `body` and `parse`."""
 
@@ -115,10 +115,10 @@ class APIBackend(Backend):
                                    " and write that name here")
         key = os.environ.get(env, "").strip()
         if not key:
-            raise BackendError(f"no API key for the {self.provider} backend: the environment "
-                               f"variable {env} is not set", field="model.api_key_env",
-                               fix=f"export {env}=... before running (or set model.api_key_env to the "
-                                   f"variable that holds it)")
+            raise MissingKey(f"no API key for the {self.provider} backend: the environment "
+                             f"variable {env} is not set", env=env, field="model.api_key_env",
+                             fix=f"export {env}=... before running (or set model.api_key_env to the "
+                                 f"variable that holds it)")
         return key
 
     def preflight(self) -> None:
@@ -127,7 +127,6 @@ class APIBackend(Backend):
             raise BackendError(f"'{scrub(url, '')}' has no http:// or https://, so no request can be sent",
                                field="model.base_url",
                                fix=f"write it with its scheme, e.g. http://{scrub(url.strip(), '')}")
-        self.api_key()
         needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])  # auto falls back
         # Only whether they are installed: importing the SDK costs ~0.5 s, which a re-run answered
         # wholly from results and cache never needs (scripts/bench_cache.py). The first request
@@ -143,6 +142,13 @@ class APIBackend(Backend):
             console.print(f"[yellow]warn[/yellow] cost: no price for model '{self.config.name}' in "
                           f"{PRICES.name}; cost is shown as $0. Set model.price: {{input: ..., output: ...}} "
                           f"(USD per 1M tokens) to count it", highlight=False)
+        # Last: `ladder check` goes on without a key, and every other check has still run.
+        try:
+            self.api_key()
+        except MissingKey as exc:
+            if not self.planning:
+                raise
+            self.missing_key = exc.env
 
     def probe(self) -> None:
         """One free request (the model list) before the results folder is touched: a URL nothing
@@ -190,48 +196,6 @@ class APIBackend(Backend):
         }[problem[0]]
         raise BackendError(f"cannot reach the {self.provider} server at {url}: {what} ({scrub(problem[1], key)})",
                            field="model.base_url", fix=fix) from None
-
-    # -- cost --------------------------------------------------------------------------------------
-
-    def price(self) -> Price | None:
-        # Asked once per answer (cost()): built once per config, which is frozen, as the table is.
-        memo = self.__dict__.get("_price")
-        if memo is not None and memo[0] is self.config:
-            return memo[1]
-        price = self.config.price
-        if price is None:
-            entry = model_entry(self.config.name)
-            price = Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
-        self._price = (self.config, price)
-        return price
-
-    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.price()
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
-
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> float:
-        """USD of one answer whose prompt_tokens include `cached` tokens read from the provider's
-        prompt cache and `written` tokens written to it, each at its own price."""
-        price = self.price()
-        if price is None:
-            return 0.0
-        read_price = price.input if price.cached_input is None else price.cached_input
-        write_price = price.input if price.cache_write is None else price.cache_write
-        plain = prompt_tokens - cached - written
-        return (plain * price.input + cached * read_price + written * write_price
-                + completion_tokens * price.output) / 1e6
-
-    def prompt_copies(self, n: int) -> int:
-        return math.ceil(n / self.max_n)
-
-    @property
-    def context_window(self) -> int | None:
-        if self.config.context_window:
-            return self.config.context_window
-        entry = model_entry(self.config.name)
-        return entry.get("context") if entry else None
 
     # -- the SDK, and what a subclass provides ------------------------------------------------------
 
