@@ -27,10 +27,10 @@ around; inside report.html the atlas reuses the report's copy of plotly.js.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
+from ladder.atlas_page import Point
 from ladder.evidence import load_results
 from ladder.errors import LadderError
 from ladder.progress import progress_bar
@@ -43,27 +43,6 @@ BRUTE_KNN = 50_000
 """Up to this many points, exact neighbours by brute force (see `reduce`)."""
 PROMPT_WEIGHT = 0.5
 """Weight of the prompt beside the completion in `--text both` (distances: a quarter as much)."""
-
-
-@dataclass(frozen=True)
-class Point:
-    stage: str
-    example: str
-    index: int
-    """Sample number within its example (best_of_n has many)."""
-    prompt: str
-    """The last user turn: what was asked, without instruction and shots."""
-    completion: str
-    score: float | None
-    """This sample's score."""
-    label: str
-    finish: str
-    kept: bool = True
-    """The sample the stage kept for its number (best_of_n: `selected`; a one-sample stage: its sample)."""
-    samples: int = 1
-    """How many samples the stage drew for this example."""
-    example_score: float | None = None
-    """The example's score in this stage (best_of_n: its selected sample's): what "stages disagree" compares."""
 
 
 def load_points(folder: Path, stages: Sequence[str] | None = None, *, all_samples: bool = False) -> list[Point]:

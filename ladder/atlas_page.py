@@ -15,10 +15,32 @@ import hashlib
 import html
 import json
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-if TYPE_CHECKING:  # annotations only: atlas.py imports this module
-    from ladder.atlas import Point
+
+@dataclass(frozen=True)
+class Point:
+    """One sample as the atlas shows it (atlas.py loads them, this page draws them)."""
+
+    stage: str
+    example: str
+    index: int
+    """Sample number within its example (best_of_n has many)."""
+    prompt: str
+    """The last user turn: what was asked, without instruction and shots."""
+    completion: str
+    score: float | None
+    """This sample's score."""
+    label: str
+    finish: str
+    kept: bool = True
+    """The sample the stage kept for its number (best_of_n: `selected`; a one-sample stage: its sample)."""
+    samples: int = 1
+    """How many samples the stage drew for this example."""
+    example_score: float | None = None
+    """The example's score in this stage (best_of_n: its selected sample's): what "stages disagree" compares."""
+
 
 WEBGL_ABOVE = 20_000
 """Points beyond which the scatter is drawn with WebGL: SVG stays smooth up to about this many,

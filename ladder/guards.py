@@ -13,16 +13,21 @@ from ladder.types import Example, Guard, MetricValue, Sample
 T = TypeVar("T")
 
 
+def seeded_draw(items: Sequence[T], n: int | str, seed: int) -> list[T]:
+    """`n` of `items` drawn at random with `seed`, kept in data order; all of them when n is "all"
+    or no fewer than there are. The same seed draws the same items on every run: the test
+    subsample, a training stage's train_subsample and sft's curve examples are all drawn so."""
+    if n == "all" or n >= len(items):
+        return list(items)
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]
+
+
 def subsample(items: Sequence[T], n: int | str, seed: int, guards: GuardsConfig) -> tuple[list[T], list[Guard]]:
     """A seeded random subsample (kept in data order), plus size warnings.
 
     Every stage of an experiment evaluates exactly these items, so stages compare pairwise."""
     total = len(items)
-    if n == "all" or n >= total:
-        chosen = list(items)
-    else:
-        keep = sorted(random.Random(seed).sample(range(total), n))
-        chosen = [items[i] for i in keep]
+    chosen = seeded_draw(items, n, seed)
     k = len(chosen)
     flags = []
     if k > guards.max_n:

@@ -1,13 +1,49 @@
-"""The YAML `ladder init` writes from its Proposal (ladder/init.py): every line commented, the
-comments in one column, the next rungs commented out below the ones that run."""
+"""The YAML `ladder init` writes from its Proposal (what ladder/init.py guessed from the data):
+every line commented, the comments in one column, the next rungs commented out below the ones that
+run. The Proposal is defined here, beside the writer that reads every field of it."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from ladder.init import Proposal
+
+@dataclass
+class Proposal:
+    """What init guessed, and what it will write."""
+
+    data: str | dict[str, str]
+    """As the YAML will say it: relative to the YAML's folder."""
+    columns: list[str]
+    rows: dict[str, int]
+    """Rows per split, as read."""
+    target: str | None = None
+    kind: str = "open"
+    """choice | mc (each row its own options, answered by letter) | numeric | text | open"""
+    choices: list[str] = field(default_factory=list)
+    target_map: dict[str, str] | None = None
+    guessed_map: bool = False
+    shown: str = "text"
+    """The column the template shows."""
+    instruction: str = ""
+    model: dict[str, str] = field(default_factory=lambda: {"backend": "hf", "name": "ladder-tiny"})
+    judge: dict[str, str] = field(default_factory=lambda: {"backend": "openai", "name": "gpt-4o-mini"})
+    """An open-ended task's judge model."""
+    notes: list[str] = field(default_factory=list)
+    """What was guessed, said on the terminal and in the YAML."""
+    choices_field: str | None = None
+    """mc: the column holding each row's options (a list, or text split on `choices_sep`)."""
+    choices_sep: str | None = None
+    choices_add_target: bool = False
+    """mc: the options leave the gold answer out (TruthfulQA's incorrect answers): add it."""
+    pairs: str | None = None
+    """Preference pairs (prompt, chosen, rejected): the data file, for a commented reward_model stage."""
+    template: str | None = None
+    """The user turn when it is not just `{shown}` (chat rows: a Jinja template reading the messages)."""
+    sft_data: str | None = None
+    """Chat rows with their answers (best_of_n's sft.jsonl, OpenAI's fine-tuning files): the data
+    file, which a commented sft stage trains on as it is."""
 
 
 def render_yaml(p: Proposal, name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.digests import code_digest, path_digest, scoring_digests
+from ladder.digests import code_digest, path_digest
 from ladder.earlier import earlier_folders, run_id_part as earlier_run_id, unset_redteam_keys
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
@@ -25,6 +25,7 @@ from ladder.reach import check, scorer_models
 from ladder.errors import ConfigError, LadderError
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
+from ladder.scorers.digests import scoring_digests
 from ladder.stages import TRAIN_SPLIT, StageContext
 from ladder.store import check_results_folder
 from ladder.table import COLUMNS

@@ -241,3 +241,19 @@ def test_stage_model_overrides_are_checked_with_the_config(tmp_path):
     assert "field 'stages.0.model.api_key_env': looks like an API key" in msg and KEY not in msg
     exp = load_experiment(write(tmp_path, BASE + "    model: {batch_size: 4}\n"))
     assert exp.stage_model(exp.stages[0]).batch_size == 4
+
+
+def test_problems_in_every_section_are_reported_together(tmp_path):
+    """validate() checks each section (metrics, model, stages, what they name of each other) and
+    raises their problems as one error: a user fixes them all in one pass."""
+    said = error_of(tmp_path, BASE.replace("stages:\n  - type: zero_shot\n", """\
+metric: {type: exact_match, no_such_option: 1}
+model: {backend: hf, name: m, temprature: 0.5}
+stages:
+  - type: zero_shot
+  - type: zero_shot
+  - type: sft
+    model: {from_stage: nowhere}
+"""))
+    for part in ("no_such_option", "temprature", "used twice", "nowhere"):
+        assert part in said, part

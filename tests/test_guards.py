@@ -155,3 +155,13 @@ def test_an_empty_template_field_is_counted_before_anything_runs(tmp_path):
     (warn,) = [g for g in plan.guards if g.name == "empty_field"]
     assert warn.level == "warn" and warn.value == 4
     assert "4 of the 40 test examples have an empty 'text'" in warn.message
+
+
+def test_the_seeded_draw_keeps_data_order_and_repeats_with_its_seed():
+    from ladder.guards import seeded_draw
+
+    items = list(range(100))
+    drawn = seeded_draw(items, 10, seed=7)
+    assert len(drawn) == 10 and drawn == sorted(drawn) and drawn == seeded_draw(items, 10, seed=7)
+    assert drawn != seeded_draw(items, 10, seed=8)
+    assert seeded_draw(items, "all", seed=7) == items == seeded_draw(items, 100, seed=7)

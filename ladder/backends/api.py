@@ -33,9 +33,8 @@ to read the answer; everything else lives here:
   turn after it (one commit per response was 40 µs of the loop's time each), so a killed run
   resumes without re-sending anything that had finished.
 - CPU per request is what keeps a run from the ideal time (all requests share one event loop,
-  and a burst of responses queues for it; scripts/bench_api.py): the SDK's TLS context is built
-  once per process, not per stage, prices once per backend, and the garbage collector skips the
-  objects that existed before the run (gc.freeze) while it lasts.
+  and a burst of responses queues for it; scripts/bench_api.py): prices are built once per
+  backend, and the SDK client's plumbing once per process (client.py).
 - The API key is read from the environment variable the config names, and never written
   anywhere: error texts are scrubbed of it before they become Samples or messages, and so are
   answers (a server that echoes the request's key or Authorization header).
@@ -48,113 +47,33 @@ import gc
 import importlib
 import importlib.util
 import json
-import math
 import os
 import random
 import re
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
-from pydantic import ConfigDict, Field, field_validator
-
-from ladder.backends.base import Backend, BackendConfig, Job, report_all, shifted
+from ladder.backends.api_config import ENV_NAME, APIConfig  # noqa: F401 (APIConfig: re-exported for plugins)
+from ladder.backends.api_cost import APICost
+from ladder.backends.base import Backend, Job, report_all, shifted
+from ladder.backends.client import aiohttp_installed, freeze_heap, response_class, tls_settings
 from ladder.backends.http import api_message, retry_after, run_sync, scrub, scrub_samples, setup_problem
-from ladder.backends.limits import RateControl, controller_for, request_tokens
-from ladder.backends.prices import PRICES, Price, model_entry
-from ladder.config import GenerationConfig, check_env_name
+from ladder.backends.limits import controller_for, request_tokens
+from ladder.backends.prices import PRICES
+# Request and split: re-exported, as backends (openai.py, plugins) import them from here.
+from ladder.backends.request import DOWN_AFTER, Failure, Request, Tally, after_attempts, chunks, split  # noqa: F401
+from ladder.config import GenerationConfig
 from ladder.errors import BackendError, MissingKey
 from ladder.types import Message, Sample
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
 FATAL_STATUS = {401: "the API key was rejected", 403: "the API key may not use this model",
                 404: "the model or endpoint does not exist"}
 PROBE_TIMEOUT = 20.0  # seconds the pre-run model-list request may take
 GIVE_UP_AFTER = 10  # this many rejected (4xx) requests before any success: the config is wrong, stop
-DOWN_AFTER = 20
-"""This many requests in a row that failed after all their retries on server-side errors (5xx,
-timeouts, dropped connections, malformed bodies; not 429) mean the server is down: the stage sends
-nothing more (the rest become error samples a re-run retries) and later stages on this model are
-skipped. A dead server otherwise cost every stage n × (max_retries + 1) requests and minutes each."""
 
 
-class APIConfig(RateControl, BackendConfig):
-    """Keys every HTTP API backend has; openai.py and anthropic.py add theirs."""
-
-    # A pydantic error repeats its input; api_key_env's may be a pasted key (see check_env_name).
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    base_url: str | None = None
-    """Server root; unset means the provider's own API. For OpenAI-compatible servers (vLLM, TGI,
-    llama.cpp, Ollama) include the /v1 path, e.g. http://localhost:8000/v1."""
-    api_key_env: str | None
-    """Name of the environment variable that holds the API key (never the key itself: keys are
-    read from the environment only). null for local servers that need no key."""
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _a_name_not_a_key(cls, v: str | None) -> str | None:
-        return check_env_name(v, cls.model_fields["api_key_env"].default or "OPENAI_API_KEY")
-
-    max_retries: int = Field(6, ge=0, le=100)
-    """Retries of a request that hit a 429, 5xx, timeout, dropped connection or malformed body,
-    before it is recorded as an error (a re-run retries only those): max_retries + 1 attempts."""
-    max_retry_seconds: float = Field(300.0, gt=0)
-    """Longest time one request may take, in seconds, attempts and waits included, counted from its
-    first attempt: no new attempt starts after it (even with retries left), one in flight is cut
-    off at it, and the request is recorded as an error that a re-run retries."""
-    timeout: float = Field(120.0, gt=0)
-    """Seconds to wait for one response before counting the attempt as timed out."""
-    backoff: float = Field(1.0, ge=0)
-    """Seconds before the first retry; doubles with every retry (with random jitter), up to
-    max_backoff. A server's Retry-After, when sent, is used instead."""
-    max_backoff: float = Field(60.0, gt=0)
-    """Longest wait between two attempts, in seconds (caps Retry-After too)."""
-    http_client: Literal["auto", "aiohttp", "httpx"] = "auto"
-    """The SDK's HTTP transport. aiohttp (the SDKs' official one, installed with ladder through
-    openai[aiohttp] / anthropic[aiohttp]) costs about a third less CPU per request than httpx,
-    which counts at hundreds of requests a second (scripts/bench_api.py). auto: aiohttp when it
-    is installed, else httpx; httpx: the SDKs' own default, e.g. for its proxy settings."""
-    price: Price | None = None
-    """USD per 1M input/output tokens, overriding ladder/data/prices.yaml: e.g. {input: 0,
-    output: 0} for your own server, or today's price of a model the table lacks."""
-    context_window: int | None = Field(None, ge=1)
-    """Prompt + answer tokens the model accepts (few_shot `k: max` packs up to it); defaults to
-    the prices.yaml entry."""
-    batch: bool = False
-    """Send the requests through the provider's batch API (OpenAI Batch API, Anthropic Message
-    Batches): half the list price, results within 24 h. Job ids are recorded under the cache
-    folder (batches/) before any waiting, so after Ctrl-C or a crash the same command resumes the
-    same jobs; results land in the same cache as without batch. See ladder/backends/batch.py."""
-    batch_poll_interval: float = Field(30.0, gt=0)
-    """Seconds between two looks at a running batch job."""
-    batch_max_requests: int = Field(50_000, ge=1, le=100_000)
-    """Most requests in one batch job (OpenAI takes 50,000, Anthropic 100,000); more go out as
-    several jobs."""
-
-
-@dataclass(frozen=True)
-class Request:
-    job: int
-    """Index into the jobs list of this sample() call."""
-    indices: tuple[int, ...]
-    """Sample indices this request answers (OpenAI: several through `n`; Anthropic: one)."""
-    body: dict[str, Any]
-
-
-class Failure(Exception):
-    """One attempt failed. `retry` says whether another attempt may succeed; `wait` is the
-    server's Retry-After in seconds, if it sent one."""
-
-    def __init__(self, reason: str, retry: bool, wait: float | None = None, server: bool = True):
-        super().__init__(reason)
-        self.reason, self.retry, self.wait, self.server = reason, retry, wait, server
-
-
-class APIBackend(Backend):
+class APIBackend(APICost, Backend):
     """Base of the HTTP API backends. Subclasses set `provider`, `client_class`, `path`, `max_n`
     and implement `body` and `parse`."""
 
@@ -189,7 +108,7 @@ class APIBackend(Backend):
         env = self.config.api_key_env
         if env is None:
             return "none"  # the SDKs insist on a non-empty key; keyless local servers ignore it
-        if not _ENV_NAME.fullmatch(env):  # deliberately not echoed: it may be a pasted key
+        if not ENV_NAME.fullmatch(env):  # deliberately not echoed: it may be a pasted key
             raise BackendError("model.api_key_env must be the NAME of an environment variable, "
                                "not the key itself", field="model.api_key_env",
                                fix=f"export the key as e.g. {type(self.config).model_fields['api_key_env'].default}"
@@ -247,7 +166,7 @@ class APIBackend(Backend):
             except Exception as exc:  # noqa: BLE001 - sorted below; only two kinds stop the run
                 sdk = self.sdk()
                 if isinstance(exc, sdk.APIStatusError) and exc.status_code == 401:
-                    self._failure(exc, _Tally(), key)  # raises the rejected-key error
+                    self._failure(exc, Tally(), key)  # raises the rejected-key error
                 # aiohttp's transport reports a refused connection as a connect timeout: the cause decides.
                 if isinstance(exc, sdk.APIConnectionError) and (not isinstance(exc, sdk.APITimeoutError)
                                                                 or setup_problem(exc)):
@@ -278,48 +197,6 @@ class APIBackend(Backend):
         raise BackendError(f"cannot reach the {self.provider} server at {url}: {what} ({scrub(problem[1], key)})",
                            field="model.base_url", fix=fix) from None
 
-    # -- cost --------------------------------------------------------------------------------------
-
-    def price(self) -> Price | None:
-        # Asked once per answer (cost()): built once per config, which is frozen, as the table is.
-        memo = self.__dict__.get("_price")
-        if memo is not None and memo[0] is self.config:
-            return memo[1]
-        price = self.config.price
-        if price is None:
-            entry = model_entry(self.config.name)
-            price = Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
-        self._price = (self.config, price)
-        return price
-
-    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.price()
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
-
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> float:
-        """USD of one answer whose prompt_tokens include `cached` tokens read from the provider's
-        prompt cache and `written` tokens written to it, each at its own price."""
-        price = self.price()
-        if price is None:
-            return 0.0
-        read_price = price.input if price.cached_input is None else price.cached_input
-        write_price = price.input if price.cache_write is None else price.cache_write
-        plain = prompt_tokens - cached - written
-        return (plain * price.input + cached * read_price + written * write_price
-                + completion_tokens * price.output) / 1e6
-
-    def prompt_copies(self, n: int) -> int:
-        return math.ceil(n / self.max_n)
-
-    @property
-    def context_window(self) -> int | None:
-        if self.config.context_window:
-            return self.config.context_window
-        entry = model_entry(self.config.name)
-        return entry.get("context") if entry else None
-
     # -- the SDK, and what a subclass provides ------------------------------------------------------
 
     def sdk(self) -> Any:
@@ -335,13 +212,13 @@ class APIBackend(Backend):
         http = sdk.DefaultAioHttpClient if self.transport() == "aiohttp" else sdk.DefaultAsyncHttpxClient
         return getattr(sdk, self.client_class)(api_key=api_key, base_url=self.config.base_url, max_retries=0,
                                                timeout=self.config.timeout,
-                                               http_client=http(limits=limits, **_tls(type(limits))))
+                                               http_client=http(limits=limits, **tls_settings(type(limits))))
 
     def transport(self) -> str:
         """The HTTP transport in use: `http_client`, with auto resolved (aiohttp when installed)."""
         choice = self.config.http_client
         if choice == "auto":  # an SDK release older than its aiohttp client gets httpx too
-            choice = "aiohttp" if _aiohttp_installed() and hasattr(self.sdk(), "DefaultAioHttpClient") else "httpx"
+            choice = "aiohttp" if aiohttp_installed() and hasattr(self.sdk(), "DefaultAioHttpClient") else "httpx"
         return choice
 
     def body(self, messages: Sequence[Message], gen: GenerationConfig, indices: tuple[int, ...]) -> dict[str, Any]:
@@ -361,7 +238,7 @@ class APIBackend(Backend):
             jobs, on_done = self._warm_prompt_cache(jobs, gen, on_done)
         requests = [Request(j, chunk, self.body(job.messages, gen, chunk))
                     for j, job in enumerate(jobs)
-                    for chunk in _chunks(job.indices, self.max_n)]
+                    for chunk in chunks(job.indices, self.max_n)]
         if requests and self.config.batch:
             from ladder.backends.batch import run_batches
 
@@ -376,7 +253,7 @@ class APIBackend(Backend):
         first `concurrency` requests would each miss the cache (and on Anthropic each pay a cache
         write). Returns the jobs left and their on_done (job numbers shift by one)."""
         first = [Request(0, chunk, self.body(jobs[0].messages, gen, chunk))
-                 for chunk in _chunks(jobs[0].indices, self.max_n)]
+                 for chunk in chunks(jobs[0].indices, self.max_n)]
         run_sync(self._sample_all(first, gen, on_done, self.api_key()))
         return jobs[1:], shifted(on_done, 1)
 
@@ -397,7 +274,7 @@ class APIBackend(Backend):
         client = self.client(key)
         control = self.controller()
         queue = iter(requests)  # shared by the workers: next() never awaits, so no lock is needed
-        tally = _Tally()
+        tally = Tally()
         done: list[tuple[int, list[Sample], tuple[int, ...]]] = []  # answered, not yet reported
 
         def report() -> None:
@@ -422,7 +299,7 @@ class APIBackend(Backend):
                     report()
 
         workers = [asyncio.ensure_future(worker()) for _ in range(min(self.config.connections(), len(requests)))]
-        frozen = _freeze_heap()
+        frozen = freeze_heap()
         try:
             await asyncio.gather(*workers)
         finally:  # a fatal error in one worker stops the others; what finished is cached here
@@ -438,7 +315,7 @@ class APIBackend(Backend):
                 tally.report(self.provider)
 
     async def _with_retries(self, client: Any, request: Request, gen: GenerationConfig, key: str,
-                            tally: _Tally, control: Any) -> list[Sample]:
+                            tally: Tally, control: Any) -> list[Sample]:
         cfg = self.config
         started = time.monotonic()
         cost = lambda: request_tokens(request.body, len(request.indices))  # noqa: E731 - asked when paced by tokens
@@ -449,7 +326,7 @@ class APIBackend(Backend):
                 # the connection and never answers would otherwise hold it max_retry_seconds + timeout.
                 # wait_for (a task per call) only when the deadline comes before the SDK's own timeout.
                 left = cfg.max_retry_seconds - (time.monotonic() - started)
-                post = client.post(self.path, body=request.body, cast_to=_response_class(self.sdk()))
+                post = client.post(self.path, body=request.body, cast_to=response_class(self.sdk()))
                 try:
                     answer = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
                 except asyncio.TimeoutError:
@@ -484,9 +361,9 @@ class APIBackend(Backend):
                          f"max_retry_seconds is {cfg.max_retry_seconds:g})")
                 return self._failed(request, fail, error, tally)
             await asyncio.sleep(delay)
-        return self._failed(request, fail, _attempts(fail.reason, attempt), tally)
+        return self._failed(request, fail, after_attempts(fail.reason, attempt), tally)
 
-    def _failed(self, request: Request, fail: Failure, error: str, tally: _Tally) -> list[Sample]:
+    def _failed(self, request: Request, fail: Failure, error: str, tally: Tally) -> list[Sample]:
         """The error samples of a request that failed after all retries, counted towards DOWN_AFTER."""
         tally.errors[fail.reason] += 1
         tally.down_run = tally.down_run + 1 if fail.server else 0
@@ -495,7 +372,7 @@ class APIBackend(Backend):
                          f"(last: {fail.reason}), so the rest of the stage was not sent")
         return [Sample(text="", finish_reason="error", error=error) for _ in request.indices]
 
-    def _failure(self, exc: Exception, tally: _Tally, key: str) -> Failure:
+    def _failure(self, exc: Exception, tally: Tally, key: str) -> Failure:
         """Sort an SDK exception into retry or give up; raise BackendError when no request can work."""
         sdk = self.sdk()
         if isinstance(exc, sdk.APIStatusError):
@@ -537,94 +414,3 @@ class APIBackend(Backend):
         return min(cfg.max_backoff, cfg.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
-@dataclass
-class _Tally:
-    """Outcomes of one sample() call, for the give-up rule and the closing report."""
-
-    ok: int = 0
-    rejected: int = 0
-    down_run: int = 0
-    """Requests in a row that failed on server errors after all retries (DOWN_AFTER)."""
-    errors: Counter = field(default_factory=Counter)
-
-    def report(self, provider: str) -> None:
-        if not self.errors:
-            return
-        from ladder.progress import console
-
-        total = sum(self.errors.values())
-        common = "; ".join(f"{reason} (×{n})" for reason, n in self.errors.most_common(3))
-        console.print(f"[yellow]warn[/yellow] {provider}: {total} requests failed after all retries: "
-                      f"{common}. They are not cached; a re-run retries only those.", highlight=False)
-        if self.down_run >= DOWN_AFTER:
-            console.print(f"[yellow]warn[/yellow] {provider}: {self.down_run} requests in a row failed on "
-                          f"server errors, so the rest of the stage was not sent and later stages on this "
-                          f"model are skipped; run the same command again once the server answers",
-                          highlight=False)
-
-
-def _attempts(reason: str, attempt: int) -> str:
-    return reason if attempt == 0 else f"{reason} (after {attempt + 1} attempts)"
-
-
-def _chunks(indices: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
-    return [indices[i:i + size] for i in range(0, len(indices), size)]
-
-
-def split(total: int, weights: Sequence[float]) -> list[int]:
-    """`total` split into integers in proportion to `weights` (largest remainder), summing to total."""
-    if not weights:
-        return []
-    if len(weights) == 1 and type(total) is int:  # one sample per request (the common case)
-        return [total]
-    mass = sum(weights)
-    shares = [total * w / mass for w in weights] if mass > 0 else [total / len(weights)] * len(weights)
-    out = [int(s) for s in shares]
-    by_remainder = sorted(range(len(shares)), key=lambda i: out[i] - shares[i])
-    for i in by_remainder[: total - sum(out)]:
-        out[i] += 1
-    return out
-
-
-def _freeze_heap() -> bool:
-    """Keep the objects that exist now (the SDKs' modules and types alone are ~200k) out of the
-    cyclic garbage collector's scans until gc.unfreeze(): a full collection over them takes ~60 ms,
-    a stall of the one event loop that every response in flight waits behind. Objects are still
-    freed by reference counting meanwhile; cycles among them are collected after unfreeze(). False
-    (nothing done) when gc is off or the program froze objects itself (its freeze is its own)."""
-    if not gc.isenabled() or gc.get_freeze_count():
-        return False
-    gc.freeze()
-    return True
-
-
-def _tls(limits_class: type) -> dict[str, Any]:
-    """`verify=` for the SDK's HTTP client: the TLS context it would build itself (the SDK's httpx
-    `create_ssl_context()`, with SSL_CERT_FILE / SSL_CERT_DIR), built once per process instead of
-    once per client: loading the CA bundle takes ~50 ms, paid at every stage's start. Empty (the
-    client builds its own) where that httpx has no create_ssl_context."""
-    httpx = importlib.import_module(limits_class.__module__.split(".")[0])
-    make = getattr(httpx, "create_ssl_context", None)
-    if make is None:
-        return {}
-    return {"verify": _ssl_context(make, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))}
-
-
-@cache
-def _ssl_context(make: Callable[[], Any], cert_file: str | None, cert_dir: str | None) -> Any:
-    return make()  # the environment it reads is part of the key
-
-
-@cache
-def _aiohttp_installed() -> bool:
-    # The SDKs' aiohttp client needs only aiohttp itself (each SDK vendors its httpx adapter).
-    return importlib.util.find_spec("aiohttp") is not None
-
-
-
-
-@cache
-def _response_class(sdk: Any) -> type:
-    # cast_to=<the SDK's httpx>.Response: the SDK hands its response back as is (the body already
-    # read, as for bytes), so the rate-limit headers come with it at no extra cost.
-    return importlib.import_module(type(sdk.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0]).Response

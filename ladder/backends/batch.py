@@ -1,7 +1,7 @@
 """Provider batch APIs (`model.batch: true`): OpenAI's Batch API and Anthropic's Message Batches,
 billed at half the list price, with results within 24 hours.
 
-APIBackend.sample() hands its requests here instead of sending them one by one:
+APIBackend.sample() (api.py) hands its requests here instead of sending them one by one:
 
 1. Each request (a prompt's body for some sample indices) gets a custom_id, a hash of the server,
    the body and the indices, so a re-run computes the same ids. Identical requests go out once.
@@ -44,7 +44,7 @@ from ladder.store import read_json, write_json
 from ladder.types import Sample
 
 if TYPE_CHECKING:
-    from ladder.backends.api import APIBackend, Request
+    from ladder.backends.request import APIClient, Request
     from ladder.config import GenerationConfig
 
 LEDGER = "batches"
@@ -103,11 +103,11 @@ class Entry:
         self.path.unlink(missing_ok=True)
 
 
-def _server(backend: APIBackend) -> str:
+def _server(backend: APIClient) -> str:
     return (backend.config.base_url or "default").rstrip("/")
 
 
-def custom_id(backend: APIBackend, request: Request) -> str:
+def custom_id(backend: APIClient, request: Request) -> str:
     # Indices are part of it: two OpenAI requests for samples 0-7 and 8-15 of one unseeded prompt
     # have the same body. 64 characters at most, [A-Za-z0-9_-] (Anthropic's rule).
     blob = json.dumps([backend.provider, _server(backend), request.body, list(request.indices)],
@@ -115,7 +115,7 @@ def custom_id(backend: APIBackend, request: Request) -> str:
     return "ladder-" + hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
-def _load(folder: Path, backend: APIBackend) -> list[Entry]:
+def _load(folder: Path, backend: APIClient) -> list[Entry]:
     out = []
     for path in sorted(folder.glob(f"{backend.provider}-*.json")):
         try:
@@ -132,7 +132,7 @@ def _load(folder: Path, backend: APIBackend) -> list[Entry]:
 Results = dict[str, tuple[str, Any]]  # custom_id -> ("ok", response body) | ("error", reason)
 
 
-def run_batches(backend: APIBackend, requests: list[Request], gen: GenerationConfig,
+def run_batches(backend: APIClient, requests: list[Request], gen: GenerationConfig,
                 on_done: Callable[..., None]) -> None:
     """Send `requests` as batch jobs (resuming recorded ones), wait for them, report every result."""
     folder = Path(getattr(backend, "state_dir", None) or default_cache_dir()) / LEDGER
@@ -251,7 +251,7 @@ def _chunks(ids: list[str], by_id: dict[str, list[Request]], most: int) -> list[
     return out
 
 
-def _samples(backend: APIBackend, kind: str, value: Any, request: Request, gen: GenerationConfig,
+def _samples(backend: APIClient, kind: str, value: Any, request: Request, gen: GenerationConfig,
              factor: float) -> list[Sample]:
     if kind == "ok":
         try:
@@ -292,7 +292,7 @@ def _wait(api: _Provider, entries: list[Entry], interval: float):
 class _Provider:
     """The SDK calls of one provider's batch API, with its failures turned into BackendErrors."""
 
-    def __init__(self, backend: APIBackend):
+    def __init__(self, backend: APIClient):
         self.backend = backend
         self.key = backend.api_key()
         cfg = backend.config

@@ -148,7 +148,7 @@ class HFBackend(Backend):
     def rl_policy(self) -> bool:
         """Whether this model was RL-trained by ladder's rl stage (its model folder says so), so its
         probabilities are not calibrated."""
-        from ladder.training.marker import is_rl_policy
+        from ladder.marker import is_rl_policy
 
         return is_rl_policy(self.path)
 

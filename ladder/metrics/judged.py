@@ -26,9 +26,9 @@ from ladder.types import Guard
 
 if TYPE_CHECKING:
     from ladder.metrics import Metric
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
-def build_task_metric(config: BaseModel, ctx: StageContext, field: str = "metric") -> Metric:
+def build_task_metric(config: BaseModel, ctx: ScoringContext, field: str = "metric") -> Metric:
     """The task metric of a stage: plain metrics need nothing but their config; a scorer (a judge's
     backend, a classifier's weights) is built with the stage's context, like best_of_n's `scorer:`."""
     from ladder.metrics import build_metric

@@ -37,7 +37,7 @@ from ladder.types import Example, Guard, Message, Sample, Score
 
 if TYPE_CHECKING:
     from ladder.resolved import ResolvedStage
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
 
 class Plan(Protocol):
@@ -89,7 +89,7 @@ class PairwiseJudge(JudgeScorer):
     """A judge metric with `pairwise:`. Built once per run; `for_stage` gives each stage a copy
     bound to the reference's outputs (or marked as the reference itself)."""
 
-    def __init__(self, config: JudgeConfig, ctx: StageContext, preflight: bool = True):
+    def __init__(self, config: JudgeConfig, ctx: ScoringContext, preflight: bool = True):
         # The base checks its template against {completion}; the pairwise one names {first}/{second}.
         super().__init__(config.model_copy(update={"template": None}), ctx, preflight)
         self.config = config

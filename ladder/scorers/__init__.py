@@ -29,7 +29,7 @@ from ladder.types import Example, Score
 
 if TYPE_CHECKING:
     from ladder.backends.base import CallStats
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
 
 
@@ -56,7 +56,7 @@ class Scorer(Metric):
     """The scorer's own model calls (a judge's: generated, cached, errors), reported in best_of_n's
     extra.scorer_calls; None for a scorer that makes none (a local classifier or PM)."""
 
-    def __init__(self, config: BaseModel, ctx: StageContext):
+    def __init__(self, config: BaseModel, ctx: ScoringContext):
         super().__init__(config)
         self.task = ctx.task
 
@@ -66,7 +66,7 @@ class Scorer(Metric):
         return any("target" in template_fields(v) for k, v in config if k.endswith("template") and isinstance(v, str))
 
     @classmethod
-    def estimate(cls, config: BaseModel, ctx: StageContext, examples: Sequence[Example], calls: int,
+    def estimate(cls, config: BaseModel, ctx: ScoringContext, examples: Sequence[Example], calls: int,
                  completion_tokens: int) -> dict[str, Any] | None:
         """For `ladder check`: what `calls` calls over these examples cost at most ({scorer, calls,
         prompt_tokens, max_output_tokens, cost_usd}); None (the default): a local model, which
@@ -89,7 +89,7 @@ class Scorer(Metric):
                                     "completion": completion, **extra})
 
 
-def check_template(template: str, ctx: StageContext, field: str, extra: Sequence[str] = ()) -> None:
+def check_template(template: str, ctx: ScoringContext, field: str, extra: Sequence[str] = ()) -> None:
     """Fail before any generation when a scorer template names a field no example has."""
     # {response}: a respondent's reply (ladder/metrics/redteam.py), with a second model in the loop.
     respond = ("response",) if ctx.experiment.stage_respondent(ctx.stage) is not None else ()
@@ -154,7 +154,7 @@ def reads_targets(spec: Any) -> bool:
     return True if config.type == "metric" else scorer_class(config.type).reads_targets(config)
 
 
-def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
+def build_scorer(spec: Any, ctx: ScoringContext, field: str = "scorer") -> Metric:
     """The scorer a spec names, ready to score; `field` (e.g. 'stages.best_of_n.scorer') is where
     errors point. Loads models now, so a wrong path fails before anything is generated."""
     try:
@@ -186,7 +186,7 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
     return also(scorer) if also is not None else scorer
 
 
-def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], calls: int,
+def estimate_scorer(spec: Any, ctx: ScoringContext, examples: Sequence[Example], calls: int,
                     completion_tokens: int) -> dict[str, Any] | None:
     """For `ladder check`: what `calls` scorer calls over these examples cost at most — tokens and
     USD for a scorer that calls a priced model (a judge), zero for local models and metrics; None

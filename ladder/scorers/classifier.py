@@ -18,7 +18,7 @@ from ladder.scorers import Scorer, Template, check_template
 from ladder.types import Example, Score
 
 if TYPE_CHECKING:
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
 
 class SequenceModelConfig(Section):
@@ -124,7 +124,7 @@ class ClassifierScorer(Scorer):
     # a model trained by RL can be scored with it.
     needs_probabilities = False
 
-    def __init__(self, config: ClassifierConfig, ctx: StageContext):
+    def __init__(self, config: ClassifierConfig, ctx: ScoringContext):
         super().__init__(config, ctx)
         check_template(config.template, ctx, "template")
         self.model = SequenceModel(config)

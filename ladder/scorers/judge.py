@@ -26,7 +26,7 @@ from ladder.scorers import Scorer, Template, check_template
 from ladder.types import Example, Message, Sample, Score
 
 if TYPE_CHECKING:
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
 INSTRUCTION = ("You are a strict, careful grader. You are shown a task given to an assistant and the "
                "assistant's response. Judge the response only against the criteria, and answer in exactly "
@@ -92,7 +92,7 @@ class JudgeScorer(Scorer):
     # It reads the judge's answer text (its top choice), never token probabilities.
     needs_probabilities = False
 
-    def __init__(self, config: JudgeConfig, ctx: StageContext, preflight: bool = True):
+    def __init__(self, config: JudgeConfig, ctx: ScoringContext, preflight: bool = True):
         if config.pairwise is not None and type(self) is JudgeScorer:
             # Built as a selector or reward (the metric goes through ladder/metrics/pairwise.py).
             raise ConfigError("pairwise judging compares a row's outputs with another stage's outputs: "
@@ -117,7 +117,7 @@ class JudgeScorer(Scorer):
         """USD of every judge answer this scorer returned (cached ones at their original price)."""
 
     @classmethod
-    def estimate(cls, config: JudgeConfig, ctx: StageContext, examples: Sequence[Example], calls: int,
+    def estimate(cls, config: JudgeConfig, ctx: ScoringContext, examples: Sequence[Example], calls: int,
                  completion_tokens: int) -> dict[str, Any]:
         """What `calls` judge calls over these examples cost at most (for `ladder check`): each
         judge prompt counted with an empty response plus `completion_tokens` for the response."""

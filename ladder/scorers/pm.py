@@ -31,7 +31,7 @@ from ladder.store import read_json, write_json
 from ladder.types import Example, Guard, Message, Score
 
 if TYPE_CHECKING:
-    from ladder.stages import StageContext
+    from ladder.scorers.context import ScoringContext
 
 FORMAT_FILE = "ladder_pm.json"
 """In a PM folder ladder trained: {"chat": true | false}, the rendering it was trained on."""
@@ -117,7 +117,7 @@ def pm_name(scorer: Any) -> str | None:
     return str(Path(scorer.config.model).resolve()) if isinstance(scorer, PMScorer) else None
 
 
-def trained_against(ctx: StageContext, from_stage: str | None) -> dict[str, str]:
+def trained_against(ctx: ScoringContext, from_stage: str | None) -> dict[str, str]:
     """PM folders a policy was RL-trained against, each with the rl stage that did it: walks the
     chain of `model: {from_stage: ...}` back from `from_stage` (an sft on an rl policy still is one)."""
     stages = {s.name: s for s in ctx.experiment.stages}
@@ -138,7 +138,7 @@ def trained_against(ctx: StageContext, from_stage: str | None) -> dict[str, str]
     return out
 
 
-def pm_guards(scorer: Any, ctx: StageContext, what: str, policy_from: str | None) -> list[Guard]:
+def pm_guards(scorer: Any, ctx: ScoringContext, what: str, policy_from: str | None) -> list[Guard]:
     """Warnings for a row whose selector or reward is a PM: a PM that did not beat chance on its
     held-out pairs, and a PM the scored policy was RL-trained against (it learned to please that
     PM, so its scores overstate). `what` names the scored thing, e.g. "the selection"."""
@@ -188,7 +188,7 @@ class PMScorer(Scorer):
     # policy's token probabilities, so it stays a valid reward for an RL-trained policy.
     needs_probabilities = False
 
-    def __init__(self, config: PMConfig, ctx: StageContext):
+    def __init__(self, config: PMConfig, ctx: ScoringContext):
         if config.from_stage is not None:
             made = ctx.produced.get(config.from_stage, {}).get("reward_model")
             if made is None:

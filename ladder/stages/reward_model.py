@@ -26,19 +26,19 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ladder.errors import ConfigError, DataError
+from ladder.marker import read_marker, training_finished
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, local_hf
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, write_json
 from ladder.config import resolve_path
 from ladder.config.schema import older_name
-from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args
+from ladder.training import TrainingStageConfig, draw_train, tracking_args
 from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
-from ladder.training.marker import read_marker, training_finished
 from ladder.types import Extra, Guard, StageResult, Stats
 
 OWNED_TRAINER_KEYS = {"output_dir", "learning_rate", "per_device_train_batch_size", "num_train_epochs",
@@ -75,6 +75,9 @@ class RewardModelConfig(TrainingStageConfig):
     """Seed of the split, the draws, initialisation and data order; defaults to the experiment seed."""
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
+    owned_trainer_keys = OWNED_TRAINER_KEYS
+    trl_configs = ("RewardConfig",)
+    own_keys = "learning_rate, batch_size, epochs, max_steps, max_length, report_to"
 
     @model_validator(mode="before")
     @classmethod
@@ -82,12 +85,6 @@ class RewardModelConfig(TrainingStageConfig):
         # `max_train` was this stage's own name for what every training stage now calls
         # `train_subsample`; configs that use it still work (null meant every pair: "all").
         return older_name(data, "max_train", "train_subsample", lambda v: "all" if v is None else v)
-
-    @field_validator("trainer_args")
-    @classmethod
-    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["RewardConfig"], "learning_rate, batch_size, epochs, "
-                                  "max_steps, max_length, report_to")
 
 
 class RewardModel(Stage):

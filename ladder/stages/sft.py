@@ -30,25 +30,24 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import replace
 from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from ladder.backends.base import Backend, CallStats, generate, logprobs
+from ladder.backends.base import Backend
 from ladder.config import FromStageOutputs
 from ladder.errors import ConfigError, DataError
-from ladder.guards import pct_apart
+from ladder.guards import seeded_draw
+from ladder.marker import read_marker, training_finished
 from ladder.progress import console
-from ladder.stages import Prompt, Stage, StageContext, evaluate, probability_scores
+from ladder.stages import Prompt, Stage, StageContext, evaluate
+from ladder.stages.sft_curves import curve_point, curve_seed, curve_specs, greedy, prompts_of
+from ladder.stages.sft_guards import chance_guard, termination_guard
 from ladder.stages.zero_shot import zero_shot_prompts
 from ladder.store import write_json
-from ladder.training import TrainingStageConfig, check_trainer_args, draw_train, tracking_args, trained_model
-from ladder.training.choices import (chance_label, chance_loss, choice_loss, choice_losses, choice_queries,
-                                     prior_losses)
+from ladder.training import TrainingStageConfig, draw_train, tracking_args, trained_model
 from ladder.training.lora import LoraSettings
-from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, read_sft_file, template_guards, trl_row
 from ladder.types import Example, Guard, Message, StageResult
 
@@ -123,17 +122,14 @@ class SFTConfig(TrainingStageConfig):
     trainer_args: dict[str, Any] = Field(default_factory=dict)
     """local: more trl SFTConfig / transformers TrainingArguments keys, e.g. {warmup_steps: 10,
     weight_decay: 0.01, lr_scheduler_type: cosine, deepspeed: ds.json}."""
+    owned_trainer_keys = OWNED_TRAINER_KEYS
+    trl_configs = ("SFTConfig",)
+    own_keys = "learning_rate, batch_size, epochs, max_steps, eval_steps, save_steps, max_length, report_to, ..."
     suffix: str | None = Field(None, max_length=64)
     """openai: text put into the fine-tuned model's name."""
     poll_interval: float = Field(15.0, gt=0)
     """openai: seconds between two looks at the job's status."""
 
-
-    @field_validator("trainer_args")
-    @classmethod
-    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_trainer_args(v, OWNED_TRAINER_KEYS, ["SFTConfig"], "learning_rate, batch_size, epochs, "
-                                  "max_steps, eval_steps, save_steps, max_length, report_to, ...")
 
     @model_validator(mode="after")
     def _route_keys(self) -> SFTConfig:
@@ -281,7 +277,7 @@ class SFT(Stage):
             if last is None:  # no evaluation at the last step was recorded: the loss is unknown
                 last = {"step": steps, "epoch": summary.get("epochs"), "test_loss": None}
                 points.append(last)
-            last.update(curve_point(tctx, _of(prompts, examples)))
+            last.update(curve_point(tctx, prompts_of(prompts, examples)))
         return curve_specs(points, summary.get("train_loss", []), tctx.metric.name, examples, len(tctx.examples))
 
     def train_spec(self, ctx: StageContext, rows: list[TrainRow], base: Any) -> Any:
@@ -296,7 +292,7 @@ class SFT(Stage):
         examples = curve_examples(ctx, cfg)
         curve = None
         if cfg.curves:
-            prompts = _of(self.prompts(ctx)[0], examples)
+            prompts = prompts_of(self.prompts(ctx)[0], examples)
             test = [TrainRow(p.messages, p.example.target) for p in prompts]
             atomic_write(run / "eval.jsonl", "".join(json.dumps(trl_row(r, base, chat)) + "\n" for r in test))
             # Step 0 is the base model: its answers are what zero_shot asked it (greedy, same
@@ -355,92 +351,10 @@ class SFT(Stage):
                      f"stages.{ctx.stage.name}.launch", label=f"[bold]{ctx.stage.name}[/bold] training")
 
 
-def curve_seed(ctx: StageContext) -> int:
-    """Seed of the curve's draw from the test subsample: the experiment's (not the stage's training
-    seed), so variants that train differently are measured on the same examples."""
-    return ctx.experiment.seed_for(None)
-
-
 def curve_examples(ctx: StageContext, cfg: SFTConfig) -> list[Example]:
     """The test examples the training curves are measured on: `curve_examples` of the subsample
     (default CURVE_EXAMPLES), a seeded random draw kept in the subsample's order."""
-    n = cfg.curve_examples or CURVE_EXAMPLES
-    examples = list(ctx.examples)
-    if n == "all" or n >= len(examples):
-        return examples
-    keep = sorted(random.Random(curve_seed(ctx)).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
-
-
-def _of(prompts: Sequence[Prompt], examples: Sequence[Example]) -> list[Prompt]:
-    """The prompts of `examples`, in their order."""
-    by_id = {p.example.id: p for p in prompts}
-    return [by_id[ex.id] for ex in examples]
-
-
-def greedy(gen: Any) -> Any:
-    """The curve's and the termination guard's generation settings: one greedy sample."""
-    return gen.model_copy(update={"temperature": 0.0, "n": 1})
-
-
-def curve_point(ctx: StageContext, prompts: Sequence[Prompt]) -> dict[str, Any]:
-    """The generated part of a curve point for `ctx.backend`'s model, through the cache: greedy
-    samples scored by the task metric, the share that stopped (EOS or a stop), the loss over the
-    answer choices, and how many samples the cache answered. Step 0 (the base model) and the final
-    point (the trained model, just evaluated) are measured here; the points in between by the
-    trainer, on the weights in memory."""
-    stats = CallStats()
-    samples = [s[0] for s in generate(ctx.backend, ctx.cache, [p.messages for p in prompts], greedy(ctx.gen), stats)]
-    ctx.calls.cached += stats.cached
-    ctx.calls.generated += stats.generated
-    ctx.calls.errors += stats.errors
-    done = [(p, s) for p, s in zip(prompts, samples) if s.finish_reason != "error"]
-    if ctx.metric.needs_probabilities:  # scored from the model's probabilities, not the text
-        scores = [s.value for s in probability_scores(ctx, [p for p, _ in done])]
-    else:
-        scores = [ctx.metric.score(p.example, s.text).value for p, s in done]
-    out: dict[str, Any] = {"metric": _mean(scores), "stop_rate": _mean([s.finish_reason in ("eos", "stop")
-                                                                        for _, s in done])}
-    examples = [p.example for p in prompts]
-    if examples and all(ex.choices for ex in examples) and ctx.backend.supports_logprobs:
-        qp, qc = choice_queries([p.messages for p in prompts], examples)
-        out.update(choice_loss(logprobs(ctx.backend, ctx.cache, qp, qc), examples))
-    out["samples"] = {"cached": stats.cached, "generated": stats.generated}
-    return out
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return sum(float(x) for x in xs) / len(xs) if xs else float("nan")
-
-
-def curve_specs(points: list[dict[str, Any]], train_loss: list[list[float]], metric: str,
-                examples: Sequence[Example] = (), of: int | None = None) -> dict[str, Any]:
-    """The curves in the shape `ladder report` draws: the losses on one chart (with chance for the
-    loss over the choices, when the curve's examples have them), the scores on another — they can
-    disagree, which is why both are kept. `of`: the size of the test subsample the curve's examples
-    were drawn from; the legend names the draw when it is a part of it.
-
-    Every spec declares its reference lines (`hlines`, maybe none): chance belongs to the loss over
-    the answer choices only, not to the loss over the whole completion or the train loss."""
-    out: dict[str, Any] = {
-        "train_loss": {"x": [s for s, _ in train_loss], "y": {"train": [v for _, v in train_loss]},
-                       "xlabel": "step", "ylabel": "loss", "hlines": {}}}
-    if not points:  # curves: false
-        return out
-    part = f" ({len(examples)} of {of} test examples)" if of and examples and len(examples) < of else ""
-    steps = [p["step"] for p in points]
-    test = {f"test{part}": [p["test_loss"] for p in points]}
-    if any("choice_loss" in p for p in points):
-        test["test over choices"] = [p.get("choice_loss") for p in points]
-    out["test_loss"] = {"x": steps, "y": test, "xlabel": "step", "ylabel": "loss", "hlines": {}}
-    out["test_metric"] = {"x": steps, "y": {f"{metric}{part}": [p.get("metric") for p in points],
-                                            "stopped (EOS or stop)": [p.get("stop_rate") for p in points]},
-                          "xlabel": "step", "ylabel": "score", "hlines": {}}
-    chance = chance_loss(examples)
-    if chance is not None:
-        out["test_loss"]["hlines"] = {f"chance {chance_label(examples)} (loss over choices)": chance}
-        out["test_metric"]["y"]["target ranks first"] = [p.get("choice_accuracy") for p in points]
-    return out
+    return seeded_draw(ctx.examples, cfg.curve_examples or CURVE_EXAMPLES, curve_seed(ctx))
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -482,67 +396,3 @@ def drawn_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], dict[
 
 def _key(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_dict() for m in messages])
-
-
-# -- guards --------------------------------------------------------------------------------------
-
-
-def chance_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> tuple[Guard, dict[str, float] | None]:
-    """The finetuned model's test loss over the answer choices against chance, −log(1/K), and
-    against the label distribution's entropy (what a model that learned only the labels' shares
-    scores). Each is beaten only with a margin: the 95% CI of the per-example paired difference
-    wholly below 0 — 0.688 against chance 0.693 is no pass, and neither is 0.688 against an
-    entropy of 0.687 (a majority-class model on SST-2)."""
-    from ladder.stats import paired_diff
-
-    examples = [p.example for p in prompts]
-    if not examples or not all(ex.choices for ex in examples):
-        return Guard("chance_loss", "info", "the task has no answer choices, so there is no chance-level "
-                     "loss to compare with; judge the metric"), None
-    if not ctx.backend.supports_logprobs:
-        return Guard("chance_loss", "info", f"the {ctx.backend.config.backend} backend gives no "
-                     f"log-probabilities of given answers, so the loss over the choices is not measured"), None
-    qp, qc = choice_queries([p.messages for p in prompts], examples)
-    losses, hits = choice_losses(logprobs(ctx.backend, ctx.cache, qp, qc), examples)
-    loss = sum(losses) / len(losses)
-    info = {"choice_loss": loss, "choice_accuracy": sum(hits) / len(hits)}
-    chance = chance_loss(examples)  # each example's own K: per-example choices differ in number
-    info["chance_loss"] = chance
-    refs = [(f"chance {chance_label(examples)} = {chance:.3f}",
-             paired_diff(losses, [math.log(len(ex.choices)) for ex in examples]))]
-    prior = prior_losses(examples)
-    if prior is not None:
-        info["label_entropy"] = sum(prior) / len(prior)
-        refs.append((f"the label distribution's entropy {info['label_entropy']:.3f}", paired_diff(losses, prior)))
-    said, beaten = [], []
-    for name, d in refs:
-        margin = (f"by {-d.value:.3f} (95% CI {-d.ci_high:.3f} to {-d.ci_low:.3f})" if not math.isnan(d.ci_high)
-                  else f"by {-d.value:.3f} (no CI from {d.n} example)")
-        won = not math.isnan(d.ci_high) and d.ci_high < 0
-        beaten.append(won)
-        said.append(f"{'below' if won else 'not clearly below'} {name} {margin}" if won or d.value < 0
-                    else f"not below {name}")
-    what = f"test loss over the choices {loss:.3f} is " + "; ".join(said)
-    if all(beaten):
-        return Guard("chance_loss", "ok", f"{what} (the target ranks first {info['choice_accuracy']:.0%})",
-                     loss), info
-    why = ("a model that learned only how often each label occurs scores as much: it has not learned the task"
-           if beaten[0] else "the finetuned model has not learned the task")
-    return Guard("chance_loss", "warn", f"{what}: {why}; check the data (label balance), raise learning_rate "
-                 f"or epochs", loss), info
-
-
-def termination_guard(ctx: StageContext, prompts: Sequence[Prompt]) -> Guard:
-    """Share of greedy samples that end on EOS or a stop before max_tokens. With a greedy n=1
-    evaluation these are the samples just evaluated (the cache answers)."""
-    gen = greedy(ctx.gen)
-    samples = [s[0] for s in generate(ctx.backend, ctx.cache, [p.messages for p in prompts], gen, CallStats())]
-    done = [s for s in samples if s.finish_reason != "error"]
-    rate = sum(s.finish_reason in ("eos", "stop") for s in done) / len(done) if done else float("nan")
-    threshold = ctx.experiment.config.guards.stop_hit_threshold
-    if rate >= threshold:
-        return Guard("termination", "ok", f"{rate:.0%} of greedy samples end on EOS or a stop", rate)
-    shown, limit = pct_apart(rate, threshold)  # 0.897 against 0.9 reads 89.7% and 90.0%, not 90% twice
-    return Guard("termination", "warn", f"only {shown} of the finetuned model's greedy samples end on "
-                 f"EOS or a stop before max_tokens={gen.max_tokens} (threshold {limit}): it has not "
-                 f"learned to stop; train longer, or check the template_eos guard", rate)

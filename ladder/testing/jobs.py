@@ -7,14 +7,11 @@ import json
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from ladder.testing.wire import (
-    BadRequest, Config, Reply, _digest, _reply, _unit, anthropic_response, count_tokens, error_body, normalize,
-    openai_response, request_key, sent_key, unauthorized)
-
-if TYPE_CHECKING:  # annotations only: fake_api.py imports this module
-    from ladder.testing.fake_api import App
+    BadRequest, Config, Reply, Responder, Stats, _digest, _reply, _unit, anthropic_response, count_tokens,
+    error_body, normalize, openai_response, request_key, sent_key, unauthorized)
 
 
 class FineTuningAPI:
@@ -138,6 +135,19 @@ def _rfc3339(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+class Host(Protocol):
+    """What the batch jobs read of the server that holds them (fake_api.py's App is one): its
+    settings, counters, answers, uploaded files and key check."""
+
+    config: Config
+    stats: Stats
+    responder: Responder
+    fine_tuning: FineTuningAPI
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries the server's key (or the server has none)."""
+
+
 class BatchAPI:
     """OpenAI's Batch API and Anthropic's Message Batches, in memory, answered by the same responder
     as the completion routes.
@@ -164,7 +174,7 @@ class BatchAPI:
     Deviations: no batch listing, no /v1/responses or embeddings endpoints, no 24 h expiry of its own.
     """
 
-    def __init__(self, app: App):
+    def __init__(self, app: Host):
         self.app = app
         self.jobs: dict[str, dict[str, Any]] = {}
         self.lines: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # job id -> [(custom_id, body)]

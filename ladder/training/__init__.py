@@ -17,13 +17,13 @@ timed_save.py    TimedSave: a checkpoint every `save_every_minutes` of training,
 
 from __future__ import annotations
 
-import random
-from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence, TypeVar
 
 from pydantic import Field, field_validator
 
-from ladder.config import StageConfig
+from ladder.config import Section, StageConfig
 from ladder.config.schema import count_or_all
+from ladder.guards import seeded_draw
 from ladder.types import Guard
 
 T = TypeVar("T")
@@ -100,6 +100,20 @@ class TrainingStageConfig(StageConfig):
     state). Not part of the run id: it changes when checkpoints are written, not what is trained.
     (sft's openai route has no checkpoints of ours.)"""
 
+    owned_trainer_keys: ClassVar[set[str]] = set()
+    """Keys of the trl config that the stage sets itself: `trainer_args` may not repeat them."""
+    trl_configs: ClassVar[tuple[str, ...]] = ()
+    """The trl config classes whose keys `trainer_args` may hold."""
+    own_keys: ClassVar[str] = ""
+    """The stage's own keys, named when `trainer_args` repeats one of them."""
+
+    # Each stage declares `trainer_args` itself (its docstring names its trl class), so the field is
+    # not checked here; every stage that declares it gets this check.
+    @field_validator("trainer_args", check_fields=False)
+    @classmethod
+    def _trainer_args_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args(v, cls.owned_trainer_keys, cls.trl_configs, cls.own_keys)
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to(cls, v: Any) -> list[str]:
@@ -128,11 +142,7 @@ def draw_train(items: Sequence[T], cfg: TrainingStageConfig, seed: int, content:
     from ladder.cache import cache_key
 
     total, n = len(items), cfg.train_subsample
-    if n == "all" or n >= total:
-        chosen = list(items)
-    else:
-        keep = sorted(random.Random(seed).sample(range(total), n))
-        chosen = [items[i] for i in keep]
+    chosen = seeded_draw(items, n, seed)
     record = {"train_subsample": n, "total": total, "n": len(chosen), "seed": seed,
               "digest": cache_key({"rows": [content(x) for x in chosen]})}
     if len(chosen) == total:
@@ -237,3 +247,24 @@ def peft_config(spec: Any, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
     return LoraConfig(task_type=task_type, **(spec.lora or {}))
+
+
+class JobSpec(Section):
+    """What every local training run needs (sft_local's TrainSpec, rl_local's RLSpec and
+    reward_local's RewardSpec add their own): JSON in the run folder, so a launcher's processes can
+    read it and the run keeps it for the record."""
+
+    model: dict[str, Any]
+    """The starting model's hf backend config."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters (merged after training) or all weights."""
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments."""
+    trainer: dict[str, Any]
+    """The trl trainer config's arguments (output_dir excluded)."""
+    output_dir: str
+    """Checkpoints go here (checkpoint-N folders)."""
+    model_dir: str
+    """The final merged model goes here."""
+    save_every_minutes: float | None = None
+    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""

@@ -18,33 +18,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from ladder.config import Section
+from ladder.marker import write_marker
 from ladder.store import read_json
-from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.marker import write_marker
+from ladder.training import JobSpec, hardware_args, load_base, peft_config
 from ladder.training.sft_local import TrainingProgress, last_checkpoint
 from ladder.training.timed_save import timed_save
 
 
-class RewardSpec(Section):
-    """Everything one reward-model run needs (JSON in the run folder, for the record)."""
+class RewardSpec(JobSpec):
+    """A reward-model run's job: the common fields (all weights by default) and the pairs."""
 
-    model: dict[str, Any]
-    """The backbone's hf backend config."""
     method: Literal["lora", "full"] = "full"
     """LoRA adapters (plus the new score head, trained in full) or all weights."""
-    lora: dict[str, Any] | None = None
-    """peft LoraConfig arguments."""
-    trainer: dict[str, Any]
-    """trl RewardConfig arguments (output_dir excluded)."""
-    output_dir: str
-    """Checkpoints go here."""
-    model_dir: str
-    """The final merged model goes here."""
     pairs_file: str | None = None
     """JSON list of the training pairs (written for a launched run; in-process training is handed them)."""
-    save_every_minutes: float | None = None
-    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: RewardSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:

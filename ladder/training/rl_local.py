@@ -26,10 +26,9 @@ from typing import Any, Callable, Literal, Sequence
 
 from transformers import TrainerCallback
 
-from ladder.config import Section
+from ladder.marker import rl_marker, write_marker
 from ladder.store import JsonlWriter, read_json
-from ladder.training import hardware_args, load_base, peft_config
-from ladder.training.marker import rl_marker, write_marker
+from ladder.training import JobSpec, hardware_args, load_base, peft_config
 from ladder.training.sft_local import TrainingProgress, last_checkpoint, save_model
 from ladder.training.timed_save import timed_save
 
@@ -43,31 +42,17 @@ LOGGED = {"reward": "reward", "reward_std": "reward_std", "kl": "kl",
           "frac_reward_zero_std": "frac_reward_zero_std"}
 
 
-class RLSpec(Section):
-    """Everything one RL run needs (JSON in the run folder, for the record)."""
+class RLSpec(JobSpec):
+    """An RL run's job: the common fields, and the algorithm, rollouts and prompts."""
 
-    model: dict[str, Any]
-    """The starting model's hf backend config."""
     algorithm: Literal["grpo", "rloo"] = "grpo"
     """trl trainer: GRPOTrainer or RLOOTrainer."""
-    method: Literal["lora", "full"] = "lora"
-    """LoRA adapters (merged after training) or all weights."""
-    lora: dict[str, Any] | None = None
-    """peft LoraConfig arguments."""
-    trainer: dict[str, Any]
-    """trl GRPOConfig / RLOOConfig arguments (output_dir excluded)."""
-    output_dir: str
-    """Checkpoints go here."""
-    model_dir: str
-    """The final merged model goes here."""
     rollouts_file: str
     """One JSON line per sampled completion."""
     stop: list[str] = []
     """Completions are cut at the first stop string before they are rewarded, as evaluation cuts them."""
     prompts_file: str | None = None
     """JSON list of the trl prompts (written for a launched run; in-process training is handed them)."""
-    save_every_minutes: float | None = None
-    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: RLSpec, prompts: list[Any], reward: Reward | Any) -> dict[str, Any]:

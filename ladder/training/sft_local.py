@@ -28,7 +28,7 @@ import sys
 import warnings
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 # Importing this module means training is about to start, so transformers comes in at the top
 # (the callbacks subclass its TrainerCallback); the stage imports this module only when it trains.
@@ -36,10 +36,10 @@ from transformers import TrainerCallback
 
 from ladder.backends.hf import HFBackend, HFConfig
 from ladder.config import GenerationConfig, Section
+from ladder.marker import write_marker
 from ladder.store import JsonlWriter, read_json, read_jsonl
-from ladder.training import hardware_args, load_base, peft_config
+from ladder.training import JobSpec, hardware_args, load_base, peft_config
 from ladder.training.choices import choice_loss, choice_queries
-from ladder.training.marker import write_marker
 from ladder.training.timed_save import timed_save
 from ladder.types import Example, Message, Sample
 
@@ -60,31 +60,17 @@ class CurveSpec(Section):
     through its cache (zero_shot's answers); None: measured here at step 0 like any other point."""
 
 
-class TrainSpec(Section):
-    """Everything one training run needs; JSON on disk so a launcher's processes can read it."""
+class TrainSpec(JobSpec):
+    """An sft run's job: the common fields, and the data, the curve's file and what it scores."""
 
-    model: dict[str, Any]
-    """The base model's hf backend config."""
     train_file: str
     """JSONL of trl prompt/completion rows."""
     eval_file: str | None = None
     """JSONL of the test rows whose loss is the curve's test loss."""
-    output_dir: str
-    """Checkpoints go here (checkpoint-N folders)."""
-    model_dir: str
-    """The final merged model goes here."""
     curves_file: str
     """One JSON line per evaluation point."""
-    method: Literal["lora", "full"] = "lora"
-    """LoRA adapters (merged after training) or all weights."""
-    lora: dict[str, Any] | None = None
-    """peft LoraConfig arguments."""
-    trainer: dict[str, Any]
-    """trl SFTConfig arguments (output_dir excluded)."""
     curve: CurveSpec | None = None
     """Score the model on the test examples at each evaluation; None: test loss only."""
-    save_every_minutes: float | None = None
-    """Also checkpoint after this many minutes of training since the last checkpoint (TimedSave)."""
 
 
 def train(spec: TrainSpec, callbacks: Sequence[Any] = ()) -> dict[str, Any]:

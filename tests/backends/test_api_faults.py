@@ -18,7 +18,7 @@ from email.utils import formatdate
 
 import pytest
 
-from ladder.backends.api import _Tally, split
+from ladder.backends.request import Tally, split
 from ladder.backends.http import retry_after, scrub
 from ladder.backends.base import generate
 from ladder.cache import Cache
@@ -405,10 +405,10 @@ def test_connection_failures_after_a_success_are_retried_not_fatal(name, transpo
                                                      api_key_env=KEY_ENV, **FAST, max_retries=1,
                                                      http_client=transport))
     exc = refused(b)
-    failure = b._failure(exc, _Tally(ok=1), KEY)
+    failure = b._failure(exc, Tally(ok=1), KEY)
     assert failure.retry and failure.reason == "connection refused", failure.reason
     with pytest.raises(BackendError, match="connection was refused"):
-        b._failure(exc, _Tally(), KEY)
+        b._failure(exc, Tally(), KEY)
 
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)

@@ -167,3 +167,15 @@ def test_max_train_is_the_older_name_of_train_subsample():
     assert RewardModelConfig(name="rm", data="p.jsonl", max_train=None).train_subsample == "all"
     with pytest.raises(ValueError, match="keep only train_subsample"):
         RewardModelConfig(name="rm", data="p.jsonl", max_train=50, train_subsample=10)
+
+
+@pytest.mark.parametrize("args, said", [({"learning_rate": 1e-4}, "learning_rate is set by the stage"),
+                                        ({"no_such_key": 1}, "unknown trl RewardConfig key(s) no_such_key")])
+def test_trainer_args_repeating_an_own_key_or_unknown_to_trl_are_refused(args, said):
+    from pydantic import ValidationError
+
+    from ladder.stages.reward_model import RewardModelConfig
+
+    with pytest.raises(ValidationError, match=said.replace("(", r"\(").replace(")", r"\)")):
+        RewardModelConfig(name="pm", data="pairs.jsonl", trainer_args=args)
+    assert RewardModelConfig(name="pm", data="pairs.jsonl", trainer_args={"center_rewards_coefficient": 0.01}).trainer_args

@@ -13,7 +13,7 @@ import pytest
 from ladder.config import load_experiment
 from ladder.errors import ConfigError, LadderError
 from ladder.runner import run_experiment
-from ladder.stages.rl import collapse_guard, degenerate, hacking, pearson
+from ladder.stages.rl_checks import collapse_guard, degenerate, hacking, pearson
 from ladder.store import read_json, read_jsonl
 from tests.conftest import experiment
 

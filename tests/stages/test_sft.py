@@ -296,7 +296,7 @@ def _chance_guard_with(tmp_path, examples, prob):
 
     from ladder.cache import Cache
     from ladder.stages import Prompt
-    from ladder.stages.sft import chance_guard
+    from ladder.stages.sft_guards import chance_guard
 
     def lps(prompts, conts):
         return [math.log(prob(p[0].content, c)) for p, c in zip(prompts, conts)]
@@ -347,7 +347,8 @@ def test_chance_loss_uses_each_examples_own_k(tmp_path):
 
     from ladder.cache import Cache
     from ladder.stages import Prompt
-    from ladder.stages.sft import chance_guard, curve_specs
+    from ladder.stages.sft_curves import curve_specs
+    from ladder.stages.sft_guards import chance_guard
 
     two, four = ("yes", "no"), ("a", "b", "c", "d")
     examples = [Example(f"{x}{i}", {}, t, c) for i in range(10) for x, t, c in (("x", "yes", two), ("y", "a", four))]
@@ -532,7 +533,7 @@ def test_curve_examples_are_a_seeded_draw_in_subsample_order(tmp_path, random_mo
 
 def test_curve_legend_names_the_draw_and_chance_stays_off_the_train_loss():
     from ladder.report_curves import stage_curves
-    from ladder.stages.sft import curve_specs
+    from ladder.stages.sft_curves import curve_specs
     from ladder.types import MetricValue, StageResult
 
     three = ("positive", "negative", "neutral")

@@ -4,6 +4,9 @@ Written last, so its presence means training finished (a re-run evaluates the mo
 training again), with what the training run summarised. `policy: rl` marks an RL-trained policy —
 its final folder, its LoRA adapters and every checkpoint — so that any later use of its token
 probabilities is refused: RL sharpens them toward the reward, they are not calibrated.
+
+It sits at the package's top floor, not in training/, because both sides read it: training writes
+it, and backends/hf.py refuses an RL policy's probabilities by it.
 """
 
 from __future__ import annotations

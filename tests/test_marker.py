@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ladder.training.marker import (is_rl_policy, read_marker, rl_marker, training_finished,
+from ladder.marker import (is_rl_policy, read_marker, rl_marker, training_finished,
                                     write_marker)
 
 
