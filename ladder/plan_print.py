@@ -21,6 +21,9 @@ def _print_plan(out: dict, head: str = "") -> None:
         if "skipped" in s:
             console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
             continue
+        if "no_estimate" in s:  # a stage that implements only run(): nothing to count
+            console.print(f"  {s['stage']}: no estimate ({s['no_estimate']})", highlight=False)
+            continue
         # Both prices: the list price and the batch API's (model.batch: true); * marks the one paid.
         batch = s.get("cost_usd_batch")
         sc = s.get("scorer") or {}

@@ -12,6 +12,7 @@ stage gets that through its context and merges no config sections itself.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import time
 from pathlib import Path
@@ -278,47 +279,77 @@ def _say(guard: Guard) -> None:
 
 def estimate_run(exp: Experiment) -> dict[str, Any]:
     """What a run would do, without generating (`ladder check`): examples, samples, tokens and
-    cost per stage."""
-    from ladder.backends.limits import rate_estimate
-
+    cost per stage, from each stage's `plan` (every pass of calls it will make)."""
     plan = prepare(exp)
     stages = []
     for stage in exp.stages:
         if stage.skip:
             stages.append({"stage": stage.name, "type": stage.type, "skipped": stage.skip})
             continue
-        ctx = plan.context(plan.resolve(stage, planning=True), cache=None)
-        impl = STAGES.get(stage.type)(stage)
-        prompts, _ = impl.prompts(ctx)
-        backend, gen = ctx.backend, ctx.gen
-        prompt_tokens = sum(backend.count_tokens(p.messages) for p in prompts) * backend.prompt_copies(gen.n)
-        samples = len(prompts) * gen.n
-        entry = {
-            "stage": stage.name, "type": stage.type, "model": backend.config.name,
-            "examples": len(prompts), "samples": samples, "prompt_tokens": prompt_tokens,
-            "max_output_tokens": samples * gen.max_tokens,
-            "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
-        }
-        entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
-        if not entry["batch"] and hasattr(backend, "price"):  # shared prefixes read from the prompt cache
-            entry.update(cached_estimate(backend, [p.messages for p in prompts], gen.n, gen.max_tokens) or {})
-        entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
-        entry.update(rate_estimate(backend.config, len(prompts) * backend.prompt_copies(gen.n),
-                                   prompt_tokens + samples * gen.max_tokens))  # wall time at `rate_limit:`
-        # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
-        scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
-        if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
-            for spec in (exp.metric, *exp.extra_metrics.values()):
-                if is_scorer_type(spec.type):
-                    scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [p.example for p in prompts],
-                                                                   samples, gen.max_tokens))
-        if scorer is not None:
-            entry["scorer"] = scorer
-            entry["cost_usd"] += scorer["cost_usd"]
-            if "cost_usd_cached" in entry:
-                entry["cost_usd_cached"] += scorer["cost_usd"]
-        stages.append(entry)
+        stages.append(_stage_estimate(plan, stage))
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,
             "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12],
             "subsample_n": len(plan.examples)}
+
+
+def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
+    from ladder.backends.limits import rate_estimate
+
+    exp = plan.experiment
+    ctx = plan.context(plan.resolve(stage, planning=True), cache=None)
+    impl = STAGES.get(stage.type)(stage)
+    backend = ctx.backend
+    planned = _planned(impl, ctx, lambda: impl.plan(ctx))
+    if not planned.passes:  # a stage that implements only run(): no count, and a note why
+        return {"stage": stage.name, "type": stage.type, "model": backend.config.name,
+                "no_estimate": planned.note or "its plan lists no model call"}
+    passes = [(p, p.gen or ctx.gen) for p in planned.passes]
+    prompt_tokens = sum((sum(backend.count_tokens(q.messages) for q in p.prompts) + p.added_tokens * len(p.prompts))
+                        * backend.prompt_copies(gen.n) for p, gen in passes)
+    samples = sum(len(p.prompts) * gen.n for p, gen in passes)
+    output_tokens = sum(len(p.prompts) * gen.n * gen.max_tokens for p, gen in passes)
+    first, last = planned.passes[0].prompts, passes[-1]
+    entry = {
+        "stage": stage.name, "type": stage.type, "model": backend.config.name,
+        "examples": len(first), "samples": samples, "prompt_tokens": prompt_tokens,
+        "max_output_tokens": output_tokens, "cost_usd": backend.estimate_cost(prompt_tokens, output_tokens),
+    }
+    if len(passes) > 1:
+        entry["passes"] = len(passes)
+    entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
+    if not entry["batch"] and len(passes) == 1:  # shared prefixes read from the prompt cache
+        entry.update(cached_estimate(backend, [q.messages for q in first], ctx.gen.n, ctx.gen.max_tokens) or {})
+    entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
+    entry.update(rate_estimate(backend.config, sum(len(p.prompts) * backend.prompt_copies(gen.n) for p, gen in passes),
+                               prompt_tokens + output_tokens))  # wall time at `rate_limit:`
+    # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
+    scorer = _planned(impl, ctx, lambda: impl.scorer_estimate(ctx, list(first)))
+    if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
+        for spec in (exp.metric, *exp.extra_metrics.values()):  # of the pass the stage scores: its last
+            if is_scorer_type(spec.type):
+                scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [q.example for q in last[0].prompts],
+                                                               len(last[0].prompts) * last[1].n, last[1].max_tokens))
+    if scorer is not None:
+        entry["scorer"] = scorer
+        entry["cost_usd"] += scorer["cost_usd"]
+        if "cost_usd_cached" in entry:
+            entry["cost_usd_cached"] += scorer["cost_usd"]
+    return entry
+
+
+def _planned(impl: Any, ctx: Any, ask: Callable[[], Any]) -> Any:
+    """What a stage's planning hook returns; its exception (a plugin's bug) a LadderError naming
+    the stage and the file of its class, so `ladder check` says where to look instead of a traceback."""
+    try:
+        return ask()
+    except LadderError:
+        raise
+    except Exception as exc:
+        cls = type(impl)
+        where = inspect.getsourcefile(cls) or cls.__module__
+        raise LadderError(f"stage '{ctx.stage.name}' (type {ctx.stage.type}: {cls.__qualname__} in {where}) "
+                          f"failed while ladder check planned it: {type(exc).__name__}: {exc}",
+                          where=str(ctx.experiment.source) if ctx.experiment.source else None,
+                          fix="fix the stage's plan() or prompts() (check calls them with no model-call cache "
+                              "and generates nothing), or skip the stage (skip: <why>)") from None

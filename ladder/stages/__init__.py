@@ -7,13 +7,14 @@ samples.jsonl with resume, aggregation with CIs and the guards.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
-from ladder.cache import Cache
+from ladder.cache import Cache, cache_key
 from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics import Metric
@@ -21,7 +22,7 @@ from ladder.metrics.judged import judged_guards, judged_stats
 from ladder.progress import console, progress_bar
 from ladder.resolved import ResolvedStage
 from ladder.stats import mean_ci
-from ladder.store import JsonlWriter, read_jsonl, records_digest
+from ladder.store import JsonlWriter, atomic_write, read_jsonl, records_digest
 from ladder.tasks import TaskLike
 from ladder.errors import ConfigError, LadderError
 from ladder.result_sections import Extra, RecordsDigest, Stats
@@ -64,6 +65,9 @@ class StageContext:
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
+    opened: set[Path] = field(default_factory=set)
+    """The records files this run of the stage has written to already: a second pass (a second
+    `evaluate`) replaces what the first wrote, instead of taking it for an unfinished run's."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,28 @@ class Prompt:
     example: Example
     messages: list[Message]
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pass:
+    """One round of model calls a stage will make, as `ladder check` counts it (Stage.plan)."""
+
+    prompts: list[Prompt]
+    gen: GenerationConfig | None = None
+    """Its sampling settings (n, max_tokens); None: the stage's own (`ctx.gen`)."""
+    added_tokens: int = 0
+    """Prompt tokens each prompt will carry beyond its messages here: an earlier pass's answer,
+    unknown before the run (count it at that pass's max_tokens, a ceiling)."""
+
+
+@dataclass
+class Plan:
+    """What a stage will ask its model, for `ladder check`: its passes, and guards about its prompts."""
+
+    passes: list[Pass]
+    guards: list[Guard] = field(default_factory=list)
+    note: str | None = None
+    """Why the plan counts no call (a stage that implements only `run`): `ladder check` prints it."""
 
 
 Family = Literal["prompting", "sampling", "training"]
@@ -151,8 +177,37 @@ class Stage:
         return []
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
-        """The prompt of each test example (and guards about them); `ladder check` counts these."""
-        raise NotImplementedError
+        """The prompt of each test example (and guards about them); the default `run` evaluates
+        them and the default `plan` counts them. A stage that implements `run` may leave it out."""
+        raise NotImplementedError(f"stage '{ctx.stage.name}' gives no prompts(): it implements run()")
+
+    def plan(self, ctx: StageContext) -> Plan:
+        """What `ladder check` counts (examples, samples, tokens, cost) without calling a model:
+        the passes of calls `run` will make. Default: one pass over `prompts()`, at the stage's
+        generation settings. A stage that asks more than once (self-refine: answer, then revise)
+        overrides it to list each pass; a stage that implements only `run` gets a plan of no
+        pass, with a note saying so. `ctx.cache` is None here, and nothing may be generated."""
+        if type(self).prompts is Stage.prompts:
+            return Plan([], note=f"{type(self).__name__} implements only run(): ladder check cannot count its "
+                                 f"model calls (a Stage.plan override would give them)")
+        prompts, guards = self.prompts(ctx)
+        return Plan([Pass(list(prompts))], list(guards))
+
+    def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
+        """For `ladder check`: the calls of a model that scores the stage's samples besides the task
+        metric (best_of_n's scorer, rl's reward), as `ladder.scorers.estimate_scorer` gives them —
+        {scorer, calls, prompt_tokens, max_output_tokens, cost_usd}. `prompts`: the first pass's.
+        Default None: the stage runs no scorer of its own (the task metric's judge is counted apart)."""
+        return None
+
+    @classmethod
+    def training_estimate(cls, cfg: StageConfig, task: TaskLike, model: Any,
+                          base_dir: Path | None = None) -> dict[str, Any] | None:
+        """For a stage that trains: {steps, how, seconds, basis, long} (ladder/estimate.py
+        describes the keys; steps None when unknown before the run), which `ladder check` prints
+        and `ladder run` warns about when long. `model`: the stage's BackendConfig. Default None:
+        the stage trains nothing."""
+        return None
 
     def run(self, ctx: StageContext) -> StageResult:
         prompts, guards = self.prompts(ctx)
@@ -213,9 +268,20 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     probability metric's score to fill in."""
     record = record or _records
     path = path or ctx.run_dir / "samples.jsonl"
-    _set_aside_unfinished(ctx, path)
-    done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
-    todo = [p for p in prompts if p.example.id not in done]
+    if path not in ctx.opened:
+        _set_aside_unfinished(ctx, path)
+        ctx.opened.add(path)
+    # Keyed by the prompt's content, never the example id alone: a second pass over the same
+    # examples with other prompts (self-refine's revision) must not be answered from the first.
+    keys = [prompt_key(p.example.id, [m.to_dict() for m in p.messages]) for p in prompts]
+    lines, current = read_jsonl(path, repair=True), set(keys)
+    if any(record_key(r) not in current for r in lines):
+        # Lines of another pass (or prompts since changed): the file keeps only this pass's, so it
+        # holds one record per example and readers see the pass the stage reports.
+        lines = [r for r in lines if record_key(r) in current]
+        atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+    done = {record_key(r): r for r in lines if not r.get("error")}
+    todo = [p for p, k in zip(prompts, keys) if k not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
     control = ctx.backend.rate_controller()  # API models: concurrency and 429s on the line
@@ -225,7 +291,7 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
             recs = record(ctx, [p for p, _ in pending], [s for _, s in pending])
             out.write(recs)
-            done.update((r["id"], r) for r in recs if not r["error"])
+            done.update((record_key(r), r) for r in recs if not r["error"])
             advance(len(pending))
             pending.clear()
 
@@ -244,10 +310,22 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     # Errors were appended too (so they are visible) but a re-run retries them. Each run appends
     # its own line for an example that fails again: count examples failed now, not lines, so that
     # n + errors never exceeds the prompts.
-    failed = {r["id"]: r for r in read_jsonl(path) if r.get("error") and r["id"] not in done}
-    errors = [failed[p.example.id] for p in prompts if p.example.id in failed]
-    records = [done[p.example.id] for p in prompts if p.example.id in done]
+    failed = {k: r for r in read_jsonl(path) if r.get("error") and (k := record_key(r)) not in done}
+    errors = [failed[k] for k in keys if k in failed]
+    records = [done[k] for k in keys if k in done]
     return Collected(records, errors, len(prompts) - len(todo))
+
+
+def prompt_key(example_id: Any, prompt: list[dict[str, str]]) -> str:
+    """What a records file resumes by: the example and the prompt's content (messages as written
+    to samples.jsonl). Sampling settings are the run folder's (its run id hashes them); a pass with
+    other settings goes through `generate()`, whose model-call cache keys include them."""
+    return cache_key({"id": str(example_id), "prompt": prompt})
+
+
+def record_key(rec: dict[str, Any]) -> str:
+    """prompt_key() of a samples.jsonl line."""
+    return prompt_key(rec["id"], rec.get("prompt", []))
 
 
 def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:

@@ -38,6 +38,7 @@ from pydantic import Field, field_validator
 
 from ladder.backends.base import CallStats
 from ladder.errors import ConfigError, LadderError
+from ladder.estimate import rl_estimate
 from ladder.metrics import Metric
 from ladder.progress import console
 from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
@@ -124,6 +125,7 @@ class RL(Stage):
     Config = RLConfig
     produces_model = True  # later stages use the policy with `model: {from_stage: <this stage>}`
     family = "training"
+    training_estimate = staticmethod(rl_estimate)  # what `ladder check` prints: steps and a rough time
     trains_on_reward = True  # the advice holds it against best-of-N with the same reward
 
     @classmethod

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 from ladder.backends.base import Backend, CallStats, generate, logprobs
 from ladder.errors import ConfigError, DataError
 from ladder.guards import pct_apart
+from ladder.estimate import sft_estimate
 from ladder.progress import console
 from ladder.stages import Prompt, Stage, StageContext, evaluate, probability_scores
 from ladder.stages.zero_shot import zero_shot_prompts
@@ -154,6 +155,7 @@ class SFT(Stage):
     Config = SFTConfig
     produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
     family = "training"
+    training_estimate = staticmethod(sft_estimate)  # what `ladder check` prints: steps and a rough time
 
     @classmethod
     def reads(cls, cfg: SFTConfig) -> list[str]:
