@@ -19,6 +19,7 @@ from ladder.config.experiment import Experiment, merge_model
 from ladder.config.prose import ConfigSource, dotted_key
 from ladder.config.schema import ExperimentConfig, GenerationConfig, StageConfig
 from ladder.errors import ConfigError
+from ladder.plugins import resolve_plugins
 from ladder.store import RESERVED_NAMES
 
 
@@ -43,6 +44,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
                                       nested_pairwise, pairwise_problem)
     from ladder.registry import SCORERS
 
+    raw = resolve_plugins(raw, source)  # `plugins:` loaded, "module:attr" types named: before any lookup
     src = ConfigSource(str(source) if source else "<config>", root, tuple(overrides))
     errors: list[str] = []
 
