@@ -238,13 +238,13 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     return result
 
 
-RecordFn = Callable[[StageContext, list[Prompt], list[list[Sample]]], list[dict[str, Any]]]
+RecordFn = Callable[[StageContext, list[Prompt], list[list[Sample]]], list[Record]]
 
 
 class Collected(NamedTuple):
-    records: list[dict[str, Any]]
+    records: list[Record]
     """One finished record per prompt that has one, in prompt order."""
-    errors: list[dict[str, Any]]
+    errors: list[Record]
     """Records of prompts that failed after all retries (a re-run retries them)."""
     resumed: int
     """Prompts whose record came from an earlier run's file."""
@@ -274,13 +274,13 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     # Keyed by the prompt's content, never the example id alone: a second pass over the same
     # examples with other prompts (self-refine's revision) must not be answered from the first.
     keys = [prompt_key(p.example.id, [m.to_dict() for m in p.messages]) for p in prompts]
-    lines, current = read_jsonl(path, repair=True), set(keys)
+    lines, current = [Record.from_dict(d) for d in read_jsonl(path, repair=True)], set(keys)
     if any(record_key(r) not in current for r in lines):
         # Lines of another pass (or prompts since changed): the file keeps only this pass's, so it
         # holds one record per example and readers see the pass the stage reports.
         lines = [r for r in lines if record_key(r) in current]
-        atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
-    done = {record_key(r): r for r in lines if not r.get("error")}
+        write_records(path, lines)
+    done = {record_key(r): r for r in lines if not r.error}
     todo = [p for p, k in zip(prompts, keys) if k not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
@@ -290,8 +290,8 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
             recs = record(ctx, [p for p, _ in pending], [s for _, s in pending])
-            out.write(recs)
-            done.update((record_key(r), r) for r in recs if not r["error"])
+            out.write(r.to_dict() for r in recs)
+            done.update((record_key(r), r) for r in recs if not r.error)
             advance(len(pending))
             pending.clear()
 
@@ -310,10 +310,15 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     # Errors were appended too (so they are visible) but a re-run retries them. Each run appends
     # its own line for an example that fails again: count examples failed now, not lines, so that
     # n + errors never exceeds the prompts.
-    failed = {k: r for r in read_jsonl(path) if r.get("error") and (k := record_key(r)) not in done}
+    failed = {k: r for r in map(Record.from_dict, read_jsonl(path)) if r.error and (k := record_key(r)) not in done}
     errors = [failed[k] for k in keys if k in failed]
     records = [done[k] for k in keys if k in done]
     return Collected(records, errors, len(prompts) - len(todo))
+
+
+def write_records(path: Path, records: Sequence[Record]) -> None:
+    """A records file holding exactly `records` (replaced atomically: a kill leaves the old one)."""
+    atomic_write(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False, default=str) + "\n" for r in records))
 
 
 def prompt_key(example_id: Any, prompt: list[dict[str, str]]) -> str:
@@ -323,9 +328,9 @@ def prompt_key(example_id: Any, prompt: list[dict[str, str]]) -> str:
     return cache_key({"id": str(example_id), "prompt": prompt})
 
 
-def record_key(rec: dict[str, Any]) -> str:
-    """prompt_key() of a samples.jsonl line."""
-    return prompt_key(rec["id"], rec.get("prompt", []))
+def record_key(rec: Record) -> str:
+    """prompt_key() of a record."""
+    return prompt_key(rec.id, rec.prompt)
 
 
 def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
@@ -343,12 +348,12 @@ def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
                       f"in {path.name} (generations from the model-call cache)", highlight=False)
 
 
-def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
+def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[Record]:
     return metric_records(ctx, prompts, samples)
 
 
 def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequence[list[Sample]]
-                   ) -> list[dict[str, Any]]:
+                   ) -> list[Record]:
     """samples.jsonl lines for these prompts, every sample scored by the task metric. A metric that
     runs a model (a judge) gets every completion here in one `score_batch` call, which asks its
     model concurrently through the cache, as generation does."""
@@ -364,11 +369,11 @@ def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequen
     return recs
 
 
-def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[dict[str, Any]]) -> None:
+def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[Record]) -> None:
     """Score every scored sample by each further metric (`metrics:`): the sample's `metrics` holds
     {name: score}, the record's `metrics` their mean over its samples (a selecting stage replaces
     it with its selected sample's). A further judge's failed call makes the example an error too."""
-    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
+    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec.samples if "score" in row]
     for name, metric in ctx.extra_metrics.items():
         for (_, row), score in zip(rows, metric.score_batch([ex for ex, _ in rows], [r["text"] for _, r in rows])):
             if score.error is not None:
@@ -378,17 +383,18 @@ def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[d
             if score.meta and metric.batched:
                 row.setdefault("metrics_meta", {})[name] = score.meta
     for rec in recs:
-        scored = [row for row in rec["samples"] if "score" in row]
+        scored = [row for row in rec.samples if "score" in row]
         failed = [e for row in scored for e in row.get("metric_errors", {}).values()]
-        if failed and not rec["error"]:
-            rec.update(score=None, error=True, metric_error=failed[0])
-        elif scored and not rec["error"]:
-            rec["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
+        if failed and not rec.error:
+            rec.score, rec.error = None, True
+            rec.after["metric_error"] = failed[0]
+        elif scored and not rec.error:
+            rec.after["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
                               for name in ctx.extra_metrics}
 
 
 def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None,
-                  scores: Sequence[Score] | None = None) -> dict[str, Any]:
+                  scores: Sequence[Score] | None = None) -> Record:
     """One samples.jsonl line: the prompt, and each sample with its task-metric score (`prob`: a
     probability metric's score of the prompt, when the caller batched it; `scores`: each
     non-failed sample's score, when the caller batched them)."""
@@ -410,13 +416,11 @@ def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Sco
                 row.update(score=score.value, extracted=score.extracted)
         rows.append(row)
     ok = [r["score"] for r in rows if "score" in r] if failed is None else []
-    # Built as a Record (the type of a samples.jsonl line) and stored as its dict: a selecting
-    # stage (best_of_n) adds its selection to the dict before it is written.
+    # A selecting stage (best_of_n) adds its selection to the record's `after` before it is written.
     rec = Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
-                 samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
-                 info=dict(p.info)).to_dict()
+                 samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok, info=dict(p.info))
     if failed is not None:
-        rec["metric_error"] = failed
+        rec.after["metric_error"] = failed
     return rec
 
 
@@ -434,9 +438,9 @@ def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Sco
                                    ctx.backend.continuation_token_counts)
 
 
-def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],
+def summarize(ctx: StageContext, records: Sequence[Record], errors: Sequence[Record],
               seconds: float, extra_guards: Sequence[Guard] = ()) -> StageResult:
-    typed = [Record.from_dict(r) for r in records]
+    typed = list(records)
     samples = [Sample.from_dict(s) for r in typed for s in r.samples]
     metric = mean_ci([r.score for r in typed])
     # A stage that generated no text (choice_prob without `generate`) has no stop rate to check.
@@ -455,7 +459,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     guards += judged_guards(judged, name)
     extra = Extra()
     if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
-        extra.metrics = {k: mean_ci([r["metrics"][k] for r in records]) for k in ctx.extra_metrics}
+        extra.metrics = {k: mean_ci([r.after["metrics"][k] for r in records]) for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
     stats = Stats(
         examples=len(records),

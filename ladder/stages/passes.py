@@ -16,15 +16,13 @@ and a pass is never answered with another pass's answers.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Sequence
 
 from ladder.backends.base import generate as cached_generate
 from ladder.config import GenerationConfig
 from ladder.progress import progress_bar
-from ladder.stages import Prompt, StageContext, metric_records, summarize
-from ladder.store import atomic_write
+from ladder.stages import Prompt, StageContext, metric_records, summarize, write_records
 from ladder.types import Guard, Record, Sample, StageResult
 
 
@@ -55,7 +53,7 @@ def score(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequence[list[S
     `metrics:`), the record's score their mean. A metric that runs a model (a judge) is asked
     about every sample here in one concurrent, cached batch. A record with no scored sample has
     `error` set: it is left out of n and retried on a re-run."""
-    return [Record.from_dict(d) for d in metric_records(ctx, prompts, samples)]
+    return metric_records(ctx, prompts, samples)
 
 
 def finish(ctx: StageContext, records: Sequence[Record], guards: Sequence[Guard] = ()) -> StageResult:
@@ -65,8 +63,7 @@ def finish(ctx: StageContext, records: Sequence[Record], guards: Sequence[Guard]
     and cost."""
     started = time.perf_counter()
     path = ctx.run_dir / "samples.jsonl"
-    atomic_write(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
+    write_records(path, records)
     ctx.opened.add(path)
-    ok = [r.to_dict() for r in records if not r.error]
-    errors = [r.to_dict() for r in records if r.error]
-    return summarize(ctx, ok, errors, time.perf_counter() - started, guards)
+    ok = [r for r in records if not r.error]
+    return summarize(ctx, ok, [r for r in records if r.error], time.perf_counter() - started, guards)

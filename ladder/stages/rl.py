@@ -52,7 +52,7 @@ from ladder.training.launch import check_launcher
 from ladder.training.lora import LoraSettings
 from ladder.training.marker import read_marker, training_finished
 from ladder.training.rows import TrainRow, trl_row
-from ladder.types import Baseline, Guard, MetricValue, StageResult
+from ladder.types import Baseline, Guard, MetricValue, Record, StageResult
 
 # Keys of trl's GRPOConfig/RLOOConfig this stage sets itself.
 OWNED_TRAINER_KEYS = {
@@ -226,17 +226,17 @@ class RL(Stage):
         curve_extra, guards = report(got.records, cfg.generations, reward, oracle=oracle)
         guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
         pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
-                for rec in got.records for row in rec["samples"] if "selector" in row]
+                for rec in got.records for row in rec.samples if "selector" in row]
         hack = hacking(pool, [ex.target for ex in ctx.examples], "best-of-N pool")
         guards += hack.pop("guards")
         if got.errors:  # e.g. a judge that did not answer: no fallback pick stands in for its verdict
             guards.append(Guard("baseline_errors", "warn", f"{len(got.errors)} examples of the best-of-N baseline "
                                 f"failed after all retries (generation or scorer calls) and are not in its n; "
                                 f"re-run to retry only those", float(len(got.errors))))
-        scores = {rec["id"]: rec["score"] for rec in got.records}
+        scores = {rec.id: rec.score for rec in got.records}
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
                 "scorer_cost_usd": scorer_cost(got.records),
-                "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec["samples"]),
+                "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec.samples),
                 "oracle": oracle, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
                 "generated": sub.calls.generated, "cached": sub.calls.cached, "errors": len(got.errors),
                 **hack}, guards
@@ -471,9 +471,9 @@ def collapse_guard(log: Sequence[dict[str, float]]) -> Guard:
                  f"of steps)", last - first)
 
 
-def versus_best_of_n(records: Sequence[dict[str, Any]], bon: dict[str, Any]) -> Guard:
+def versus_best_of_n(records: Sequence[Record], bon: dict[str, Any]) -> Guard:
     """The RL policy against best-of-N with the same reward, paired on the same test examples."""
-    rl = {r["id"]: r["score"] for r in records}
+    rl = {r.id: r.score for r in records}
     ids = [i for i in bon["scores"] if i in rl and bon["scores"][i] is not None]
     m = bon["metric"]
     d = paired_diff([rl[i] for i in ids], [bon["scores"][i] for i in ids])
