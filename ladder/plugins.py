@@ -52,6 +52,17 @@ def load_plugins(specs: Iterable[Any], base_dir: Path | None = None, where: str 
             register_classes(module)
 
 
+def load_recorded(specs: Any) -> None:
+    """Load the plugins a results folder's experiment.yaml records (absolute paths, or modules),
+    so that reading the results knows their stages' families. One that is gone, or no longer
+    imports, is left out: its rows read as plain ones (ladder.evidence.stage_class)."""
+    for spec in specs if isinstance(specs, list) else []:
+        try:
+            load_plugins([spec])
+        except ConfigError:
+            continue
+
+
 def _run_file(spec: str, path: Path, where: str | None, key: str, base: str) -> Any:
     if not path.is_file():
         raise ConfigError(f"plugin file '{spec}' not found (looked for {path})", where=where, field=key,

@@ -227,8 +227,13 @@ def csv_rows(path):
         return list(csv.DictReader(f))
 
 
-def test_the_guides_plugin_yaml_runs_from_another_folder(tmp_path):
-    """The guide's refine.yaml as written: its plugins beside it, the command run elsewhere."""
+def test_the_guides_plugin_yaml_runs_from_another_folder(tmp_path, monkeypatch):
+    """The guide's refine.yaml as written: its plugins beside it, the command run elsewhere. Reading
+    the results later (another process) loads the plugins experiment.yaml records: the stage's
+    family is known, not guessed."""
+    from ladder import registry
+    from ladder.evidence import Evidence
+
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     config = guide_yaml("refine.yaml")
@@ -237,6 +242,14 @@ def test_the_guides_plugin_yaml_runs_from_another_folder(tmp_path):
     assert "self_refine exact_match" in out.stderr + out.stdout
     rows = {r["stage"]: r for r in csv_rows(tmp_path / "results" / "refine" / "summary.csv")}
     assert set(rows) == {"zero_shot", "self_refine"} and float(rows["zero_shot"]["value"]) > 0
+    for reg in registry.REGISTRIES.values():  # what loading the results registers ends with the test
+        monkeypatch.setattr(reg, "_targets", dict(reg._targets))
+    try:
+        ev = Evidence.load(tmp_path / "results" / "refine")
+        assert [ev.family(r) for r in ev.results] == ["prompting", "prompting"]
+    finally:
+        for name in config["plugins"]:
+            sys.modules.pop(name.removesuffix(".py"), None)
 
 
 def test_plugin_on_the_command_line_loads_the_stage(tmp_path):
