@@ -2,31 +2,30 @@
 
 A stage turns a StageContext into a StageResult. Prompting stages only decide *which prompt* each
 test example gets; `evaluate()` does the rest — cached batched generation, scoring, append-only
-samples.jsonl with resume, aggregation with CIs and the guards.
+samples.jsonl with resume (by the prompt's content), aggregation with CIs and the guards. What
+a stage is given is in context.py, how its records are scored in records.py, and the primitives
+of a stage that asks more than once in passes.py.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, NamedTuple, Sequence
 
-from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
-from ladder.cache import Cache, cache_key
-from ladder.config import Experiment, GenerationConfig, StageConfig
+from ladder.backends.base import generate
+from ladder.config import StageConfig
+from ladder.errors import ConfigError
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
-from ladder.metrics import Metric
 from ladder.metrics.judged import judged_guards, judged_stats
 from ladder.progress import console, progress_bar
-from ladder.resolved import ResolvedStage
-from ladder.stats import mean_ci
-from ladder.store import JsonlWriter, atomic_write, read_jsonl, records_digest
-from ladder.tasks import TaskLike
-from ladder.errors import ConfigError, LadderError
 from ladder.result_sections import Extra, RecordsDigest, Stats
-from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
+from ladder.stages.context import Pass, Plan, Prompt, StageContext  # noqa: F401 - ladder.stages' public names
+from ladder.stages.records import metric_records, probability_scores, prompt_key, record_key, write_records  # noqa: F401
+from ladder.stats import mean_ci
+from ladder.store import JsonlWriter, read_jsonl, records_digest
+from ladder.tasks import TaskLike
+from ladder.types import Guard, Record, Sample, StageResult
 
 
 TRAIN_SPLIT = ":train:"
@@ -37,68 +36,6 @@ PROBABILITY_BATCH = 64
 
 SCORE_BATCH = 256
 """Prompts recorded at a time when the metric runs a model (a judge: one concurrent batch of calls)."""
-
-
-@dataclass
-class StageContext:
-    experiment: Experiment
-    stage: StageConfig
-    task: TaskLike
-    examples: list[Example]
-    """The test subsample: the same examples for every stage."""
-    metric: Metric
-    backend: Backend
-    gen: GenerationConfig
-    cache: Cache | None
-    """None under `ladder check`, which only builds prompts."""
-    run_dir: Path | None
-    run_id: str
-    pool: BackendPool | None = None
-    """Loaded backends, shared across stages (a stage that trains a model evaluates it through here)."""
-    calls: CallStats = field(default_factory=CallStats)
-    produced: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """What finished stages produced for later ones (stage name → {model, reward_model}): how a
-    scorer's `from_stage:` finds a trained reward model."""
-    extra_metrics: dict[str, Metric] = field(default_factory=dict)
-    """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
-    the row carries their means beside its value (StageResult.extra.metrics)."""
-    resolved: ResolvedStage | None = None
-    """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
-    metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
-    opened: set[Path] = field(default_factory=set)
-    """The records files this run of the stage has written to already: a second pass (a second
-    `evaluate`) replaces what the first wrote, instead of taking it for an unfinished run's."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One test example's prompt, plus what the stage wants recorded beside it (e.g. shots)."""
-
-    example: Example
-    messages: list[Message]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Pass:
-    """One round of model calls a stage will make, as `ladder check` counts it (Stage.plan)."""
-
-    prompts: list[Prompt]
-    gen: GenerationConfig | None = None
-    """Its sampling settings (n, max_tokens); None: the stage's own (`ctx.gen`)."""
-    added_tokens: int = 0
-    """Prompt tokens each prompt will carry beyond its messages here: an earlier pass's answer,
-    unknown before the run (count it at that pass's max_tokens, a ceiling)."""
-
-
-@dataclass
-class Plan:
-    """What a stage will ask its model, for `ladder check`: its passes, and guards about its prompts."""
-
-    passes: list[Pass]
-    guards: list[Guard] = field(default_factory=list)
-    note: str | None = None
-    """Why the plan counts no call (a stage that implements only `run`): `ladder check` prints it."""
 
 
 Family = Literal["prompting", "sampling", "training"]
@@ -266,7 +203,7 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     whose scorer runs a model (best_of_n) passes more, so the scorer sees many completions at once.
     `texts=False` generates nothing: each prompt gets one empty sample (finish reason `scored`) for a
     probability metric's score to fill in."""
-    record = record or _records
+    record = record or metric_records
     path = path or ctx.run_dir / "samples.jsonl"
     if path not in ctx.opened:
         _set_aside_unfinished(ctx, path)
@@ -316,23 +253,6 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     return Collected(records, errors, len(prompts) - len(todo))
 
 
-def write_records(path: Path, records: Sequence[Record]) -> None:
-    """A records file holding exactly `records` (replaced atomically: a kill leaves the old one)."""
-    atomic_write(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False, default=str) + "\n" for r in records))
-
-
-def prompt_key(example_id: Any, prompt: list[dict[str, str]]) -> str:
-    """What a records file resumes by: the example and the prompt's content (messages as written
-    to samples.jsonl). Sampling settings are the run folder's (its run id hashes them); a pass with
-    other settings goes through `generate()`, whose model-call cache keys include them."""
-    return cache_key({"id": str(example_id), "prompt": prompt})
-
-
-def record_key(rec: Record) -> str:
-    """prompt_key() of a record."""
-    return prompt_key(rec.id, rec.prompt)
-
-
 def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
     """Records of a run that never wrote metrics.json are not trusted: nothing vouches for their
     scores (the code that gave them, or the file itself, may have changed). The file is set aside
@@ -346,96 +266,6 @@ def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
     if kept:
         console.print(f"[bold]{ctx.stage.name}[/bold] re-scoring the {kept} records an unfinished run left "
                       f"in {path.name} (generations from the model-call cache)", highlight=False)
-
-
-def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[Record]:
-    return metric_records(ctx, prompts, samples)
-
-
-def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequence[list[Sample]]
-                   ) -> list[Record]:
-    """samples.jsonl lines for these prompts, every sample scored by the task metric. A metric that
-    runs a model (a judge) gets every completion here in one `score_batch` call, which asks its
-    model concurrently through the cache, as generation does."""
-    if ctx.metric.needs_probabilities:
-        probs = probability_scores(ctx, prompts)
-        return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
-    ok = [(p.example, s.text) for p, ss in zip(prompts, samples) for s in ss if s.finish_reason != "error"]
-    scores = iter(ctx.metric.score_batch([ex for ex, _ in ok], [t for _, t in ok]))
-    recs = [metric_record(ctx, p, ss, scores=[next(scores) for s in ss if s.finish_reason != "error"])
-            for p, ss in zip(prompts, samples)]
-    if ctx.extra_metrics:
-        add_extra_metrics(ctx, prompts, recs)
-    return recs
-
-
-def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[Record]) -> None:
-    """Score every scored sample by each further metric (`metrics:`): the sample's `metrics` holds
-    {name: score}, the record's `metrics` their mean over its samples (a selecting stage replaces
-    it with its selected sample's). A further judge's failed call makes the example an error too."""
-    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec.samples if "score" in row]
-    for name, metric in ctx.extra_metrics.items():
-        for (_, row), score in zip(rows, metric.score_batch([ex for ex, _ in rows], [r["text"] for _, r in rows])):
-            if score.error is not None:
-                row["metric_errors"] = {**row.get("metric_errors", {}), name: score.error}
-            else:
-                row.setdefault("metrics", {})[name] = score.value
-            if score.meta and metric.batched:
-                row.setdefault("metrics_meta", {})[name] = score.meta
-    for rec in recs:
-        scored = [row for row in rec.samples if "score" in row]
-        failed = [e for row in scored for e in row.get("metric_errors", {}).values()]
-        if failed and not rec.error:
-            rec.score, rec.error = None, True
-            rec.after["metric_error"] = failed[0]
-        elif scored and not rec.error:
-            rec.after["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
-                              for name in ctx.extra_metrics}
-
-
-def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None,
-                  scores: Sequence[Score] | None = None) -> Record:
-    """One samples.jsonl line: the prompt, and each sample with its task-metric score (`prob`: a
-    probability metric's score of the prompt, when the caller batched it; `scores`: each
-    non-failed sample's score, when the caller batched them)."""
-    rows = []
-    if prob is None and ctx.metric.needs_probabilities:
-        prob = probability_scores(ctx, [p])[0]
-    given = iter(scores) if scores is not None else None
-    failed = None
-    for s in samples:
-        row = s.to_dict()
-        if s.finish_reason != "error":
-            score = prob or (next(given) if given is not None else ctx.metric.score(p.example, s.text))
-            if score.meta and ctx.metric.batched:  # a judge's verdict, whether it parsed, what the call cost
-                row["score_meta"] = score.meta
-            if score.error is not None:
-                # A judge call that failed is no verdict: the example is an error, retried on re-run.
-                row["score_error"] = failed = score.error
-            else:
-                row.update(score=score.value, extracted=score.extracted)
-        rows.append(row)
-    ok = [r["score"] for r in rows if "score" in r] if failed is None else []
-    # A selecting stage (best_of_n) adds its selection to the record's `after` before it is written.
-    rec = Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
-                 samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok, info=dict(p.info))
-    if failed is not None:
-        rec.after["metric_error"] = failed
-    return rec
-
-
-def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
-    """A probability metric's score of each prompt: it reads the model, not a sample's text, so
-    every sample of a prompt gets the same score. One cached log-probability call for them all."""
-    if not ctx.backend.supports_logprobs:
-        raise LadderError(f"metric '{ctx.metric.name}' reads the model's probabilities of the answers, "
-                          f"and the {ctx.backend.config.backend} backend gives none", field="metric",
-                          fix="use it with an hf model, or use a text metric such as choice")
-    from ladder.metrics.probability import probability_scores_with
-
-    return probability_scores_with(ctx.metric, [p.example for p in prompts], [p.messages for p in prompts],
-                                   lambda qp, qc: logprobs(ctx.backend, ctx.cache, qp, qc),
-                                   ctx.backend.continuation_token_counts)
 
 
 def summarize(ctx: StageContext, records: Sequence[Record], errors: Sequence[Record],
