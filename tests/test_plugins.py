@@ -13,27 +13,12 @@ import sys
 import yaml
 
 from tests.conftest import REPO
+from tests.stages.test_passes import TWICE
 
-RUN_ONLY = '''
-from typing import Literal
+RUN_ONLY = TWICE
+"""A stage that implements only run() (two `ladder.evaluate` calls), as the guide allows."""
 
-import ladder
-
-
-class EchoConfig(ladder.StageConfig):
-    type: Literal["echo_twice"] = "echo_twice"
-
-
-class EchoTwice(ladder.Stage):
-    """A stage that implements only run(), as the guide allows."""
-
-    Config = EchoConfig
-
-    def run(self, ctx):
-        return ladder.evaluate(ctx, [ladder.Prompt(ex, ctx.task.render(ex)) for ex in ctx.examples])
-'''
-
-BROKEN_PLAN = RUN_ONLY.replace("echo_twice", "broken_plan") + '''
+BROKEN_PLAN = RUN_ONLY.replace('"twice"', '"broken_plan"') + '''
 
     def plan(self, ctx):
         return {}["missing"]
@@ -66,10 +51,10 @@ def ladder(*args, cwd) -> subprocess.CompletedProcess:
 
 
 def test_check_plans_a_run_only_plugin_stage_without_crashing(tmp_path):
-    path = write(tmp_path, "echo_twice", ["echo.py"], {"echo.py": RUN_ONLY})
+    path = write(tmp_path, "twice", ["echo.py"], {"echo.py": RUN_ONLY})
     out = ladder("check", path, "--offline", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "echo_twice: no estimate (EchoTwice implements only run()" in " ".join(out.stdout.split())
+    assert "twice: no estimate (Twice implements only run()" in " ".join(out.stdout.split())
     plan = json.loads(ladder("check", path, "--offline", "--json", cwd=tmp_path).stdout)
     assert plan["stages"][0]["samples"] == 6 and "no_estimate" in plan["stages"][1]
 
@@ -116,10 +101,10 @@ def test_a_plugin_module_by_name_registers_its_classes(tmp_path, monkeypatch):
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "echo_mod.py").write_text(RUN_ONLY, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path / "mods"))
-    path = write(tmp_path, "echo_twice", ["echo_mod"])
+    path = write(tmp_path, "twice", ["echo_mod"])
     try:
         plan = check(path, offline=True)
     finally:
         sys.modules.pop("echo_mod", None)
-    assert [s["stage"] for s in plan["stages"]] == ["zero_shot", "echo_twice"]
-    assert registry.STAGES._targets["echo_twice"] == "echo_mod:EchoTwice"
+    assert [s["stage"] for s in plan["stages"]] == ["zero_shot", "twice"]
+    assert registry.STAGES._targets["twice"] == "echo_mod:Twice"
