@@ -41,6 +41,10 @@ def _print_plan(out: dict, head: str = "") -> None:
             console.print(f"  {s['stage']}: cost $ includes up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    for s in out["stages"]:  # a stage that asks more than once (Stage.plan): every pass is in its numbers
+        if s.get("passes"):
+            console.print(f"  {s['stage']}: {s['passes']} passes of model calls ({s['samples']:,} samples in all); "
+                          f"prompt tokens count each earlier answer at max_tokens", highlight=False)
     for s in out["stages"]:  # few_shot `shots: fixed`: what the provider's prompt cache takes off
         if s.get("cost_usd_cached") is not None:
             console.print(f"  {s['stage']}: its prompts share their first ~{s['prefix_tokens']:,} tokens; with the "

@@ -259,7 +259,7 @@ def test_plugin_on_the_command_line_loads_the_stage(tmp_path):
     assert refused.returncode == 2 and "unknown" in refused.stderr
     out = cli("check", str(path), "--offline", "--plugin", "ladder_refine.py", "--plugin", "ladder_keyword.py",
               cwd=path.parent)
-    assert "self_refine" in out.stdout
+    assert "self_refine: 2 passes of model calls (40 samples in all)" in " ".join(out.stdout.split())
     cli("run", str(path), "--plugin", "exp/ladder_refine.py", "--plugin", str(path.parent / "ladder_keyword.py"),
         cwd=tmp_path)
     assert {r["stage"] for r in csv_rows(tmp_path / "results" / "refine" / "summary.csv")} == \
