@@ -12,7 +12,6 @@ stage gets that through its context and merges no config sections itself.
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from ladder.reach import check, scorer_models
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
 from ladder.registry import STAGES
+from ladder.stages import stage_hook
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
 from ladder.table import write_summary
 from ladder.types import Guard, StageResult
@@ -300,7 +300,7 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
     ctx = plan.context(plan.resolve(stage, planning=True), cache=None)
     impl = STAGES.get(stage.type)(stage)
     backend = ctx.backend
-    planned = _planned(impl, ctx, lambda: impl.plan(ctx))
+    planned = stage_hook(stage, "planned it", lambda: impl.plan(ctx), exp.source)
     if not planned.passes:  # a stage that implements only run(): no count, and a note why
         return {"stage": stage.name, "type": stage.type, "model": backend.config.name,
                 "no_estimate": planned.note or "its plan lists no model call"}
@@ -324,7 +324,7 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
     entry.update(rate_estimate(backend.config, sum(len(p.prompts) * backend.prompt_copies(gen.n) for p, gen in passes),
                                prompt_tokens + output_tokens))  # wall time at `rate_limit:`
     # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
-    scorer = _planned(impl, ctx, lambda: impl.scorer_estimate(ctx, list(first)))
+    scorer = stage_hook(stage, "estimated its scorer", lambda: impl.scorer_estimate(ctx, list(first)), exp.source)
     if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
         for spec in (exp.metric, *exp.extra_metrics.values()):  # of the pass the stage scores: its last
             if is_scorer_type(spec.type):
@@ -336,20 +336,3 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
         if "cost_usd_cached" in entry:
             entry["cost_usd_cached"] += scorer["cost_usd"]
     return entry
-
-
-def _planned(impl: Any, ctx: Any, ask: Callable[[], Any]) -> Any:
-    """What a stage's planning hook returns; its exception (a plugin's bug) a LadderError naming
-    the stage and the file of its class, so `ladder check` says where to look instead of a traceback."""
-    try:
-        return ask()
-    except LadderError:
-        raise
-    except Exception as exc:
-        cls = type(impl)
-        where = inspect.getsourcefile(cls) or cls.__module__
-        raise LadderError(f"stage '{ctx.stage.name}' (type {ctx.stage.type}: {cls.__qualname__} in {where}) "
-                          f"failed while ladder check planned it: {type(exc).__name__}: {exc}",
-                          where=str(ctx.experiment.source) if ctx.experiment.source else None,
-                          fix="fix the stage's plan() or prompts() (check calls them with no model-call cache "
-                              "and generates nothing), or skip the stage (skip: <why>)") from None

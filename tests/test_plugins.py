@@ -67,6 +67,21 @@ def test_a_plugins_exception_in_check_names_the_stage_and_its_file(tmp_path):
     assert "stage 'broken_plan'" in said and str(path.parent / "broken.py") in said and "KeyError" in said
 
 
+def test_a_plugins_exception_in_check_inputs_is_said_by_run_too(tmp_path):
+    code = RUN_ONLY.replace('"twice"', '"bad_inputs"') + '''
+
+    @staticmethod
+    def check_inputs(cfg, task):
+        raise ValueError("no such column")
+'''
+    path = write(tmp_path, "bad_inputs", ["inputs.py"], {"inputs.py": code})
+    out = ladder("run", path, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    said = " ".join(out.stderr.split())
+    assert "stage 'bad_inputs'" in said and "checked its inputs: ValueError: no such column" in said
+    assert str(path.parent / "inputs.py") in said and not (tmp_path / "results").exists()
+
+
 def test_a_missing_plugin_file_is_refused_naming_it_and_the_yaml(tmp_path):
     path = write(tmp_path, "zero_shot", ["nowhere.py"])
     out = ladder("check", path, "--offline", cwd=tmp_path)

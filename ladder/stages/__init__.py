@@ -9,13 +9,14 @@ of a stage that asks more than once in passes.py.
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence, TypeVar
 
 from ladder.backends.base import generate
 from ladder.config import StageConfig
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, LadderError
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
 from ladder.metrics.judged import judged_guards, judged_stats
 from ladder.progress import console, progress_bar
@@ -149,6 +150,30 @@ class Stage:
     def run(self, ctx: StageContext) -> StageResult:
         prompts, guards = self.prompts(ctx)
         return evaluate(ctx, prompts, guards)
+
+
+T = TypeVar("T")
+
+
+def stage_hook(stage: StageConfig, what: str, ask: Callable[[], T], source: Path | None = None) -> T:
+    """What a stage class's hook returns (`ask()`), called before the run (plan, check_inputs, ...);
+    its exception (a plugin's bug) a LadderError naming the stage and the file of its class, so
+    `ladder check` and `ladder run` say where to look instead of printing a traceback. `what`: what
+    ladder was doing, as in "failed while ladder <what>"."""
+    try:
+        return ask()
+    except LadderError:
+        raise
+    except Exception as exc:
+        from ladder.registry import STAGES
+
+        cls = STAGES.get(stage.type)
+        where = inspect.getsourcefile(cls) or cls.__module__
+        raise LadderError(f"stage '{stage.name}' (type {stage.type}: {cls.__qualname__} in {where}) failed while "
+                          f"ladder {what}: {type(exc).__name__}: {exc}", where=str(source) if source else None,
+                          fix="fix the stage's code there (ladder check calls plan(), prompts() and check_inputs() "
+                              "with no model-call cache and generates nothing), or skip the stage (skip: <why>)"
+                          ) from None
 
 
 def local_hf(ctx: StageContext, what: str) -> Any:
