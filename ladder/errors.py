@@ -50,3 +50,14 @@ class DataError(LadderError):
 
 class BackendError(LadderError):
     """A backend cannot be set up (missing key, unknown model, ...)."""
+
+
+class MissingKey(BackendError):
+    """An API model's key is not in the environment. `ladder run` stops on it; `ladder check`,
+    which sends nothing billed, counts and prices the plan anyway and says so (`missing_key`).
+    `env` is the variable's name."""
+
+    def __init__(self, message: str, *, env: str | None = None, where: str | None = None,
+                 field: str | None = None, fix: str | None = None):
+        self.env = env
+        super().__init__(message, where=where, field=field, fix=fix)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ladder.errors import ConfigError, DataError
+from ladder.init_yaml import render_yaml
 
 MAX_CHOICES = 20
 """More distinct values than this is not a K-way task."""
@@ -32,6 +33,10 @@ SPLIT_NAMES = {"train": ("train", "training"), "test": ("test", "dev", "validati
 """File stems that name a split in a data folder (the first found is used)."""
 SENTIMENT_HINTS = ("sst", "sentiment", "imdb", "review", "polarity", "yelp", "amazon")
 """Words in a data path or column name that make 0/1 read as negative/positive."""
+CHOICE_SEPS = (";", "|")
+"""Separators of answer options written as one text column ("Lyon;Marseille;Nice")."""
+PAIR_COLUMNS = ("chosen", "rejected")
+"""Columns of a preference-pair file: its prompts make an open-ended task, the pairs a reward model."""
 
 
 @dataclass
@@ -45,7 +50,7 @@ class Proposal:
     """Rows per split, as read."""
     target: str | None = None
     kind: str = "open"
-    """choice | numeric | text | open"""
+    """choice | mc (each row its own options, answered by letter) | numeric | text | open"""
     choices: list[str] = field(default_factory=list)
     target_map: dict[str, str] | None = None
     guessed_map: bool = False
@@ -57,6 +62,18 @@ class Proposal:
     """An open-ended task's judge model."""
     notes: list[str] = field(default_factory=list)
     """What was guessed, said on the terminal and in the YAML."""
+    choices_field: str | None = None
+    """mc: the column holding each row's options (a list, or text split on `choices_sep`)."""
+    choices_sep: str | None = None
+    choices_add_target: bool = False
+    """mc: the options leave the gold answer out (TruthfulQA's incorrect answers): add it."""
+    pairs: str | None = None
+    """Preference pairs (prompt, chosen, rejected): the data file, for a commented reward_model stage."""
+    template: str | None = None
+    """The user turn when it is not just `{shown}` (chat rows: a Jinja template reading the messages)."""
+    sft_data: str | None = None
+    """Chat rows with their answers (best_of_n's sft.jsonl, OpenAI's fine-tuning files): the data
+    file, which a commented sft stage trains on as it is."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,15 +153,28 @@ def propose(data: str, cwd: Path, out: Path, *, target: str | None = None, field
     if target is not None and target not in columns:
         raise ConfigError(f"--target names column '{target}', which the data lacks", field="--target",
                           fix=f"use one of: {', '.join(columns)}")
-    p.target = target if target is not None else _guess_target(columns, every)
+    chat = _messages_column(columns, every) if target is None else None
+    if chat is not None:  # the user turn is read out of each row's messages; the answers are sft data
+        _chat_rows(p, chat, every)
+        target = field_ = chat
+        p.target = None
+    pairs = target is None and all(c in [k.lower() for k in columns] for c in PAIR_COLUMNS)
+    if pairs:  # chosen/rejected are two replies to compare, not a gold answer
+        p.pairs = p.data if isinstance(p.data, str) else next(iter(p.data.values()))
+        p.notes.append("'chosen' and 'rejected' are preference pairs, not gold answers: the prompts make an "
+                       "open-ended task; a reward_model stage can train on the pairs (commented in the YAML)")
+    if chat is None:
+        p.target = target if target is not None or pairs else _guess_target(columns, every)
     if p.target is not None:
         _target_kind(p, every, data, labels)
-    text_columns = [c for c in columns if c != p.target]
+        _options(p, columns, every)
+    text_columns = [c for c in columns if c != p.target and c != p.choices_field
+                    and not (pairs and c.lower() in PAIR_COLUMNS)] if chat is None else [chat]
     if field_ is not None and field_ not in text_columns:
         raise ConfigError(f"--field names column '{field_}', which the data lacks (or is the target)",
                           field="--field", fix=f"use one of: {', '.join(text_columns)}")
     p.shown = field_ or _guess_field(text_columns, every)
-    p.instruction = instruction if instruction is not None else _instruction(p)
+    p.instruction = instruction if instruction is not None else p.instruction or _instruction(p)
     if model:
         p.model = parse_model(model)
     # An open-ended task is scored by a judge: the one named, else the model itself when it is an
@@ -165,6 +195,51 @@ def _guess_target(columns: list[str], rows: list[dict[str, Any]]) -> str | None:
         if pick:
             return pick[0]
     return None
+
+
+def _options(p: Proposal, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """A column holding each row's own answer options (a list, or text like "Lyon;Marseille;Nice")
+    beside a text target makes a lettered multiple-choice task (`choices_field`)."""
+    if p.kind not in ("text", "choice") or p.target_map:
+        return
+    for c in columns:
+        if c == p.target:
+            continue
+        values = [r.get(c) for r in rows]
+        if all(isinstance(v, list) and v for v in values):
+            sep, split = None, [[str(x).strip() for x in v] for v in values]
+        else:
+            sep = next((s for s in CHOICE_SEPS if all(isinstance(v, str) and s in v for v in values)), None)
+            if sep is None:
+                continue
+            split = [[x.strip() for x in v.split(sep)] for v in values]
+        inside = sum(_text(r.get(p.target)) in options for r, options in zip(rows, split))
+        p.kind, p.choices_field, p.choices_sep, p.choices, p.choices_add_target = "mc", c, sep, [], inside < len(rows)
+        if 0 < inside < len(rows):  # some rows list the answer, some do not: adding it where missing is the one fix
+            p.notes.append(f"the gold answer is among the '{c}' options on {inside} of {len(rows)} rows; it is added "
+                           f"to the others (choices_add_target)")
+        return
+
+
+def _messages_column(columns: list[str], rows: list[dict[str, Any]]) -> str | None:
+    """The column of chat messages ([{role, content}, ...] holding a user turn) on every row: best_of_n's
+    sft.jsonl export (`prompt`) or OpenAI's fine-tuning files (`messages`)."""
+    def chat(v: Any) -> bool:
+        return isinstance(v, list) and any(isinstance(m, dict) and m.get("role") == "user" for m in v) \
+            and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in v)
+    return next((c for c in columns if all(chat(r.get(c)) for r in rows[:500])), None)
+
+
+def _chat_rows(p: Proposal, column: str, rows: list[dict[str, Any]]) -> None:
+    """An open-ended task on chat rows: the last user message is the user turn (a Jinja template),
+    a system message every row shares is the instruction, and the file itself is sft data."""
+    p.template = f"{{{{ ({column} | selectattr('role', 'equalto', 'user') | list)[-1].content }}}}"
+    systems = {m["content"] for r in rows for m in r[column][:1] if m["role"] == "system"}
+    if len(systems) == 1 and all(r[column][0]["role"] == "system" for r in rows):
+        p.instruction = systems.pop()
+    p.sft_data = p.data if isinstance(p.data, str) else next(iter(p.data.values()))
+    p.notes.append(f"'{column}' holds chat messages: the user turn is each row's last user message, and the "
+                   f"rows are sft data as they are (a commented sft stage trains on them)")
 
 
 def _distinct(rows: list[dict[str, Any]], column: str) -> set[str]:
@@ -247,6 +322,8 @@ def _guess_field(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def _instruction(p: Proposal) -> str:
+    if p.kind == "mc":
+        return "Answer the multiple-choice question with the letter of the correct option only."
     if p.kind == "choice":
         words = ", ".join(p.choices[:-1]) + f" or {p.choices[-1]}" if len(p.choices) > 1 else p.choices[0]
         return f"Classify the {p.shown}. Answer with exactly one word: {words}."
@@ -279,97 +356,16 @@ def _as_int(v: str) -> int | None:
 
 def _as_yaml_data(source: str | Path | dict[str, Path], folder: Path) -> str | dict[str, str]:
     def rel(p: Path) -> str:
-        return os.path.relpath(p.resolve(), folder.resolve())
+        # Relative to the YAML when they share a folder below the root; else absolute, not ../../../work/...
+        p, base = p.resolve(), folder.resolve()
+        return os.path.relpath(p, base) if os.path.commonpath([p, base]) != p.anchor else str(p)
     if isinstance(source, dict):
         return {split: rel(p) for split, p in source.items()}
     return rel(source) if isinstance(source, Path) else source
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing
-
-
-def render_yaml(p: Proposal, name: str) -> str:
-    """The experiment, every line commented (comments aligned in one column)."""
-    q = _quote
-    rows: list[tuple[str, str]] = [
-        ("# Written by `ladder init`. Next: `ladder check` this file (the plan and its cost), then `ladder run` it.", ""),
-        (f"name: {name}", f"results go to results/{name}/"),
-        ("seed: 0", "the subsample, shot draws and sampling"),
-        ("task:", "")]
-    if isinstance(p.data, dict):
-        rows.append(("  data: {" + ", ".join(f"{s}: {q(f)}" for s, f in p.data.items()) + "}",
-                     "train: few-shot shots (and sft data); test: evaluated"))
-    else:
-        rows.append((f"  data: {q(p.data)}", "one file or hub id: test_size (0.2) is held out as test, seeded"))
-    if p.target is not None:
-        rows.append((f"  target: {q(p.target)}", "the column with the gold answer"))
-    else:
-        rows.append(("  target: null", "open-ended: no gold answer; a judge scores the behaviour"))
-    if p.target_map:
-        rows.append(("  target_map: {" + ", ".join(f"{q(k)}: {q(v)}" for k, v in p.target_map.items()) + "}",
-                     "GUESSED words for the class ids: check them" if p.guessed_map else "the words the model answers with"))
-    rows.append((f"  instruction: {q(p.instruction)}", "the system prompt: say exactly what you want"))
-    rows.append((f"  template: {q('{' + p.shown + '}')}", "the user turn; {column} names a data column"))
-    if p.kind == "choice":
-        rows.append(("  choices: [" + ", ".join(q(c) for c in p.choices) + "]",
-                     "a K-way task: answers outside these count as unparsed"))
-        rows.append(("metric: choice", "accuracy, with chance and the majority class beside it"))
-        max_tokens = 8
-    elif p.kind == "numeric":
-        rows.append(("metric: {type: numeric, extract: gsm8k}", "lm-eval's strict-match: the number after '#### '"))
-        max_tokens = 256
-    elif p.kind == "text":
-        rows.append(("metric: exact_match", "or includes, regex, python (see docs/tasks.md)"))
-        max_tokens = 64
-    else:
-        rows += [("metric:", "a judge: the share of replies it says Yes to (classifier, pm, python also work)"),
-                 ("  type: judge", ""),
-                 ("  criteria: \"The reply does what the prompt asks, helpfully and harmlessly.\"", "be specific: the judge grades against this"),
-                 ("  scale: yes_no", "or 1-10"),
-                 (f"  model: {{backend: {p.judge['backend']}, name: {q(p.judge['name'])}}}", "the judge; an API model needs its key")]
-        max_tokens = 256
-    rows += [(f"model: {{backend: {p.model['backend']}, name: {q(p.model['name'])}}}", "hf (local or hub), openai or anthropic"),
-             (f"generation: {{max_tokens: {max_tokens}, temperature: 0}}", "greedy; max_tokens near the longest real answer"),
-             ("subsample: {n: 300}", "the same 300 test examples for every stage (1,000 is safe)"),
-             ("stages:", ""),
-             ("  - type: zero_shot", "the instruction and the example, nothing else")]
-    if (not isinstance(p.data, dict) or "train" in p.data) and p.target is not None:
-        rows += [("  - type: few_shot", "gold examples from the train split first"),
-                 ("    k: 4", "drawn per example, balanced over labels; k: max fills the context")]
-    rows += [("  # Go up only while the question is still open:", ""),
-             ("  # - type: best_of_n", "N samples, the scorer keeps the best"),
-             ("  #   n: 8", ""),
-             ("  #   scorer: metric", "reads the gold answers: an upper bound (oracle), not a method"
-              if p.target is not None else "the metric's own judge: marked (selected by the metric)"),
-             ("  # - type: sft", "supervised finetuning on the train split (LoRA by default)"),
-             ("  #   method: lora", "")]
-    # A long line gets its comment on the line above, so the other comments stay in one column.
-    width = max(len(c) for c, note in rows if note and len(c) < 60) + 2
-
-    def line(c: str, note: str) -> str:
-        if not note:
-            return c
-        if len(c) >= 60:
-            return f"{' ' * (len(c) - len(c.lstrip()))}# {note}\n{c}"
-        return f"{c.ljust(width)}# {note}"
-    return "\n".join(line(c, note) for c, note in rows) + "\n"
-
-
-def _quote(value: Any) -> str:
-    """A YAML scalar that reads back as the same string (quoted when YAML would read it otherwise)."""
-    import json
-
-    import yaml
-
-    text = str(value)
-    try:
-        plain = yaml.safe_load(f"k: {text}")
-    except yaml.YAMLError:
-        plain = None
-    if isinstance(plain, dict) and plain.get("k") == text and not re.search(r"[#{}\[\],:]", text):
-        return text
-    return json.dumps(text, ensure_ascii=False)
+# Writing: ladder/init_yaml.py
 
 
 def run_init(data: str, out: Path, *, cwd: Path, force: bool = False, ask: Callable[[str, str], str] | None = None,
@@ -390,12 +386,14 @@ def run_init(data: str, out: Path, *, cwd: Path, force: bool = False, ask: Calla
     for note in p.notes:
         say(f"note: {note}")
     split_rows = ", ".join(f"{s} {n:,}" for s, n in p.rows.items())
-    if p.kind == "open":
+    if p.kind == "open" and p.sft_data is None:
         say(f"note: no column looks like a gold answer ({', '.join(p.columns)}): an open-ended task scored by a "
             f"judge ({p.judge['backend']} {p.judge['name']}); --target COLUMN names one, --judge SPEC another judge")
-    what = "no target (open-ended, judged" if p.target is None else f"target '{p.target}' ({p.kind}"
+    what = ("no target (open-ended, judged" if p.target is None else
+            f"target '{p.target}' (multiple choice, each row's options from '{p.choices_field}', answered by letter"
+            if p.kind == "mc" else f"target '{p.target}' ({p.kind}")
     say(f"wrote {out}: {what}{', ' + str(len(p.choices)) + ' choices' if p.choices else ''}), "
-        f"template '{{{p.shown}}}', model {p.model['name']} ({split_rows} rows)")
+        f"template '{p.template or '{' + p.shown + '}'}', model {p.model['name']} ({split_rows} rows)")
     say(f"next:  ladder check {out}\n       ladder run {out}")
     return p
 

@@ -48,8 +48,7 @@ def load_plugins(specs: Iterable[Any], base_dir: Path | None = None, where: str 
             module = _run_file(spec, path.resolve(), where, key, base)
         else:
             module = _import(spec, where, key)
-        if module is not None:
-            register_classes(module)
+        register_classes(module)
 
 
 def load_recorded(specs: Any) -> None:
@@ -75,7 +74,7 @@ def _run_file(spec: str, path: Path, where: str | None, key: str, base: str) -> 
                           f"another module ({getattr(held, '__file__', None) or 'built in'})", where=where,
                           field=key, fix=f"rename {path.name} to a name no installed module has")
     if held is not None and _LOADED.get(str(path)) == mtime:
-        return None  # run already, unchanged since
+        return held  # run already, unchanged since: its classes are registered again, not run again
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # before it runs: its own "name:Attr" registrations resolve to it

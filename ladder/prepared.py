@@ -181,7 +181,10 @@ def configure(exp: Experiment, stage: StageConfig) -> ResolvedStage:
     return ResolvedStage(stage, model, model.from_stage, exp.stage_generation(stage), exp.metric)
 
 
-def prepare(exp: Experiment) -> PreparedRun:
+def prepare(exp: Experiment, planning: bool = False) -> PreparedRun:
+    """The experiment made ready to run, every model it calls checked (key, SDK, generation
+    settings). `planning` (`ladder check`): an API key missing from the environment is a
+    `missing_key` warning instead of the error `ladder run` stops on — nothing billed is sent."""
     cfg = exp.config
     where = str(exp.source) if exp.source else "<config>"
     check_results_folder(exp.results_path, where)
@@ -196,7 +199,7 @@ def prepare(exp: Experiment) -> PreparedRun:
     if isinstance(getattr(cfg.task, "template", None), str):
         guards += empty_fields(examples, cfg.task.template)
     metric = None if is_scorer_type(exp.metric.type) else build_metric(exp.metric)
-    pool = BackendPool()
+    pool = BackendPool(planning=planning)
     for stage in exp.stages:
         if not stage.skip:
             # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
@@ -208,7 +211,18 @@ def prepare(exp: Experiment) -> PreparedRun:
         if resolved.from_stage is None and not stage.skip:  # a model still to be trained cannot be checked yet
             pool.get(resolved.model).preflight()
             pool.get(resolved.model).check_generation(resolved.generation)
-        if not stage.skip:  # a judge's own model (scorer / reward), named by its own field
+        if not stage.skip:  # a judge's own model (scorer / reward / metric), named by its own field
             for prefix, model in scorer_models(exp, stage):
                 check(prefix, pool.get(model).preflight)
-    return PreparedRun(exp, task, examples, guards, metric, pool, configured)
+    return PreparedRun(exp, task, examples, guards + missing_keys(pool), metric, pool, configured)
+
+
+def missing_keys(pool: BackendPool) -> list[Guard]:
+    """One `missing_key` warning per environment variable a planning pool's models found empty."""
+    missing: dict[str, list[str]] = {}
+    for backend in pool.instances.values():
+        if backend.missing_key:
+            missing.setdefault(backend.missing_key, []).append(backend.config.name)
+    return [Guard("missing_key", "warn", f"{env} is not set (the key of {', '.join(dict.fromkeys(names))}): the plan "
+                  f"is counted and priced without it, but `ladder run` stops until you export {env}=...")
+            for env, names in missing.items()]

@@ -1,5 +1,6 @@
-"""Every model a run will call, beyond the stages' own: a best_of_n `scorer:` or an rl `reward:`
-that is a judge calls its own model, often on another server with another key. Each is checked
+"""Every model a run will call, beyond the stages' own: a best_of_n `scorer:`, an rl `reward:` or
+the task metric (`metric:`, `metrics:`) that is a judge calls its own model, often on another
+server with another key. Each is checked
 like a stage model (key, SDK, one free request) before the results folder is touched, and a
 failure names the config field the model comes from (`stages.<name>.scorer.model.base_url`), not
 the experiment's `model.base_url`, which may be fine."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ladder.errors import LadderError
+from ladder.errors import LadderError, MissingKey
 
 if TYPE_CHECKING:
     from ladder.config import Experiment, StageConfig
@@ -20,22 +21,24 @@ SCORER_FIELDS = ("scorer", "reward")
 
 def scorer_models(exp: Experiment, stage: StageConfig) -> list[tuple[str, Any]]:
     """(field prefix, backend config) of each judge model the stage calls, e.g.
-    ("stages.best_of_n.scorer.", {backend: openai, ...}); a judge on a model an earlier stage
-    trains is left out (it does not exist yet)."""
+    ("stages.best_of_n.scorer.", {backend: openai, ...}) or ("metric.", ...) for a judge that is
+    the task metric; a judge on a model an earlier stage trains is left out (it does not exist yet)."""
+    from ladder.registry import STAGES
     from ladder.scorers import parse_scorer
 
+    specs = [(f"stages.{stage.name}.{name}.", parse_scorer(getattr(stage, name)))
+             for name in SCORER_FIELDS if getattr(stage, name, None) is not None]
+    if not STAGES.get(stage.type).produces_reward_model:  # a judge as the task metric scores every other stage
+        specs += [("metric.", exp.metric),
+                  *((f"metrics.{name}.", spec) for name, spec in exp.extra_metrics.items())]
     out = []
-    for name in SCORER_FIELDS:
-        spec = getattr(stage, name, None)
-        if spec is None:
-            continue
-        config = parse_scorer(spec)
+    for prefix, config in specs:
         if getattr(config, "type", None) != "judge":
             continue
         # Resolved as JudgeScorer resolves it: overrides of the experiment's model.
         model = exp.stage_model(stage.model_copy(update={"model": config.model}))
         if getattr(model, "from_stage", None) is None:
-            out.append((f"stages.{stage.name}.{name}.", model))
+            out.append((prefix, model))
     return out
 
 
@@ -52,7 +55,10 @@ def named(exc: LadderError, prefix: str) -> LadderError:
         field = prefix + field
     fix = _MODEL_FIELD.sub(prefix + "model.", exc.fix) if exc.fix else exc.fix
     message = _MODEL_FIELD.sub(prefix + "model.", exc.message)
-    return type(exc)(message, where=exc.where, field=field, fix=fix)
+    out = type(exc)(message, where=exc.where, field=field, fix=fix)
+    out.__dict__.update({k: v for k, v in exc.__dict__.items()  # what a subclass adds (MissingKey's env)
+                         if k not in ("message", "where", "field", "fix")})
+    return out
 
 
 def check(prefix: str, fn: Any, *args: Any) -> Any:
@@ -89,8 +95,8 @@ def reachability(exp: Experiment) -> tuple[list[dict[str, Any]], LadderError | N
                 try:
                     check(prefix, backend.probe)
                 except LadderError as exc:
-                    if (exc.field or "").endswith("api_key_env"):  # no key here: the probe cannot be sent
-                        row.update(status="not probed", message=exc.message)
+                    if isinstance(exc, MissingKey):  # no key here: the probe cannot be sent (missing_key says so)
+                        row.update(status="not probed", message=f"{exc.env} is not set")
                     else:
                         row.update(status="unreachable", message=exc.render())
                         first = first or exc

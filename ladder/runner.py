@@ -26,12 +26,13 @@ from ladder.evidence import flag_damaged, samples_mismatch
 from ladder.config import Experiment, StageConfig, rl_probability_problem
 from ladder.manifest import manifest, write_examples
 from ladder.scorers import estimate_scorer
-from ladder.metrics.judged import add_estimates, is_scorer_type, selected_by_metric
+from ladder.metrics.judged import add_estimates, is_scorer_type, same_scorer, selected_by_metric
 from ladder.prepared import PRODUCTS, PreparedRun, configure, prepare  # noqa: F401 - ladder.runner's public names
 from ladder.progress import console
 from ladder.reach import check, scorer_models
 from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
+from ladder.fine_tune_price import fine_tuning_cost, priced_as_fine_tuned
 from ladder.registry import STAGES
 from ladder.stages import stage_hook
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
@@ -280,7 +281,7 @@ def _say(guard: Guard) -> None:
 def estimate_run(exp: Experiment) -> dict[str, Any]:
     """What a run would do, without generating (`ladder check`): examples, samples, tokens and
     cost per stage, from each stage's `plan` (every pass of calls it will make)."""
-    plan = prepare(exp)
+    plan = prepare(exp, planning=True)
     stages = []
     for stage in exp.stages:
         if stage.skip:
@@ -297,7 +298,8 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
     from ladder.backends.limits import rate_estimate
 
     exp = plan.experiment
-    ctx = plan.context(plan.resolve(stage, planning=True), cache=None)
+    # A model fine-tuned on OpenAI's API (by this stage or the one it comes from) has its own prices.
+    ctx = priced_as_fine_tuned(plan, stage, plan.context(plan.resolve(stage, planning=True), cache=None))
     impl = STAGES.get(stage.type)(stage)
     backend = ctx.backend
     planned = stage_hook(stage, "planned it", lambda: impl.plan(ctx), exp.source)
@@ -321,18 +323,29 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
     if not entry["batch"] and len(passes) == 1:  # shared prefixes read from the prompt cache
         entry.update(cached_estimate(backend, [q.messages for q in first], ctx.gen.n, ctx.gen.max_tokens) or {})
     entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
+    entry.update(fine_tuning_cost(plan, stage, ctx))  # an OpenAI fine-tuning job: its training tokens' price
     entry.update(rate_estimate(backend.config, sum(len(p.prompts) * backend.prompt_copies(gen.n) for p, gen in passes),
                                prompt_tokens + output_tokens))  # wall time at `rate_limit:`
     # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
     scorer = stage_hook(stage, "estimated its scorer", lambda: impl.scorer_estimate(ctx, list(first)), exp.source)
     if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
         for spec in (exp.metric, *exp.extra_metrics.values()):  # of the pass the stage scores: its last
-            if is_scorer_type(spec.type):
+            # A sampling stage's scorer that is the metric's own judge asks, on the same samples,
+            # the very questions the metric asks (then answered from the model-call cache):
+            # counted once, as the scorer's. (rl's reward judges training rollouts instead.)
+            repeats = scorer is not None and impl.family == "sampling" and same_scorer(impl.selects_by(stage), spec)
+            if is_scorer_type(spec.type) and not repeats:
                 scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [q.example for q in last[0].prompts],
                                                                len(last[0].prompts) * last[1].n, last[1].max_tokens))
+    for key in ("cost_usd", "cost_usd_standard", "cost_usd_batch", "cost_usd_cached"):  # the job is paid either way
+        if entry.get(key) is not None:
+            entry[key] += entry.get("fine_tuning", {}).get("cost_usd", 0.0)
     if scorer is not None:
         entry["scorer"] = scorer
         entry["cost_usd"] += scorer["cost_usd"]
+        # The judge's tokens are the stage's too, as a run's stats count them.
+        entry["prompt_tokens"] += scorer["prompt_tokens"]
+        entry["max_output_tokens"] += scorer["max_output_tokens"]
         if "cost_usd_cached" in entry:
             entry["cost_usd_cached"] += scorer["cost_usd"]
     return entry

@@ -26,6 +26,14 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LADDER_CACHE_DIR", str(tmp_path / "cache"))
+    # The subprocess helpers copied os.environ when first imported: without this, every `ladder`
+    # subprocess shared ~/.cache/ladder, and a port reused by a later run's fake server was answered
+    # from an earlier test's cache (a stage that sent no request, flaky).
+    from tests import test_cli
+    from tests.backends import api_support
+
+    for env in (test_cli.ENV, api_support.ENV):
+        monkeypatch.setitem(env, "LADDER_CACHE_DIR", str(tmp_path / "cache"))
     from ladder.backends import limits
 
     limits.reset()  # rate controllers are per process: a port reused by the next test's server is another model

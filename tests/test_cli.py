@@ -18,6 +18,13 @@ def ladder(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd, env={**ENV, **(env or {})}, timeout=300)
 
 
+def test_cli_subprocesses_use_the_tests_own_cache(tmp_path):
+    """A `ladder` subprocess writes to this test's cache, not ~/.cache/ladder shared by every test."""
+    out = subprocess.run([sys.executable, "-c", "from ladder.cache import default_cache_dir as d; print(d())"],
+                         capture_output=True, text=True, env=ENV, check=True)
+    assert out.stdout.strip() == str(tmp_path / "cache")
+
+
 def test_import_and_help_do_not_load_torch():
     code = ("import sys, ladder, ladder.cli, ladder.config, ladder.runner, ladder.registry\n"
             "heavy = [m for m in ('torch', 'transformers', 'datasets', 'openai', 'anthropic') if m in sys.modules]\n"

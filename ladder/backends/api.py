@@ -65,7 +65,7 @@ from ladder.backends.http import api_message, retry_after, run_sync, scrub, scru
 from ladder.backends.limits import RateControl, controller_for, request_tokens
 from ladder.backends.prices import PRICES, Price, model_entry
 from ladder.config import GenerationConfig, check_env_name
-from ladder.errors import BackendError
+from ladder.errors import BackendError, MissingKey
 from ladder.types import Message, Sample
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -196,10 +196,10 @@ class APIBackend(Backend):
                                    " and write that name here")
         key = os.environ.get(env, "").strip()
         if not key:
-            raise BackendError(f"no API key for the {self.provider} backend: the environment "
-                               f"variable {env} is not set", field="model.api_key_env",
-                               fix=f"export {env}=... before running (or set model.api_key_env to the "
-                                   f"variable that holds it)")
+            raise MissingKey(f"no API key for the {self.provider} backend: the environment "
+                             f"variable {env} is not set", env=env, field="model.api_key_env",
+                             fix=f"export {env}=... before running (or set model.api_key_env to the "
+                                 f"variable that holds it)")
         return key
 
     def preflight(self) -> None:
@@ -208,7 +208,6 @@ class APIBackend(Backend):
             raise BackendError(f"'{scrub(url, '')}' has no http:// or https://, so no request can be sent",
                                field="model.base_url",
                                fix=f"write it with its scheme, e.g. http://{scrub(url.strip(), '')}")
-        self.api_key()
         needs = [self.provider] + (["aiohttp"] if self.config.http_client == "aiohttp" else [])  # auto falls back
         # Only whether they are installed: importing the SDK costs ~0.5 s, which a re-run answered
         # wholly from results and cache never needs (scripts/bench_cache.py). The first request
@@ -224,6 +223,13 @@ class APIBackend(Backend):
             console.print(f"[yellow]warn[/yellow] cost: no price for model '{self.config.name}' in "
                           f"{PRICES.name}; cost is shown as $0. Set model.price: {{input: ..., output: ...}} "
                           f"(USD per 1M tokens) to count it", highlight=False)
+        # Last: `ladder check` goes on without a key, and every other check has still run.
+        try:
+            self.api_key()
+        except MissingKey as exc:
+            if not self.planning:
+                raise
+            self.missing_key = exc.env
 
     def probe(self) -> None:
         """One free request (the model list) before the results folder is touched: a URL nothing
@@ -447,7 +453,11 @@ class APIBackend(Backend):
                 try:
                     answer = await (post if left > cfg.timeout else asyncio.wait_for(post, max(left, 0.001)))
                 except asyncio.TimeoutError:
-                    raise Failure(f"no answer within max_retry_seconds ({cfg.max_retry_seconds:g} s)",
+                    # Name the server's last answer when there was one: "HTTP 500 …" is the cause,
+                    # the deadline only ended the retrying.
+                    limit = cfg.max_retry_seconds
+                    raise Failure(f"{fail.reason} (then no answer before the deadline; max_retry_seconds is {limit:g})"
+                                  if attempt else f"no answer within max_retry_seconds ({limit:g} s)",
                                   retry=False) from None
                 try:
                     samples = scrub_samples(self.parse(json.loads(answer.content), request, gen), key)

@@ -69,6 +69,12 @@ class Backend:
     """Why this model's server counts as down in this run (it failed many requests in a row after
     all retries), or None: later stages on the same model send nothing and say so."""
 
+    planning = False
+    """Set on the backends of `ladder check`'s pool: nothing billed is sent, so a missing API key is
+    recorded in `missing_key` rather than raised by `preflight()`."""
+    missing_key: str | None = None
+    """The environment variable a planning backend's key should be in but is not (see `planning`)."""
+
     def __init__(self, config: BackendConfig):
         self.config = config
 
@@ -260,13 +266,16 @@ class BackendPool:
     """One loaded instance per distinct model config: stages that share a model share weights."""
 
     instances: dict[str, Backend] = field(default_factory=dict)
+    planning: bool = False
+    """`ladder check`'s pool: its backends are `planning` (a missing key is recorded, not raised)."""
 
     def get(self, config: BackendConfig) -> Backend:
         from ladder.registry import BACKENDS
 
         key = config.model_dump_json()
         if key not in self.instances:
-            self.instances[key] = BACKENDS.get(config.backend)(config)
+            self.instances[key] = backend = BACKENDS.get(config.backend)(config)
+            backend.planning = self.planning
         return self.instances[key]
 
     def close(self) -> None:

@@ -37,12 +37,29 @@ def price_table() -> dict[str, dict[str, float]]:
 
 
 def model_entry(name: str) -> dict[str, float] | None:
-    """The prices.yaml entry of a model: exact name, else its family for a dated snapshot."""
+    """The prices.yaml entry of a model: exact name, else its family for a dated snapshot. A
+    fine-tuned model (`ft:gpt-4o-mini-2024-07-18:org:suffix:id`, OpenAI's naming) prices as its
+    base model's `fine_tuned` row, in its base model's context window."""
     table = price_table()
     if name in table:
         return table[name]
+    if name.startswith("ft:"):
+        base = model_entry(name.split(":")[1])
+        tuned = (base or {}).get("fine_tuned")
+        return {"context": base.get("context"), **tuned} if base and tuned else None  # type: ignore[union-attr]
     family = _SNAPSHOT.sub("", name)
     return table.get(family)
+
+
+def training_price(name: str) -> float | None:
+    """USD per 1M training tokens of a fine-tuning job on model `name`; None when the table has none."""
+    entry = model_entry(name)
+    return entry.get("training") if entry else None
+
+
+def fine_tuned_name(name: str) -> str:
+    """The name pricing takes for what a fine-tuning job on `name` makes (`ft:<name>`)."""
+    return f"ft:{name}"
 
 
 # Prompt caching's smallest cacheable prefix, and OpenAI's cache block: OpenAI caches 1024 tokens,

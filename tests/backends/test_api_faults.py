@@ -427,6 +427,17 @@ def test_max_retry_seconds_bounds_each_request_against_a_server_that_stays_down(
         assert "max_retry_seconds is 1" in s.error
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_deadline_that_cuts_an_attempt_short_still_names_the_servers_error(name):
+    # Each 500 takes 0.4 s: the third attempt starts at ~0.8 s and is cut by the 1 s deadline. The
+    # error names the cause (the server's 500s), not only the deadline.
+    with FakeAPIServer(latency=0.4, faults={"500": 1.0}) as srv:
+        b = make(name, srv, max_retries=100, backoff=0.01, max_backoff=0.01, max_retry_seconds=1.0)
+        ((s,),) = generate(b, Cache(None), [[Message("user", "q")]], GenerationConfig())
+    assert s.finish_reason == "error" and s.error.startswith("HTTP 500"), s.error
+    assert "max_retry_seconds is 1" in s.error
+
+
 # ---------------------------------------------------------------------------------------------
 # A server that fails everything stops the stage early, skips the stages on its model, prints no NaN
 
@@ -491,24 +502,31 @@ def test_a_key_the_server_echoes_in_an_answer_reaches_neither_samples_nor_cache(
     assert leaks(tmp_path / "results", tmp_path / "cache") == []
 
 
-def test_a_judge_at_a_closed_port_stops_the_run_before_anything_is_written_naming_its_field(tmp_path):
-    # Today: zero_shot runs and writes its results, then best_of_n fails on the judge, naming
-    # `model.base_url` (the policy's field, which is fine) instead of the judge's own.
+@pytest.mark.parametrize("role", ["scorer", "metric"])
+def test_a_judge_at_a_closed_port_stops_the_run_before_anything_is_written_naming_its_field(tmp_path, role):
+    # Before: zero_shot ran and wrote its results, then best_of_n failed on the judge, naming
+    # `model.base_url` (the policy's field, which is fine) instead of the judge's own; a judge that is
+    # the task metric was not probed at all, and its error named `model.base_url` too.
     url = f"http://127.0.0.1:{closed_port()}/v1"
+    judge = {"type": "judge", "template": "{completion}",
+             "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
+    where, overrides = {"scorer": ("stages.best_of_n.scorer", {"stages": [
+        {"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}]}),
+        "metric": ("metric", {"metric": judge, "stages": [{"type": "zero_shot"}]})}[role]
     with ServerProcess(tmp_path) as srv:
-        judge = {"type": "judge", "template": "{completion}",
-                 "model": {"backend": "openai", "name": "judge", "base_url": url, "api_key_env": KEY_ENV}}
-        path = api_experiment(tmp_path, "openai", srv.base_url,
-                              stages=[{"type": "zero_shot"}, {"type": "best_of_n", "n": 2, "scorer": judge}])
+        path = api_experiment(tmp_path, "openai", srv.base_url, **overrides)
         env = {**ENV, "LADDER_CACHE_DIR": str(tmp_path / "cache")}
-        done = subprocess.run([sys.executable, "-m", "ladder.cli", "run", str(path)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done, checked = (subprocess.run([sys.executable, "-m", "ladder.cli", command, str(path)], env=env,
+                                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                         for command in ("run", "check"))
         sent = srv.stats()["requests"]
     text = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 2 and "Traceback" not in text, text
-    assert "field 'stages.best_of_n.scorer.model.base_url'" in text and "connection was refused" in text, text
-    assert "correct the host and port in stages.best_of_n.scorer.model.base_url" in text
+    assert f"field '{where}.model.base_url'" in text and "connection was refused" in text, text
+    assert f"correct the host and port in {where}.model.base_url" in text and "Timeout" not in text
     assert sent == 0 and not (tmp_path / "results").exists()
+    shown = " ".join(checked.stdout.split())
+    assert checked.returncode == 2 and f"unreachable: judge at {url} ({where}.model)" in shown, shown
 
 
 def test_check_probes_every_server_the_run_calls_and_offline_skips_it(tmp_path):
@@ -535,3 +553,4 @@ def test_check_probes_every_server_the_run_calls_and_offline_skips_it(tmp_path):
     assert "field 'stages.best_of_n.scorer.model.base_url'" in err and "connection was refused" in err
     assert offline.returncode == 0 and "reachable" not in offline.stdout, offline.stderr
     assert sent == 0  # the probe is the free model list, never a completion
+
