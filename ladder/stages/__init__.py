@@ -139,6 +139,13 @@ class Stage:
         return None
 
     @classmethod
+    def fine_tunes_through_api(cls, cfg: StageConfig, model: Any) -> bool:
+        """True when the stage trains its model through a provider's fine-tuning API (sft's openai
+        route) for `model`, the stage's BackendConfig: `ladder check` then prices the job, and a
+        stage that evaluates the fine-tuned model at the fine-tuned model's prices. Default False."""
+        return False
+
+    @classmethod
     def training_estimate(cls, cfg: StageConfig, task: TaskLike, model: Any,
                           base_dir: Path | None = None) -> dict[str, Any] | None:
         """For a stage that trains: {steps, how, seconds, basis, long} (ladder/estimate.py
