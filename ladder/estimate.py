@@ -79,7 +79,8 @@ def sft_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None = None
     per_step = batch * stage.gradient_accumulation_steps
     steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
     how = (f"max_steps {stage.max_steps}" if stage.max_steps else
-           f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None else
+           f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None and stage.data
+           else f"the successes of stage '{stage.train_from.stage}' decide the steps" if rows is None else
            f"{_of(rows, total)} ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
     rate = SFT_SECONDS_PER_STEP[bool(stage.curves)] * per_step / 16
     basis = f"{rate:.2f} s/step: ladder-tiny on 2 CPU cores" + ("" if stage.curves else ", curves off")
@@ -154,6 +155,8 @@ def _of(used: int, total: int | None, what: str = "rows") -> str:
 
 
 def _rows(stage: Any, task: Any, base_dir: Path | None) -> int | None:
+    if getattr(stage, "train_from", None) is not None:  # an earlier stage's successes: known once it ran
+        return None
     data = getattr(stage, "data", None)
     if data is None:
         return len(task.examples("train"))

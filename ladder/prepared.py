@@ -13,12 +13,14 @@ from typing import Any
 
 from ladder.backends.base import BackendPool
 from ladder.cache import Cache, cache_key
-from ladder.digests import path_digest, scoring_digests
+from ladder.digests import code_digest, path_digest, scoring_digests
+from ladder.earlier import earlier_folders, run_id_part as earlier_run_id, unset_redteam_keys
 from ladder.config import Experiment, StageConfig, backend_config, nested_from_stage
 from ladder.guards import empty_fields, subsample
 from ladder.metrics import Metric, build_metric
 from ladder.metrics.pairwise import bind, run_id_part as pairwise_run_id
 from ladder.metrics.judged import build_task_metric, check_open_ended, is_scorer_type
+from ladder.metrics.redteam import run_id_part as respondent_run_id, with_respondent
 from ladder.reach import check, scorer_models
 from ladder.errors import ConfigError, LadderError
 from ladder.registry import STAGES
@@ -94,7 +96,8 @@ class PreparedRun:
             # `skip` only says whether the stage runs, not what it outputs, `report_to` (training
             # stages) only where their logs also go and `save_every_minutes` only when checkpoints
             # are written: leave them out of the id.
-            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to", "save_every_minutes"}),
+            "stage": stage.model_dump(mode="json", exclude={"skip", "report_to", "save_every_minutes",
+                                                            *unset_redteam_keys(stage)}),
             "model": self.pool.get(resolved.model).fingerprint,
             "model_config": resolved.model.model_dump(mode="json"),
             "generation": resolved.generation.model_dump(mode="json"),
@@ -118,6 +121,10 @@ class PreparedRun:
             "upstream": {name: self.produced.get(name)
                          for _, name in nested_from_stage(stage.model_dump(mode="json"))},
             **pairwise_run_id(self, stage),  # a pairwise judge's reference (absent otherwise)
+            # A respondent (red-teaming's target) and an earlier stage's outputs (shots_from) decide
+            # the stage's scores and prompts: absent otherwise.
+            **respondent_run_id(self.experiment, stage, lambda m: self.pool.get(m).fingerprint, code_digest),
+            **earlier_run_id(self, stage),
         }
         return cache_key(payload)[:12]
 
@@ -168,6 +175,9 @@ class PreparedRun:
             # A pairwise judge reads the reference stage's outputs: bound per stage.
             ctx.metric, *more = bind(self, resolved, [ctx.metric, *ctx.extra_metrics.values()])
             ctx.extra_metrics = dict(zip(ctx.extra_metrics, more))
+        with_respondent(ctx)  # a second model in the loop: the metrics score its reply
+        if resolved.run_dir is not None:  # shots_from / train_from: the earlier stage's folder
+            ctx.earlier = earlier_folders(self, resolved.config)
         return ctx
 
 

@@ -20,7 +20,7 @@ SCORER_FIELDS = ("scorer", "reward")
 
 
 def scorer_models(exp: Experiment, stage: StageConfig) -> list[tuple[str, Any]]:
-    """(field prefix, backend config) of each judge model the stage calls, e.g.
+    """(field prefix, backend config) of each judge model (and the respondent) the stage calls, e.g.
     ("stages.best_of_n.scorer.", {backend: openai, ...}) or ("metric.", ...) for a judge that is
     the task metric; a judge on a model an earlier stage trains is left out (it does not exist yet)."""
     from ladder.registry import STAGES
@@ -39,7 +39,9 @@ def scorer_models(exp: Experiment, stage: StageConfig) -> list[tuple[str, Any]]:
         model = exp.stage_model(stage.model_copy(update={"model": config.model}))
         if getattr(model, "from_stage", None) is None:
             out.append((prefix, model))
-    return out
+    from ladder.metrics.redteam import respondent_models
+
+    return out + respondent_models(exp, stage)  # a second model in the loop (red-teaming's target)
 
 
 _MODEL_FIELD = re.compile(r"(?<![\w.])model\.(?=[a-z_])")

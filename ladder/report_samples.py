@@ -83,7 +83,15 @@ def _sample(s: dict[str, Any], strings: _Strings, extra: list[str] = ()) -> list
         v = s.get(k)
         out.append(v if k in ("finish_reason", "error") else _score(v) if k != "extracted"
                    else None if v is None else strings(v))
-    return out + [_score((s.get("metrics") or {}).get(name)) for name in extra]
+    out += [_score((s.get("metrics") or {}).get(name)) for name in extra]
+    reply = response_of(s)
+    return out + [None if reply is None else strings(reply)]  # dropped again when no sample has a respondent's reply
+
+
+def response_of(s: dict[str, Any]) -> str | None:
+    """The respondent's reply to a sample (red-teaming: what the metric scored), or None."""
+    got = (s.get("score_meta") or {}).get("response")
+    return got if isinstance(got, str) else None
 
 
 def browser_data(ev: Evidence) -> dict[str, Any]:
@@ -92,6 +100,7 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
     stages, rows, order = [], {}, []
     extra = list(dict.fromkeys(n for r in ev.results for n in (r.extra.metrics or {})))
     raw: dict[str, list[float | None]] = {}  # each example's unrounded scores, for stages_disagree
+    responded = False  # a respondent replied to some sample: its reply is a column of the samples
     for r in ev.results:
         path = Path(ev.folder) / r.stage / r.run_id / "samples.jsonl"
         if not path.exists():
@@ -107,11 +116,23 @@ def browser_data(ev: Evidence) -> dict[str, Any]:
                 order.append(key)
             raw.setdefault(key, []).append(None if rec.error else rec.score)
             samples = [_sample(s, strings, extra) for s in rec.samples]
+            kept = rec.samples[rec.selected] if isinstance(rec.selected, int) and rec.samples else \
+                (rec.samples[0] if rec.samples else {})
+            reply = response_of(kept)
+            responded = responded or any(response_of(s) is not None for s in rec.samples)
             rows[key]["cells"][col] = {
                 "a": strings(answer_of(rec)), "s": _score(rec.score), "w": wrong(rec), "e": rec.error,
+                "r": None if reply is None else strings(reply),
                 "p": [[m.get("role", ""), strings(m.get("content", ""))] for m in rec.prompt],
                 "n": samples, "k": rec.selected if isinstance(rec.selected, int) else None}
-    return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE, "sample_keys": ["text", *SAMPLE_KEYS, *extra],
+    if not responded:
+        for row in rows.values():
+            for cell in row["cells"].values():
+                cell.pop("r")
+                for s in cell["n"]:
+                    s.pop()
+    return {"stages": stages, "strings": strings.table, "page": PAGE_SIZE,
+            "sample_keys": ["text", *SAMPLE_KEYS, *extra, *(["response"] if responded else [])],
             "rows": [{**rows[k], "cells": [rows[k]["cells"].get(i) for i in range(len(stages))],
                       "d": int(stages_disagree(raw[k]))} for k in order]}
 
@@ -145,7 +166,8 @@ BROWSER = """<div id="samples" class="samples" data-total="0">
 </div>
 <p class="rule">Each cell: the stage's answer and score (green = 1, red = below 1 or failed). "Wrong": a
 score below 1 or no score. "Stages disagree": the stages scored the example differently (as in the
-atlas panel). "Changed": the two stages' scores differ. Click a cell for the full record.</p>
+atlas panel). "Changed": the two stages' scores differ. With a respondent, "→" shows its reply (what the
+metric scored). Click a cell for the full record.</p>
 <div class="sample-table"><table class="samples"><thead></thead><tbody></tbody></table></div>
 <div id="sf-detail" class="detail" hidden></div>
 </div>
@@ -170,7 +192,8 @@ SCRIPT = """<script>
       if (!x || !y || x.s === y.s) return false;
     }
     if (q) {
-      const hay = [row.id, S[row.input], S[row.target], ...cells.map(c => S[c.a])].join('\\n').toLowerCase();
+      const hay = [row.id, S[row.input], S[row.target], ...cells.map(c => S[c.a]),
+                   ...cells.map(c => c.r == null ? '' : S[c.r])].join('\\n').toLowerCase();
       if (!hay.includes(q)) return false;
     }
     return true;
@@ -197,6 +220,7 @@ SCRIPT = """<script>
       esc(S[r.target]) + '</td>' + r.cells.map((c, j) => c ? '<td class="cell ' + (c.w ? 'bad' : 'good') +
       (picked && picked[0] === page * D.page + i && picked[1] === j ? ' picked' : '') +
       '" data-row="' + (page * D.page + i) + '" data-col="' + j + '">' + esc(S[c.a].slice(0, 40) || '∅') +
+      (c.r == null ? '' : ' → <i class="reply">' + esc(S[c.r].slice(0, 40) || '∅') + '</i>') +
       ' <span class="score">' + fmt(c.s) + '</span></td>' : '<td class="none">—</td>').join('') + '</tr>'
     ).join('');
   }
@@ -206,14 +230,15 @@ SCRIPT = """<script>
       '</pre></div>').join('');
     const samples = c.n.map((s, i) => '<tr' + (i === c.k ? ' class="selected"' : '') + '><td>' +
       (i === c.k ? '★ ' : '') + (i + 1) + '</td><td><pre>' + esc(S[s[0]]) + '</pre></td>' +
-      s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : K[m + 1] === 'extracted' ? S[v] : v) +
+      s.slice(1).map((v, m) => '<td>' + esc(v === null ? '—' : (K[m + 1] === 'extracted' || K[m + 1] === 'response') ? S[v] : v) +
         '</td>').join('') +
       '</tr>').join('');
     const box = $('sf-detail');
     box.hidden = false;
     box.innerHTML = '<button id="sf-close">close</button><h3>' + esc(row.id) + ' · ' + esc(st.name) +
       (st.oracle ? ' (oracle)' : '') + '</h3><p>target <b>' + esc(S[row.target]) + '</b> · answer <b>' +
-      esc(S[c.a]) + '</b> · score <b>' + fmt(c.s) + '</b>' + (c.e ? ' · <b class="bad">error</b>' : '') +
+      esc(S[c.a]) + '</b>' + (c.r == null ? '' : ' · the respondent replied <b>' + esc(S[c.r]) + '</b>') +
+      ' · score <b>' + fmt(c.s) + '</b>' + (c.e ? ' · <b class="bad">error</b>' : '') +
       (c.k !== null ? ' · ★ the selected sample' : '') + '</p><h4>prompt</h4>' + prompt +
       '<h4>completions (' + c.n.length + ')</h4><table class="completions"><thead><tr><th>#</th>' +
       K.map(k => '<th>' + esc(k) + '</th>').join('') + '</tr></thead><tbody>' + samples + '</tbody></table>';

@@ -27,6 +27,7 @@ from ladder.config import Experiment, StageConfig, rl_probability_problem
 from ladder.manifest import manifest, write_examples
 from ladder.scorers import estimate_scorer
 from ladder.metrics.judged import add_estimates, is_scorer_type, same_scorer, selected_by_metric
+from ladder.metrics.redteam import respondent_estimate
 from ladder.prepared import PRODUCTS, PreparedRun, configure, prepare  # noqa: F401 - ladder.runner's public names
 from ladder.progress import console
 from ladder.reach import check, scorer_models
@@ -340,6 +341,9 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
     for key in ("cost_usd", "cost_usd_standard", "cost_usd_batch", "cost_usd_cached"):  # the job is paid either way
         if entry.get(key) is not None:
             entry[key] += entry.get("fine_tuning", {}).get("cost_usd", 0.0)
+    if not impl.produces_reward_model:  # a respondent answers every sample the metric scores (the last pass's)
+        scorer = add_estimates(scorer, respondent_estimate(ctx, [q.example for q in last[0].prompts],
+                                                           len(last[0].prompts) * last[1].n, last[1].max_tokens))
     if scorer is not None:
         entry["scorer"] = scorer
         entry["cost_usd"] += scorer["cost_usd"]

@@ -95,6 +95,11 @@ class Experiment:
             return self.model
         return backend_config(self.model.model_dump(), stage.model)
 
+    def stage_respondent(self, stage: StageConfig) -> Any:
+        """The second model in the loop of a stage (its own `respondent:`, else the experiment's),
+        or None: a RespondentConfig (ladder/metrics/redteam.py uses it)."""
+        return getattr(stage, "respondent", None) or self.config.respondent
+
     def resolved(self) -> dict[str, Any]:
         """The full config with defaults filled in: what experiment.yaml records."""
         out = self.config.model_dump(mode="json")

@@ -240,6 +240,35 @@ def target_key(value: Any) -> str:
     return str(value)
 
 
+class RespondentConfig(Section):
+    """A second model in the loop (red-teaming): each completion of the rung's model is sent to it,
+    and the metric scores its reply. See docs/redteam.md."""
+
+    model: dict[str, Any]
+    """The respondent (the fixed target), as overrides of the experiment's `model`, e.g. {backend:
+    openai, name: gpt-4o-mini}. The rungs sample and train the experiment's model, never this one."""
+    template: str = "{completion}"
+    """Its user turn: {completion} (the rung model's output), {prompt}, and the task's data columns."""
+    instruction: str | None = None
+    """Its system prompt; none by default."""
+    generation: GenerationConfig = GenerationConfig(max_tokens=64)
+    """Its sampling: greedy by default, so a completion always gets the same reply (and the cache
+    answers a repeat)."""
+
+    @field_validator("template")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        template_fields(v)  # a ValueError naming the problem, at YAML load time
+        return v
+
+
+class FromStageOutputs(Section):
+    stage: str
+    """An earlier stage of this experiment that answers the test examples (e.g. zero_shot)."""
+    min_score: float = 1.0
+    """Keep only its outputs that scored at least this under the task metric (its successes)."""
+
+
 class StageConfig(Section):
     """Keys every stage has; a stage's own Config subclasses this and adds its knobs."""
 
@@ -259,6 +288,8 @@ class StageConfig(Section):
     """Overrides of the experiment's `generation` section for this stage only."""
     skip: str | None = Field(None, min_length=1)
     """Leave this rung out, saying why (e.g. "no reward model yet"); the reason is recorded."""
+    respondent: RespondentConfig | None = None
+    """This stage's respondent, instead of the experiment's `respondent:`."""
 
     def generation_defaults(self) -> dict[str, Any]:
         """Sampling settings this stage type needs unless its own `generation:` says otherwise
@@ -312,6 +343,10 @@ class ExperimentConfig(Section):
     """Default model for every stage: {backend: hf|openai|anthropic, name: ..., options}."""
     generation: GenerationConfig = GenerationConfig()
     """Default sampling settings for every stage."""
+    respondent: RespondentConfig | None = None
+    """A second model in the loop, for every stage: {model: {...}, template: "{completion}",
+    instruction: ...}. Each completion is sent to it and the metric scores its reply (red-teaming:
+    the rungs train the attacker, the respondent is the fixed target). See docs/redteam.md."""
     subsample: SubsampleConfig = SubsampleConfig()
     """Which test examples every stage evaluates (the same ones, so stages compare pairwise)."""
     guards: GuardsConfig = GuardsConfig()

@@ -42,6 +42,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     from ladder.registry import BACKENDS, METRICS, STAGES
     from ladder.config.judged import (is_scorer_type, judged_metric_problems, metric_from_stage_problem,
                                       nested_pairwise, pairwise_problem)
+    from ladder.config.redteam import redteam_problems
     from ladder.registry import SCORERS
 
     raw = resolve_plugins(raw, source)  # `plugins:` loaded, "module:attr" types named: before any lookup
@@ -183,6 +184,10 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
         problem = pairwise_problem(against, stages, classes) if against is not None else None
         if problem:  # a pairwise judge's reference must be a scored stage that runs first
             errors.append(src.error((*spec_loc, "pairwise", "against"), *problem))
+    # A respondent's {response}, shots_from / train_from (ladder/config/redteam.py).
+    errors.extend(src.error(key, *rest) for key, *rest in redteam_problems(
+        config, [(loc, metric_raw, metric_cls), *((l, raw, None) for _, raw, l in others)], stages,
+        {name: ("stages", i) for name, i in seen.items()}, classes))
     for key, named in nested_from_stage(metric_raw, ("metric",)):
         # A PM metric trained in this experiment: its reward_model stage must run before any stage it scores.
         problem = metric_from_stage_problem(named, stages, classes)

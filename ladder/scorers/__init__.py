@@ -91,7 +91,9 @@ class Scorer(Metric):
 
 def check_template(template: str, ctx: StageContext, field: str, extra: Sequence[str] = ()) -> None:
     """Fail before any generation when a scorer template names a field no example has."""
-    known = {"prompt", "completion", "target", *extra, *(ctx.examples[0].fields if ctx.examples else ())}
+    # {response}: a respondent's reply (ladder/metrics/redteam.py), with a second model in the loop.
+    respond = ("response",) if ctx.experiment.stage_respondent(ctx.stage) is not None else ()
+    known = {"prompt", "completion", "target", *extra, *respond, *(ctx.examples[0].fields if ctx.examples else ())}
     unknown = [name for name in template_fields(template) if name not in known]
     if unknown:
         raise ConfigError(f"the template names {{{unknown[0]}}}, which is not a field here", field=field,
@@ -171,13 +173,17 @@ def build_scorer(spec: Any, ctx: StageContext, field: str = "scorer") -> Metric:
                           f"so it cannot rank or reward samples", field=field,
                           fix="name a scorer that reads completions: choice, exact_match, pm, judge, ...")
     try:
-        return cls(config, ctx) if issubclass(cls, Scorer) else cls(config)
+        scorer = cls(config, ctx) if issubclass(cls, Scorer) else cls(config)
     except LadderError as exc:
         # Scorers name fields relative to their own section (metric classes say 'metric.x'):
         # re-root them under the key the user actually wrote.
         sub = exc.field.removeprefix("metric.") if exc.field else None
         raise type(exc)(exc.message, where=exc.where, field=f"{field}.{sub}" if sub else field,
                         fix=exc.fix) from None
+    # With a respondent (ladder/metrics/redteam.py) the task metric answers `also_responding`: the
+    # scorer then scores the respondent's reply, as the metric does.
+    also = getattr(ctx.metric, "also_responding", None)
+    return also(scorer) if also is not None else scorer
 
 
 def estimate_scorer(spec: Any, ctx: StageContext, examples: Sequence[Example], calls: int,

@@ -39,6 +39,9 @@ class StageContext:
     extra_metrics: dict[str, Metric] = field(default_factory=dict)
     """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
     the row carries their means beside its value (StageResult.extra.metrics)."""
+    earlier: dict[str, Path] = field(default_factory=dict)
+    """Run folders of the earlier stages whose outputs this one reads (few_shot's `shots_from:`,
+    sft's `train_from:`; ladder/earlier.py); empty under `ladder check`."""
     resolved: ResolvedStage | None = None
     """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
     metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""

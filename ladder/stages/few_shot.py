@@ -25,7 +25,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from ladder.config import StageConfig
+from ladder.config import FromStageOutputs, StageConfig
 from ladder.config.schema import older_name
 from ladder.stages import Prompt, Stage, StageContext
 from ladder.types import Example, Guard, Message
@@ -54,6 +54,9 @@ class FewShotConfig(StageConfig):
     answer_field: str | None = None
     """On an open-ended task (no task.target): the column (or, for `examples:`, the key) holding
     each shot's answer — the assistant turn the shot shows. `examples:` default to the key `answer`."""
+    shots_from: FromStageOutputs | None = None
+    """Draw the k shots from an earlier stage's outputs that scored at least min_score, instead of
+    the train split: {stage: zero_shot, min_score: 1} — "stochastic few-shot" (docs/redteam.md)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +73,9 @@ class FewShotConfig(StageConfig):
 
     @model_validator(mode="after")
     def _one_source(self) -> FewShotConfig:
+        if self.shots_from is not None and (self.k is None or self.examples is not None):
+            raise ValueError("few_shot with `shots_from` needs `k` (how many of that stage's successes to "
+                             "show) and no `examples`")
         if (self.k is None) == (self.examples is None):
             raise ValueError("few_shot needs exactly one of `k` (drawn from the train split, or "
                              "'max') or `examples` (1-10 written in the YAML)")
@@ -84,11 +90,14 @@ class FewShot(Stage):
 
     @classmethod
     def reads(cls, cfg: FewShotConfig) -> list[str]:
-        return [] if cfg.k is None else [cls.TRAIN_SPLIT]  # YAML shots are in the config itself
+        # YAML shots are in the config itself; an earlier stage's outputs enter the run id by its run id.
+        return [] if cfg.k is None or cfg.shots_from is not None else [cls.TRAIN_SPLIT]
 
     @staticmethod
     def check_inputs(cfg: FewShotConfig, task) -> None:
         """Called by the runner before anything is written: the shots' source must be usable."""
+        if cfg.shots_from is not None:  # an earlier stage's outputs: read once it has run
+            return
         if cfg.examples is not None:
             shots = [task.make_example(row, f"shot-{i}", field=f"stage {cfg.name} examples[{i}]")
                      for i, row in enumerate(cfg.examples)]
@@ -107,6 +116,8 @@ class FewShot(Stage):
                           for i, row in enumerate(cfg.examples)]
             if open_ended:
                 yaml_shots = with_answers(yaml_shots, cfg)
+        elif cfg.shots_from is not None:
+            pool = ShotPool(earlier_shots(ctx, cfg), balanced=False)  # outputs, not labels: nothing to balance
         else:
             train = ctx.task.examples("train")
             pool = ShotPool(with_answers(train, cfg) if open_ended else train, cfg.balanced)
@@ -145,6 +156,9 @@ class FewShot(Stage):
                 messages = mark_shared_prefix(messages)
             prompts.append(Prompt(ex, messages, {"shots": k}))
         guards = _guards(prompts, trimmed, cfg)
+        if cfg.shots_from is not None and not ctx.earlier:
+            guards.append(Guard("shots", "info", f"the shots come from stage '{cfg.shots_from.stage}''s outputs once it "
+                                f"has run: counted here without them", 0.0))
         short = [len(o) for o in orders if isinstance(cfg.k, int) and len(o) < cfg.k]
         if short:  # k: 50 with 3 train rows would silently be k: 3
             source = "the stage's `examples:`" if cfg.examples is not None else "the train split"
@@ -152,6 +166,22 @@ class FewShot(Stage):
                                 f"(an example is never its own shot): {len(short)} prompts got at most "
                                 f"{max(short)}; lower k or add examples", float(max(short))))
         return prompts, guards
+
+
+def earlier_shots(ctx: StageContext, cfg: FewShotConfig) -> list[Example]:
+    """`shots_from`: the test examples on which the earlier stage's output scored at least
+    min_score, each with that output as its answer. None under `ladder check` (not run yet)."""
+    from ladder.earlier import none_left, successes
+
+    folder = ctx.earlier.get(cfg.shots_from.stage)
+    if folder is None:
+        return []
+    by_id = {ex.id: ex for ex in ctx.examples}
+    shots = [replace(by_id[r["id"]], target=r["output"]) for r in successes(folder, cfg.shots_from.min_score)
+             if r["id"] in by_id]
+    if not shots:
+        raise none_left(cfg.name, "shots_from", cfg.shots_from)
+    return shots
 
 
 def with_answers(shots: Sequence[Example], cfg: FewShotConfig) -> list[Example]:

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from ladder.backends.base import Backend, CallStats, generate, logprobs
+from ladder.config import FromStageOutputs
 from ladder.errors import ConfigError, DataError
 from ladder.guards import pct_apart
 from ladder.estimate import sft_estimate
@@ -74,6 +75,10 @@ class SFTConfig(TrainingStageConfig):
     data: str | None = None
     """A JSONL file of prompt/completion rows (e.g. best_of_n's sft.jsonl; relative to the YAML
     file) to train on instead of the task's train split."""
+    train_from: FromStageOutputs | None = None
+    """Train on an earlier stage's successes instead of the train split: {stage: best_of_n,
+    min_score: 1} — its SFT export when it wrote one, else its outputs that scored at least
+    min_score (on the test examples: flagged). See docs/redteam.md."""
     completion_field: str | None = None
     """Train split column holding each example's completion, instead of the target: how an
     open-ended task (no task.target) trains without `data:`."""
@@ -159,13 +164,15 @@ class SFT(Stage):
 
     @classmethod
     def reads(cls, cfg: SFTConfig) -> list[str]:
+        if cfg.train_from is not None:  # the earlier stage's run id is in the run id
+            return []
         return [cfg.data] if cfg.data else [cls.TRAIN_SPLIT]
 
     @staticmethod
     def check_inputs(cfg: SFTConfig, task) -> None:
         """Called by the runner before anything is written. A `data:` file may be written by an
         earlier stage of this run (best_of_n's export), so only the train split is checked here."""
-        if cfg.data is None:
+        if cfg.data is None and cfg.train_from is None:
             train = task.examples("train")
             if cfg.completion_field is None and getattr(task, "open_ended", False):
                 raise ConfigError("the task is open-ended (no task.target), so its train split has no answers "
@@ -455,7 +462,12 @@ def training_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], li
 def drawn_rows(ctx: StageContext, cfg: SFTConfig) -> tuple[list[TrainRow], dict[str, Any], list[Guard]]:
     """training_rows, plus the record of the `train_subsample` draw (for metrics.json and the manifest)."""
     seed = ctx.experiment.seed_for(cfg.seed)
-    if cfg.data:
+    if cfg.train_from is not None:  # an earlier stage's successes (ladder/earlier.py)
+        from ladder.earlier import training_rows as earlier_rows
+
+        rows = earlier_rows(ctx.earlier[cfg.train_from.stage], cfg.train_from, ctx.stage.name)
+        rows, drawn, guards = draw_train(rows, cfg, seed, lambda r: [_key(r.prompt), r.completion], "training rows")
+    elif cfg.data:
         rows = read_sft_file(ctx.experiment.path(cfg.data), field=f"stages.{ctx.stage.name}.data")
         rows, drawn, guards = draw_train(rows, cfg, seed, lambda r: [_key(r.prompt), r.completion], "training rows")
     else:
