@@ -7,7 +7,11 @@ The names below are the public surface for plugin authors (docs/extending.md). E
 the first time it is used (`ladder.Stage` imports ladder.stages then), so `import ladder` itself
 loads nothing heavy:
 
-  stages     Stage, StageConfig, StageContext, Prompt, evaluate
+  stages     Stage, StageConfig, StageContext, Prompt, evaluate; Plan and Pass (what `ladder
+             check` counts: Stage.plan)
+  passes     generate(ctx, prompts) → samples (cached, concurrent, costed), score(ctx, prompts,
+             samples) → Records, finish(ctx, records) → StageResult: a stage that asks more than
+             once (self-refine) is written with these; evaluate() is the three in one
   metrics    Metric, MetricConfig, Scorer (a metric that runs a model)
   backends   Backend, BackendConfig, Job
   values     Example, Message, Sample, Score, MetricValue, Guard, Record, StageResult,
@@ -33,7 +37,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Stage": "ladder.stages", "StageContext": "ladder.stages", "Prompt": "ladder.stages",
-    "evaluate": "ladder.stages", "StageConfig": "ladder.config",
+    "evaluate": "ladder.stages", "Plan": "ladder.stages", "Pass": "ladder.stages", "StageConfig": "ladder.config",
+    **dict.fromkeys(["generate", "score", "finish"], "ladder.stages.passes"),
     "Metric": "ladder.metrics", "MetricConfig": "ladder.metrics", "Scorer": "ladder.scorers",
     "Backend": "ladder.backends.base", "BackendConfig": "ladder.backends.base", "Job": "ladder.backends.base",
     **dict.fromkeys(["Example", "Message", "Sample", "Score", "MetricValue", "Guard", "Record", "StageResult",

@@ -35,6 +35,9 @@ Results = Annotated[Path, typer.Argument(metavar="RESULTS",
                                          help="An experiment's results folder, e.g. results/quickstart.")]
 Only = Annotated[Optional[list[str]], typer.Option(metavar="STAGE",
                                                    help="Run only this stage (by name; repeatable).")]
+PluginOpt = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", metavar="PATH_OR_MODULE", help="A plugin to load first: a .py file or a module that defines or "
+    "registers stages, metrics or backends (repeatable; the YAML's `plugins:` are loaded too).")]
 Embed = Annotated[str, typer.Option(metavar="EMBEDDER",
                                     help="Embedder for the atlas: tfidf (fast, no model), hf, hf:MODEL "
                                          "(mean-pooled hidden states of a local model), openai:MODEL.")]
@@ -127,7 +130,8 @@ def help_(key: Annotated[str, typer.Argument(metavar="KEY", help="A config key a
 
 
 @app.command()
-def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None, wide: Wide = False):
+def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt = None, wide: Wide = False,
+        plugin: PluginOpt = None):
     """Run the experiment's stages in order; finished stages are reused, interrupted ones resume.
 
     Exit codes, for scripts:
@@ -135,7 +139,7 @@ def run(config: Config, set: Sets = None, only: Only = None, variant: VariantOpt
     2  bad input;  130  interrupted (Ctrl-C; run the same command again to resume)."""
     from ladder import commands
 
-    exp = commands.load(config, set)  # read and validated once, variants built from it
+    exp = commands.load(config, set, plugin or ())  # read and validated once, variants built from it
     done = commands.execute(exp, only, variant)
     _tables(done, wide)
     commands.log(done, "run", set or [])
@@ -156,14 +160,15 @@ def _tables(done: Any, wide: bool) -> None:
 def check(config: Config, set: Sets = None, variant: VariantOpt = None,
           as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the plan as JSON.")] = False,
           offline: Annotated[bool, typer.Option("--offline", metavar="",
-                                                help="Send no request: skip the look at each API server.")] = False):
+                                                help="Send no request: skip the look at each API server.")] = False,
+          plugin: PluginOpt = None):
     """Validate the config and data and print what a run would do, without generating anything.
     Each API server the run would call (stage models and judges) gets one free request (the model
     list) unless --offline: a server that cannot be reached exits 2."""
     from ladder import commands
     from ladder.plan_print import _print_plan
 
-    checked = commands.plan(commands.load(config, set), variant, offline)
+    checked = commands.plan(commands.load(config, set, plugin or ()), variant, offline)
     if as_json:
         print(json.dumps(checked.plan, indent=2))
     elif checked.by_variant:

@@ -49,11 +49,15 @@ def overrides(set: SetLike) -> list[str]:  # noqa: A002 - the CLI's option name
     return [str(item) for item in set]
 
 
-def load(config: ConfigLike, set: SetLike = None) -> Experiment:  # noqa: A002
-    """The experiment, read and validated once, with the overrides applied (ConfigError if bad)."""
+def load(config: ConfigLike, set: SetLike = None, plugins: Sequence[str] = ()) -> Experiment:  # noqa: A002
+    """The experiment, read and validated once, with the overrides applied (ConfigError if bad).
+    `plugins` (the command line's --plugin: .py paths relative to the working directory, or module
+    names) are loaded first, before the YAML's own `plugins:`."""
     from ladder.config import Experiment, apply_override, load_experiment, validate
     from ladder.errors import ConfigError
+    from ladder.plugins import load_plugins
 
+    load_plugins(plugins, Path.cwd(), where="the command line", field="--plugin", base="the working directory")
     items = overrides(set)
     if isinstance(config, Experiment):
         if items:
@@ -156,20 +160,21 @@ def log(outcome: Outcome, command: str, items: list[str]) -> None:
 
 
 def run(config: ConfigLike, set: SetLike = None, only: Sequence[str] | None = None,  # noqa: A002
-        variant: str | Sequence[str] | None = None) -> Frames:
+        variant: str | Sequence[str] | None = None, plugins: Sequence[str] = ()) -> Frames:
     """Run the experiment as `ladder run` does (finished stages reused, interrupted ones resumed,
     the research log written) and return its results as `ladder.load(folder)` gives them:
     `.stages` (summary.csv) and `.samples`, pandas DataFrames.
 
     `config`: a YAML path, or the experiment as a dict. `set`: overrides, {"subsample.n": 50}.
     `only`: stage names to run (the others' finished results are reused). `variant`: a variant
-    name (or several) of the YAML's variants/sweep.
+    name (or several) of the YAML's variants/sweep. `plugins`: .py files or modules to load first
+    (what `--plugin` loads; the YAML's own `plugins:` are loaded anyway).
 
     Raises LadderError (ConfigError, DataError, BackendError, ...) with the message the CLI prints
     for bad input, and NothingMeasured when a stage scored no example (the CLI's exit 1)."""
     from ladder.frames import load as load_frames
 
-    exp = load(config, set)
+    exp = load(config, set, plugins)
     outcome = execute(exp, only, [variant] if isinstance(variant, str) else variant)
     log(outcome, "run", overrides(set))
     outcome.raise_unmeasured()
@@ -215,11 +220,11 @@ def plan(exp: Experiment, variant: Sequence[str] | None = None, offline: bool = 
 
 
 def check(config: ConfigLike, set: SetLike = None, variant: str | Sequence[str] | None = None,  # noqa: A002
-          offline: bool = False) -> dict[str, Any]:
+          offline: bool = False, plugins: Sequence[str] = ()) -> dict[str, Any]:
     """Validate the config and data and return what a run would do, as `ladder check --json`
     prints it (with variants: variant name → plan), without generating anything. Unless `offline`,
     each API server the run would call gets one free request; one that cannot be reached raises."""
-    checked = plan(load(config, set), [variant] if isinstance(variant, str) else variant, offline)
+    checked = plan(load(config, set, plugins), [variant] if isinstance(variant, str) else variant, offline)
     if checked.failed is not None:
         raise checked.failed
     return checked.plan

@@ -57,44 +57,57 @@ def long_training(plan: Any, stages: list[Any], finished: Callable[[Any, Any], A
 
 
 def training_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None = None) -> dict[str, Any] | None:
-    """For an sft or rl stage: {steps, how, seconds, basis, long} (steps None when they depend on
-    a data file an earlier stage writes; seconds None on OpenAI's servers). None for other stages."""
-    kind = getattr(stage, "type", None)
+    """What the stage's class says its training will take (Stage.training_estimate): {steps, how,
+    seconds, basis, long}; None for a stage that trains nothing."""
+    from ladder.registry import STAGES
+
+    return STAGES.get(stage.type).training_estimate(stage, task, model, base_dir)
+
+
+def sft_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None = None) -> dict[str, Any]:
+    """An sft stage's {steps, how, seconds, basis, long} (steps None when they depend on a data
+    file an earlier stage writes; seconds None on OpenAI's servers)."""
+    openai = stage.route == "openai" or (stage.route == "auto" and model.backend == "openai")
+    total = _rows(stage, task, base_dir)
+    rows = _subsampled(stage, total)
+    batch = stage.batch_size or 16
+    epochs = stage.epochs or 1.0
+    if openai:
+        return {"steps": None, "rows": rows, "how": _of(rows, total) if rows is not None else str(stage.data),
+                "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time",
+                "long": False}
+    per_step = batch * stage.gradient_accumulation_steps
+    steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
+    how = (f"max_steps {stage.max_steps}" if stage.max_steps else
+           f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None and stage.data
+           else f"the successes of stage '{stage.train_from.stage}' decide the steps" if rows is None else
+           f"{_of(rows, total)} ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
+    rate = SFT_SECONDS_PER_STEP[bool(stage.curves)] * per_step / 16
+    basis = f"{rate:.2f} s/step: ladder-tiny on 2 CPU cores" + ("" if stage.curves else ", curves off")
+    return _timed(steps, how, rate, basis, model)
+
+
+def rl_estimate(stage: Any, task: Any, model: Any, base_dir: Path | None = None) -> dict[str, Any]:
+    """An rl stage's {steps, how, seconds, basis, long}: steps × prompts_per_step × generations rollouts."""
+    steps = stage.steps
+    rollouts = steps * stage.prompts_per_step * stage.generations
+    how = f"{stage.prompts_per_step} prompts × {stage.generations} generations a step: {rollouts:,} rollouts"
+    try:
+        total = _rows(stage, task, base_dir)
+    except LadderError:  # no train split: the stage says so when it runs
+        total = None
+    used = _subsampled(stage, total)
+    if used != total:
+        how += f"; prompts from {_of(used, total, 'train prompts')}"
+    rate = rollouts / steps * RL_SECONDS_PER_ROLLOUT
+    basis = f"{rate:.2f} s/step: ladder-tiny's GRPO on 2 CPU cores"
+    return _timed(steps, how, rate, basis, model)
+
+
+def _timed(steps: int | None, how: str, rate: float, basis: str, model: Any) -> dict[str, Any]:
+    """The estimate's time at `rate` seconds a step, said as a floor for a model larger than ladder-tiny."""
     name = str(getattr(model, "name", ""))
     tiny = name == TINY or Path(name).name == TINY
-    if kind == "sft":
-        openai = stage.route == "openai" or (stage.route == "auto" and model.backend == "openai")
-        total = _rows(stage, task, base_dir)
-        rows = _subsampled(stage, total)
-        batch = stage.batch_size or 16
-        epochs = stage.epochs or 1.0
-        if openai:
-            return {"steps": None, "rows": rows, "how": _of(rows, total) if rows is not None else str(stage.data),
-                    "seconds": None, "basis": "on OpenAI's fine-tuning API, which decides the steps and the time",
-                    "long": False}
-        per_step = batch * stage.gradient_accumulation_steps
-        steps = stage.max_steps or (None if rows is None else max(1, math.ceil(math.ceil(rows / per_step) * epochs)))
-        how = (f"max_steps {stage.max_steps}" if stage.max_steps else
-               f"{stage.data} is written by an earlier stage: its rows decide the steps" if rows is None and stage.data
-               else f"the successes of stage '{stage.train_from.stage}' decide the steps" if rows is None else
-               f"{_of(rows, total)} ÷ batch {per_step} × {epochs:g} epoch{'s' if epochs != 1 else ''}")
-        rate = SFT_SECONDS_PER_STEP[bool(stage.curves)] * per_step / 16
-        basis = f"{rate:.2f} s/step: ladder-tiny on 2 CPU cores" + ("" if stage.curves else ", curves off")
-    elif kind == "rl":
-        steps = stage.steps
-        rollouts = steps * stage.prompts_per_step * stage.generations
-        how = f"{stage.prompts_per_step} prompts × {stage.generations} generations a step: {rollouts:,} rollouts"
-        try:
-            total = _rows(stage, task, base_dir)
-        except LadderError:  # no train split: the stage says so when it runs
-            total = None
-        used = _subsampled(stage, total)
-        if used != total:
-            how += f"; prompts from {_of(used, total, 'train prompts')}"
-        rate = rollouts / steps * RL_SECONDS_PER_ROLLOUT
-        basis = f"{rate:.2f} s/step: ladder-tiny's GRPO on 2 CPU cores"
-    else:
-        return None
     seconds = None if steps is None else steps * rate
     if not tiny and seconds is not None:
         basis += f"; {name or 'this model'} is larger: a floor, likely far more on a CPU"

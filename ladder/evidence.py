@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladder.plugins import load_recorded
 from ladder.stats import IDENTICAL, identical, num, paired_diff
 from ladder.store import read_json, read_jsonl, records_digest
 from ladder.types import Guard, MetricValue, Record, StageResult
@@ -48,6 +49,7 @@ class Evidence:
         import yaml
 
         config = yaml.safe_load((folder / "experiment.yaml").read_text()) if (folder / "experiment.yaml").exists() else {}
+        load_recorded((config or {}).get("plugins"))  # a plugin stage's family and advice, when its file is still there
         climb = read_json(folder / "climb.json") if (folder / "climb.json").exists() else None
         results = load_results(folder) if results is None else results
         for r in results:  # a Δ's n must never silently disagree with the row's n

@@ -32,23 +32,20 @@ def auto_epochs(rows: int) -> int:
 
 
 def fine_tunes_on_openai(plan: Any, name: str) -> bool:
-    """Whether stage `name` is an sft stage that trains through OpenAI's fine-tuning API (route
-    openai, or auto on an OpenAI model — as `SFT.route` decides it)."""
-    from ladder.backends.openai import OpenAIBackend
+    """Whether stage `name` trains through OpenAI's fine-tuning API, as its class says
+    (`Stage.fine_tunes_through_api`: sft's route openai, or auto on an OpenAI model)."""
+    from ladder.registry import STAGES
 
     stage = next((s for s in plan.experiment.stages if s.name == name), None)
-    if stage is None or stage.type != "sft":
-        return False
-    if stage.route != "auto":
-        return stage.route == "openai"
-    return isinstance(plan.pool.get(plan.configured[name].model), OpenAIBackend)
+    return stage is not None and STAGES.get(stage.type).fine_tunes_through_api(stage, plan.configured[name].model)
 
 
 def priced_as_fine_tuned(plan: Any, stage: Any, ctx: Any) -> Any:
     """The stage's planning context, its model priced as the fine-tuned model when the stage (an
     openai sft stage evaluates what it trained) or the stage its `from_stage` names fine-tunes on
     OpenAI; the context unchanged otherwise, or when the table has no fine-tuned price."""
-    source = stage.name if stage.type == "sft" else plan.configured[stage.name].from_stage
+    # A stage that fine-tunes evaluates what it trained; any other, what its `from_stage` trained.
+    source = stage.name if fine_tunes_on_openai(plan, stage.name) else plan.configured[stage.name].from_stage
     if source is None or not fine_tunes_on_openai(plan, source):
         return ctx
     config = ctx.backend.config
@@ -62,7 +59,7 @@ def priced_as_fine_tuned(plan: Any, stage: Any, ctx: Any) -> Any:
 def fine_tuning_cost(plan: Any, stage: Any, ctx: Any) -> dict[str, Any]:
     """{"fine_tuning": {tokens, epochs, cost_usd, text}} for an sft stage on OpenAI's API; {} for
     any other stage. The tokens are counted as the stage's other tokens are (the backend's count)."""
-    if stage.type != "sft" or not fine_tunes_on_openai(plan, stage.name):
+    if not fine_tunes_on_openai(plan, stage.name):
         return {}
     from ladder.progress import console
     from ladder.stages.sft import drawn_rows

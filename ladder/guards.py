@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
 from ladder.config import GuardsConfig
-from ladder.types import Example, Guard, MetricValue, Sample
+from ladder.types import Example, Guard, MetricValue, Record, Sample
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ UNPARSED_WARN = 0.05
 """Above this share of answers that are none of the choices, a K-way row is flagged."""
 
 
-def choice_baselines(records: Sequence[Mapping[str, Any]], examples: Sequence[Example],
+def choice_baselines(records: Sequence[Record], examples: Sequence[Example],
                      metric: MetricValue, sampling: bool = False) -> tuple[dict[str, float], list[Guard]]:
     """What a K-way number must be read against, over the examples it scored: chance (mean 1/K_i,
     each example's own K), the majority class's share of their targets, and the share of graded
@@ -113,13 +113,13 @@ def choice_baselines(records: Sequence[Mapping[str, Any]], examples: Sequence[Ex
     `unparsed` above UNPARSED_WARN. `sampling`: the stage samples at temperature > 0, where the fix
     for unread answers is the sampling, not max_tokens."""
     by_id = {ex.id: ex for ex in examples}
-    scored = [(rec, by_id[rec["id"]]) for rec in records if rec["id"] in by_id and by_id[rec["id"]].choices]
+    scored = [(rec, by_id[rec.id]) for rec in records if rec.id in by_id and by_id[rec.id].choices]
     if not scored:
         return {}, []
     graded_rows: list[tuple[Any, bool, float]] = []  # per graded answer: (answer, one of the choices?, score)
     for rec, ex in scored:
-        rows = rec["samples"]
-        graded = [rows[rec["selected"]]] if rec.get("selected") is not None else [r for r in rows if "score" in r]
+        rows = rec.samples
+        graded = [rows[rec.selected]] if rec.selected is not None else [r for r in rows if "score" in r]
         graded_rows += [(r.get("extracted"), r.get("extracted") in ex.choices, float(r.get("score") or 0.0))
                         for r in graded]
     answers = [ok for _, ok, _ in graded_rows]

@@ -17,10 +17,12 @@ def _print_plan(out: dict, head: str = "") -> None:
         said = f": {r['message']}" if r["message"] and r["status"] == "not probed" else ""
         console.print(f"  {r['status']}: {r['model']} at {r['url']} ({r['field']}){said}", highlight=False)
     table = _plan_table(console.width)
-    rows = [s for s in out["stages"] if "skipped" not in s]
+    rows = [s for s in out["stages"] if "skipped" not in s and "no_estimate" not in s]
     for s in out["stages"]:
         if "skipped" in s:
             console.print(f"  {s['stage']}: skipped ({s['skipped']})", highlight=False)
+        elif "no_estimate" in s:  # a stage that implements only run(): nothing to count
+            console.print(f"  {s['stage']}: no estimate ({s['no_estimate']})", highlight=False)
     total = {"samples": 0, "prompt": 0, "output": 0, "paid": 0.0, "standard": 0.0, "batch": 0.0}
     for i, s in enumerate(rows):
         # Both prices: the list price and the batch API's (model.batch: true); * marks the one paid.
@@ -53,6 +55,10 @@ def _print_plan(out: dict, head: str = "") -> None:
             console.print(f"  {s['stage']}: tokens and cost $ include up to {sc['calls']:,} {sc['scorer']} scorer calls "
                           f"({sc['prompt_tokens']:,} prompt, {sc['max_output_tokens']:,} max output tokens, "
                           f"${sc['cost_usd']:.4f})", highlight=False)
+    for s in out["stages"]:  # a stage that asks more than once (Stage.plan): every pass is in its numbers
+        if s.get("passes"):
+            console.print(f"  {s['stage']}: {s['passes']} passes of model calls ({s['samples']:,} samples in all); "
+                          f"prompt tokens count each earlier answer at max_tokens", highlight=False)
     for s in out["stages"]:  # few_shot `shots: fixed`: what the provider's prompt cache takes off
         # Only when it changes the figure as shown: "$0.0012 instead of $0.0012" says nothing.
         if s.get("cost_usd_cached") is not None and f"{s['cost_usd_cached']:.4f}" != f"{s['cost_usd']:.4f}":

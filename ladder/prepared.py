@@ -26,7 +26,7 @@ from ladder.errors import ConfigError, LadderError
 from ladder.registry import STAGES
 from ladder.resolved import ResolvedStage
 from ladder.scorers.digests import scoring_digests
-from ladder.stages import TRAIN_SPLIT, StageContext
+from ladder.stages import TRAIN_SPLIT, StageContext, stage_hook
 from ladder.store import check_results_folder
 from ladder.table import COLUMNS
 from ladder.tasks import TaskLike, load_task
@@ -215,7 +215,7 @@ def prepare(exp: Experiment, planning: bool = False) -> PreparedRun:
         if not stage.skip:
             # The data a stage needs beyond the test split (train shots, YAML shots): checked now, so a
             # bad one stops the run before the results folder is touched and before any model loads.
-            STAGES.get(stage.type).check_inputs(stage, task)
+            stage_hook(stage, "checked its inputs", lambda s=stage: STAGES.get(s.type).check_inputs(s, task), exp.source)
     configured = {}
     for stage in exp.stages:
         resolved = configured[stage.name] = configure(exp, stage)

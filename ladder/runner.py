@@ -35,6 +35,7 @@ from ladder.errors import LadderError
 from ladder.estimate import long_training, training_plan
 from ladder.fine_tune_price import fine_tuning_cost, priced_as_fine_tuned
 from ladder.registry import STAGES
+from ladder.stages import stage_hook
 from ladder.store import ExperimentLock, atomic_write, read_json, write_json
 from ladder.table import write_summary
 from ladder.types import Guard, StageResult
@@ -280,62 +281,75 @@ def _say(guard: Guard) -> None:
 
 def estimate_run(exp: Experiment) -> dict[str, Any]:
     """What a run would do, without generating (`ladder check`): examples, samples, tokens and
-    cost per stage."""
-    from ladder.backends.limits import rate_estimate
-
+    cost per stage, from each stage's `plan` (every pass of calls it will make)."""
     plan = prepare(exp, planning=True)
     stages = []
     for stage in exp.stages:
         if stage.skip:
             stages.append({"stage": stage.name, "type": stage.type, "skipped": stage.skip})
             continue
-        # A model fine-tuned on OpenAI's API (by this stage or the one it comes from) has its own prices.
-        ctx = priced_as_fine_tuned(plan, stage, plan.context(plan.resolve(stage, planning=True), cache=None))
-        impl = STAGES.get(stage.type)(stage)
-        prompts, _ = impl.prompts(ctx)
-        backend, gen = ctx.backend, ctx.gen
-        prompt_tokens = sum(backend.count_tokens(p.messages) for p in prompts) * backend.prompt_copies(gen.n)
-        samples = len(prompts) * gen.n
-        entry = {
-            "stage": stage.name, "type": stage.type, "model": backend.config.name,
-            "examples": len(prompts), "samples": samples, "prompt_tokens": prompt_tokens,
-            "max_output_tokens": samples * gen.max_tokens,
-            "cost_usd": backend.estimate_cost(prompt_tokens, samples * gen.max_tokens),
-        }
-        entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
-        if not entry["batch"] and hasattr(backend, "price"):  # shared prefixes read from the prompt cache
-            entry.update(cached_estimate(backend, [p.messages for p in prompts], gen.n, gen.max_tokens) or {})
-        entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
-        entry.update(fine_tuning_cost(plan, stage, ctx))  # an OpenAI fine-tuning job: its training tokens' price
-        entry.update(rate_estimate(backend.config, len(prompts) * backend.prompt_copies(gen.n),
-                                   prompt_tokens + samples * gen.max_tokens))  # wall time at `rate_limit:`
-        # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
-        scorer = impl.scorer_estimate(ctx, prompts) if hasattr(impl, "scorer_estimate") else None
-        if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
-            for spec in (exp.metric, *exp.extra_metrics.values()):
-                # A sampling stage's scorer that is the metric's own judge asks, on the same samples,
-                # the very questions the metric asks (then answered from the model-call cache):
-                # counted once, as the scorer's. (rl's reward judges training rollouts instead.)
-                repeats = scorer is not None and impl.family == "sampling" and same_scorer(impl.selects_by(stage), spec)
-                if is_scorer_type(spec.type) and not repeats:
-                    scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [p.example for p in prompts],
-                                                                   samples, gen.max_tokens))
-        for key in ("cost_usd", "cost_usd_standard", "cost_usd_batch", "cost_usd_cached"):  # the job is paid either way
-            if entry.get(key) is not None:
-                entry[key] += entry.get("fine_tuning", {}).get("cost_usd", 0.0)
-        if not impl.produces_reward_model:  # a respondent answers every sample the metric scores
-            scorer = add_estimates(scorer, respondent_estimate(ctx, [p.example for p in prompts], samples,
-                                                               gen.max_tokens))
-        if scorer is not None:
-            entry["scorer"] = scorer
-            entry["cost_usd"] += scorer["cost_usd"]
-            # The judge's tokens are the stage's too, as a run's stats count them.
-            entry["prompt_tokens"] += scorer["prompt_tokens"]
-            entry["max_output_tokens"] += scorer["max_output_tokens"]
-            if "cost_usd_cached" in entry:
-                entry["cost_usd_cached"] += scorer["cost_usd"]
-        stages.append(entry)
+        stages.append(_stage_estimate(plan, stage))
     return {"experiment": exp.config.name, "results": str(exp.results_path),
             "guards": [g.to_dict() for g in plan.guards], "stages": stages,
             "examples_ids_hash": cache_key({"ids": [e.id for e in plan.examples]})[:12],
             "subsample_n": len(plan.examples)}
+
+
+def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
+    from ladder.backends.limits import rate_estimate
+
+    exp = plan.experiment
+    # A model fine-tuned on OpenAI's API (by this stage or the one it comes from) has its own prices.
+    ctx = priced_as_fine_tuned(plan, stage, plan.context(plan.resolve(stage, planning=True), cache=None))
+    impl = STAGES.get(stage.type)(stage)
+    backend = ctx.backend
+    planned = stage_hook(stage, "planned it", lambda: impl.plan(ctx), exp.source)
+    if not planned.passes:  # a stage that implements only run(): no count, and a note why
+        return {"stage": stage.name, "type": stage.type, "model": backend.config.name,
+                "no_estimate": planned.note or "its plan lists no model call"}
+    passes = [(p, p.gen or ctx.gen) for p in planned.passes]
+    prompt_tokens = sum((sum(backend.count_tokens(q.messages) for q in p.prompts) + p.added_tokens * len(p.prompts))
+                        * backend.prompt_copies(gen.n) for p, gen in passes)
+    samples = sum(len(p.prompts) * gen.n for p, gen in passes)
+    output_tokens = sum(len(p.prompts) * gen.n * gen.max_tokens for p, gen in passes)
+    first, last = planned.passes[0].prompts, passes[-1]
+    entry = {
+        "stage": stage.name, "type": stage.type, "model": backend.config.name,
+        "examples": len(first), "samples": samples, "prompt_tokens": prompt_tokens,
+        "max_output_tokens": output_tokens, "cost_usd": backend.estimate_cost(prompt_tokens, output_tokens),
+    }
+    if len(passes) > 1:
+        entry["passes"] = len(passes)
+    entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
+    if not entry["batch"] and len(passes) == 1:  # shared prefixes read from the prompt cache
+        entry.update(cached_estimate(backend, [q.messages for q in first], ctx.gen.n, ctx.gen.max_tokens) or {})
+    entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
+    entry.update(fine_tuning_cost(plan, stage, ctx))  # an OpenAI fine-tuning job: its training tokens' price
+    entry.update(rate_estimate(backend.config, sum(len(p.prompts) * backend.prompt_copies(gen.n) for p, gen in passes),
+                               prompt_tokens + output_tokens))  # wall time at `rate_limit:`
+    # A judge (or any scorer model) is a model call of the stage too: its cost is in the total.
+    scorer = stage_hook(stage, "estimated its scorer", lambda: impl.scorer_estimate(ctx, list(first)), exp.source)
+    if not impl.produces_reward_model:  # a judge as the task metric (and `metrics:`) asks once per sample
+        for spec in (exp.metric, *exp.extra_metrics.values()):  # of the pass the stage scores: its last
+            # A sampling stage's scorer that is the metric's own judge asks, on the same samples,
+            # the very questions the metric asks (then answered from the model-call cache):
+            # counted once, as the scorer's. (rl's reward judges training rollouts instead.)
+            repeats = scorer is not None and impl.family == "sampling" and same_scorer(impl.selects_by(stage), spec)
+            if is_scorer_type(spec.type) and not repeats:
+                scorer = add_estimates(scorer, estimate_scorer(spec, ctx, [q.example for q in last[0].prompts],
+                                                               len(last[0].prompts) * last[1].n, last[1].max_tokens))
+    for key in ("cost_usd", "cost_usd_standard", "cost_usd_batch", "cost_usd_cached"):  # the job is paid either way
+        if entry.get(key) is not None:
+            entry[key] += entry.get("fine_tuning", {}).get("cost_usd", 0.0)
+    if not impl.produces_reward_model:  # a respondent answers every sample the metric scores (the last pass's)
+        scorer = add_estimates(scorer, respondent_estimate(ctx, [q.example for q in last[0].prompts],
+                                                           len(last[0].prompts) * last[1].n, last[1].max_tokens))
+    if scorer is not None:
+        entry["scorer"] = scorer
+        entry["cost_usd"] += scorer["cost_usd"]
+        # The judge's tokens are the stage's too, as a run's stats count them.
+        entry["prompt_tokens"] += scorer["prompt_tokens"]
+        entry["max_output_tokens"] += scorer["max_output_tokens"]
+        if "cost_usd_cached" in entry:
+            entry["cost_usd_cached"] += scorer["cost_usd"]
+    return entry

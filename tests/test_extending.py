@@ -23,8 +23,13 @@ def guide_parts() -> tuple[dict[str, str], list[tuple[str, str, str]], dict]:
     text = GUIDE.read_text(encoding="utf-8")
     files = dict(re.findall(r"```python\n# (\w+\.py)\n(.*?)```", text, re.S))
     entries = re.findall(r'```toml\n\[project\.entry-points\."ladder\.(\w+)"\]\n(\w+) = "([\w.:]+)"\n```', text)
-    (config,) = re.findall(r"```yaml\n# extending\.yaml\n(.*?)```", text, re.S)
-    return files, entries, yaml.safe_load(config)
+    return files, entries, guide_yaml("extending.yaml")
+
+
+def guide_yaml(name: str) -> dict:
+    """The guide's YAML block that starts with `# <name>`."""
+    (config,) = re.findall(rf"```yaml\n# {re.escape(name)}\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
+    return yaml.safe_load(config)
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def installed(tmp_path, monkeypatch):
     from ladder import registry
 
     files, entries, config = guide_parts()
-    assert set(files) == {"ladder_f1.py", "ladder_cot.py", "ladder_keyword.py"}
+    assert set(files) == {"ladder_f1.py", "ladder_cot.py", "ladder_keyword.py", "ladder_refine.py"}
     assert {group for group, _, _ in entries} == {"metrics", "stages", "backends"}
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -150,3 +155,126 @@ def test_register_refuses_a_kind_or_target_it_does_not_know():
         ladder.register("scorer", "x", "m:X")
     with pytest.raises(ValueError, match="module:attr"):
         ladder.register("metric", "x", "m.X")
+
+
+def drafts_wrong(req, i):
+    """A model whose first answer is always 'neutral' and whose revision (asked to check) is right."""
+    text = " ".join(m["content"] for m in req.messages)
+    word = re.search(r"the \w+ \d+ was (\w+)", text).group(1)
+    if "Check your answer" in req.prompt:
+        return next(lb for lb, w in WORD.items() if w == word)
+    return "neutral"
+
+
+def cli(*args, cwd, check=True):
+    """`ladder ...` in a subprocess, this checkout's code first on the path."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LADDER_TEST_OPENAI_KEY": "sk-test"}
+    out = subprocess.run([sys.executable, "-m", "ladder.cli", *args], cwd=cwd, env=env, capture_output=True,
+                         text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def plugin_folder(tmp_path, files: list[str], config: dict, name: str = "exp.yaml"):
+    """The guide's `files` and `config` (its data) in a folder of their own: tmp_path/exp."""
+    code, _, _ = guide_parts()
+    folder = tmp_path / "exp"
+    folder.mkdir(exist_ok=True)
+    for f in files:
+        (folder / f).write_text(code[f], encoding="utf-8")
+    write_data(folder / "data", 20, seed=0)
+    path = folder / name
+    path.write_text(yaml.safe_dump({**config, "results_dir": str(tmp_path / "results")}, sort_keys=False),
+                    encoding="utf-8")
+    return path
+
+
+def test_the_guides_self_refine_reports_its_revision_and_check_counts_both_passes(tmp_path):
+    """`plugins:` in a YAML in another folder loads the guide's two-pass stage; its row is the
+    revision's score, not the draft's, and `ladder check` counts both passes' calls."""
+    from ladder.testing.fake_api import FakeAPIServer
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    with FakeAPIServer(responder=drafts_wrong) as srv:
+        api = {"backend": "openai", "name": "gpt-4o-mini", "base_url": srv.openai_base_url,
+               "api_key_env": "LADDER_TEST_OPENAI_KEY", "max_retries": 0}
+        config = {**guide_yaml("refine.yaml"), "plugins": ["ladder_refine.py"], "model": api,
+                  "metric": "exact_match"}
+        path = plugin_folder(tmp_path, ["ladder_refine.py"], config)
+        plan = json.loads(cli("check", str(path), "--json", "--offline", cwd=elsewhere).stdout)
+        zero, refine = plan["stages"]
+        assert zero["samples"] == 20 and refine["samples"] == 40 and refine["passes"] == 2
+        assert refine["prompt_tokens"] > 2 * zero["prompt_tokens"]  # the revision carries the draft
+        cli("run", str(path), cwd=elsewhere)
+    rows = {r["stage"]: r for r in csv_rows(tmp_path / "results" / "refine" / "summary.csv")}
+    labels = [json.loads(line)["label"] for line in (path.parent / "data" / "test.jsonl").read_text().splitlines()]
+    # The drafts ('neutral' for every review), then the revisions: all right.
+    assert float(rows["zero_shot"]["value"]) == labels.count("neutral") / 20 < 1.0
+    assert float(rows["self_refine"]["value"]) == 1.0
+    records = [json.loads(line) for line in (tmp_path / "results" / "refine" / "self_refine" /
+                                             rows["self_refine"]["run_id"] / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 20 and {r["draft"] for r in records} == {"neutral"}
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_guides_plugin_yaml_runs_from_another_folder(tmp_path, monkeypatch):
+    """The guide's refine.yaml as written: its plugins beside it, the command run elsewhere. Reading
+    the results later (another process) loads the plugins experiment.yaml records: the stage's
+    family is known, not guessed."""
+    from ladder import registry
+    from ladder.evidence import Evidence
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    config = guide_yaml("refine.yaml")
+    path = plugin_folder(tmp_path, config["plugins"], config, "refine.yaml")
+    out = cli("run", str(path), cwd=elsewhere)
+    assert "self_refine exact_match" in out.stderr + out.stdout
+    rows = {r["stage"]: r for r in csv_rows(tmp_path / "results" / "refine" / "summary.csv")}
+    assert set(rows) == {"zero_shot", "self_refine"} and float(rows["zero_shot"]["value"]) > 0
+    for reg in registry.REGISTRIES.values():  # what loading the results registers ends with the test
+        monkeypatch.setattr(reg, "_targets", dict(reg._targets))
+    try:
+        ev = Evidence.load(tmp_path / "results" / "refine")
+        assert [ev.family(r) for r in ev.results] == ["prompting", "prompting"]
+    finally:
+        for name in config["plugins"]:
+            sys.modules.pop(name.removesuffix(".py"), None)
+
+
+def test_plugin_on_the_command_line_loads_the_stage(tmp_path):
+    config = {k: v for k, v in guide_yaml("refine.yaml").items() if k != "plugins"}
+    path = plugin_folder(tmp_path, ["ladder_refine.py", "ladder_keyword.py"], config)
+    refused = cli("check", str(path), "--offline", cwd=path.parent, check=False)
+    assert refused.returncode == 2 and "unknown" in refused.stderr
+    out = cli("check", str(path), "--offline", "--plugin", "ladder_refine.py", "--plugin", "ladder_keyword.py",
+              cwd=path.parent)
+    assert "self_refine: 2 passes of model calls (40 samples in all)" in " ".join(out.stdout.split())
+    cli("run", str(path), "--plugin", "exp/ladder_refine.py", "--plugin", str(path.parent / "ladder_keyword.py"),
+        cwd=tmp_path)
+    assert {r["stage"] for r in csv_rows(tmp_path / "results" / "refine" / "summary.csv")} == \
+        {"zero_shot", "self_refine"}
+
+
+def test_an_import_path_type_works_with_the_guides_literal_config(installed, tmp_path):
+    """`type: ladder_cot:CoT`: the class's Config declares type Literal["cot"], which the run records."""
+    from ladder.config import load_experiment
+    from ladder.runner import run_experiment
+
+    write_data(tmp_path / "data", 20, seed=0)
+    write_data(tmp_path / "data", 20, seed=1)
+    config = {**installed, "results_dir": str(tmp_path / "results"), "stages": [{"type": "ladder_cot:CoT"}]}
+    path = tmp_path / "path.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    (cot,) = run_experiment(load_experiment(path))
+    assert cot.type == "cot" and cot.metric.n == 20

@@ -4,7 +4,7 @@ import pytest
 
 from ladder.config import GuardsConfig
 from ladder.guards import choice_baselines, pct_apart, stop_guard, stop_hit_rate, subsample
-from ladder.types import Example, MetricValue, Sample
+from ladder.types import Example, MetricValue, Record, Sample
 
 G = GuardsConfig()
 
@@ -59,9 +59,9 @@ def ex(i: int, target: str, choices: tuple[str, ...]) -> Example:
     return Example(f"e{i}", {}, target, choices)
 
 
-def rec(i: int, *extracted: str | None, selected: int | None = None) -> dict:
-    out = {"id": f"e{i}", "samples": [{"text": "", "score": 0.0, "extracted": x} for x in extracted]}
-    return out if selected is None else {**out, "selected": selected}
+def rec(i: int, *extracted: str | None, selected: int | None = None) -> Record:
+    return Record(f"e{i}", None, [], [{"text": "", "score": 0.0, "extracted": x} for x in extracted],
+                  after={} if selected is None else {"selected": selected})
 
 
 def test_choice_baselines_use_each_examples_own_k():
@@ -88,8 +88,8 @@ def test_choice_baselines_flag_below_chance_and_read_the_selected_sample():
     assert choice_baselines(records, [ex(i, "a", None) for i in range(20)], MetricValue(0.4, 0.2, 0.6, 20)) == ({}, [])
 
 
-def scored(i: int, answer: str | None, target: str) -> dict:
-    return {"id": f"e{i}", "samples": [{"text": "", "score": float(answer == target), "extracted": answer}]}
+def scored(i: int, answer: str | None, target: str) -> Record:
+    return Record(f"e{i}", target, [], [{"text": "", "score": float(answer == target), "extracted": answer}])
 
 
 def test_a_constant_answer_is_no_better_than_the_majority_class():

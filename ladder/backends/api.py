@@ -319,6 +319,7 @@ class APIBackend(APICost, Backend):
         cfg = self.config
         started = time.monotonic()
         cost = lambda: request_tokens(request.body, len(request.indices))  # noqa: E731 - asked when paced by tokens
+        fail: Failure | None = None  # the last attempt's failure
         for attempt in range(cfg.max_retries + 1):
             sent = await control.acquire(cost)  # a slot and this request's turn; held for one attempt
             try:
@@ -334,7 +335,7 @@ class APIBackend(APICost, Backend):
                     # the deadline only ended the retrying.
                     limit = cfg.max_retry_seconds
                     raise Failure(f"{fail.reason} (then no answer before the deadline; max_retry_seconds is {limit:g})"
-                                  if attempt else f"no answer within max_retry_seconds ({limit:g} s)",
+                                  if fail else f"no answer within max_retry_seconds ({limit:g} s)",
                                   retry=False) from None
                 try:
                     samples = scrub_samples(self.parse(json.loads(answer.content), request, gen), key)

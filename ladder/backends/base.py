@@ -104,6 +104,12 @@ class Backend:
         None: a local model, or an API model sent through its provider's batch API."""
         return None
 
+    def price(self) -> Any | None:
+        """The model's prices (a ladder.backends.prices.Price: USD per 1M input, output and cached
+        input tokens), from the config's `price:` or ladder/data/prices.yaml; None for a model
+        nobody bills (local models). `ladder check` reads it for the prompt-cache discount."""
+        return None
+
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """US dollars for that many tokens; 0 for local models."""
         return 0.0

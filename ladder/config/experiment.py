@@ -111,4 +111,9 @@ class Experiment:
                               **{k: v.model_dump(mode="json") for k, v in self.extra_metrics.items()}}
         out["model"] = self.model.model_dump(mode="json")
         out["stages"] = [s.model_dump(mode="json") for s in self.stages]
+        if self.config.plugins:  # as found: a file by its absolute path, so reading the results finds it
+            out["plugins"] = [str(resolve_path(p, self.base_dir)) if p.endswith(".py") or "/" in p else p
+                              for p in self.config.plugins]
+        else:
+            del out["plugins"]  # an experiment without plugins records what it always has
         return out

@@ -316,6 +316,12 @@ class ExperimentConfig(Section):
 
     description: str = ""
     """Free text: the question this experiment answers."""
+    plugins: list[str] = []
+    """Local plugins to load first: .py files (relative to this YAML's folder; to the working
+    directory for a config given as a dict) or module names, e.g. [my_stage.py, mypkg.metrics].
+    Each runs once, as an import: its `ladder.register(...)` calls, and the Stage, Metric and
+    Backend classes it defines (under the name their Config's Literal declares), are then usable
+    by name here. See docs/extending.md, "A local plugin file"."""
     seed: int = 0
     """Default seed for the subsample, shot selection, splitting and sampling."""
     results_dir: str = "results"

@@ -20,6 +20,7 @@ from ladder.config.experiment import Experiment, merge_model
 from ladder.config.prose import ConfigSource, dotted_key
 from ladder.config.schema import ExperimentConfig, GenerationConfig, StageConfig
 from ladder.errors import ConfigError
+from ladder.plugins import resolve_plugins
 from ladder.store import RESERVED_NAMES
 
 
@@ -108,6 +109,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, root: Any = None,
     """The experiment `raw` describes. `source` is its YAML file and `root` that file's node tree
     (for line numbers); `overrides` the `--set` items already applied to `raw` (errors in the keys
     they set point at the command line)."""
+    raw = resolve_plugins(raw, source)  # `plugins:` loaded, "module:attr" types named: before any lookup
     problems = Problems(ConfigSource(str(source) if source else "<config>", root, tuple(overrides)))
     config = problems.check(ExperimentConfig, raw, ())
     if config is None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from ladder.config.judged import JUDGED, compares_with_target, is_scorer_type, open_ended_problem  # noqa: F401
 from ladder.errors import LadderError
 from ladder.guards import UNPARSED_WARN
-from ladder.types import Guard
+from ladder.types import Guard, Record
 
 if TYPE_CHECKING:
     from ladder.metrics import Metric
@@ -74,10 +74,10 @@ def selected_by_metric(stage: BaseModel, metric: BaseModel) -> bool:
     return spec is not None and not compares_with_target(metric) and same_scorer(spec, metric)
 
 
-def judged_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def judged_stats(records: Sequence[Record]) -> dict[str, Any]:
     """What the metric's own model calls added to these records' samples: USD, tokens, and the share
     of verdicts that did not parse (`unparsed`). Empty for a metric that calls no model."""
-    rows = [row for rec in records for row in rec["samples"] if "score" in row]
+    rows = [row for rec in records for row in rec.samples if "score" in row]
     metas = [row["score_meta"] for row in rows if "score_meta" in row]
     # The further metrics' (`metrics:`) calls are spend of the row too.
     spend = metas + [m for row in rows for m in (row.get("metrics_meta") or {}).values()]

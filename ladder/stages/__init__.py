@@ -2,30 +2,31 @@
 
 A stage turns a StageContext into a StageResult. Prompting stages only decide *which prompt* each
 test example gets; `evaluate()` does the rest — cached batched generation, scoring, append-only
-samples.jsonl with resume, aggregation with CIs and the guards.
+samples.jsonl with resume (by the prompt's content), aggregation with CIs and the guards. What
+a stage is given is in context.py, how its records are scored in records.py, and the primitives
+of a stage that asks more than once in passes.py.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence, TypeVar
 
-from ladder.backends.base import Backend, BackendPool, CallStats, generate, logprobs
-from ladder.cache import Cache
-from ladder.config import Experiment, GenerationConfig, StageConfig
+from ladder.backends.base import generate
+from ladder.config import StageConfig
+from ladder.errors import ConfigError, LadderError
 from ladder.guards import choice_baselines, stop_guard, stop_hit_rate
-from ladder.metrics import Metric
 from ladder.metrics.judged import judged_guards, judged_stats
 from ladder.progress import console, progress_bar
-from ladder.resolved import ResolvedStage
+from ladder.result_sections import Extra, RecordsDigest, Stats
+from ladder.stages.context import Pass, Plan, Prompt, StageContext  # noqa: F401 - ladder.stages' public names
+from ladder.stages.records import metric_records, probability_scores, prompt_key, record_key, write_records  # noqa: F401
 from ladder.stats import mean_ci
 from ladder.store import JsonlWriter, read_jsonl, records_digest
 from ladder.tasks import TaskLike
-from ladder.errors import ConfigError, LadderError
-from ladder.result_sections import Extra, RecordsDigest, Stats
-from ladder.types import Example, Guard, Message, Record, Sample, Score, StageResult
+from ladder.types import Guard, Record, Sample, StageResult
 
 
 TRAIN_SPLIT = ":train:"
@@ -36,46 +37,6 @@ PROBABILITY_BATCH = 64
 
 SCORE_BATCH = 256
 """Prompts recorded at a time when the metric runs a model (a judge: one concurrent batch of calls)."""
-
-
-@dataclass
-class StageContext:
-    experiment: Experiment
-    stage: StageConfig
-    task: TaskLike
-    examples: list[Example]
-    """The test subsample: the same examples for every stage."""
-    metric: Metric
-    backend: Backend
-    gen: GenerationConfig
-    cache: Cache | None
-    """None under `ladder check`, which only builds prompts."""
-    run_dir: Path | None
-    run_id: str
-    pool: BackendPool | None = None
-    """Loaded backends, shared across stages (a stage that trains a model evaluates it through here)."""
-    calls: CallStats = field(default_factory=CallStats)
-    produced: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """What finished stages produced for later ones (stage name → {model, reward_model}): how a
-    scorer's `from_stage:` finds a trained reward model."""
-    extra_metrics: dict[str, Metric] = field(default_factory=dict)
-    """The further metrics of `metrics:` (name -> metric): each sample is scored by them too, and
-    the row carries their means beside its value (StageResult.extra.metrics)."""
-    earlier: dict[str, Path] = field(default_factory=dict)
-    """Run folders of the earlier stages whose outputs this one reads (few_shot's `shots_from:`,
-    sft's `train_from:`; ladder/earlier.py); empty under `ladder check`."""
-    resolved: ResolvedStage | None = None
-    """The stage as the runner resolved it, once: model (its `from_stage` applied), generation,
-    metric, run id and folder. `backend`, `gen`, `run_dir` and `run_id` above are taken from it."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One test example's prompt, plus what the stage wants recorded beside it (e.g. shots)."""
-
-    example: Example
-    messages: list[Message]
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 Family = Literal["prompting", "sampling", "training"]
@@ -154,12 +115,72 @@ class Stage:
         return []
 
     def prompts(self, ctx: StageContext) -> tuple[list[Prompt], list[Guard]]:
-        """The prompt of each test example (and guards about them); `ladder check` counts these."""
-        raise NotImplementedError
+        """The prompt of each test example (and guards about them); the default `run` evaluates
+        them and the default `plan` counts them. A stage that implements `run` may leave it out."""
+        raise NotImplementedError(f"stage '{ctx.stage.name}' gives no prompts(): it implements run()")
+
+    def plan(self, ctx: StageContext) -> Plan:
+        """What `ladder check` counts (examples, samples, tokens, cost) without calling a model:
+        the passes of calls `run` will make. Default: one pass over `prompts()`, at the stage's
+        generation settings. A stage that asks more than once (self-refine: answer, then revise)
+        overrides it to list each pass; a stage that implements only `run` gets a plan of no
+        pass, with a note saying so. `ctx.cache` is None here, and nothing may be generated."""
+        if type(self).prompts is Stage.prompts:
+            return Plan([], note=f"{type(self).__name__} implements only run(): ladder check cannot count its "
+                                 f"model calls (a Stage.plan override would give them)")
+        prompts, guards = self.prompts(ctx)
+        return Plan([Pass(list(prompts))], list(guards))
+
+    def scorer_estimate(self, ctx: StageContext, prompts: list[Prompt]) -> dict[str, Any] | None:
+        """For `ladder check`: the calls of a model that scores the stage's samples besides the task
+        metric (best_of_n's scorer, rl's reward), as `ladder.scorers.estimate_scorer` gives them —
+        {scorer, calls, prompt_tokens, max_output_tokens, cost_usd}. `prompts`: the first pass's.
+        Default None: the stage runs no scorer of its own (the task metric's judge is counted apart)."""
+        return None
+
+    @classmethod
+    def fine_tunes_through_api(cls, cfg: StageConfig, model: Any) -> bool:
+        """True when the stage trains its model through a provider's fine-tuning API (sft's openai
+        route) for `model`, the stage's BackendConfig: `ladder check` then prices the job, and a
+        stage that evaluates the fine-tuned model at the fine-tuned model's prices. Default False."""
+        return False
+
+    @classmethod
+    def training_estimate(cls, cfg: StageConfig, task: TaskLike, model: Any,
+                          base_dir: Path | None = None) -> dict[str, Any] | None:
+        """For a stage that trains: {steps, how, seconds, basis, long} (ladder/estimate.py
+        describes the keys; steps None when unknown before the run), which `ladder check` prints
+        and `ladder run` warns about when long. `model`: the stage's BackendConfig. Default None:
+        the stage trains nothing."""
+        return None
 
     def run(self, ctx: StageContext) -> StageResult:
         prompts, guards = self.prompts(ctx)
         return evaluate(ctx, prompts, guards)
+
+
+T = TypeVar("T")
+
+
+def stage_hook(stage: StageConfig, what: str, ask: Callable[[], T], source: Path | None = None) -> T:
+    """What a stage class's hook returns (`ask()`), called before the run (plan, check_inputs, ...);
+    its exception (a plugin's bug) a LadderError naming the stage and the file of its class, so
+    `ladder check` and `ladder run` say where to look instead of printing a traceback. `what`: what
+    ladder was doing, as in "failed while ladder <what>"."""
+    try:
+        return ask()
+    except LadderError:
+        raise
+    except Exception as exc:
+        from ladder.registry import STAGES
+
+        cls = STAGES.get(stage.type)
+        where = inspect.getsourcefile(cls) or cls.__module__
+        raise LadderError(f"stage '{stage.name}' (type {stage.type}: {cls.__qualname__} in {where}) failed while "
+                          f"ladder {what}: {type(exc).__name__}: {exc}", where=str(source) if source else None,
+                          fix="fix the stage's code there (ladder check calls plan(), prompts() and check_inputs() "
+                              "with no model-call cache and generates nothing), or skip the stage (skip: <why>)"
+                          ) from None
 
 
 def local_hf(ctx: StageContext, what: str) -> Any:
@@ -186,13 +207,13 @@ def evaluate(ctx: StageContext, prompts: Sequence[Prompt], extra_guards: Sequenc
     return result
 
 
-RecordFn = Callable[[StageContext, list[Prompt], list[list[Sample]]], list[dict[str, Any]]]
+RecordFn = Callable[[StageContext, list[Prompt], list[list[Sample]]], list[Record]]
 
 
 class Collected(NamedTuple):
-    records: list[dict[str, Any]]
+    records: list[Record]
     """One finished record per prompt that has one, in prompt order."""
-    errors: list[dict[str, Any]]
+    errors: list[Record]
     """Records of prompts that failed after all retries (a re-run retries them)."""
     resumed: int
     """Prompts whose record came from an earlier run's file."""
@@ -214,11 +235,22 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     whose scorer runs a model (best_of_n) passes more, so the scorer sees many completions at once.
     `texts=False` generates nothing: each prompt gets one empty sample (finish reason `scored`) for a
     probability metric's score to fill in."""
-    record = record or _records
+    record = record or metric_records
     path = path or ctx.run_dir / "samples.jsonl"
-    _set_aside_unfinished(ctx, path)
-    done = {r["id"]: r for r in read_jsonl(path, repair=True) if not r.get("error")}
-    todo = [p for p in prompts if p.example.id not in done]
+    if path not in ctx.opened:
+        _set_aside_unfinished(ctx, path)
+        ctx.opened.add(path)
+    # Keyed by the prompt's content, never the example id alone: a second pass over the same
+    # examples with other prompts (self-refine's revision) must not be answered from the first.
+    keys = [prompt_key(p.example.id, [m.to_dict() for m in p.messages]) for p in prompts]
+    lines, current = [Record.from_dict(d) for d in read_jsonl(path, repair=True)], set(keys)
+    if any(record_key(r) not in current for r in lines):
+        # Lines of another pass (or prompts since changed): the file keeps only this pass's, so it
+        # holds one record per example and readers see the pass the stage reports.
+        lines = [r for r in lines if record_key(r) in current]
+        write_records(path, lines)
+    done = {record_key(r): r for r in lines if not r.error}
+    todo = [p for p, k in zip(prompts, keys) if k not in done]
     pending: list[tuple[Prompt, list[Sample]]] = []
     label = f"{ctx.stage.name}: {'generating' if texts else 'scoring'}"
     control = ctx.backend.rate_controller()  # API models: concurrency and 429s on the line
@@ -227,8 +259,8 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
         def flush() -> None:
             # One line per example as soon as its batch is complete: a kill loses only what was in flight.
             recs = record(ctx, [p for p, _ in pending], [s for _, s in pending])
-            out.write(recs)
-            done.update((r["id"], r) for r in recs if not r["error"])
+            out.write(r.to_dict() for r in recs)
+            done.update((record_key(r), r) for r in recs if not r.error)
             advance(len(pending))
             pending.clear()
 
@@ -247,9 +279,9 @@ def collect(ctx: StageContext, prompts: Sequence[Prompt], record: RecordFn | Non
     # Errors were appended too (so they are visible) but a re-run retries them. Each run appends
     # its own line for an example that fails again: count examples failed now, not lines, so that
     # n + errors never exceeds the prompts.
-    failed = {r["id"]: r for r in read_jsonl(path) if r.get("error") and r["id"] not in done}
-    errors = [failed[p.example.id] for p in prompts if p.example.id in failed]
-    records = [done[p.example.id] for p in prompts if p.example.id in done]
+    failed = {k: r for r in map(Record.from_dict, read_jsonl(path)) if r.error and (k := record_key(r)) not in done}
+    errors = [failed[k] for k in keys if k in failed]
+    records = [done[k] for k in keys if k in done]
     return Collected(records, errors, len(prompts) - len(todo))
 
 
@@ -268,100 +300,9 @@ def _set_aside_unfinished(ctx: StageContext, path: Path) -> None:
                       f"in {path.name} (generations from the model-call cache)", highlight=False)
 
 
-def _records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
-    return metric_records(ctx, prompts, samples)
-
-
-def metric_records(ctx: StageContext, prompts: Sequence[Prompt], samples: Sequence[list[Sample]]
-                   ) -> list[dict[str, Any]]:
-    """samples.jsonl lines for these prompts, every sample scored by the task metric. A metric that
-    runs a model (a judge) gets every completion here in one `score_batch` call, which asks its
-    model concurrently through the cache, as generation does."""
-    if ctx.metric.needs_probabilities:
-        probs = probability_scores(ctx, prompts)
-        return [metric_record(ctx, p, s, prob) for p, s, prob in zip(prompts, samples, probs)]
-    ok = [(p.example, s.text) for p, ss in zip(prompts, samples) for s in ss if s.finish_reason != "error"]
-    scores = iter(ctx.metric.score_batch([ex for ex, _ in ok], [t for _, t in ok]))
-    recs = [metric_record(ctx, p, ss, scores=[next(scores) for s in ss if s.finish_reason != "error"])
-            for p, ss in zip(prompts, samples)]
-    if ctx.extra_metrics:
-        add_extra_metrics(ctx, prompts, recs)
-    return recs
-
-
-def add_extra_metrics(ctx: StageContext, prompts: Sequence[Prompt], recs: list[dict[str, Any]]) -> None:
-    """Score every scored sample by each further metric (`metrics:`): the sample's `metrics` holds
-    {name: score}, the record's `metrics` their mean over its samples (a selecting stage replaces
-    it with its selected sample's). A further judge's failed call makes the example an error too."""
-    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
-    for name, metric in ctx.extra_metrics.items():
-        for (_, row), score in zip(rows, metric.score_batch([ex for ex, _ in rows], [r["text"] for _, r in rows])):
-            if score.error is not None:
-                row["metric_errors"] = {**row.get("metric_errors", {}), name: score.error}
-            else:
-                row.setdefault("metrics", {})[name] = score.value
-            if score.meta and metric.batched:
-                row.setdefault("metrics_meta", {})[name] = score.meta
-    for rec in recs:
-        scored = [row for row in rec["samples"] if "score" in row]
-        failed = [e for row in scored for e in row.get("metric_errors", {}).values()]
-        if failed and not rec["error"]:
-            rec.update(score=None, error=True, metric_error=failed[0])
-        elif scored and not rec["error"]:
-            rec["metrics"] = {name: sum(row["metrics"][name] for row in scored) / len(scored)
-                              for name in ctx.extra_metrics}
-
-
-def metric_record(ctx: StageContext, p: Prompt, samples: list[Sample], prob: Score | None = None,
-                  scores: Sequence[Score] | None = None) -> dict[str, Any]:
-    """One samples.jsonl line: the prompt, and each sample with its task-metric score (`prob`: a
-    probability metric's score of the prompt, when the caller batched it; `scores`: each
-    non-failed sample's score, when the caller batched them)."""
-    rows = []
-    if prob is None and ctx.metric.needs_probabilities:
-        prob = probability_scores(ctx, [p])[0]
-    given = iter(scores) if scores is not None else None
-    failed = None
-    for s in samples:
-        row = s.to_dict()
-        if s.finish_reason != "error":
-            score = prob or (next(given) if given is not None else ctx.metric.score(p.example, s.text))
-            if score.meta and ctx.metric.batched:  # a judge's verdict, whether it parsed, what the call cost
-                row["score_meta"] = score.meta
-            if score.error is not None:
-                # A judge call that failed is no verdict: the example is an error, retried on re-run.
-                row["score_error"] = failed = score.error
-            else:
-                row.update(score=score.value, extracted=score.extracted)
-        rows.append(row)
-    ok = [r["score"] for r in rows if "score" in r] if failed is None else []
-    # Built as a Record (the type of a samples.jsonl line) and stored as its dict: a selecting
-    # stage (best_of_n) adds its selection to the dict before it is written.
-    rec = Record(id=p.example.id, target=p.example.target, prompt=[m.to_dict() for m in p.messages],
-                 samples=rows, score=sum(ok) / len(ok) if ok else None, error=not ok,
-                 info=dict(p.info)).to_dict()
-    if failed is not None:
-        rec["metric_error"] = failed
-    return rec
-
-
-def probability_scores(ctx: StageContext, prompts: Sequence[Prompt]) -> list[Score]:
-    """A probability metric's score of each prompt: it reads the model, not a sample's text, so
-    every sample of a prompt gets the same score. One cached log-probability call for them all."""
-    if not ctx.backend.supports_logprobs:
-        raise LadderError(f"metric '{ctx.metric.name}' reads the model's probabilities of the answers, "
-                          f"and the {ctx.backend.config.backend} backend gives none", field="metric",
-                          fix="use it with an hf model, or use a text metric such as choice")
-    from ladder.metrics.probability import probability_scores_with
-
-    return probability_scores_with(ctx.metric, [p.example for p in prompts], [p.messages for p in prompts],
-                                   lambda qp, qc: logprobs(ctx.backend, ctx.cache, qp, qc),
-                                   ctx.backend.continuation_token_counts)
-
-
-def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dict[str, Any]],
+def summarize(ctx: StageContext, records: Sequence[Record], errors: Sequence[Record],
               seconds: float, extra_guards: Sequence[Guard] = ()) -> StageResult:
-    typed = [Record.from_dict(r) for r in records]
+    typed = list(records)
     samples = [Sample.from_dict(s) for r in typed for s in r.samples]
     metric = mean_ci([r.score for r in typed])
     # A stage that generated no text (choice_prob without `generate`) has no stop rate to check.
@@ -380,7 +321,7 @@ def summarize(ctx: StageContext, records: list[dict[str, Any]], errors: list[dic
     guards += judged_guards(judged, name)
     extra = Extra()
     if ctx.extra_metrics:  # each further metric's mean with its CI, over the same examples
-        extra.metrics = {k: mean_ci([r["metrics"][k] for r in records]) for k in ctx.extra_metrics}
+        extra.metrics = {k: mean_ci([r.after["metrics"][k] for r in records]) for k in ctx.extra_metrics}
     prompt_tokens = sum(s.prompt_tokens for s in samples)
     stats = Stats(
         examples=len(records),

@@ -43,7 +43,7 @@ from ladder.stages import Collected, Prompt, StageContext, collect, metric_recor
 from ladder.stages.zero_shot import ZeroShot
 from ladder.stats import mean_ci
 from ladder.store import atomic_write
-from ladder.types import Guard, Message, Sample, StageResult
+from ladder.types import Guard, Message, Record, Sample, StageResult
 
 # Completions per record() call: enough for a scorer model to batch well, few enough that a
 # killed run loses little scoring work (the generations themselves are cached either way).
@@ -206,7 +206,7 @@ class BestOfN(ZeroShot):
         record = majority_records if scorer is None else partial(records, scorer=scorer)
         return collect(ctx, prompts, record, batch=max(1, SCORE_BATCH // self.config.n), path=path)
 
-    def _export(self, ctx: StageContext, scorer: Metric | None, test_records: list[dict[str, Any]]
+    def _export(self, ctx: StageContext, scorer: Metric | None, test_records: list[Record]
                 ) -> tuple[dict[str, Any], list[Guard]]:
         cfg: ExportConfig = self.config.export
         guards = []
@@ -224,9 +224,9 @@ class BestOfN(ZeroShot):
             sub = dataclasses.replace(ctx, calls=CallStats())
             pool = self._collect(sub, scorer, prompts, path=ctx.run_dir / "export_samples.jsonl").records
         # The train draw's own samples and verdicts are spend of this stage (the test ones are counted already).
-        cost = 0.0 if cfg.split == "test" else sum(row.get("cost", 0.0) for r in pool for row in r["samples"]) \
+        cost = 0.0 if cfg.split == "test" else sum(row.get("cost", 0.0) for r in pool for row in r.samples) \
             + scorer_cost(pool)
-        rows = [sft_row(r) for r in pool if cfg.min_score is None or r["selector"] >= cfg.min_score]
+        rows = [sft_row(r) for r in pool if cfg.min_score is None or r.after["selector"] >= cfg.min_score]
         path = ctx.run_dir / "sft.jsonl"
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         if not rows:
@@ -238,11 +238,11 @@ class BestOfN(ZeroShot):
 
 
 def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]],
-            scorer: Metric) -> list[dict[str, Any]]:
+            scorer: Metric) -> list[Record]:
     """samples.jsonl lines: every sample with its task metric (`score`) and selector score
     (`selector`); the record's `score` is the selected sample's metric, `selected` its index."""
     recs = metric_records(ctx, prompts, samples)
-    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec["samples"] if "score" in row]
+    rows = [(p.example, row) for p, rec in zip(prompts, recs) for row in rec.samples if "score" in row]
     if scorer is ctx.metric:  # the oracle: the metric already is the selector
         for _, row in rows:
             row["selector"] = row["score"]
@@ -258,48 +258,50 @@ def records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]
             if s.extracted is not None:
                 row["selector_extracted"] = s.extracted
     for rec in recs:
-        if rec.get("metric_error"):
+        if rec.after.get("metric_error"):
             continue  # the task metric's own call failed: an error already, retried on re-run
-        failed = [row["selector_error"] for row in rec["samples"] if "selector_error" in row]
+        failed = [row["selector_error"] for row in rec.samples if "selector_error" in row]
         if failed:
             # A scorer call that failed is no verdict: selecting among the rest (or falling back to
             # sample 0) would report a row that was never judged. The example is an error, and a
             # re-run retries it (its generations and the verdicts that did come back are cached).
-            rec.update(score=None, error=True, scorer_error=failed[0])
+            rec.score, rec.error = None, True
+            rec.after["scorer_error"] = failed[0]
             continue
-        ok = [i for i, row in enumerate(rec["samples"]) if "selector" in row]
+        ok = [i for i, row in enumerate(rec.samples) if "selector" in row]
         if ok:
-            best = ok[select([rec["samples"][i]["selector"] for i in ok])]
-            rec.update(score=rec["samples"][best]["score"], selected=best,
-                       selector=rec["samples"][best]["selector"])
-            if "metrics" in rec:  # the further metrics (`metrics:`) of the selected sample, too
-                rec["metrics"] = rec["samples"][best]["metrics"]
+            best = ok[select([rec.samples[i]["selector"] for i in ok])]
+            rec.score = rec.samples[best]["score"]
+            rec.after.update(selected=best, selector=rec.samples[best]["selector"])
+            if "metrics" in rec.after:  # the further metrics (`metrics:`) of the selected sample, too
+                rec.after["metrics"] = rec.samples[best]["metrics"]
     return recs
 
 
-def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[dict[str, Any]]:
+def majority_records(ctx: StageContext, prompts: list[Prompt], samples: list[list[Sample]]) -> list[Record]:
     """samples.jsonl lines for select: majority: each sample's `selector` is the share of the pool
     that voted for its answer; the record's `selected` is the majority pick, `answer` its answer."""
     recs = metric_records(ctx, prompts, samples)
     for rec in recs:
-        ok = [i for i, row in enumerate(rec["samples"]) if "score" in row]
+        ok = [i for i, row in enumerate(rec.samples) if "score" in row]
         if not ok:
             continue
-        answers = [rec["samples"][i]["extracted"] for i in ok]
+        answers = [rec.samples[i]["extracted"] for i in ok]
         for i, a in zip(ok, answers):
-            rec["samples"][i]["selector"] = answers.count(a) / len(ok)
+            rec.samples[i]["selector"] = answers.count(a) / len(ok)
         best = ok[majority(answers)]
-        pick = rec["samples"][best]
-        rec.update(score=pick["score"], selected=best, selector=pick["selector"], answer=pick["extracted"])
-        if "metrics" in rec:
-            rec["metrics"] = pick["metrics"]
+        pick = rec.samples[best]
+        rec.score = pick["score"]
+        rec.after.update(selected=best, selector=pick["selector"], answer=pick["extracted"])
+        if "metrics" in rec.after:
+            rec.after["metrics"] = pick["metrics"]
     return recs
 
 
-def add_majority(extra: dict[str, Any], recs: list[dict[str, Any]], n: int, seed: int) -> None:
+def add_majority(extra: dict[str, Any], recs: list[Record], n: int, seed: int) -> None:
     """Put majority@k into the curve's points (a line beside best-of-k) and say how it was computed."""
     pools = [([r["extracted"] for r in rows], [r["score"] for r in rows])
-             for rows in ([row for row in rec["samples"] if "score" in row] for rec in recs)]
+             for rows in ([row for row in rec.samples if "score" in row] for rec in recs)]
     if not recs:
         return
     points, how = majority_curve(pools, n, seed)
@@ -308,11 +310,11 @@ def add_majority(extra: dict[str, Any], recs: list[dict[str, Any]], n: int, seed
     extra["majority_curve"] = how
 
 
-def majority_report(recs: list[dict[str, Any]], n: int, seed: int) -> tuple[dict[str, Any], list[Guard]]:
+def majority_report(recs: list[Record], n: int, seed: int) -> tuple[dict[str, Any], list[Guard]]:
     """metrics.json `extra` of select: majority: the vote's confidence, the majority@k curve (with
     the oracle best-of-k, i.e. pass@k for a 0/1 metric, as the ceiling a better selector could
     reach) and how many distinct answers the pools held."""
-    pools = [[row for row in rec["samples"] if "score" in row] for rec in recs]
+    pools = [[row for row in rec.samples if "score" in row] for rec in recs]
     answers = [[row["extracted"] for row in rows] for rows in pools]
     points, how = majority_curve([(a, [r["score"] for r in rows]) for a, rows in zip(answers, pools)], n, seed) \
         if recs else ([], "")
@@ -324,7 +326,7 @@ def majority_report(recs: list[dict[str, Any]], n: int, seed: int) -> tuple[dict
     unanswered = sum(a is None for ans in answers for a in ans)
     extra: dict[str, Any] = {
         "selector": {"name": "majority", "oracle": False,
-                     "selected": mean_ci([rec["selector"] for rec in recs]).to_dict(),
+                     "selected": mean_ci([rec.after["selector"] for rec in recs]).to_dict(),
                      "scored_samples": voted, "no_answer": unanswered},
         "curve": points,
         "majority_curve": how,
@@ -349,21 +351,21 @@ def majority_report(recs: list[dict[str, Any]], n: int, seed: int) -> tuple[dict
                             float(unanswered)))
     return extra, guards
 
-def scorer_cost(recs: list[dict[str, Any]]) -> float:
+def scorer_cost(recs: list[Record]) -> float:
     """USD the scorer's model calls cost for these records (a judge puts each call's price on the
     first completion that asked it; local scorers cost nothing)."""
-    return sum(row.get("selector_meta", {}).get("cost_usd", 0.0) for rec in recs for row in rec["samples"])
+    return sum(row.get("selector_meta", {}).get("cost_usd", 0.0) for rec in recs for row in rec.samples)
 
 
-def scorer_tokens(recs: list[dict[str, Any]]) -> dict[str, int]:
+def scorer_tokens(recs: list[Record]) -> dict[str, int]:
     """Prompt and completion tokens of the scorer's model calls for these records (as scorer_cost)."""
-    meta = [row.get("selector_meta", {}) for rec in recs for row in rec["samples"]]
+    meta = [row.get("selector_meta", {}) for rec in recs for row in rec.samples]
     return {kind: sum(int(m.get(kind, 0)) for m in meta) for kind in ("prompt_tokens", "completion_tokens")}
 
 
-def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
+def report(recs: list[Record], n: int, scorer: Metric, oracle: bool) -> tuple[dict[str, Any], list[Guard]]:
     """metrics.json `extra` (selector mean, best-of-k curve, parse failures) and the guards."""
-    per_prompt = [[row for row in rec["samples"] if "selector" in row] for rec in recs]
+    per_prompt = [[row for row in rec.samples if "selector" in row] for rec in recs]
     points = curve([([r["selector"] for r in rows], [r["score"] for r in rows]) for rows in per_prompt], n,
                    texts=[[r["text"] for r in rows] for rows in per_prompt]) if recs else []
     scored = [row for rows in per_prompt for row in rows]
@@ -371,7 +373,7 @@ def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> 
     distinct = [len({row["text"] for row in rows}) for rows in per_prompt]
     extra: dict[str, Any] = {
         "selector": {"name": scorer.name, "oracle": oracle,
-                     "selected": mean_ci([rec["selector"] for rec in recs]).to_dict(),
+                     "selected": mean_ci([rec.after["selector"] for rec in recs]).to_dict(),
                      "parse_failures": failures, "scored_samples": len(scored)},
         "curve": points,
         "distinct_per_prompt": sum(distinct) / len(distinct) if distinct else 0.0,
@@ -396,11 +398,11 @@ def report(recs: list[dict[str, Any]], n: int, scorer: Metric, oracle: bool) -> 
     return extra, guards
 
 
-def sft_row(rec: dict[str, Any]) -> dict[str, Any]:
+def sft_row(rec: Record) -> dict[str, Any]:
     """One SFT example in trl's conversational prompt-completion format (what SFTTrainer trains
     on, loss on the completion only), plus `messages` — the whole conversation — for tools that
     read that format instead (trl's language-modeling format, OpenAI-style chat fine-tuning files)."""
-    text = rec["samples"][rec["selected"]]["text"]
+    text = rec.samples[rec.selected]["text"]
     answer = Message("assistant", text).to_dict()
-    return {"id": rec["id"], "prompt": rec["prompt"], "completion": [answer],
-            "messages": [*rec["prompt"], answer], "score": rec["selector"], "metric": rec["score"]}
+    return {"id": rec.id, "prompt": rec.prompt, "completion": [answer],
+            "messages": [*rec.prompt, answer], "score": rec.after["selector"], "metric": rec.score}

@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 from ladder.backends.base import CallStats
 from ladder.errors import ConfigError, LadderError
 from ladder.marker import read_marker, training_finished
+from ladder.estimate import rl_estimate
 from ladder.metrics import Metric
 from ladder.progress import console
 from ladder.scorers import ScorerSpec, build_scorer, estimate_scorer, reads_targets
@@ -123,6 +124,7 @@ class RL(Stage):
     Config = RLConfig
     produces_model = True  # later stages use the policy with `model: {from_stage: <this stage>}`
     family = "training"
+    training_estimate = staticmethod(rl_estimate)  # what `ladder check` prints: steps and a rough time
     trains_on_reward = True  # the advice holds it against best-of-N with the same reward
 
     @classmethod
@@ -223,17 +225,17 @@ class RL(Stage):
         curve_extra, guards = report(got.records, cfg.generations, reward, oracle=oracle)
         guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
         pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
-                for rec in got.records for row in rec["samples"] if "selector" in row]
+                for rec in got.records for row in rec.samples if "selector" in row]
         hack = hacking(pool, [ex.target for ex in ctx.examples], "best-of-N pool")
         guards += hack.pop("guards")
         if got.errors:  # e.g. a judge that did not answer: no fallback pick stands in for its verdict
             guards.append(Guard("baseline_errors", "warn", f"{len(got.errors)} examples of the best-of-N baseline "
                                 f"failed after all retries (generation or scorer calls) and are not in its n; "
                                 f"re-run to retry only those", float(len(got.errors))))
-        scores = {rec["id"]: rec["score"] for rec in got.records}
+        scores = {rec.id: rec.score for rec in got.records}
         return {"n": cfg.generations, "metric": mean_ci(list(scores.values())).to_dict(), "scores": scores,
                 "scorer_cost_usd": scorer_cost(got.records),
-                "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec["samples"]),
+                "sample_cost_usd": sum(row.get("cost", 0.0) for rec in got.records for row in rec.samples),
                 "oracle": oracle, "reward": curve_extra["selector"], "curve": curve_extra["curve"],
                 "generated": sub.calls.generated, "cached": sub.calls.cached, "errors": len(got.errors),
                 **hack}, guards

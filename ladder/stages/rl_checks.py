@@ -10,7 +10,7 @@ import statistics
 from typing import Any, Sequence
 
 from ladder.stats import paired_diff
-from ladder.types import Guard
+from ladder.types import Guard, Record
 
 
 def degenerate(text: str, typical_chars: float) -> str | None:
@@ -86,9 +86,9 @@ def collapse_guard(log: Sequence[dict[str, float]]) -> Guard:
                  f"of steps)", last - first)
 
 
-def versus_best_of_n(records: Sequence[dict[str, Any]], bon: dict[str, Any]) -> Guard:
+def versus_best_of_n(records: Sequence[Record], bon: dict[str, Any]) -> Guard:
     """The RL policy against best-of-N with the same reward, paired on the same test examples."""
-    rl = {r["id"]: r["score"] for r in records}
+    rl = {r.id: r.score for r in records}
     ids = [i for i in bon["scores"] if i in rl and bon["scores"][i] is not None]
     m = bon["metric"]
     d = paired_diff([rl[i] for i in ids], [bon["scores"][i] for i in ids])

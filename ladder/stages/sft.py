@@ -38,6 +38,7 @@ from pydantic import Field, model_validator
 from ladder.backends.base import Backend
 from ladder.config import FromStageOutputs
 from ladder.errors import ConfigError, DataError
+from ladder.estimate import sft_estimate
 from ladder.guards import seeded_draw
 from ladder.marker import read_marker, training_finished
 from ladder.progress import console
@@ -155,6 +156,7 @@ class SFT(Stage):
     Config = SFTConfig
     produces_model = True  # later stages use it with `model: {from_stage: <this stage>}`
     family = "training"
+    training_estimate = staticmethod(sft_estimate)  # what `ladder check` prints: steps and a rough time
 
     @classmethod
     def reads(cls, cfg: SFTConfig) -> list[str]:
@@ -185,14 +187,18 @@ class SFT(Stage):
         # The finetuned model is asked exactly what zero_shot asks: what it learned is in the weights.
         return zero_shot_prompts(ctx)
 
-    def route(self, ctx: StageContext) -> str:
-        cfg: SFTConfig = self.config
+    @classmethod
+    def fine_tunes_through_api(cls, cfg: SFTConfig, model: Any) -> bool:
         if cfg.route != "auto":
-            return cfg.route
+            return cfg.route == "openai"
         from ladder.backends.openai import OpenAIBackend
+        from ladder.registry import BACKENDS
 
         # By class, not by name: a backend built on OpenAIBackend has its fine-tuning API too.
-        return "openai" if isinstance(ctx.backend, OpenAIBackend) else "local"
+        return issubclass(BACKENDS.get(model.backend), OpenAIBackend)
+
+    def route(self, ctx: StageContext) -> str:
+        return "openai" if self.fine_tunes_through_api(self.config, ctx.backend.config) else "local"
 
     def run(self, ctx: StageContext) -> StageResult:
         if self.config.curves and (ctx.metric.batched or getattr(ctx.task, "open_ended", False)):
