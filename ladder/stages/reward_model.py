@@ -74,7 +74,7 @@ class RewardModelConfig(TrainingStageConfig):
     seed: int | None = None
     """Seed of the split, the draws, initialisation and data order; defaults to the experiment seed."""
     trainer_args: dict[str, Any] = Field(default_factory=dict)
-    """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_ratio: 0.1}."""
+    """More trl RewardConfig keys, e.g. {center_rewards_coefficient: 0.01, warmup_steps: 10}."""
     owned_trainer_keys = OWNED_TRAINER_KEYS
     trl_configs = ("RewardConfig",)
     own_keys = "learning_rate, batch_size, epochs, max_steps, max_length, report_to"
