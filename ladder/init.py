@@ -318,9 +318,15 @@ def _as_int(v: str) -> int | None:
 
 def _as_yaml_data(source: str | Path | dict[str, Path], folder: Path) -> str | dict[str, str]:
     def rel(p: Path) -> str:
-        # Relative to the YAML when they share a folder below the root; else absolute, not ../../../work/...
+        # Relative to the YAML when both are in one project (at most two folders up: configs/ beside
+        # data/); else absolute — sharing only /tmp or /home is not a project, and ../../../x breaks
+        # as soon as either moves.
         p, base = p.resolve(), folder.resolve()
-        return os.path.relpath(p, base) if os.path.commonpath([p, base]) != p.anchor else str(p)
+        try:
+            up = os.path.relpath(p, base)
+        except ValueError:  # another drive
+            return str(p)
+        return up if Path(up).parts[:3] != ("..",) * 3 else str(p)
     if isinstance(source, dict):
         return {split: rel(p) for split, p in source.items()}
     return rel(source) if isinstance(source, Path) else source

@@ -118,3 +118,17 @@ def test_chat_rows_best_of_n_exports_become_an_open_ended_task_on_their_user_tur
     assert all(task.render(ex)[-1].content.startswith("Review: parcel") for ex in task.examples("test"))
     summary, judged = _run_judged(out, cfg, tmp_path)
     assert "zero_shot" in summary and judged == 6  # the 20% test split of 30 rows
+
+
+def test_a_data_path_is_relative_within_a_project_and_absolute_across_projects(tmp_path):
+    # Whatever the checkout's own place: the YAML in configs/ beside data/ reads ../data/...; a YAML
+    # three folders away from data that only shares /tmp (a test's tmp dir, a clone in /tmp) does not
+    # get ../../../clone/data/..., which breaks as soon as either moves.
+    from ladder.init import _as_yaml_data
+
+    data = tmp_path / "clone" / "data" / "facts.csv"
+    assert _as_yaml_data(data, tmp_path / "clone" / "configs") == "../data/facts.csv"
+    assert _as_yaml_data(data, tmp_path / "clone") == "data/facts.csv"
+    far = tmp_path / "pytest-of-x" / "pytest-1" / "test0"
+    assert _as_yaml_data(data, far) == str(data.resolve())
+    assert _as_yaml_data({"test": data}, far) == {"test": str(data.resolve())}
