@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ladder.errors import LadderError
 from ladder.store import read_jsonl
-from ladder.types import Message
+from ladder.types import Message, Record
 
 if TYPE_CHECKING:
     from ladder.config import FromStageOutputs
@@ -75,7 +75,7 @@ def successes(folder: Path, min_score: float) -> list[dict[str, Any]]:
     for rec in read_jsonl(folder / "samples.jsonl"):
         if rec.get("error") or rec.get("score") is None or rec["score"] < min_score:
             continue
-        out.append({**rec, "output": rec["samples"][rec.get("selected") or 0]["text"]})
+        out.append({**rec, "output": Record.from_dict(rec).output()})
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ladder.backends.prices import PRICES, Price, fine_tuned_name, model_entry, training_price
+from ladder.backends.prices import PRICES, fine_tuned_name, model_entry, price_of, training_price
 from ladder.errors import LadderError
 from ladder.types import Message
 
@@ -52,7 +52,7 @@ def priced_as_fine_tuned(plan: Any, stage: Any, ctx: Any) -> Any:
     entry = model_entry(fine_tuned_name(config.name))
     if entry is None:
         return ctx
-    price = Price(**{k: entry[k] for k in Price.model_fields if k in entry})
+    price = price_of(entry)
     return replace(ctx, backend=plan.pool.get(config.model_copy(update={"price": price})))
 
 

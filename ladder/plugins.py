@@ -111,7 +111,7 @@ def register_classes(module: Any) -> list[tuple[str, str]]:
     """Register each Stage, Metric and Backend class `module` defines whose Config, defined there
     too, declares its YAML name: [(kind, name)] registered. A subclass of a built-in that keeps its
     parent's Config is not registered (it would take the built-in's name)."""
-    from ladder.registry import REGISTRIES
+    from ladder.registry import register
 
     bases = _bases()
     out = []
@@ -122,7 +122,7 @@ def register_classes(module: Any) -> list[tuple[str, str]]:
             if issubclass(obj, base) and obj is not base and obj.Config.__module__ == module.__name__:
                 name = declared_name(obj, kind)
                 if name:
-                    REGISTRIES[kind]._targets[name] = f"{module.__name__}:{attr}"
+                    register(kind, name, f"{module.__name__}:{attr}")
                     out.append((kind, name))
     return out
 
@@ -164,7 +164,7 @@ def resolve_plugins(raw: dict[str, Any], source: Path | None) -> dict[str, Any]:
 
 
 def _declared(entry: Any, kind: str, key: str, where: str | None) -> Any:
-    from ladder.registry import REGISTRIES, import_object
+    from ladder.registry import import_object, register
 
     value = entry if isinstance(entry, str) else entry.get(key) if isinstance(entry, dict) else None
     if not isinstance(value, str) or ":" not in value:
@@ -181,5 +181,5 @@ def _declared(entry: Any, kind: str, key: str, where: str | None) -> Any:
     name = declared_name(cls, kind)
     if name is None:
         return entry
-    REGISTRIES[kind]._targets[name] = value
+    register(kind, name, value)
     return name if isinstance(entry, str) else {**entry, key: name}

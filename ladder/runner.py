@@ -322,7 +322,8 @@ def _stage_estimate(plan: PreparedRun, stage: StageConfig) -> dict[str, Any]:
         entry["passes"] = len(passes)
     entry.update(check_costs(backend, entry["cost_usd"]))  # standard and batch price
     if not entry["batch"] and len(passes) == 1:  # shared prefixes read from the prompt cache
-        entry.update(cached_estimate(backend, [q.messages for q in first], ctx.gen.n, ctx.gen.max_tokens) or {})
+        (_, pass_gen), = passes  # the pass's own sampling (a plan may set it), as the counts above
+        entry.update(cached_estimate(backend, [q.messages for q in first], pass_gen.n, pass_gen.max_tokens) or {})
     entry.update(training_plan(stage, plan.task, backend.config, exp.base_dir))  # sft/rl: steps and a rough time
     entry.update(fine_tuning_cost(plan, stage, ctx))  # an OpenAI fine-tuning job: its training tokens' price
     entry.update(rate_estimate(backend.config, sum(len(p.prompts) * backend.prompt_copies(gen.n) for p, gen in passes),

@@ -141,6 +141,15 @@ class Record:
         """The index of the sample a selecting stage (best_of_n) kept, if any."""
         return self.after.get("selected")
 
+    def output(self) -> str:
+        """The text the row stands for: the sample a selecting stage kept, else its best-scored sample
+        (never a failed one, which has no score; "" when none was scored). With n > 1 samples the
+        first is not that: it may have failed, or scored below the others."""
+        if self.selected is not None:
+            return self.samples[self.selected]["text"]
+        scored = [s for s in self.samples if s.get("score") is not None]
+        return max(scored, key=lambda s: s["score"])["text"] if scored else ""
+
     def user_prompt(self) -> str:
         """The last user turn: what was asked, without the instruction and shots."""
         return next((m["content"] for m in reversed(self.prompt) if m.get("role") == "user"), "")

@@ -218,6 +218,13 @@ def test_the_guides_self_refine_reports_its_revision_and_check_counts_both_passe
     records = [json.loads(line) for line in (tmp_path / "results" / "refine" / "self_refine" /
                                              rows["self_refine"]["run_id"] / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 20 and {r["draft"] for r in records} == {"neutral"}
+    # The drafts were paid for too: the row's tokens and cost are both passes', not the revisions' alone
+    # (the drafts are zero_shot's very prompts).
+    stats = {st: json.loads((tmp_path / "results" / "refine" / st / rows[st]["run_id"] / "metrics.json").read_text())["stats"]
+             for st in ("zero_shot", "self_refine")}
+    revisions = sum(s["prompt_tokens"] for r in records for s in r["samples"])
+    assert stats["self_refine"]["prompt_tokens"] == revisions + stats["zero_shot"]["prompt_tokens"]
+    assert stats["self_refine"]["cost_usd"] > stats["zero_shot"]["cost_usd"] > 0
 
 
 def csv_rows(path):

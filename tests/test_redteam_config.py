@@ -45,3 +45,14 @@ def test_the_whole_red_teaming_ladder_runs_offline(tmp_path):
     assert not any(g.name == "train_test_overlap" for g in rows["sft"].guards)
     for row in rows.values():  # every rung's samples keep the target's replies
         assert replies(tmp_path, row)
+
+
+def test_a_respondent_sampling_more_than_one_reply_is_refused_before_anything_runs(tmp_path):
+    # The metric scores one reply per completion: n: 3 would pay for two replies nobody reads.
+    from tests.test_cli import ladder
+
+    out = ladder("check", REPO / "configs" / "redteam.yaml", "--set", "respondent.generation.n=3", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    flat = " ".join(out.stderr.split())
+    assert "respondent.generation" in flat and "answers each completion once" in flat
+    assert not (tmp_path / "results").exists()

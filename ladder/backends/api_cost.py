@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ladder.backends.prices import Price, model_entry
+from ladder.backends.prices import Price, model_entry, price_of
 
 if TYPE_CHECKING:
     from ladder.backends.api_config import APIConfig
@@ -26,7 +26,7 @@ class APICost:
         price = self.config.price
         if price is None:
             entry = model_entry(self.config.name)
-            price = Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
+            price = price_of(entry)
         self._price = (self.config, price)
         return price
 

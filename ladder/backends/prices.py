@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 from pydantic import Field
@@ -49,6 +49,11 @@ def model_entry(name: str) -> dict[str, float] | None:
         return {"context": base.get("context"), **tuned} if base and tuned else None  # type: ignore[union-attr]
     family = _SNAPSHOT.sub("", name)
     return table.get(family)
+
+
+def price_of(entry: dict[str, Any] | None) -> Price | None:
+    """A price table row as a Price (None for no row): the fields Price has, the rest left out."""
+    return Price(**{k: entry[k] for k in Price.model_fields if k in entry}) if entry else None
 
 
 def training_price(name: str) -> float | None:

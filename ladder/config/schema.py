@@ -261,6 +261,15 @@ class RespondentConfig(Section):
         template_fields(v)  # a ValueError naming the problem, at YAML load time
         return v
 
+    @field_validator("generation")
+    @classmethod
+    def _one_reply(cls, v: GenerationConfig) -> GenerationConfig:
+        # The metric scores one reply per completion: more would be paid for and never read.
+        if v.n != 1:
+            raise ValueError(f"the respondent answers each completion once (n: 1), got n: {v.n}; "
+                             "sample the rung's model more instead (its generation.n or best_of_n)")
+        return v
+
 
 class FromStageOutputs(Section):
     stage: str

@@ -33,7 +33,7 @@ from ladder.backends.base import generate
 from ladder.errors import LadderError
 from ladder.scorers import check_template
 from ladder.scorers.judge import JudgeConfig, JudgeScorer
-from ladder.types import Example, Guard, Message, Sample, Score
+from ladder.types import Example, Guard, Message, Record, Sample, Score
 
 if TYPE_CHECKING:
     from ladder.resolved import ResolvedStage
@@ -189,7 +189,7 @@ def reference_outputs(path: Any) -> dict[str, str]:
     for rec in read_jsonl(path):
         if rec.get("error") or not rec.get("samples"):
             continue
-        out[str(rec["id"])] = rec["samples"][rec.get("selected") or 0]["text"]
+        out[str(rec["id"])] = Record.from_dict(rec).output()
     return out
 
 

@@ -87,7 +87,8 @@ class Respondent:
             spent = {} if ask in self.charged else {
                 "cost_usd": sum(x.cost for x in samples), "prompt_tokens": sum(x.prompt_tokens for x in samples),
                 "completion_tokens": sum(x.completion_tokens for x in samples)}
-            self.charged.add(ask)
+            if s.finish_reason != "error":  # a failed ask is not cached: its retry pays, and says so
+                self.charged.add(ask)
             error = f"the respondent call failed after all retries ({s.error})" if s.finish_reason == "error" else None
             got[ask] = Reply(s.text, spent, error)
         out = []

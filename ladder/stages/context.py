@@ -13,7 +13,7 @@ from ladder.config import Experiment, GenerationConfig, StageConfig
 from ladder.metrics import Metric
 from ladder.resolved import ResolvedStage
 from ladder.tasks import TaskLike
-from ladder.types import Example, Guard, Message
+from ladder.types import Example, Guard, Message, Sample
 
 
 @dataclass
@@ -48,6 +48,9 @@ class StageContext:
     opened: set[Path] = field(default_factory=set)
     """The records files this run of the stage has written to already: a second pass (a second
     `evaluate`) replaces what the first wrote, instead of taking it for an unfinished run's."""
+    generated: list[Sample] = field(default_factory=list)
+    """Every sample `ladder.generate` returned in this run of the stage, all passes: `finish` counts
+    the tokens and cost of those its records do not hold (a self-refine's drafts) in the stage's."""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def generate(ctx: StageContext, prompts: Sequence[Prompt], gen: GenerationConfig
         if prompts:
             cached_generate(ctx.backend, ctx.cache, [p.messages for p in prompts], gen or ctx.gen, ctx.calls,
                             finished)
+    ctx.generated.extend(s for row in out for s in row)  # paid for, whether or not a record keeps it
     return out
 
 
@@ -66,4 +67,13 @@ def finish(ctx: StageContext, records: Sequence[Record], guards: Sequence[Guard]
     write_records(path, records)
     ctx.opened.add(path)
     ok = [r for r in records if not r.error]
-    return summarize(ctx, ok, [r for r in records if r.error], time.perf_counter() - started, guards)
+    result = summarize(ctx, ok, [r for r in records if r.error], time.perf_counter() - started, guards)
+    # summarize counts the samples the records hold; the earlier passes' were paid for too.
+    kept = [Sample.from_dict(s) for r in ok for s in r.samples]
+    stats = result.stats
+    for field, of in (("prompt_tokens", lambda s: s.prompt_tokens), ("completion_tokens", lambda s: s.completion_tokens),
+                      ("cached_tokens", lambda s: s.cached_tokens), ("cost_usd", lambda s: s.cost)):
+        more = sum(map(of, ctx.generated)) - sum(map(of, kept))
+        if more > 0:
+            setattr(stats, field, (getattr(stats, field) or 0) + more)
+    return result

@@ -221,7 +221,7 @@ class RL(Stage):
                       f"(no training)", highlight=False)
         got = collect(sub, prompts, partial(records, scorer=reward), batch=max(1, SCORE_BATCH // cfg.generations),
                       path=ctx.run_dir / "best_of_n_samples.jsonl")
-        oracle = reads_targets(cfg.reward)  # best-of-N on the test prompts, picked by the gold answers
+        oracle = baseline_is_oracle(cfg, ctx.experiment.metric)
         curve_extra, guards = report(got.records, cfg.generations, reward, oracle=oracle)
         guards = [g for g in guards if g.name != "oracle"]  # said once, in the comparison guard
         pool = [(row["selector"], row.get("completion_tokens", 0), row["text"])
@@ -392,6 +392,15 @@ def keep_rollouts_until_checkpoint(run_dir: Any) -> None:
     ckpt = last_checkpoint(run_dir / "checkpoints")
     done = int(ckpt.name.split("-")[-1]) if ckpt else 0
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in read_jsonl(path, repair=True) if r["step"] <= done))
+
+
+def baseline_is_oracle(cfg: RLConfig, metric: Any) -> bool:
+    """Whether best-of-N with rl's reward on the test prompts picks by their gold answers (an upper
+    bound). `reward: metric` on a task with no gold answer (a judged or red-teaming task) reads none:
+    that row is selected by the metric, not an oracle — the rule `ladder run` applies to best_of_n."""
+    from ladder.metrics.judged import selected_by_metric
+
+    return reads_targets(cfg.reward) and not selected_by_metric(cfg, metric)
 
 
 def curves(log: Sequence[dict[str, float]], beta: float) -> dict[str, Any]:

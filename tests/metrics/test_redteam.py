@@ -225,3 +225,47 @@ def test_a_stage_of_its_own_respondent_and_metrics_columns_pay_for_each_reply_on
     assert attacked.stats.metric_cost_usd > 0
     assert twice["attacked"].stats.metric_cost_usd == pytest.approx(attacked.stats.metric_cost_usd)
     assert twice["attacked"].extra.metrics["rude_again"].value == attacked.metric.value
+
+
+def test_a_success_is_the_sample_that_scored_not_the_first_one(tmp_path):
+    # With n > 1 a record's score is the mean of its scored samples: its first sample may have failed
+    # (no text, no score) or scored below the others. The shot / training text is the best-scored one.
+    import json
+
+    from ladder.earlier import successes
+    from ladder.metrics.pairwise import reference_outputs
+
+    rows = [{"id": "a", "target": None, "prompt": [], "score": 1.0, "error": False,
+             "samples": [{"text": "", "finish_reason": "error"}, {"text": "gloomy", "score": 1.0}]},
+            {"id": "b", "target": None, "prompt": [], "score": 0.5, "error": False,
+             "samples": [{"text": "sunny", "score": 0.0}, {"text": "bleak", "score": 1.0}]},
+            {"id": "c", "target": None, "prompt": [], "score": 0.0, "error": False,
+             "samples": [{"text": "x", "score": 0.0}, {"text": "y", "score": 1.0}], "selected": 0}]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [s["output"] for s in successes(tmp_path, 0.5)] == ["gloomy", "bleak"]
+    assert reference_outputs(tmp_path / "samples.jsonl") == {"a": "gloomy", "b": "bleak", "c": "x"}
+
+
+def test_a_respondent_ask_that_failed_is_charged_when_its_retry_succeeds(tmp_path):
+    # A failed reply is not cached, so the next scorer of the same completion (here: a `metrics:`
+    # column after the metric) asks again and pays: that spend must reach the row, not be taken for
+    # a repeat of an ask already charged.
+    from types import SimpleNamespace
+
+    from ladder.cache import Cache
+    from ladder.metrics.redteam import Respondent
+    from ladder.prepared import prepare
+    from ladder.testing.fake_api import FakeAPIServer
+
+    with FakeAPIServer(responder=respond, faults={"500": 1.0}) as srv:
+        exp = load_experiment(write(tmp_path, srv))
+        plan = prepare(exp)
+        ctx = SimpleNamespace(task=plan.task, examples=plan.examples, stage=exp.stages[0], experiment=exp,
+                              pool=None, cache=Cache(tmp_path / "calls"))
+        r = Respondent(exp.stage_respondent(exp.stages[0]), ctx, preflight=False)
+        ex = plan.examples[0]
+        (failed,) = r.reply([ex], ["attack 7"])
+        srv.configure(faults={"500": 0.0})
+        (ok,) = r.reply([ex], ["attack 7"])
+    assert failed.error and not ok.error
+    assert ok.spent["cost_usd"] > 0 and ok.spent["prompt_tokens"] > 0

@@ -229,3 +229,16 @@ def test_rl_under_accelerate_launch_with_two_processes(tmp_path):
     with open(tmp_path / "results" / "t" / "summary.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["stage"] == "rl")
     assert row["baseline"].startswith(f"best-of-{tiny['generations']}") and int(row["n"]) == 6
+
+
+def test_the_same_reward_best_of_n_is_an_oracle_only_where_the_reward_reads_gold_answers():
+    # configs/redteam.yaml: reward = the task metric, which scores the target's reply and reads no
+    # gold answer (target: null): its best-of-8 row was marked "(oracle): reads the test examples'
+    # gold answers". The quickstart's metric (choice) does read them: an oracle there.
+    from ladder.config import load_experiment
+    from ladder.stages.rl import baseline_is_oracle
+
+    for name, oracle in (("redteam", False), ("quickstart", True)):
+        exp = load_experiment(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
+        (rl,) = [s for s in exp.stages if s.type == "rl"]
+        assert baseline_is_oracle(rl, exp.metric) is oracle, name
